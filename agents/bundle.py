@@ -1,0 +1,362 @@
+"""Model bundles: a directory with `manifest.json` and one `.keras` file per agent.
+
+Loading verifies the format version and every file's sha256 and refuses a tampered or
+incomplete bundle; models load with ``safe_mode=True``. Every write builds a complete bundle in
+a temporary sibling directory and renames it into place, so a reader never sees half a bundle.
+
+Other components (the controller's trust table, training curves) join a bundle as extra files
+through :func:`update_bundle`; the manifest lists them with their checksums too.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from agents.labels import CLASSES, POSITIVE
+from agents.preprocessing import Preprocessing
+
+FORMAT = "fakeface-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+# The bundle shipped in the repository (trained on ../shared/data/dfdc, see README).
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_bundle"
+
+
+class BundleError(ValueError):
+    """A bundle is missing, incomplete, tampered with or of an unknown format."""
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that produced a bundle (recorded for provenance)."""
+    out = {}
+    for dist in ("keras", "tensorflow", "torch", "numpy", "scikit-learn", "fakeface"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    out["keras_backend"] = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return out
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """One agent's manifest entry."""
+
+    name: str  # registry name
+    file: str  # .keras file, relative to the bundle
+    sha256: str  # checksum of that file
+    preprocessing: Preprocessing  # input contract the model was trained with
+    temperature: float  # softmax temperature fitted on val (1.0 = uncalibrated)
+    threshold: float  # decision threshold on calibrated p_fake
+    threshold_rule: str  # how the threshold was chosen (e.g. "f0.5")
+    val_metrics: dict[str, Any]  # metrics on the val split at that threshold
+    training: dict[str, Any]  # data description, hyper-parameters, epochs, timings
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
+    """Moves a complete directory into place, replacing an older one."""
+    out_dir = Path(out_dir)
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(tmp_dir, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _replace_dtype_policy(obj: Any, name: str) -> Any:
+    """Returns a copy of a model config with every float dtype policy set to ``name``."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "DTypePolicy" and isinstance(obj.get("config"), dict):
+            if obj["config"].get("name") in ("float16", "float32", "bfloat16"):
+                return {**obj, "config": {**obj["config"], "name": name}}
+        return {k: _replace_dtype_policy(v, name) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_replace_dtype_policy(v, name) for v in obj]
+    return obj
+
+
+def _recast(model, dtype: str):
+    """Rebuilds a functional model with all variables in ``dtype`` and copies the weights."""
+    import keras
+
+    config = _replace_dtype_policy(model.get_config(), dtype)
+    clone = keras.Model.from_config(config)
+    clone.set_weights([np.asarray(w).astype(dtype) for w in model.get_weights()])
+    return clone
+
+
+def save_model_file(model, path: str | os.PathLike[str], *, storage_dtype: str = "float32") -> None:
+    """Saves a model for a bundle: weights only (no optimizer), optionally stored as float16.
+
+    float16 storage halves the file (the VGG-16 base is 59 MB in float32); loading converts
+    back to float32 so inference precision is unchanged apart from the rounding of weights.
+    """
+    if storage_dtype not in ("float32", "float16"):
+        raise ValueError(f"storage_dtype must be 'float32' or 'float16', received {storage_dtype!r}.")
+    # A fresh clone carries no optimizer state, which would otherwise triple the file.
+    clone = _recast(model, storage_dtype)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    clone.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_model_file(path: str | os.PathLike[str]):
+    """Loads a bundle model with ``safe_mode=True`` and float32 variables."""
+    import keras
+
+    import agents.vgg16  # noqa: F401  registers VGGPreprocess for deserialisation
+
+    model = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
+    if any(np.asarray(w).dtype != np.float32 for w in model.get_weights()):
+        model = _recast(model, "float32")
+    return model
+
+
+class Bundle:
+    """A verified, read-only view of a model bundle directory."""
+
+    def __init__(self, path: str | os.PathLike[str], manifest: dict[str, Any]):
+        self.path = Path(path)
+        self.manifest = manifest
+
+    @property
+    def version(self) -> str:
+        """Short content id: sha256 of the manifest (which holds every file's sha256)."""
+        return hashlib.sha256((self.path / MANIFEST).read_bytes()).hexdigest()[:12]
+
+    @property
+    def agent_names(self) -> list[str]:
+        return list(self.manifest["agents"])
+
+    def agent(self, name: str) -> AgentInfo:
+        try:
+            entry = self.manifest["agents"][name]
+        except KeyError:
+            raise BundleError(
+                f"Bundle {self.path} has no agent {name!r}; it has: {', '.join(self.agent_names)}."
+            ) from None
+        return AgentInfo(
+            name=name,
+            file=entry["file"],
+            sha256=entry["sha256"],
+            preprocessing=Preprocessing.from_dict(entry["preprocessing"]),
+            temperature=float(entry.get("temperature", 1.0)),
+            threshold=float(entry.get("threshold", 0.5)),
+            threshold_rule=str(entry.get("threshold_rule", "default")),
+            val_metrics=dict(entry.get("val_metrics", {})),
+            training=dict(entry.get("training", {})),
+        )
+
+    def load_model(self, name: str):
+        """Re-verifies the agent's checksum, then loads its model (safe mode)."""
+        info = self.agent(name)
+        path = self.path / info.file
+        _verify_file(path, info.sha256)
+        return load_model_file(path)
+
+    def extra(self, key: str) -> dict[str, Any] | None:
+        """The manifest entry of an extra component (e.g. "controller"), or None."""
+        return self.manifest.get("extras", {}).get(key)
+
+    def extra_path(self, key: str) -> Path | None:
+        entry = self.extra(key)
+        return None if entry is None else self.path / entry["file"]
+
+    def read_extra(self, key: str) -> bytes | None:
+        """Bytes of an extra component's file after verifying its checksum."""
+        entry = self.extra(key)
+        if entry is None:
+            return None
+        path = self.path / entry["file"]
+        _verify_file(path, entry["sha256"])
+        return path.read_bytes()
+
+
+def _verify_file(path: Path, expected: str) -> None:
+    if not path.is_file():
+        raise BundleError(f"Bundle is incomplete: {path} is missing. Re-copy or rebuild the bundle.")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise BundleError(
+            f"Checksum mismatch for {path}: manifest says {expected[:12]}…, file is {actual[:12]}…. "
+            "The bundle was modified or damaged; rebuild it with `fakeface train`."
+        )
+
+
+def load_bundle(path: str | os.PathLike[str] | None = None) -> Bundle:
+    """Opens and verifies a bundle (the shipped default when ``path`` is None).
+
+    Raises:
+        BundleError: missing directory or manifest, unknown format or version, missing file or
+            checksum mismatch.
+    """
+    path = Path(DEFAULT_BUNDLE if path is None else path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(
+            f"No model bundle at {path}: {MANIFEST} not found. Pass --bundle DIR of a bundle made "
+            "by `fakeface train`."
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{manifest_path} is not valid JSON: {err}") from err
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{manifest_path} is not a fakeface bundle (format={manifest.get('format')!r}).")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{manifest_path} has format_version {manifest.get('format_version')!r}; this fakeface "
+            f"reads version {FORMAT_VERSION}. Upgrade fakeface or retrain the bundle."
+        )
+    if not manifest.get("agents"):
+        raise BundleError(f"{manifest_path} lists no agents.")
+    for name, entry in manifest["agents"].items():
+        for key in ("file", "sha256", "preprocessing"):
+            if key not in entry:
+                raise BundleError(f"{manifest_path}: agent {name!r} lacks {key!r}.")
+        _verify_file(path / entry["file"], entry["sha256"])
+    for key, entry in manifest.get("extras", {}).items():
+        _verify_file(path / entry["file"], entry["sha256"])
+    return Bundle(path, manifest)
+
+
+def write_bundle(
+    out_dir: str | os.PathLike[str],
+    agents: Mapping[str, Mapping[str, Any]],
+    *,
+    description: Mapping[str, Any] | None = None,
+    storage_dtype: str = "float32",
+) -> Bundle:
+    """Writes a new bundle atomically.
+
+    Args:
+        out_dir: destination directory; an existing bundle there is replaced whole.
+        agents: name -> {"model": keras.Model, "preprocessing": Preprocessing, "temperature",
+            "threshold", "threshold_rule", "val_metrics", "training", and optional "files":
+            {relative name: source path} of artefacts such as curves and logs}.
+        description: free-form provenance (data set, licence) stored in the manifest.
+        storage_dtype: "float32" or "float16" for the weights in the files.
+
+    Returns:
+        The verified bundle.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+    try:
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "libraries": library_versions(),
+            "classes": list(CLASSES),
+            "positive_class": POSITIVE,
+            "description": dict(description or {}),
+            "storage_dtype": storage_dtype,
+            "agents": {},
+            "extras": {},
+        }
+        for name, art in agents.items():
+            file = f"{name}.keras"
+            save_model_file(art["model"], tmp / file, storage_dtype=storage_dtype)
+            extra_files = {}
+            for rel, src in dict(art.get("files", {})).items():
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+                extra_files[rel] = sha256_file(dest)
+            pp = art["preprocessing"]
+            manifest["agents"][name] = {
+                "file": file,
+                "sha256": sha256_file(tmp / file),
+                "preprocessing": pp.to_dict() if isinstance(pp, Preprocessing) else dict(pp),
+                "temperature": float(art.get("temperature", 1.0)),
+                "threshold": float(art.get("threshold", 0.5)),
+                "threshold_rule": str(art.get("threshold_rule", "default")),
+                "val_metrics": dict(art.get("val_metrics", {})),
+                "training": dict(art.get("training", {})),
+                "files": extra_files,
+            }
+        _atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False).encode())
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_bundle(out_dir)
+
+
+def update_bundle(
+    bundle_dir: str | os.PathLike[str],
+    *,
+    extras: Mapping[str, tuple[str, bytes, Mapping[str, Any]]] | None = None,
+    agent_updates: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Bundle:
+    """Adds or replaces extra components / agent fields, atomically (copy, edit, rename).
+
+    Args:
+        bundle_dir: an existing, valid bundle.
+        extras: key -> (relative file name, file bytes, extra manifest fields). E.g. the
+            controller: ``{"controller": ("controller/v3.json", data, {"version": 3})}``.
+            Files of earlier versions stay in the bundle (for rollback) unless overwritten.
+        agent_updates: agent name -> manifest fields to overwrite (e.g. temperature).
+
+    Returns:
+        The verified, updated bundle.
+    """
+    current = load_bundle(bundle_dir)
+    bundle_dir = Path(bundle_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.tmp-", dir=bundle_dir.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        shutil.copytree(bundle_dir, tmp, dirs_exist_ok=True)
+        manifest = json.loads(json.dumps(current.manifest))
+        manifest.setdefault("extras", {})
+        for key, (rel, data, fields) in dict(extras or {}).items():
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write_bytes(dest, data)
+            manifest["extras"][key] = {**dict(fields), "file": rel, "sha256": sha256_file(dest)}
+        for name, fields in dict(agent_updates or {}).items():
+            if name not in manifest["agents"]:
+                raise BundleError(f"Bundle {bundle_dir} has no agent {name!r}.")
+            manifest["agents"][name].update(dict(fields))
+        manifest["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        _atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
+        _replace_dir(tmp, bundle_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_bundle(bundle_dir)

@@ -1,0 +1,61 @@
+"""The original report's own ConvNet: 96x96 grayscale, Conv/BN/ReLU/MaxPool blocks."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import layers
+
+from agents.labels import CLASSES
+
+
+def build_custom(
+    *,
+    input_shape: Sequence[int] = (96, 96, 1),
+    filters: Sequence[int] = (32, 64, 128, 256),
+    dropout: float = 0.4,
+    num_classes: int = len(CLASSES),
+    name: str = "custom",
+) -> keras.Model:
+    """Builds the custom CNN.
+
+    Each block is two 3x3 Conv -> BatchNorm -> ReLU layers and a 2x2 max-pool; the head is
+    dropout, global average pooling and a softmax.
+
+    Args:
+        input_shape: (height, width, channels) of the input, channels last.
+        filters: output channels of each block; one block per entry.
+        dropout: dropout rate before the classifier, in [0, 1).
+        num_classes: number of output classes.
+        name: model name.
+
+    Returns:
+        An uncompiled `keras.Model` that outputs class probabilities.
+    """
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (height, width, channels), received {input_shape}.")
+    if not filters or any(int(f) < 1 for f in filters):
+        raise ValueError(f"filters must be a non-empty list of positive ints, received {filters}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), received {dropout}.")
+    min_side = 2 ** len(filters)
+    if input_shape[0] < min_side or input_shape[1] < min_side:
+        raise ValueError(
+            f"input_shape {input_shape} is too small for {len(filters)} pooling blocks "
+            f"(needs at least {min_side}x{min_side})."
+        )
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for b, f in enumerate(filters, start=1):
+        for c in (1, 2):
+            x = layers.Conv2D(int(f), 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(x)
+            x = layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
+            x = layers.Activation("relu", name=f"block{b}_relu{c}")(x)
+        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)

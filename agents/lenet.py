@@ -1,0 +1,54 @@
+"""A LeNet-like CNN on 96x96 grayscale faces, as in the original report."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import layers
+
+from agents.labels import CLASSES
+
+
+def build_lenet(
+    *,
+    input_shape: Sequence[int] = (96, 96, 1),
+    filters: Sequence[int] = (20, 50),
+    dense_units: int = 128,
+    dropout: float = 0.5,
+    num_classes: int = len(CLASSES),
+    name: str = "lenet",
+) -> keras.Model:
+    """Builds the LeNet-like model: two 5x5 conv + max-pool stages, a dense layer, softmax.
+
+    Args:
+        input_shape: (height, width, channels) of the input, channels last.
+        filters: output channels of the two conv stages.
+        dense_units: width of the hidden dense layer.
+        dropout: dropout rate after the dense layer, in [0, 1).
+        num_classes: number of output classes.
+        name: model name.
+
+    Returns:
+        An uncompiled `keras.Model` that outputs class probabilities.
+    """
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) != 3 or input_shape[0] < 16 or input_shape[1] < 16:
+        raise ValueError(f"input_shape must be (height>=16, width>=16, channels), received {input_shape}.")
+    if len(filters) != 2 or any(int(f) < 1 for f in filters):
+        raise ValueError(f"filters must be two positive ints, received {filters}.")
+    if dense_units < 1:
+        raise ValueError(f"dense_units must be positive, received {dense_units}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), received {dropout}.")
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for s, f in enumerate(filters, start=1):
+        x = layers.Conv2D(int(f), 5, padding="same", activation="relu", name=f"conv{s}")(x)
+        x = layers.MaxPooling2D(2, strides=2, name=f"pool{s}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(int(dense_units), activation="relu", name="fc1")(x)
+    x = layers.Dropout(dropout, name="fc1_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)

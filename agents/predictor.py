@@ -1,0 +1,82 @@
+"""The plain predictor class every deployment wraps (Ray actor, Ray Data pool, in-process).
+
+``__init__`` loads the model once; ``__call__`` takes a batch dict, so the same class serves
+as a Ray Data ``map_batches`` callable, a Ray actor body and an in-process predictor. Ray
+resources are applied where it is deployed, never here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from agents.bundle import Bundle, load_bundle
+from agents.labels import FAKE_INDEX
+from agents.preprocessing import prepare_batch
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Rescales softmax probabilities by a temperature: softmax(log(p) / T)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, received {temperature}.")
+    logp = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / float(temperature)
+    logp -= logp.max(axis=1, keepdims=True)
+    e = np.exp(logp)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class AgentPredictor:
+    """Calibrated class probabilities from one agent of a bundle.
+
+    Args:
+        bundle: a bundle directory (None = the shipped default) or a loaded `Bundle`.
+        agent: the agent's name in that bundle.
+        batch_size: images per forward pass.
+        image_key: the batch-dict key holding RGB uint8 face crops.
+    """
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike[str] | Bundle | None,
+        agent: str,
+        *,
+        batch_size: int = 64,
+        image_key: str = "face",
+    ) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.info = self.bundle.agent(agent)
+        self.name = agent
+        self.batch_size = int(batch_size)
+        self.image_key = image_key
+        self.model = self.bundle.load_model(agent)
+        self.model_sha = self.info.sha256
+
+    def predict_proba(self, faces: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Calibrated probabilities, shape (N, 2) in `CLASSES` order, for RGB uint8 crops."""
+        if len(faces) == 0:
+            return np.zeros((0, 2), dtype=np.float32)
+        x = prepare_batch(faces, self.info.preprocessing)
+        raw = np.asarray(self.model.predict_on_batch(x[: self.batch_size]))
+        parts = [raw]
+        for start in range(self.batch_size, len(x), self.batch_size):
+            parts.append(np.asarray(self.model.predict_on_batch(x[start:start + self.batch_size])))
+        raw = np.concatenate(parts, axis=0) if len(parts) > 1 else raw
+        return apply_temperature(raw, self.info.temperature)
+
+    def predict_p_fake(self, faces: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Calibrated p(fake), shape (N,)."""
+        return self.predict_proba(faces)[:, FAKE_INDEX]
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Adds ``{agent}_p_fake`` and ``{agent}_latency_ms`` columns to a batch dict."""
+        start = time.perf_counter()
+        p = self.predict_p_fake(list(batch[self.image_key]) if not isinstance(batch[self.image_key], np.ndarray)
+                                else batch[self.image_key])
+        elapsed = (time.perf_counter() - start) * 1000.0
+        out = dict(batch)
+        out[f"{self.name}_p_fake"] = p
+        out[f"{self.name}_latency_ms"] = np.full(len(p), elapsed / max(len(p), 1), dtype=np.float32)
+        return out

@@ -1,0 +1,97 @@
+"""Preprocessing contracts: the one code path from an RGB face crop to a model input.
+
+Training, serving, batch jobs and evaluation all call :func:`prepare_batch` with the contract
+stored beside the model, so no caller re-implements resizing, colour conversion or scaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+SCALES = ("unit", "raw")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an agent wants its input.
+
+    Attributes:
+        height: input height in pixels.
+        width: input width in pixels.
+        channels: 1 for grayscale, 3 for RGB.
+        scale: "unit" gives float32 in [0, 1]; "raw" gives float32 in [0, 255] (the model
+            normalises inside, e.g. VGG's mean subtraction).
+    """
+
+    height: int = 96  # input rows
+    width: int = 96  # input columns
+    channels: int = 1  # 1 = grayscale (luma of the RGB crop), 3 = RGB
+    scale: str = "unit"  # "unit" -> x/255, "raw" -> x as float
+
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"Input size must be at least 8x8, received {self.height}x{self.width}.")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, received {self.channels}.")
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, received {self.scale!r}.")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one model input, channels last."""
+        return (self.height, self.width, self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
+        return cls(**{k: data[k] for k in ("height", "width", "channels", "scale")})
+
+
+def prepare_image(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
+    """Converts one RGB uint8 image (H, W, 3) or grayscale (H, W) to the contract's input.
+
+    Returns:
+        float32 array of shape ``contract.input_shape``.
+    """
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"Expected an RGB image (H, W, 3), received shape {image.shape}.")
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.shape[:2] != (contract.height, contract.width):
+        # INTER_AREA when shrinking avoids aliasing; crops are usually larger than inputs.
+        shrinking = image.shape[0] >= contract.height and image.shape[1] >= contract.width
+        interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        image = cv2.resize(image, (contract.width, contract.height), interpolation=interp)
+    if contract.channels == 1:
+        out = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
+    else:
+        out = image
+    out = out.astype(np.float32)
+    if contract.scale == "unit":
+        out /= 255.0
+    return out
+
+
+def prepare_batch(images: Sequence[np.ndarray] | np.ndarray, contract: Preprocessing) -> np.ndarray:
+    """Prepares a batch of RGB uint8 images (a list or an (N, H, W, 3) array).
+
+    Returns:
+        float32 array of shape ``(N, *contract.input_shape)``.
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = images[None]
+    n = len(images)
+    out = np.empty((n, *contract.input_shape), dtype=np.float32)
+    for i, image in enumerate(images):
+        out[i] = prepare_image(np.asarray(image), contract)
+    return out

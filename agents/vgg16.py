@@ -1,0 +1,115 @@
+"""VGG-16 transfer model: VGG-16 conv base + BatchNorm + Dropout + GAP + Dense softmax."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import keras
+from keras import layers, ops
+
+from agents.labels import CLASSES
+
+# ImageNet per-channel means in BGR order, as used by the original VGG ("caffe" mode).
+_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
+
+
+@keras.saving.register_keras_serializable(package="fakeface")
+class VGGPreprocess(layers.Layer):
+    """Turns raw RGB pixels in [0, 255] into VGG's BGR mean-subtracted input.
+
+    Kept inside the model (not a Lambda, so `safe_mode=True` loading works) so that the
+    preprocessing contract of this agent is simply "raw RGB pixels".
+    """
+
+    def call(self, inputs):
+        bgr = ops.flip(inputs, axis=-1)
+        mean = ops.convert_to_tensor(_CAFFE_BGR_MEAN, dtype=self.compute_dtype)
+        return ops.cast(bgr, self.compute_dtype) - mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _vgg_base(input_shape: tuple[int, int, int], backbone_weights: str | None) -> keras.Model:
+    """Builds the VGG-16 conv base, loading ImageNet or local weights when asked."""
+    if backbone_weights in (None, "none"):
+        return keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
+    if backbone_weights == "imagenet":
+        try:
+            return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=input_shape)
+        except Exception as err:  # the download raises several types (URLError, OSError, ...)
+            raise RuntimeError(
+                "Could not fetch the ImageNet VGG-16 weights (no internet?). Fix: download "
+                "'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5' on a connected machine and "
+                "pass its path with --backbone-weights PATH, or put it in ~/.keras/models/. "
+                f"Original error: {err}"
+            ) from err
+    path = os.fspath(backbone_weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"backbone_weights must be 'imagenet', 'none' or a weights file; received {path!r}, "
+            "which is not a file."
+        )
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
+    try:
+        base.load_weights(path)
+    except Exception as err:  # h5py/keras raise various errors for mismatched files
+        raise ValueError(
+            f"Could not load VGG-16 conv-base weights from {path!r}: {err}. The file must hold "
+            "weights for `keras.applications.VGG16(include_top=False)` (e.g. a VGG-Face conversion)."
+        ) from err
+    return base
+
+
+def build_vgg16(
+    *,
+    input_shape: Sequence[int] = (224, 224, 3),
+    backbone_weights: str | None = "none",
+    trainable_blocks: int | None = None,
+    dropout: float = 0.5,
+    num_classes: int = len(CLASSES),
+    name: str = "vgg16",
+) -> keras.Model:
+    """Builds the VGG-16 transfer model.
+
+    Args:
+        input_shape: (height, width, 3) of the raw RGB input, channels last; at least 32x32.
+        backbone_weights: "imagenet" (needs the internet), "none" (random init) or the path
+            of a local weights file for the conv base.
+        trainable_blocks: None trains the whole base; 0 freezes it; k trains only the last k
+            of its five blocks (fine-tuning the top blocks).
+        dropout: dropout rate before pooling, in [0, 1).
+        num_classes: number of output classes.
+        name: model name.
+
+    Returns:
+        An uncompiled `keras.Model` that takes raw RGB pixels in [0, 255] and outputs class
+        probabilities.
+    """
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) != 3 or input_shape[2] != 3:
+        raise ValueError(f"input_shape must be (height, width, 3), received {input_shape}.")
+    if input_shape[0] < 32 or input_shape[1] < 32:
+        raise ValueError(f"VGG-16 needs inputs of at least 32x32, received {input_shape}.")
+    if trainable_blocks is not None and not 0 <= trainable_blocks <= len(VGG_BLOCKS):
+        raise ValueError(f"trainable_blocks must be None or 0..5, received {trainable_blocks}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), received {dropout}.")
+
+    base = _vgg_base(input_shape, backbone_weights)
+    base.name = "vgg16_base"
+    if trainable_blocks is not None:
+        keep = set(VGG_BLOCKS[len(VGG_BLOCKS) - trainable_blocks:])
+        for layer in base.layers:
+            layer.trainable = layer.name.split("_")[0] in keep
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = VGGPreprocess(name="vgg_preprocess")(inputs)
+    x = base(x)
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,147 @@
+"""Combiners: how votes become one probability. The RL controller and the baselines share this API.
+
+Every combiner sees votes as an (N, A) array of calibrated p_fake, columns in ``agents`` order,
+with an optional boolean ``present`` mask of the same shape (False = that agent did not vote,
+e.g. it missed the deadline). ``fit`` learns from labelled votes (val split only);
+``predict_proba`` returns p_fake of shape (N,); ``weights`` explains the last decision rule as
+agent -> class -> non-negative weight.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from agents.labels import CLASSES, FAKE, REAL
+
+
+@runtime_checkable
+class Combiner(Protocol):
+    name: str
+    agents: list[str]
+
+    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "Combiner": ...
+
+    def predict_proba(self, votes: np.ndarray, present: np.ndarray | None = None) -> np.ndarray: ...
+
+    def weights(self) -> dict[str, dict[str, float]]: ...
+
+
+def _check(votes: np.ndarray, agents: Sequence[str], present: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    votes = np.asarray(votes, dtype=np.float64)
+    if votes.ndim != 2 or votes.shape[1] != len(agents):
+        raise ValueError(f"votes must have shape (N, {len(agents)}) for agents {list(agents)}, received {votes.shape}.")
+    mask = np.ones_like(votes, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    if mask.shape != votes.shape:
+        raise ValueError(f"present mask shape {mask.shape} differs from votes shape {votes.shape}.")
+    return votes, mask
+
+
+class SingleAgent:
+    """One agent alone (its own calibrated probability)."""
+
+    def __init__(self, agents: Sequence[str], agent: str):
+        if agent not in agents:
+            raise ValueError(f"Agent {agent!r} not among {list(agents)}.")
+        self.agents, self.agent, self.name = list(agents), agent, agent
+        self._col = self.agents.index(agent)
+
+    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "SingleAgent":
+        return self
+
+    def predict_proba(self, votes: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+        votes, mask = _check(votes, self.agents, present)
+        # A missing single agent cannot decide: fall back to "don't know" (0.5).
+        return np.where(mask[:, self._col], votes[:, self._col], 0.5)
+
+    def weights(self) -> dict[str, dict[str, float]]:
+        return {a: {c: float(a == self.agent) for c in CLASSES} for a in self.agents}
+
+
+class MeanCombiner:
+    """Mean of the present agents' p_fake."""
+
+    name = "mean"
+
+    def __init__(self, agents: Sequence[str]):
+        self.agents = list(agents)
+
+    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "MeanCombiner":
+        return self
+
+    def predict_proba(self, votes: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+        votes, mask = _check(votes, self.agents, present)
+        n = mask.sum(axis=1)
+        return np.where(n > 0, (votes * mask).sum(axis=1) / np.maximum(n, 1), 0.5)
+
+    def weights(self) -> dict[str, dict[str, float]]:
+        return {a: {c: 1.0 / len(self.agents) for c in CLASSES} for a in self.agents}
+
+
+class MajorityCombiner:
+    """Majority vote of the present agents' labels (p_fake >= 0.5); the score is the fake share."""
+
+    name = "majority"
+
+    def __init__(self, agents: Sequence[str]):
+        self.agents = list(agents)
+
+    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "MajorityCombiner":
+        return self
+
+    def predict_proba(self, votes: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+        votes, mask = _check(votes, self.agents, present)
+        n = mask.sum(axis=1)
+        fake_votes = ((votes >= 0.5) & mask).sum(axis=1)
+        # Ties break on the mean probability so the score still ranks cases.
+        mean = np.where(n > 0, (votes * mask).sum(axis=1) / np.maximum(n, 1), 0.5)
+        share = np.where(n > 0, fake_votes / np.maximum(n, 1), 0.5)
+        return np.clip(share + 1e-3 * (mean - 0.5), 0.0, 1.0)
+
+    def weights(self) -> dict[str, dict[str, float]]:
+        return {a: {c: 1.0 for c in CLASSES} for a in self.agents}
+
+
+class StackingCombiner:
+    """Logistic-regression stacking on the agents' logits (scikit-learn), fitted on val."""
+
+    name = "stacking"
+
+    def __init__(self, agents: Sequence[str], *, C: float = 1.0):
+        self.agents = list(agents)
+        self.model = LogisticRegression(C=C)
+        self._fitted = False
+
+    @staticmethod
+    def _features(votes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        p = np.clip(votes, 1e-6, 1 - 1e-6)
+        # A missing vote becomes logit 0 ("no opinion").
+        return np.where(mask, np.log(p / (1 - p)), 0.0)
+
+    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "StackingCombiner":
+        votes, mask = _check(votes, self.agents, None)
+        labels = np.asarray(labels).astype(int)
+        if len(np.unique(labels)) < 2:
+            raise ValueError("Stacking needs both classes in its fitting data.")
+        self.model.fit(self._features(votes, mask), labels)
+        self._fitted = True
+        return self
+
+    def predict_proba(self, votes: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+        if not self._fitted:
+            raise RuntimeError("StackingCombiner.predict_proba called before fit.")
+        votes, mask = _check(votes, self.agents, present)
+        return self.model.predict_proba(self._features(votes, mask))[:, 1]
+
+    def weights(self) -> dict[str, dict[str, float]]:
+        coef = self.model.coef_[0] if self._fitted else np.ones(len(self.agents))
+        return {a: {REAL: float(max(c, 0.0)), FAKE: float(max(c, 0.0))} for a, c in zip(self.agents, coef)}
+
+
+def baselines(agents: Sequence[str]) -> list:
+    """Each single agent, majority vote, mean probability and stacking (unfitted)."""
+    return [SingleAgent(agents, a) for a in agents] + [
+        MajorityCombiner(agents), MeanCombiner(agents), StackingCombiner(agents)
+    ]

@@ -1,0 +1,1 @@
+"""The `fakeface` command-line dispatcher (subcommands live with their code)."""

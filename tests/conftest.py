@@ -1,0 +1,75 @@
+"""Shared fixtures: every fixture is made here, no test needs ../shared."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports keras/ray.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def face_rgb() -> np.ndarray:
+    """A real photograph with one frontal face (scikit-image's astronaut), RGB uint8 512x512."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def face_crop(face_rgb) -> np.ndarray:
+    """A 224x224 RGB crop around the astronaut's face."""
+    import cv2
+
+    crop = face_rgb[30:250, 120:340]
+    return cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA)
+
+
+def make_tiny_bundle(out_dir: Path, *, seed: int = 0) -> Path:
+    """A bundle of the three registered agents at tiny sizes, each trained for one step."""
+    import keras
+
+    from agents.bundle import write_bundle
+    from agents.preprocessing import prepare_batch
+    from agents.registry import agent_names, get_agent
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(8, 64, 64, 3), dtype=np.uint8)
+    labels = np.array([0, 1] * 4)
+    arts = {}
+    for name in agent_names():
+        spec = get_agent(name)
+        size = 32
+        contract = spec.contract(size)
+        kwargs = {"filters": (8, 16)} if name == "custom" else {}
+        if name == "lenet":
+            kwargs = {"filters": (4, 8), "dense_units": 16}
+        model = spec.build(input_size=size, **kwargs)
+        model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+        model.train_on_batch(prepare_batch(images, contract), labels)
+        arts[name] = {
+            "model": model,
+            "preprocessing": contract,
+            "temperature": 1.0,
+            "threshold": 0.5,
+            "threshold_rule": "fixed",
+            "val_metrics": {},
+            "training": {"data": "random test fixture"},
+        }
+    write_bundle(out_dir, arts, description={"data": "test fixture"})
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """Path of a tiny three-agent bundle (session-scoped: treat as read-only; copy to modify)."""
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
