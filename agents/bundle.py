@@ -94,11 +94,14 @@ def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+_FLOAT_POLICIES = ("float16", "float32", "bfloat16", "mixed_float16", "mixed_bfloat16")
+
+
 def _replace_dtype_policy(obj: Any, name: str) -> Any:
     """Returns a copy of a model config with every float dtype policy set to ``name``."""
     if isinstance(obj, dict):
         if obj.get("class_name") == "DTypePolicy" and isinstance(obj.get("config"), dict):
-            if obj["config"].get("name") in ("float16", "float32", "bfloat16"):
+            if obj["config"].get("name") in _FLOAT_POLICIES:
                 return {**obj, "config": {**obj["config"], "name": name}}
         return {k: _replace_dtype_policy(v, name) for k, v in obj.items()}
     if isinstance(obj, list):

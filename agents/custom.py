@@ -43,8 +43,8 @@ def build_custom(
     min_side = 2 ** len(filters)
     if input_shape[0] < min_side or input_shape[1] < min_side:
         raise ValueError(
-            f"input_shape {input_shape} is too small for {len(filters)} pooling blocks "
-            f"(needs at least {min_side}x{min_side})."
+            f"input_shape is too small for {len(filters)} pooling blocks (needs at least "
+            f"{min_side}x{min_side}), received {input_shape}."
         )
 
     inputs = keras.Input(shape=input_shape, name="image")
@@ -57,5 +57,6 @@ def build_custom(
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.GlobalAveragePooling2D(name="head_gap")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # float32 softmax keeps probabilities exact under mixed-precision training.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -50,5 +50,6 @@ def build_lenet(
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(int(dense_units), activation="relu", name="fc1")(x)
     x = layers.Dropout(dropout, name="fc1_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # float32 softmax keeps probabilities exact under mixed-precision training.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

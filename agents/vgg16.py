@@ -111,5 +111,6 @@ def build_vgg16(
     x = layers.BatchNormalization(name="head_bn")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.GlobalAveragePooling2D(name="head_gap")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # float32 softmax keeps probabilities exact under mixed-precision training.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,202 @@
+"""Two ways to ask the detector: a gRPC client, or the ensemble in this process.
+
+Both return the same `ClassifyResponse` message, so everything downstream (tables, JSON,
+annotated images, video tracks) has one code path whether or not a server is involved.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Iterable, Iterator
+
+import grpc
+import numpy as np
+
+from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
+from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+
+DETECT_ENUMS = {"auto": pb.FACE_DETECTION_AUTO, "on": pb.FACE_DETECTION_ON, "off": pb.FACE_DETECTION_OFF}
+# Answers with heatmaps for many faces can be large; the server enforces its own limit.
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024
+
+
+class ClientError(RuntimeError):
+    """A failure to show the user as one line; ``exit_code`` 2 = bad input, 1 = service failure."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def explain_rpc_error(err: grpc.RpcError, target: str) -> ClientError:
+    """Turns a gRPC failure into a user-facing message."""
+    code = err.code() if hasattr(err, "code") else None
+    details = err.details() if hasattr(err, "details") else str(err)
+    if code == grpc.StatusCode.UNAVAILABLE and "loading" not in (details or ""):
+        return ClientError(f"cannot reach server at {target}: is `fakeface serve` running? ({details})")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return ClientError(f"server at {target} refused the credentials: pass --token or set FAKEFACE_TOKEN ({details})")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return ClientError(f"server rejected the input: {details}", exit_code=2)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ClientError(f"server at {target} did not answer in time: {details}; raise --timeout")
+    name = code.name if code is not None else "error"
+    return ClientError(f"server at {target} answered {name}: {details}")
+
+
+class DetectorClient:
+    """A thin gRPC client for `fakeface.v1.Detector`.
+
+    Args:
+        target: ``host:port`` of a `fakeface serve`.
+        token: bearer token, sent as ``authorization`` metadata.
+        tls_ca: PEM file of the CA (or self-signed certificate) to trust; turns TLS on.
+        tls_server_name: name to verify in the certificate, when it differs from the host.
+        timeout_s: default per-call deadline.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_server_name: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, received {timeout_s}.")
+        self.target = target
+        self.timeout_s = float(timeout_s)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
+        if tls_ca is not None:
+            with open(tls_ca, "rb") as f:
+                creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            self.channel = grpc.secure_channel(target, creds, options=options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options)
+        self.stub = pb_grpc.DetectorStub(self.channel)
+
+    def __enter__(self) -> "DetectorClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _call(self, method, request, timeout_s: float | None):
+        try:
+            return method(request, timeout=timeout_s or self.timeout_s, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise explain_rpc_error(err, self.target) from err
+
+    @staticmethod
+    def request(image: bytes, *, detect: str = "auto", heatmaps: bool = False, source: str = "",
+                sequence_id: int = 0) -> pb.ClassifyRequest:
+        """Builds a ClassifyRequest (validating the detection mode)."""
+        if detect not in DETECT_ENUMS:
+            raise ValueError(f"detect must be one of {sorted(DETECT_ENUMS)}, received {detect!r}.")
+        options = pb.ClassifyOptions(face_detection=DETECT_ENUMS[detect], want_heatmaps=heatmaps)
+        if source:
+            options.source = source
+        return pb.ClassifyRequest(image=image, options=options, sequence_id=sequence_id)
+
+    def classify(self, image: bytes, *, detect: str = "auto", heatmaps: bool = False, source: str = "",
+                 timeout_s: float | None = None) -> pb.ClassifyResponse:
+        """Classifies one encoded image."""
+        return self._call(self.stub.Classify, self.request(image, detect=detect, heatmaps=heatmaps, source=source),
+                          timeout_s)
+
+    def classify_stream(self, requests: Iterable[pb.ClassifyRequest], *,
+                        timeout_s: float | None = None) -> Iterator[pb.ClassifyResponse]:
+        """Streams requests; yields answers in the same order."""
+        try:
+            yield from self.stub.ClassifyStream(iter(requests), timeout=timeout_s, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise explain_rpc_error(err, self.target) from err
+
+    def feedback(self, request_id: str, label: str, *, timeout_s: float | None = None) -> pb.FeedbackResponse:
+        """Sends the true label ("real"/"fake") of an earlier request."""
+        enum = {"real": pb.LABEL_REAL, "fake": pb.LABEL_FAKE}.get(str(label).lower())
+        if enum is None:
+            raise ValueError(f"label must be 'real' or 'fake', received {label!r}.")
+        return self._call(self.stub.Feedback, pb.FeedbackRequest(request_id=request_id, label=enum), timeout_s)
+
+    def model_info(self, *, timeout_s: float | None = None) -> pb.ModelInfo:
+        return self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest(), timeout_s)
+
+    def wait_serving(self, timeout_s: float = 60.0) -> None:
+        """Polls the health service until SERVING.
+
+        Raises:
+            ClientError: not SERVING within ``timeout_s``.
+        """
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        end = time.monotonic() + timeout_s
+        last = "no answer"
+        while time.monotonic() < end:
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2.0).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            except grpc.RpcError as err:
+                last = err.code().name
+            time.sleep(0.1)
+        raise ClientError(f"server at {self.target} not SERVING after {timeout_s:.0f} s (last: {last})")
+
+
+class LocalDetector:
+    """The ensemble in this process (Ray local), answering like the server does.
+
+    Args:
+        bundle: bundle directory, or None for the shipped default.
+        ray_address: Ray cluster to join (None = local).
+    """
+
+    def __init__(self, bundle: str | os.PathLike[str] | None = None, *, ray_address: str | None = None,
+                 ready_timeout_s: float = 600.0) -> None:
+        from agents.bundle import load_bundle
+        from blackboard.ensemble import Ensemble, EnsembleConfig
+
+        self.bundle = load_bundle(bundle)  # BundleError (a ValueError) with its fix, before Ray starts
+        self.ensemble = Ensemble(self.bundle.path, EnsembleConfig(), ray_address=ray_address)
+        ok = self.ensemble.ready(timeout_s=ready_timeout_s)
+        if ok is False:
+            self.ensemble.shutdown()
+            raise ClientError(f"the models did not load within {ready_timeout_s:.0f} s")
+        self._renderer = None
+
+    def __enter__(self) -> "LocalDetector":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.ensemble.shutdown()
+
+    def classify_rgb(self, rgb: np.ndarray, *, detect: str = "auto", heatmaps: bool = False,
+                     source: str = "") -> pb.ClassifyResponse:
+        """Classifies a decoded RGB uint8 image."""
+        from blackboard.server import case_to_proto
+
+        if detect not in DETECT_ENUMS:
+            raise ValueError(f"detect must be one of {sorted(DETECT_ENUMS)}, received {detect!r}.")
+        case = self.ensemble.classify(rgb, detect=detect, source=source)
+        maps = None
+        if heatmaps and case.faces:
+            if self._renderer is None:
+                from blackboard.gradcam import GradCamRenderer
+
+                self._renderer = GradCamRenderer(self.bundle)
+            maps = self._renderer.render_png([f.crop for f in case.faces])
+        return case_to_proto(case, heatmaps=maps)

@@ -1,0 +1,457 @@
+"""The blackboard on Ray: detector and agent actors around a case, decided by the controller.
+
+Case flow (:meth:`Ensemble.classify`)::
+
+    image -> detector actor (extract_faces) -> crops posted on the Case
+          -> every agent's pool assesses ALL the case's crops (one batched call per agent,
+             micro-batched with concurrent cases) -> votes posted (p_fake, latency, model sha)
+          -> controller decides per face (label, calibrated p_fake, threshold, vote weights)
+
+Agents that have not voted by the deadline, or whose actor died, drop out of the decision and
+the face is marked degraded with their names; with no vote at all, or no detection in time,
+:class:`DeadlineExceeded` is raised. ``classify`` is thread-safe (gRPC calls it from many threads).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from agents.bundle import Bundle, load_bundle
+from agents.labels import CLASSES, FAKE, REAL, label_to_index
+from agents.predictor import AgentPredictor
+from blackboard.actors import AgentPool, DetectorWorker, make_remote
+from blackboard.case import Case, Decision, FaceRecord, Vote
+from blackboard.combine import MeanCombiner
+from blackboard.controller import QController, list_controller_versions, load_controller
+
+DETECT_MODES = ("auto", "on", "off")
+# Cases whose votes are kept for feedback (a bounded LRU: memory stays flat under load).
+FEEDBACK_CACHE = 1024
+# Controllers kept in memory for rollback after feedback updates.
+CONTROLLER_HISTORY = 32
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """How the blackboard is deployed on Ray."""
+
+    replicas: int = 1  # actors per agent
+    num_cpus_per_actor: float = 0.5  # fractional so 3 agents + detector fit on 2 CPUs
+    num_gpus_per_actor: float = 0.0  # GPU share per agent actor
+    max_batch_size: int = 16  # dynamic micro-batching per agent: crops per actor call
+    max_wait_ms: float = 5.0  # how long a batch waits to fill
+    deadline_s: float = 10.0  # default per-case deadline
+    max_restarts: int = 3  # Ray restarts of a dead actor
+    agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError(f"replicas must be >= 1, received {self.replicas}.")
+        if self.num_cpus_per_actor < 0 or self.num_gpus_per_actor < 0:
+            raise ValueError(f"actor resources must be >= 0, received cpus={self.num_cpus_per_actor}, "
+                             f"gpus={self.num_gpus_per_actor}.")
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, received {self.max_batch_size}.")
+        if self.max_wait_ms < 0 or self.deadline_s <= 0:
+            raise ValueError(f"max_wait_ms must be >= 0 and deadline_s > 0, received {self.max_wait_ms}, "
+                             f"{self.deadline_s}.")
+        if self.max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, received {self.max_restarts}.")
+        if self.agents is not None and len(self.agents) == 0:
+            raise ValueError("agents must be None (all) or name at least one agent.")
+
+
+class DeadlineExceeded(TimeoutError):
+    """No agent voted in time, or face detection did not finish before the deadline."""
+
+
+class Ensemble:
+    """The detector service's core: Ray actors for detection and agents, plus the controller.
+
+    Args:
+        bundle: bundle directory, loaded `Bundle`, or None for the shipped default.
+        config: deployment settings.
+        ray_address: Ray cluster to join; default ``$RAY_ADDRESS`` or an embedded local Ray.
+            An already initialised Ray is used unchanged.
+        controller: overrides the bundle's controller (else the bundle's, else mean voting).
+    """
+
+    # The plain class each agent actor runs (a subclass may wrap it, e.g. to inject faults in tests).
+    predictor_class: type = AgentPredictor
+    detector_class: type = DetectorWorker
+
+    def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
+                 config: EnsembleConfig = EnsembleConfig(), *, ray_address: str | None = None,
+                 controller: QController | None = None) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.config = config
+        names = list(config.agents) if config.agents is not None else self.bundle.agent_names
+        for name in names:
+            self.bundle.agent(name)  # raises naming the bundle's agents
+        self.agent_names: list[str] = names
+        self.bundle_version: str = self.bundle.version
+        self._lock = threading.Lock()
+        self._controller: QController | None = controller if controller is not None else load_controller(self.bundle)
+        self._history: list[QController] = [] if self._controller is None else [self._controller]
+        self._mean = MeanCombiner(self.agent_names)
+        self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._owns_ray = False
+        if not ray.is_initialized():
+            ray.init(address=ray_address or os.environ.get("RAY_ADDRESS") or "local",
+                     include_dashboard=False, log_to_driver=False)
+            self._owns_ray = True
+        self._check_resources()
+        env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        detector_cls = make_remote(self.detector_class, num_cpus=config.num_cpus_per_actor, num_gpus=0,
+                                   max_restarts=config.max_restarts, env_vars=env)
+        self._detector = detector_cls.remote()
+        agent_cls = make_remote(self.predictor_class, num_cpus=config.num_cpus_per_actor,
+                                num_gpus=config.num_gpus_per_actor, max_restarts=config.max_restarts, env_vars=env)
+        bundle_path = str(self.bundle.path)
+        # Two resolver threads per replica: one awaiting a call, one retrying elsewhere.
+        self._executor = ThreadPoolExecutor(max_workers=2 * config.replicas * len(names) + 2,
+                                            thread_name_prefix="ensemble-resolve")
+        self._pools: dict[str, AgentPool] = {
+            name: AgentPool(
+                name,
+                [agent_cls.remote(bundle_path, name, batch_size=max(config.max_batch_size, 1))
+                 for _ in range(config.replicas)],
+                max_batch_size=config.max_batch_size,
+                max_wait_ms=config.max_wait_ms,
+                executor=self._executor,
+            )
+            for name in names
+        }
+        self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
+
+    # ------------------------------------------------------------------ setup
+    def _check_resources(self) -> None:
+        """Refuses a deployment that can never be scheduled (it would hang in ready())."""
+        needed = self.config.num_cpus_per_actor * (self.config.replicas * len(self.agent_names) + 1)
+        available = float(ray.cluster_resources().get("CPU", 0.0))
+        if needed > available + 1e-9:
+            raise ValueError(
+                f"The ensemble needs {needed:g} CPUs ({self.config.replicas} replica(s) x {len(self.agent_names)} "
+                f"agents + detector at {self.config.num_cpus_per_actor:g} CPU each) but the Ray cluster has "
+                f"{available:g}; lower num_cpus_per_actor or replicas."
+            )
+
+    def ready(self, timeout_s: float = 120) -> bool:
+        """True when the detector and every agent replica have loaded their models."""
+        refs = [self._detector.ready.remote()]
+        for pool in self._pools.values():
+            refs.extend(pool.ready_refs())
+        try:
+            ray.get(refs, timeout=timeout_s)
+        except (GetTimeoutError, RayActorError):
+            return False
+        return True
+
+    # --------------------------------------------------------------- properties
+    @property
+    def controller(self) -> QController | None:
+        return self._controller
+
+    @property
+    def controller_version(self) -> str:
+        controller = self._controller
+        return controller.version if controller is not None else "mean"
+
+    def actors(self, agent: str) -> list[Any]:
+        """Ray handles of one agent's replicas (for operations and fault tests)."""
+        return list(self._pools[agent].actors)
+
+    # ------------------------------------------------------------------ cases
+    def classify(self, image_rgb: np.ndarray, *, detect: str = "auto", deadline_s: float | None = None,
+                 request_id: str | None = None, source: str = "") -> Case:
+        """Detects faces in an RGB image and decides each one.
+
+        Args:
+            image_rgb: (H, W, 3) uint8 RGB image.
+            detect: "auto" (detect; a crop-shaped image without a detected face is used whole),
+                "on" (detect only) or "off" (the image is the face crop).
+            deadline_s: seconds for the whole case (default ``config.deadline_s``).
+            request_id: id for logs and feedback (a new uuid when None).
+            source: file name or client label.
+
+        Raises:
+            ValueError: bad image or mode.
+            DeadlineExceeded: detection did not finish in time, or no agent voted in time.
+        """
+        if detect not in DETECT_MODES:
+            raise ValueError(f"detect must be one of {DETECT_MODES}, received {detect!r}.")
+        image = _check_image(image_rgb)
+        start = time.perf_counter()
+        deadline_s = self._deadline(deadline_s)
+        deadline = time.monotonic() + deadline_s
+        case = Case(request_id=request_id or uuid.uuid4().hex, source=source, image_shape=tuple(image.shape))
+        if detect == "off":
+            from blackboard.faces import extract_faces
+
+            crops = extract_faces(image, None, mode="off")
+        else:
+            crops = self._detect(image, detect, deadline, deadline_s)
+        case.timings_ms["detect"] = (time.perf_counter() - start) * 1000.0
+        for i, crop in enumerate(crops):
+            landmarks = [] if crop.landmarks is None else [tuple(map(float, p)) for p in np.asarray(crop.landmarks)]
+            case.faces.append(FaceRecord(index=i, box=tuple(float(v) for v in crop.box), landmarks=landmarks,
+                                         confidence=float(crop.confidence), crop=crop.crop))
+        if not case.faces:
+            case.no_face_reason = ("no face found by the detector" if detect == "on" else
+                                   "no face found, and the image is not shaped like a face crop (use detect=off "
+                                   "to classify the whole image)")
+        return self._assess(case, deadline, start)
+
+    def classify_faces(self, crops: list[np.ndarray], *, deadline_s: float | None = None,
+                       request_id: str | None = None, source: str = "") -> Case:
+        """Decides already-cropped faces (no detection); each crop is one face."""
+        if len(crops) == 0:
+            raise ValueError("classify_faces needs at least one face crop, received none.")
+        checked = [_check_image(c) for c in crops]
+        start = time.perf_counter()
+        deadline = time.monotonic() + self._deadline(deadline_s)
+        case = Case(request_id=request_id or uuid.uuid4().hex, source=source,
+                    image_shape=(len(checked), *checked[0].shape))
+        for i, crop in enumerate(checked):
+            h, w = crop.shape[:2]
+            case.faces.append(FaceRecord(index=i, box=(0.0, 0.0, float(w), float(h)), landmarks=[], confidence=1.0,
+                                         crop=crop))
+        case.timings_ms["detect"] = 0.0
+        return self._assess(case, deadline, start)
+
+    def _deadline(self, deadline_s: float | None) -> float:
+        value = self.config.deadline_s if deadline_s is None else float(deadline_s)
+        if not value > 0:
+            raise ValueError(f"deadline_s must be positive, received {deadline_s!r}.")
+        return value
+
+    def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
+        """Runs extraction on the detector actor; one retry if the actor died (Ray restarts it)."""
+        for attempt in (1, 2):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            ref = self._detector.extract.remote(image, mode, True)
+            try:
+                return ray.get(ref, timeout=remaining)
+            except GetTimeoutError:
+                ray.cancel(ref)
+                break
+            except RayActorError as err:
+                if attempt == 2:
+                    raise DeadlineExceeded(f"face detector unavailable: {err}") from err
+        raise DeadlineExceeded(f"face detection did not finish within the {deadline_s:g} s deadline")
+
+    def _assess(self, case: Case, deadline: float, start: float) -> Case:
+        """Posts the crops to every agent, waits for votes until the deadline, then decides."""
+        case.bundle_version = self.bundle_version
+        if not case.faces:
+            case.controller_version = self.controller_version
+            case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+            return case
+        crops = [face.crop for face in case.faces]
+        t_agents = time.perf_counter()
+        futures = {name: pool.submit(crops, deadline) for name, pool in self._pools.items()}
+        results: dict[str, tuple[np.ndarray, float]] = {}
+        for name, future in futures.items():
+            try:
+                results[name] = future.result(timeout=max(deadline - time.monotonic(), 0.0))
+                case.timings_ms[f"agent:{name}"] = (time.perf_counter() - t_agents) * 1000.0
+            except FutureTimeout:
+                future.cancel()
+            except (RayActorError, GetTimeoutError, TimeoutError, RuntimeError, ValueError):
+                continue
+        case.timings_ms["agents"] = (time.perf_counter() - t_agents) * 1000.0
+        if not results:
+            raise DeadlineExceeded(
+                f"no agent voted within the deadline for case {case.request_id} "
+                f"(agents: {', '.join(self.agent_names)})"
+            )
+        t_decide = time.perf_counter()
+        controller = self._controller  # one consistent controller for the whole case
+        case.controller_version = controller.version if controller is not None else "mean"
+        votes, present = self._decide(case, results, controller)
+        with self._lock:
+            self._cases[case.request_id] = (votes, present)
+            self._cases.move_to_end(case.request_id)
+            while len(self._cases) > FEEDBACK_CACHE:
+                self._cases.popitem(last=False)
+        case.timings_ms["decide"] = (time.perf_counter() - t_decide) * 1000.0
+        case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+        return case
+
+    def _decide(self, case: Case, results: dict[str, tuple[np.ndarray, float]],
+                controller: QController | None) -> tuple[np.ndarray, np.ndarray]:
+        """Fills votes and decisions on every face; returns the (F, A) votes and mask in
+        the combiner's column order (the controller's agents, or the ensemble's for the mean)."""
+        columns = controller.agents if controller is not None else self.agent_names
+        n = len(case.faces)
+        votes = np.full((n, len(columns)), 0.5, dtype=np.float64)
+        present = np.zeros((n, len(columns)), dtype=bool)
+        for j, name in enumerate(columns):
+            if name in results:
+                votes[:, j] = results[name][0]
+                present[:, j] = True
+        if controller is not None:
+            p = controller.predict_proba(votes, present)
+            threshold, combiner = float(controller.threshold), controller.name
+        else:
+            p = self._mean.predict_proba(votes, present)
+            threshold, combiner = 0.5, self._mean.name
+        missing = [name for name in self.agent_names if name not in results]
+        for i, face in enumerate(case.faces):
+            if controller is not None:
+                weights = controller.explain(votes[i], present[i])
+            else:
+                share = 1.0 / max(int(present[i].sum()), 1)
+                weights = {name: share if present[i, j] else 0.0 for j, name in enumerate(columns)}
+            for name, (p_agent, latency_ms) in results.items():
+                face.votes[name] = Vote(agent=name, p_fake=float(p_agent[i]), latency_ms=float(latency_ms),
+                                        model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)))
+            label = FAKE if p[i] >= threshold else REAL
+            face.decision = Decision(label=label, p_fake=float(p[i]), threshold=threshold, combiner=combiner,
+                                     controller_version=case.controller_version)
+            face.degraded = bool(missing)
+            face.missing_agents = list(missing)
+        return votes, present
+
+    # --------------------------------------------------------------- feedback
+    def feedback(self, request_id: str, label: str) -> str:
+        """Learns from a user's verdict on a recent case; returns the new controller version.
+
+        The update runs on a copy of the controller (``QController.online_update``), which then
+        replaces the live one; cases being decided keep the controller they started with.
+
+        Raises:
+            KeyError: the request id is unknown or fell out of the recent-case cache.
+            ValueError: bad label, or there is no trained controller to update.
+        """
+        truth = label_to_index(label)
+        with self._lock:
+            stored = self._cases.get(request_id)
+            controller = self._controller
+        if stored is None:
+            raise KeyError(f"Unknown request id {request_id!r}: feedback is kept for the last "
+                           f"{FEEDBACK_CACHE} cases only.")
+        if controller is None:
+            raise ValueError("The bundle has no controller to update; fit one with `fakeface fit-controller`.")
+        votes, present = stored
+        if votes.shape[1] != len(controller.agents):
+            raise ValueError("The controller changed its agents since this case; feedback cannot be applied.")
+        updated = controller
+        for row, mask in zip(votes, present):
+            updated = updated.online_update(row, mask, CLASSES[truth])
+        with self._lock:
+            self._controller = updated
+            self._history.append(updated)
+            del self._history[:-CONTROLLER_HISTORY]
+        return updated.version
+
+    def rollback_controller(self, version: str | None = None) -> str:
+        """Restores an earlier controller: the previous one (None), a version seen in this
+        process, or a version stored in the bundle. Returns the version now active."""
+        with self._lock:
+            if version is None:
+                if len(self._history) < 2:
+                    raise ValueError("No earlier controller in this process to roll back to.")
+                self._history.pop()
+                self._controller = self._history[-1]
+                return self._controller.version
+            for ctrl in reversed(self._history):
+                if ctrl.version == version:
+                    self._controller = ctrl
+                    self._history.append(ctrl)
+                    return ctrl.version
+        restored = self._load_stored_controller(version)
+        with self._lock:
+            self._controller = restored
+            self._history.append(restored)
+        return restored.version
+
+    def _load_stored_controller(self, version: str) -> QController:
+        import hashlib
+
+        for entry in list_controller_versions(self.bundle):
+            if version in (entry["version"], f"v{entry['n']}", str(entry["n"])):
+                data = (self.bundle.path / entry["file"]).read_bytes()
+                if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                    raise ValueError(f"Stored controller {entry['file']} was modified; refusing to load it.")
+                return QController.from_json(data)
+        known = [ctrl.version for ctrl in self._history]
+        raise ValueError(f"Unknown controller version {version!r}; known in this process: {known}.")
+
+    # ------------------------------------------------------------------- info
+    def model_info(self) -> dict[str, Any]:
+        """Bundle manifest, agents, trust table, thresholds and controller version."""
+        controller = self._controller
+        agents = {}
+        for name in self.agent_names:
+            info = self.bundle.agent(name)
+            agents[name] = {
+                "sha256": info.sha256,
+                "preprocessing": info.preprocessing.to_dict(),
+                "temperature": info.temperature,
+                "threshold": info.threshold,
+                "threshold_rule": info.threshold_rule,
+                "val_metrics": info.val_metrics,
+                "replicas": self.config.replicas,
+                "batches_sent": self._pools[name].batches_sent,
+                "crops_sent": self._pools[name].crops_sent,
+            }
+        manifest = copy.deepcopy(self.bundle.manifest)
+        return {
+            "bundle_path": str(self.bundle.path),
+            "bundle_version": self.bundle_version,
+            "manifest": manifest,
+            "agents": agents,
+            "combiner": controller.name if controller is not None else self._mean.name,
+            "controller_version": self.controller_version,
+            "controller": controller.summary() if controller is not None else None,
+            "threshold": float(controller.threshold) if controller is not None else 0.5,
+            "config": {k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
+        }
+
+    def shutdown(self) -> None:
+        """Stops batchers, kills the actors, and stops Ray if this ensemble started it."""
+        for pool in self._pools.values():
+            pool.shutdown()
+        try:
+            ray.kill(self._detector, no_restart=True)
+        except (RayActorError, ValueError):
+            pass  # already gone: nothing to release
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+
+    def __enter__(self) -> "Ensemble":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+
+def _check_image(image: Any) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array, or a ValueError saying what was received."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 8:
+        raise ValueError(f"Expected an RGB image (H, W, 3) of at least 8x8 pixels, received shape {array.shape}.")
+    if array.shape[2] == 4:
+        array = array[:, :, :3]
+    if array.dtype != np.uint8:
+        raise ValueError(f"Expected uint8 pixels, received dtype {array.dtype}.")
+    return np.ascontiguousarray(array)

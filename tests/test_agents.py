@@ -1,0 +1,215 @@
+"""Agents: builders, preprocessing contracts, bundles (checksums, tampering) and backend parity."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents import CLASSES, FAKE_INDEX, Preprocessing, agent_names, get_agent, label_to_index, prepare_batch
+from agents.bundle import BundleError, load_bundle, update_bundle, write_bundle
+from agents.predictor import AgentPredictor, apply_temperature
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_class_convention_defined_once():
+    assert CLASSES == ("real", "fake")
+    assert FAKE_INDEX == 1 and label_to_index("FAKE") == 1 and label_to_index("real") == 0
+    with pytest.raises(ValueError, match="Unknown label"):
+        label_to_index("maybe")
+
+
+@pytest.mark.parametrize("name", agent_names())
+def test_builder_trains_saves_and_reloads(name, tmp_path):
+    """Build, one training step, save to a bundle, verified load, same predictions."""
+    import keras
+
+    spec = get_agent(name)
+    contract = spec.contract(32)
+    kwargs = {"lenet": {"dense_units": 8}, "custom": {"filters": (4, 8)}}.get(name, {})
+    model = spec.build(input_size=32, **kwargs)
+    assert model.name == name
+    assert model.input_shape[1:] == contract.input_shape
+    assert model.output_shape == (None, len(CLASSES))
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, size=(6, 50, 50, 3), dtype=np.uint8)
+    x = prepare_batch(faces, contract)
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(x, np.array([0, 1, 0, 1, 0, 1]))
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights())), "a step must change weights"
+    expected = np.asarray(model.predict_on_batch(x))
+    np.testing.assert_allclose(expected.sum(axis=1), 1.0, atol=1e-5)
+
+    bundle = write_bundle(tmp_path / "b", {name: {"model": model, "preprocessing": contract}})
+    predictor = AgentPredictor(bundle.path, name)
+    np.testing.assert_allclose(predictor.predict_proba(faces), expected, atol=1e-5)
+    out = predictor({"face": faces})
+    assert out[f"{name}_p_fake"].shape == (6,)
+    np.testing.assert_allclose(out[f"{name}_p_fake"], expected[:, FAKE_INDEX], atol=1e-5)
+
+
+def test_builders_validate_arguments():
+    from agents.custom import build_custom
+    from agents.lenet import build_lenet
+    from agents.vgg16 import build_vgg16
+
+    with pytest.raises(ValueError, match="received"):
+        build_custom(input_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match="dropout"):
+        build_lenet(dropout=1.5)
+    with pytest.raises(ValueError, match="height, width, 3"):
+        build_vgg16(input_shape=(64, 64, 1))
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        build_vgg16(input_shape=(32, 32, 3), backbone_weights="/nonexistent/weights.h5")
+    with pytest.raises(ValueError, match="Unknown agent"):
+        get_agent("resnet")
+
+
+def test_vgg16_local_weights_and_freezing(tmp_path):
+    from agents.vgg16 import build_vgg16
+    import keras
+
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "base.weights.h5"
+    base.save_weights(path)
+    model = build_vgg16(input_shape=(32, 32, 3), backbone_weights=str(path), trainable_blocks=1)
+    loaded = model.get_layer("vgg16_base")
+    np.testing.assert_allclose(loaded.get_layer("block1_conv1").get_weights()[0],
+                               base.get_layer("block1_conv1").get_weights()[0])
+    trainable = {l.name for l in loaded.layers if l.trainable and l.weights}
+    assert trainable == {"block5_conv1", "block5_conv2", "block5_conv3"}
+
+
+def test_imagenet_offline_names_the_fix(monkeypatch):
+    from agents import vgg16 as vgg_module
+
+    def offline(*args, **kwargs):
+        if kwargs.get("weights") == "imagenet":
+            raise OSError("no network")
+        return original(*args, **kwargs)
+
+    original = vgg_module.keras.applications.VGG16
+    monkeypatch.setattr(vgg_module.keras.applications, "VGG16", offline)
+    with pytest.raises(RuntimeError, match="--backbone-weights PATH"):
+        vgg_module.build_vgg16(input_shape=(32, 32, 3), backbone_weights="imagenet")
+
+
+def test_preprocessing_contract():
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red
+    gray = prepare_batch([rgb], Preprocessing(height=20, width=30, channels=1, scale="unit"))
+    assert gray.shape == (1, 20, 30, 1) and gray.dtype == np.float32
+    np.testing.assert_allclose(gray[0, 5, 5, 0], 0.299, atol=0.01)  # luma of red
+    raw = prepare_batch(rgb, Preprocessing(height=16, width=16, channels=3, scale="raw"))
+    assert raw.shape == (1, 16, 16, 3)
+    np.testing.assert_allclose(raw[0, 3, 3], [255, 0, 0])
+    with pytest.raises(ValueError, match="channels"):
+        Preprocessing(channels=2)
+    with pytest.raises(ValueError, match="RGB image"):
+        prepare_batch([np.zeros((4, 4, 5), np.uint8)], Preprocessing(height=8, width=8))
+    for name in agent_names():
+        contract = get_agent(name).preprocessing
+        assert Preprocessing.from_dict(contract.to_dict()) == contract
+
+
+def test_temperature_scaling_softens():
+    p = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
+    np.testing.assert_allclose(apply_temperature(p, 1.0), p, atol=1e-6)
+    soft = apply_temperature(p, 3.0)
+    assert soft[0, 0] < 0.9 and soft[0, 0] > 0.5
+
+
+def test_bundle_refuses_tampering_and_incompleteness(tiny_bundle, tmp_path):
+    bundle = load_bundle(tiny_bundle)
+    assert set(bundle.agent_names) == set(agent_names())
+    manifest = bundle.manifest
+    assert manifest["format_version"] == 1 and manifest["positive_class"] == "fake"
+    assert "keras" in manifest["libraries"]
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(tiny_bundle, tampered)
+    with open(tampered / "lenet.keras", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="Checksum mismatch"):
+        load_bundle(tampered)
+
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(tiny_bundle, incomplete)
+    (incomplete / "custom.keras").unlink()
+    with pytest.raises(BundleError, match="incomplete"):
+        load_bundle(incomplete)
+
+    wrong_version = tmp_path / "future"
+    shutil.copytree(tiny_bundle, wrong_version)
+    m = json.loads((wrong_version / "manifest.json").read_text())
+    m["format_version"] = 99
+    (wrong_version / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="format_version"):
+        load_bundle(wrong_version)
+
+    with pytest.raises(BundleError, match="No model bundle"):
+        load_bundle(tmp_path / "nothing")
+
+
+def test_update_bundle_adds_checksummed_extra(tiny_bundle, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    bundle = update_bundle(copy, extras={"controller": ("controller/v1.json", b'{"q": 1}', {"version": "1"})})
+    assert bundle.read_extra("controller") == b'{"q": 1}'
+    assert bundle.extra("controller")["version"] == "1"
+    (copy / "controller" / "v1.json").write_bytes(b'{"q": 2}')
+    with pytest.raises(BundleError, match="Checksum mismatch"):
+        load_bundle(copy)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], f"atomic update left temporary directories: {leftovers}"
+
+
+def test_float16_storage_halves_size_and_keeps_predictions(tmp_path):
+    spec = get_agent("lenet")
+    model = spec.build(input_size=32, dense_units=64)
+    contract = spec.contract(32)
+    b32 = write_bundle(tmp_path / "f32", {"lenet": {"model": model, "preprocessing": contract}})
+    b16 = write_bundle(tmp_path / "f16", {"lenet": {"model": model, "preprocessing": contract}},
+                       storage_dtype="float16")
+    size32 = (b32.path / "lenet.keras").stat().st_size
+    size16 = (b16.path / "lenet.keras").stat().st_size
+    assert size16 < 0.6 * size32
+    faces = np.random.default_rng(1).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    p32 = AgentPredictor(b32, "lenet").predict_proba(faces)
+    p16 = AgentPredictor(b16, "lenet").predict_proba(faces)
+    np.testing.assert_allclose(p16, p32, atol=5e-3)
+
+
+@pytest.mark.slow
+def test_torch_backend_reproduces_tensorflow_probabilities(tiny_bundle, face_crop, tmp_path):
+    """A bundle saved under TensorFlow gives the same probabilities under KERAS_BACKEND=torch."""
+    faces = np.stack([face_crop, face_crop[::-1], 255 - face_crop])
+    np.save(tmp_path / "faces.npy", faces)
+    expected = {n: AgentPredictor(tiny_bundle, n).predict_proba(faces) for n in agent_names()}
+    script = (
+        "import sys, json, numpy as np\n"
+        "import keras\n"
+        "assert keras.backend.backend() == 'torch', keras.backend.backend()\n"
+        "from agents.predictor import AgentPredictor\n"
+        "faces = np.load(sys.argv[2])\n"
+        "out = {n: AgentPredictor(sys.argv[1], n).predict_proba(faces).tolist() for n in sys.argv[3].split(',')}\n"
+        "print('RESULT' + json.dumps(out))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_bundle), str(tmp_path / "faces.npy"), ",".join(agent_names())],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
+    got = json.loads(line[len("RESULT"):])
+    for name in agent_names():
+        np.testing.assert_allclose(np.array(got[name]), expected[name], atol=1e-4, err_msg=name)

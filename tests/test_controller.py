@@ -1,0 +1,197 @@
+"""The RL controller: per-class trust learning, calibration, persistence, online updates, rollback.
+
+Synthetic vote streams stand in for agents with known strengths. "Expert on real" means the
+agent's *real verdicts* are nearly always right (the trust Q[agent][c] estimates how often an
+agent is right when it says c): agent A never calls a fake real but misreads a tenth of the reals
+as fake; agent B never calls a real fake but misses half the fakes; C is a coin with a slight
+bias toward the truth. Their confidences carry no information, so only learned trust can tell
+a reliable verdict from an unreliable one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss
+
+from agents.bundle import BundleError, load_bundle
+from blackboard.combine import MajorityCombiner, MeanCombiner
+from blackboard.controller import (
+    ControllerConfig,
+    QController,
+    choose_threshold,
+    list_controller_versions,
+    load_controller,
+    rollback_controller,
+    save_controller,
+)
+
+AGENTS = ["A", "B", "C"]
+# (accuracy when the truth is real, accuracy when the truth is fake) per agent.
+STRENGTHS = [(0.90, 0.99), (0.995, 0.50), (0.55, 0.55)]
+
+
+def vote_stream(n: int, seed: int, strengths=STRENGTHS) -> tuple[np.ndarray, np.ndarray]:
+    """(votes (n, A) p_fake, labels (n,)) with each agent right at its class-wise accuracy."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    votes = np.empty((n, len(strengths)))
+    for j, (acc_real, acc_fake) in enumerate(strengths):
+        correct = rng.random(n) < np.where(labels == 0, acc_real, acc_fake)
+        verdict = np.where(correct, labels, 1 - labels)
+        confidence = rng.uniform(0.55, 0.95, n)
+        votes[:, j] = np.where(verdict == 1, confidence, 1.0 - confidence)
+    return votes, labels
+
+
+@pytest.fixture(scope="module")
+def streams():
+    return vote_stream(2000, seed=1), vote_stream(3000, seed=2)
+
+
+@pytest.fixture(scope="module")
+def fitted(streams):
+    (votes, labels), _ = streams
+    return QController(AGENTS).fit(votes, labels)
+
+
+def accuracy(p: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    return float(((p >= threshold).astype(int) == labels).mean())
+
+
+def test_trust_beats_majority_and_mean_on_held_out_stream(fitted, streams):
+    _, (votes, labels) = streams
+    ours = accuracy(fitted.predict_proba(votes), labels, fitted.threshold)
+    majority = accuracy(MajorityCombiner(AGENTS).predict_proba(votes), labels, 0.5)
+    mean = accuracy(MeanCombiner(AGENTS).predict_proba(votes), labels, 0.5)
+    assert ours >= majority + 0.05, (ours, majority)
+    assert ours >= mean + 0.05, (ours, mean)
+
+
+def test_learned_trust_ranks_the_class_experts_first(fitted):
+    trust = fitted.trust()
+    by_real = sorted(AGENTS, key=lambda a: trust[a]["real"], reverse=True)
+    by_fake = sorted(AGENTS, key=lambda a: trust[a]["fake"], reverse=True)
+    assert by_real[0] == "A" and by_fake[0] == "B", trust
+    # Weights follow trust and are never negative.
+    weights = fitted.weights()
+    assert all(w >= 0 for row in weights.values() for w in row.values())
+    assert weights["A"]["real"] > weights["C"]["real"]
+
+
+def test_exploration_is_logged_per_epoch(fitted):
+    history = fitted.history
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[0]["explored"] > 0
+    assert history[1]["epsilon"] < history[0]["epsilon"]
+    # Greedy announcements are rewarded more than random ones once trust is learned.
+    assert history[-1]["mean_reward_greedy"] > history[-1]["mean_reward_explore"]
+
+
+def test_calibration_improves_log_loss_over_raw_score(fitted, streams):
+    _, (votes, labels) = streams
+    raw = np.clip(fitted.raw_score(votes), 1e-6, 1 - 1e-6)
+    calibrated = np.clip(fitted.predict_proba(votes), 1e-6, 1 - 1e-6)
+    assert log_loss(labels, calibrated) < log_loss(labels, raw) - 0.01
+
+
+def test_missing_votes_drop_out_and_explain_names_the_weights(fitted):
+    row = np.array([0.2, 0.9, 0.6])
+    only_a = np.array([True, False, False])
+    # With only A present the decision is A's (calibrated) opinion: real.
+    assert fitted.predict_proba(row[None], only_a[None])[0] < 0.5
+    shares = fitted.explain(row, only_a)
+    assert shares == {"A": 1.0, "B": 0.0, "C": 0.0}
+    full = fitted.explain(row)
+    assert abs(sum(full.values()) - 1.0) < 1e-9 and all(v >= 0 for v in full.values())
+    # No vote at all: no opinion.
+    assert fitted.predict_proba(row[None], np.zeros((1, 3), bool))[0] == 0.5
+
+
+def test_threshold_rules(streams):
+    (votes, labels), _ = streams
+    fixed = QController(AGENTS, ControllerConfig(threshold_rule="fixed:0.5")).fit(votes, labels)
+    assert fixed.threshold == 0.5
+    p = fixed.predict_proba(votes)
+    assert choose_threshold(p, labels, "youden") != choose_threshold(p, labels, "f0.5")
+    with pytest.raises(ValueError, match="threshold_rule"):
+        ControllerConfig(threshold_rule="fixed:2")
+    with pytest.raises(ValueError, match=r"votes must have shape \(N, 3\)"):
+        fixed.predict_proba(np.zeros((4, 2)))
+
+
+def test_json_round_trip_and_edited_table_refused(fitted, streams):
+    _, (votes, _) = streams
+    restored = QController.from_json(fitted.to_json())
+    assert restored.version == fitted.version
+    np.testing.assert_allclose(restored.predict_proba(votes), fitted.predict_proba(votes))
+    obj = json.loads(fitted.to_json())
+    obj["q"][2][1] = 0.99  # make C look like a fake expert
+    with pytest.raises(ValueError, match="edited by hand"):
+        QController.from_json(json.dumps(obj).encode())
+
+
+def test_online_update_returns_a_copy_and_moves_trust(fitted):
+    before_q = fitted.q.copy()
+    before_version = fitted.version
+    row, present = np.array([0.9, 0.8, 0.3]), np.array([True, True, True])
+    updated = fitted.online_update(row, present, "real")  # A and B said fake: both wrong
+    assert fitted.version == before_version and np.array_equal(fitted.q, before_q)
+    assert updated.version != before_version and updated.counter == fitted.counter + 1
+    assert updated.trust()["A"]["fake"] < fitted.trust()["A"]["fake"]
+    assert updated.trust()["C"]["real"] > fitted.trust()["C"]["real"]
+
+
+@pytest.fixture()
+def bundle_copy(tiny_bundle, tmp_path):
+    return shutil.copytree(tiny_bundle, tmp_path / "bundle")
+
+
+def tiny_controller(agents, seed: int) -> QController:
+    votes, labels = vote_stream(300, seed=seed)
+    return QController(agents, ControllerConfig(seed=seed)).fit(votes, labels)
+
+
+def test_save_load_round_trip_gives_equal_predictions(bundle_copy, streams):
+    agents = load_bundle(bundle_copy).agent_names
+    controller = tiny_controller(agents, seed=3)
+    bundle = save_controller(bundle_copy, controller)
+    assert bundle.extra("controller")["file"] == "controller/v1.json"
+    loaded = load_controller(bundle)
+    _, (votes, _) = streams
+    np.testing.assert_allclose(loaded.predict_proba(votes), controller.predict_proba(votes))
+    assert loaded.version == controller.version
+
+
+def test_tampered_controller_file_is_refused(bundle_copy):
+    agents = load_bundle(bundle_copy).agent_names
+    save_controller(bundle_copy, tiny_controller(agents, seed=3))
+    path = bundle_copy / "controller" / "v1.json"
+    obj = json.loads(path.read_text())
+    obj["threshold"] = 0.01
+    path.write_text(json.dumps(obj))
+    with pytest.raises(BundleError, match="Checksum mismatch"):
+        load_bundle(bundle_copy)
+
+
+def test_rollback_restores_an_earlier_version(bundle_copy):
+    agents = load_bundle(bundle_copy).agent_names
+    first, second = tiny_controller(agents, seed=3), tiny_controller(agents, seed=4)
+    save_controller(bundle_copy, first)
+    save_controller(bundle_copy, second)
+    versions = list_controller_versions(bundle_copy)
+    assert [v["n"] for v in versions] == [1, 2] and versions[1]["active"]
+    assert load_controller(load_bundle(bundle_copy)).version == second.version
+    bundle = rollback_controller(bundle_copy)  # to the one before the active
+    assert load_controller(bundle).version == first.version
+    bundle = rollback_controller(bundle_copy, "v2")
+    assert load_controller(bundle).version == second.version
+    # A stored old version that was modified is refused, not restored.
+    (bundle_copy / "controller" / "v1.json").write_bytes(b"{}")
+    with pytest.raises(BundleError, match="modified"):
+        rollback_controller(bundle_copy, first.version)
+    with pytest.raises(BundleError, match="no controller version"):
+        rollback_controller(bundle_copy, "v9")

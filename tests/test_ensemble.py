@@ -1,0 +1,188 @@
+"""The blackboard on a real local Ray: detector and agent actors, the controller, faults, deadlines.
+
+One ensemble serves the whole module (starting four TensorFlow actors is the slow part). Its
+agent actors run a test subclass of AgentPredictor with a ``set_delay`` knob, so a test can make
+one agent slow (to miss a deadline, or to be killed mid-call); a restarted actor comes back with
+no delay.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import ray
+
+from agents.bundle import load_bundle
+from agents.predictor import AgentPredictor
+from blackboard.controller import QController, save_controller
+from blackboard.ensemble import DeadlineExceeded, Ensemble, EnsembleConfig
+
+pytestmark = pytest.mark.slow
+
+
+def slow_predictor_class() -> type:
+    """AgentPredictor plus a delay knob; defined in a function so Ray ships it by value."""
+
+    class SlowPredictor(AgentPredictor):
+        delay_s = 0.0
+
+        def set_delay(self, seconds: float) -> float:
+            self.delay_s = float(seconds)
+            return self.delay_s
+
+        def predict_p_fake(self, faces):
+            if len(faces) and self.delay_s > 0:
+                time.sleep(self.delay_s)
+            return super().predict_p_fake(faces)
+
+    return SlowPredictor
+
+
+class FaultyEnsemble(Ensemble):
+    predictor_class = slow_predictor_class()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tiny_bundle, tmp_path_factory):
+    """The tiny bundle with a controller fitted on synthetic votes (agents of known skill)."""
+    path = shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("ens") / "bundle")
+    agents = load_bundle(path).agent_names
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    votes = np.clip(labels[:, None] * 0.4 + 0.3 + rng.normal(0, 0.2, (400, len(agents))), 0.01, 0.99)
+    save_controller(path, QController(agents).fit(votes, labels))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ensemble(ray_local, bundle_dir):
+    ens = FaultyEnsemble(bundle_dir, EnsembleConfig(deadline_s=20.0))
+    try:
+        assert ens.ready(timeout_s=240), "actors did not load their models"
+        yield ens
+    finally:
+        ens.shutdown()
+
+
+def set_delay(ens: Ensemble, agent: str, seconds: float) -> None:
+    ray.get([actor.set_delay.remote(seconds) for actor in ens.actors(agent)], timeout=60)
+
+
+def test_case_flows_from_board_to_agents_to_controller(ensemble, face_rgb, bundle_dir):
+    case = ensemble.classify(face_rgb, source="astronaut.png", request_id="flow-1")
+    assert case.request_id == "flow-1" and case.source == "astronaut.png"
+    assert len(case.faces) == 1, case.no_face_reason
+    face = case.faces[0]
+    assert face.crop.shape == (224, 224, 3) and len(face.landmarks) == 5 and face.confidence > 0.9
+    bundle = load_bundle(bundle_dir)
+    assert set(face.votes) == set(bundle.agent_names)
+    for name, vote in face.votes.items():
+        assert 0.0 <= vote.p_fake <= 1.0 and vote.latency_ms > 0
+        assert vote.model_sha == bundle.agent(name).sha256
+    assert abs(sum(v.weight for v in face.votes.values()) - 1.0) < 1e-6
+    decision = face.decision
+    controller = ensemble.controller
+    assert decision.combiner == "ensemble" and decision.controller_version == controller.version
+    row = np.array([[face.votes[a].p_fake for a in controller.agents]])
+    assert decision.p_fake == pytest.approx(float(controller.predict_proba(row)[0]))
+    assert decision.label == ("fake" if decision.p_fake >= controller.threshold else "real")
+    assert not case.degraded and case.bundle_version == bundle.version
+    assert {"detect", "agents", "decide", "total"} <= set(case.timings_ms)
+
+
+def test_killed_agent_gives_degraded_decision_and_comes_back(ensemble, face_crop):
+    ensemble.classify_faces([face_crop])  # warm
+    victim = ensemble.actors("lenet")[0]
+    set_delay(ensemble, "lenet", 30.0)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(case=ensemble.classify_faces([face_crop])))
+    worker.start()
+    time.sleep(1.5)  # the slow lenet call is running now
+    ray.kill(victim, no_restart=False)
+    worker.join(timeout=30)
+    case = result["case"]
+    assert case.degraded and case.missing_agents == ["lenet"]
+    assert set(case.faces[0].votes) == {"custom", "vgg16"}
+    assert case.faces[0].decision is not None and case.faces[0].votes.get("lenet") is None
+    # Ray restarts the actor (fresh, so without the delay) and the next case has every vote.
+    assert ensemble.ready(timeout_s=120)
+    later = ensemble.classify_faces([face_crop])
+    assert not later.degraded and set(later.faces[0].votes) == {"custom", "lenet", "vgg16"}
+
+
+def test_deadline_shorter_than_an_agent_gives_degraded_decision_in_time(ensemble, face_crop):
+    ensemble.classify_faces([face_crop])  # warm
+    set_delay(ensemble, "vgg16", 4.0)
+    try:
+        start = time.monotonic()
+        case = ensemble.classify_faces([face_crop], deadline_s=1.5)
+        elapsed = time.monotonic() - start
+    finally:
+        set_delay(ensemble, "vgg16", 0.0)  # queued behind the slow call: returns when it ends
+    assert elapsed < 1.5 + 1.0, elapsed
+    assert case.degraded and case.missing_agents == ["vgg16"]
+    assert case.faces[0].decision.p_fake == pytest.approx(
+        float(ensemble.controller.predict_proba(
+            np.array([[case.faces[0].votes["custom"].p_fake, case.faces[0].votes["lenet"].p_fake, 0.5]]),
+            np.array([[True, True, False]]))[0]))
+
+
+def test_no_vote_in_time_raises_deadline_exceeded(ensemble, face_crop):
+    for name in ensemble.agent_names:
+        set_delay(ensemble, name, 2.0)
+    try:
+        with pytest.raises(DeadlineExceeded, match="no agent voted"):
+            ensemble.classify_faces([face_crop], deadline_s=0.5)
+    finally:
+        for name in ensemble.agent_names:
+            set_delay(ensemble, name, 0.0)
+    assert not ensemble.classify_faces([face_crop]).degraded
+
+
+def test_concurrent_classify_from_eight_threads(ensemble, face_crop):
+    before = {name: ensemble.model_info()["agents"][name]["batches_sent"] for name in ensemble.agent_names}
+    crops = [np.ascontiguousarray(np.roll(face_crop, 7 * i, axis=1)) for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        cases = list(pool.map(lambda i: ensemble.classify_faces([crops[i]], request_id=f"t{i}"), range(8)))
+    assert [c.request_id for c in cases] == [f"t{i}" for i in range(8)]
+    assert all(not c.degraded and len(c.faces[0].votes) == 3 for c in cases)
+    # Each case's own crop got its own vote (answers are not mixed up by micro-batching).
+    alone = ensemble.classify_faces([crops[3]])
+    assert cases[3].faces[0].votes["vgg16"].p_fake == pytest.approx(alone.faces[0].votes["vgg16"].p_fake, abs=1e-4)
+    after = ensemble.model_info()["agents"]
+    # Concurrent requests were micro-batched: fewer actor calls than cases for some agent.
+    assert any(after[n]["batches_sent"] - before[n] < 8 for n in ensemble.agent_names), (before, after)
+
+
+def test_feedback_updates_a_copy_and_rollback_restores(ensemble, face_crop):
+    original = ensemble.controller
+    v0 = ensemble.controller_version
+    case = ensemble.classify_faces([face_crop], request_id="fb-1")
+    v1 = ensemble.feedback("fb-1", "fake")
+    assert v1 != v0 and ensemble.controller_version == v1
+    assert original.version == v0  # the old table was not mutated
+    assert ensemble.classify_faces([face_crop]).faces[0].decision.controller_version == v1
+    assert case.faces[0].decision.controller_version == v0
+    with pytest.raises(KeyError, match="Unknown request id"):
+        ensemble.feedback("never-seen", "real")
+    assert ensemble.rollback_controller() == v0 and ensemble.controller_version == v0
+    assert ensemble.rollback_controller(v1) == v1
+    info = ensemble.model_info()
+    assert info["controller_version"] == v1 and info["controller"]["feedback_count"] == 1
+
+
+def test_unschedulable_deployment_is_refused(ray_local, bundle_dir):
+    with pytest.raises(ValueError, match="needs 3.5 CPUs"):
+        Ensemble(bundle_dir, EnsembleConfig(replicas=2, num_cpus_per_actor=0.5))

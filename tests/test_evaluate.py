@@ -1,0 +1,262 @@
+"""`fakeface evaluate` end to end on a tiny generated set, with real Ray Data, Keras and MTCNN.
+
+Two evaluations run once per module (folder input and the equivalent manifest); the other
+tests read their outputs. Ray is started once here (2 CPUs) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from agents.labels import CLASSES
+from training import metrics as fm
+from training.evaluate import (
+    EvalConfig,
+    EvaluationError,
+    build_systems,
+    main,
+    resolve_inputs,
+)
+
+N_PER_CLASS_TEST = 10
+N_PER_CLASS_VAL = 8
+SYSTEMS = ("custom", "lenet", "vgg16", "majority", "mean", "stacking", "ensemble")
+KEYS = ("auc", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "ap", "eer", "log_loss", "ece",
+        "auc_ci", "confusion")
+
+
+def _synthetic_crop(rng: np.random.Generator, fake: bool) -> np.ndarray:
+    """A 48x48 face-crop-shaped image: smooth blobs for real, blobs plus blocky noise for fake."""
+    yy, xx = np.mgrid[0:48, 0:48] / 47.0
+    base = np.stack([np.sin(3 * xx + rng.uniform(0, 3)), np.cos(2 * yy + rng.uniform(0, 3)), xx * yy], axis=2)
+    image = (base - base.min()) / (np.ptp(base) + 1e-9) * 200 + 20
+    if fake:
+        image += np.kron(rng.normal(0, 40, size=(12, 12, 3)), np.ones((4, 4, 1)))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return str(path.resolve())
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> dict[str, Path]:
+    """Folder test set (real/, fake/, one no-face banner, one corrupt file), a val folder, and a
+    manifest holding the same test images plus the val images."""
+    root = tmp_path_factory.mktemp("evaldata")
+    rng = np.random.default_rng(7)
+    rows = []
+    for split, n, folder in (("test", N_PER_CLASS_TEST, root / "test"), ("val", N_PER_CLASS_VAL, root / "val")):
+        for label in CLASSES:
+            for i in range(n):
+                path = _write_png(folder / label / f"{split}_{label}_{i:02d}.png", _synthetic_crop(rng, label == "fake"))
+                rows.append({"path": path, "label": label, "group": f"{split}{i}", "split": split})
+    # A plain 900x300 banner: not shaped like a crop, so auto mode runs MTCNN, which finds no face.
+    banner = np.full((300, 900, 3), (40, 120, 200), dtype=np.uint8)
+    rows.append({"path": _write_png(root / "test" / "fake" / "banner.png", banner), "label": "fake",
+                 "group": "banner", "split": "test"})
+    corrupt = root / "test" / "real" / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    rows.append({"path": str(corrupt.resolve()), "label": "real", "group": "corrupt", "split": "test"})
+    manifest = pd.DataFrame(rows)
+    for col, value in (("source", "synthetic"), ("frame", -1), ("confidence", 1.0), ("hash", "")):
+        manifest[col] = value
+    manifest_path = root / "manifest.csv"
+    manifest.to_csv(manifest_path, index=False)
+    return {"root": root, "test": root / "test", "val": root / "val", "manifest": manifest_path}
+
+
+@pytest.fixture(scope="module")
+def bundle_with_controller(tiny_bundle, dataset, tmp_path_factory) -> Path:
+    """A copy of the tiny bundle with a controller fitted on the val images and saved into it."""
+    from agents.bundle import load_bundle
+    from agents.predictor import AgentPredictor
+    from blackboard.controller import QController, save_controller
+
+    copy = tmp_path_factory.mktemp("evalbundle") / "tiny"
+    shutil.copytree(tiny_bundle, copy)
+    bundle = load_bundle(copy)
+    paths = sorted(dataset["val"].rglob("*.png"))
+    crops = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    labels = np.array([CLASSES.index(p.parent.name) for p in paths])
+    votes = np.stack([AgentPredictor(bundle, a).predict_p_fake(crops) for a in bundle.agent_names], axis=1)
+    save_controller(copy, QController(bundle.agent_names).fit(votes, labels))
+    return copy
+
+
+def _run(args: list[str]) -> dict:
+    assert main(args + ["--bootstrap", "200", "--no-progress"]) == 0
+    out = Path(args[args.index("--out") + 1])
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def folder_run(ray_local, dataset, bundle_with_controller, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("eval_folder") / "out"
+    result = _run(["--bundle", str(bundle_with_controller), "--data", str(dataset["test"]), "--out", str(out),
+                   "--fit-manifest", str(dataset["manifest"])])
+    return result, out
+
+
+@pytest.fixture(scope="module")
+def manifest_run(ray_local, dataset, bundle_with_controller, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("eval_manifest") / "out"
+    result = _run(["--bundle", str(bundle_with_controller), "--data", str(dataset["manifest"]), "--out", str(out)])
+    return result, out
+
+
+def test_every_system_has_every_key(folder_run):
+    result, _ = folder_run
+    assert set(SYSTEMS) <= set(result["systems"]), result.get("unavailable")
+    for name in SYSTEMS:
+        missing = [k for k in KEYS if k not in result["systems"][name]]
+        assert not missing, f"{name} lacks {missing}"
+        assert len(result["systems"][name]["auc_ci"]) == 2
+    assert result["best_single"] in ("custom", "lenet", "vgg16")
+    cmp_ = result["ensemble_vs_best_single"]
+    assert cmp_["delta_auc"] is not None and 0.0 < cmp_["p_value"] <= 1.0
+    data = result["data"]
+    assert (data["n"], data["n_real"], data["n_fake"]) == (2 * N_PER_CLASS_TEST, N_PER_CLASS_TEST, N_PER_CLASS_TEST)
+
+
+def test_metrics_agree_with_sklearn_on_predictions(folder_run):
+    result, out = folder_run
+    pred = pd.read_csv(out / "predictions.csv")
+    y = pred["label"].to_numpy()
+    assert len(pred) == result["data"]["n"]
+    for name in SYSTEMS:
+        p = pred[name].to_numpy()
+        m = result["systems"][name]
+        decided = (p >= m["threshold"]).astype(int)
+        assert m["auc"] == pytest.approx(skm.roc_auc_score(y, p))
+        assert m["ap"] == pytest.approx(skm.average_precision_score(y, p))
+        assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, decided))
+        assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, decided))
+        assert m["f1"] == pytest.approx(skm.f1_score(y, decided, zero_division=0))
+        assert m["precision"] == pytest.approx(skm.precision_score(y, decided, zero_division=0))
+        assert m["recall"] == pytest.approx(skm.recall_score(y, decided, zero_division=0))
+        assert m["log_loss"] == pytest.approx(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), rel=1e-6)
+        assert m["confusion"] == skm.confusion_matrix(y, decided, labels=[0, 1]).tolist()
+        lo, hi = m["auc_ci"]
+        assert lo <= m["auc"] <= hi
+
+
+def test_thresholds_come_from_bundle_and_controller(folder_run, bundle_with_controller):
+    from agents.bundle import load_bundle
+    from blackboard.controller import load_controller
+
+    result, _ = folder_run
+    bundle = load_bundle(bundle_with_controller)
+    for agent in bundle.agent_names:
+        assert result["systems"][agent]["threshold"] == pytest.approx(bundle.agent(agent).threshold)
+    assert result["systems"]["ensemble"]["threshold"] == pytest.approx(load_controller(bundle).threshold)
+    assert result["systems"]["mean"]["threshold"] == 0.5
+
+
+def test_no_face_and_unreadable_are_counted_and_listed(folder_run):
+    result, out = folder_run
+    assert result["data"]["n_no_face"] == 1
+    assert result["data"]["n_unreadable"] == 1
+    listed = pd.read_csv(out / "no_face.csv")
+    reasons = dict(zip(listed["path"].map(lambda p: Path(p).name), listed["reason"]))
+    assert reasons == {"banner.png": "no_face", "corrupt.png": "unreadable"}
+    pred = pd.read_csv(out / "predictions.csv")
+    assert not pred["path"].str.endswith(("banner.png", "corrupt.png")).any()
+
+
+def test_report_references_existing_pngs(folder_run):
+    _, out = folder_run
+    text = (out / "report.md").read_text()
+    pngs = re.findall(r"\]\(([^)]+\.png)\)", text)
+    assert {"roc.png", "pr.png", "reliability.png", "confusion.png", "trust.png"} <= set(pngs)
+    for name in pngs:
+        assert (out / name).stat().st_size > 1000, name
+    assert "82.95 %" in text and "86.51 %" in text and "leaky" in text
+    for name in SYSTEMS:
+        assert f"| {name}" in text
+
+
+def test_folder_and_manifest_give_the_same_metrics(folder_run, manifest_run):
+    folder, _ = folder_run
+    manifest, _ = manifest_run
+    for key in ("n", "n_real", "n_fake", "n_no_face", "n_unreadable"):
+        assert folder["data"][key] == manifest["data"][key], key
+    assert set(folder["systems"]) == set(manifest["systems"])
+    for name, m in folder["systems"].items():
+        for key in ("auc", "accuracy", "f1", "log_loss", "ece", "eer"):
+            assert manifest["systems"][name][key] == pytest.approx(m[key], abs=1e-9), (name, key)
+
+
+def test_fitting_on_evaluated_images_is_refused(dataset, tmp_path):
+    config = EvalConfig(data=dataset["manifest"], out=tmp_path, split="test", fit_split="test")
+    with pytest.raises(EvaluationError, match="Refusing to fit"):
+        resolve_inputs(config)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--bundle", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and "manifest.json" in err
+
+
+def test_stacking_is_unavailable_without_fitting_data(bundle_with_controller):
+    from agents.bundle import load_bundle
+
+    bundle = load_bundle(bundle_with_controller)
+    votes = np.random.default_rng(0).uniform(size=(20, len(bundle.agent_names)))
+    systems, unavailable, controller = build_systems(bundle=bundle, votes=votes, fit_votes=None, fit_labels=None,
+                                                     fit_description="no fitting data")
+    names = [s.name for s in systems]
+    assert "stacking" in unavailable and "stacking" not in names
+    assert "ensemble" in names and controller is not None  # the bundle's own controller needs no fitting
+
+
+# ------------------------------------------------------------------ metric helpers
+def test_ece_matches_a_hand_computation():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.array([0.05, 0.10, 0.95, 1.0, 0.55, 0.52])
+    # bins of width 1/15: {0.05}, {0.10} -> bin 0 and 1; {0.52, 0.55} -> bin 7 and 8; {0.95, 1.0} -> bin 14
+    expected = (0.05 + 0.10 + 0.52 + 0.45 + abs(2 - 1.95)) / 6
+    assert fm.expected_calibration_error(y, p) == pytest.approx(expected)
+
+
+def test_eer_is_zero_when_separable_and_half_when_random():
+    y = np.array([0] * 50 + [1] * 50)
+    assert fm.equal_error_rate(y, np.linspace(0, 1, 100)) == pytest.approx(0.0, abs=1e-12)
+    p = np.random.default_rng(1).uniform(size=20000)
+    y = np.random.default_rng(2).integers(0, 2, size=20000)
+    assert fm.equal_error_rate(y, p) == pytest.approx(0.5, abs=0.02)
+
+
+def test_paired_bootstrap_detects_a_real_difference():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, size=200)
+    good = np.clip(0.5 + (y - 0.5) * 0.6 + rng.normal(0, 0.2, 200), 0, 1)
+    bad = rng.uniform(size=200)
+    config = fm.BootstrapConfig(n_resamples=100, seed=0)
+    strong = fm.paired_bootstrap_auc(y, good, bad, config=config)
+    same = fm.paired_bootstrap_auc(y, good, good, config=config)
+    assert strong["delta_auc"] > 0.3 and strong["p_value"] < 0.01
+    assert same["delta_auc"] == 0.0 and same["p_value"] == 1.0

@@ -1,0 +1,405 @@
+"""The gRPC detector against a real ensemble: health, reflection, errors, auth, TLS, streams,
+feedback persistence, concurrency and drain. One local Ray and one ensemble for the module."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import struct
+import threading
+import time
+import zlib
+from concurrent import futures
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
+from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+from blackboard.server import SERVICE_NAME, ServerConfig, create_server
+
+pytestmark = pytest.mark.slow
+AGENTS = {"custom", "lenet", "vgg16"}
+MAX_MESSAGE = 2 * 1024 * 1024
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
+    """A valid PNG header claiming 3.6 gigapixels with a tiny body (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tiny_bundle, tmp_path_factory):
+    """The tiny bundle plus a controller fitted on random votes (so feedback can update it)."""
+    from blackboard.controller import QController, save_controller
+
+    path = tmp_path_factory.mktemp("server-bundle") / "tiny"
+    shutil.copytree(tiny_bundle, path)
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 20)
+    votes = np.clip(labels[:, None] * 0.4 + rng.uniform(0, 0.6, size=(40, 3)), 0, 1)
+    save_controller(path, QController(["custom", "lenet", "vgg16"]).fit(votes, labels))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ensemble(bundle_dir):
+    import ray
+
+    from blackboard.ensemble import Ensemble, EnsembleConfig
+
+    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    ens = Ensemble(bundle_dir, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=30.0))
+    try:
+        yield ens
+    finally:
+        ens.shutdown()
+        ray.shutdown()
+
+
+def start(ensemble, **overrides):
+    config = ServerConfig(max_message_bytes=MAX_MESSAGE, workers=24, **overrides)
+    server, port = create_server("127.0.0.1:0", ensemble, config)
+    assert server.wait_until_serving(timeout=300)
+    return server, port
+
+
+@pytest.fixture(scope="module")
+def served(ensemble, tmp_path_factory):
+    feedback = tmp_path_factory.mktemp("feedback") / "feedback.jsonl"
+    server, port = start(ensemble, feedback_path=str(feedback))
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield {"server": server, "port": port, "channel": channel, "stub": pb_grpc.DetectorStub(channel),
+               "feedback": feedback}
+    finally:
+        channel.close()
+        server.stop(0).wait()
+
+
+@pytest.fixture(scope="module")
+def face_png(face_rgb):
+    return png_bytes(face_rgb)
+
+
+@pytest.fixture(scope="module")
+def crop_png(face_crop):
+    return png_bytes(face_crop)
+
+
+def classify_request(image: bytes, *, detect=pb.FACE_DETECTION_AUTO, source: str = "", seq: int = 0):
+    options = pb.ClassifyOptions(face_detection=detect)
+    if source:
+        options.source = source
+    return pb.ClassifyRequest(image=image, options=options, sequence_id=seq)
+
+
+def health_status(channel) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5).status
+
+
+def test_health_turns_serving(served):
+    assert health_status(served["channel"]) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_detector(served):
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    db = ProtoReflectionDescriptorDatabase(served["channel"])
+    assert "fakeface.v1.Detector" in db.get_services()
+    service = DescriptorPool(db).FindServiceByName("fakeface.v1.Detector")
+    assert {m.name for m in service.methods} == {"Classify", "ClassifyStream", "Feedback", "GetModelInfo"}
+
+
+def test_classify_a_photo_returns_a_verdict_with_three_votes(served, face_png, bundle_dir):
+    from agents.bundle import load_bundle
+
+    resp = served["stub"].Classify(classify_request(face_png, source="astronaut.png"), timeout=60)
+    assert resp.request_id and resp.source == "astronaut.png"
+    assert (resp.image_width, resp.image_height) == (512, 512)
+    assert resp.bundle_version == load_bundle(bundle_dir).version
+    assert len(resp.faces) >= 1, resp.no_face_reason
+    face = resp.faces[0]
+    assert {v.agent for v in face.votes} == AGENTS
+    manifest = load_bundle(bundle_dir).manifest["agents"]
+    for vote in face.votes:
+        assert 0.0 <= vote.p_fake <= 1.0
+        assert vote.model_sha == manifest[vote.agent]["sha256"]
+    assert face.label == (pb.LABEL_FAKE if face.p_fake >= face.threshold else pb.LABEL_REAL)
+    # MTCNN found the astronaut's face: a box inside the image with five landmarks.
+    assert 0 < face.box.width < 512 and 0 < face.box.height < 512
+    assert len(face.landmarks) == 5
+    assert face.detector_confidence > 0.5
+    assert resp.timings_ms["decode"] >= 0 and resp.timings_ms["server_total"] > 0
+
+
+@pytest.mark.parametrize(
+    "image, code, words",
+    [
+        (b"", grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+        (b"this is not an image at all" * 10, grpc.StatusCode.INVALID_ARGUMENT, "decodable"),
+        (bomb_png(), grpc.StatusCode.INVALID_ARGUMENT, "bomb"),
+        (b"\xff" * (MAX_MESSAGE + 1024), grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+    ],
+    ids=["empty", "garbage", "bomb-header", "oversize"],
+)
+def test_bad_input_gets_its_status_and_the_server_keeps_serving(served, crop_png, image, code, words):
+    with pytest.raises(grpc.RpcError) as info:
+        served["stub"].Classify(classify_request(image), timeout=30)
+    assert info.value.code() == code
+    assert words in (info.value.details() or "").lower() or words in (info.value.details() or "")
+    assert health_status(served["channel"]) == health_pb2.HealthCheckResponse.SERVING
+    ok = served["stub"].Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF), timeout=60)
+    assert len(ok.faces) == 1 and len(ok.faces[0].votes) == 3
+
+
+def test_bad_input_is_counted_in_metrics(served):
+    registry = served["server"].metrics.registry
+    value = registry.get_sample_value("fakeface_requests_total", {"method": "Classify", "code": "INVALID_ARGUMENT"})
+    assert value is not None and value >= 1
+
+
+def test_a_deadline_too_short_is_deadline_exceeded(served, face_png, crop_png):
+    with pytest.raises(grpc.RpcError) as info:
+        served["stub"].Classify(classify_request(face_png), timeout=0.02)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    ok = served["stub"].Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF), timeout=60)
+    assert len(ok.faces) == 1
+
+
+def test_stream_answers_in_order_and_survives_a_bad_item(served, crop_png, face_png):
+    requests = [
+        classify_request(crop_png, detect=pb.FACE_DETECTION_OFF, source="a", seq=11),
+        classify_request(b"garbage", source="b", seq=12),
+        classify_request(face_png, source="c", seq=13),
+        classify_request(crop_png, detect=pb.FACE_DETECTION_OFF, source="d", seq=14),
+    ]
+    answers = list(served["stub"].ClassifyStream(iter(requests), timeout=120))
+    assert [a.sequence_id for a in answers] == [11, 12, 13, 14]
+    assert [a.source for a in answers] == ["a", "b", "c", "d"]
+    assert answers[1].error_code == "INVALID_ARGUMENT" and answers[1].error_message
+    for a in (answers[0], answers[2], answers[3]):
+        assert not a.error_code and a.request_id and len(a.faces) >= 1
+    assert len({a.request_id for a in answers if a.request_id}) == 3
+
+
+def test_model_info_describes_bundle_and_agents(served, bundle_dir):
+    from agents.bundle import load_bundle
+
+    info = served["stub"].GetModelInfo(pb.GetModelInfoRequest(), timeout=30)
+    bundle = load_bundle(bundle_dir)
+    assert info.bundle_version == bundle.version
+    assert json.loads(info.manifest_json)["agents"].keys() == bundle.manifest["agents"].keys()
+    assert {a.name for a in info.agents} == AGENTS
+    assert info.controller_version not in ("", "mean")
+    assert {t.agent for t in info.trust} == AGENTS
+    assert set(info.thresholds) >= {"ensemble", "agent:custom", "agent:lenet", "agent:vgg16"}
+
+
+def test_sixteen_concurrent_clients_all_succeed(served, crop_png):
+    def one(i: int) -> pb.ClassifyResponse:
+        with grpc.insecure_channel(f"127.0.0.1:{served['port']}") as channel:
+            stub = pb_grpc.DetectorStub(channel)
+            return stub.Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF, source=str(i)), timeout=120)
+
+    with futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, range(16)))
+    assert sorted(int(a.source) for a in answers) == list(range(16))
+    assert all(len(a.faces) == 1 and len(a.faces[0].votes) == 3 for a in answers)
+    assert len({a.request_id for a in answers}) == 16
+
+
+def test_feedback_is_stored_and_survives_a_restart(ensemble, crop_png, tmp_path):
+    log_path = tmp_path / "feedback.jsonl"
+    server, port = start(ensemble, feedback_path=str(log_path))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.DetectorStub(channel)
+        resp = stub.Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF), timeout=60)
+        ack = stub.Feedback(pb.FeedbackRequest(request_id=resp.request_id, label=pb.LABEL_FAKE), timeout=60)
+        assert ack.stored and ack.applied, ack.detail
+        assert ack.controller_version == str(ensemble.controller_version) != ack.previous_controller_version
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Feedback(pb.FeedbackRequest(request_id=resp.request_id), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    server.stop(0).wait()
+
+    server, port = start(ensemble, feedback_path=str(log_path))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.DetectorStub(channel)
+        assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).feedback_records == 1
+        second = stub.Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF), timeout=60)
+        ack2 = stub.Feedback(pb.FeedbackRequest(request_id=second.request_id, label=pb.LABEL_REAL), timeout=60)
+        assert ack2.stored
+        assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).feedback_records == 2
+    server.stop(0).wait()
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(r["request_id"], r["label"]) for r in records] == [(resp.request_id, "fake"), (second.request_id, "real")]
+    assert records[0]["controller_version_after"] == ack.controller_version
+    assert set(records[0]["faces"][0]["votes"]) == AGENTS
+
+
+def test_token_auth(ensemble, crop_png, tmp_path, capsys):
+    server, port = start(ensemble, tokens=("s3cret-token",))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.DetectorStub(channel)
+            request = classify_request(crop_png, detect=pb.FACE_DETECTION_OFF)
+            for metadata in [(), (("authorization", "Bearer wrong"),), (("authorization", "s3cret-token"),)]:
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.Classify(request, timeout=30, metadata=metadata)
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            resp = stub.Classify(request, timeout=60, metadata=(("authorization", "Bearer s3cret-token"),))
+            assert len(resp.faces) == 1
+            # Health stays open for probes.
+            assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
+        from blackboard import classify_cli
+
+        crop_file = tmp_path / "crop.png"
+        crop_file.write_bytes(crop_png)
+        assert classify_cli.main([str(crop_file), "--server", f"127.0.0.1:{port}", "--detect", "off"]) == 1
+        assert "refused the credentials" in capsys.readouterr().err
+        assert classify_cli.main([str(crop_file), "--server", f"127.0.0.1:{port}", "--detect", "off",
+                                  "--token", "s3cret-token", "--json"]) == 0
+        assert len(json.loads(capsys.readouterr().out)[0]["faces"]) == 1
+    finally:
+        server.stop(0).wait()
+
+
+def _self_signed(tmp_path):
+    crypto = pytest.importorskip("cryptography", reason="cryptography is needed to make a test certificate")
+    del crypto
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = _dt.datetime.now(_dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                     x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_with_token(ensemble, tmp_path):
+    from blackboard.client import ClientError, DetectorClient
+
+    cert, key = _self_signed(tmp_path)
+    server, port = start(ensemble, tokens=("tls-token",), tls_cert=str(cert), tls_key=str(key))
+    try:
+        with DetectorClient(f"localhost:{port}", token="tls-token", tls_ca=cert) as client:
+            assert {a.name for a in client.model_info().agents} == AGENTS
+        with DetectorClient(f"localhost:{port}", token="tls-token", timeout_s=5) as plain:
+            with pytest.raises(ClientError, match="cannot reach server"):
+                plain.model_info()
+    finally:
+        server.stop(0).wait()
+
+
+def test_drain_finishes_in_flight_calls_then_refuses(ensemble, face_png):
+    server, port = start(ensemble)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = pb_grpc.DetectorStub(channel)
+    try:
+        pending = stub.Classify.future(classify_request(face_png), timeout=60)
+        end = time.monotonic() + 30
+        # Drain only once the call is inside the servicer (the in-flight gauge says so).
+        while not server.metrics.registry.get_sample_value("fakeface_in_flight") and time.monotonic() < end:
+            time.sleep(0.002)
+        assert server.metrics.registry.get_sample_value("fakeface_in_flight") == 1
+        drained = threading.Thread(target=server.drain, kwargs={"grace_s": 30})
+        drained.start()
+        resp = pending.result()
+        assert len(resp.faces) >= 1
+        drained.join(60)
+        assert not drained.is_alive()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Classify(classify_request(face_png), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        channel.close()
+
+
+# ----------------------------------------------------------------- `fakeface classify --server`
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, face_rgb):
+    folder = tmp_path_factory.mktemp("cli-inputs")
+    photo = folder / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
+    # Two faces side by side (the photo and its mirror image): a "screenshot" with two rows.
+    pair = folder / "pair.jpg"
+    cv2.imwrite(str(pair), cv2.cvtColor(np.hstack([face_rgb, face_rgb[:, ::-1]]), cv2.COLOR_RGB2BGR))
+    video = folder / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512))
+    for i in range(10):  # one second, the face sliding right by 3 px per frame
+        writer.write(cv2.cvtColor(np.ascontiguousarray(np.roll(face_rgb, 3 * i, axis=1)), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return {"photo": photo, "pair": pair, "video": video}
+
+
+def test_classify_cli_server_mode_json(served, inputs, capsys):
+    from blackboard import classify_cli
+
+    code = classify_cli.main([str(inputs["photo"]), str(inputs["pair"]), "--server", f"127.0.0.1:{served['port']}",
+                              "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    results = json.loads(out)
+    assert [r["file"] for r in results] == [str(inputs["photo"]), str(inputs["pair"])]
+    assert len(results[0]["faces"]) == 1 and len(results[1]["faces"]) == 2
+    for face in results[0]["faces"] + results[1]["faces"]:
+        assert set(face["votes"]) == AGENTS and face["verdict"] in ("real", "fake")
+    # The mirrored face is the same face: the ensemble sees (almost) the same crop twice.
+    left, right = sorted(results[1]["faces"], key=lambda f: f["box"][0])
+    assert left["box"][0] < 512 <= right["box"][0]
+
+
+def test_classify_cli_server_mode_table_and_video_tracks(served, inputs, capsys):
+    from blackboard import classify_cli
+
+    code = classify_cli.main([str(inputs["pair"]), str(inputs["video"]), "--server", f"127.0.0.1:{served['port']}",
+                              "--fps", "5"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines()]
+    assert sum(1 for r in rows if r and r[0] == "pair.jpg") == 2
+    track = next(r for r in rows if r[:3] == ["clip.mp4", "track", "0"])
+    video = next(r for r in rows if r[:2] == ["clip.mp4", "video"])
+    assert 3 <= int(track[3].strip("(")) <= 5  # 10 frames at 10 fps sampled at 5 fps: one track
+    assert not any(r[:3] == ["clip.mp4", "track", "1"] for r in rows)
+    assert video[2] == track[5] and video[3] == track[6]  # one track: the video verdict is the track's
+    assert "mean over its frames" in out

@@ -1,0 +1,83 @@
+"""`fakeface dataset build`: labelled images/videos -> aligned face crops + a split manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from training.dataset import BuildConfig, BuildSummary, build_dataset
+
+
+def build_parser(prog: str = "fakeface dataset") -> argparse.ArgumentParser:
+    """The `dataset` command's parser (one sub-command: build)."""
+    parser = argparse.ArgumentParser(prog=prog, description="Build face-crop datasets.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="build")
+    build = commands.add_parser(
+        "build",
+        help="detect, align and deduplicate faces, then split by group",
+        description="INPUTs are folders laid out real/ and fake/ (images and videos, any depth; a "
+        "metadata.csv with a group column in the folder gives the groups) and CSV manifests "
+        "path,label[,group]. Re-running with the same --out resumes.",
+    )
+    build.add_argument("inputs", nargs="*", metavar="INPUT", help="folders with real/ and fake/, or CSV manifests")
+    build.add_argument("--out", required=True, help="output folder (crops/, manifest.csv, rejects.csv, summary.json)")
+    build.add_argument("--manifest-in", action="append", default=None, metavar="CSV",
+                       help="a CSV manifest path,label[,group] (repeatable; same as giving it as an INPUT)")
+    build.add_argument("--no-detect", action="store_true",
+                       help="inputs are face crops already: use each image whole, resized")
+    build.add_argument("--all-faces", action="store_true", help="keep every face, not only the most confident")
+    rate = build.add_mutually_exclusive_group()
+    rate.add_argument("--fps", type=float, default=None, help="video frames sampled per second (default 2)")
+    rate.add_argument("--frames", type=int, default=None, help="or this many frames spread over each video")
+    build.add_argument("--hash-distance", type=int, default=6,
+                       help="drop a crop within this phash distance of one kept from the same video (default 6)")
+    build.add_argument("--min-face", type=int, default=40, help="reject faces smaller than this, in pixels (default 40)")
+    build.add_argument("--val", type=float, default=0.15, help="validation fraction, by group (default 0.15)")
+    build.add_argument("--test", type=float, default=0.15, help="test fraction, by group (default 0.15)")
+    build.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    build.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def format_summary(summary: BuildSummary) -> str:
+    """A few lines for the terminal."""
+    split = summary.by_split_label
+    lines = [
+        f"dataset: {summary.crops} crops from {summary.sources} sources "
+        f"({summary.sources_resumed} finished earlier) in {summary.seconds:.1f} s",
+        f"  labels: {summary.by_label}   groups: {summary.groups}",
+        "  splits: " + ", ".join(f"{s} {summary.by_split[s]} (real {split[s]['real']}, fake {split[s]['fake']})"
+                                 for s in summary.by_split),
+        f"  near-duplicates dropped: {summary.duplicates_dropped}   video frames sampled: "
+        f"{summary.frames_sampled} ({summary.frames_without_face} without a usable face)",
+        f"  rejects: {summary.rejects} {summary.rejects_by_reason or ''}",
+        f"  manifest: {summary.manifest}",
+    ]
+    lines.extend(f"  warning: {w}" for w in summary.warnings)
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """Runs `fakeface dataset ...`; returns the exit code (2 with a one-line message on bad input)."""
+    args = build_parser().parse_args(argv)
+    inputs = list(args.inputs) + list(args.manifest_in or [])
+    if not inputs:
+        print("fakeface dataset build: give at least one INPUT folder or --manifest-in CSV", file=sys.stderr)
+        return 2
+    try:
+        config = BuildConfig(
+            detect=not args.no_detect, all_faces=args.all_faces, fps=args.fps, frames=args.frames,
+            hash_distance=args.hash_distance, min_face=args.min_face, val=args.val, test=args.test,
+            seed=args.seed, size=args.size,
+        )
+        summary = build_dataset(inputs, args.out, config, show_progress=not args.quiet)
+    except ValueError as exc:
+        print(f"fakeface dataset build: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"fakeface dataset build: {exc.filename or args.out}: {exc.strerror or exc}; "
+              "check the --out folder is writable and has space", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0

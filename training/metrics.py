@@ -1,0 +1,275 @@
+"""Metric computations for evaluation runs: one system's scores, intervals and paired tests.
+
+Fake is the positive class throughout (``agents.labels.FAKE_INDEX`` = 1): ``y`` holds 1 for
+fake and 0 for real, ``p`` holds each image's p_fake. Point metrics come from
+``sklearn.metrics``; only what scikit-learn lacks is written here (equal error rate read off
+``roc_curve``, expected calibration error, bootstrap intervals and the paired test).
+
+Undefined values (AUC on a one-class sample, say) are returned as ``None`` so they survive a
+strict JSON round trip instead of becoming ``NaN``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+# Probabilities are clipped this far from 0 and 1 before log-loss, so one confident mistake
+# gives a large but finite penalty (sklearn's own default eps is dtype-dependent).
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """How confidence intervals and the paired test resample the evaluated images."""
+
+    n_resamples: int = 1000  # bootstrap resamples per interval / test
+    confidence: float = 0.95  # two-sided coverage of the percentile intervals
+    seed: int = 0  # numpy Generator seed, so a rerun reproduces every interval
+
+    def __post_init__(self) -> None:
+        if self.n_resamples < 10:
+            raise ValueError(f"n_resamples must be at least 10, received {self.n_resamples}.")
+        if not 0.5 < self.confidence < 1.0:
+            raise ValueError(f"confidence must lie in (0.5, 1), received {self.confidence}.")
+
+
+def _check_inputs(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y)
+    p = np.asarray(p, dtype=np.float64)
+    if y.ndim != 1 or p.ndim != 1 or len(y) != len(p):
+        raise ValueError(f"labels and scores must be 1-D of equal length, received {y.shape} and {p.shape}.")
+    if len(y) == 0:
+        raise ValueError("Cannot score an empty set of predictions.")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels must be 0 (real) or 1 (fake), received values {np.unique(y)[:5]}.")
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise ValueError("scores must be finite probabilities in [0, 1].")
+    return y.astype(int), p
+
+
+def _both_classes(y: np.ndarray) -> bool:
+    return bool(y.min() != y.max())
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, n_bins: int = 15) -> float:
+    """Expected calibration error of p_fake over equal-width bins.
+
+    Each bin contributes |observed fake fraction - mean p_fake| weighted by its share of the
+    images. p = 1.0 falls into the last bin.
+
+    Args:
+        y: 0/1 labels (1 = fake).
+        p: predicted p_fake.
+        n_bins: number of equal-width bins on [0, 1].
+
+    Returns:
+        The ECE in [0, 1].
+    """
+    y, p = _check_inputs(y, p)
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be positive, received {n_bins}.")
+    idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    sum_p = np.bincount(idx, weights=p, minlength=n_bins)
+    sum_y = np.bincount(idx, weights=y, minlength=n_bins)
+    used = count > 0
+    gaps = np.abs(sum_y[used] - sum_p[used])  # = count * |mean_y - mean_p|
+    return float(gaps.sum() / len(p))
+
+
+def reliability_bins(y: np.ndarray, p: np.ndarray, *, n_bins: int = 15) -> dict[str, list[float | None]]:
+    """Per-bin mean p_fake, observed fake fraction and count (for the reliability diagram)."""
+    y, p = _check_inputs(y, p)
+    idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    sum_p = np.bincount(idx, weights=p, minlength=n_bins)
+    sum_y = np.bincount(idx, weights=y, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = sum_p / count
+        frac = sum_y / count
+    return {
+        "edges": np.linspace(0.0, 1.0, n_bins + 1).tolist(),
+        "mean_p": [_none_if_nan(v) for v in mean_p],
+        "fraction_fake": [_none_if_nan(v) for v in frac],
+        "count": count.astype(int).tolist(),
+    }
+
+
+def equal_error_rate(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Equal error rate: where the false-positive and false-negative rates meet on the ROC curve.
+
+    The crossing is interpolated linearly between the two ROC points that bracket it.
+    Returns None when only one class is present.
+    """
+    y, p = _check_inputs(y, p)
+    if not _both_classes(y):
+        return None
+    fpr, tpr, _ = roc_curve(y, p)
+    fnr = 1.0 - tpr
+    diff = fpr - fnr  # rises from -1 (threshold above every score) to +1
+    k = int(np.argmax(diff >= 0))
+    if k == 0 or diff[k] == 0:
+        return float((fpr[k] + fnr[k]) / 2)
+    # Linear interpolation between point k-1 (diff < 0) and point k (diff >= 0).
+    t = -diff[k - 1] / (diff[k] - diff[k - 1])
+    return float(fpr[k - 1] + t * (fpr[k] - fpr[k - 1]))
+
+
+def point_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float) -> dict[str, Any]:
+    """All point metrics of one system; fake (1) is positive, decisions are ``p >= threshold``.
+
+    Returns:
+        dict with auc, accuracy, balanced_accuracy, precision, recall, f1, ap, eer, log_loss,
+        ece, threshold and confusion [[tn, fp], [fn, tp]]. Ranking metrics are None when only
+        one class is present.
+    """
+    y, p = _check_inputs(y, p)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], received {threshold}.")
+    pred = (p >= threshold).astype(int)
+    both = _both_classes(y)
+    return {
+        "auc": float(roc_auc_score(y, p)) if both else None,
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else None,
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "ap": float(average_precision_score(y, p)) if both else None,
+        "eer": equal_error_rate(y, p),
+        "log_loss": float(log_loss(y, np.clip(p, _EPS, 1 - _EPS), labels=[0, 1])),
+        "ece": expected_calibration_error(y, p),
+        "threshold": float(threshold),
+        "confusion": confusion_matrix(y, pred, labels=[0, 1]).astype(int).tolist(),
+    }
+
+
+def _resample_indices(n: int, config: BootstrapConfig) -> np.ndarray:
+    rng = np.random.default_rng(config.seed)
+    return rng.integers(0, n, size=(config.n_resamples, n))
+
+
+def _percentile_interval(values: list[float], config: BootstrapConfig) -> list[float] | None:
+    if len(values) < max(10, config.n_resamples // 2):
+        return None  # too many degenerate (one-class) resamples to trust an interval
+    alpha = (1.0 - config.confidence) / 2.0
+    lo, hi = np.quantile(np.asarray(values), [alpha, 1.0 - alpha])
+    return [float(lo), float(hi)]
+
+
+def bootstrap_intervals(
+    y: np.ndarray, p: np.ndarray, *, threshold: float, config: BootstrapConfig
+) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals for AUC and accuracy (images resampled with replacement).
+
+    Resamples holding a single class are skipped for AUC. Every system evaluated with the
+    same ``config`` sees the same resamples, so their intervals are comparable.
+
+    Returns:
+        {"auc_ci": [lo, hi] | None, "accuracy_ci": [lo, hi]}.
+    """
+    y, p = _check_inputs(y, p)
+    idx = _resample_indices(len(y), config)
+    correct = ((p >= threshold).astype(int) == y).astype(np.float64)
+    accs = correct[idx].mean(axis=1).tolist()
+    aucs = []
+    for rows in idx:
+        ys = y[rows]
+        if _both_classes(ys):
+            aucs.append(roc_auc_score(ys, p[rows]))
+    return {"auc_ci": _percentile_interval(aucs, config), "accuracy_ci": _percentile_interval(accs, config)}
+
+
+def paired_bootstrap_auc(
+    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, config: BootstrapConfig
+) -> dict[str, Any]:
+    """Paired bootstrap test of AUC(a) - AUC(b) on the same images.
+
+    Both systems are scored on each resample, so the correlation between them (they see the
+    same faces) is kept. The two-sided p-value uses the shifted null: the share of resampled
+    differences at least as far from the observed difference as the observed difference is
+    from zero, with the +1 correction so it is never exactly 0.
+
+    Returns:
+        {"delta_auc", "delta_auc_ci", "p_value", "n_resamples", "method"}; values None when
+        only one class is present.
+    """
+    y, p_a = _check_inputs(y, p_a)
+    _, p_b = _check_inputs(y, p_b)
+    method = "paired bootstrap of the AUC difference (two-sided, shifted null)"
+    if not _both_classes(y):
+        return {"delta_auc": None, "delta_auc_ci": None, "p_value": None, "n_resamples": 0, "method": method}
+    observed = float(roc_auc_score(y, p_a) - roc_auc_score(y, p_b))
+    deltas = []
+    for rows in _resample_indices(len(y), config):
+        ys = y[rows]
+        if _both_classes(ys):
+            deltas.append(roc_auc_score(ys, p_a[rows]) - roc_auc_score(ys, p_b[rows]))
+    d = np.asarray(deltas)
+    extreme = int(np.sum(np.abs(d - observed) >= abs(observed)))
+    p_value = (1 + extreme) / (1 + len(d))
+    return {
+        "delta_auc": observed,
+        "delta_auc_ci": _percentile_interval(deltas, config),
+        "p_value": float(min(1.0, p_value)),
+        "n_resamples": len(d),
+        "method": method,
+    }
+
+
+def mcnemar_test(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, Any]:
+    """Exact McNemar test on the decisions of two systems (binomial test on the discordant pairs).
+
+    Returns:
+        {"a_right_b_wrong", "a_wrong_b_right", "p_value"}.
+    """
+    y = np.asarray(y).astype(int)
+    right_a = np.asarray(pred_a).astype(int) == y
+    right_b = np.asarray(pred_b).astype(int) == y
+    b = int(np.sum(right_a & ~right_b))
+    c = int(np.sum(~right_a & right_b))
+    p_value = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+    return {"a_right_b_wrong": b, "a_wrong_b_right": c, "p_value": p_value}
+
+
+def system_metrics(
+    y: np.ndarray, p: np.ndarray, *, threshold: float, config: BootstrapConfig
+) -> dict[str, Any]:
+    """Point metrics plus bootstrap intervals for one system (the ``metrics.json`` entry)."""
+    out = point_metrics(y, p, threshold=threshold)
+    out.update(bootstrap_intervals(y, p, threshold=threshold, config=config))
+    return out
+
+
+def best_by_auc(metrics: dict[str, dict[str, Any]], candidates: list[str]) -> str:
+    """The candidate with the highest AUC (accuracy breaks ties and stands in when AUC is None)."""
+    if not candidates:
+        raise ValueError("No candidate systems to choose from.")
+
+    def key(name: str) -> tuple[float, float]:
+        m = metrics[name]
+        auc = m["auc"] if m["auc"] is not None else -1.0
+        return (auc, m["accuracy"])
+
+    return max(candidates, key=key)

@@ -1,0 +1,169 @@
+"""Every agent's calibrated p_fake for a list of face-crop images (the controller's training data).
+
+``fakeface fit-controller`` and evaluation both need the (N, A) vote matrix of a manifest split.
+Computing it runs three CNNs over every image, so the result is cached in an ``.npz`` keyed by
+the bundle version, the agent list and the files (path, size, modification time): a second run
+on the same split and bundle reads the cache instead of predicting again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from agents.bundle import Bundle, load_bundle
+from agents.labels import label_to_index
+from agents.predictor import AgentPredictor
+
+MANIFEST_COLUMNS = ("path", "label", "split")
+CACHE_ENV = "FAKEFACE_CACHE"  # overrides the cache root (default ~/.cache/fakeface)
+
+
+def default_cache_dir() -> Path:
+    """Where vote caches live unless told otherwise."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fakeface"
+    return Path(root) / "votes"
+
+
+def read_manifest_split(manifest: str | os.PathLike[str], split: str) -> tuple[list[Path], np.ndarray]:
+    """Image paths and 0/1 labels of one split of a dataset manifest (CSV).
+
+    Paths in the manifest are absolute or relative to the manifest's folder.
+
+    Raises:
+        ValueError: the file is missing, not a CSV with path/label/split columns, has unknown
+            labels, or the split is empty.
+    """
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise ValueError(f"Manifest {manifest} not found; make one with `fakeface dataset build`.")
+    try:
+        frame = pd.read_csv(manifest)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"Manifest {manifest} is not a readable CSV: {err}") from err
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"Manifest {manifest} lacks column(s) {missing}; it has {list(frame.columns)}. "
+            "Expected path,label,group,split,..."
+        )
+    rows = frame[frame["split"].astype(str) == split]
+    if rows.empty:
+        splits = sorted(frame["split"].astype(str).unique())
+        raise ValueError(f"Manifest {manifest} has no rows in split {split!r}; its splits are {splits}.")
+    try:
+        labels = np.array([label_to_index(v) for v in rows["label"]], dtype=int)
+    except ValueError as err:
+        raise ValueError(f"Manifest {manifest}: {err}") from err
+    base = manifest.resolve().parent
+    paths = [Path(p) if Path(p).is_absolute() else base / p for p in rows["path"].astype(str)]
+    return paths, labels
+
+
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """An image file as RGB uint8 via OpenCV, or None when it cannot be decoded."""
+    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def cache_key(bundle: Bundle, agents: Sequence[str], paths: Sequence[Path]) -> str:
+    """Hash of the bundle version, agents and every file's path, size and mtime."""
+    h = hashlib.sha256()
+    h.update(bundle.version.encode())
+    h.update("\0".join(agents).encode())
+    for path in paths:
+        try:
+            st = os.stat(path)
+            h.update(f"{os.fspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{os.fspath(path)}\0missing\n".encode())
+    return h.hexdigest()[:24]
+
+
+def collect_votes(
+    bundle: Bundle | str | os.PathLike[str] | None,
+    image_paths: Sequence[str | os.PathLike[str]],
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+    agents: Sequence[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+) -> np.ndarray:
+    """Calibrated p_fake of every agent for every image.
+
+    Args:
+        bundle: a loaded bundle, a bundle directory, or None for the shipped default.
+        image_paths: face-crop image files (any size; each agent's contract resizes them).
+        batch_size: images read and predicted together.
+        progress: show a tqdm bar.
+        agents: subset/order of agents (default: all of the bundle's, in bundle order).
+        cache_dir: folder for the .npz cache (default :func:`default_cache_dir`).
+        use_cache: read and write the cache.
+
+    Returns:
+        float64 array (N, A), columns in ``agents`` order; rows of unreadable images are NaN
+        (a warning names them), so callers can drop them.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, received {batch_size}.")
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    agents = list(agents) if agents is not None else bundle.agent_names
+    for name in agents:
+        bundle.agent(name)  # raises naming the bundle's agents when unknown
+    paths = [Path(p) for p in image_paths]
+    cache_file = None
+    if use_cache:
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        cache_file = folder / f"votes-{cache_key(bundle, agents, paths)}.npz"
+        if cache_file.is_file():
+            with np.load(cache_file, allow_pickle=False) as cached:
+                if list(cached["agents"]) == agents and len(cached["votes"]) == len(paths):
+                    return np.asarray(cached["votes"], dtype=np.float64)
+    votes = np.full((len(paths), len(agents)), np.nan, dtype=np.float64)
+    predictors = [AgentPredictor(bundle, name, batch_size=batch_size) for name in agents]
+    unreadable: list[str] = []
+    bar = tqdm(total=len(paths), desc="votes", unit="img", disable=not progress)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images, rows = [], []
+        for offset, path in enumerate(chunk):
+            image = read_rgb(path)
+            if image is None:
+                unreadable.append(os.fspath(path))
+                continue
+            images.append(image)
+            rows.append(start + offset)
+        if images:
+            for col, predictor in enumerate(predictors):
+                votes[rows, col] = predictor.predict_p_fake(images)
+        bar.update(len(chunk))
+    bar.close()
+    if unreadable:
+        shown = ", ".join(unreadable[:3]) + (" ..." if len(unreadable) > 3 else "")
+        warnings.warn(f"{len(unreadable)} image(s) could not be read and got no votes: {shown}", stacklevel=2)
+    if cache_file is not None:
+        _save_cache(cache_file, votes=votes, agents=agents, paths=paths, bundle_version=bundle.version)
+    return votes
+
+
+def _save_cache(path: Path, *, votes: np.ndarray, agents: list[str], paths: list[Path], bundle_version: str) -> None:
+    """Writes the cache atomically; a failure to cache is not a failure to vote."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, votes=votes, agents=np.array(agents), paths=np.array([os.fspath(p) for p in paths]),
+                 bundle_version=np.array(bundle_version))
+        os.replace(tmp, path)
+    except OSError as err:
+        warnings.warn(f"Could not write the vote cache {path}: {err}", stacklevel=3)
