@@ -94,7 +94,8 @@ class Runner:
             resp = self.backend.classify(path.read_bytes(), detect=self.args.detect, heatmaps=want,
                                          source=path.name, timeout_s=self.args.timeout)
         else:
-            resp = self.backend.classify_rgb(rgb, detect=self.args.detect, heatmaps=want, source=path.name)
+            resp = self.backend.classify_rgb(rgb, detect=self.args.detect, heatmaps=want, source=path.name,
+                                             timeout_s=self.args.timeout)
         result = {"file": str(path), "kind": "image", **_response_meta(resp),
                   "faces": [face_to_dict(f) for f in resp.faces], "no_face_reason": resp.no_face_reason}
         return result, rgb
@@ -109,7 +110,8 @@ class Runner:
         if not self.remote:
             for frame in frames:
                 yield frame, self.backend.classify_rgb(frame.rgb, detect=self.args.detect, heatmaps=want,
-                                                       source=f"{path.name}@{frame.index}")
+                                                       source=f"{path.name}@{frame.index}",
+                                                       timeout_s=self.args.timeout)
             return
         pending: dict[int, Any] = {}
 

@@ -165,9 +165,10 @@ class LocalDetector:
     def __init__(self, bundle: str | os.PathLike[str] | None = None, *, ray_address: str | None = None,
                  ready_timeout_s: float = 600.0) -> None:
         from agents.bundle import load_bundle
-        from blackboard.ensemble import Ensemble, EnsembleConfig
 
         self.bundle = load_bundle(bundle)  # BundleError (a ValueError) with its fix, before Ray starts
+        from blackboard.ensemble import Ensemble, EnsembleConfig
+
         self.ensemble = Ensemble(self.bundle.path, EnsembleConfig(), ray_address=ray_address)
         ok = self.ensemble.ready(timeout_s=ready_timeout_s)
         if ok is False:
@@ -185,13 +186,20 @@ class LocalDetector:
         self.ensemble.shutdown()
 
     def classify_rgb(self, rgb: np.ndarray, *, detect: str = "auto", heatmaps: bool = False,
-                     source: str = "") -> pb.ClassifyResponse:
-        """Classifies a decoded RGB uint8 image."""
+                     source: str = "", timeout_s: float = 60.0) -> pb.ClassifyResponse:
+        """Classifies a decoded RGB uint8 image.
+
+        Raises:
+            ClientError: the agents did not answer within ``timeout_s``.
+        """
         from blackboard.server import case_to_proto
 
         if detect not in DETECT_ENUMS:
             raise ValueError(f"detect must be one of {sorted(DETECT_ENUMS)}, received {detect!r}.")
-        case = self.ensemble.classify(rgb, detect=detect, source=source)
+        try:
+            case = self.ensemble.classify(rgb, detect=detect, source=source, deadline_s=timeout_s)
+        except TimeoutError as err:  # DeadlineExceeded
+            raise ClientError(f"the ensemble did not answer within {timeout_s:g} s ({err}); raise --timeout") from err
         maps = None
         if heatmaps and case.faces:
             if self._renderer is None:

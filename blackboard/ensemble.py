@@ -151,14 +151,21 @@ class Ensemble:
 
     def ready(self, timeout_s: float = 120) -> bool:
         """True when the detector and every agent replica have loaded their models."""
-        refs = [self._detector.ready.remote()]
-        for pool in self._pools.values():
-            refs.extend(pool.ready_refs())
-        try:
-            ray.get(refs, timeout=timeout_s)
-        except (GetTimeoutError, RayActorError):
-            return False
-        return True
+        until = time.monotonic() + float(timeout_s)
+        while True:
+            refs = [self._detector.ready.remote()]
+            for pool in self._pools.values():
+                refs.extend(pool.ready_refs())
+            try:
+                ray.get(refs, timeout=max(until - time.monotonic(), 0.0))
+                return True
+            except GetTimeoutError:
+                return False
+            except RayActorError:
+                # An actor that Ray is restarting refuses calls for a moment; ask again.
+                if time.monotonic() + 0.5 >= until:
+                    return False
+                time.sleep(0.5)
 
     # --------------------------------------------------------------- properties
     @property
@@ -365,15 +372,15 @@ class Ensemble:
         process, or a version stored in the bundle. Returns the version now active."""
         with self._lock:
             if version is None:
-                if len(self._history) < 2:
+                # The one before the active controller in the order they became active.
+                current = max((i for i, c in enumerate(self._history) if c is self._controller), default=0)
+                if current < 1:
                     raise ValueError("No earlier controller in this process to roll back to.")
-                self._history.pop()
-                self._controller = self._history[-1]
+                self._controller = self._history[current - 1]
                 return self._controller.version
             for ctrl in reversed(self._history):
                 if ctrl.version == version:
                     self._controller = ctrl
-                    self._history.append(ctrl)
                     return ctrl.version
         restored = self._load_stored_controller(version)
         with self._lock:

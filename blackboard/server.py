@@ -73,7 +73,7 @@ class ServerConfig:
     tls_cert: str | None = None  # PEM certificate chain path; with tls_key turns TLS on
     tls_key: str | None = None  # PEM private key path
     feedback_path: str | None = None  # append-only JSONL feedback log; None = Feedback refused
-    default_deadline_s: float = 10.0  # ensemble deadline when the client sets none
+    default_deadline_s: float = 10.0  # ensemble deadline when the client sets none (a client's own wins)
     ready_timeout_s: float = 600.0  # how long to wait for the models before giving up
     drain_grace_s: float = 10.0  # in-flight calls get this long to finish on SIGTERM
     recent_cases: int = 4096  # recent answers remembered so feedback records carry the votes
@@ -399,7 +399,8 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         remaining = context.time_remaining()
         if remaining is None:
             return self.config.default_deadline_s
-        budget = min(float(remaining) - DEADLINE_MARGIN_S, self.config.default_deadline_s)
+        # The client's deadline wins over the default, in both directions.
+        budget = float(remaining) - DEADLINE_MARGIN_S
         if budget <= 0:
             raise _Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline too short ({remaining * 1000:.0f} ms left)")
         return budget

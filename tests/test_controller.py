@@ -23,6 +23,7 @@ from blackboard.controller import (
     ControllerConfig,
     QController,
     choose_threshold,
+    f_half,
     list_controller_versions,
     load_controller,
     rollback_controller,
@@ -116,7 +117,17 @@ def test_threshold_rules(streams):
     fixed = QController(AGENTS, ControllerConfig(threshold_rule="fixed:0.5")).fit(votes, labels)
     assert fixed.threshold == 0.5
     p = fixed.predict_proba(votes)
-    assert choose_threshold(p, labels, "youden") != choose_threshold(p, labels, "f0.5")
+    # Each rule's threshold is at least as good for its own criterion as any threshold on a grid.
+    f05 = choose_threshold(p, labels, "f0.5")
+    youden = choose_threshold(p, labels, "youden")
+    grid = np.linspace(0.05, 0.95, 19)
+
+    def j_stat(t):
+        pred = p >= t
+        return pred[labels == 1].mean() - pred[labels == 0].mean()
+
+    assert f_half(labels, p >= f05) >= max(f_half(labels, p >= t) for t in grid) - 1e-9
+    assert j_stat(youden) >= max(j_stat(t) for t in grid) - 1e-9
     with pytest.raises(ValueError, match="threshold_rule"):
         ControllerConfig(threshold_rule="fixed:2")
     with pytest.raises(ValueError, match=r"votes must have shape \(N, 3\)"):
@@ -195,3 +206,44 @@ def test_rollback_restores_an_earlier_version(bundle_copy):
         rollback_controller(bundle_copy, first.version)
     with pytest.raises(BundleError, match="no controller version"):
         rollback_controller(bundle_copy, "v9")
+
+
+@pytest.fixture()
+def tiny_manifest(tmp_path, face_crop):
+    """A manifest of 24 small images (val and test splits), varied so the agents disagree."""
+    import cv2
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    (tmp_path / "img").mkdir()
+    for i in range(24):
+        label = "fake" if i % 2 else "real"
+        image = np.clip(face_crop.astype(int) + rng.integers(-60, 60, (1, 1, 3)) * (1 + i % 2), 0, 255)
+        name = f"img/{i:02d}.png"
+        cv2.imwrite(str(tmp_path / name), cv2.cvtColor(image.astype(np.uint8), cv2.COLOR_RGB2BGR))
+        rows.append({"path": name, "label": label, "group": f"g{i // 2}", "split": "test" if i >= 20 else "val"})
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_manifest, tmp_path, capsys):
+    from training.fit_controller import main
+
+    cache = tmp_path / "cache"
+    args = ["--bundle", str(bundle_copy), "--manifest", str(tiny_manifest), "--cache-dir", str(cache),
+            "--no-progress", "--threshold-rule", "fixed:0.5"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Q_real" in out and "ensemble" in out and "roc_auc" in out
+    controller = load_controller(load_bundle(bundle_copy))
+    assert controller.fitted_on["cases"] == 20 and controller.threshold == 0.5
+    assert len(list(cache.glob("votes-*.npz"))) == 1  # votes cached for reuse
+    assert main(args) == 0  # second fit (from the cache) is stored as v2, v1 kept
+    assert [v["n"] for v in list_controller_versions(bundle_copy)] == [1, 2]
+    capsys.readouterr()
+    assert main([*args, "--split", "test"]) == 2
+    assert "test split is for `fakeface evaluate`" in capsys.readouterr().err
+    assert main(["--bundle", str(tmp_path / "nope"), "--manifest", str(tiny_manifest)]) == 2
+    assert "No model bundle" in capsys.readouterr().err

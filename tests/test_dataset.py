@@ -187,3 +187,14 @@ def test_cli_builds_and_reports_bad_input(tmp_path, capsys):
     assert dataset_main(["build", str(tmp_path / "data"), "--out", str(tmp_path / "o3"), "--val", "0.7",
                          "--test", "0.5"]) == 2
     assert "val and test" in capsys.readouterr().err
+
+
+def test_csv_rows_with_bad_label_or_missing_file_are_rejected(tmp_path):
+    noise_images(tmp_path / "data", groups=2)
+    listing = tmp_path / "data" / "list.csv"
+    listing.write_text(listing.read_text() + "real/gone.png,real,scene09\nreal/g00_real.png,maybe,scene00\n")
+    summary = build_dataset([listing], tmp_path / "out", BuildConfig(detect=False, min_face=32), show_progress=False)
+    assert summary.crops == 4
+    rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
+    assert summary.rejects_by_reason == {"missing file": 1, "bad label": 1}
+    assert rejects["reason"].str.contains("maybe").any()

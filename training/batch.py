@@ -189,20 +189,36 @@ def prepare_plan(cfg: BatchConfig, *, inputs: Sequence[str], settings: dict[str,
     return plan
 
 
-def _cpu_per_actor(total_cpus: float, n_actors: int) -> float:
-    """Fractional CPUs per actor so every pool fits (whole CPUs per actor deadlock 2-CPU hosts)."""
-    share = 0.9 * total_cpus / max(n_actors, 1)
-    return max(0.05, min(1.0, math.floor(share * 20) / 20))
+def cpu_per_actor(node_cpus: Sequence[float], n_actors: int) -> float:
+    """Fractional CPUs per actor such that every actor of every pool fits on the nodes at once.
+
+    Whole CPUs per actor deadlock a 2-CPU host (the pools wait for CPUs that never free up), and
+    a share computed on the cluster total can still fail to pack onto small nodes, so the share
+    shrinks until the per-node packing holds. 10 % of each node stays free for Ray Data's tasks.
+    """
+    if n_actors < 1 or not node_cpus:
+        raise ValueError(f"Need at least one actor and one node, received {n_actors} actors, nodes {list(node_cpus)}.")
+    share = min(1.0, math.floor(0.9 * sum(node_cpus) / n_actors * 20) / 20)
+    while share > 0.05 and sum(math.floor(0.9 * c / share + 1e-9) for c in node_cpus) < n_actors:
+        share = round(share - 0.05, 2)
+    return max(0.05, share)
 
 
-def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequence[str], total_cpus: float):
+def _node_cpus() -> list[float]:
+    import ray
+
+    return [float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")] or [1.0]
+
+
+def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequence[str],
+                  node_cpus: Sequence[float]):
     """The Ray Data pipeline over ``items`` ({source, input_index, shard}) up to the decision."""
     import ray
 
     from training.batch_stages import AgentStage, DecisionStage, FaceStage
 
     n_actors = cfg.detect_actors + cfg.actors_per_agent * len(agents) + 1
-    cpus = _cpu_per_actor(total_cpus, n_actors)
+    cpus = cpu_per_actor(node_cpus, n_actors)
     threads = max(1, int(cpus))
     blocks = max(1, math.ceil(len(items) / min(cfg.shard_size, MAX_INPUTS_PER_BLOCK)))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
@@ -296,7 +312,8 @@ class _ShardState:
         return all(n is not None and len(self.seen[i]) == n for i, n in self.expected.items())
 
 
-def run_shards(cfg: BatchConfig, *, plan: dict[str, Any], agents: Sequence[str], total_cpus: float) -> int:
+def run_shards(cfg: BatchConfig, *, plan: dict[str, Any], agents: Sequence[str],
+               node_cpus: Sequence[float]) -> int:
     """Runs the pipeline over the shards not yet on disk; returns how many were written."""
     from tqdm import tqdm
 
@@ -312,7 +329,7 @@ def run_shards(cfg: BatchConfig, *, plan: dict[str, Any], agents: Sequence[str],
         idxs = range(s * size, min((s + 1) * size, len(inputs)))
         states[s] = _ShardState(idxs)
         items.extend({"source": inputs[i], "input_index": i, "shard": s} for i in idxs)
-    ds = build_dataset(cfg, items=items, agents=agents, total_cpus=total_cpus)
+    ds = build_dataset(cfg, items=items, agents=agents, node_cpus=node_cpus)
     written = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
         for shard, rows in batch.groupby("shard", sort=False):
@@ -380,8 +397,7 @@ def run(cfg: BatchConfig) -> dict[str, Any]:
             ray.init(address=address, include_dashboard=False if address == "local" else None,
                      log_to_driver=False)
         try:
-            total_cpus = float(ray.cluster_resources().get("CPU", 1.0))
-            written = run_shards(cfg, plan=plan, agents=agents, total_cpus=total_cpus)
+            written = run_shards(cfg, plan=plan, agents=agents, node_cpus=_node_cpus())
         finally:
             if own_ray:
                 ray.shutdown()

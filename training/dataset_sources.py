@@ -139,7 +139,7 @@ def sources_from_csv(csv_path: Path) -> tuple[list[Source], list[Reject]]:
         path = Path(raw_path) if os.path.isabs(raw_path) else csv_path.parent / raw_path
         path = path.resolve()
         if label not in CLASSES:
-            rejects.append(Reject(where, f"bad label {row.label!r}; expected one of {CLASSES}"))
+            rejects.append(Reject(where, f"bad label: {row.label!r}, expected one of {CLASSES}"))
             continue
         kind = media_kind(path)
         if kind is None:

@@ -159,7 +159,7 @@ def resolve_inputs(config: EvalConfig) -> tuple[pd.DataFrame, pd.DataFrame | Non
     else:
         raise EvaluationError(f"--data {config.data} is neither a .csv manifest nor a folder.")
     if fit_source is None:
-        return evaluated, None, "no fitting data (folder input without --fit-manifest)"
+        return evaluated, None, "none: folder input without --fit-manifest"
     if not Path(fit_source).is_file():
         raise EvaluationError(f"--fit-manifest {fit_source} is not a file; pass the manifest the bundle was trained on.")
     if Path(fit_source).resolve() == config.data.resolve() and config.fit_split == config.split:
@@ -251,7 +251,12 @@ def _ensure_ray(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+    try:
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+    except Exception as err:  # noqa: BLE001  Ray raises a bare Exception on start-up timeouts
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise EvaluationError(f"could not start or reach {where}: {err} Retry, or pass --ray-address of a "
+                              "running cluster.") from None
     return True
 
 
@@ -343,15 +348,15 @@ def build_systems(
     unavailable: dict[str, str] = {}
     can_fit = fit_votes is not None and len(fit_votes) > 0 and len(np.unique(fit_labels)) == 2
     if fit_votes is not None and not can_fit:
-        fit_description += f" has {len(fit_votes)} scored images, not both classes"
+        fit_description += f", which has {len(fit_votes)} scored images, not both classes"
     if can_fit:
         stacking = StackingCombiner(agents).fit(fit_votes, fit_labels)
         systems.append(System("stacking", "baseline", stacking.predict_proba(votes), 0.5,
                               f"logistic regression on agent logits fitted on {fit_description}; threshold 0.5"))
     else:
         unavailable["stacking"] = (
-            f"not fitted: {fit_description}; pass --fit-manifest with the bundle's training manifest "
-            "(never fitted on the evaluated images)"
+            f"needs labelled val votes to fit (fitting data: {fit_description}); pass --fit-manifest with "
+            "the bundle's training manifest (it is never fitted on the evaluated images)"
         )
     controller = load_controller(bundle)
     if controller is not None:
@@ -366,7 +371,8 @@ def build_systems(
         note = (f"the bundle has no controller: fitted here on {fit_description} with default settings; "
                 f"threshold {controller.threshold:.3f}")
     else:
-        unavailable["ensemble"] = f"the bundle has no controller and there is no fitting data ({fit_description})"
+        unavailable["ensemble"] = (f"the bundle has no controller, and one cannot be fitted without val votes "
+                                   f"(fitting data: {fit_description})")
     if controller is not None:
         systems.append(System("ensemble", "ensemble", controller.predict_proba(votes), float(controller.threshold), note))
     return systems, unavailable, controller

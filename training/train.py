@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,6 +50,15 @@ class TrainConfig:
     seed: int = 0  # seeds Keras, NumPy and the data order
     input_sizes: dict[str, int] = field(default_factory=dict)  # agent -> square input size override
     agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent -> builder kwargs
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent -> fields of this config
+
+    def for_agent(self, name: str) -> "TrainConfig":
+        """This config with the agent's overrides applied (e.g. a lower learning rate for vgg16)."""
+        fields = dict(self.overrides.get(name, {}))
+        unknown = set(fields) - set(self.__dataclass_fields__) - {"overrides"}
+        if unknown or "overrides" in fields:
+            raise ValueError(f"Unknown training option(s) {sorted(unknown)} for agent {name!r}.")
+        return replace(self, **fields) if fields else self
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -99,6 +108,7 @@ def train_agent(
     re-run reuses them.
     """
     spec = get_agent(name)
+    config = config.for_agent(name)
     size = config.input_sizes.get(name)
     contract = spec.contract(size)
     agent_dir = work_dir / name
@@ -173,7 +183,8 @@ def train_agent(
             "train_seconds": round(train_s, 1),
             "train_images_per_second": round(images_per_s, 1),
             "builder_kwargs": config.agent_kwargs.get(name, {}),
-            "config": {k: v for k, v in asdict(config).items() if k not in ("agent_kwargs", "input_sizes")},
+            "config": {k: v for k, v in asdict(config).items()
+                       if k not in ("agent_kwargs", "input_sizes", "overrides")},
             "backend": keras.backend.backend(),
         },
     }

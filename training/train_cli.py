@@ -21,6 +21,26 @@ def _key_values(items: list[str], flag: str, cast) -> dict:
     return out
 
 
+def _agent_options(items: list[str]) -> dict[str, dict]:
+    """Parses AGENT:FIELD=VALUE into {agent: {field: value}}, casting by TrainConfig's field types."""
+    from training.train import TrainConfig
+
+    casts = {"int": int, "float": float, "str": str, "bool": lambda v: v.lower() in ("1", "true", "yes"),
+             "int | None": lambda v: None if v.lower() == "none" else int(v)}
+    out: dict[str, dict] = {}
+    for item in items:
+        if ":" not in item or "=" not in item:
+            raise ValueError(f"--agent-option takes AGENT:FIELD=VALUE, received {item!r}.")
+        agent, rest = item.split(":", 1)
+        key, value = rest.split("=", 1)
+        field = TrainConfig.__dataclass_fields__.get(key)
+        if field is None or key in ("overrides", "agent_kwargs", "input_sizes"):
+            raise ValueError(f"--agent-option: unknown option {key!r} in {item!r}.")
+        cast = casts.get(str(field.type), str)
+        out.setdefault(agent.strip(), {})[key] = cast(value)
+    return out
+
+
 def build_parser(prog: str = "fakeface train") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Train agents on a manifest's train split (early "
                                 "stopping on val), calibrate them on val and write a model bundle.")
@@ -40,6 +60,9 @@ def build_parser(prog: str = "fakeface train") -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     p.add_argument("--input-size", action="append", default=[], metavar="AGENT=SIZE",
                    help="square input size for an agent, e.g. vgg16=64 (repeatable)")
+    p.add_argument("--agent-option", action="append", default=[], metavar="AGENT:FIELD=VALUE",
+                   help="per-agent override of a training option, e.g. vgg16:learning_rate=1e-4 or "
+                        "custom:precision=mixed_bfloat16 (repeatable)")
     p.add_argument("--backbone-weights", default="none", help="vgg16 conv base: imagenet | none | PATH")
     p.add_argument("--trainable-blocks", type=int, default=None,
                    help="vgg16: train only the last N of 5 conv blocks (0 freezes the base)")
@@ -76,8 +99,12 @@ def main(argv: list[str]) -> int:
             augment=not args.no_augment, class_weights=not args.no_class_weights, precision=args.precision,
             max_train_images=args.max_train_images, max_val_images=args.max_val_images, workers=args.workers,
             seed=args.seed, input_sizes=_key_values(args.input_size, "--input-size", int),
-            agent_kwargs={"vgg16": vgg_kwargs},
+            agent_kwargs={"vgg16": vgg_kwargs}, overrides=_agent_options(args.agent_option),
         )
+        for name in config.overrides:
+            if name not in agents:
+                raise ValueError(f"--agent-option names agent {name!r}, which is not being trained")
+            config.for_agent(name)
     except (ValueError, json.JSONDecodeError) as err:
         print(f"fakeface train: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,230 @@
+"""Server latency/throughput against the same agents called directly, in one run.
+
+Measures, on one face crop (face detection off, so both sides do the same work):
+
+* direct: each agent's ``AgentPredictor`` in this process: single-crop p50 latency and
+  batched throughput (crops/s at ``--batch``); "all agents" throughput = one crop through every
+  agent in turn (they share the same CPUs);
+* server: a real gRPC server on 127.0.0.1 around the Ray ensemble: p50/p99 latency and
+  throughput with 1, 4 and 16 concurrent clients (one channel each).
+
+Goals: server p50 at 1 client <= 1.15 x the slowest agent alone; throughput at 16 clients >=
+0.8 x the agents' raw batched throughput. Results go to benchmarks/results/server.json.
+
+    python benchmarks/bench_server.py                 # default bundle (tiny one if none shipped)
+    python benchmarks/bench_server.py --bundle DIR --requests 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def percentile_ms(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(samples) * 1000.0, q))
+
+
+def face_crop() -> tuple[np.ndarray, str]:
+    """A real face crop: the first DFDC crop when the shared data is present, else the astronaut."""
+    meta = Path("/work/shared/data/dfdc/metadata.csv")
+    if meta.is_file():
+        import pandas as pd
+
+        row = pd.read_csv(meta).iloc[0]
+        path = meta.parent / row["path"]
+        bgr = cv2.imread(str(path))
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), str(path)
+    from skimage import data
+
+    crop = data.astronaut()[30:250, 120:340]
+    return cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA), "skimage astronaut crop"
+
+
+def pick_bundle(arg: str | None, workdir: Path) -> tuple[Path, str]:
+    from agents.bundle import DEFAULT_BUNDLE
+
+    if arg:
+        return Path(arg), "given"
+    if (DEFAULT_BUNDLE / "manifest.json").is_file():
+        return DEFAULT_BUNDLE, "default"
+    from tests.conftest import make_tiny_bundle
+
+    return make_tiny_bundle(workdir / "tiny"), "tiny (no default bundle shipped yet)"
+
+
+def bench_direct(bundle: Path, crop: np.ndarray, *, repeats: int, batch: int) -> dict:
+    """Each agent alone in this process."""
+    from agents.bundle import load_bundle
+    from agents.predictor import AgentPredictor
+
+    loaded = load_bundle(bundle)
+    out = {}
+    for name in loaded.agent_names:
+        predictor = AgentPredictor(loaded, name, batch_size=batch)
+        predictor.predict_p_fake([crop])  # warm-up (graph tracing)
+        predictor.predict_p_fake([crop] * batch)
+        singles = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            predictor.predict_p_fake([crop])
+            singles.append(time.perf_counter() - t0)
+        batches = []
+        for _ in range(max(3, repeats // 4)):
+            t0 = time.perf_counter()
+            predictor.predict_p_fake([crop] * batch)
+            batches.append(time.perf_counter() - t0)
+        out[name] = {
+            "single_p50_ms": percentile_ms(singles, 50),
+            "single_p99_ms": percentile_ms(singles, 99),
+            "batched_crops_per_s": batch / float(np.median(batches)),
+        }
+        del predictor
+    per_crop_s = sum(1.0 / v["batched_crops_per_s"] for v in out.values())
+    return {
+        "agents": out,
+        "slowest_single_p50_ms": max(v["single_p50_ms"] for v in out.values()),
+        "all_agents_batched_crops_per_s": 1.0 / per_crop_s,
+        "batch": batch,
+    }
+
+
+def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests: int, replicas: int,
+                 max_batch_size: int, max_wait_ms: float) -> dict:
+    import grpc
+    import ray
+
+    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
+    from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+    from blackboard.server import ServerConfig, create_server
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    assert ok
+    request = pb.ClassifyRequest(image=buf.tobytes(),
+                                 options=pb.ClassifyOptions(face_detection=pb.FACE_DETECTION_OFF))
+    ray.init(address="local", include_dashboard=False, num_cpus=os.cpu_count(), log_to_driver=False)
+    cpus = max(0.1, min(0.5, (os.cpu_count() or 2) / (3 * replicas + 1)))
+    ensemble = Ensemble(bundle, EnsembleConfig(replicas=replicas, num_cpus_per_actor=cpus,
+                                               max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                                               deadline_s=60.0))
+    server, port = create_server("127.0.0.1:0", ensemble, ServerConfig(workers=32, max_in_flight=128))
+    results: dict = {}
+    try:
+        if not server.wait_until_serving(timeout=600):
+            raise RuntimeError("server not SERVING within 600 s")
+        local = threading.local()
+
+        def stub():
+            if not hasattr(local, "stub"):
+                local.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+                local.stub = pb_grpc.DetectorStub(local.channel)
+            return local.stub
+
+        def one(_: int) -> float:
+            t0 = time.perf_counter()
+            resp = stub().Classify(request, timeout=120)
+            elapsed = time.perf_counter() - t0
+            assert len(resp.faces) == 1 and not resp.faces[0].degraded, resp
+            return elapsed
+
+        for _ in range(8):  # warm-up: actors trace their graphs, channels connect
+            one(0)
+        for clients in levels:
+            with futures.ThreadPoolExecutor(clients) as pool:
+                list(pool.map(one, range(clients)))  # each thread's channel connects before timing
+                t0 = time.perf_counter()
+                latencies = list(pool.map(one, range(requests)))
+                wall = time.perf_counter() - t0
+            results[str(clients)] = {
+                "requests": requests,
+                "p50_ms": percentile_ms(latencies, 50),
+                "p99_ms": percentile_ms(latencies, 99),
+                "throughput_rps": requests / wall,
+            }
+            print(f"  server, {clients:>2} clients: p50 {results[str(clients)]['p50_ms']:.1f} ms, "
+                  f"p99 {results[str(clients)]['p99_ms']:.1f} ms, {results[str(clients)]['throughput_rps']:.1f} req/s",
+                  flush=True)
+    finally:
+        server.stop(0).wait()
+        ensemble.shutdown()
+        ray.shutdown()
+    return {"levels": results, "replicas": replicas, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
+            "num_cpus_per_actor": cpus}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default=None, help="bundle directory (default: shipped, else a tiny one)")
+    parser.add_argument("--requests", type=int, default=48, help="timed requests per concurrency level")
+    parser.add_argument("--repeats", type=int, default=30, help="direct single-crop timings per agent")
+    parser.add_argument("--batch", type=int, default=16, help="direct batch size (= server max batch)")
+    parser.add_argument("--levels", default="1,4,16", help="concurrent clients, comma-separated")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "server.json"))
+    args = parser.parse_args(argv)
+    levels = [int(v) for v in args.levels.split(",")]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, kind = pick_bundle(args.bundle, Path(tmp))
+        crop, crop_source = face_crop()
+        print(f"bundle: {bundle} ({kind}); crop: {crop_source} {crop.shape}", flush=True)
+        direct = bench_direct(bundle, crop, repeats=args.repeats, batch=args.batch)
+        for name, d in direct["agents"].items():
+            print(f"  direct {name}: p50 {d['single_p50_ms']:.1f} ms, {d['batched_crops_per_s']:.1f} crops/s "
+                  f"batched", flush=True)
+        served = bench_server(bundle, crop, levels=levels, requests=args.requests, replicas=args.replicas,
+                              max_batch_size=args.batch, max_wait_ms=args.max_wait_ms)
+
+    p50_1 = served["levels"].get("1", {}).get("p50_ms")
+    thr_16 = served["levels"].get("16", {}).get("throughput_rps")
+    goals = {
+        "p50_1_client_over_slowest_agent": None if p50_1 is None else p50_1 / direct["slowest_single_p50_ms"],
+        "p50_goal_max": 1.15,
+        "throughput_16_over_agents_batched": None if thr_16 is None else thr_16 / direct["all_agents_batched_crops_per_s"],
+        "throughput_goal_min": 0.8,
+    }
+    goals["p50_goal_met"] = goals["p50_1_client_over_slowest_agent"] is not None and \
+        goals["p50_1_client_over_slowest_agent"] <= 1.15
+    goals["throughput_goal_met"] = goals["throughput_16_over_agents_batched"] is not None and \
+        goals["throughput_16_over_agents_batched"] >= 0.8
+    report = {
+        "bundle": str(bundle), "bundle_kind": kind, "crop": crop_source,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
+        "direct": direct, "server": served, "goals": goals,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp_out.write_text(json.dumps(report, indent=2))
+    os.replace(tmp_out, out)
+    print(json.dumps(goals, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
