@@ -130,10 +130,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    agents = bench_agents(bundle, crop, cases=args.cases, warmup=args.warmup)
-    slowest = max(agents, key=lambda n: agents[n]["p50_ms"])
-    ray.init(address="local", include_dashboard=False, num_cpus=args.num_cpus, log_to_driver=False)
+    # Ray first: its raylet must register within 30 s, which fails on a box loaded by TensorFlow.
+    for attempt in (1, 2):
+        try:
+            ray.init(address="local", include_dashboard=False, num_cpus=args.num_cpus, log_to_driver=False)
+            break
+        except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception on a start-up timeout
+            ray.shutdown()
+            if attempt == 2:
+                print(f"bench_ensemble: Ray did not start: {err}", file=sys.stderr)
+                return 2
     try:
+        agents = bench_agents(bundle, crop, cases=args.cases, warmup=args.warmup)
+        slowest = max(agents, key=lambda n: agents[n]["p50_ms"])
         runs = [bench_ensemble(bundle, crop, replicas=r, cpus=args.num_cpus, cases=args.cases, warmup=args.warmup,
                                concurrency=args.concurrency) for r in (1, 2)]
     finally:

@@ -2,9 +2,10 @@
 
 An :class:`AgentPool` owns ``replicas`` Ray actors of one agent and a batcher thread. Cases post
 requests (all the case's crops) on the pool's queue; the batcher waits for a free replica, then
-gathers requests until ``max_batch_size`` crops or ``max_wait_ms`` and sends ONE actor call for
-all of them. Because a replica takes a new batch only when its previous one is done, requests
-pile up while the agent is busy and the next batch is naturally larger (dynamic batching).
+takes every queued request up to ``max_batch_size`` crops (waiting up to ``max_wait_ms`` for more
+while other replicas are busy) and sends ONE actor call for all of them. Because a replica takes
+a new batch only when its previous one is done, requests pile up while the agent is busy and the
+next batch is naturally larger (dynamic batching), while a lone request is sent at once.
 A call that fails because its actor died is retried once on another replica, when there is one;
 otherwise the requests fail with the Ray error and the case decides without that agent.
 """
@@ -110,14 +111,19 @@ class AgentPool:
         return [actor.predict_p_fake.remote([]) for actor in self.actors]
 
     def _gather(self, first: AgentRequest) -> list[AgentRequest]:
+        """Adds queued requests to ``first`` up to ``max_batch_size`` crops.
+
+        Requests already waiting are always taken. Waiting up to ``max_wait_ms`` for more only
+        pays off under load, i.e. while other replicas are busy; an idle pool sends at once, so a
+        lone case never pays the wait (requests that arrive during its call form the next batch).
+        """
         batch, size = [first], len(first.crops)
-        until = time.monotonic() + self.max_wait_s
+        busy_elsewhere = self._free.qsize() < len(self.actors) - 1
+        until = time.monotonic() + (self.max_wait_s if busy_elsewhere else 0.0)
         while size < self.max_batch_size:
             remaining = until - time.monotonic()
-            if remaining <= 0:
-                break
             try:
-                request = self._requests.get(timeout=remaining)
+                request = self._requests.get(timeout=remaining) if remaining > 0 else self._requests.get_nowait()
             except queue.Empty:
                 break
             if request is None:  # shutdown sentinel: finish this batch, then stop

@@ -10,9 +10,9 @@ step size that shrinks per epoch (``alpha_decay``), so the final table averages 
 online feedback uses the base ``alpha`` so recent feedback counts.
 
 Decision: the class maximising ``S_c = sum_agents w(Q[agent][c]) * p_agent(c)`` over the agents
-that voted, with ``w`` a map from trust to a non-negative weight (``power``: ``max(q, 0) ** gamma``,
-an agent no better than chance on a verdict gets no say; ``exp``: ``exp(beta * q)``, everyone keeps
-some say). The raw score ``s = S_fake / (S_fake + S_real)`` is calibrated on the same val split
+that voted, with ``w`` a map from trust to a non-negative weight (``power``: ``max(q, 0) ** gamma +
+min_weight``, an agent no better than chance on a verdict keeps only a tiny say; ``exp``:
+``exp(beta * q)``, a smooth map where everyone keeps some say). The raw score ``s = S_fake / (S_fake + S_real)`` is calibrated on the same val split
 (Platt scaling on ``logit(s)`` or isotonic regression) so ``predict_proba`` is a probability.
 
 Exploration: while learning, the controller also acts. For every case it announces a class,
@@ -64,6 +64,8 @@ class ControllerConfig:
     weight_map: str = "power"  # "power": max(q,0)**gamma; "exp": exp(beta*q)
     gamma: float = 2.0  # exponent of the power map (higher = trust matters more)
     beta: float = 3.0  # slope of the exp map
+    min_weight: float = 0.01  # floor added to the power map: an untrusted agent keeps a whisper of a say,
+    # so the score still ranks cases when no agent is trusted on one class (else it would be constant)
     calibration: str = "platt"  # "platt", "isotonic" or "none" (raw combined score)
     threshold_rule: str = "f0.5"  # "f0.5", "f1", "youden" or "fixed:<p>"
 
@@ -80,6 +82,8 @@ class ControllerConfig:
             raise ValueError(f"epochs must be at least 1, received {self.epochs}.")
         if self.weight_map not in WEIGHT_MAPS:
             raise ValueError(f"weight_map must be one of {WEIGHT_MAPS}, received {self.weight_map!r}.")
+        if self.min_weight < 0:
+            raise ValueError(f"min_weight must be >= 0, received {self.min_weight}.")
         if self.gamma <= 0 or self.beta <= 0:
             raise ValueError(f"gamma and beta must be positive, received gamma={self.gamma}, beta={self.beta}.")
         if self.calibration not in CALIBRATIONS:
@@ -223,7 +227,7 @@ class QController:
 
     def _w(self, q: np.ndarray) -> np.ndarray:
         if self.config.weight_map == "power":
-            return np.maximum(q, 0.0) ** self.config.gamma
+            return np.maximum(q, 0.0) ** self.config.gamma + self.config.min_weight
         return np.exp(self.config.beta * q)
 
     def _class_scores(self, votes: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -401,6 +405,8 @@ class QController:
             obj = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"Controller table is not valid JSON: {err}") from err
+        if not isinstance(obj, dict):
+            raise ValueError(f"Controller table must be a JSON object, received {type(obj).__name__}.")
         if obj.get("schema") != SCHEMA or obj.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(
                 f"Not a fakeface controller table (schema={obj.get('schema')!r}, "

@@ -280,6 +280,14 @@ class FaceDetector:
         return faces
 
 
+# A detected face covering at least this share of a crop-shaped image means the image is a crop.
+CROP_MIN_FACE_SHARE = 0.15
+
+
+def _area_share(box: tuple[float, float, float, float], image: np.ndarray) -> float:
+    return float(box[2] * box[3]) / float(image.shape[0] * image.shape[1])
+
+
 def looks_like_crop(image_rgb: np.ndarray) -> bool:
     """True when an image is shaped like a face crop already (near-square, at most 512 px)."""
     height, width = image_rgb.shape[:2]
@@ -312,8 +320,9 @@ def extract_faces(
         image_rgb: RGB uint8 image (H, W, 3).
         detector: a loaded detector; may be None only with ``mode="off"``.
         mode: "off" uses the whole image as one crop; "on" detects and aligns (no face -> []);
-            "auto" detects, and when nothing is found in an image shaped like a face crop
-            (aspect 0.75-1.33, sides <= 512 px) uses the whole image as in "off".
+            "auto" detects and aligns, except for an image shaped like a face crop (aspect
+            0.75-1.33, sides <= 512 px) in which nothing or a single face covering at least
+            ``CROP_MIN_FACE_SHARE`` of the picture is found: that image is used whole, as in "off".
         all_faces: every face found, or only the most confident one.
         size: side of each crop.
         margin: context around the face (see :func:`template_points`).
@@ -330,6 +339,15 @@ def extract_faces(
     if detector is None:
         raise ValueError(f"mode={mode!r} needs a FaceDetector; pass one or use mode='off'.")
     faces = detector.detect(image)
+    if mode == "auto" and looks_like_crop(image):
+        # An input that already is a face crop (as the agents were trained on) is classified
+        # whole rather than re-aligned: when nothing is found, or one face fills the picture.
+        if not faces or (len(faces) == 1 and _area_share(faces[0].box, image) >= CROP_MIN_FACE_SHARE):
+            whole = whole_image_crop(image, size=size)
+            if faces:
+                whole = FaceCrop(crop=whole.crop, box=whole.box, landmarks=faces[0].landmarks,
+                                 confidence=faces[0].confidence, aligned=False)
+            return [whole]
     if not all_faces:
         faces = faces[:1]
     crops = [
@@ -337,8 +355,6 @@ def extract_faces(
                  landmarks=face.landmarks, confidence=face.confidence, aligned=True)
         for face in faces
     ]
-    if not crops and mode == "auto" and looks_like_crop(image):
-        return [whole_image_crop(image, size=size)]
     return crops
 
 

@@ -222,3 +222,13 @@ def test_manifest_and_list_inputs_resolve_relative_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images or videos"):
         list_inputs(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("nodes,actors", [([2.0], 5), ([2.0], 8), ([1.0, 1.0], 6), ([1.0, 1.0], 5),
+                                          ([0.0, 4.0, 4.0], 14), ([16.0], 8)])
+def test_actor_cpus_pack_onto_the_nodes(nodes, actors):
+    """Every actor of every pool fits at once (whole CPUs per actor would deadlock 2 CPUs)."""
+    share = batch.cpu_per_actor(nodes, actors)
+    assert 0 < share <= 1.0
+    assert sum(int(0.9 * c / share + 1e-9) for c in nodes) >= actors
+    assert share * actors <= 0.9 * sum(nodes) + 1e-9

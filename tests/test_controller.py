@@ -241,6 +241,8 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     assert controller.fitted_on["cases"] == 20 and controller.threshold == 0.5
     assert len(list(cache.glob("votes-*.npz"))) == 1  # votes cached for reuse
     assert main(args) == 0  # second fit (from the cache) is stored as v2, v1 kept
+    # Saving a controller changed the manifest but not the models: the cache still applies.
+    assert len(list(cache.glob("votes-*.npz"))) == 1
     assert [v["n"] for v in list_controller_versions(bundle_copy)] == [1, 2]
     capsys.readouterr()
     assert main([*args, "--split", "test"]) == 2

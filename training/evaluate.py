@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,13 +31,7 @@ from agents.bundle import Bundle, load_bundle
 from agents.labels import CLASSES, label_to_index
 from agents.predictor import AgentPredictor
 from blackboard.combine import MajorityCombiner, MeanCombiner, StackingCombiner
-from training.metrics import (
-    BootstrapConfig,
-    best_by_auc,
-    mcnemar_test,
-    paired_bootstrap_auc,
-    system_metrics,
-)
+from training.metrics import BootstrapConfig, System, score_systems
 from training.report import atomic_write_text, write_report
 
 PROG = "fakeface evaluate"
@@ -63,7 +57,7 @@ class EvalConfig:
     split: str = "test"  # manifest split to evaluate
     fit_manifest: Path | None = None  # manifest whose val split fits stacking/controller (folder input)
     fit_split: str = "val"  # split of the (fit) manifest used for fitting
-    detect: str = "auto"  # face detection: auto (non-crops only), on (always), off (never)
+    detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray
     batch_size: int = 32  # images per Ray Data batch
     workers: int = 0  # max actors per stage (0 = half the cluster CPUs, at least 1)
@@ -192,10 +186,10 @@ def crop_size_for(bundle: Bundle) -> int:
 class FaceStage:
     """Ray Data callable class: path -> one RGB face crop (or a status saying why there is none).
 
-    Mode "auto" follows the evaluation's rule "detect only when an image is not already a
-    crop": an image shaped like a face crop (``blackboard.faces.looks_like_crop``) is used whole,
-    exactly as the agents saw their training crops, and anything else goes through MTCNN and
-    alignment. The detector is loaded on first need, so a set of crops never pays for MTCNN.
+    Mode "auto" is `blackboard.faces.extract_faces`' rule, shared with serving and batch jobs:
+    an image that is already a face crop (crop-shaped, and no face or one large face found) is
+    used whole, exactly as the agents saw their training crops; anything else is detected and
+    aligned. The detector is loaded on first need, so "off" never pays for MTCNN.
 
     Args:
         detect: "auto", "on" (always detect and align) or "off" (always the whole image).
@@ -215,7 +209,7 @@ class FaceStage:
         return self._detector
 
     def _one(self, path: str) -> tuple[str, str, int, np.ndarray]:
-        from blackboard.faces import ImageError, extract_faces, looks_like_crop, read_image
+        from blackboard.faces import ImageError, extract_faces, read_image
 
         blank = np.zeros((self.crop_size, self.crop_size, 3), dtype=np.uint8)
         try:
@@ -223,8 +217,6 @@ class FaceStage:
         except (ImageError, OSError) as err:
             return STATUS_UNREADABLE, str(err).replace("\n", " "), 0, blank
         mode = self.detect
-        if mode == "auto":
-            mode = "off" if looks_like_crop(rgb) else "on"
         try:
             faces = extract_faces(rgb, self._detector_for(mode), mode=mode, size=self.crop_size)
         except ValueError as err:  # e.g. a 1-pixel image, or landmarks admitting no alignment
@@ -309,17 +301,6 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle, config: EvalConfig) -> p
 
 
 # ----------------------------------------------------------------------------- systems
-@dataclass(frozen=True)
-class System:
-    """One scored system: its p_fake on the evaluated images and its decision threshold."""
-
-    name: str  # "custom", ..., "majority", "mean", "stacking", "ensemble"
-    kind: str  # "agent", "baseline" or "ensemble"
-    p_fake: np.ndarray  # (N,) on the scored evaluated images
-    threshold: float  # decision threshold on p_fake
-    note: str  # provenance, quoted in the report
-
-
 def build_systems(
     *,
     bundle: Bundle,
@@ -376,24 +357,6 @@ def build_systems(
     if controller is not None:
         systems.append(System("ensemble", "ensemble", controller.predict_proba(votes), float(controller.threshold), note))
     return systems, unavailable, controller
-
-
-def score_systems(y: np.ndarray, systems: Sequence[System], bootstrap: BootstrapConfig) -> dict[str, Any]:
-    """metrics.json's "systems", "best_single" and "ensemble_vs_best_single" sections."""
-    metrics = {s.name: {**system_metrics(y, s.p_fake, threshold=s.threshold, config=bootstrap),
-                        "kind": s.kind, "note": s.note} for s in systems}
-    agents = [s for s in systems if s.kind == "agent"]
-    best = best_by_auc(metrics, [s.name for s in agents])
-    comparison: dict[str, Any] = {"delta_auc": None, "p_value": None,
-                                  "method": "paired bootstrap of the AUC difference", "against": best}
-    ensemble = next((s for s in systems if s.name == "ensemble"), None)
-    if ensemble is not None:
-        best_sys = next(s for s in agents if s.name == best)
-        comparison.update(paired_bootstrap_auc(y, ensemble.p_fake, best_sys.p_fake, config=bootstrap))
-        comparison["against"] = best
-        comparison["mcnemar"] = mcnemar_test(y, ensemble.p_fake >= ensemble.threshold,
-                                             best_sys.p_fake >= best_sys.threshold)
-    return {"systems": metrics, "best_single": best, "ensemble_vs_best_single": comparison}
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -478,7 +441,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="manifest whose --fit-split fits stacking / a missing controller (folder input)")
     parser.add_argument("--fit-split", default="val", help="split used for fitting (default: val)")
     parser.add_argument("--detect", choices=DETECT_MODES, default="auto",
-                        help="face detection: auto = only for images that are not already crops")
+                        help="face detection: auto = images that are face crops already are used whole, "
+                             "others are detected and aligned")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per Ray Data batch")
     parser.add_argument("--workers", type=int, default=0, help="max actors per stage (0 = half the CPUs)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.stats import binomtest
@@ -273,3 +273,32 @@ def best_by_auc(metrics: dict[str, dict[str, Any]], candidates: list[str]) -> st
         return (auc, m["accuracy"])
 
     return max(candidates, key=key)
+
+
+@dataclass(frozen=True)
+class System:
+    """One scored system: its p_fake on the evaluated images and its decision threshold."""
+
+    name: str  # "custom", ..., "majority", "mean", "stacking", "ensemble"
+    kind: str  # "agent", "baseline" or "ensemble"
+    p_fake: np.ndarray  # (N,) on the scored evaluated images
+    threshold: float  # decision threshold on p_fake
+    note: str  # provenance, quoted in the report
+
+
+def score_systems(y: np.ndarray, systems: Sequence[System], bootstrap: BootstrapConfig) -> dict[str, Any]:
+    """metrics.json's "systems", "best_single" and "ensemble_vs_best_single" sections."""
+    metrics = {s.name: {**system_metrics(y, s.p_fake, threshold=s.threshold, config=bootstrap),
+                        "kind": s.kind, "note": s.note} for s in systems}
+    agents = [s for s in systems if s.kind == "agent"]
+    best = best_by_auc(metrics, [s.name for s in agents])
+    comparison: dict[str, Any] = {"delta_auc": None, "p_value": None,
+                                  "method": "paired bootstrap of the AUC difference", "against": best}
+    ensemble = next((s for s in systems if s.name == "ensemble"), None)
+    if ensemble is not None:
+        best_sys = next(s for s in agents if s.name == best)
+        comparison.update(paired_bootstrap_auc(y, ensemble.p_fake, best_sys.p_fake, config=bootstrap))
+        comparison["against"] = best
+        comparison["mcnemar"] = mcnemar_test(y, ensemble.p_fake >= ensemble.threshold,
+                                             best_sys.p_fake >= best_sys.threshold)
+    return {"systems": metrics, "best_single": best, "ensemble_vs_best_single": comparison}

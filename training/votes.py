@@ -2,7 +2,7 @@
 
 ``fakeface fit-controller`` and evaluation both need the (N, A) vote matrix of a manifest split.
 Computing it runs three CNNs over every image, so the result is cached in an ``.npz`` keyed by
-the bundle version, the agent list and the files (path, size, modification time): a second run
+the agents' models (sha256, preprocessing, temperature) and the files (path, size, modification time): a second run
 on the same split and bundle reads the cache instead of predicting again.
 """
 
@@ -77,10 +77,13 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
 
 
 def cache_key(bundle: Bundle, agents: Sequence[str], paths: Sequence[Path]) -> str:
-    """Hash of the bundle version, agents and every file's path, size and mtime."""
+    """Hash of what the votes depend on: each agent's model sha, input contract and temperature
+    (not the whole manifest, so saving a controller into the bundle keeps the cache valid), and
+    every file's path, size and mtime."""
     h = hashlib.sha256()
-    h.update(bundle.version.encode())
-    h.update("\0".join(agents).encode())
+    for name in agents:
+        info = bundle.agent(name)
+        h.update(f"{name}\0{info.sha256}\0{info.preprocessing.to_dict()}\0{info.temperature!r}\n".encode())
     for path in paths:
         try:
             st = os.stat(path)

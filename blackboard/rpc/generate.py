@@ -16,6 +16,7 @@ and fails when the committed files differ.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,16 +57,17 @@ def generate(out_dir: Path = REPO) -> list[Path]:
         out_dir: output root; the files land in ``out_dir/blackboard/rpc/...``.
 
     Raises:
-        RuntimeError: when protoc reports an error (its message is on stderr).
+        RuntimeError: when protoc reports an error (its message is included).
     """
-    from grpc_tools import protoc
-
     out_dir = Path(out_dir)
     for name in PROTO_FILES:
         (out_dir / PACKAGE_PREFIX / name).parent.mkdir(parents=True, exist_ok=True)
-    code = protoc.main(["grpc_tools.protoc", *protoc_args(out_dir)])
-    if code != 0:
-        raise RuntimeError(f"protoc failed with exit code {code} for {', '.join(PROTO_FILES)}; see stderr.")
+    # A child process: grpc_tools' bundled protoc crashes when TensorFlow's own protobuf
+    # library is already loaded in the calling process (e.g. in the test suite).
+    proc = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", *protoc_args(out_dir)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"protoc failed (exit {proc.returncode}) for {', '.join(PROTO_FILES)}: {proc.stderr.strip()}")
     return generated_files(out_dir)
 
 
