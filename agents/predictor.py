@@ -59,12 +59,18 @@ class AgentPredictor:
         if len(faces) == 0:
             return np.zeros((0, 2), dtype=np.float32)
         x = prepare_batch(faces, self.info.preprocessing)
-        raw = np.asarray(self.model.predict_on_batch(x[: self.batch_size]))
-        parts = [raw]
-        for start in range(self.batch_size, len(x), self.batch_size):
-            parts.append(np.asarray(self.model.predict_on_batch(x[start:start + self.batch_size])))
-        raw = np.concatenate(parts, axis=0) if len(parts) > 1 else raw
+        parts = [self._forward(x[start:start + self.batch_size]) for start in range(0, len(x), self.batch_size)]
+        raw = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
         return apply_temperature(raw, self.info.temperature)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        # Pad to a power of two: each new batch shape costs a graph trace (~1 s), so serving's
+        # variable micro-batches would otherwise keep paying it; this caps the shapes at ~7.
+        n = len(x)
+        padded = 1 << (n - 1).bit_length()
+        if padded != n:
+            x = np.concatenate([x, np.zeros((padded - n, *x.shape[1:]), dtype=x.dtype)], axis=0)
+        return np.asarray(self.model.predict_on_batch(x))[:n]
 
     def predict_p_fake(self, faces: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Calibrated p(fake), shape (N,)."""
