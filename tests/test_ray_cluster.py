@@ -153,7 +153,7 @@ def test_batch_runs_on_both_nodes(two_node_cluster, face_crop, tiny_bundle, tmp_
     address, nodes, env = two_node_cluster
     media = tmp_path / "media"
     media.mkdir()
-    for i in range(8):
+    for i in range(16):
         img = np.roll(face_crop, 4 * i, axis=0)
         cv2.imwrite(str(media / f"crop{i}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     out = tmp_path / "res.parquet"

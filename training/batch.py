@@ -226,17 +226,22 @@ def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequ
         FaceStage,
         fn_constructor_kwargs={"detect": cfg.detect, "fps": cfg.fps, "min_face_size": cfg.min_face_size,
                                "threads": threads},
-        batch_size=1, concurrency=cfg.detect_actors, num_cpus=cpus,
+        batch_size=1, num_cpus=cpus,
+        # SPREAD puts the detector actors on different nodes, and at most two blocks in flight
+        # per actor keeps one fast-starting actor from queueing every block of a cluster's job.
+        compute=ray.data.ActorPoolStrategy(size=cfg.detect_actors, max_tasks_in_flight_per_actor=2),
+        scheduling_strategy="SPREAD",
     )
     for agent in agents:
         ds = ds.map_batches(
             AgentStage,
             fn_constructor_kwargs={"bundle": cfg.bundle, "agent": agent, "batch_size": cfg.batch_size,
                                    "threads": threads},
-            batch_size=cfg.batch_size, concurrency=cfg.actors_per_agent, num_cpus=cpus,
+            batch_size=cfg.batch_size, num_cpus=cpus, scheduling_strategy="SPREAD",
+            compute=ray.data.ActorPoolStrategy(size=cfg.actors_per_agent, max_tasks_in_flight_per_actor=2),
         )
     return ds.map_batches(DecisionStage, fn_constructor_kwargs={"bundle": cfg.bundle},
-                          batch_size=cfg.batch_size, concurrency=1, num_cpus=cpus)
+                          batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=cpus)
 
 
 def video_verdicts(rows, agents: Sequence[str]):
