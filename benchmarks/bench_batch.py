@@ -63,21 +63,23 @@ def choose_bundle(workdir: Path) -> tuple[str, str]:
 
 
 def plain_loop(paths: list[str], bundle: str, batch_size: int) -> dict:
-    """Single-process reference: read, resize, every agent, mean."""
+    """Single-process reference: read, resize, every agent, the bundle's controller (mean if none)."""
     from agents.bundle import load_bundle
     from agents.predictor import AgentPredictor
     from blackboard.combine import MeanCombiner
+    from blackboard.controller import load_controller
     from blackboard.faces import read_image, whole_image_crop
 
     start = time.perf_counter()
     loaded = load_bundle(bundle)
     predictors = [AgentPredictor(loaded, a, batch_size=batch_size) for a in loaded.agent_names]
+    combiner = load_controller(loaded) or MeanCombiner(loaded.agent_names)
     loaded_s = time.perf_counter() - start
     p_all = []
     for i in range(0, len(paths), batch_size):
         crops = np.stack([whole_image_crop(read_image(p)).crop for p in paths[i:i + batch_size]])
         votes = np.stack([pred.predict_p_fake(crops) for pred in predictors], axis=1)
-        p_all.append(MeanCombiner(loaded.agent_names).predict_proba(votes))
+        p_all.append(combiner.predict_proba(votes))
     wall = time.perf_counter() - start
     return {"wall_s": round(wall, 2), "model_load_s": round(loaded_s, 2),
             "images_per_s": round(len(paths) / wall, 2),
