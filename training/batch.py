@@ -210,6 +210,9 @@ def _node_cpus() -> list[float]:
     return [float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")] or [1.0]
 
 
+ACTOR_START_TIMEOUT_S = 600  # how long a multi-node job waits for its actors before failing
+
+
 def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequence[str],
                   node_cpus: Sequence[float]):
     """The Ray Data pipeline over ``items`` ({source, input_index, shard}) up to the decision."""
@@ -221,6 +224,11 @@ def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequ
     cpus = cpu_per_actor(node_cpus, n_actors)
     threads = max(1, int(cpus))
     blocks = max(1, math.ceil(len(items) / min(cfg.shard_size, MAX_INPUTS_PER_BLOCK)))
+    if len(node_cpus) > 1:
+        # On a multi-node cluster, start work only once every pool actor is up: otherwise the
+        # first actor ready (on the driver's node, where the blocks are) takes every block
+        # while actors on other nodes are still importing TensorFlow.
+        ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(
         FaceStage,
