@@ -21,7 +21,6 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score  # noqa: E402
 
@@ -66,11 +65,12 @@ def main() -> None:
 
     from agents.bundle import load_bundle
     from agents.predictor import AgentPredictor
+    from blackboard.faces import read_image
 
     bundle = load_bundle(args.bundle)
     items = folder_items(Path(args.data), args.limit)
     labels = np.array([y for _, y in items])
-    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p, _ in items]
+    images = [read_image(p) for p, _ in items]
     result = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import keras
 import numpy as np
 
 from agents.labels import FAKE_INDEX, REAL_INDEX
 from agents.preprocessing import Preprocessing, prepare_image
+from blackboard.faces import read_image
 from training.augment import AugmentConfig, augment
 from training.synth import self_blend
-
-
-def load_rgb(path: str) -> np.ndarray:
-    """Reads an image file as RGB uint8 (OpenCV), raising ValueError naming the file."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"Cannot read image {path!r} (missing or not an image).")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class FaceSequence(keras.utils.PyDataset):
@@ -100,7 +92,7 @@ class FaceSequence(keras.utils.PyDataset):
             path, label, synthetic = self.items[i]
             # One generator per (epoch, sample): reproducible whatever the worker order.
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
-            image = load_rgb(path)
+            image = read_image(path)  # the same decoding as serving and batch jobs
             if synthetic:
                 image = self_blend(image, rng)
             if self.augment_config is not None:

@@ -14,16 +14,15 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from agents.bundle import Bundle, load_bundle
 from agents.labels import label_to_index
 from agents.predictor import AgentPredictor
+from blackboard.faces import ImageError, read_image
+from training.dataset import read_manifest
 
-MANIFEST_COLUMNS = ("path", "label", "split")
 CACHE_ENV = "FAKEFACE_CACHE"  # overrides the cache root (default ~/.cache/fakeface)
 
 
@@ -34,46 +33,26 @@ def default_cache_dir() -> Path:
 
 
 def read_manifest_split(manifest: str | os.PathLike[str], split: str) -> tuple[list[Path], np.ndarray]:
-    """Image paths and 0/1 labels of one split of a dataset manifest (CSV).
-
-    Paths in the manifest are absolute or relative to the manifest's folder.
+    """Image paths and 0/1 labels of one split of a dataset manifest (`training.dataset.read_manifest`).
 
     Raises:
-        ValueError: the file is missing, not a CSV with path/label/split columns, has unknown
-            labels, or the split is empty.
+        ValueError: the manifest is missing or malformed (see read_manifest), or the split is empty.
     """
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise ValueError(f"Manifest {manifest} not found; make one with `fakeface dataset build`.")
-    try:
-        frame = pd.read_csv(manifest)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"Manifest {manifest} is not a readable CSV: {err}") from err
-    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"Manifest {manifest} lacks column(s) {missing}; it has {list(frame.columns)}. "
-            "Expected path,label,group,split,..."
-        )
+    frame = read_manifest(manifest)
     rows = frame[frame["split"].astype(str) == split]
     if rows.empty:
         splits = sorted(frame["split"].astype(str).unique())
         raise ValueError(f"Manifest {manifest} has no rows in split {split!r}; its splits are {splits}.")
-    try:
-        labels = np.array([label_to_index(v) for v in rows["label"]], dtype=int)
-    except ValueError as err:
-        raise ValueError(f"Manifest {manifest}: {err}") from err
-    base = manifest.resolve().parent
-    paths = [Path(p) if Path(p).is_absolute() else base / p for p in rows["path"].astype(str)]
-    return paths, labels
+    labels = np.array([label_to_index(v) for v in rows["label"]], dtype=int)
+    return [Path(p) for p in rows["path"]], labels
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
-    """An image file as RGB uint8 via OpenCV, or None when it cannot be decoded."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if image is None:
+    """An image file as RGB uint8 (the serving decoder), or None when it cannot be decoded."""
+    try:
+        return read_image(path)
+    except ImageError:
         return None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def cache_key(bundle: Bundle, agents: Sequence[str], paths: Sequence[Path]) -> str:
