@@ -9,7 +9,6 @@ PORT   ?= 50051
 
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-export RAY_AUTH_MODE ?= disabled
 
 .PHONY: setup serve test clean
 

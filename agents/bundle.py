@@ -1,7 +1,9 @@
-"""Model bundles: a directory with `manifest.json` and one `.keras` file per agent.
+"""Model bundles: a directory with `manifest.json` and one model file per agent.
 
+A Keras agent's file is `.keras`; the forensic agent's (``kind: "forensic"``) is a skops.io
+file (`.skops`), loaded with a fixed list of trusted types and never unpickled.
 Loading verifies the format version and every file's sha256 and refuses a tampered or
-incomplete bundle; models load with ``safe_mode=True``. Every write builds a complete bundle in
+incomplete bundle, before any model file is opened; Keras models load with ``safe_mode=True``. Every write builds a complete bundle in
 a temporary sibling directory and renames it into place, so a reader never sees half a bundle.
 
 Other components (the controller's trust table, training curves) join a bundle as extra files
@@ -23,6 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from agents.atomic import atomic_write_bytes
 from agents.labels import CLASSES, POSITIVE
 from agents.preprocessing import Preprocessing
 
@@ -71,15 +74,11 @@ class AgentInfo:
     threshold_rule: str  # how the threshold was chosen (e.g. "f0.5")
     val_metrics: dict[str, Any]  # metrics on the val split at that threshold
     training: dict[str, Any]  # data description, hyper-parameters, epochs, timings
+    kind: str = "keras"  # "keras" (a .keras model) or "forensic" (a skops gradient-boosting model)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
@@ -180,13 +179,24 @@ class Bundle:
             threshold_rule=str(entry.get("threshold_rule", "default")),
             val_metrics=dict(entry.get("val_metrics", {})),
             training=dict(entry.get("training", {})),
+            kind=str(entry.get("kind", "keras")),
         )
 
     def load_model(self, name: str):
-        """Re-verifies the agent's checksum, then loads its model (safe mode)."""
+        """Re-verifies the agent's checksum, then loads its model (safe mode / trusted types)."""
         info = self.agent(name)
         path = self.path / info.file
         _verify_file(path, info.sha256)
+        if info.kind == "forensic":
+            from agents.forensic import load_forensic
+
+            try:
+                return load_forensic(path)
+            except ValueError as err:
+                raise BundleError(str(err)) from err
+        if info.kind != "keras":
+            raise BundleError(f"Bundle {self.path}: agent {name!r} has unknown kind {info.kind!r}; "
+                              "upgrade fakeface or retrain the bundle.")
         return load_model_file(path)
 
     def extra(self, key: str) -> dict[str, Any] | None:
@@ -268,7 +278,8 @@ def write_bundle(
         out_dir: destination directory; an existing bundle there is replaced whole.
         agents: name -> {"model": keras.Model, "preprocessing": Preprocessing, "temperature",
             "threshold", "threshold_rule", "val_metrics", "training", and optional "files":
-            {relative name: source path} of artefacts such as curves and logs}.
+            {relative name: source path} of artefacts such as curves and logs, and "kind":
+            "keras" (default) or "forensic" (then "model" is an `agents.forensic.ForensicModel`)}.
         description: free-form provenance (data set, licence) stored in the manifest.
         storage_dtype: "float32" or "float16" for the weights in the files.
 
@@ -293,8 +304,17 @@ def write_bundle(
             "extras": {},
         }
         for name, art in agents.items():
-            file = f"{name}.keras"
-            save_model_file(art["model"], tmp / file, storage_dtype=storage_dtype)
+            kind = str(art.get("kind", "keras"))
+            if kind == "forensic":
+                from agents.forensic import save_forensic
+
+                file = f"{name}.skops"
+                save_forensic(art["model"], tmp / file)
+            elif kind == "keras":
+                file = f"{name}.keras"
+                save_model_file(art["model"], tmp / file, storage_dtype=storage_dtype)
+            else:
+                raise ValueError(f"Agent {name!r} has unknown kind {kind!r}; expected 'keras' or 'forensic'.")
             extra_files = {}
             for rel, src in dict(art.get("files", {})).items():
                 dest = tmp / rel
@@ -303,6 +323,7 @@ def write_bundle(
                 extra_files[rel] = sha256_file(dest)
             pp = art["preprocessing"]
             manifest["agents"][name] = {
+                "kind": kind,
                 "file": file,
                 "sha256": sha256_file(tmp / file),
                 "preprocessing": pp.to_dict() if isinstance(pp, Preprocessing) else dict(pp),

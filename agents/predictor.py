@@ -2,7 +2,9 @@
 
 ``__init__`` loads the model once; ``__call__`` takes a batch dict, so the same class serves
 as a Ray Data ``map_batches`` callable, a Ray actor body and an in-process predictor. Ray
-resources are applied where it is deployed, never here.
+resources are applied where it is deployed, never here. The model is whatever the bundle
+holds for the agent: a Keras model, or for the forensic agent an `agents.forensic.ForensicModel`
+with the same ``predict_on_batch`` interface.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ class AgentPredictor:
     def _forward(self, x: np.ndarray) -> np.ndarray:
         # Pad to a power of two: each new batch shape costs a graph trace (~1 s), so serving's
         # variable micro-batches would otherwise keep paying it; this caps the shapes at ~7.
+        # The forensic agent (no graph; a `ForensicModel`) takes any batch size as it comes.
         n = len(x)
-        padded = 1 << (n - 1).bit_length()
+        padded = 1 << (n - 1).bit_length() if self.info.kind == "keras" else n
         if padded != n:
             x = np.concatenate([x, np.zeros((padded - n, *x.shape[1:]), dtype=x.dtype)], axis=0)
         return np.asarray(self.model.predict_on_batch(x))[:n]

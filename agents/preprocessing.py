@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 
 SCALES = ("unit", "raw")
+# Colour spaces an agent can ask for; channels follow from the colour space.
+COLORS = {"gray": 1, "rgb": 3, "ycrcb": 3}
 
 
 @dataclass(frozen=True)
@@ -22,15 +24,18 @@ class Preprocessing:
     Attributes:
         height: input height in pixels.
         width: input width in pixels.
-        channels: 1 for grayscale, 3 for RGB.
+        channels: 1 for grayscale, 3 for a colour space.
         scale: "unit" gives float32 in [0, 1]; "raw" gives float32 in [0, 255] (the model
             normalises inside, e.g. VGG's mean subtraction).
+        color: "gray", "rgb" or "ycrcb"; None derives it from `channels` (1 -> gray,
+            3 -> rgb), which is how bundles written before colour spaces existed read.
     """
 
     height: int = 96  # input rows
     width: int = 96  # input columns
-    channels: int = 1  # 1 = grayscale (luma of the RGB crop), 3 = RGB
+    channels: int = 1  # 1 = grayscale (luma of the RGB crop), 3 = a colour space
     scale: str = "unit"  # "unit" -> x/255, "raw" -> x as float
+    color: str | None = None  # "gray" | "rgb" | "ycrcb"; YCrCb separates the blending seams' chroma
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
@@ -39,6 +44,13 @@ class Preprocessing:
             raise ValueError(f"channels must be 1 or 3, received {self.channels}.")
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, received {self.scale!r}.")
+        if self.color is None:
+            object.__setattr__(self, "color", "gray" if self.channels == 1 else "rgb")
+        if self.color not in COLORS:
+            raise ValueError(f"color must be one of {tuple(COLORS)}, received {self.color!r}.")
+        if COLORS[self.color] != self.channels:
+            raise ValueError(f"color {self.color!r} has {COLORS[self.color]} channel(s), received "
+                             f"channels={self.channels}.")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -50,14 +62,14 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
-        return cls(**{k: data[k] for k in ("height", "width", "channels", "scale")})
+        return cls(**{k: data[k] for k in ("height", "width", "channels", "scale")}, color=data.get("color"))
 
 
-def prepare_image(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
-    """Converts one RGB uint8 image (H, W, 3) or grayscale (H, W) to the contract's input.
+def resize_rgb(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
+    """The geometric half of the contract: an RGB uint8 image at the contract's size.
 
-    Returns:
-        float32 array of shape ``contract.input_shape``.
+    Training caches this output (and augments it), so it must stay the exact first step of
+    :func:`prepare_image`.
     """
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
@@ -72,14 +84,30 @@ def prepare_image(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
         shrinking = image.shape[0] >= contract.height and image.shape[1] >= contract.width
         interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
         image = cv2.resize(image, (contract.width, contract.height), interpolation=interp)
-    if contract.channels == 1:
+    return image
+
+
+def to_model_input(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
+    """The photometric half of the contract: colour space and scale of a resized RGB image."""
+    if contract.color == "gray":
         out = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
+    elif contract.color == "ycrcb":
+        out = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
     else:
         out = image
     out = out.astype(np.float32)
     if contract.scale == "unit":
         out /= 255.0
     return out
+
+
+def prepare_image(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
+    """Converts one RGB uint8 image (H, W, 3) or grayscale (H, W) to the contract's input.
+
+    Returns:
+        float32 array of shape ``contract.input_shape``.
+    """
+    return to_model_input(resize_rgb(image, contract), contract)
 
 
 def prepare_batch(images: Sequence[np.ndarray] | np.ndarray, contract: Preprocessing) -> np.ndarray:

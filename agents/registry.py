@@ -1,13 +1,18 @@
-"""A small registry of agents by name, each with its preprocessing contract beside its builder."""
+"""A small registry of agents by name, each with its preprocessing contract beside its builder.
+
+Agents come in two kinds: "keras" (a CNN built by a Keras builder) and "forensic" (hand-made
+features into scikit-learn gradient boosting, `agents.forensic`), whose builder returns an
+unfitted `ForensicModel` with the same prediction interface.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-import keras
-
 from agents.custom import build_custom
+from agents.forensic import build_forensic
+from agents.forensic_features import CONTRACT as FORENSIC_CONTRACT
 from agents.lenet import build_lenet
 from agents.preprocessing import Preprocessing
 from agents.vgg16 import build_vgg16
@@ -18,9 +23,10 @@ class AgentSpec:
     """One registered agent."""
 
     name: str  # registry key, also the model name and the bundle's file stem
-    builder: Callable[..., keras.Model]  # keyword-only builder returning an uncompiled model
+    builder: Callable[..., Any]  # keyword-only builder: an uncompiled keras.Model, or an unfitted ForensicModel
     preprocessing: Preprocessing  # default input contract (size may be overridden per bundle)
     description: str  # one line for `--help` and reports
+    kind: str = "keras"  # "keras" (trained by training.train) or "forensic" (training.train_forensic)
 
     def contract(self, input_size: int | None = None) -> Preprocessing:
         """The preprocessing contract, optionally at another square input size."""
@@ -28,7 +34,7 @@ class AgentSpec:
             return self.preprocessing
         return replace(self.preprocessing, height=int(input_size), width=int(input_size))
 
-    def build(self, *, input_size: int | None = None, **kwargs: Any) -> keras.Model:
+    def build(self, *, input_size: int | None = None, **kwargs: Any) -> Any:
         """Builds the model for the (possibly resized) contract."""
         return self.builder(input_shape=self.contract(input_size).input_shape, name=self.name, **kwargs)
 
@@ -39,14 +45,18 @@ _REGISTRY: dict[str, AgentSpec] = {
         AgentSpec(
             name="custom",
             builder=build_custom,
-            preprocessing=Preprocessing(height=96, width=96, channels=1, scale="unit"),
-            description="custom ConvNet, 96x96 grayscale (the report's own)",
+            # Colour and detail: blending seams and colour mismatch are the evidence that the
+            # report's 96 px grayscale input threw away.
+            preprocessing=Preprocessing(height=112, width=112, channels=3, scale="unit", color="rgb"),
+            description="custom ConvNet (the report's own), 112x112 RGB",
         ),
         AgentSpec(
             name="lenet",
             builder=build_lenet,
-            preprocessing=Preprocessing(height=96, width=96, channels=1, scale="unit"),
-            description="LeNet-like CNN, 96x96 grayscale",
+            # Another colour space and scale than custom, so the two err differently: YCrCb
+            # puts the chroma of a swapped face apart from its luma.
+            preprocessing=Preprocessing(height=128, width=128, channels=3, scale="unit", color="ycrcb"),
+            description="LeNet-like CNN, 128x128 YCrCb",
         ),
         AgentSpec(
             name="vgg16",
@@ -54,13 +64,20 @@ _REGISTRY: dict[str, AgentSpec] = {
             preprocessing=Preprocessing(height=224, width=224, channels=3, scale="raw"),
             description="VGG-16 conv base + BN + dropout + GAP + dense, RGB",
         ),
+        AgentSpec(
+            name="forensic",
+            builder=build_forensic,
+            preprocessing=FORENSIC_CONTRACT,
+            description="forensic features (colour, spectrum, noise, sharpness, JPEG) into gradient boosting, 224x224 RGB",
+            kind="forensic",
+        ),
     )
 }
 
 
-def agent_names() -> list[str]:
-    """Names of all registered agents, in registry order."""
-    return list(_REGISTRY)
+def agent_names(kind: str | None = None) -> list[str]:
+    """Names of the registered agents (of one kind, e.g. "keras", when given), in registry order."""
+    return [name for name, spec in _REGISTRY.items() if kind is None or spec.kind == kind]
 
 
 def get_agent(name: str) -> AgentSpec:
@@ -75,6 +92,6 @@ def get_agent(name: str) -> AgentSpec:
         raise ValueError(f"Unknown agent {name!r}; known agents: {', '.join(_REGISTRY)}.") from None
 
 
-def build_agent(name: str, *, input_size: int | None = None, **kwargs: Any) -> keras.Model:
-    """Builds the named agent's model (uncompiled)."""
+def build_agent(name: str, *, input_size: int | None = None, **kwargs: Any) -> Any:
+    """Builds the named agent's model (uncompiled Keras model, or unfitted ForensicModel)."""
     return get_agent(name).build(input_size=input_size, **kwargs)

@@ -92,7 +92,9 @@ def main() -> None:
             "threshold": info.threshold,
             "input": list(info.preprocessing.input_shape),
             "inference_images_per_s": len(items) / infer_s,
-            "train_images_per_s_measured": train_throughput(name, info.preprocessing, args.train_seconds, precision),
+            # Keras agents only: the forensic agent (gradient boosting) has no training step to time.
+            "train_images_per_s_measured": (train_throughput(name, info.preprocessing, args.train_seconds, precision)
+                                            if info.kind == "keras" else float("nan")),
             "train_precision": precision,
             "train_images_per_s_in_bundle_run": info.training.get("train_images_per_second"),
             "synthetic_fakes": info.training.get("synthetic_fakes", 0),

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from blackboard.media import encode_png  # noqa: F401  (re-exported: callers import it from here)
+
 # BGR colours: red for fake, green for real, grey when undecided.
 COLOURS = {"fake": (40, 40, 230), "real": (60, 180, 60)}
 GREY = (160, 160, 160)
@@ -78,14 +80,6 @@ def annotate(rgb: np.ndarray, faces: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.vstack([img, strip])
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an RGB uint8 image (OpenCV writes BGR, hence the conversion)."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"OpenCV could not PNG-encode an image of shape {rgb.shape}.")
-    return buf.tobytes()
-
-
 def write_image(path: str | os.PathLike[str], bgr: np.ndarray) -> Path:
     """Writes an image atomically (temp file in the same folder, then rename).
 
@@ -103,3 +97,40 @@ def write_image(path: str | os.PathLike[str], bgr: np.ndarray) -> Path:
         f.write(buf.tobytes())
     os.replace(tmp, path)
     return path
+
+
+def contribution_panel(crop: np.ndarray, contributions: dict[str, float], *, size: int = 224) -> np.ndarray:
+    """The forensic agent's explanation drawn over its crop, in place of a Grad-CAM overlay.
+
+    One bar per feature group, from a centre line: red to the right for a group that pushed
+    towards fake (positive log-odds contribution), green to the left for one that pushed towards
+    real, scaled to the largest magnitude; the value is printed beside the group's name.
+
+    Args:
+        crop: the RGB uint8 face crop.
+        contributions: group -> contribution to the log-odds of fake (``ForensicModel.explain``).
+        size: side of the returned square image.
+
+    Returns:
+        RGB uint8 ``(size, size, 3)``.
+    """
+    img = cv2.resize(np.ascontiguousarray(crop, dtype=np.uint8), (size, size), interpolation=cv2.INTER_AREA)
+    img = (img.astype(np.float32) * 0.45).astype(np.uint8)  # darkened so the bars read
+    if not contributions:
+        return img
+    rows = len(contributions)
+    row_h = max(12, min(32, (size - 8) // rows))
+    scale = row_h / 30.0
+    centre = size // 2
+    peak = max(max(abs(float(v)) for v in contributions.values()), 1e-6)
+    top = (size - rows * row_h) // 2
+    for i, (group, value) in enumerate(contributions.items()):
+        y = top + i * row_h
+        length = int(round(abs(float(value)) / peak * (size // 2 - 4)))
+        colour = COLOURS["fake"][::-1] if value > 0 else COLOURS["real"][::-1]  # BGR table -> RGB
+        x0, x1 = (centre, centre + length) if value > 0 else (centre - length, centre)
+        cv2.rectangle(img, (x0, y + 2), (x1, y + row_h - 2), colour, cv2.FILLED)
+        cv2.putText(img, f"{group} {float(value):+.2f}", (4, y + row_h - 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.line(img, (centre, top), (centre, top + rows * row_h), (255, 255, 255), 1)
+    return img

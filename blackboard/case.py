@@ -14,6 +14,10 @@ import numpy as np
 
 from agents.labels import FAKE, REAL
 
+# The third answer: the face cannot be judged (too small, not a face, far from the training
+# data); Decision.reason says why. See blackboard.ood.UncertaintyGate.
+UNCERTAIN = "uncertain"
+
 
 @dataclass
 class Vote:
@@ -34,11 +38,12 @@ class Vote:
 class Decision:
     """The controller's decision for one face."""
 
-    label: str  # "real" or "fake"
+    label: str  # "real", "fake" or "uncertain" (then ``reason`` says why; p_fake is still given)
     p_fake: float  # calibrated ensemble probability of fake
     threshold: float  # threshold on p_fake used for the label
     combiner: str  # which combiner decided ("ensemble", "mean", ...)
     controller_version: str = ""  # trust-table version that produced the weights
+    reason: str = ""  # why the label is "uncertain"; "" otherwise
 
 
 @dataclass
@@ -54,6 +59,7 @@ class FaceRecord:
     decision: Decision | None = None
     degraded: bool = False  # True when some agent's vote is missing
     missing_agents: list[str] = field(default_factory=list)
+    ood_score: float | None = None  # out-of-distribution score of the crop (None: bundle has no OOD model)
 
 
 @dataclass

@@ -21,26 +21,27 @@ from typing import Any
 from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
-VERDICTS = {pb.LABEL_FAKE: "fake", pb.LABEL_REAL: "real"}
+VERDICTS = {pb.LABEL_FAKE: "fake", pb.LABEL_REAL: "real", pb.LABEL_UNCERTAIN: "uncertain"}
 
 
 def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images (JPEG/PNG/BMP/WebP) or videos (mp4/avi/mov/mkv)")
     parser.add_argument("--server", metavar="HOST:PORT", default=None, help="use a running `fakeface serve`")
-    parser.add_argument("--bundle", default=None, help="bundle for in-process mode (default: the shipped bundle)")
+    parser.add_argument("--bundle", default=None, help="bundle for in-process mode (None: the shipped bundle)")
     parser.add_argument("--ray-address", default=None, help="in-process mode: join this Ray cluster")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--annotate", metavar="OUT.png", default=None,
                         help="write the image with boxes and verdicts (several inputs: OUT-<n>-<name>.png)")
     parser.add_argument("--heatmaps", action="store_true", help="add a Grad-CAM heatmap per agent to --annotate")
-    parser.add_argument("--token", default=None, help=f"bearer token for --server (default: ${TOKEN_ENV})")
+    parser.add_argument("--token", default=None, help=f"bearer token for --server (None: ${TOKEN_ENV})")
     parser.add_argument("--tls-ca", default=None, help="PEM certificate to trust for a TLS --server")
     parser.add_argument("--detect", choices=["auto", "on", "off"], default="auto",
-                        help="face detection: auto (default), on, or off (input is a face crop)")
-    parser.add_argument("--fps", type=float, default=1.0, help="video frames sampled per second (default 1)")
-    parser.add_argument("--max-frames", type=int, default=60, help="most frames sampled per video (default 60)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per server call (default 60)")
+                        help="face detection: auto, on, or off (input is a face crop)")
+    parser.add_argument("--fps", type=float, default=1.0, help="video frames sampled per second")
+    parser.add_argument("--max-frames", type=int, default=60, help="most frames sampled per video")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per server call")
     return parser
 
 
@@ -57,6 +58,8 @@ def face_to_dict(face: pb.Face, *, time_s: float | None = None) -> dict[str, Any
         "threshold": float(face.threshold),
         "votes": {v.agent: {"p_fake": float(v.p_fake), "weight": float(v.weight), "latency_ms": float(v.latency_ms)}
                   for v in face.votes},
+        "reason": face.uncertain_reason,  # why the verdict is "uncertain"; "" otherwise
+        "ood_score": float(face.ood_score) if face.HasField("ood_score") else None,
         "degraded": bool(face.degraded),
         "missing_agents": list(face.missing_agents),
         "detector_confidence": float(face.detector_confidence),
@@ -88,7 +91,8 @@ class Runner:
         """Result dict and the decoded RGB image (for --annotate)."""
         from blackboard.faces import read_image
 
-        rgb = read_image(path)  # ImageError names the file and the reason
+        # A server decodes the bytes itself; here pixels are needed in-process or to annotate.
+        rgb = read_image(path) if not self.remote or self.args.annotate else None
         want = bool(self.args.heatmaps)
         if self.remote:
             resp = self.backend.classify(path.read_bytes(), detect=self.args.detect, heatmaps=want,
@@ -181,15 +185,16 @@ def table_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
             for f in r["faces"]:
                 rows.append([name, f"#{f['index']}", f["verdict"], f"{f['p_fake']:.3f}", f"{f['threshold']:.2f}",
                              *[_vote_text(f["votes"], a) for a in agents],
-                             ("yes: " + ",".join(f["missing_agents"])) if f["degraded"] else ""])
+                             "; ".join(filter(None, [("yes: " + ",".join(f["missing_agents"])) if f["degraded"]
+                                                     else "", f.get("reason", "")]))])
         else:
             for t in r["tracks"]:
                 rows.append([name, f"track {t['track']} ({t['frames']} fr)", t["verdict"], f"{t['p_fake']:.3f}",
                              f"{t['threshold']:.2f}", *[_vote_text(t["votes"], a) for a in agents],
-                             "yes" if t["degraded"] else ""])
+                             "; ".join(filter(None, ["yes" if t["degraded"] else "", t.get("reason", "")]))])
             p = r["p_fake"]
             rows.append([name, "video", r["verdict"], "" if p is None else f"{p:.3f}", "", *["" for _ in agents],
-                         f"{r['frames_sampled']} frames"])
+                         "; ".join(filter(None, [f"{r['frames_sampled']} frames", r.get("reason", "")]))])
     return header, rows
 
 
@@ -200,8 +205,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = []
     if any(r.get("kind") == "video" for r in results):
-        notes.append("videos: a track's p_fake is the mean over its frames; a video is fake if any track is fake "
-                     "(p = max track p).")
+        from blackboard.video import VIDEO_RULE
+
+        notes.append(f"videos: {VIDEO_RULE}.")
     notes.append("p/w = the agent's p_fake / the controller's trust weight.")
     return "\n".join(lines + [""] + notes)
 
@@ -233,6 +239,32 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def precheck(path: Path) -> str | None:
+    """Why ``path`` cannot be classified, from its header alone (None when it looks usable)."""
+    if not path.is_file():
+        return "no such file" if not path.exists() else "not a file"
+    from blackboard.media import is_video
+
+    if is_video(path):
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        try:
+            return None if capture.isOpened() else "not a readable video (the container or codec is not supported)"
+        finally:
+            capture.release()
+    from blackboard.admission import InputLimits, inspect_image
+    from blackboard.media import ImageError
+
+    try:
+        inspect_image(path.read_bytes(), InputLimits())
+    except OSError as err:
+        return f"cannot read file ({err.strerror or err})"
+    except ImageError as err:
+        return str(err)
+    return None
+
+
 def _make_backend(args: argparse.Namespace):
     from blackboard.client import DetectorClient, LocalDetector
 
@@ -255,6 +287,9 @@ def main(argv: list[str]) -> int:
                      f"{args.max_frames}, {args.timeout}.", 2)
     if args.tls_ca and not os.path.isfile(args.tls_ca):
         return _fail(f"--tls-ca {args.tls_ca}: no such file.", 2)
+    if args.annotate and not Path(args.annotate).resolve().parent.is_dir():
+        return _fail(f"--annotate {args.annotate}: the folder {Path(args.annotate).parent} does not exist; "
+                     "create it or choose another path.", 2)
 
     from blackboard.client import ClientError
     from blackboard.faces import ImageError
@@ -264,9 +299,10 @@ def main(argv: list[str]) -> int:
     bad_input = False
     todo = []
     for slot, path in enumerate(paths):
-        if not path.is_file():
+        # Every input is checked (cheaply: headers only) before Ray and TensorFlow start.
+        reason = precheck(path)
+        if reason is not None:
             bad_input = True
-            reason = "no such file" if not path.exists() else "not a file"
             results[slot]["error"] = reason
             print(f"fakeface classify: {path}: {reason}.", file=sys.stderr)
         else:
@@ -285,7 +321,7 @@ def main(argv: list[str]) -> int:
         runner = Runner(backend, args)
         from blackboard.video import is_video
 
-        for n, (slot, path) in enumerate(todo):
+        for slot, path in todo:
             try:
                 result, rgb = runner.video(path) if is_video(path) else runner.image(path)
             except (ImageError, ValueError) as err:
@@ -307,7 +343,7 @@ def main(argv: list[str]) -> int:
                 faces = result.get("_annotate_faces", result.get("faces", []))
                 if result["kind"] == "video":
                     faces = [{**f, "index": i} for i, f in enumerate(faces)]
-                out = write_image(annotation_path(args.annotate, n, path, len(todo)), annotate(rgb, faces))
+                out = write_image(annotation_path(args.annotate, slot, path, len(paths)), annotate(rgb, faces))
                 result["annotated"] = str(out)
             results[slot] = result
     finally:

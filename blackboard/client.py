@@ -7,6 +7,7 @@ annotated images, video tracks) has one code path whether or not a server is inv
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Iterable, Iterator
 
@@ -19,6 +20,8 @@ from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
 DETECT_ENUMS = {"auto": pb.FACE_DETECTION_AUTO, "on": pb.FACE_DETECTION_ON, "off": pb.FACE_DETECTION_OFF}
 # Answers with heatmaps for many faces can be large; the server enforces its own limit.
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
+# How long a failed stream waits for the request it is making (a video frame) before returning.
+STREAM_STOP_WAIT_S = 10.0
 
 
 class ClientError(RuntimeError):
@@ -33,7 +36,9 @@ def explain_rpc_error(err: grpc.RpcError, target: str) -> ClientError:
     """Turns a gRPC failure into a user-facing message."""
     code = err.code() if hasattr(err, "code") else None
     details = err.details() if hasattr(err, "details") else str(err)
-    if code == grpc.StatusCode.UNAVAILABLE and "loading" not in (details or ""):
+    if code == grpc.StatusCode.UNAVAILABLE and ("loading" in (details or "") or "shutting down" in (details or "")):
+        return ClientError(f"server at {target} is not serving right now: {details}")
+    if code == grpc.StatusCode.UNAVAILABLE:
         return ClientError(f"cannot reach server at {target}: is `fakeface serve` running? ({details})")
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return ClientError(f"server at {target} refused the credentials: pass --token or set FAKEFACE_TOKEN ({details})")
@@ -43,6 +48,32 @@ def explain_rpc_error(err: grpc.RpcError, target: str) -> ClientError:
         return ClientError(f"server at {target} did not answer in time: {details}; raise --timeout")
     name = code.name if code is not None else "error"
     return ClientError(f"server at {target} answered {name}: {details}")
+
+
+class _StoppableRequests:
+    """A request iterator gRPC reads on its own thread, which can be told to stop between items."""
+
+    def __init__(self, requests: Iterable[pb.ClassifyRequest]) -> None:
+        self._it = iter(requests)
+        self._stopped = threading.Event()
+        self._busy = threading.Lock()  # held while the next request is being made
+
+    def __iter__(self) -> "_StoppableRequests":
+        return self
+
+    def __next__(self) -> pb.ClassifyRequest:
+        with self._busy:
+            if self._stopped.is_set():
+                raise StopIteration
+            return next(self._it)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def wait_idle(self, timeout_s: float) -> None:
+        """Waits until no request is being made (at most ``timeout_s``)."""
+        if self._busy.acquire(timeout=timeout_s):
+            self._busy.release()
 
 
 class DetectorClient:
@@ -115,11 +146,22 @@ class DetectorClient:
 
     def classify_stream(self, requests: Iterable[pb.ClassifyRequest], *,
                         timeout_s: float | None = None) -> Iterator[pb.ClassifyResponse]:
-        """Streams requests; yields answers in the same order."""
+        """Streams requests; yields answers in the same order.
+
+        However the stream ends (server down or stopping, an error, the caller giving up), the
+        call is cancelled and gRPC's thread reading ``requests`` is done with it before this
+        returns, so closing the channel afterwards is safe (it would abort the process otherwise).
+        """
+        feed = _StoppableRequests(requests)
+        call = self.stub.ClassifyStream(feed, timeout=timeout_s, metadata=self._metadata)
         try:
-            yield from self.stub.ClassifyStream(iter(requests), timeout=timeout_s, metadata=self._metadata)
+            yield from call
         except grpc.RpcError as err:
             raise explain_rpc_error(err, self.target) from err
+        finally:
+            feed.stop()
+            call.cancel()
+            feed.wait_idle(STREAM_STOP_WAIT_S)
 
     def feedback(self, request_id: str, label: str, *, timeout_s: float | None = None) -> pb.FeedbackResponse:
         """Sends the true label ("real"/"fake") of an earlier request."""
@@ -192,7 +234,7 @@ class LocalDetector:
         Raises:
             ClientError: the agents did not answer within ``timeout_s``.
         """
-        from blackboard.server import case_to_proto
+        from blackboard.rpc_convert import case_to_proto
 
         if detect not in DETECT_ENUMS:
             raise ValueError(f"detect must be one of {sorted(DETECT_ENUMS)}, received {detect!r}.")

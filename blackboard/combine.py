@@ -9,7 +9,8 @@ agent -> class -> non-negative weight.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+import json
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -138,6 +139,62 @@ class StackingCombiner:
     def weights(self) -> dict[str, dict[str, float]]:
         coef = self.model.coef_[0] if self._fitted else np.ones(len(self.agents))
         return {a: {REAL: float(max(c, 0.0)), FAKE: float(max(c, 0.0))} for a, c in zip(self.agents, coef)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted coefficients as plain numbers (what the bundle stores)."""
+        if not self._fitted:
+            raise RuntimeError("StackingCombiner.to_dict called before fit.")
+        return {"coef": [float(c) for c in self.model.coef_[0]], "intercept": float(self.model.intercept_[0])}
+
+    @classmethod
+    def from_dict(cls, agents: Sequence[str], data: dict[str, Any]) -> "StackingCombiner":
+        """A fitted combiner from :meth:`to_dict` output."""
+        coef = np.asarray(data["coef"], dtype=np.float64)
+        if coef.shape != (len(agents),):
+            raise ValueError(f"stacking has {coef.size} coefficients for {len(agents)} agents {list(agents)}.")
+        new = cls(agents)
+        new.model.coef_ = coef[None, :]
+        new.model.intercept_ = np.array([float(data["intercept"])])
+        new.model.classes_ = np.array([0, 1])
+        new.model.n_features_in_ = len(agents)
+        new._fitted = True
+        return new
+
+
+BASELINES_SCHEMA = "fakeface-baselines"
+BASELINE_NAMES = ("majority", "mean", "stacking")  # the fixed combiners shipped with every controller
+
+
+def fit_baselines(agents: Sequence[str], votes: np.ndarray, labels: np.ndarray) -> dict[str, Combiner]:
+    """Majority, mean and stacking fitted on labelled votes (val), in ``BASELINE_NAMES`` order."""
+    return {"majority": MajorityCombiner(agents), "mean": MeanCombiner(agents),
+            "stacking": StackingCombiner(agents).fit(votes, labels)}
+
+
+def baselines_to_json(combiners: dict[str, Combiner], *, fitted_on: dict[str, Any]) -> bytes:
+    """The bundle file of fitted baselines (stacking's coefficients; the others have none)."""
+    agents = next(iter(combiners.values())).agents
+    stacking = combiners["stacking"]
+    return json.dumps({"schema": BASELINES_SCHEMA, "schema_version": 1, "agents": list(agents),
+                       "systems": {"majority": {}, "mean": {}, "stacking": stacking.to_dict()},
+                       "fitted_on": fitted_on}, indent=2, sort_keys=True).encode()
+
+
+def baselines_from_json(data: bytes | str) -> dict[str, Combiner]:
+    """Fitted baselines from :func:`baselines_to_json` output.
+
+    Raises:
+        ValueError: not a baselines file, or its stacking does not match its agents.
+    """
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"Baselines file is not valid JSON: {err}") from err
+    if not isinstance(obj, dict) or obj.get("schema") != BASELINES_SCHEMA or obj.get("schema_version") != 1:
+        raise ValueError(f"Not a fakeface baselines file (expected {BASELINES_SCHEMA} v1).")
+    agents = [str(a) for a in obj["agents"]]
+    return {"majority": MajorityCombiner(agents), "mean": MeanCombiner(agents),
+            "stacking": StackingCombiner.from_dict(agents, obj["systems"]["stacking"])}
 
 
 def baselines(agents: Sequence[str]) -> list:

@@ -30,18 +30,31 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from agents.bundle import Bundle, load_bundle
-from agents.labels import CLASSES, FAKE, REAL, label_to_index
+from agents.labels import CLASSES, label_to_index
 from agents.predictor import AgentPredictor
 from blackboard.actors import AgentPool, DetectorWorker, make_remote
+from blackboard.model_info import AgentInfo, EnsembleInfo
+from blackboard.ray_runtime import init_ray
 from blackboard.case import Case, Decision, FaceRecord, Vote
-from blackboard.combine import MeanCombiner
-from blackboard.controller import QController, list_controller_versions, load_controller
+from blackboard.ood import UncertaintyGate
+from blackboard.controller import Controller
+from blackboard.controller_store import (
+    find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
+)
+from blackboard.feedback_learning import FeedbackLearner, Outcome
+from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
 
 DETECT_MODES = ("auto", "on", "off")
+# How to classify the whole image anyway, in each front end's words.
+NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off` (CLI), "
+                "face_detection=FACE_DETECTION_OFF (gRPC) or \"classify the whole image\" (web page)")
 # Cases whose votes are kept for feedback (a bounded LRU: memory stays flat under load).
 FEEDBACK_CACHE = 1024
 # Controllers kept in memory for rollback after feedback updates.
 CONTROLLER_HISTORY = 32
+# Back-off between retries of a call whose actor died (doubling up to the cap) while Ray restarts it.
+RETRY_BACKOFF_S = 0.1
+RETRY_BACKOFF_MAX_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,7 @@ class EnsembleConfig:
     max_batch_size: int = 16  # dynamic micro-batching per agent: crops per actor call
     max_wait_ms: float = 5.0  # how long a batch waits to fill
     deadline_s: float = 10.0  # default per-case deadline
-    max_restarts: int = 3  # Ray restarts of a dead actor
+    max_restarts: int = -1  # Ray restarts of a dead actor; -1 = no lifetime cap (callers back off between tries)
     agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
 
     def __post_init__(self) -> None:
@@ -68,8 +81,8 @@ class EnsembleConfig:
         if self.max_wait_ms < 0 or self.deadline_s <= 0:
             raise ValueError(f"max_wait_ms must be >= 0 and deadline_s > 0, received {self.max_wait_ms}, "
                              f"{self.deadline_s}.")
-        if self.max_restarts < 0:
-            raise ValueError(f"max_restarts must be >= 0, received {self.max_restarts}.")
+        if self.max_restarts < -1:
+            raise ValueError(f"max_restarts must be >= 0, or -1 for no cap; received {self.max_restarts}.")
         if self.agents is not None and len(self.agents) == 0:
             raise ValueError("agents must be None (all) or name at least one agent.")
 
@@ -95,7 +108,7 @@ class Ensemble:
 
     def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
                  config: EnsembleConfig = EnsembleConfig(), *, ray_address: str | None = None,
-                 controller: QController | None = None) -> None:
+                 controller: Controller | None = None) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.config = config
         names = list(config.agents) if config.agents is not None else self.bundle.agent_names
@@ -104,15 +117,13 @@ class Ensemble:
         self.agent_names: list[str] = names
         self.bundle_version: str = self.bundle.version
         self._lock = threading.Lock()
-        self._controller: QController | None = controller if controller is not None else load_controller(self.bundle)
-        self._history: list[QController] = [] if self._controller is None else [self._controller]
-        self._mean = MeanCombiner(self.agent_names)
-        self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._owns_ray = False
-        if not ray.is_initialized():
-            ray.init(address=ray_address or os.environ.get("RAY_ADDRESS") or "local",
-                     include_dashboard=False, log_to_driver=False)
-            self._owns_ray = True
+        self._controller: Controller | None = controller if controller is not None else load_controller(self.bundle)
+        self._history: list[Controller] = [] if self._controller is None else [self._controller]
+        # Feedback trains a candidate, promoted only when the bundle's replay set allows it.
+        self._learner = None if self._controller is None else FeedbackLearner(self._controller, load_replay(self.bundle))
+        self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
+        # Loopback-only, token-authenticated, reaped with this process (blackboard.ray_runtime).
+        self._owns_ray = init_ray(ray_address)
         self._check_resources()
         env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         detector_cls = make_remote(self.detector_class, num_cpus=config.num_cpus_per_actor, num_gpus=0,
@@ -136,6 +147,9 @@ class Ensemble:
             for name in names
         }
         self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
+        self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
+        self._recoveries: dict[str, int] = {}  # component -> times it came back after being down
+        self._gate = UncertaintyGate.from_bundle(self.bundle)  # "uncertain" for tiny / out-of-domain faces
 
     # ------------------------------------------------------------------ setup
     def _check_resources(self) -> None:
@@ -169,13 +183,12 @@ class Ensemble:
 
     # --------------------------------------------------------------- properties
     @property
-    def controller(self) -> QController | None:
+    def controller(self) -> Controller | None:
         return self._controller
 
     @property
     def controller_version(self) -> str:
-        controller = self._controller
-        return controller.version if controller is not None else "mean"
+        return decider_version(self._controller)
 
     def actors(self, agent: str) -> list[Any]:
         """Ray handles of one agent's replicas (for operations and fault tests)."""
@@ -218,9 +231,8 @@ class Ensemble:
                                          confidence=float(crop.confidence), crop=crop.crop))
         if not case.faces:
             case.no_face_reason = ("no face found by the detector" if detect == "on" else
-                                   "no face found, and the image is not shaped like a face crop (use detect=off "
-                                   "to classify the whole image)")
-        return self._assess(case, deadline, start)
+                                   "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
+        return self._gate.apply(self._assess(case, deadline, start))
 
     def classify_faces(self, crops: list[np.ndarray], *, deadline_s: float | None = None,
                        request_id: str | None = None, source: str = "") -> Case:
@@ -237,7 +249,7 @@ class Ensemble:
             case.faces.append(FaceRecord(index=i, box=(0.0, 0.0, float(w), float(h)), landmarks=[], confidence=1.0,
                                          crop=crop))
         case.timings_ms["detect"] = 0.0
-        return self._assess(case, deadline, start)
+        return self._gate.apply(self._assess(case, deadline, start))
 
     def _deadline(self, deadline_s: float | None) -> float:
         value = self.config.deadline_s if deadline_s is None else float(deadline_s)
@@ -246,11 +258,14 @@ class Ensemble:
         return value
 
     def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
-        """Runs extraction on the detector actor; one retry if the actor died (Ray restarts it)."""
-        for attempt in (1, 2):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+        """Runs extraction on the detector actor, retrying with back-off while Ray restarts it.
+
+        A call in flight when the actor dies fails at once; Ray restarts the actor (no lifetime
+        cap) and queues new calls until it is back, so the case is retried until its deadline.
+        """
+        backoff = RETRY_BACKOFF_S
+        last: BaseException | None = None
+        while (remaining := deadline - time.monotonic()) > 0:
             ref = self._detector.extract.remote(image, mode, True)
             try:
                 return ray.get(ref, timeout=remaining)
@@ -258,10 +273,13 @@ class Ensemble:
                 ray.cancel(ref)
                 break
             except RayActorError as err:
-                if attempt == 2:
-                    raise DeadlineExceeded(f"face detector unavailable: {err}") from err
-                # Ray is restarting the detector; give it a moment before the one retry.
-                time.sleep(max(min(0.5, deadline - time.monotonic()), 0.0))
+                last = err
+                self._up["detector"] = False
+                time.sleep(max(min(backoff, deadline - time.monotonic()), 0.0))
+                backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
+        if last is not None:
+            raise DeadlineExceeded(f"the face detector was restarting and did not come back within the "
+                                   f"{deadline_s:g} s deadline") from last
         raise DeadlineExceeded(f"face detection did not finish within the {deadline_s:g} s deadline")
 
     def _assess(self, case: Case, deadline: float, start: float) -> Case:
@@ -291,10 +309,10 @@ class Ensemble:
             )
         t_decide = time.perf_counter()
         controller = self._controller  # one consistent controller for the whole case
-        case.controller_version = controller.version if controller is not None else "mean"
-        votes, present = self._decide(case, results, controller)
+        case.controller_version = decider_version(controller)
+        votes, present, context = self._decide(case, results, controller)
         with self._lock:
-            self._cases[case.request_id] = (votes, present)
+            self._cases[case.request_id] = (votes, present, context)
             self._cases.move_to_end(case.request_id)
             while len(self._cases) > FEEDBACK_CACHE:
                 self._cases.popitem(last=False)
@@ -303,46 +321,41 @@ class Ensemble:
         return case
 
     def _decide(self, case: Case, results: dict[str, tuple[np.ndarray, float]],
-                controller: QController | None) -> tuple[np.ndarray, np.ndarray]:
-        """Fills votes and decisions on every face; returns the (F, A) votes and mask in
-        the combiner's column order (the controller's agents, or the ensemble's for the mean)."""
-        columns = controller.agents if controller is not None else self.agent_names
-        n = len(case.faces)
-        votes = np.full((n, len(columns)), 0.5, dtype=np.float64)
-        present = np.zeros((n, len(columns)), dtype=bool)
-        for j, name in enumerate(columns):
-            if name in results:
-                votes[:, j] = results[name][0]
-                present[:, j] = True
-        if controller is not None:
-            p = controller.predict_proba(votes, present)
-            threshold, combiner = float(controller.threshold), controller.name
-        else:
-            p = self._mean.predict_proba(votes, present)
-            threshold, combiner = 0.5, self._mean.name
+                controller: Controller | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Fills votes and decisions on every face (``blackboard.decision.decide``); returns the
+        (F, A) votes, mask and context in the decider's column order (kept for feedback)."""
+        by_agent = {name: results[name][0] for name in self.agent_names if name in results}
+        context = context_for(controller, [face.crop for face in case.faces])
+        decided = decide(by_agent, controller, context=context)
+        votes = vote_matrix(by_agent, decided.agents)[0]
+        present = decided.present
         missing = [name for name in self.agent_names if name not in results]
         for i, face in enumerate(case.faces):
-            if controller is not None:
-                weights = controller.explain(votes[i], present[i])
-            else:
-                share = 1.0 / max(int(present[i].sum()), 1)
-                weights = {name: share if present[i, j] else 0.0 for j, name in enumerate(columns)}
+            weights = decided.weights[i]
             for name, (p_agent, latency_ms) in results.items():
                 face.votes[name] = Vote(agent=name, p_fake=float(p_agent[i]), latency_ms=float(latency_ms),
                                         model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)))
-            label = FAKE if p[i] >= threshold else REAL
-            face.decision = Decision(label=label, p_fake=float(p[i]), threshold=threshold, combiner=combiner,
+            face.decision = Decision(label=str(decided.labels[i]), p_fake=float(decided.p_fake[i]),
+                                     threshold=decided.threshold, combiner=decided.combiner,
                                      controller_version=case.controller_version)
             face.degraded = bool(missing)
             face.missing_agents = list(missing)
-        return votes, present
+        return votes, present, context
 
     # --------------------------------------------------------------- feedback
     def feedback(self, request_id: str, label: str) -> str:
-        """Learns from a user's verdict on a recent case; returns the new controller version.
+        """Learns from a user's verdict on a recent case; returns the live controller version after it.
 
-        The update runs on a copy of the controller (``QController.online_update``), which then
-        replaces the live one; cases being decided keep the controller they started with.
+        See :meth:`feedback_outcome`, which also says whether the update was promoted and why.
+        """
+        return self.feedback_outcome(request_id, label).live_version
+
+    def feedback_outcome(self, request_id: str, label: str) -> Outcome:
+        """Learns from a user's verdict on a recent case (``blackboard.feedback_learning``).
+
+        The verdict updates a candidate copy of the controller; the candidate replaces the live
+        controller only when the bundle's replay set says it is no worse; cases being decided keep
+        the controller they started with.
 
         Raises:
             KeyError: the request id is unknown or fell out of the recent-case cache.
@@ -351,87 +364,111 @@ class Ensemble:
         truth = label_to_index(label)
         with self._lock:
             stored = self._cases.get(request_id)
-            controller = self._controller
+            learner = self._learner
         if stored is None:
             raise KeyError(f"Unknown request id {request_id!r}: feedback is kept for the last "
                            f"{FEEDBACK_CACHE} cases only.")
-        if controller is None:
+        if learner is None:
             raise ValueError("The bundle has no controller to update; fit one with `fakeface fit-controller`.")
-        votes, present = stored
-        if votes.shape[1] != len(controller.agents):
+        votes, present, context = stored
+        if votes.shape[1] != len(learner.live.agents):
             raise ValueError("The controller changed its agents since this case; feedback cannot be applied.")
-        updated = controller
-        for row, mask in zip(votes, present):
-            updated = updated.online_update(row, mask, CLASSES[truth])
-        with self._lock:
-            self._controller = updated
-            self._history.append(updated)
-            del self._history[:-CONTROLLER_HISTORY]
-        return updated.version
+        outcome = learner.feedback(votes, present, CLASSES[truth], context)
+        if outcome.promoted:
+            with self._lock:
+                self._controller = learner.live
+                self._history.append(learner.live)
+                del self._history[:-CONTROLLER_HISTORY]
+        return outcome
 
     def rollback_controller(self, version: str | None = None) -> str:
         """Restores an earlier controller: the previous one (None), a version seen in this
-        process, or a version stored in the bundle. Returns the version now active."""
+        process, or a version stored in the bundle (checksum-verified). Returns the version now active."""
         with self._lock:
+            restored = None
             if version is None:
                 # The one before the active controller in the order they became active.
                 current = max((i for i, c in enumerate(self._history) if c is self._controller), default=0)
                 if current < 1:
                     raise ValueError("No earlier controller in this process to roll back to.")
-                self._controller = self._history[current - 1]
-                return self._controller.version
-            for ctrl in reversed(self._history):
-                if ctrl.version == version:
-                    self._controller = ctrl
-                    return ctrl.version
-        restored = self._load_stored_controller(version)
+                restored = self._history[current - 1]
+            else:
+                restored = next((c for c in reversed(self._history) if c.version == version), None)
+        if restored is None:
+            record = find_version(list_controller_versions(self.bundle), version)
+            if record is None:
+                known = [ctrl.version for ctrl in self._history]
+                raise ValueError(f"Unknown controller version {version!r}; known in this process: {known}.")
+            restored = read_stored_controller(self.bundle, record)
         with self._lock:
             self._controller = restored
-            self._history.append(restored)
+            if restored not in self._history:
+                self._history.append(restored)
+            if self._learner is not None:
+                self._learner.reset(restored)
         return restored.version
 
-    def _load_stored_controller(self, version: str) -> QController:
-        import hashlib
-
-        for entry in list_controller_versions(self.bundle):
-            if version in (entry["version"], f"v{entry['n']}", str(entry["n"])):
-                data = (self.bundle.path / entry["file"]).read_bytes()
-                if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-                    raise ValueError(f"Stored controller {entry['file']} was modified; refusing to load it.")
-                return QController.from_json(data)
-        known = [ctrl.version for ctrl in self._history]
-        raise ValueError(f"Unknown controller version {version!r}; known in this process: {known}.")
-
     # ------------------------------------------------------------------- info
-    def model_info(self) -> dict[str, Any]:
-        """Bundle manifest, agents, trust table, thresholds and controller version."""
+    def describe(self) -> EnsembleInfo:
+        """Bundle, agents, controller, thresholds and the components' health, as typed records."""
         controller = self._controller
-        agents = {}
+        agents = []
         for name in self.agent_names:
             info = self.bundle.agent(name)
-            agents[name] = {
-                "sha256": info.sha256,
-                "preprocessing": info.preprocessing.to_dict(),
-                "temperature": info.temperature,
-                "threshold": info.threshold,
-                "threshold_rule": info.threshold_rule,
-                "val_metrics": info.val_metrics,
-                "replicas": self.config.replicas,
-                "batches_sent": self._pools[name].batches_sent,
-                "crops_sent": self._pools[name].crops_sent,
-            }
-        manifest = copy.deepcopy(self.bundle.manifest)
-        return {
-            "bundle_path": str(self.bundle.path),
-            "bundle_version": self.bundle_version,
-            "manifest": manifest,
-            "agents": agents,
-            "combiner": controller.name if controller is not None else self._mean.name,
-            "controller_version": self.controller_version,
-            "controller": controller.summary() if controller is not None else None,
-            "threshold": float(controller.threshold) if controller is not None else 0.5,
-            "config": {k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
-        }
+            agents.append(AgentInfo(
+                name=name, sha256=info.sha256, preprocessing=info.preprocessing, temperature=info.temperature,
+                threshold=info.threshold, threshold_rule=info.threshold_rule, val_metrics=dict(info.val_metrics),
+                replicas=self.config.replicas, batches_sent=self._pools[name].batches_sent,
+                crops_sent=self._pools[name].crops_sent, up=self._up.get(f"agent/{name}", True),
+            ))
+        return EnsembleInfo(
+            bundle_path=str(self.bundle.path),
+            bundle_version=self.bundle_version,
+            manifest=copy.deepcopy(self.bundle.manifest),
+            agents=tuple(agents),
+            combiner=decider_name(controller),
+            controller_version=self.controller_version,
+            controller=controller.summary() if controller is not None else None,
+            trust=controller.trust() if controller is not None else {},
+            threshold=float(controller.threshold) if controller is not None else 0.5,
+            config={k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
+            detector_up=self._up.get("detector", True),
+            restarts=dict(self._recoveries),
+        )
+
+    def model_info(self) -> dict[str, Any]:
+        """`describe` as a plain dict (agents keyed by name)."""
+        return self.describe().to_dict()
+
+    def component_status(self, timeout_s: float = 2.0) -> dict[str, bool]:
+        """Probes the detector and every agent replica: ``{"detector": up, "agent/<name>": up}``.
+
+        An agent is up while at least one replica answers; a probe that is only slow (the actor
+        is busy) counts as up, a dead or restarting actor as down. A component that comes back
+        is counted in ``describe().restarts``.
+        """
+        probes: dict[str, list[Any]] = {"detector": [self._detector.ready.remote()]}
+        for name, pool in self._pools.items():
+            probes[f"agent/{name}"] = pool.ready_refs()
+        until = time.monotonic() + float(timeout_s)
+        status = {}
+        for component, refs in probes.items():
+            up = False
+            for ref in refs:
+                try:
+                    ray.get(ref, timeout=max(until - time.monotonic(), 0.0))
+                    up = True
+                except GetTimeoutError:
+                    up = True  # busy, not dead
+                except RayActorError:
+                    continue
+                if up:
+                    break
+            if up and self._up.get(component) is False:
+                self._recoveries[component] = self._recoveries.get(component, 0) + 1
+            status[component] = up
+        self._up.update(status)
+        return status
 
     def shutdown(self) -> None:
         """Stops batchers, kills the actors, and stops Ray if this ensemble started it."""

@@ -4,6 +4,10 @@ Grad-CAM (Selvaraju et al., 2017) weights the feature maps of the last convoluti
 the mean gradient of the class score and keeps the positive part. It runs on the TensorFlow
 backend with ``tf.GradientTape``; the models are loaded from the bundle here (the ensemble's
 copies live in Ray actors and are not reachable from this process).
+
+The forensic agent has no feature maps: its "heatmap" is its per-feature-group contribution to
+the log-odds of fake (``ForensicModel.explain``), drawn over the crop by
+``annotate.contribution_panel``; :meth:`GradCamRenderer.explain` gives the numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from agents.bundle import Bundle, load_bundle
 from agents.labels import FAKE_INDEX
 from agents.preprocessing import prepare_batch
-from blackboard.annotate import encode_png
+from blackboard.annotate import contribution_panel, encode_png
 
 
 def _feature_layers(model) -> list:
@@ -116,6 +120,8 @@ def overlay(crop: np.ndarray, cam: np.ndarray, *, alpha: float = 0.45) -> np.nda
 class GradCamRenderer:
     """Renders Grad-CAM overlays for every agent of a bundle (models loaded on first use).
 
+    Forensic agents get their feature-group contribution panel instead of a Grad-CAM map.
+
     Thread-safe: one lock serialises the TensorFlow work so concurrent requests cannot
     multiply the memory of the gradient tapes.
 
@@ -141,11 +147,37 @@ class GradCamRenderer:
             return out
         with self._lock:
             for name in names:
+                if self.bundle.agent(name).kind == "forensic":
+                    for i, contributions in enumerate(self._explain(name, crops)):
+                        out[i][name] = contribution_panel(np.asarray(crops[i]), contributions)
+                    continue
                 model = self._model(name)
                 x = prepare_batch(list(crops), self.bundle.agent(name).preprocessing)
                 maps = grad_cam(model, x)
                 for i, crop in enumerate(crops):
                     out[i][name] = overlay(np.asarray(crop), maps[i])
+        return out
+
+    def _explain(self, name: str, crops: Sequence[np.ndarray]) -> list[dict[str, float]]:
+        info = self.bundle.agent(name)
+        x = prepare_batch(list(crops), info.preprocessing)
+        return self._model(name).explain(x, temperature=info.temperature)
+
+    def explain(self, crops: Sequence[np.ndarray], *,
+                agents: Sequence[str] | None = None) -> list[dict[str, dict[str, float]]]:
+        """One dict per crop: forensic agent -> {feature group: contribution to calibrated log-odds of fake}.
+
+        Agents other than forensic ones (no group explanation) are left out.
+        """
+        names = [n for n in (self.bundle.agent_names if agents is None else agents)
+                 if self.bundle.agent(n).kind == "forensic"]
+        out: list[dict[str, dict[str, float]]] = [{} for _ in crops]
+        if len(crops) == 0:
+            return out
+        with self._lock:
+            for name in names:
+                for i, contributions in enumerate(self._explain(name, crops)):
+                    out[i][name] = contributions
         return out
 
     def render_png(self, crops: Sequence[np.ndarray], *, agents: Sequence[str] | None = None) -> list[dict[str, bytes]]:

@@ -1,9 +1,10 @@
 """`fakeface serve`: run the gRPC detector on a model bundle until SIGTERM/SIGINT.
 
-Prints one line ``fakeface serve: SERVING on HOST:PORT ...`` on stdout once the models are
-loaded and health says SERVING; logs go to stderr as JSON lines. On SIGTERM or SIGINT the
-server turns health to NOT_SERVING, refuses new calls, lets in-flight ones finish within the
-grace period, then stops.
+Prints one line ``fakeface serve: SERVING on HOST:PORT ...; web page on URL`` on stdout once the
+models are loaded and health says SERVING (the page, `blackboard.web`, runs in the same process
+on the same ensemble; ``--http-port 0`` turns it off); logs go to stderr as JSON lines. On
+SIGTERM or SIGINT the server turns health to NOT_SERVING, refuses new calls, lets in-flight ones
+finish within the grace period, then stops.
 """
 
 from __future__ import annotations
@@ -26,26 +27,30 @@ def default_feedback_log() -> Path:
 
 
 def build_parser(prog: str = "fakeface serve") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", default=None, help="model bundle directory (default: the shipped bundle)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one (default 50051)")
-    parser.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
-    parser.add_argument("--replicas", type=int, default=1, help="actor replicas per agent (default 1)")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="faces per agent batch (default 16)")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batching wait in ms (default 5)")
-    parser.add_argument("--deadline-s", type=float, default=10.0, help="deadline when a client sets none (default 10)")
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--bundle", default=None, help="model bundle directory (None: the shipped bundle)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one")
+    parser.add_argument("--ray-address", default=None, help="join this Ray cluster (None: start a loopback-only local Ray with token auth)")
+    parser.add_argument("--replicas", type=int, default=1, help="actor replicas per agent")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="faces per agent batch")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batching wait in ms")
+    parser.add_argument("--deadline-s", type=float, default=10.0, help="deadline when a client sets none")
     parser.add_argument("--token", action="append", default=None,
                         help=f"accepted bearer token (repeatable; default: ${TOKEN_ENV}); none = no auth")
     parser.add_argument("--tls-cert", default=None, help="PEM certificate chain; with --tls-key enables TLS")
     parser.add_argument("--tls-key", default=None, help="PEM private key")
-    parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port; 0 = off (default)")
+    parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port; 0 = off")
+    parser.add_argument("--http-port", type=int, default=8080,
+                        help="port of the web page on --host (same ensemble, same guards); 0 = off")
+    parser.add_argument("--max-video-mb", type=float, default=64.0, help="largest video the web page takes in MiB")
     parser.add_argument("--feedback-log", default=None,
-                        help=f"append-only feedback JSONL (default {default_feedback_log()})")
-    parser.add_argument("--max-message-mb", type=float, default=8.0, help="largest request in MiB (default 8)")
-    parser.add_argument("--max-in-flight", type=int, default=64, help="concurrent calls admitted (default 64)")
-    parser.add_argument("--workers", type=int, default=32, help="handler threads (default 32)")
-    parser.add_argument("--drain-grace-s", type=float, default=10.0, help="grace for in-flight calls on stop (default 10)")
+                        help=f"append-only feedback JSONL (None: {default_feedback_log()})")
+    parser.add_argument("--max-message-mb", type=float, default=8.0, help="largest request in MiB")
+    parser.add_argument("--max-in-flight", type=int, default=64, help="concurrent calls admitted")
+    parser.add_argument("--workers", type=int, default=32, help="handler threads")
+    parser.add_argument("--drain-grace-s", type=float, default=10.0, help="grace for in-flight calls on stop")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -62,6 +67,8 @@ def main(argv: list[str]) -> int:
         return _fail(f"--port must be 0..65535, received {args.port}.")
     if not 0 <= args.metrics_port <= 65535:
         return _fail(f"--metrics-port must be 0..65535, received {args.metrics_port}.")
+    if not 0 <= args.http_port <= 65535:
+        return _fail(f"--http-port must be 0..65535 (0 turns the web page off), received {args.http_port}.")
     if (args.tls_cert is None) != (args.tls_key is None):
         return _fail("TLS needs both --tls-cert and --tls-key.")
     for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
@@ -70,7 +77,7 @@ def main(argv: list[str]) -> int:
     tokens = tuple(args.token or ([os.environ[TOKEN_ENV]] if os.environ.get(TOKEN_ENV) else []))
 
     from agents.bundle import BundleError, load_bundle
-    from blackboard.server import ServerConfig, ServerMetrics, configure_json_logging, create_server
+    from blackboard.server import ServerConfig, ServerMetrics, configure_json_logging, create_server, format_address
 
     configure_json_logging(getattr(logging, args.log_level))
     try:
@@ -103,6 +110,7 @@ def main(argv: list[str]) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     ensemble = None
     server = None
+    web = None
     try:
         try:
             ensemble = Ensemble(bundle.path, ens_config, ray_address=args.ray_address)
@@ -113,9 +121,20 @@ def main(argv: list[str]) -> int:
             signal.signal(sig, lambda *_: stop.set())
         metrics = ServerMetrics()
         try:
-            server, port = create_server(f"{args.host}:{args.port}", ensemble, config, metrics=metrics)
+            server, port = create_server(format_address(args.host, args.port), ensemble, config, metrics=metrics)
         except ValueError as err:
             return _fail(str(err))
+        if args.http_port:  # up while the models load: the page says so until SERVING
+            from blackboard.web import WebConfig, WebServer, create_app
+            from blackboard.web.serve import warn_if_exposed
+
+            try:
+                app = create_app(server.servicer, WebConfig(max_video_bytes=int(args.max_video_mb * 1024 * 1024)))
+                warn_if_exposed(args.host, tls=config.tls, auth=bool(tokens))
+                web = WebServer(app, args.host, args.http_port, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                limit_concurrency=args.max_in_flight).start()
+            except (OSError, ValueError) as err:
+                return _fail(f"{err}; pass another --http-port, or 0 to turn the web page off.")
         if args.metrics_port:
             try:
                 metrics.serve_http(args.metrics_port, host=args.host)
@@ -129,17 +148,19 @@ def main(argv: list[str]) -> int:
                 return _fail(str(err))
         if stop.is_set():
             return 0
-        shown_host = f"[{args.host}]" if ":" in args.host else args.host
         print(
-            f"fakeface serve: SERVING on {shown_host}:{port} (bundle {bundle.version}, "
+            f"fakeface serve: SERVING on {format_address(args.host, port)} (bundle {bundle.version}, "
             f"tls {'on' if config.tls else 'off'}, auth {'on' if tokens else 'off'}, "
-            f"metrics {args.metrics_port or 'off'}, feedback log {config.feedback_path})",
+            f"metrics {args.metrics_port or 'off'}, feedback log {config.feedback_path})"
+            + (f"; web page on {web.url}" if web is not None else "; web page off"),
             flush=True,
         )
         while not stop.wait(0.5):
             pass
         return 0
     finally:
+        if web is not None:
+            web.stop(args.drain_grace_s)
         if server is not None:
             server.drain(args.drain_grace_s)
         if ensemble is not None:

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("training.dataset_cli", "build face-crop datasets: `fakeface dataset build ...`"),
     "train": ("training.train_cli", "train agents from a manifest into a model bundle"),
     "fit-controller": ("training.fit_controller", "learn the controller's trust table on val"),
+    "fit-ood": ("training.fit_ood", "fit the \"can't tell\" (out-of-distribution) gate into a bundle"),
     "evaluate": ("training.evaluate", "score the ensemble against each single model"),
     "batch": ("training.batch", "classify folders/videos as a Ray Data batch job"),
     "serve": ("blackboard.serve_cli", "run the gRPC detector service"),
@@ -26,19 +27,34 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _usage() -> str:
-    lines = ["usage: fakeface <command> [options]", "", "commands:"]
+    lines = ["usage: fakeface [--version] <command> [options] [--verbose]", "", "commands:"]
     for name, (_, text) in SUBCOMMANDS.items():
         lines.append(f"  {name:<15} {text}")
     lines.append("")
-    lines.append("Run `fakeface <command> --help` for a command's options.")
+    lines.append("Run `fakeface <command> --help` for a command's options (defaults shown).")
+    lines.append("--verbose (any command) also shows the libraries' logs: TensorFlow, Ray, gRPC, warnings.")
     return "\n".join(lines)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fakeface")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatches to a subcommand module and returns its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"fakeface {_version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
@@ -47,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     # Keras must see its backend before the first import; TensorFlow is the default here
     # because MTCNN only runs on it.
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from blackboard.logs import quiet_third_party
+
+    quiet_third_party(verbose)  # before TensorFlow, Ray and gRPC are imported: they read it then
     module = importlib.import_module(SUBCOMMANDS[name][0])
     try:
         return int(module.main(rest) or 0)

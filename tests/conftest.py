@@ -7,8 +7,12 @@ import os
 # Set before anything imports keras/ray.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Every local Ray in the tests runs as `fakeface` runs it: loopback only, Ray token auth ON
+# (a random token for this session), so the suite proves the product works with auth.
+from blackboard.ray_runtime import local_ray_env  # noqa: E402 - must run before anything imports ray
+
+local_ray_env()
 
 from pathlib import Path
 
@@ -46,7 +50,7 @@ def make_tiny_bundle(out_dir: Path, *, seed: int = 0) -> Path:
     images = rng.integers(0, 256, size=(8, 64, 64, 3), dtype=np.uint8)
     labels = np.array([0, 1] * 4)
     arts = {}
-    for name in agent_names():
+    for name in agent_names(kind="keras"):
         spec = get_agent(name)
         size = 32
         contract = spec.contract(size)

@@ -26,7 +26,7 @@ def test_class_convention_defined_once():
         label_to_index("maybe")
 
 
-@pytest.mark.parametrize("name", agent_names())
+@pytest.mark.parametrize("name", agent_names(kind="keras"))
 def test_builder_trains_saves_and_reloads(name, tmp_path):
     """Build, one training step, save to a bundle, verified load, same predictions."""
     import keras
@@ -129,7 +129,7 @@ def test_temperature_scaling_softens():
 
 def test_bundle_refuses_tampering_and_incompleteness(tiny_bundle, tmp_path):
     bundle = load_bundle(tiny_bundle)
-    assert set(bundle.agent_names) == set(agent_names())
+    assert set(bundle.agent_names) == set(agent_names(kind="keras"))
     manifest = bundle.manifest
     assert manifest["format_version"] == 1 and manifest["positive_class"] == "fake"
     assert "keras" in manifest["libraries"]
@@ -193,7 +193,7 @@ def test_torch_backend_reproduces_tensorflow_probabilities(tiny_bundle, face_cro
     """A bundle saved under TensorFlow gives the same probabilities under KERAS_BACKEND=torch."""
     faces = np.stack([face_crop, face_crop[::-1], 255 - face_crop])
     np.save(tmp_path / "faces.npy", faces)
-    expected = {n: AgentPredictor(tiny_bundle, n).predict_proba(faces) for n in agent_names()}
+    expected = {n: AgentPredictor(tiny_bundle, n).predict_proba(faces) for n in agent_names(kind="keras")}
     script = (
         "import sys, json, numpy as np\n"
         "import keras\n"
@@ -205,11 +205,11 @@ def test_torch_backend_reproduces_tensorflow_probabilities(tiny_bundle, face_cro
     )
     env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(tiny_bundle), str(tmp_path / "faces.npy"), ",".join(agent_names())],
+        [sys.executable, "-c", script, str(tiny_bundle), str(tmp_path / "faces.npy"), ",".join(agent_names(kind="keras"))],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
     got = json.loads(line[len("RESULT"):])
-    for name in agent_names():
+    for name in agent_names(kind="keras"):
         np.testing.assert_allclose(np.array(got[name]), expected[name], atol=1e-4, err_msg=name)

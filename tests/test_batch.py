@@ -119,12 +119,16 @@ def test_rows_schema_and_rejects(resumed_run, media_dir, tiny_bundle):
     for _, faces in img.groupby("source"):
         assert sorted(faces["face_index"]) == list(range(len(faces)))
     assert (img["box_w"] > 0).all() and (img["box_x"] >= 0).all()
-    # Video: the sampled frames, then one verdict row (mean over frames of the max face p_fake).
+    # Video: the sampled frames, then one verdict row (the one video rule, as `classify` applies it).
+    from blackboard.video import track_video
+
     frames = rows[rows["kind"] == "frame"]
     assert sorted(set(frames["frame"])) == [0, 3] and (frames["source"] == video).all()
     verdict = rows[rows["kind"] == "video"]
     assert len(verdict) == 1 and verdict.iloc[0]["face_index"] == -1 and verdict.iloc[0]["frame"] == -1
-    expected = frames.groupby("frame")["p_fake"].max().mean()
+    per_frame = [[{"box": (f.box_x, f.box_y, f.box_w, f.box_h), "p_fake": f.p_fake, "threshold": f.threshold,
+                   "votes": {}} for f in g.itertuples()] for _, g in frames.groupby("frame")]
+    expected = track_video(per_frame)[1]["p_fake"]
     assert verdict.iloc[0]["p_fake"] == pytest.approx(expected, abs=1e-6)
     # Votes, decision and provenance.
     ok = rows[rows["status"] == "ok"]

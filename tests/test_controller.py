@@ -19,6 +19,7 @@ from sklearn.metrics import log_loss
 
 from agents.bundle import BundleError, load_bundle
 from blackboard.combine import MajorityCombiner, MeanCombiner
+from blackboard.controller_store import ReplaySet, load_baselines, load_replay
 from blackboard.controller import (
     ControllerConfig,
     QController,
@@ -237,15 +238,53 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Q_real" in out and "ensemble" in out and "roc_auc" in out
-    controller = load_controller(load_bundle(bundle_copy))
-    assert controller.fitted_on["cases"] == 20 and controller.threshold == 0.5
+    bundle = load_bundle(bundle_copy)
+    controller = load_controller(bundle)
+    # 20 val rows: whole groups (here 2 of 10) are held out as the replay set, the rest fit.
+    assert controller.kind == "logodds" and controller.threshold == 0.5
+    replay = load_replay(bundle)
+    assert controller.fitted_on["cases"] + len(replay.labels) == 20 and set(replay.labels) == {0, 1}
+    assert set(load_baselines(bundle)) == {"majority", "mean", "stacking"}
+    assert "stacking" in out and "held-out replay" in out
     assert len(list(cache.glob("votes-*.npz"))) == 1  # votes cached for reuse
     assert main(args) == 0  # second fit (from the cache) is stored as v2, v1 kept
     # Saving a controller changed the manifest but not the models: the cache still applies.
     assert len(list(cache.glob("votes-*.npz"))) == 1
     assert [v["n"] for v in list_controller_versions(bundle_copy)] == [1, 2]
+    # The original rule stays selectable.
+    assert main([*args, "--kind", "qtrust"]) == 0
+    assert load_controller(load_bundle(bundle_copy)).kind == "qtrust"
     capsys.readouterr()
+    assert main([*args, "--kind", "qtrust", "--lr", "0.1"]) == 2
+    assert "does not apply to --kind qtrust" in capsys.readouterr().err
     assert main([*args, "--split", "test"]) == 2
     assert "test split is for `fakeface evaluate`" in capsys.readouterr().err
     assert main(["--bundle", str(tmp_path / "nope"), "--manifest", str(tiny_manifest)]) == 2
     assert "No model bundle" in capsys.readouterr().err
+
+
+def test_schema_v1_tables_load_unchanged_with_their_version(fitted):
+    """Tables written before kinds existed (schema v1, no "kind") are Q-trust tables, read as-is."""
+    obj = json.loads(fitted.to_json())
+    assert obj["schema_version"] == 1 and "kind" not in obj
+    restored = QController.from_json(json.dumps(obj).encode())
+    assert restored.version == obj["version"] and restored.kind == "qtrust"
+
+
+def test_rollback_restores_the_companions_saved_with_a_version(bundle_copy, streams):
+    from blackboard.combine import baselines_to_json, fit_baselines
+
+    agents = load_bundle(bundle_copy).agent_names
+    (votes, labels), _ = streams
+    votes = np.resize(votes, (len(votes), len(agents)))
+    first = tiny_controller(agents, seed=3)
+    replay = ReplaySet(tuple(agents), votes[:50], labels[:50])
+    save_controller(bundle_copy, first, baselines=baselines_to_json(fit_baselines(agents, votes, labels),
+                                                                   fitted_on={}), replay=replay)
+    save_controller(bundle_copy, tiny_controller(agents, seed=4))  # no companions
+    bundle = load_bundle(bundle_copy)
+    assert load_baselines(bundle) is None and load_replay(bundle) is None  # stale ones are not used
+    bundle = rollback_controller(bundle_copy, "v1")
+    assert load_controller(bundle).version == first.version
+    np.testing.assert_allclose(load_replay(bundle).votes, replay.votes, atol=1e-6)
+    assert load_baselines(bundle)["stacking"].predict_proba(votes[:5]).shape == (5,)

@@ -20,6 +20,7 @@ import ray
 from agents.bundle import load_bundle
 from agents.predictor import AgentPredictor
 from blackboard.controller import QController, save_controller
+from blackboard.controller_store import ReplaySet
 from blackboard.ensemble import DeadlineExceeded, Ensemble, EnsembleConfig
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,8 @@ def bundle_dir(tiny_bundle, tmp_path_factory):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 400)
     votes = np.clip(labels[:, None] * 0.4 + 0.3 + rng.normal(0, 0.2, (400, len(agents))), 0.01, 0.99)
-    save_controller(path, QController(agents).fit(votes, labels))
+    # With a replay set, so feedback can be checked and promoted (blackboard.feedback_learning).
+    save_controller(path, QController(agents).fit(votes, labels), replay=ReplaySet(tuple(agents), votes, labels))
     return path
 
 

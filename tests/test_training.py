@@ -141,3 +141,87 @@ def test_train_cli_reports_bad_input(tmp_path, capsys):
     manifest.write_text("path,label,group,split\n")
     assert main(["train", "--manifest", str(manifest), "--agents", "resnet", "--out", str(tmp_path / "b")]) == 2
     assert "unknown agent" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path):
+    """A run killed after epoch 2 continues at epoch 3 with the saved weights and optimizer state."""
+    import keras
+
+    from training.train import TrainConfig, train_agent
+
+    df = _write_crops(tmp_path / "data", 12)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt  # what Ctrl-C or a stopped session does mid-run
+
+    config = TrainConfig(epochs=4, batch_size=8, optimizer="adam", learning_rate=1e-3, augment=False,
+                         patience=10, workers=1, input_sizes={"lenet": 32})
+    work = tmp_path / "work"
+    import training.train as train_module
+
+    real_backup = keras.callbacks.BackupAndRestore
+    saved = {}
+
+    class InterruptingBackup(real_backup):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            saved["iterations"] = int(self.model.optimizer.iterations.numpy())
+            saved["kernel"] = np.array(self.model.get_layer("fc1").kernel.numpy())
+            Interrupt.on_epoch_end(self, epoch, logs)
+
+    train_module.keras.callbacks.BackupAndRestore = InterruptingBackup
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_agent("lenet", df, config, work, verbose=0)
+    finally:
+        train_module.keras.callbacks.BackupAndRestore = real_backup
+    assert (work / "lenet/backup/training_metadata.json").is_file()
+    assert json.loads((work / "lenet/state.json").read_text())["best_epoch"] in (1, 2)
+
+    resumed = {}
+
+    class Probe(real_backup):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            resumed["initial_epoch"] = self.model._initial_epoch
+            resumed["iterations"] = int(self.model.optimizer.iterations.numpy())
+            resumed["kernel"] = np.array(self.model.get_layer("fc1").kernel.numpy())
+
+    train_module.keras.callbacks.BackupAndRestore = Probe
+    try:
+        meta = train_agent("lenet", df, config, work, verbose=0)
+    finally:
+        train_module.keras.callbacks.BackupAndRestore = real_backup
+    assert resumed["initial_epoch"] == 2, "continues at epoch 3, not from scratch"
+    assert resumed["iterations"] == saved["iterations"] > 0, "optimizer state restored"
+    np.testing.assert_array_equal(resumed["kernel"], saved["kernel"])
+    assert meta["training"]["resumed_from_epoch"] == 2
+    assert meta["training"]["epochs_run"] == 4  # two before the interruption, two after
+    assert 0.0 < meta["threshold"] <= 1.0
+
+
+def test_training_and_serving_prepare_identical_inputs(tmp_path):
+    """The cached training path and the serving path give the same model input, for every contract."""
+    from agents.predictor import prepare_batch
+    from agents.registry import agent_names, get_agent
+    from training.data import resized_cache
+
+    df = _write_crops(tmp_path / "data", 3)
+    paths = df["path"].tolist()
+    labels = (df["label"] == "fake").astype(int).to_numpy()
+    from blackboard.faces import read_image
+
+    for name in agent_names():
+        contract = get_agent(name).preprocessing
+        if get_agent(name).kind != "keras" if hasattr(get_agent(name), "kind") else False:
+            continue
+        cache = resized_cache(paths, contract, tmp_path / f"{name}.npy", workers=1, verbose=False)
+        seq = FaceSequence(paths, labels, contract, batch_size=len(paths), cache=cache)
+        x_train, _ = seq[0]
+        x_serve = prepare_batch([read_image(p) for p in paths], contract)
+        np.testing.assert_array_equal(x_train, x_serve, err_msg=name)
+        uncached, _ = FaceSequence(paths, labels, contract, batch_size=len(paths))[0]
+        np.testing.assert_array_equal(uncached, x_serve, err_msg=name)

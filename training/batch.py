@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -29,6 +28,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from agents.atomic import atomic_write
+from blackboard.ray_runtime import init_ray
 
 PLAN_FORMAT = 1
 PLAN_FILE = "plan.json"
@@ -73,7 +75,7 @@ class BatchConfig:
 
 
 def output_columns(agents: Sequence[str]):
-    """The pyarrow schema of the output rows (parts also carry a `reason` column)."""
+    """The pyarrow schema of the output rows (the parts' schema too)."""
     import pyarrow as pa
 
     return pa.schema(
@@ -90,25 +92,35 @@ def output_columns(agents: Sequence[str]):
         + [(f"{a}_p_fake", pa.float32()) for a in agents]
         + [
             ("p_fake", pa.float32()),  # ensemble probability of fake
-            ("label", pa.string()),  # "real" / "fake"; "" when there is no face
+            ("label", pa.string()),  # "real" / "fake" / "uncertain" (see reason); "" when there is no face
             ("threshold", pa.float32()),  # threshold on p_fake used for the label
             ("degraded", pa.bool_()),  # an agent's vote is missing
             ("status", pa.string()),  # "ok", "no_face" (or "rejected", rejects file only)
             ("combiner", pa.string()),  # "controller:<version>" or "mean" (bundle has no controller)
             ("bundle_version", pa.string()),  # content id of the model bundle
             ("node_id", pa.string()),  # Ray node that detected the face (cluster diagnostics)
+            ("reason", pa.string()),  # why: label "uncertain" (e.g. "too small"), no_face, rejected
         ]
     )
 
 
+FORMATS = ("parquet", "csv")
+# Output suffixes that name a format.
+SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
 def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
     """The `fakeface batch` command line."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", required=True, help="folder (recursive), manifest CSV with a path column, or list file")
-    p.add_argument("--output", required=True, help="output file, e.g. results.parquet")
-    p.add_argument("--format", choices=("parquet", "csv"), default="parquet", dest="fmt")
-    p.add_argument("--bundle", default=None, help="model bundle directory (default: the shipped bundle)")
-    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
+    p.add_argument("--output", required=True, help="output file, e.g. results.parquet or results.csv (its folder "
+                   "must exist)")
+    p.add_argument("--format", choices=FORMATS, default=None, dest="fmt",
+                   help="output format (None: from the --output suffix, .csv or .parquet; parquet otherwise)")
+    p.add_argument("--bundle", default=None, help="model bundle directory (None: the shipped bundle)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (None: $RAY_ADDRESS, else a "
+                   "loopback-only local Ray with token auth)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.parts/")
     p.add_argument("--detect", choices=("auto", "on", "off"), default="auto",
                    help="face detection: on, off (inputs are crops) or auto (detect, else use whole image)")
@@ -123,6 +135,18 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
     return p
 
 
+def output_format(output: Path, fmt: str | None) -> str:
+    """The output format: ``fmt`` if given, else from the suffix; a known suffix that
+    contradicts ``fmt`` is refused (a file named .csv must hold CSV)."""
+    implied = SUFFIX_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        return implied or "parquet"
+    if implied is not None and implied != fmt:
+        raise BatchError(f"--output {output.name} says {implied} but --format is {fmt}; rename the output "
+                         f"(e.g. {output.with_suffix('.' + fmt).name}) or drop --format.")
+    return fmt
+
+
 def config_from_args(args: argparse.Namespace) -> BatchConfig:
     """Validates the parsed arguments into a `BatchConfig`."""
     for name in ("actors_per_agent", "detect_actors", "batch_size", "shard_size", "min_face_size"):
@@ -133,24 +157,16 @@ def config_from_args(args: argparse.Namespace) -> BatchConfig:
     output = Path(args.output).expanduser().absolute()
     if output.is_dir():
         raise BatchError(f"--output {args.output} is a directory; pass a file name such as {output / 'results.parquet'}.")
+    if not output.parent.is_dir():
+        raise BatchError(f"--output {args.output}: the folder {output.parent} does not exist; create it first.")
+    fmt = output_format(output, args.fmt)
     bundle = None if args.bundle is None else str(Path(args.bundle).expanduser().absolute())
     return BatchConfig(
-        input=args.input, output=output, fmt=args.fmt, bundle=bundle, ray_address=args.ray_address,
+        input=args.input, output=output, fmt=fmt, bundle=bundle, ray_address=args.ray_address,
         resume=args.resume, detect=args.detect, fps=float(args.fps), actors_per_agent=args.actors_per_agent,
         detect_actors=args.detect_actors, batch_size=args.batch_size, shard_size=args.shard_size,
         min_face_size=args.min_face_size, keep_parts=args.keep_parts,
     )
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Calls ``write(tmp_path)`` and renames the result onto ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _shard_path(parts: Path, shard: int) -> Path:
@@ -185,7 +201,7 @@ def prepare_plan(cfg: BatchConfig, *, inputs: Sequence[str], settings: dict[str,
             )
         return old
     parts.mkdir(parents=True, exist_ok=True)
-    _atomic_write(plan_path, lambda tmp: tmp.write_text(json.dumps(plan)))
+    atomic_write(plan_path, lambda tmp: tmp.write_text(json.dumps(plan)))
     return plan
 
 
@@ -253,13 +269,14 @@ def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequ
 
 
 def video_verdicts(rows, agents: Sequence[str]):
-    """One `kind="video"` row per video: the documented aggregation of its frame rows.
+    """One `kind="video"` row per video: its frame rows tracked and judged by the one video
+    rule, `blackboard.video.VIDEO_RULE` (the same as `fakeface classify`).
 
-    A frame's score is its most suspicious face (max p_fake); the video's p_fake is the mean
-    frame score over frames with a face; the label applies the same threshold as the faces.
     Each agent's column is that agent's mean over the video's faces.
     """
     import pandas as pd
+
+    from blackboard.video import track_video
 
     frames = rows[rows["kind"] == "frame"]
     out = []
@@ -270,10 +287,15 @@ def video_verdicts(rows, agents: Sequence[str]):
         row.update(source=source, kind="video", frame=-1, time_s=np.nan, face_index=-1, aligned=False,
                    threshold=base["threshold"], combiner=base["combiner"], bundle_version=base["bundle_version"],
                    node_id="", reason="", input_index=base["input_index"])
-        if len(faces):
-            p = float(faces.groupby("frame")["p_fake"].max().mean())
-            row.update(p_fake=p, label="fake" if p >= float(base["threshold"]) else "real",
-                       degraded=bool(faces["degraded"].any()), status="ok",
+        per_frame = [[{"box": (f.box_x, f.box_y, f.box_w, f.box_h), "p_fake": float(f.p_fake),
+                       "threshold": float(f.threshold), "verdict": f.label, "reason": getattr(f, "reason", ""),
+                       "degraded": bool(f.degraded), "votes": {}} for f in fr.itertuples() if f.status == "ok"]
+                     for _, fr in g.groupby("frame", sort=True)]
+        _, video = track_video(per_frame)
+        if video["p_fake"] is not None or video["verdict"] == "uncertain":
+            row.update(p_fake=np.nan if video["p_fake"] is None else video["p_fake"], label=video["verdict"],
+                       reason=video["reason"], degraded=bool(faces["degraded"].any()), status="ok",
+                       threshold=base["threshold"] if video["threshold"] is None else video["threshold"],
                        **{f"{a}_p_fake": float(faces[f"{a}_p_fake"].mean()) for a in agents})
         else:
             row.update(p_fake=np.nan, label="", degraded=False, status="no_face")
@@ -292,10 +314,10 @@ def write_shard(path: Path, frames: list, agents: Sequence[str]) -> int:
     # Verdict rows follow their video's frames; everything else in input order.
     rows["_verdict"] = rows["kind"] == "video"
     rows = rows.sort_values(["input_index", "_verdict", "frame", "face_index"], kind="stable")
-    schema = output_columns(agents).append(pa.field("reason", pa.string()))
+    schema = output_columns(agents)
     table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
     table = table.replace_schema_metadata(None)  # pandas metadata would describe the dropped index
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     return len(rows)
 
 
@@ -379,10 +401,10 @@ def assemble(cfg: BatchConfig, *, n_shards: int, agents: Sequence[str]) -> tuple
     rejects = table.filter(rejected).select(["source", "reason"]).rename_columns(["path", "reason"])
     rows = table.filter(pc.invert(rejected)).select(schema.names)
     if cfg.fmt == "parquet":
-        _atomic_write(cfg.output, lambda tmp: pq.write_table(rows, tmp))
+        atomic_write(cfg.output, lambda tmp: pq.write_table(rows, tmp))
     else:
-        _atomic_write(cfg.output, lambda tmp: pacsv.write_csv(rows, tmp))
-    _atomic_write(cfg.rejects_path, lambda tmp: pacsv.write_csv(rejects, tmp))
+        atomic_write(cfg.output, lambda tmp: pacsv.write_csv(rows, tmp))
+    atomic_write(cfg.rejects_path, lambda tmp: pacsv.write_csv(rejects, tmp))
     return rows.num_rows, rejects.num_rows
 
 
@@ -404,11 +426,7 @@ def run(cfg: BatchConfig) -> dict[str, Any]:
     n_shards = math.ceil(len(plan["inputs"]) / plan["shard_size"])
     written = 0
     if any(not _shard_path(cfg.parts_dir, s).is_file() for s in range(n_shards)):
-        own_ray = not ray.is_initialized()
-        if own_ray:
-            address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or "local"
-            ray.init(address=address, include_dashboard=False if address == "local" else None,
-                     log_to_driver=False)
+        own_ray = init_ray(cfg.ray_address)  # loopback-only and token-authenticated when local
         try:
             written = run_shards(cfg, plan=plan, agents=agents, node_cpus=_node_cpus())
         finally:

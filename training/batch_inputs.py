@@ -16,8 +16,11 @@ from typing import Iterator
 
 import numpy as np
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+from blackboard import media
+
+# The one extension list (blackboard.media), as sets for membership tests.
+IMAGE_EXTENSIONS = frozenset(media.IMAGE_EXTENSIONS)
+VIDEO_EXTENSIONS = frozenset(media.VIDEO_EXTENSIONS)
 
 
 class InputError(ValueError):
@@ -37,9 +40,7 @@ class InputList:
     duplicates: int  # repeated entries dropped from a manifest or list file
 
 
-def is_video(path: str) -> bool:
-    """True when the file extension is a video container we decode frame by frame."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+is_video = media.is_video
 
 
 def _dedupe(paths: list[str]) -> tuple[tuple[str, ...], int]:
@@ -123,7 +124,7 @@ def list_inputs(source: str | os.PathLike[str]) -> InputList:
 
 
 def video_frames(path: str, *, fps: float) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Samples a video at about ``fps`` frames per second with OpenCV.
+    """Samples a video at about ``fps`` frames per second (`blackboard.media.sample_frames`).
 
     Yields:
         (frame number in the file, time in seconds, RGB uint8 frame).
@@ -131,30 +132,10 @@ def video_frames(path: str, *, fps: float) -> Iterator[tuple[int, float, np.ndar
     Raises:
         UnreadableInput: the container cannot be opened or holds no decodable frame.
     """
-    import cv2
-
     if fps <= 0:
         raise ValueError(f"fps must be positive, received {fps}.")
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise UnreadableInput(f"OpenCV cannot open {path} as a video")
     try:
-        native = cap.get(cv2.CAP_PROP_FPS)
-        # Some containers report 0 or NaN; 25 is the common broadcast rate.
-        native = native if native and np.isfinite(native) and native > 0 else 25.0
-        step = max(1, int(round(native / fps)))
-        index, produced = 0, 0
-        while True:
-            # grab() skips decoding the frames we do not sample.
-            if not cap.grab():
-                break
-            if index % step == 0:
-                ok, bgr = cap.retrieve()
-                if ok and bgr is not None:
-                    produced += 1
-                    yield index, index / native, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            index += 1
-        if produced == 0:
-            raise UnreadableInput(f"{path} has no decodable video frame")
-    finally:
-        cap.release()
+        for frame in media.sample_frames(path, fps=fps):
+            yield frame.index, frame.time_s, frame.rgb
+    except media.VideoError as err:
+        raise UnreadableInput(str(err)) from err

@@ -189,31 +189,44 @@ class DecisionStage:
 
     def __init__(self, *, bundle: str | None) -> None:
         from agents.bundle import load_bundle
-        from blackboard.combine import MeanCombiner
+        from blackboard.controller_store import load_controller
 
         loaded = load_bundle(bundle)
         self.bundle_version = loaded.version
-        controller = _load_controller(loaded)
-        if controller is None:
-            self.combiner, self.threshold, self.combiner_name = MeanCombiner(loaded.agent_names), 0.5, "mean"
-        else:
-            self.combiner = controller
-            self.threshold = float(controller.threshold)
-            self.combiner_name = f"controller:{getattr(controller, 'version', '')}"
-        self.agents = list(getattr(self.combiner, "agents", None) or loaded.agent_names)
+        self.controller = load_controller(loaded)
+        self.agents = list(loaded.agent_names)
+        self.combiner_name = "mean" if self.controller is None else f"controller:{self.controller.version}"
+        self.threshold = 0.5 if self.controller is None else float(self.controller.threshold)
+        from blackboard.ood import UncertaintyGate
+
+        self.gate = UncertaintyGate.from_bundle(loaded)  # the same "uncertain" rule as the service
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from blackboard.decision import context_for, decide
+
         has_face = np.asarray(batch["has_face"], dtype=bool)
         n = len(has_face)
         votes = np.stack([np.asarray(batch[f"{a}_p_fake"], dtype=np.float64) for a in self.agents], axis=1)
         present = np.isfinite(votes)
         p = np.full(n, np.nan, dtype=np.float32)
         if has_face.any():
-            p[has_face] = self.combiner.predict_proba(
-                np.where(present, votes, 0.5)[has_face], present=present[has_face])
-        label = np.where(has_face, np.where(p >= self.threshold, CLASSES[FAKE_INDEX], CLASSES[1 - FAKE_INDEX]), "")
+            faces = list(np.asarray(batch["face"])[has_face]) if "face" in batch else [None]
+            decided = decide({a: votes[has_face, j] for j, a in enumerate(self.agents)}, self.controller,
+                             context=context_for(self.controller, faces), explain=False)
+            p[has_face] = decided.p_fake
+        label = np.where(has_face, np.where(p >= self.threshold, CLASSES[FAKE_INDEX], CLASSES[1 - FAKE_INDEX]),
+                         "").astype(object)
+        reason = np.asarray(batch["reason"], dtype=object).copy()
+        faces = np.flatnonzero(has_face)
+        if len(faces):
+            sizes = zip(np.asarray(batch["box_w"])[faces], np.asarray(batch["box_h"])[faces])
+            why, _ = self.gate.assess(list(np.asarray(batch["face"])[faces]), list(sizes))
+            for i, text in zip(faces, why):
+                if text:
+                    label[i], reason[i] = "uncertain", text
         out = {k: v for k, v in batch.items() if k != "face" and not k.endswith("_latency_ms")}
         out.update(
+            reason=reason,
             p_fake=p,
             label=label.astype(object),
             threshold=np.full(n, self.threshold, dtype=np.float32),
@@ -223,13 +236,3 @@ class DecisionStage:
         )
         return out
 
-
-def _load_controller(bundle):
-    """The bundle's trained controller, or None when it has none."""
-    try:
-        from blackboard.controller import load_controller
-    except ModuleNotFoundError as err:
-        if err.name != "blackboard.controller":
-            raise
-        return None
-    return load_controller(bundle)

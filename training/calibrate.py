@@ -13,17 +13,18 @@ from sklearn.metrics import (
     f1_score,
     fbeta_score,
     log_loss,
-    precision_recall_curve,
     precision_score,
     recall_score,
     roc_auc_score,
-    roc_curve,
 )
 
 from agents.labels import FAKE_INDEX
 from agents.predictor import apply_temperature
+from blackboard.calibration import THRESHOLD_RULES as _RULES
+from blackboard.calibration import choose_threshold  # noqa: F401  (one copy of the threshold rules)
 
-THRESHOLD_RULES = ("f0.5", "f1", "youden", "fixed:<t>")
+THRESHOLD_RULES = (*_RULES, "fixed:<t>")  # for help texts
+
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -39,37 +40,6 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 
     res = minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded")
     return float(res.x)
-
-
-def choose_threshold(p_fake: np.ndarray, labels: np.ndarray, rule: str = "f0.5") -> float:
-    """Decision threshold on p_fake chosen on val.
-
-    Args:
-        p_fake: calibrated probabilities of fake.
-        labels: 1 for fake, 0 for real.
-        rule: "f0.5" (default: favours precision on fake), "f1", "youden" (max TPR-FPR) or
-            "fixed:<t>" (e.g. "fixed:0.5").
-    """
-    p_fake = np.asarray(p_fake, dtype=np.float64)
-    labels = np.asarray(labels, dtype=int)
-    if rule.startswith("fixed:"):
-        t = float(rule.split(":", 1)[1])
-        if not 0.0 < t < 1.0:
-            raise ValueError(f"A fixed threshold must be in (0, 1), received {t}.")
-        return t
-    if len(np.unique(labels)) < 2:
-        raise ValueError("Choosing a threshold needs both classes in the val labels.")
-    if rule in ("f0.5", "f1"):
-        beta = 0.5 if rule == "f0.5" else 1.0
-        precision, recall, thresholds = precision_recall_curve(labels, p_fake)
-        p, r = precision[:-1], recall[:-1]
-        f = (1 + beta**2) * p * r / np.maximum(beta**2 * p + r, 1e-12)
-        return float(thresholds[int(np.argmax(f))])
-    if rule == "youden":
-        fpr, tpr, thresholds = roc_curve(labels, p_fake)
-        best = int(np.argmax(tpr - fpr))
-        return float(min(thresholds[best], 1.0))
-    raise ValueError(f"Unknown threshold rule {rule!r}; choose one of {THRESHOLD_RULES}.")
 
 
 def binary_metrics(p_fake: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:

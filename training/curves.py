@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 import pandas as pd  # noqa: E402
 
+from agents.atomic import atomic_write
+
 
 def plot_curves(log_csv: str | os.PathLike[str], out_png: str | os.PathLike[str], *, title: str = "") -> Path:
     """Plots loss and accuracy (train and val) per epoch from a `keras.callbacks.CSVLogger` file."""
@@ -22,6 +24,8 @@ def plot_curves(log_csv: str | os.PathLike[str], out_png: str | os.PathLike[str]
             ax.plot(epochs, log[key], marker="o", label=f"train {key}")
         if f"val_{key}" in log:
             ax.plot(epochs, log[f"val_{key}"], marker="o", label=f"val {key}")
+        if key == "accuracy" and "val_auc" in log:
+            ax.plot(epochs, log["val_auc"], marker="s", label="val ROC AUC")
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
@@ -29,8 +33,8 @@ def plot_curves(log_csv: str | os.PathLike[str], out_png: str | os.PathLike[str]
     fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_png)
+    try:
+        atomic_write(out_png, lambda tmp: fig.savefig(tmp, dpi=110))
+    finally:
+        plt.close(fig)
     return out_png

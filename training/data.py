@@ -6,14 +6,56 @@ never the data set. Synthetic fakes (self-blended real faces) are added as extra
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Sequence
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from agents.labels import FAKE_INDEX, REAL_INDEX
-from agents.preprocessing import Preprocessing, prepare_image
+from agents.preprocessing import Preprocessing, resize_rgb, to_model_input
 from blackboard.faces import read_image
+
+
+def resized_cache(
+    paths: Sequence[str],
+    contract: Preprocessing,
+    cache_path: str | os.PathLike[str],
+    *,
+    workers: int = 2,
+    verbose: bool = True,
+) -> np.ndarray:
+    """Every image decoded once and resized to the contract's size, as an (N, H, W, 3) uint8 array.
+
+    Decoding a 224 px JPEG costs more than a small agent's training step, so epochs read this
+    array instead of the files. It is the exact first step of the serving contract
+    (`resize_rgb`), stored in a `.npy` file (written, then renamed) that later runs, resumed
+    runs and other agents with the same input size reuse when it lists the same files.
+    """
+    cache_path = Path(cache_path)
+    list_path = cache_path.with_suffix(".paths.txt")
+    listing = "\n".join(str(p) for p in paths)
+    if cache_path.is_file() and list_path.is_file() and list_path.read_text() == listing:
+        return np.load(cache_path, mmap_mode="r")
+    out = np.empty((len(paths), contract.height, contract.width, 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        out[i] = resize_rgb(read_image(paths[i]), contract)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(tqdm(pool.map(one, range(len(paths))), total=len(paths), disable=not verbose,
+                  desc=f"decoding {len(paths)} images to {contract.height}x{contract.width}", unit="img"))
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_name(f"{cache_path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, out)
+    os.replace(tmp, cache_path)
+    tmp_list = list_path.with_name(f"{list_path.name}.{os.getpid()}.tmp")
+    tmp_list.write_text(listing)
+    os.replace(tmp_list, list_path)
+    return out
 from training.augment import AugmentConfig, augment
 from training.synth import self_blend
 
@@ -30,6 +72,7 @@ class FaceSequence(keras.utils.PyDataset):
         synth_ratio: extra synthetic fakes per real image (e.g. 0.5 adds half as many as there are reals).
         shuffle: reshuffle every epoch (train only).
         seed: base seed; each epoch and sample derive their own generator from it.
+        cache: optional `resized_cache` of `paths` (same order); read instead of the files.
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` for `PyDataset`.
     """
 
@@ -44,6 +87,7 @@ class FaceSequence(keras.utils.PyDataset):
         synth_ratio: float = 0.0,
         shuffle: bool = False,
         seed: int = 0,
+        cache: np.ndarray | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -53,6 +97,10 @@ class FaceSequence(keras.utils.PyDataset):
             raise ValueError(f"batch_size must be positive, received {batch_size}.")
         if synth_ratio < 0:
             raise ValueError(f"synth_ratio must be >= 0, received {synth_ratio}.")
+        if cache is not None and len(cache) != len(paths):
+            raise ValueError(f"cache holds {len(cache)} images for {len(paths)} paths.")
+        self.cache = cache
+        self.index_of = {str(p): i for i, p in enumerate(paths)}
         self.contract = contract
         self.batch_size = int(batch_size)
         self.augment_config = augment_config
@@ -92,15 +140,25 @@ class FaceSequence(keras.utils.PyDataset):
             path, label, synthetic = self.items[i]
             # One generator per (epoch, sample): reproducible whatever the worker order.
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
-            image = read_image(path)  # the same decoding as serving and batch jobs
+            if self.cache is not None:
+                image = np.array(self.cache[self.index_of[path]])
+            else:
+                # The same decoding and resizing as serving and batch jobs.
+                image = resize_rgb(read_image(path), self.contract)
             if synthetic:
                 image = self_blend(image, rng)
             if self.augment_config is not None:
                 image = augment(image, rng, self.augment_config)
-            x[j] = prepare_image(image, self.contract)
+            x[j] = to_model_input(image, self.contract)
             y[j] = label
         return x, y
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
+        self._reshuffle()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Puts the sequence at the start of `epoch` (a resumed run keeps the same data order)."""
+        self.epoch = int(epoch)
+        self.order = np.arange(len(self.items))
         self._reshuffle()

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from training.dataset import BuildConfig, BuildSummary, build_dataset
+from training.dataset_sources import discover_sources
 
 
 def build_parser(prog: str = "fakeface dataset") -> argparse.ArgumentParser:
@@ -15,6 +16,7 @@ def build_parser(prog: str = "fakeface dataset") -> argparse.ArgumentParser:
     build = commands.add_parser(
         "build",
         help="detect, align and deduplicate faces, then split by group",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="INPUTs are folders laid out real/ and fake/ (images and videos, any depth; a "
         "metadata.csv with a group column in the folder gives the groups) and CSV manifests "
         "path,label[,group]. Re-running with the same --out resumes.",
@@ -27,15 +29,15 @@ def build_parser(prog: str = "fakeface dataset") -> argparse.ArgumentParser:
                        help="inputs are face crops already: use each image whole, resized")
     build.add_argument("--all-faces", action="store_true", help="keep every face, not only the most confident")
     rate = build.add_mutually_exclusive_group()
-    rate.add_argument("--fps", type=float, default=None, help="video frames sampled per second (default 2)")
+    rate.add_argument("--fps", type=float, default=None, help="video frames sampled per second (None: 2)")
     rate.add_argument("--frames", type=int, default=None, help="or this many frames spread over each video")
     build.add_argument("--hash-distance", type=int, default=6,
-                       help="drop a crop within this phash distance of one kept from the same video (default 6)")
-    build.add_argument("--min-face", type=int, default=40, help="reject faces smaller than this, in pixels (default 40)")
-    build.add_argument("--val", type=float, default=0.15, help="validation fraction, by group (default 0.15)")
-    build.add_argument("--test", type=float, default=0.15, help="test fraction, by group (default 0.15)")
-    build.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    build.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+                       help="drop a crop within this phash distance of one kept from the same video")
+    build.add_argument("--min-face", type=int, default=40, help="reject faces smaller than this, in pixels")
+    build.add_argument("--val", type=float, default=0.15, help="validation fraction, by group")
+    build.add_argument("--test", type=float, default=0.15, help="test fraction, by group")
+    build.add_argument("--seed", type=int, default=0, help="split seed")
+    build.add_argument("--size", type=int, default=224, help="crop side in pixels")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -71,6 +73,15 @@ def main(argv: list[str]) -> int:
             hash_distance=args.hash_distance, min_face=args.min_face, val=args.val, test=args.test,
             seed=args.seed, size=args.size,
         )
+        sources, rejects = discover_sources(inputs)
+        if not sources:
+            # Nothing to build: say why instead of writing an empty manifest.
+            reasons = sorted({r.reason for r in rejects})
+            print(f"fakeface dataset build: no labelled image or video in {', '.join(map(str, inputs))}: each "
+                  "folder needs real/ and fake/ subfolders (or give a CSV manifest path,label[,group])"
+                  + (f"; skipped {len(rejects)} file(s): {'; '.join(reasons[:3])}" if rejects else ""),
+                  file=sys.stderr)
+            return 2
         summary = build_dataset(inputs, args.out, config, show_progress=not args.quiet)
     except ValueError as exc:
         print(f"fakeface dataset build: {exc}", file=sys.stderr)

@@ -15,9 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from agents.labels import CLASSES
-from training.video import VIDEO_EXTENSIONS
+from blackboard.media import media_kind
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 METADATA_NAME = "metadata.csv"
 
 
@@ -37,16 +36,6 @@ class Reject:
 
     source: str  # the file (or CSV row) concerned
     reason: str  # one line a person can act on
-
-
-def media_kind(path: Path) -> str | None:
-    """"image", "video" or None from the file extension."""
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS:
-        return "image"
-    if suffix in VIDEO_EXTENSIONS:
-        return "video"
-    return None
 
 
 def _folder_label(path: Path, root: Path) -> str | None:

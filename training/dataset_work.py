@@ -7,8 +7,6 @@ recorded as finished, so an interrupted build never leaves a half-written JPEG i
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import cv2
 import numpy as np
 
+from agents.atomic import atomic_write_bytes
 from blackboard.faces import (
     FaceDetector,
     ImageError,
@@ -51,17 +50,9 @@ class SourceResult:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Writes bytes to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Writes bytes to ``path`` atomically (`agents.atomic`), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def open_detector(config: "BuildConfig") -> FaceDetector:

@@ -30,15 +30,17 @@ import pandas as pd
 from agents.bundle import Bundle, load_bundle
 from agents.labels import CLASSES, label_to_index
 from agents.predictor import AgentPredictor
-from blackboard.combine import MajorityCombiner, MeanCombiner, StackingCombiner
+from blackboard.combine import BASELINE_NAMES, MajorityCombiner, MeanCombiner, fit_baselines
+from blackboard.decision import case_context, decide_matrix
+from blackboard.media import IMAGE_EXTENSIONS
 from training.metrics import BootstrapConfig, System, score_systems
 from training.report import atomic_write_text, write_report
 
 PROG = "fakeface evaluate"
 DETECT_MODES = ("auto", "on", "off")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Role of a row in the pipeline: scored, or only used to fit stacking / the controller.
 EVAL, FIT = "eval", "fit"
+CONTEXT_COLUMN = "ctx_blur"  # blackboard.decision's "blur" context of each crop
 FACE_CROP_SIZE = 224  # blackboard.faces.extract_faces' default crop side
 STATUS_OK, STATUS_NO_FACE, STATUS_UNREADABLE = "ok", "no_face", "unreadable"
 
@@ -234,6 +236,8 @@ class FaceStage:
         out["n_faces"] = np.array([r[2] for r in results], dtype=np.int32)
         out["face"] = np.stack([r[3] for r in results]) if results else np.zeros(
             (0, self.crop_size, self.crop_size, 3), dtype=np.uint8)
+        # Case context a controller may read (blackboard.decision), from the crop the agents see.
+        out[CONTEXT_COLUMN] = case_context(list(out["face"]), ("blur",))[:, 0]
         return out
 
 
@@ -289,7 +293,7 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle, config: EvalConfig) -> p
             compute=pool(),
             num_cpus=config.cpus_per_actor,
         )
-    keep = ["row", "status", "detail", "n_faces"] + [f"{a}_p_fake" for a in bundle.agent_names]
+    keep = ["row", "status", "detail", "n_faces", CONTEXT_COLUMN] + [f"{a}_p_fake" for a in bundle.agent_names]
     result = ds.select_columns(keep).to_pandas().sort_values("row").set_index("row")
     out = items.set_index("row").join(result, how="left")
     if out["status"].isna().any():
@@ -308,13 +312,20 @@ def build_systems(
     fit_votes: np.ndarray | None,
     fit_labels: np.ndarray | None,
     fit_description: str,
+    context: np.ndarray | None = None,
 ) -> tuple[list[System], dict[str, str], Any]:
     """Every agent, the baselines and the ensemble, scored on ``votes`` (N, A).
+
+    Majority, mean and stacking come from the bundle (stored with its controller at fit time);
+    a bundle made before they were stored gets them fitted on the fitting data when there is
+    some. The ensemble is ``blackboard.decision.decide`` with the bundle's controller (one is
+    fitted on the fitting data when the bundle has none).
 
     Returns:
         (systems, unavailable name -> reason, the controller or None).
     """
-    from blackboard.controller import QController, load_controller
+    from blackboard.controller_logodds import LogOddsController
+    from blackboard.controller_store import load_baselines, load_controller
 
     agents = bundle.agent_names
     systems = []
@@ -322,41 +333,72 @@ def build_systems(
         info = bundle.agent(agent)
         systems.append(System(agent, "agent", votes[:, i], info.threshold,
                               f"bundle threshold {info.threshold:.3f} ({info.threshold_rule})"))
-    systems.append(System("majority", "baseline", MajorityCombiner(agents).predict_proba(votes), 0.5,
-                          "majority of agent verdicts at p_fake >= 0.5; threshold 0.5"))
-    systems.append(System("mean", "baseline", MeanCombiner(agents).predict_proba(votes), 0.5,
-                          "mean of agent p_fake; threshold 0.5"))
     unavailable: dict[str, str] = {}
     can_fit = fit_votes is not None and len(fit_votes) > 0 and len(np.unique(fit_labels)) == 2
     if fit_votes is not None and not can_fit:
         fit_description += f", which has {len(fit_votes)} scored images, not both classes"
-    if can_fit:
-        stacking = StackingCombiner(agents).fit(fit_votes, fit_labels)
-        systems.append(System("stacking", "baseline", stacking.predict_proba(votes), 0.5,
-                              f"logistic regression on agent logits fitted on {fit_description}; threshold 0.5"))
-    else:
-        unavailable["stacking"] = (
-            f"needs labelled val votes to fit (fitting data: {fit_description}); pass --fit-manifest with "
-            "the bundle's training manifest (it is never fitted on the evaluated images)"
-        )
+    baselines, source = load_baselines(bundle), "stored in the bundle with its controller"
+    if baselines is None and can_fit:
+        baselines, source = fit_baselines(agents, fit_votes, fit_labels), f"fitted here on {fit_description}"
+    notes = {"majority": "majority of agent verdicts at p_fake >= 0.5", "mean": "mean of agent p_fake",
+             "stacking": "logistic regression on agent logits"}
+    if baselines is None:  # majority and mean have no parameters; stacking needs fitting
+        baselines, source = {"majority": MajorityCombiner(agents), "mean": MeanCombiner(agents)}, "no parameters"
+    for name in BASELINE_NAMES:
+        if name not in baselines:
+            unavailable[name] = (f"the bundle stores no fitted baselines (its controller predates them) and there "
+                                 f"is no fitting data ({fit_description}); refit with `fakeface fit-controller`")
+            continue
+        combiner = baselines[name]
+        columns = [agents.index(a) for a in combiner.agents]
+        systems.append(System(name, "baseline", combiner.predict_proba(votes[:, columns]), 0.5,
+                              f"{notes[name]} ({source}); threshold 0.5"))
     controller = load_controller(bundle)
     if controller is not None:
-        if list(controller.agents) != agents:
-            raise EvaluationError(
-                f"The bundle's controller votes over {controller.agents} but the bundle's agents are {agents}; "
-                "refit it with `fakeface fit-controller`."
-            )
-        note = f"controller {controller.version} from the bundle; threshold {controller.threshold:.3f}"
+        note = f"controller {controller.version} ({controller.kind}) from the bundle"
     elif can_fit:
-        controller = QController(agents).fit(fit_votes, fit_labels)
-        note = (f"the bundle has no controller: fitted here on {fit_description} with default settings; "
-                f"threshold {controller.threshold:.3f}")
+        controller = LogOddsController(agents).fit(fit_votes, fit_labels)
+        note = f"the bundle has no controller: fitted here on {fit_description} with default settings"
     else:
         unavailable["ensemble"] = (f"the bundle has no controller, and one cannot be fitted without val votes "
                                    f"(fitting data: {fit_description})")
     if controller is not None:
-        systems.append(System("ensemble", "ensemble", controller.predict_proba(votes), float(controller.threshold), note))
+        decided = decide_matrix(votes, agents, controller, context=_context_of(controller, context))
+        systems.append(System("ensemble", "ensemble", decided.p_fake, decided.threshold,
+                              f"{note}; threshold {decided.threshold:.3f}"))
     return systems, unavailable, controller
+
+
+def _context_of(controller: Any, blur: np.ndarray | None) -> np.ndarray | None:
+    """The context columns a controller reads, from the pipeline's context column."""
+    names = controller.context_names
+    if blur is None or not names:
+        return None
+    if names != ("blur",):
+        raise EvaluationError(f"The controller reads context {names}; evaluate computes only ('blur',).")
+    return np.asarray(blur, dtype=np.float64)[:, None]
+
+
+def ablation(y: np.ndarray, votes: np.ndarray, agents: list[str], controller: Any,
+             context: np.ndarray | None = None) -> dict[str, dict[str, float | None]]:
+    """ROC AUC of the ensemble with each agent's votes withheld (the controller's missing-vote path).
+
+    Returns:
+        agent -> {"auc": AUC without it, "delta_auc": that minus the full ensemble's AUC}.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if controller is None or len(np.unique(y)) < 2:
+        return {}
+    ctx = _context_of(controller, context)
+    full = roc_auc_score(y, decide_matrix(votes, agents, controller, context=ctx).p_fake)
+    out: dict[str, dict[str, float | None]] = {}
+    for j, agent in enumerate(agents):
+        without = votes.copy()
+        without[:, j] = np.nan
+        auc = float(roc_auc_score(y, decide_matrix(without, agents, controller, context=ctx).p_fake))
+        out[agent] = {"auc": auc, "delta_auc": auc - float(full)}
+    return out
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -387,12 +429,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         raise EvaluationError(f"No face was found in any of the {len(ev)} evaluated images; see {config.out / 'no_face.csv'}.")
     fit_ok = scored[(scored["role"] == FIT) & (scored["status"] == STATUS_OK)]
     y = ok["label"].to_numpy(dtype=int)
+    eval_votes = ok[vote_cols].to_numpy(dtype=np.float64)
+    eval_context = ok[CONTEXT_COLUMN].to_numpy(dtype=np.float64)
     systems, unavailable, controller = build_systems(
         bundle=bundle,
-        votes=ok[vote_cols].to_numpy(dtype=np.float64),
+        votes=eval_votes,
         fit_votes=fit_ok[vote_cols].to_numpy(dtype=np.float64) if fit is not None else None,
         fit_labels=fit_ok["label"].to_numpy(dtype=int) if fit is not None else None,
         fit_description=fit_description,
+        context=eval_context,
     )
     result = {
         "data": {
@@ -411,6 +456,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         "bundle": {"path": str(bundle.path), "version": bundle.version, "agents": agents},
         **score_systems(y, systems, config.bootstrap),
         "unavailable": unavailable,
+        "ablation": ablation(y, eval_votes, agents, controller, eval_context),
         "bootstrap": {"n_resamples": config.bootstrap.n_resamples, "confidence": config.bootstrap.confidence,
                       "seed": config.bootstrap.seed},
         "timing": {"pipeline_s": round(pipeline_s, 2), "images_per_s": round(len(rows) / max(pipeline_s, 1e-9), 2)},

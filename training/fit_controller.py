@@ -1,9 +1,12 @@
-"""`fakeface fit-controller`: learn the RL controller's trust table on a manifest's val split.
+"""`fakeface fit-controller`: learn the RL controller on a manifest's val split and store it.
 
-Collects every agent's calibrated p_fake on the split (cached, see ``training.votes``), fits a
-``QController``, stores it in the bundle as a new controller version (older ones kept for
-rollback) and prints the trust table with val metrics of the ensemble and of each agent.
-The test split is refused: it is for `fakeface evaluate` only.
+Collects every agent's calibrated p_fake on the split (cached, see ``training.votes``) and the
+case context the controller reads, holds a group-aware share of the split out as the replay set,
+fits the controller (default: the log-odds rule with blur context; ``--kind qtrust`` for the
+original trust table) and the baselines (majority, mean, stacking) on the rest, and saves all
+three in the bundle as one new controller version (older ones kept for rollback). It prints the
+learned table and metrics on the held-out replay rows. The test split is refused: it is for
+`fakeface evaluate` only.
 """
 
 from __future__ import annotations
@@ -17,15 +20,24 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.model_selection import GroupShuffleSplit
 
 from agents.bundle import BundleError, load_bundle
 from agents.labels import CLASSES
-from blackboard.combine import MajorityCombiner, MeanCombiner
-from blackboard.controller import ControllerConfig, QController, save_controller
-from training.votes import collect_votes, read_manifest_split
+from blackboard.combine import baselines_to_json, fit_baselines
+from blackboard.controller import Controller
+from blackboard.controller_qtrust import ControllerConfig, QController
+from blackboard.controller_logodds import LogOddsConfig, LogOddsController
+from blackboard.controller_store import ReplaySet, save_controller
+from blackboard.decision import decide_matrix
+from training.votes import collect_context, collect_votes, read_manifest_split
 
-# Command-line flags that override fields of ControllerConfig (flag dest -> field).
-OVERRIDES = ("alpha", "epsilon", "epochs", "seed", "weight_map", "gamma", "beta", "calibration", "threshold_rule")
+KINDS = {"logodds": (LogOddsController, LogOddsConfig), "qtrust": (QController, ControllerConfig)}
+DEFAULT_KIND = "logodds"  # best of the variants in the group-aware CV on val (docs/usage/fit-controller.md)
+DEFAULT_CONTEXT = "blur"  # context that measured better in the same CV
+# Command-line flags that override config fields (flag dest == field name); each kind takes its own.
+OVERRIDES = ("alpha", "epsilon", "epochs", "seed", "weight_map", "gamma", "beta", "calibration", "threshold_rule",
+             "lr", "online_lr", "reward", "l2")
 
 
 def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentParser:
@@ -34,14 +46,24 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     parser.add_argument("--bundle", required=True, help="model bundle directory (updated in place, atomically)")
     parser.add_argument("--manifest", required=True, help="dataset manifest CSV (path,label,group,split,...)")
     parser.add_argument("--split", default="val", help="split to fit on (default val; test is refused)")
-    parser.add_argument("--config", help="YAML/JSON file of ControllerConfig fields")
-    parser.add_argument("--alpha", type=float, help="trust learning rate")
-    parser.add_argument("--epsilon", type=float, help="exploration rate while learning")
+    parser.add_argument("--kind", choices=sorted(KINDS), default=DEFAULT_KIND,
+                        help=f"learning rule (default {DEFAULT_KIND}; qtrust = the original trust table)")
+    parser.add_argument("--context", default=DEFAULT_CONTEXT,
+                        help=f'comma-separated case context for logodds (default "{DEFAULT_CONTEXT}"; "none" = no context)')
+    parser.add_argument("--replay-fraction", type=float, default=0.2,
+                        help="share of the split's groups held out as the feedback replay set (default 0.2)")
+    parser.add_argument("--config", help="YAML/JSON file of config fields of the chosen kind")
+    parser.add_argument("--alpha", type=float, help="qtrust: trust learning rate")
+    parser.add_argument("--epsilon", type=float, help="qtrust: exploration rate while learning")
+    parser.add_argument("--weight-map", dest="weight_map", choices=("power", "exp"), help="qtrust: trust -> weight map")
+    parser.add_argument("--gamma", type=float, help="qtrust: exponent of the power weight map")
+    parser.add_argument("--beta", type=float, help="qtrust: slope of the exp weight map")
+    parser.add_argument("--lr", type=float, help="logodds: policy-gradient step size")
+    parser.add_argument("--online-lr", dest="online_lr", type=float, help="logodds: step size of one feedback update")
+    parser.add_argument("--reward", choices=("log", "reinforce"), help="logodds: reward of a decision")
+    parser.add_argument("--l2", type=float, help="logodds: pull toward the starting weights")
     parser.add_argument("--epochs", type=int, help="passes over the split")
-    parser.add_argument("--seed", type=int, help="seed for shuffling and exploration")
-    parser.add_argument("--weight-map", dest="weight_map", choices=("power", "exp"), help="trust -> weight map")
-    parser.add_argument("--gamma", type=float, help="exponent of the power weight map")
-    parser.add_argument("--beta", type=float, help="slope of the exp weight map")
+    parser.add_argument("--seed", type=int, help="seed for shuffling, exploration and the replay hold-out")
     parser.add_argument("--calibration", choices=("platt", "isotonic", "none"), help="score calibration")
     parser.add_argument("--threshold-rule", dest="threshold_rule",
                         help='threshold on p_fake: "f0.5" (default), "f1", "youden" or "fixed:0.5"')
@@ -53,8 +75,8 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     return parser
 
 
-def load_config(path: str | None, args: argparse.Namespace) -> ControllerConfig:
-    """ControllerConfig from an optional YAML/JSON file, then command-line overrides."""
+def load_config(path: str | None, args: argparse.Namespace) -> Any:
+    """The chosen kind's config from an optional YAML/JSON file, then command-line overrides."""
     data: dict[str, Any] = {}
     if path:
         file = Path(path)
@@ -67,84 +89,114 @@ def load_config(path: str | None, args: argparse.Namespace) -> ControllerConfig:
         except yaml.YAMLError as err:
             raise ValueError(f"Config file {file} is not valid YAML/JSON: {err}") from err
         if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"Config file {file} must hold a mapping of ControllerConfig fields.")
+            raise ValueError(f"Config file {file} must hold a mapping of config fields.")
         data.update(loaded or {})
+    kind = getattr(args, "kind", DEFAULT_KIND)
+    config_class = KINDS[kind][1]
     for key in OVERRIDES:
         value = getattr(args, key, None)
         if value is not None:
+            if key not in config_class.__dataclass_fields__:
+                raise ValueError(f"--{key.replace('_', '-')} does not apply to --kind {kind}.")
             data[key] = value
-    return ControllerConfig.from_dict(data)
+    context = getattr(args, "context", None)
+    if kind == "logodds" and context is not None and "context" not in data:
+        data["context"] = [] if context in ("", "none") else [c.strip() for c in context.split(",") if c.strip()]
+    known = set(config_class.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"Unknown {kind} config keys {unknown}; known keys: {sorted(known)}.")
+    return config_class(**data)
 
 
-def val_report(controller: QController, votes: np.ndarray, labels: np.ndarray, thresholds: dict[str, float]) -> dict:
-    """ROC AUC and accuracy of the ensemble, each agent and two baselines (sklearn)."""
+def replay_holdout(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, replay rows): whole groups held out (sklearn GroupShuffleSplit), both classes in each."""
+    if not 0.0 < fraction < 0.5:
+        raise ValueError(f"--replay-fraction must be in (0, 0.5), received {fraction}.")
+    for attempt in range(20):
+        fit, replay = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed + attempt)
+                           .split(labels, labels, groups))
+        if len(np.unique(labels[fit])) == 2 and len(np.unique(labels[replay])) == 2:
+            return fit, replay
+    raise ValueError("Could not hold out a replay set with both classes; the split needs more groups of each class.")
+
+
+def val_report(controller: Controller, votes: np.ndarray, labels: np.ndarray, thresholds: dict[str, float],
+               baselines: dict[str, Any], context: np.ndarray | None = None) -> dict:
+    """ROC AUC and accuracy of the ensemble (the shared decision rule), each agent and the baselines."""
     rows: dict[str, dict[str, float]] = {}
 
     def add(name: str, p: np.ndarray, threshold: float) -> None:
-        rows[name] = {
-            "roc_auc": float(roc_auc_score(labels, p)),
-            "accuracy": float(accuracy_score(labels, (p >= threshold).astype(int))),
-            "threshold": float(threshold),
-        }
+        both = len(np.unique(labels)) == 2
+        rows[name] = {"roc_auc": float(roc_auc_score(labels, p)) if both else float("nan"),
+                      "accuracy": float(accuracy_score(labels, (p >= threshold).astype(int))),
+                      "threshold": float(threshold)}
 
-    add("ensemble", controller.predict_proba(votes), controller.threshold)
+    decided = decide_matrix(votes, controller.agents, controller, context=context)
+    add("ensemble", decided.p_fake, decided.threshold)
     for i, agent in enumerate(controller.agents):
         add(agent, votes[:, i], thresholds.get(agent, 0.5))
-    add("majority", MajorityCombiner(controller.agents).predict_proba(votes), 0.5)
-    add("mean", MeanCombiner(controller.agents).predict_proba(votes), 0.5)
+    for name, combiner in baselines.items():
+        add(name, combiner.predict_proba(votes), 0.5)
     return rows
 
 
-def format_report(controller: QController, metrics: dict, split: str, bundle_path: Path) -> str:
-    """Human-readable trust table and metrics."""
-    trust = controller.trust()
-    weights = controller.weights()
-    lines = [f"controller {controller.version} saved in {bundle_path}", "",
+def format_report(controller: Controller, metrics: dict, where: str, bundle_path: Path) -> str:
+    """Human-readable learned table and metrics."""
+    trust, weights = controller.trust(), controller.weights()
+    lines = [f"controller {controller.version} ({controller.kind}) saved in {bundle_path}", "",
              f"{'agent':<12}" + "".join(f"{'Q_' + c:>10}{'w_' + c:>10}" for c in CLASSES)]
     for agent in controller.agents:
         lines.append(f"{agent:<12}" + "".join(f"{trust[agent][c]:>10.3f}{weights[agent][c]:>10.3f}" for c in CLASSES))
     lines += ["", f"threshold {controller.threshold:.3f} ({controller.config.threshold_rule}), "
                   f"calibration {controller.calibrator.kind}", "",
-              f"{split} metrics (the ensemble is fitted on this split, so its numbers are optimistic; "
-              "use `fakeface evaluate` on test):",
-              f"{'system':<12}{'roc_auc':>10}{'accuracy':>10}{'threshold':>11}"]
+              f"metrics on {where}:", f"{'system':<12}{'roc_auc':>10}{'accuracy':>10}{'threshold':>11}"]
     for name, row in metrics.items():
         lines.append(f"{name:<12}{row['roc_auc']:>10.4f}{row['accuracy']:>10.4f}{row['threshold']:>11.3f}")
     for entry in controller.history:
-        lines.append(
-            f"epoch {entry['epoch']}: epsilon {entry['epsilon']:.3f}, explored {entry['explored']}, "
-            f"mean reward greedy {entry['mean_reward_greedy']:+.3f}, exploring {entry['mean_reward_explore']:+.3f}"
-        )
+        lines.append("epoch " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch"))
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fits and saves the controller; returns the exit code."""
+    """Fits and saves the controller, its baselines and its replay set; returns the exit code."""
     if args.split == "test":
         raise ValueError("Refusing --split test: the test split is for `fakeface evaluate` only; fit on --split val.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, received {args.batch_size}.")
     config = load_config(args.config, args)
     bundle = load_bundle(args.bundle)
-    paths, labels = read_manifest_split(args.manifest, args.split)
+    paths, labels, groups = read_manifest_split(args.manifest, args.split, with_groups=True)
     votes = collect_votes(bundle, paths, batch_size=args.batch_size, progress=not args.no_progress,
                           cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    names = tuple(getattr(config, "context", ()))
+    context = collect_context(paths, names) if names else None
     ok = np.isfinite(votes).all(axis=1)
-    votes, labels = votes[ok], labels[ok]
+    votes, labels, groups = votes[ok], labels[ok], groups[ok]
+    context = None if context is None else context[ok]
     if len(np.unique(labels)) < 2:
         raise ValueError(f"Split {args.split!r} of {args.manifest} needs both real and fake images "
                          f"with readable files; it has {len(labels)} usable rows of one class.")
-    controller = QController(bundle.agent_names, config).fit(votes, labels)
-    thresholds = {a: bundle.agent(a).threshold for a in bundle.agent_names}
-    metrics = val_report(controller, votes, labels, thresholds)
+    fit, replay = replay_holdout(groups, labels, args.replay_fraction, getattr(config, "seed", 0))
+    cls = KINDS[args.kind][0]
+    agents = bundle.agent_names
+    controller = cls(agents, config).fit(votes[fit], labels[fit], context=None if context is None else context[fit])
+    baselines = fit_baselines(agents, votes[fit], labels[fit])
+    thresholds = {a: bundle.agent(a).threshold for a in agents}
+    metrics = val_report(controller, votes[replay], labels[replay], thresholds, baselines,
+                         None if context is None else context[replay])
     controller.fitted_on.update({"manifest": str(Path(args.manifest).resolve()), "split": args.split,
-                                 "bundle_version": bundle.version, "metrics": metrics["ensemble"]})
-    saved = save_controller(bundle.path, controller)
+                                 "bundle_version": bundle.version, "replay_cases": int(len(replay)),
+                                 "metrics_replay": metrics["ensemble"]})
+    fitted_on = {"manifest": str(Path(args.manifest).resolve()), "split": args.split, "cases": int(len(fit))}
+    saved = save_controller(bundle.path, controller, baselines=baselines_to_json(baselines, fitted_on=fitted_on),
+                            replay=ReplaySet(tuple(agents), votes[replay], labels[replay]))
+    where = f"the {len(replay)} held-out replay rows of split {args.split!r} (not used for fitting)"
     if args.json:
-        print(json.dumps({"version": controller.version, "bundle": str(saved.path), "config": asdict(config),
-                          "summary": controller.summary(), "metrics": metrics}, indent=2))
+        print(json.dumps({"version": controller.version, "kind": controller.kind, "bundle": str(saved.path),
+                          "config": asdict(config), "summary": controller.summary(), "metrics": metrics}, indent=2))
     else:
-        print(format_report(controller, metrics, args.split, saved.path))
+        print(format_report(controller, metrics, where, saved.path))
     return 0
 
 

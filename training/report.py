@@ -9,8 +9,6 @@ sibling and ``os.replace``.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +18,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
+from agents import atomic
 from agents.bundle import Bundle
 from agents.labels import CLASSES
 from training.curves import plot_curves
@@ -34,17 +33,9 @@ ECE_BINS = 15  # must match training.metrics.expected_calibration_error's defaul
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes a file through a temporary sibling and os.replace, so readers never see half of it."""
+    """Writes a file atomically (`agents.atomic`), creating its folder, so readers never see half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.atomic_write_bytes(path, data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -117,19 +108,24 @@ def plot_confusions(y: np.ndarray, decisions: dict[str, np.ndarray], path: Path)
     return _save_figure(fig, path)
 
 
-def plot_trust(trust: dict[str, dict[str, float]], path: Path, *, title: str) -> str:
-    """The controller's trust table (agent x class) as an annotated heatmap."""
+def plot_trust(trust: dict[str, dict[str, float]], path: Path, *, title: str, label: str = "trust Q") -> str:
+    """The controller's trust table (agent x class it speaks for) as an annotated heatmap.
+
+    The colour scale is symmetric around 0 and covers at least [-1, 1] (Q-trust lives there;
+    log-odds weights may exceed it).
+    """
     agents = list(trust)
     values = np.array([[trust[a][c] for c in CLASSES] for a in agents], dtype=float)
+    bound = max(1.0, float(np.abs(values).max()) if values.size else 1.0)
     fig = Figure(figsize=(4.5, 1.2 + 0.6 * len(agents)))
     ax = fig.add_subplot()
-    image = ax.imshow(values, cmap="RdYlGn", vmin=-1, vmax=1, aspect="auto")
+    image = ax.imshow(values, cmap="RdYlGn", vmin=-bound, vmax=bound, aspect="auto")
     ax.set_xticks(range(len(CLASSES)), labels=[f"says {c}" for c in CLASSES])
     ax.set_yticks(range(len(agents)), labels=agents)
     for i in range(len(agents)):
         for j in range(len(CLASSES)):
             ax.text(j, i, f"{values[i, j]:+.2f}", ha="center", va="center", fontsize=10)
-    fig.colorbar(image, ax=ax, label="trust Q")
+    fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title)
     return _save_figure(fig, path)
 
@@ -188,6 +184,16 @@ def _comparison_text(result: dict[str, Any]) -> str:
     return text
 
 
+def _ablation_text(result: dict[str, Any]) -> str:
+    rows = result.get("ablation") or {}
+    if not rows:
+        return "No ensemble was scored, so there is no ablation."
+    lines = ["Each row withholds one agent's votes (the decision path used when that agent is down).", "",
+             "| without | AUC | delta AUC vs full ensemble |", "|---|---|---|"]
+    lines += [f"| {agent} | {_fmt(m['auc'])} | {m['delta_auc']:+.4f} |" for agent, m in rows.items()]
+    return "\n".join(lines)
+
+
 def write_report(
     *,
     out_dir: Path,
@@ -223,8 +229,10 @@ def write_report(
         figures["Reliability diagram"] = plot_reliability(y, scores, out_dir / "reliability.png")
     figures["Confusion matrices (each at its own threshold)"] = plot_confusions(y, decisions, out_dir / "confusion.png")
     if controller is not None:
-        figures["Controller trust table"] = plot_trust(controller.trust(), out_dir / "trust.png",
-                                                       title=f"controller {controller.version}")
+        label = "trust Q" if controller.kind == "qtrust" else "log-odds weight W"
+        figures["Controller trust per class"] = plot_trust(controller.trust(), out_dir / "trust.png",
+                                                           title=f"controller {controller.version} ({controller.kind})",
+                                                           label=label)
     logs = training_logs(bundle)
     for agent, log in logs.items():
         try:
@@ -272,6 +280,10 @@ def write_report(
         "## Ensemble vs best single agent",
         "",
         _comparison_text(result),
+        "",
+        "## Ablation: the ensemble without each agent",
+        "",
+        _ablation_text(result),
         "",
         "## Figures",
         "",

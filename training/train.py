@@ -20,14 +20,16 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.class_weight import compute_class_weight
 
+from agents.atomic import atomic_write_text
 from agents.bundle import Bundle, load_model_file, save_model_file, write_bundle
 from agents.labels import CLASSES, label_to_index
 from agents.predictor import apply_temperature
 from agents.registry import get_agent
 from training.augment import AugmentConfig
 from training.calibrate import binary_metrics, choose_threshold, fit_temperature, p_fake_of
+from training.callbacks import ResumableEarlyStopping, ValMetrics
 from training.curves import plot_curves
-from training.data import FaceSequence
+from training.data import FaceSequence, resized_cache
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ class TrainConfig:
     batch_size: int = 64  # images per step
     optimizer: str = "rmsprop"  # "rmsprop" or "adam"
     learning_rate: float = 1e-4  # the report's RMSprop(1e-4)
-    patience: int = 4  # early-stopping patience on val loss (best weights restored)
+    patience: int = 4  # early-stopping patience on val ROC AUC (best epoch's weights kept)
+    lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 0 over `epochs`)
+    cache: bool = True  # decode and resize every image once into OUT.work/cache (RAM/disk for speed)
     threshold_rule: str = "f0.5"  # how the decision threshold is chosen on val
     synth_fakes: float = 0.0  # extra self-blended fakes per real training image
     augment: bool = True  # train-time augmentation
@@ -69,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"precision must be 'float32' or 'mixed_bfloat16', received {self.precision!r}.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, received {self.learning_rate}.")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', received {self.lr_schedule!r}.")
 
 
 def load_split(manifest: pd.DataFrame, split: str, *, limit: int | None, seed: int) -> pd.DataFrame:
@@ -84,10 +90,14 @@ def load_split(manifest: pd.DataFrame, split: str, *, limit: int | None, seed: i
     return rows.reset_index(drop=True)
 
 
-def _optimizer(config: TrainConfig):
+def _optimizer(config: TrainConfig, steps_per_epoch: int):
+    lr = config.learning_rate
+    if config.lr_schedule == "cosine":
+        # A function of the optimizer's step counter, which BackupAndRestore restores with it.
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, config.epochs * steps_per_epoch))
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(config.learning_rate)
-    return keras.optimizers.RMSprop(config.learning_rate)
+        return keras.optimizers.Adam(lr)
+    return keras.optimizers.RMSprop(lr)
 
 
 def _labels(rows: pd.DataFrame) -> np.ndarray:
@@ -108,6 +118,10 @@ def train_agent(
     re-run reuses them.
     """
     spec = get_agent(name)
+    if spec.kind == "forensic":  # features + gradient boosting: its own module, same artefact
+        from training.train_forensic import train_forensic
+
+        return train_forensic(name, manifest, config, work_dir, verbose=verbose)
     config = config.for_agent(name)
     size = config.input_sizes.get(name)
     contract = spec.contract(size)
@@ -127,12 +141,19 @@ def train_agent(
     val = load_split(manifest, "val", limit=config.max_val_images, seed=config.seed)
     y_train, y_val = _labels(train), _labels(val)
     reader = {"workers": config.workers, "use_multiprocessing": False}
+    caches = {"train": None, "val": None}
+    if config.cache:
+        for split, rows in (("train", train), ("val", val)):
+            cache_file = work_dir / "cache" / f"{split}-{contract.height}x{contract.width}-{len(rows)}.npy"
+            caches[split] = resized_cache(rows["path"].tolist(), contract, cache_file,
+                                          workers=config.workers, verbose=bool(verbose))
     train_seq = FaceSequence(
         train["path"].tolist(), y_train, contract, batch_size=config.batch_size,
         augment_config=AugmentConfig() if config.augment else None, synth_ratio=config.synth_fakes,
-        shuffle=True, seed=config.seed, **reader,
+        shuffle=True, seed=config.seed, cache=caches["train"], **reader,
     )
-    val_seq = FaceSequence(val["path"].tolist(), y_val, contract, batch_size=config.batch_size, **reader)
+    val_seq = FaceSequence(val["path"].tolist(), y_val, contract, batch_size=config.batch_size,
+                           cache=caches["val"], **reader)
     class_weight = None
     if config.class_weights:
         all_y = train_seq.labels
@@ -140,22 +161,35 @@ def train_agent(
         class_weight = {i: float(v) for i, v in enumerate(w)}
 
     model = spec.build(input_size=size, **config.agent_kwargs.get(name, {}))
-    model.compile(optimizer=_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=_optimizer(config, len(train_seq)), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     agent_dir.mkdir(parents=True, exist_ok=True)
     log_path = agent_dir / "log.csv"
+    stopper = ResumableEarlyStopping(agent_dir, monitor="val_auc", patience=config.patience)
+    backup = keras.callbacks.BackupAndRestore(str(agent_dir / "backup"))
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-        keras.callbacks.CSVLogger(str(log_path)),
+        ValMetrics(val_seq, y_val),  # first: the callbacks after it read val_auc from the logs
+        stopper,
+        keras.callbacks.CSVLogger(str(log_path), append=True),
+        # Epoch, weights and optimizer state after every epoch (after its log row): a rerun
+        # of the same command continues from there.
+        backup,
     ]
     if verbose:
         print(f"[{name}] {len(train_seq.items)} train ({len(train)} files, synth {config.synth_fakes}), "
               f"{len(val)} val, input {contract.input_shape}, {model.count_params():,} params, {config.precision}")
+    resumed_from = _backup_epoch(agent_dir / "backup")
+    if resumed_from:
+        train_seq.set_epoch(resumed_from)
+        if verbose:
+            print(f"[{name}] resuming after epoch {resumed_from} (best val AUC so far {stopper.state['best']})")
     start = time.perf_counter()
-    history = model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, class_weight=class_weight,
-                        callbacks=callbacks, verbose=verbose)
+    model.fit(train_seq, epochs=config.epochs, class_weight=class_weight, callbacks=callbacks, verbose=verbose)
     train_s = time.perf_counter() - start
-    epochs_run = len(history.history.get("loss", []))
-    images_per_s = len(train_seq.items) * epochs_run / max(train_s, 1e-9)
+    stopper.restore_best()
+    history = pd.read_csv(log_path)
+    epochs_run = int(history["epoch"].max()) + 1 if len(history) else 0
+    images_per_s = len(train_seq.items) * max(1, epochs_run - resumed_from) / max(train_s, 1e-9)
     keras.mixed_precision.set_global_policy("float32")
 
     # Calibrate on val with the float32 copy that the bundle will hold.
@@ -179,7 +213,9 @@ def train_agent(
             "synthetic_fakes": int(sum(1 for it in train_seq.items if it[2])),
             "val_files": int(len(val)),
             "epochs_run": epochs_run,
-            "best_epoch": int(np.argmin(history.history["val_loss"])) + 1,
+            "best_epoch": stopper.state["best_epoch"],
+            "best_val_auc": stopper.state["best"],
+            "resumed_from_epoch": resumed_from,
             "train_seconds": round(train_s, 1),
             "train_images_per_second": round(images_per_s, 1),
             "builder_kwargs": config.agent_kwargs.get(name, {}),
@@ -188,14 +224,20 @@ def train_agent(
             "backend": keras.backend.backend(),
         },
     }
-    tmp = meta_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, meta_path)
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
     if verbose:
         print(f"[{name}] done in {train_s:.0f}s ({images_per_s:.1f} img/s): T={temperature:.3f} "
               f"threshold={threshold:.3f} val AUC={metrics['auc']:.4f} acc={metrics['accuracy']:.4f}")
     return {**meta, "model": model, "preprocessing": contract,
             "files": {f"logs/{name}.csv": str(log_path), f"logs/{name}.png": str(agent_dir / "curves.png")}}
+
+
+def _backup_epoch(backup_dir: Path) -> int:
+    """The epoch a `BackupAndRestore` directory will resume from (0 when there is none)."""
+    meta = backup_dir / "training_metadata.json"
+    if not meta.is_file():
+        return 0
+    return int(json.loads(meta.read_text()).get("epoch", 0))
 
 
 def train_bundle(
@@ -207,13 +249,18 @@ def train_bundle(
     description: dict[str, Any] | None = None,
     storage_dtype: str = "float32",
     keep_work: bool = False,
+    work_dir: str | os.PathLike[str] | None = None,
     verbose: int = 1,
 ) -> Bundle:
-    """Trains the named agents and writes the bundle atomically to `out_dir`."""
+    """Trains the named agents and writes the bundle atomically to `out_dir`.
+
+    Finished agents and per-epoch checkpoints live in `work_dir` (default `OUT.work`), so a
+    rerun of the same command resumes, and separate runs sharing it reuse finished agents.
+    """
     for name in agents:
         get_agent(name)  # validate every name before hours of training
     out_dir = Path(out_dir)
-    work_dir = out_dir.with_name(out_dir.name + ".work")
+    work_dir = Path(work_dir) if work_dir is not None else out_dir.with_name(out_dir.name + ".work")
     work_dir.mkdir(parents=True, exist_ok=True)
     artefacts = {name: train_agent(name, manifest, config, work_dir, verbose=verbose) for name in agents}
     bundle = write_bundle(out_dir, artefacts, description=description, storage_dtype=storage_dtype)

@@ -51,7 +51,11 @@ def build_parser(prog: str = "fakeface train") -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", choices=["rmsprop", "adam"], default="rmsprop")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
-    p.add_argument("--patience", type=int, default=4, help="early-stopping patience on val loss")
+    p.add_argument("--patience", type=int, default=4, help="early-stopping patience (epochs) on val ROC AUC")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning-rate schedule over --epochs")
+    p.add_argument("--no-cache", action="store_true",
+                   help="read the image files every epoch instead of a decoded, resized cache in OUT.work/")
     p.add_argument("--threshold-rule", default="f0.5", help=f"one of {', '.join(THRESHOLD_RULES)}")
     p.add_argument("--synth-fakes", type=float, default=0.0, metavar="RATIO",
                    help="extra self-blended fakes per real training image (e.g. 0.5)")
@@ -72,7 +76,13 @@ def build_parser(prog: str = "fakeface train") -> argparse.ArgumentParser:
                    help="weights precision in the bundle files (float16 halves the size)")
     p.add_argument("--workers", type=int, default=2, help="image reader threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--keep-work", action="store_true", help="keep OUT.work/ (per-agent checkpoints) afterwards")
+    p.add_argument("--work-dir", default=None,
+                   help="where per-agent checkpoints and finished agents live (default: OUT.work next to "
+                        "--out); runs that share it reuse each other's finished agents")
+    p.add_argument("--keep-work", action="store_true",
+                   help="keep OUT.work/ (per-agent checkpoints, finished agents, image caches) afterwards; "
+                        "without it the folder is removed once the bundle is written. A rerun of the same "
+                        "command resumes from OUT.work/ either way while it exists")
     p.add_argument("--description", default="", help="JSON object describing the training data (stored in the bundle)")
     return p
 
@@ -95,7 +105,8 @@ def main(argv: list[str]) -> int:
 
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
-            patience=args.patience, threshold_rule=args.threshold_rule, synth_fakes=args.synth_fakes,
+            patience=args.patience, lr_schedule=args.lr_schedule, cache=not args.no_cache,
+            threshold_rule=args.threshold_rule, synth_fakes=args.synth_fakes,
             augment=not args.no_augment, class_weights=not args.no_class_weights, precision=args.precision,
             max_train_images=args.max_train_images, max_val_images=args.max_val_images, workers=args.workers,
             seed=args.seed, input_sizes=_key_values(args.input_size, "--input-size", int),
@@ -120,7 +131,7 @@ def main(argv: list[str]) -> int:
     description = {"manifest": str(manifest_path), "n_rows": int(len(manifest)), **description}
     try:
         bundle = train_bundle(manifest, agents, args.out, config, description=description,
-                              storage_dtype=args.storage_dtype, keep_work=args.keep_work)
+                              storage_dtype=args.storage_dtype, keep_work=args.keep_work, work_dir=args.work_dir)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"fakeface train: {err}", file=sys.stderr)
         return 2

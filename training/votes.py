@@ -17,9 +17,11 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from agents.atomic import atomic_write
 from agents.bundle import Bundle, load_bundle
 from agents.labels import label_to_index
 from agents.predictor import AgentPredictor
+from blackboard.decision import case_context
 from blackboard.faces import ImageError, read_image
 from training.dataset import read_manifest
 
@@ -32,8 +34,9 @@ def default_cache_dir() -> Path:
     return Path(root) / "votes"
 
 
-def read_manifest_split(manifest: str | os.PathLike[str], split: str) -> tuple[list[Path], np.ndarray]:
-    """Image paths and 0/1 labels of one split of a dataset manifest (`training.dataset.read_manifest`).
+def read_manifest_split(manifest: str | os.PathLike[str], split: str, *,
+                        with_groups: bool = False) -> tuple[list[Path], np.ndarray] | tuple[list[Path], np.ndarray, np.ndarray]:
+    """Image paths and 0/1 labels (and, with ``with_groups``, source groups) of one manifest split.
 
     Raises:
         ValueError: the manifest is missing or malformed (see read_manifest), or the split is empty.
@@ -44,7 +47,22 @@ def read_manifest_split(manifest: str | os.PathLike[str], split: str) -> tuple[l
         splits = sorted(frame["split"].astype(str).unique())
         raise ValueError(f"Manifest {manifest} has no rows in split {split!r}; its splits are {splits}.")
     labels = np.array([label_to_index(v) for v in rows["label"]], dtype=int)
-    return [Path(p) for p in rows["path"]], labels
+    paths = [Path(p) for p in rows["path"]]
+    if with_groups:
+        return paths, labels, rows["group"].astype(str).to_numpy()
+    return paths, labels
+
+
+def collect_context(image_paths: Sequence[str | os.PathLike[str]], names: Sequence[str]) -> np.ndarray:
+    """(N, K) case context (``blackboard.decision.case_context``) of each image; NaN rows when unreadable."""
+    out = np.full((len(image_paths), len(names)), np.nan, dtype=np.float64)
+    if not names:
+        return out
+    for i, path in enumerate(image_paths):
+        image = read_rgb(path)
+        if image is not None:
+            out[i] = case_context([image], names)[0]
+    return out
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
@@ -143,9 +161,8 @@ def _save_cache(path: Path, *, votes: np.ndarray, agents: list[str], paths: list
     """Writes the cache atomically; a failure to cache is not a failure to vote."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, votes=votes, agents=np.array(agents), paths=np.array([os.fspath(p) for p in paths]),
-                 bundle_version=np.array(bundle_version))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez(tmp, votes=votes, agents=np.array(agents),
+                                                paths=np.array([os.fspath(p) for p in paths]),
+                                                bundle_version=np.array(bundle_version)))
     except OSError as err:
         warnings.warn(f"Could not write the vote cache {path}: {err}", stacklevel=3)

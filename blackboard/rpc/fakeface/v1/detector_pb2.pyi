@@ -19,6 +19,7 @@ class Label(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LABEL_UNSPECIFIED: _ClassVar[Label]
     LABEL_REAL: _ClassVar[Label]
     LABEL_FAKE: _ClassVar[Label]
+    LABEL_UNCERTAIN: _ClassVar[Label]
 FACE_DETECTION_UNSPECIFIED: FaceDetection
 FACE_DETECTION_AUTO: FaceDetection
 FACE_DETECTION_ON: FaceDetection
@@ -26,6 +27,7 @@ FACE_DETECTION_OFF: FaceDetection
 LABEL_UNSPECIFIED: Label
 LABEL_REAL: Label
 LABEL_FAKE: Label
+LABEL_UNCERTAIN: Label
 
 class ClassifyOptions(_message.Message):
     __slots__ = ("face_detection", "want_heatmaps", "source")
@@ -90,7 +92,7 @@ class Heatmap(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., png: _Optional[bytes] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("index", "box", "landmarks", "label", "p_fake", "threshold", "votes", "degraded", "missing_agents", "detector_confidence", "heatmaps", "combiner")
+    __slots__ = ("index", "box", "landmarks", "label", "p_fake", "threshold", "votes", "degraded", "missing_agents", "detector_confidence", "heatmaps", "combiner", "uncertain_reason", "ood_score")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +105,8 @@ class Face(_message.Message):
     DETECTOR_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     HEATMAPS_FIELD_NUMBER: _ClassVar[int]
     COMBINER_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAIN_REASON_FIELD_NUMBER: _ClassVar[int]
+    OOD_SCORE_FIELD_NUMBER: _ClassVar[int]
     index: int
     box: Box
     landmarks: _containers.RepeatedCompositeFieldContainer[Point]
@@ -115,7 +119,9 @@ class Face(_message.Message):
     detector_confidence: float
     heatmaps: _containers.RepeatedCompositeFieldContainer[Heatmap]
     combiner: str
-    def __init__(self, index: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., label: _Optional[_Union[Label, str]] = ..., p_fake: _Optional[float] = ..., threshold: _Optional[float] = ..., votes: _Optional[_Iterable[_Union[Vote, _Mapping]]] = ..., degraded: _Optional[bool] = ..., missing_agents: _Optional[_Iterable[str]] = ..., detector_confidence: _Optional[float] = ..., heatmaps: _Optional[_Iterable[_Union[Heatmap, _Mapping]]] = ..., combiner: _Optional[str] = ...) -> None: ...
+    uncertain_reason: str
+    ood_score: float
+    def __init__(self, index: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., label: _Optional[_Union[Label, str]] = ..., p_fake: _Optional[float] = ..., threshold: _Optional[float] = ..., votes: _Optional[_Iterable[_Union[Vote, _Mapping]]] = ..., degraded: _Optional[bool] = ..., missing_agents: _Optional[_Iterable[str]] = ..., detector_confidence: _Optional[float] = ..., heatmaps: _Optional[_Iterable[_Union[Heatmap, _Mapping]]] = ..., combiner: _Optional[str] = ..., uncertain_reason: _Optional[str] = ..., ood_score: _Optional[float] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
     __slots__ = ("request_id", "bundle_version", "controller_version", "timings_ms", "faces", "no_face_reason", "sequence_id", "source", "image_width", "image_height", "error_code", "error_message")

@@ -1,0 +1,54 @@
+"""Atomic file writes: readers see the old file or the new one, never half of one.
+
+Every writer in the project goes through `atomic_write`: the content is written to a temporary
+file with a unique name in the same folder (so two concurrent runs never share it, and the
+rename stays on one file system), flushed to disk, then renamed onto the target.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], *, mode: int = 0o644) -> Path:
+    """Calls ``write(tmp)`` on a unique temporary sibling of ``path``, then renames it onto ``path``.
+
+    The temporary name keeps ``path``'s suffix (``.x.tmp-abc123.npz``), so writers that pick a
+    format from the extension (NumPy, Keras, Matplotlib, Parquet) behave as for ``path``. The
+    folder must exist. On failure the temporary file is removed and the target is untouched.
+
+    Args:
+        path: the file to (re)place.
+        write: writes the whole content to the path it is given.
+        mode: permission bits of the new file (temporary files start private).
+
+    Returns:
+        ``path`` as a `Path`.
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tmp-", suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:  # durable before it becomes visible
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically (see `atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Writes ``text`` to ``path`` atomically (see `atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))

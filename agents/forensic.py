@@ -1,0 +1,202 @@
+"""The `forensic` agent: hand-made forensic features into scikit-learn gradient boosting.
+
+Unlike the CNN agents it has no Keras model. :class:`ForensicModel` takes the same prepared
+batch as any agent (its contract, ``forensic_features.CONTRACT``: 224x224 RGB at raw scale),
+computes the features of :mod:`agents.forensic_features` and returns class probabilities in
+``CLASSES`` order from a fitted ``HistGradientBoostingClassifier``. It stands in for a Keras
+model where the bundle and the predictor expect one (``predict_on_batch``).
+
+Its explanation, in place of Grad-CAM, is a per-feature-group contribution: for each group,
+how much the (calibrated) log-odds of "fake" drop when that group's features are replaced by
+their training medians (positive: the group pushed towards fake).
+
+Storage is **skops.io**, never pickle: the file is loaded with an explicit, fixed list of
+trusted types (:data:`TRUSTED_TYPES`), so a crafted file cannot run code; on top of that the
+bundle verifies the file's sha256 before it is opened at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from agents.forensic_features import FEATURE_NAMES, FEATURE_VERSION, GROUPS, batch_features
+from agents.labels import CLASSES, FAKE_INDEX
+
+FILE_FORMAT = "fakeface-forensic"
+# Types the model file may contain beyond skops' own safe defaults (scikit-learn estimators,
+# NumPy arrays, builtins). Fixed here, never taken from the file.
+TRUSTED_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
+# Gradient-boosting settings chosen on val (see training/train_forensic.py and the report).
+DEFAULT_PARAMS: dict[str, Any] = {
+    "learning_rate": 0.05,
+    "max_iter": 800,
+    "max_leaf_nodes": 31,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+    "max_features": 0.5,
+    "early_stopping": True,
+    "n_iter_no_change": 40,
+    "random_state": 0,
+}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+class ForensicModel:
+    """A fitted (or to-be-fitted) gradient-boosting classifier on forensic features.
+
+    Args:
+        estimator: a scikit-learn ``HistGradientBoostingClassifier`` (fitted for prediction).
+        medians: per-feature training medians (``(N_FEATURES,)``), the reference the
+            explanation replaces a group with; None until fitted.
+        name: the agent name (mirrors a Keras model's ``name``).
+    """
+
+    def __init__(self, estimator: Any, medians: np.ndarray | None = None, *, name: str = "forensic") -> None:
+        self.estimator = estimator
+        self.medians = None if medians is None else np.asarray(medians, dtype=np.float32)
+        self.name = name
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, features: np.ndarray, labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
+            val_features: np.ndarray | None = None, val_labels: np.ndarray | None = None,
+            val_weight: np.ndarray | None = None) -> "ForensicModel":
+        """Fits on a feature matrix; early stopping uses ``val_*`` when given.
+
+        Args:
+            features: (N, N_FEATURES) training features.
+            labels: class indices (``CLASSES`` order: 1 = fake).
+            sample_weight: optional per-sample weights (e.g. balanced classes).
+            val_features: held-out features for early stopping (a part of train, never val).
+            val_labels: their labels.
+            val_weight: their sample weights.
+        """
+        features = self._check(features)
+        kwargs: dict[str, Any] = {"sample_weight": sample_weight}
+        if val_features is not None:
+            kwargs.update(X_val=self._check(val_features), y_val=np.asarray(val_labels), sample_weight_val=val_weight)
+        self.estimator.fit(features, np.asarray(labels), **kwargs)
+        if list(self.estimator.classes_) != list(range(len(CLASSES))):
+            raise ValueError(f"Training labels must include every class index of {CLASSES}, "
+                             f"received {list(self.estimator.classes_)}.")
+        self.medians = np.median(features, axis=0).astype(np.float32)
+        return self
+
+    @staticmethod
+    def _check(features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"features must be (N, {len(FEATURE_NAMES)}), received {features.shape}.")
+        return features
+
+    # -------------------------------------------------------------- prediction
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """Uncalibrated class probabilities ``(N, 2)`` float32 of a feature matrix."""
+        features = self._check(features)
+        if len(features) == 0:
+            return np.zeros((0, len(CLASSES)), dtype=np.float32)
+        return self.estimator.predict_proba(features).astype(np.float32)
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        """Uncalibrated class probabilities of a prepared batch (the Keras model's interface)."""
+        return self.predict_features(batch_features(x))
+
+    # ------------------------------------------------------------- explanation
+    def explain_features(self, features: np.ndarray, *, temperature: float = 1.0) -> list[dict[str, float]]:
+        """Per-group contributions to the calibrated log-odds of fake, one dict per row.
+
+        Contribution of group g = logit(p(x)) - logit(p(x with g's features set to the
+        training medians)), divided by ``temperature`` like the calibrated output. Positive
+        values pushed the verdict towards fake. Groups interact in the trees, so the
+        contributions need not add up to the distance from the all-median prediction.
+        """
+        if self.medians is None:
+            raise ValueError("The forensic model is not fitted: it has no training medians to explain against.")
+        features = self._check(features)
+        n, names = len(features), list(GROUPS)
+        if n == 0:
+            return []
+        variants = np.repeat(features[None], len(names) + 1, axis=0)  # (G + 1, N, F); [0] = as is
+        for g, group in enumerate(names, start=1):
+            variants[g][:, list(GROUPS[group])] = self.medians[list(GROUPS[group])]
+        p = self.predict_features(variants.reshape(-1, features.shape[1]))[:, FAKE_INDEX]
+        z = _logit(p).reshape(len(names) + 1, n) / float(temperature)
+        return [{group: float(z[0, i] - z[g, i]) for g, group in enumerate(names, start=1)} for i in range(n)]
+
+    def explain(self, x: np.ndarray, *, temperature: float = 1.0) -> list[dict[str, float]]:
+        """:meth:`explain_features` of a prepared batch."""
+        return self.explain_features(batch_features(x), temperature=temperature)
+
+
+def build_forensic(*, input_shape: Sequence[int] = (224, 224, 3), name: str = "forensic",
+                   **params: Any) -> ForensicModel:
+    """An unfitted forensic model (the registry's builder).
+
+    Args:
+        input_shape: the contract's (height, width, channels); features need RGB, >= 32 px.
+        name: model name.
+        **params: ``HistGradientBoostingClassifier`` parameters overriding :data:`DEFAULT_PARAMS`.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 32:
+        raise ValueError(f"The forensic agent needs an RGB input of at least 32x32, received {shape}.")
+    return ForensicModel(HistGradientBoostingClassifier(**{**DEFAULT_PARAMS, **params}), name=name)
+
+
+def save_forensic(model: ForensicModel, path: str | os.PathLike[str]) -> None:
+    """Writes a fitted model with skops.io (temporary file, then rename)."""
+    import skops.io as sio
+
+    if model.medians is None:
+        raise ValueError("Only a fitted forensic model can be saved.")
+    payload = {
+        "format": FILE_FORMAT,
+        "feature_version": FEATURE_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "name": model.name,
+        "medians": np.asarray(model.medians, dtype=np.float32),
+        "estimator": model.estimator,
+    }
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(sio.dumps(payload))
+    os.replace(tmp, path)
+
+
+def load_forensic(path: str | os.PathLike[str]) -> ForensicModel:
+    """Loads a model file written by :func:`save_forensic`, trusting only :data:`TRUSTED_TYPES`.
+
+    Raises:
+        ValueError: naming the file, when it is not a forensic model file, holds types outside
+            the trusted list, or was made for other features (retrain it).
+    """
+    import skops.io as sio
+
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+        if untrusted:
+            raise ValueError(f"{path} holds types that are not trusted: {untrusted}.")
+        payload = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError) as err:
+        # A damaged archive, or types outside the list (skops' UntrustedTypesFoundException).
+        raise ValueError(f"{path} is not a readable skops forensic model file: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path} is not a fakeface forensic model file.")
+    if payload.get("feature_version") != FEATURE_VERSION or list(payload.get("feature_names", [])) != list(FEATURE_NAMES):
+        raise ValueError(f"{path} was trained on forensic features version {payload.get('feature_version')!r}; "
+                         f"this fakeface computes version {FEATURE_VERSION}. Retrain the agent with "
+                         "`fakeface train --agents forensic`.")
+    return ForensicModel(payload["estimator"], payload["medians"], name=str(payload.get("name", "forensic")))

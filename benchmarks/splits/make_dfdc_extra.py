@@ -1,0 +1,57 @@
+"""Writes dfdc-extra.csv: the dfdc.csv group split plus the extra fakes of the same groups.
+
+`../shared/data/dfdc-extra-fakes` holds a second manipulation of the source videos of `dfdc/`,
+with the same `group` values. Each extra fake takes the split of its group in dfdc.csv, so a
+group stays on one side of every split across both folders. Extra fakes of a group that
+dfdc.csv does not list are left out (and counted).
+
+    python benchmarks/splits/make_dfdc_extra.py [--extra ../shared/data/dfdc-extra-fakes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--base", default=str(HERE / "dfdc.csv"), help="the group split to extend")
+    parser.add_argument("--extra", default=str(HERE / "../../../shared/data/dfdc-extra-fakes"),
+                        help="folder with metadata.csv and fake/")
+    parser.add_argument("--out", default=str(HERE / "dfdc-extra.csv"))
+    args = parser.parse_args()
+    base = pd.read_csv(args.base, dtype=str, keep_default_na=False)
+    extra_dir = Path(args.extra)
+    meta = pd.read_csv(extra_dir / "metadata.csv", dtype=str, keep_default_na=False)
+    split_of = base.drop_duplicates("group").set_index("group")["split"]
+    known = meta["group"].isin(split_of.index)
+    out_dir = Path(args.out).resolve().parent
+    rows = pd.DataFrame({
+        # Relative to the CSV's folder, like dfdc.csv, so the file works from any clone location.
+        "path": [os.path.relpath((extra_dir / p).resolve(), out_dir) for p in meta.loc[known, "path"]],
+        "label": meta.loc[known, "label"].to_numpy(),
+        "group": meta.loc[known, "group"].to_numpy(),
+        "split": split_of.loc[meta.loc[known, "group"]].to_numpy(),
+    })
+    merged = pd.concat([base[["path", "label", "group", "split"]], rows], ignore_index=True)
+    # Check the invariant in code, not just by construction.
+    sides = merged.groupby("group")["split"].nunique()
+    if (sides > 1).any():
+        raise SystemExit(f"groups on two sides of the split: {list(sides[sides > 1].index[:5])}")
+    tmp = Path(args.out).with_suffix(f".tmp{os.getpid()}")
+    merged.to_csv(tmp, index=False)
+    os.replace(tmp, args.out)
+    print(f"{args.out}: {len(merged)} rows ({len(rows)} extra fakes, {int((~known).sum())} without a known group)")
+    print(merged.groupby(["split", "label"]).size().to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

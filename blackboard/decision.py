@@ -1,0 +1,146 @@
+"""Votes -> decision, the one rule every caller uses (server, batch, evaluate, fit-controller).
+
+``decide(p_fake_by_agent, controller)`` takes each agent's calibrated p_fake per face (NaN or an
+absent key = that agent did not vote) and the bundle's controller, and returns p_fake, label,
+threshold and each agent's share of every decision. With no controller the decision is the mean
+of the present votes at threshold 0.5 (and its shares are equal), so "controller, else mean" is
+decided here and nowhere else. Agents are matched by name: votes of agents the controller does
+not know are ignored by it, and a controller agent without a vote drops out of that decision.
+
+``case_context(crops, names)`` computes the simple per-face context a controller may condition
+on (see :mod:`blackboard.controller_logodds`), from the crop the agents saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from agents.labels import FAKE, REAL
+from blackboard.combine import MeanCombiner
+from blackboard.controller import Controller
+
+MEAN = "mean"  # combiner name and version string of the no-controller fallback
+MEAN_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """The decisions on N faces."""
+
+    p_fake: np.ndarray  # (N,) calibrated p_fake of the ensemble
+    labels: np.ndarray  # (N,) "real" / "fake" at ``threshold``
+    threshold: float  # threshold on p_fake used for the labels
+    combiner: str  # "ensemble" (a controller) or "mean" (no controller)
+    version: str  # the controller's version, or "mean"
+    agents: tuple[str, ...]  # the agents the decider weighs, in ``present`` column order
+    present: np.ndarray  # (N, len(agents)) which of them voted
+    weights: tuple[dict[str, float], ...]  # per face: agent -> share of the decision (empty if not explained)
+
+    @property
+    def degraded(self) -> np.ndarray:
+        """(N,) True where some agent the decider weighs did not vote."""
+        return ~self.present.all(axis=1)
+
+
+def vote_matrix(p_fake_by_agent: Mapping[str, Any], agents: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(votes (N, A), present (N, A)) in ``agents`` order; absent agents and NaN are not present."""
+    lengths = {len(np.atleast_1d(np.asarray(v))) for v in p_fake_by_agent.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"every agent's p_fake must cover the same faces; received lengths {sorted(lengths)}.")
+    n = lengths.pop() if lengths else 0
+    votes = np.full((n, len(agents)), np.nan, dtype=np.float64)
+    for j, name in enumerate(agents):
+        if name in p_fake_by_agent:
+            votes[:, j] = np.atleast_1d(np.asarray(p_fake_by_agent[name], dtype=np.float64))
+    present = np.isfinite(votes)
+    return np.where(present, votes, 0.5), present
+
+
+def decider_name(controller: Controller | None) -> str:
+    """"ensemble" for a controller, "mean" without one."""
+    return MEAN if controller is None else controller.name
+
+
+def decider_version(controller: Controller | None) -> str:
+    """The controller's version, or "mean" without one."""
+    return MEAN if controller is None else controller.version
+
+
+def decide(p_fake_by_agent: Mapping[str, Any], controller: Controller | None, *,
+           context: np.ndarray | None = None, explain: bool = True) -> Decisions:
+    """The ensemble's decision on every face.
+
+    Args:
+        p_fake_by_agent: agent name -> (N,) calibrated p_fake (NaN = no vote on that face).
+        controller: the bundle's controller, or None for the mean of the votes at 0.5.
+        context: optional (N, K) case context in ``controller.config.context`` order (ignored
+            by rules without context; NaN = unknown).
+        explain: compute each agent's share of each decision (skip it for bulk scoring).
+
+    Returns:
+        The decisions; a face without any vote gets p_fake 0.5.
+    """
+    if controller is None:
+        agents = list(p_fake_by_agent)
+        votes, present = vote_matrix(p_fake_by_agent, agents)
+        p = MeanCombiner(agents).predict_proba(votes, present) if agents else np.full(len(votes), 0.5)
+        threshold = MEAN_THRESHOLD
+        shares = tuple({a: (1.0 / max(int(row.sum()), 1)) if row[j] else 0.0 for j, a in enumerate(agents)}
+                       for row in present) if explain else ()
+    else:
+        agents = list(controller.agents)
+        votes, present = vote_matrix(p_fake_by_agent, agents)
+        p = controller.predict_proba(votes, present, context)
+        threshold = float(controller.threshold)
+        shares = tuple(controller.explain(votes[i], present[i], None if context is None else context[i])
+                       for i in range(len(votes))) if explain else ()
+    labels = np.where(p >= threshold, FAKE, REAL).astype(object)
+    return Decisions(p_fake=np.asarray(p, dtype=np.float64), labels=labels, threshold=threshold,
+                     combiner=decider_name(controller), version=decider_version(controller),
+                     agents=tuple(agents), present=present, weights=shares)
+
+
+def decide_matrix(votes: np.ndarray, agents: Sequence[str], controller: Controller | None, *,
+                  context: np.ndarray | None = None) -> Decisions:
+    """:func:`decide` for an (N, A) vote matrix whose columns are ``agents`` (NaN = no vote)."""
+    votes = np.asarray(votes, dtype=np.float64)
+    if votes.ndim != 2 or votes.shape[1] != len(agents):
+        raise ValueError(f"votes must have shape (N, {len(agents)}) for agents {list(agents)}, received {votes.shape}.")
+    return decide({a: votes[:, j] for j, a in enumerate(agents)}, controller, context=context, explain=False)
+
+
+# ------------------------------------------------------------------ context
+def blur(crop: np.ndarray) -> float:
+    """log(1 + variance of the Laplacian) of the grey crop resized to 224 px: low = blurry."""
+    grey = cv2.cvtColor(np.ascontiguousarray(crop, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+    if grey.shape != (224, 224):
+        grey = cv2.resize(grey, (224, 224), interpolation=cv2.INTER_AREA)
+    return float(np.log1p(cv2.Laplacian(grey, cv2.CV_64F).var()))
+
+
+CONTEXT_FEATURES: dict[str, Callable[[np.ndarray], float]] = {"blur": blur}
+
+
+def context_for(controller: Controller | None, crops: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """The context ``controller`` reads, from the faces' crops; None when it reads none or a crop is missing."""
+    names = () if controller is None else controller.context_names
+    if not names or any(c is None for c in crops):
+        return None
+    return case_context(crops, names)
+
+
+def case_context(crops: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """(N, K) context of each face crop for the named features (see ``CONTEXT_FEATURES``).
+
+    Raises:
+        ValueError: an unknown feature name.
+    """
+    unknown = sorted(set(names) - set(CONTEXT_FEATURES))
+    if unknown:
+        raise ValueError(f"Unknown context feature(s) {unknown}; known: {sorted(CONTEXT_FEATURES)}.")
+    return np.array([[CONTEXT_FEATURES[k](c) for k in names] for c in crops], dtype=np.float64).reshape(
+        len(crops), len(names))

@@ -1,0 +1,234 @@
+"""Media in and out: which files are images or videos, decoding, reading, frame sampling, encoding.
+
+The one place that knows file extensions, how bytes become RGB pixels and how a video becomes
+sampled frames, so `classify`, `batch`, `dataset build`, the server and the page accept the same
+files and see the same pixels.
+
+Videos are read sequentially (``grab`` every frame, ``retrieve`` only the sampled ones): seeking
+in H.264 lands on key frames and is slower and less exact than decoding straight through.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+# File extensions (lower case, with the dot) of the inputs every command accepts.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+# Frame rate assumed when a container does not report one (the common broadcast rate).
+FALLBACK_FPS = 25.0
+# Largest decoded image, in pixels, unless a caller sets its own limit.
+MAX_PIXELS = 40_000_000
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image (empty, undecodable, too large); the message says why."""
+
+
+class VideoError(ValueError):
+    """A video that cannot be opened or has no decodable frames; the message says which and why."""
+
+
+def media_kind(path: str | os.PathLike[str]) -> str | None:
+    """"image", "video" or None, from the file extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    return None
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    """True for a video file extension (frames are sampled from it)."""
+    return media_kind(path) == "video"
+
+
+def is_image(path: str | os.PathLike[str]) -> bool:
+    """True for an image file extension."""
+    return media_kind(path) == "image"
+
+
+# --------------------------------------------------------------------------- images
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decodes JPEG/PNG/BMP/WebP/TIFF bytes to RGB uint8, refusing anything unsafe.
+
+    The header is read first (PIL reads the size without decoding pixels) so a small file that
+    claims a huge canvas is refused before any memory is spent on it.
+
+    Raises:
+        ImageError: empty input, undecodable data, or more than ``max_pixels`` pixels.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if data is None or len(data) == 0:
+        raise ImageError("empty input: no image bytes were received")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (not raises) between its two bomb limits; our own limit decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"refused a decompression bomb: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"not a decodable image ({len(data)} bytes; JPEG, PNG, BMP or WebP expected)") from exc
+    if width * height > max_pixels:
+        raise ImageError(
+            f"refused a decompression bomb: the header claims {width}x{height} = {width * height} pixels, "
+            f"more than the limit of {max_pixels}"
+        )
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise ImageError(f"not a decodable image ({len(data)} bytes; the {width}x{height} header is corrupt "
+                         "or the pixel data is truncated)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Reads an image file to RGB uint8.
+
+    Raises:
+        ImageError: naming the file, when it cannot be read or decoded.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    try:
+        return decode_image(data, max_pixels=max_pixels)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from exc
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8 image (lossless, so a frame sent on keeps its decoded pixels)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"OpenCV could not PNG-encode an image of shape {rgb.shape}.")
+    return buf.tobytes()
+
+
+# --------------------------------------------------------------------------- videos
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video."""
+
+    frame_count: int  # frames according to the container (0 when unknown)
+    fps: float  # frames per second according to the container (0 when unknown)
+    width: int  # frame width in pixels
+    height: int  # frame height in pixels
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sampled video frame."""
+
+    index: int  # frame number in the file
+    time_s: float  # presentation time in seconds
+    rgb: np.ndarray  # RGB uint8 pixels
+
+
+def _open(path: str | os.PathLike[str]) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(os.fspath(path))
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(f"{path}: cannot open video (unsupported codec or not a video)")
+    return capture
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Reads a video's frame count, rate and size without decoding frames.
+
+    Raises:
+        VideoError: when OpenCV cannot open the file.
+    """
+    capture = _open(path)
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        return VideoInfo(
+            frame_count=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
+            fps=fps if np.isfinite(fps) and fps > 0 else 0.0,
+            width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+    finally:
+        capture.release()
+
+
+def frame_indices(info: VideoInfo, *, fps: float | None = None, frames: int | None = None) -> list[int] | None:
+    """Which frames to keep: at ``fps`` per second, or ``frames`` spread evenly over the video.
+
+    Returns:
+        Sorted frame indices, or None for "every step-th frame" when the container does not
+        know its length (with ``frames``) -- :func:`sample_frames` then steps at one second.
+
+    Raises:
+        ValueError: both or bad ``fps`` / ``frames``.
+    """
+    if fps is not None and frames is not None:
+        raise ValueError(f"Give fps or frames, not both (received fps={fps}, frames={frames}).")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive, received {fps}.")
+    if frames is not None and frames < 1:
+        raise ValueError(f"frames must be at least 1, received {frames}.")
+    if info.frame_count <= 0:
+        return None
+    if frames is not None:
+        count = min(frames, info.frame_count)
+        # Centre each sample in its slice of the video, so 1 frame is the middle one.
+        return sorted({int((i + 0.5) * info.frame_count / count) for i in range(count)})
+    return list(range(0, info.frame_count, _step(info, fps)))
+
+
+def _step(info: VideoInfo, fps: float | None) -> int:
+    return max(1, int(round((info.fps or FALLBACK_FPS) / (fps or 1.0))))
+
+
+def sample_frames(path: str | os.PathLike[str], *, fps: float | None = None, frames: int | None = None,
+                  max_frames: int | None = None) -> Iterator[Frame]:
+    """Yields the sampled frames of a video: about ``fps`` per second (default 1), or ``frames``
+    spread evenly over it; at most ``max_frames``.
+
+    Raises:
+        VideoError: the file cannot be opened as a video or yields no frame at all.
+        ValueError: bad arguments.
+    """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, received {max_frames}.")
+    info = probe_video(path)
+    wanted = frame_indices(info, fps=fps, frames=frames)
+    wanted_set = set(wanted) if wanted is not None else None
+    last = max(wanted) if wanted else None
+    step = _step(info, fps)
+    native = info.fps or FALLBACK_FPS
+    capture = _open(path)
+    yielded = index = 0
+    try:
+        while (last is None or index <= last) and (max_frames is None or yielded < max_frames):
+            if not capture.grab():
+                break
+            if (index in wanted_set) if wanted_set is not None else index % step == 0:
+                ok, bgr = capture.retrieve()
+                if ok and bgr is not None:
+                    yielded += 1
+                    yield Frame(index=index, time_s=index / native, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            index += 1
+    finally:
+        capture.release()
+    if yielded == 0:
+        raise VideoError(f"{path}: no decodable frame (empty, truncated or corrupt video)")

@@ -1,0 +1,126 @@
+"""Starting (or joining) Ray the one safe way: loopback only, token auth on, nothing left behind.
+
+Every command that runs the models in-process (`serve`, `classify`, `batch`, `evaluate`) and the
+tests start Ray through `init_ray`. A Ray it starts itself (no address, ``RAY_ADDRESS`` unset):
+
+* listens on 127.0.0.1 only: GCS, raylet, workers and agents (Ray binds every port to the node
+  address, which is loopback when clusters are switched off), and runs no dashboard;
+* requires Ray's token authentication (``RAY_AUTH_MODE=token``): a fresh random token is made
+  for this process and its children (``RAY_AUTH_TOKEN``) unless you export your own
+  (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``); ``RAY_AUTH_MODE=disabled`` is respected as an
+  explicit opt-out;
+* is reaped when this process dies, even by SIGKILL (`blackboard.ray_reaper`).
+
+Joining a cluster (``--ray-address`` or ``RAY_ADDRESS``) changes none of these settings: the
+cluster's own token and TLS settings apply (see deploy/README.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+AUTH_TOKEN_ENVS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+# Ray's switch for multi-node support on a laptop OS; "0" makes the node address loopback on Linux too.
+CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+_reaper: subprocess.Popen | None = None
+
+
+def local_ray_env() -> None:
+    """Sets the environment a loopback-only, token-protected local Ray reads (before ``ray.init``)."""
+    os.environ.setdefault(AUTH_MODE_ENV, "token")
+    if os.environ[AUTH_MODE_ENV].lower() == "token" and not any(os.environ.get(k) for k in AUTH_TOKEN_ENVS):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    os.environ[CLUSTER_ENV] = "0"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if "ray._private.ray_constants" in sys.modules:  # imported before the variable was set
+        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
+    if "ray._raylet" in sys.modules:
+        # Ray caches its config at import; reload it so the auth mode set above is seen.
+        sys.modules["ray._raylet"].Config.initialize("")
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    out = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if data[data.rindex(b")") + 2:].split()[1].decode() == me:
+                out.add(int(name))
+    return out
+
+
+def _own_signal_handlers() -> dict[int, Any]:
+    """The Python handlers of SIGTERM/SIGINT set by this program (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    out = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(sig)
+        if callable(handler) and handler is not signal.default_int_handler:
+            out[sig] = handler
+    return out
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, **kwargs: Any) -> bool:
+    """Joins ``address`` (default ``$RAY_ADDRESS``) or starts a loopback-only, authenticated local Ray.
+
+    Args:
+        address: a Ray cluster address, "local" or None (``$RAY_ADDRESS``, else local).
+        num_cpus: CPUs of a local Ray (default: all).
+        **kwargs: more `ray.init` arguments.
+
+    Returns:
+        True when this call initialised Ray (the caller owns it and shuts it down), False when
+        Ray was already initialised in this process.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    local = address == "local"
+    if local:
+        local_ray_env()
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs.setdefault("log_to_driver", False)
+    kwargs.setdefault("logging_level", logging.WARNING)
+    if local:
+        before = _children() if sys.platform.startswith("linux") else set()
+        handlers = _own_signal_handlers()
+        ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, **kwargs)
+        # ray.init replaces SIGTERM's handler with one that exits at once; the caller's (a drain) wins.
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if sys.platform.startswith("linux"):
+            _start_reaper(_children() - before)
+    else:
+        ray.init(address=address, **kwargs)
+    return True
+
+
+def _start_reaper(roots: set[int]) -> None:
+    """Starts `blackboard.ray_reaper` watching this process and the Ray processes in ``roots``."""
+    global _reaper
+    if _reaper is not None:
+        _reaper.poll()  # collects the exit status of an earlier session's reaper
+    if not roots:
+        return
+    script = Path(__file__).with_name("ray_reaper.py")
+    _reaper = subprocess.Popen(
+        [sys.executable, str(script), str(os.getpid()), *map(str, sorted(roots))],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )

@@ -1,0 +1,165 @@
+"""The evidence report: one self-contained HTML file a person can hand to a platform.
+
+It holds the annotated image (a data URI), the SHA-256 of the uploaded file, the time, the
+bundle and controller versions, every agent's vote and trust weight, the threshold and what it
+means, and the detector's measured accuracy and limits taken from the bundle's own metrics.
+Nothing in it is fetched from anywhere when it is opened.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+LIMITS = (
+    "A verdict is a statistical estimate, not proof: it should be weighed with other evidence by a person.",
+    "The models were trained on face crops from the videos described under 'training data'; faces unlike "
+    "them (other forgery methods, heavy compression, screenshots of screenshots, filters, very small, "
+    "dark or turned-away faces) are judged less reliably than the measured accuracy suggests.",
+    "The probability is calibrated on the validation split; it says how often faces given this score were "
+    "fake there, not how likely this particular file is to be fake in every setting.",
+)
+
+
+def _pct(value: float | None) -> str:
+    return "unknown" if value is None else f"{100.0 * float(value):.0f} %"
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def accuracy_statement(info: dict[str, Any]) -> list[str]:
+    """Plain sentences on how well the bundle measured, from `Ensemble.model_info()`-style info.
+
+    Uses the controller's fit metrics (``manifest.extras.controller.fitted_on``) for the ensemble
+    and each agent's ``val_metrics``; says so plainly when the bundle records none.
+    """
+    manifest = info.get("manifest") or {}
+    lines = []
+    fitted = _get(manifest, "extras", "controller", "fitted_on") or {}
+    metrics = fitted.get("metrics") or {}
+    if metrics.get("accuracy") is not None:
+        cases = fitted.get("cases")
+        on = f"{cases} labelled validation faces" if cases else "its validation faces"
+        auc = metrics.get("roc_auc")
+        wrong = 1.0 - float(metrics["accuracy"])
+        lines.append(
+            f"On {on} the ensemble was right {_pct(metrics['accuracy'])} of the time"
+            + (f" (ROC AUC {float(auc):.2f}, where 0.5 is chance and 1.0 is perfect)" if auc is not None else "")
+            + (f": about 1 answer in {round(1 / wrong)} was wrong." if wrong > 0 else ".")
+        )
+    else:
+        lines.append("This model bundle records no measured accuracy for the ensemble: its error rate is unknown.")
+    for name, agent in sorted((info.get("agents") or {}).items()):
+        vm = agent.get("val_metrics") if isinstance(agent, dict) else None
+        if vm and vm.get("accuracy") is not None:
+            auc = vm.get("auc", vm.get("roc_auc"))
+            lines.append(f"Agent {name} alone: right {_pct(vm['accuracy'])} of the time on {vm.get('n', '?')} "
+                         f"validation faces" + (f" (ROC AUC {float(auc):.2f})." if auc is not None else "."))
+    data = _get(manifest, "description", "data")
+    if data:
+        lines.append(f"Training data: {data}.")
+    return lines
+
+
+def threshold_sentence(p_fake: float, threshold: float) -> str:
+    """``the ensemble gives 83 % that this face is fake; it calls a face fake above 58 %``."""
+    return (f"the ensemble gives {_pct(p_fake)} that this face is fake; "
+            f"it calls a face fake above {_pct(threshold)}")
+
+
+def _verdict_text(label: str, reason: str = "") -> str:
+    if label == "uncertain":
+        return "can't tell" + (f" ({reason})" if reason else "")
+    return {"fake": "FAKE", "real": "REAL"}.get(label, label or "undecided")
+
+
+def _votes_table(votes: dict[str, dict[str, float]]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(agent)}</td><td>{_pct(v.get('p_fake'))}</td><td>{float(v.get('weight', 0.0)):.3f}</td></tr>"
+        for agent, v in sorted(votes.items())
+    )
+    return ("<table><tr><th>agent</th><th>says fake</th><th>trust weight</th></tr>" + rows + "</table>"
+            if rows else "<p>No agent voted.</p>")
+
+
+def _face_section(face: dict[str, Any], title: str) -> str:
+    p, thr = face.get("p_fake"), face.get("threshold")
+    label = face.get("label") or face.get("verdict", "")
+    parts = [f"<h3>{html.escape(title)}: {html.escape(_verdict_text(label, face.get('reason', '')))}</h3>"]
+    if p is not None and thr is not None:
+        parts.append(f"<p>{html.escape(threshold_sentence(p, thr)).capitalize()}.</p>")
+    if face.get("degraded"):
+        parts.append("<p>Some agents did not vote: " + html.escape(", ".join(face.get("missing_agents", []))) + ".</p>")
+    parts.append(_votes_table(face.get("votes") or {}))
+    return "\n".join(parts)
+
+
+def build_report(record: dict[str, Any], info: dict[str, Any], annotated_png_uri: str) -> str:
+    """The report's HTML.
+
+    Args:
+        record: what the page answered: ``kind`` ("image"/"video"), ``name``, ``sha256``,
+            ``size``, ``received`` (ISO time), ``result`` (the page's JSON for the answer).
+        info: `Ensemble.model_info()`-style dict (bundle manifest, agents, controller).
+        annotated_png_uri: the annotated image (or the video's deciding frame) as a data URI.
+    """
+    result = record["result"]
+    esc = html.escape
+    rows = [
+        ("name", "File name", record.get("name") or "(pasted image)"),
+        ("sha256", "SHA-256 of the uploaded file", record["sha256"]),
+        ("size", "File size", f"{record['size']} bytes"),
+        ("received", "Received (UTC)", record["received"]),
+        ("request-id", "Request id", result.get("request_id", "")),
+        ("bundle", "Model bundle version", result.get("bundle_version") or info.get("bundle_version", "")),
+        ("controller", "Controller (trust table) version",
+         result.get("controller_version") or info.get("controller_version", "")),
+    ]
+    meta = "".join(f'<tr><th>{esc(title)}</th><td id="{key}">{esc(str(value))}</td></tr>' for key, title, value in rows)
+    body: list[str] = []
+    if record["kind"] == "video":
+        clip = result.get("verdict", "")
+        body.append(f"<h2>Clip verdict: {esc(_verdict_text(clip))}</h2><p>{esc(result.get('rule', ''))}. "
+                    f"{result.get('frames_sampled', 0)} frames were sampled; the image shows the frame with the "
+                    "most fake-looking face.</p>")
+        for track in result.get("tracks", []):
+            body.append(_face_section({**track, "label": track.get("verdict")},
+                                      f"Face track {track['track']} ({track['frames']} frames, mean over frames)"))
+    elif not result.get("faces"):
+        body.append(f"<h2>No face found</h2><p>{esc(result.get('no_face_reason', ''))}</p>")
+    else:
+        for face in result["faces"]:
+            body.append(_face_section(face, f"Face #{face['index']}"))
+    threshold = info.get("threshold")
+    meaning = ("<p>The threshold: a face whose probability of being fake is at or above "
+               f"{_pct(threshold) if threshold is not None else 'the threshold shown with it'} is called fake, "
+               "below it real. It was chosen on validation data to balance missed fakes against real faces "
+               "wrongly called fake. The trust weight is how much the controller relies on each agent "
+               "for this decision.</p>")
+    accuracy = "".join(f"<li>{esc(line)}</li>" for line in accuracy_statement(info))
+    limits = "".join(f"<li>{esc(line)}</li>" for line in LIMITS)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>fakeface evidence report {esc(record['sha256'][:12])}</title>
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}}
+table{{border-collapse:collapse;margin:.5rem 0}}td,th{{border:1px solid #bbb;padding:.25rem .6rem;text-align:left;vertical-align:top}}
+td{{font-family:ui-monospace,monospace;word-break:break-all}}img{{max-width:100%;border:1px solid #888}}
+</style></head><body>
+<h1>Deepfake detector: evidence report</h1>
+<p>Made by fakeface, an ensemble of image classifiers that judges each face separately.</p>
+<table>{meta}</table>
+<img alt="the uploaded image with a box around every face and its verdict" src="{annotated_png_uri}">
+{''.join(body)}
+<h2>What the numbers mean</h2>{meaning}
+<h2>Measured accuracy</h2><ul>{accuracy}</ul>
+<h2>Limits</h2><ul>{limits}</ul>
+</body></html>
+"""
+

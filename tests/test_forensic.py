@@ -1,0 +1,265 @@
+"""The forensic agent: features, training on a generated fixture, bundle round trip, explanations.
+
+The fixture's fakes have a colour-shifted inner face region blended into an untouched
+surround (what a face swap's colour mismatch looks like); the agent must learn that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents.bundle import BundleError, load_bundle, write_bundle
+from agents.forensic_features import CONTRACT, FEATURE_NAMES, GROUPS, N_FEATURES, batch_features, image_features
+from agents.labels import FAKE_INDEX
+from agents.predictor import AgentPredictor, apply_temperature
+from agents.preprocessing import prepare_batch
+from agents.registry import agent_names, get_agent
+
+N_TRAIN, N_VAL = 160, 80
+
+
+def synthetic_crop(rng: np.random.Generator, fake: bool) -> np.ndarray:
+    """A smooth textured 200x200 RGB "crop"; a fake's inner ellipse is colour-shifted and blended."""
+    size = 200
+    coarse = rng.normal(0, 1, (6, 6, 3)).astype(np.float32)
+    base = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC) * 18 + rng.uniform(70, 180, 3)
+    base += rng.normal(0, 4, (size, size, 3))
+    if fake:
+        mask = np.zeros((size, size), np.float32)
+        cv2.ellipse(mask, (size // 2, size // 2), (50, 62), 0, 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), 6)[..., None]
+        shift = np.array([14.0, -3.0, -12.0]) * rng.choice([-1.0, 1.0])
+        base = base + mask * shift
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> pd.DataFrame:
+    folder = tmp_path_factory.mktemp("forensic-data")
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(N_TRAIN + N_VAL):
+        fake = i % 2 == 1
+        path = folder / f"{i:04d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(synthetic_crop(rng, fake), cv2.COLOR_RGB2BGR))
+        rows.append({"path": str(path), "label": "fake" if fake else "real", "group": f"g{i // 2}",
+                     "split": "train" if i < N_TRAIN else "val"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def trained(manifest, tmp_path_factory) -> dict:
+    """`train_bundle` on the fixture with the forensic agent alone (work folder kept)."""
+    from training.train import TrainConfig, train_bundle
+
+    out = tmp_path_factory.mktemp("forensic-run") / "bundle"
+    config = TrainConfig(workers=2, agent_kwargs={"forensic": {"max_iter": 150, "min_samples_leaf": 8}})
+    bundle = train_bundle(manifest, ["forensic"], out, config, description={"data": "synthetic fixture"},
+                          keep_work=True, verbose=0)
+    return {"bundle": bundle, "config": config, "out": out, "work": out.with_name(out.name + ".work")}
+
+
+def val_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    return manifest[manifest["split"] == "val"].reset_index(drop=True)
+
+
+def read_rgb(path: str) -> np.ndarray:
+    from blackboard.faces import read_image
+
+    return read_image(path)
+
+
+def test_feature_table_and_contract():
+    assert len(FEATURE_NAMES) == N_FEATURES == len(set(FEATURE_NAMES))
+    columns = sorted(i for cols in GROUPS.values() for i in cols)
+    assert columns == list(range(N_FEATURES)), "groups must partition the features"
+    assert {"colour", "spectrum", "noise", "sharpness"} <= set(GROUPS)
+    spec = get_agent("forensic")
+    assert spec.kind == "forensic" and spec.preprocessing == CONTRACT and CONTRACT.input_shape == (224, 224, 3)
+    assert agent_names(kind="forensic") == ["forensic"] and "forensic" not in agent_names(kind="keras")
+    rng = np.random.default_rng(0)
+    crop = synthetic_crop(rng, fake=True)
+    prepared = prepare_batch([crop], CONTRACT)  # float32, 0..255
+    f = image_features(prepared[0])
+    assert f.shape == (N_FEATURES,) and np.isfinite(f).all()
+    np.testing.assert_array_equal(f, image_features(prepared[0].astype(np.uint8)))
+    np.testing.assert_array_equal(batch_features(prepared)[0], f)
+    flat = np.full((224, 224, 3), 128, np.uint8)  # degenerate input: still finite
+    assert np.isfinite(image_features(flat)).all()
+    with pytest.raises(ValueError, match="RGB"):
+        image_features(np.zeros((224, 224), np.uint8))
+    with pytest.raises(ValueError, match="32x32"):
+        image_features(np.zeros((16, 16, 3), np.uint8))
+
+
+def test_colour_features_see_the_shift():
+    rng = np.random.default_rng(1)
+    real = batch_features(prepare_batch([synthetic_crop(rng, False) for _ in range(20)], CONTRACT))
+    fake = batch_features(prepare_batch([synthetic_crop(rng, True) for _ in range(20)], CONTRACT))
+    col = FEATURE_NAMES.index("colour.diff_Cr_inner_border")
+    assert np.abs(fake[:, col]).mean() > 2 * np.abs(real[:, col]).mean()
+
+
+def test_trains_on_the_fixture_into_a_bundle(trained):
+    bundle = trained["bundle"]
+    info = bundle.agent("forensic")
+    assert bundle.agent_names == ["forensic"] and info.kind == "forensic"
+    assert info.file == "forensic.skops" and bundle.manifest["agents"]["forensic"]["kind"] == "forensic"
+    assert info.preprocessing == CONTRACT
+    assert info.val_metrics["auc"] > 0.8, info.val_metrics
+    assert info.val_metrics["n"] == N_VAL and 0.0 < info.threshold < 1.0 and info.temperature > 0
+    assert info.threshold_rule == "f0.5"
+    training = info.training
+    assert training["train_files"] == N_TRAIN and training["boosting_iterations"] >= 1
+    assert set(training["val_mean_abs_group_contribution"]) == set(GROUPS)
+    assert (bundle.path / "logs" / "forensic.csv").is_file() and (bundle.path / "logs" / "forensic.png").is_file()
+
+
+def test_training_and_serving_give_identical_features_and_probabilities(trained, manifest):
+    from training.train_forensic import FeatureCache
+
+    rows = val_rows(manifest)
+    paths = rows["path"].tolist()[:12]
+    cache = FeatureCache.for_work_dir(trained["work"], CONTRACT)
+    assert len(cache) == len(manifest), "every image's features are cached once"
+    x_train = cache.features(paths, verbose=False)
+    faces = [read_rgb(p) for p in paths]
+    x_serve = batch_features(prepare_batch(faces, CONTRACT))
+    np.testing.assert_array_equal(x_train, x_serve)
+
+    bundle = trained["bundle"]
+    predictor = AgentPredictor(bundle, "forensic", batch_size=5)
+    info = bundle.agent("forensic")
+    expected = apply_temperature(predictor.model.predict_features(x_train), info.temperature)
+    got = predictor.predict_proba(faces)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    out = predictor({"face": np.stack(faces)})
+    np.testing.assert_allclose(out["forensic_p_fake"], expected[:, FAKE_INDEX], atol=1e-6)
+    assert predictor.predict_proba([]).shape == (0, 2)
+
+
+def test_rerun_reuses_finished_agent(trained, manifest, capsys):
+    from training.train import train_agent
+
+    art = train_agent("forensic", manifest, trained["config"], trained["work"], verbose=1)
+    assert "reusing finished training" in capsys.readouterr().out
+    assert art["kind"] == "forensic" and art["temperature"] == trained["bundle"].agent("forensic").temperature
+
+
+def test_feature_cache_resumes_from_its_shards(tmp_path, manifest):
+    from training.train_forensic import FeatureCache
+
+    paths = manifest["path"].tolist()[:6]
+    first = FeatureCache(tmp_path / "cache", CONTRACT)
+    want = first.features(paths[:3], workers=1, verbose=False)
+    reopened = FeatureCache(tmp_path / "cache", CONTRACT)
+    assert len(reopened) == 3  # an interrupted run finds what was done
+    np.testing.assert_array_equal(reopened.features(paths[:3], verbose=False), want)
+    assert reopened.features(paths, workers=1, verbose=False).shape == (6, N_FEATURES)
+    assert len(FeatureCache(tmp_path / "cache", CONTRACT)) == 6
+
+
+def test_tampered_or_untrusted_model_file_is_refused(trained, tmp_path):
+    import skops.io as sio
+
+    tampered = shutil.copytree(trained["out"], tmp_path / "tampered")
+    with open(tampered / "forensic.skops", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="Checksum mismatch.*forensic.skops"):
+        load_bundle(tampered)
+
+    # A file whose checksum matches (the manifest was rewritten too) but that smuggles in a
+    # callable: skops refuses it, nothing is unpickled or called.
+    crafted = shutil.copytree(trained["out"], tmp_path / "crafted")
+    (crafted / "forensic.skops").write_bytes(sio.dumps({"format": "fakeface-forensic", "hook": os.system}))
+    manifest_path = crafted / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    from agents.bundle import sha256_file
+
+    manifest["agents"]["forensic"]["sha256"] = sha256_file(crafted / "forensic.skops")
+    manifest_path.write_text(json.dumps(manifest))
+    bundle = load_bundle(crafted)
+    with pytest.raises(BundleError, match="not trusted"):
+        bundle.load_model("forensic")
+
+
+def test_explanations_are_per_group_and_point_at_colour(trained, manifest):
+    from blackboard.gradcam import GradCamRenderer
+
+    bundle = trained["bundle"]
+    rows = val_rows(manifest)
+    faces = [read_rgb(p) for p in rows["path"]]
+    renderer = GradCamRenderer(bundle)
+    explained = renderer.explain(faces)
+    assert len(explained) == len(faces) and all(set(e) == {"forensic"} for e in explained)
+    contributions = [e["forensic"] for e in explained]
+    assert all(set(c) == set(GROUPS) and all(np.isfinite(v) for v in c.values()) for c in contributions)
+    mean_abs = {g: np.mean([abs(c[g]) for c in contributions]) for g in GROUPS}
+    colour_like = mean_abs["colour"] + mean_abs["saturation"]
+    assert colour_like == max(colour_like, *(v for g, v in mean_abs.items() if g not in ("colour", "saturation")))
+    fake = (rows["label"] == "fake").to_numpy()
+    col = np.array([c["colour"] + c["saturation"] for c in contributions])
+    assert col[fake].mean() > col[~fake].mean(), "colour evidence must push fakes towards fake"
+
+    # A crop that is exactly the training medians in every group has nothing to explain.
+    model = bundle.load_model("forensic")
+    at_median = model.explain_features(model.medians[None])[0]
+    assert all(abs(v) < 1e-9 for v in at_median.values())
+
+    pngs = renderer.render_png(faces[:2])
+    tile = cv2.imdecode(np.frombuffer(pngs[0]["forensic"], np.uint8), cv2.IMREAD_COLOR)
+    assert tile.shape == (224, 224, 3) and tile.std() > 0
+
+
+def mixed_bundle(tiny_bundle, forensic_bundle, out):
+    """The tiny Keras bundle's three agents plus the trained forensic agent, in one bundle."""
+    tiny, forensic = load_bundle(tiny_bundle), load_bundle(forensic_bundle)
+    arts = {}
+    for source in (tiny, forensic):
+        for name in source.agent_names:
+            info = source.agent(name)
+            arts[name] = {"model": source.load_model(name), "preprocessing": info.preprocessing, "kind": info.kind,
+                          "temperature": info.temperature, "threshold": info.threshold,
+                          "threshold_rule": info.threshold_rule, "val_metrics": info.val_metrics,
+                          "training": info.training}
+    return write_bundle(out, arts, description={"data": "test fixture"})
+
+
+@pytest.mark.slow
+def test_mixed_bundle_classifies_with_heatmaps_on_ray(trained, tiny_bundle, tmp_path, face_rgb, capsys):
+    """Ray agent actors, the in-process classify path and Grad-CAM/explanation tiles for 3 CNNs + forensic."""
+    import ray
+
+    from blackboard import classify_cli
+
+    bundle = mixed_bundle(tiny_bundle, trained["out"], tmp_path / "mixed")
+    assert bundle.agent("forensic").kind == "forensic" and bundle.agent("lenet").kind == "keras"
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
+    out_png = tmp_path / "annotated.png"
+    # Four agents and the detector at 0.5 CPU each: give the local Ray four logical CPUs.
+    ray.init(address="local", include_dashboard=False, num_cpus=4, log_to_driver=False)
+    try:
+        code = classify_cli.main([str(photo), "--bundle", str(bundle.path), "--annotate", str(out_png),
+                                  "--heatmaps", "--json"])
+    finally:
+        ray.shutdown()
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Traceback" not in err
+    result = json.loads(out)
+    result = result[0] if isinstance(result, list) else result
+    votes = result["faces"][0]["votes"]
+    assert "forensic" in votes and {"custom", "lenet", "vgg16"} <= set(votes)
+    annotated = sorted(tmp_path.glob("annotated*.png"))
+    image = cv2.imread(str(annotated[0]))
+    # The photo plus one row of four 160 px tiles (three Grad-CAM maps and the forensic panel).
+    assert image.shape[0] >= 512 + 160 and image.shape[1] >= 4 * 160

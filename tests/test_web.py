@@ -1,0 +1,392 @@
+"""The web page against a real ensemble and a real gRPC servicer: its API through FastAPI's
+TestClient, and the page itself in headless Chromium (Selenium, the system browser)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from blackboard.server import ServerConfig, create_server
+from blackboard.web import WebConfig, WebServer, create_app
+
+pytestmark = pytest.mark.slow
+AGENTS = {"custom", "lenet", "vgg16"}
+MAX_IMAGE = 2 * 1024 * 1024
+MAX_VIDEO = 4 * 1024 * 1024
+TOKEN = "s3cret-web-token"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tiny_bundle, tmp_path_factory):
+    """The tiny bundle plus a controller fitted on random votes (so feedback can update it)."""
+    from blackboard.controller import QController, save_controller
+
+    path = tmp_path_factory.mktemp("web-bundle") / "tiny"
+    shutil.copytree(tiny_bundle, path)
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 20)
+    votes = np.clip(labels[:, None] * 0.4 + rng.uniform(0, 0.6, size=(40, 3)), 0, 1)
+    save_controller(path, QController(sorted(AGENTS)).fit(votes, labels))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ensemble(bundle_dir):
+    import ray
+
+    from blackboard.ensemble import Ensemble, EnsembleConfig
+
+    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    ens = Ensemble(bundle_dir, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=30.0))
+    try:
+        yield ens
+    finally:
+        ens.shutdown()
+        ray.shutdown()
+
+
+def _serve(ensemble, **overrides):
+    server, _ = create_server("127.0.0.1:0", ensemble, ServerConfig(max_message_bytes=MAX_IMAGE, **overrides))
+    assert server.wait_until_serving(timeout=300)
+    return server
+
+
+@pytest.fixture(scope="module")
+def served(ensemble, tmp_path_factory):
+    """A gRPC server with a feedback log, and the page's app on its servicer."""
+    folder = tmp_path_factory.mktemp("web-feedback")
+    server = _serve(ensemble, feedback_path=str(folder / "feedback.jsonl"))
+    app = create_app(server.servicer, WebConfig(max_video_bytes=MAX_VIDEO, video_fps=4.0, video_max_frames=6))
+    try:
+        yield {"server": server, "app": app, "feedback": folder / "feedback.jsonl", "uploads": folder / "feedback-uploads"}
+    finally:
+        server.stop(0).wait()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from fastapi.testclient import TestClient
+
+    with TestClient(served["app"]) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def face_png(face_rgb):
+    return png_bytes(face_rgb)
+
+
+def _check_face(face: dict) -> None:
+    assert face["label"] in {"real", "fake", "uncertain"}
+    assert (face["label"] == "uncertain") == bool(face["reason"])  # "can't tell" always says why
+    assert 0.0 <= face["p_fake"] <= 1.0 and 0.0 < face["threshold"] < 1.0
+    assert set(face["votes"]) == AGENTS
+    assert all(v["weight"] > 0 for v in face["votes"].values())
+
+
+# --------------------------------------------------------------------------- API
+
+
+def test_page_is_self_contained(client):
+    resp = client.get("/")
+    assert resp.status_code == 200
+    assert "default-src 'none'" in resp.headers["content-security-policy"]
+    # Nothing is fetched from elsewhere: no remote script, style, font or image.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", resp.text)
+    assert "@import" not in resp.text and "url(" not in resp.text
+
+
+def test_image_answer_has_votes_threshold_and_heatmaps(client, face_png):
+    resp = client.post("/api/classify?name=astronaut.png", content=face_png, headers={"content-type": "image/png"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["kind"] == "image" and body["sha256"] == hashlib.sha256(face_png).hexdigest()
+    assert (body["width"], body["height"]) == (512, 512)
+    assert len(body["faces"]) >= 1
+    face = body["faces"][0]
+    _check_face(face)
+    assert set(face["heatmaps"]) == AGENTS
+    assert all(uri.startswith("data:image/png;base64,") for uri in face["heatmaps"].values())
+    x, y, w, h = face["box"]
+    assert 0 <= x < 512 and 0 <= y < 512 and w > 20 and h > 20
+
+
+def test_no_face_says_why_and_whole_image_classifies(client):
+    grey = np.full((360, 640, 3), 128, np.uint8)
+    body = client.post("/api/classify?detect=on", content=png_bytes(grey)).json()
+    assert body["faces"] == [] and "no face" in body["no_face_reason"]
+    whole = client.post("/api/classify?detect=off", content=png_bytes(grey)).json()
+    assert len(whole["faces"]) == 1
+    _check_face(whole["faces"][0])
+
+
+def test_refusals_are_clear(client, face_png):
+    not_image = client.post("/api/classify?name=notes.png", content=b"these are my notes, not a picture\n" * 10)
+    assert not_image.status_code == 415
+    assert "neither an image nor a video" in not_image.json()["error"]
+    too_big = client.post("/api/classify", content=face_png + b"\0" * (MAX_IMAGE + 1 - len(face_png)))
+    assert too_big.status_code == 413 and "limited to 2.0 MiB" in too_big.json()["error"]
+    huge = client.post("/api/classify", content=b"\0" * (MAX_VIDEO + 10))
+    assert huge.status_code == 413 and huge.json()["code"] == "RESOURCE_EXHAUSTED"
+    assert client.post("/api/classify", content=b"").status_code == 400
+    bad_mode = client.post("/api/classify?detect=maybe", content=face_png)
+    assert bad_mode.status_code == 400 and "detect must be one of" in bad_mode.json()["error"]
+    assert client.get("/api/report/no-such-id").status_code == 404
+    bad_label = client.post("/api/feedback", json={"request_id": "x", "label": "blue"})
+    assert bad_label.status_code == 400 and "'real' or 'fake'" in bad_label.json()["error"]
+
+
+def test_feedback_goes_through_the_grpc_path_and_keeps_the_upload(client, served, face_png, ensemble):
+    answer = client.post("/api/classify?name=astronaut.png", content=face_png).json()
+    before = served["server"].servicer.feedback_log.records
+    truth = "real" if answer["faces"][0]["label"] == "fake" else "fake"
+    ack = client.post("/api/feedback", json={"request_id": answer["request_id"], "label": truth})
+    assert ack.status_code == 200, ack.text
+    body = ack.json()
+    assert body["stored"], body
+    # The controller's safeguards decide whether the correction is promoted; either way the
+    # answer names the live version.
+    assert body["controller_version"] == str(ensemble.controller_version)
+    records = [json.loads(line) for line in served["feedback"].read_text().splitlines()]
+    assert len(records) == before + 1
+    assert (records[-1]["request_id"], records[-1]["label"]) == (answer["request_id"], truth)
+    kept = served["uploads"] / body["upload_kept"]
+    assert kept.read_bytes() == face_png
+    # An answer nobody corrected leaves nothing on disk.
+    other = client.post("/api/classify?name=x.png", content=face_png).json()
+    assert not list(served["uploads"].glob(f"{other['request_id']}*"))
+
+
+def test_report_is_self_contained_with_hash_and_accuracy(client, face_png):
+    answer = client.post("/api/classify?name=astronaut.png", content=face_png).json()
+    resp = client.get(f"/api/report/{answer['request_id']}")
+    assert resp.status_code == 200
+    assert "attachment" in resp.headers["content-disposition"]
+    page = resp.text
+    digest = hashlib.sha256(face_png).hexdigest()
+    assert f'<td id="sha256">{digest}</td>' in page
+    assert answer["bundle_version"] in page and answer["controller_version"] in page
+    assert 'src="data:image/png;base64,' in page and not re.search(r"""(src|href)=["']https?:""", page)
+    for agent in AGENTS:
+        assert f"<td>{agent}</td>" in page
+    assert "it calls a face fake above" in page
+    # The tiny bundle records no agent accuracy: the report says so instead of inventing one.
+    assert "Measured accuracy" in page and "Limits" in page
+
+
+def test_video_shows_progress_then_tracks_and_clip_verdict(client, face_rgb, tmp_path):
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 8.0, (512, 512))
+    assert writer.isOpened()
+    frame = cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR)
+    for _ in range(12):
+        writer.write(frame)
+    writer.release()
+    data = path.read_bytes()
+    start = client.post("/api/classify?name=clip.mp4", content=data, headers={"content-type": "video/mp4"})
+    assert start.status_code == 202, start.text
+    job = start.json()["job"]
+    deadline = time.monotonic() + 240
+    while True:
+        status = client.get(f"/api/jobs/{job}").json()
+        assert status["state"] != "error", status
+        if status["state"] == "done":
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
+    result = status["result"]
+    assert status["done"] == result["frames_sampled"] >= 4 and status["expected"] >= 1
+    assert result["verdict"] in {"real", "fake"} and "fake if any" in result["rule"]
+    assert len(result["tracks"]) == 1 and result["tracks"][0]["frames"] == result["frames_sampled"]
+    assert result["sha256"] == hashlib.sha256(data).hexdigest() and result["frame"].startswith("data:image/png")
+    report = client.get(f"/api/report/{result['request_id']}")
+    assert report.status_code == 200 and "Clip verdict" in report.text
+
+
+def test_token_is_required_when_set(ensemble):
+    from fastapi.testclient import TestClient
+
+    server = _serve(ensemble, tokens=(TOKEN,))
+    try:
+        with TestClient(create_app(server.servicer)) as c:
+            assert c.get("/").status_code == 200  # the page itself carries no data
+            assert c.get("/api/health").json() == {"serving": True, "auth": True}
+            missing = c.get("/api/info")
+            assert missing.status_code == 401 and "token" in missing.json()["error"]
+            assert c.get("/api/info", headers={"authorization": "Bearer wrong"}).status_code == 401
+            assert c.post("/api/classify", content=b"x").status_code == 401
+            info = c.get("/api/info", headers={"authorization": f"Bearer {TOKEN}"})
+            assert info.status_code == 200
+            assert {a["name"] for a in info.json()["agents"]} == AGENTS
+    finally:
+        server.stop(0).wait()
+
+
+# --------------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip(f"{CHROMIUM} / {CHROMEDRIVER} missing: install them with "
+                    "`apt-get install -y chromium chromium-driver` (.ci/run does this)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download a driver
+    downloads = tmp_path_factory.mktemp("downloads")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1400"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    try:
+        yield driver, downloads
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page_url(served):
+    web = WebServer(served["app"], "127.0.0.1", 0).start()
+    try:
+        yield web.url
+    finally:
+        web.stop()
+
+
+def _wait(driver, condition, timeout=180):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+
+
+def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, page_url, face_png, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver, downloads = browser
+    driver.get(page_url)
+    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    upload = tmp_path / "astronaut.png"
+    upload.write_bytes(face_png)
+    driver.find_element(By.ID, "file-input").send_keys(str(upload))
+    card = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card"))[0]
+    assert re.search(r"Face #0: (FAKE|REAL)", card.find_element(By.CSS_SELECTOR, ".verdict").text)
+    words = card.find_element(By.CSS_SELECTOR, ".probability").text
+    assert re.search(r"gives \d+ % that this face is fake; it calls a face fake above \d+ %", words), words
+    assert len(card.find_elements(By.CSS_SELECTOR, ".votes tr")) == 1 + len(AGENTS)
+    assert driver.find_elements(By.CSS_SELECTOR, "#boxes .box")
+
+    maps = card.find_element(By.CSS_SELECTOR, ".heatmaps")
+    assert not maps.is_displayed()
+    driver.find_element(By.ID, "heatmap-toggle").click()
+    assert maps.is_displayed() and len(maps.find_elements(By.TAG_NAME, "img")) == len(AGENTS)
+
+    card.find_element(By.CSS_SELECTOR, ".wrong-button").click()
+    status = _wait(driver, lambda d: card.find_element(By.CSS_SELECTOR, ".feedback-status").text)
+    assert status.startswith("Thank you"), status
+
+    driver.find_element(By.ID, "report-button").click()
+    reports = _wait(driver, lambda d: [p for p in downloads.glob("fakeface-report-*.html")], 60)
+    html = reports[0].read_text()
+    found = re.search(r'<td id="sha256">([0-9a-f]{64})</td>', html)
+    assert found and found.group(1) == hashlib.sha256(face_png).hexdigest()
+
+    bogus = tmp_path / "notes.png"
+    bogus.write_text("not an image at all\n" * 20)
+    driver.find_element(By.ID, "file-input").send_keys(str(bogus))
+    error = _wait(driver, lambda d: d.find_element(By.ID, "error").text)
+    assert "neither an image nor a video" in error and "JPEG, PNG" in error
+
+
+def test_uncertain_label_reads_cant_tell_with_its_reason():
+    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
+    from blackboard.web.bridge import face_view, label_name
+
+    assert [label_name(v) for v in (pb.LABEL_REAL, pb.LABEL_FAKE, pb.LABEL_UNSPECIFIED)] == ["real", "fake", "undecided"]
+    face = pb.Face(label=pb.LABEL_UNCERTAIN, p_fake=0.5, threshold=0.6, uncertain_reason="too small: 12 px")
+    view = face_view({"box": (0, 0, 10, 10), "verdict": "undecided", "heatmaps": {}}, face)
+    assert view["label"] == "uncertain" and view["reason"] == "too small: 12 px"
+
+def test_browser_shows_cant_tell_and_offers_both_labels(browser, page_url):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = browser
+    driver.get(page_url)
+    face = {"index": 0, "box": [10, 10, 50, 50], "label": "uncertain", "reason": "too small: 12 px", "p_fake": 0.5,
+            "threshold": 0.6, "votes": {"custom": {"p_fake": 0.4, "weight": 0.3}}, "degraded": False,
+            "missing_agents": [], "heatmaps": {}}
+    driver.execute_script("showImageResult(arguments[0]);", {"request_id": "r1", "width": 100, "height": 100,
+                                                             "faces": [face], "no_face_reason": ""})
+    card = driver.find_element(By.CSS_SELECTOR, ".face-card.uncertain")
+    assert "can't tell — too small: 12 px" in card.find_element(By.CSS_SELECTOR, ".verdict").text
+    assert [b.text for b in card.find_elements(By.CSS_SELECTOR, ".truth-button")] == ["It is real", "It is fake"]
+    assert not card.find_elements(By.CSS_SELECTOR, ".wrong-button")
+
+
+def test_serve_refuses_a_bad_http_port_before_loading_models(capsys):
+    from blackboard import serve_cli
+
+    assert serve_cli.main(["--http-port", "70000"]) == 2
+    assert "--http-port must be 0..65535 (0 turns the web page off)" in capsys.readouterr().err
+
+
+def test_web_server_reports_a_busy_port_and_warns_when_exposed(served, caplog):
+    import logging
+
+    from blackboard.web.serve import warn_if_exposed
+
+    first = WebServer(served["app"], "127.0.0.1", 0).start()
+    try:
+        with pytest.raises(OSError, match="port in use"):
+            WebServer(served["app"], "127.0.0.1", first.port).start(timeout_s=10)
+    finally:
+        first.stop()
+    with caplog.at_level(logging.WARNING, logger="fakeface.web"):
+        assert warn_if_exposed("0.0.0.0", tls=False, auth=True)
+        assert not warn_if_exposed("127.0.0.1", tls=False, auth=False)
+        assert not warn_if_exposed("0.0.0.0", tls=True, auth=True)
+    assert "non-loopback address without TLS and a token" in caplog.text
+
+
+def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = browser
+    server = _serve(ensemble, tokens=(TOKEN,))
+    web = WebServer(create_app(server.servicer), "127.0.0.1", 0).start()
+    try:
+        driver.get(web.url)
+        driver.execute_script("sessionStorage.clear();")
+        driver.get(web.url)
+        _wait(driver, lambda d: "access token" in d.find_element(By.ID, "model-line").text, 30)
+        login = driver.find_element(By.ID, "login")
+        assert login.is_displayed()
+        login.find_element(By.ID, "token").send_keys(TOKEN)
+        login.find_element(By.ID, "token-button").click()
+        _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 30)
+        assert not login.is_displayed()
+    finally:
+        web.stop()
+        server.stop(0).wait()

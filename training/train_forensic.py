@@ -1,0 +1,257 @@
+"""Training the `forensic` agent: features of every crop, gradient boosting, calibration on val.
+
+`training.train.train_agent` hands agents of kind "forensic" to :func:`train_forensic`, so
+``fakeface train --agents forensic`` (or the default, all agents) trains it into the same
+bundle as the CNN agents, with the same calibration (temperature on val) and threshold rule.
+
+Features are computed once per image with the serving code path (decode, the contract's
+`prepare_image`, `forensic_features.image_features`) and cached in shards of
+``OUT.work/cache/forensic-v<version>-<H>x<W>/``, keyed by image path: an interrupted run
+resumes from the shards already written, and other runs on the same files reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.utils.class_weight import compute_sample_weight
+from tqdm import tqdm
+
+from agents.forensic import ForensicModel, load_forensic, save_forensic
+from agents.forensic_features import FEATURE_VERSION, GROUPS, N_FEATURES, image_features
+from agents.labels import label_to_index
+from agents.predictor import apply_temperature
+from agents.preprocessing import Preprocessing, prepare_image
+from agents.registry import get_agent
+from blackboard.faces import read_image
+from training.calibrate import binary_metrics, choose_threshold, fit_temperature, p_fake_of
+from training.curves import plot_curves
+from training.train import TrainConfig, load_split
+
+# Share of the train GROUPS held out for early stopping (never val: val calibrates).
+EARLY_STOP_FRACTION = 0.1
+# Images per cache shard: the work lost to an interruption is at most one shard per worker.
+SHARD_SIZE = 512
+
+
+def crop_features(path: str | os.PathLike[str], contract: Preprocessing) -> np.ndarray:
+    """Features of one image file through the serving path (decode, contract, features)."""
+    return image_features(prepare_image(read_image(path), contract))
+
+
+class FeatureCache:
+    """Forensic features per image path, kept in ``.npz`` shards in one directory.
+
+    Args:
+        directory: the cache directory (one per feature version and contract size).
+        contract: the preprocessing contract the features are computed under.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], contract: Preprocessing) -> None:
+        self.directory = Path(directory)
+        self.contract = contract
+        self._index: dict[str, np.ndarray] = {}
+        if self.directory.is_dir():
+            for shard in sorted(self.directory.glob("*.npz")):
+                with np.load(shard, allow_pickle=False) as data:
+                    if data["features"].shape[1:] != (N_FEATURES,):
+                        continue  # a shard of other features: ignored, recomputed
+                    self._index.update(zip(data["paths"].tolist(), data["features"]))
+
+    @classmethod
+    def for_work_dir(cls, work_dir: str | os.PathLike[str], contract: Preprocessing) -> "FeatureCache":
+        """The cache of a training work directory for this feature version and contract."""
+        name = f"forensic-v{FEATURE_VERSION}-{contract.height}x{contract.width}"
+        return cls(Path(work_dir) / "cache" / name, contract)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _write_shard(self, paths: Sequence[str], features: np.ndarray) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
+        final = self.directory / f"{key}.npz"
+        tmp = self.directory / f".{key}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, paths=np.asarray(paths, dtype=str), features=features)
+        os.replace(tmp, final)
+
+    def features(self, paths: Sequence[str], *, workers: int = 2, verbose: bool = True) -> np.ndarray:
+        """The ``(N, N_FEATURES)`` float32 features of ``paths``, computing and caching missing ones."""
+        paths = [str(p) for p in paths]
+        missing = list(dict.fromkeys(p for p in paths if p not in self._index))
+        if missing:
+            chunks = [missing[i:i + SHARD_SIZE] for i in range(0, len(missing), SHARD_SIZE)]
+
+            def one_chunk(chunk: list[str]) -> int:
+                feats = np.stack([crop_features(p, self.contract) for p in chunk])
+                self._write_shard(chunk, feats)
+                self._index.update(zip(chunk, feats))
+                return len(chunk)
+
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+                    tqdm(total=len(missing), disable=not verbose, unit="img",
+                         desc=f"forensic features ({len(paths) - len(missing)} cached)") as bar:
+                for done in pool.map(one_chunk, chunks):
+                    bar.update(done)
+        if not paths:
+            return np.zeros((0, N_FEATURES), dtype=np.float32)
+        return np.stack([self._index[p] for p in paths]).astype(np.float32)
+
+
+def _labels(rows: pd.DataFrame) -> np.ndarray:
+    return np.array([label_to_index(v) for v in rows["label"]], dtype=np.int64)
+
+
+def holdout_plan(labels: np.ndarray, groups: Sequence[str], *, class_weights: bool,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How train rows are used: (fit rows, early-stopping rows, per-row sample weights).
+
+    The early-stopping holdout is a share of the train GROUPS, so it shares no source video
+    with the rows the trees are fitted on; weights balance the classes when asked.
+    """
+    splitter = GroupShuffleSplit(n_splits=1, test_size=EARLY_STOP_FRACTION, random_state=seed)
+    fit_idx, stop_idx = next(splitter.split(np.zeros(len(groups)), groups=np.asarray(groups)))
+    weights = compute_sample_weight("balanced", labels) if class_weights else np.ones(len(labels))
+    return fit_idx, stop_idx, weights
+
+
+def _write_log(model: ForensicModel, log_path: Path) -> None:
+    """Per-iteration log loss on the fit part and the holdout, in the CSV shape plot_curves reads."""
+    est = model.estimator
+    train = -np.asarray(getattr(est, "train_score_", []), dtype=np.float64)
+    log = pd.DataFrame({"epoch": np.arange(len(train)), "loss": train})
+    holdout = np.asarray(getattr(est, "validation_score_", []), dtype=np.float64)
+    if len(holdout) == len(train):
+        log["val_loss"] = -holdout
+    tmp = log_path.with_name(f".{log_path.name}.tmp")
+    log.to_csv(tmp, index=False)
+    os.replace(tmp, log_path)
+
+
+def fit_forensic(
+    spec_name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups: Sequence[str],
+    *,
+    contract_size: int | None = None,
+    params: dict[str, Any] | None = None,
+    class_weights: bool = True,
+    seed: int = 0,
+) -> ForensicModel:
+    """Fits a forensic model on train features, early stopping on a group-held-out part of them.
+
+    Args:
+        spec_name: registry name of the agent (its builder makes the estimator).
+        x_train: (N, N_FEATURES) features of the train split.
+        y_train: class indices.
+        groups: each row's group (source video), so the holdout shares none with the fit part.
+        contract_size: square input size override of the contract (None: the registry's).
+        params: ``HistGradientBoostingClassifier`` parameters over the agent's defaults.
+        class_weights: weight classes by inverse frequency (as the CNN agents do).
+        seed: seeds the holdout split and the boosting.
+    """
+    fit_idx, stop_idx, weights = holdout_plan(y_train, groups, class_weights=class_weights, seed=seed)
+    model = get_agent(spec_name).build(input_size=contract_size, **{"random_state": seed, **dict(params or {})})
+    return model.fit(x_train[fit_idx], y_train[fit_idx], sample_weight=weights[fit_idx],
+                     val_features=x_train[stop_idx], val_labels=y_train[stop_idx], val_weight=weights[stop_idx])
+
+
+def train_forensic(
+    name: str,
+    manifest: pd.DataFrame,
+    config: TrainConfig,
+    work_dir: Path,
+    *,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Trains and calibrates a forensic agent; returns its bundle artefact (like `train_agent`).
+
+    The fitted model and `meta.json` go to `work_dir/<name>/` (atomically); a rerun reuses
+    them, and the feature cache in `work_dir/cache/` makes an interrupted extraction resume.
+    """
+    spec = get_agent(name)
+    config = config.for_agent(name)
+    size = config.input_sizes.get(name)
+    contract = spec.contract(size)
+    agent_dir = Path(work_dir) / name
+    meta_path = agent_dir / "meta.json"
+    model_path = agent_dir / f"{name}.skops"
+    log_path, png_path = agent_dir / "log.csv", agent_dir / "curves.png"
+    files = {f"logs/{name}.csv": str(log_path), f"logs/{name}.png": str(png_path)}
+    if meta_path.is_file() and model_path.is_file():
+        if verbose:
+            print(f"[{name}] reusing finished training in {agent_dir}")
+        meta = json.loads(meta_path.read_text())
+        return {**meta, "kind": "forensic", "model": load_forensic(model_path), "preprocessing": contract,
+                "files": files}
+
+    train = load_split(manifest, "train", limit=config.max_train_images, seed=config.seed)
+    val = load_split(manifest, "val", limit=config.max_val_images, seed=config.seed)
+    y_train, y_val = _labels(train), _labels(val)
+    cache = FeatureCache.for_work_dir(work_dir, contract)
+    start = time.perf_counter()
+    x_train = cache.features(train["path"].tolist(), workers=config.workers, verbose=bool(verbose))
+    x_val = cache.features(val["path"].tolist(), workers=config.workers, verbose=bool(verbose))
+    features_s = time.perf_counter() - start
+    if verbose:
+        print(f"[{name}] {len(train)} train, {len(val)} val, {N_FEATURES} features "
+              f"({len(GROUPS)} groups), input {contract.input_shape}; features in {features_s:.0f}s")
+
+    start = time.perf_counter()
+    params = dict(config.agent_kwargs.get(name, {}))
+    model = fit_forensic(name, x_train, y_train, train["group"].tolist(), contract_size=size, params=params,
+                         class_weights=config.class_weights, seed=config.seed)
+    fit_s = time.perf_counter() - start
+
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    save_forensic(model, model_path)
+    model = load_forensic(model_path)  # calibrate exactly what the bundle will hold
+    raw = model.predict_features(x_val)
+    temperature = fit_temperature(raw, y_val)
+    p_val = p_fake_of(apply_temperature(raw, temperature))
+    threshold = choose_threshold(p_val, y_val, config.threshold_rule)
+    metrics = binary_metrics(p_val, y_val, threshold)
+    contributions = model.explain_features(x_val, temperature=temperature)
+    mean_abs = {g: float(np.mean([abs(c[g]) for c in contributions])) for g in GROUPS}
+    _write_log(model, log_path)
+    plot_curves(log_path, png_path, title=f"{name} boosting (log loss per iteration)")
+
+    meta = {
+        "temperature": temperature,
+        "threshold": threshold,
+        "threshold_rule": config.threshold_rule,
+        "val_metrics": metrics,
+        "training": {
+            "train_files": int(len(train)),
+            "val_files": int(len(val)),
+            "features": N_FEATURES,
+            "feature_version": FEATURE_VERSION,
+            "feature_groups": {g: len(cols) for g, cols in GROUPS.items()},
+            "boosting_iterations": int(model.estimator.n_iter_),
+            "params": {k: v for k, v in model.estimator.get_params().items() if not callable(v)},
+            "early_stop_fraction": EARLY_STOP_FRACTION,
+            "class_weights": config.class_weights,
+            "feature_seconds": round(features_s, 1),
+            "train_seconds": round(fit_s, 1),
+            "val_mean_abs_group_contribution": mean_abs,
+            "seed": config.seed,
+            "backend": "scikit-learn",
+        },
+    }
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    os.replace(tmp, meta_path)
+    if verbose:
+        print(f"[{name}] done: {model.estimator.n_iter_} iterations in {fit_s:.0f}s, T={temperature:.3f} "
+              f"threshold={threshold:.3f} val AUC={metrics['auc']:.4f} acc={metrics['accuracy']:.4f}")
+    return {**meta, "kind": "forensic", "model": model, "preprocessing": contract, "files": files}
