@@ -10,7 +10,7 @@ PORT   ?= 50051
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup serve test clean
+.PHONY: setup serve test browser bundle clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,36 @@ $(STAMP): pyproject.toml constraints.txt
 serve: $(STAMP)
 	$(BIN)/fakeface serve --port $(PORT)
 
-test: $(STAMP)
+# The web page's tests drive a real headless Chromium: Debian's chromium + chromium-driver.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing chromium + chromium-driver for the browser tests"; \
+	  sudo_cmd=""; [ "$$(id -u)" -eq 0 ] || sudo_cmd=sudo; \
+	  $$sudo_cmd apt-get update -q && $$sudo_cmd env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q chromium chromium-driver \
+	  || echo "could not install chromium; the browser tests will be skipped" >&2; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Rebuilds the shipped default bundle from ../shared/data (README "What ships"): the four agents,
+# the controller with its baselines and replay set, and the "can't tell" model. About 2.5 h on
+# 2 CPU cores; every agent checkpoints each epoch, so rerunning `make bundle` resumes.
+BUNDLE_MANIFEST := benchmarks/splits/dfdc-extra.csv
+bundle: $(STAMP)
+	$(BIN)/python benchmarks/splits/make_dfdc_extra.py
+	$(BIN)/fakeface train --manifest $(BUNDLE_MANIFEST) --agents custom,lenet,vgg16,forensic \
+	    --out agents/default_bundle --keep-work --optimizer adam --lr 1e-3 --lr-schedule cosine \
+	    --patience 3 --epochs 12 --synth-fakes 0.5 --storage-dtype float16 --input-size vgg16=64 \
+	    --agent-option custom:epochs=4 --agent-option custom:max_train_images=16000 \
+	    --agent-option custom:precision=mixed_bfloat16 \
+	    --agent-option lenet:epochs=8 --agent-option lenet:learning_rate=1e-4 \
+	    --agent-option lenet:precision=mixed_bfloat16 \
+	    --agent-option vgg16:epochs=4 --agent-option vgg16:max_train_images=16000 \
+	    --agent-option vgg16:learning_rate=2e-4 --agent-option vgg16:precision=mixed_bfloat16
+	$(BIN)/fakeface fit-controller --bundle agents/default_bundle --manifest $(BUNDLE_MANIFEST)
+	$(BIN)/fakeface fit-ood --bundle agents/default_bundle --manifest $(BUNDLE_MANIFEST)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,8 +3,9 @@
 A Keras agent's file is `.keras`; the forensic agent's (``kind: "forensic"``) is a skops.io
 file (`.skops`), loaded with a fixed list of trusted types and never unpickled.
 Loading verifies the format version and every file's sha256 and refuses a tampered or
-incomplete bundle, before any model file is opened; Keras models load with ``safe_mode=True``. Every write builds a complete bundle in
-a temporary sibling directory and renames it into place, so a reader never sees half a bundle.
+incomplete bundle, before any model file is opened; Keras models load with ``safe_mode=True``.
+Every write builds a complete bundle in a temporary sibling directory and renames it into
+place, so a reader never sees half a bundle.
 
 Other components (the controller's trust table, training curves) join a bundle as extra files
 through :func:`update_bundle`; the manifest lists them with their checksums too.
@@ -52,7 +53,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that produced a bundle (recorded for provenance)."""
     out = {}
-    for dist in ("keras", "tensorflow", "torch", "numpy", "scikit-learn", "fakeface"):
+    for dist in ("keras", "tensorflow", "torch", "numpy", "scikit-learn", "skops", "fakeface"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -239,8 +239,3 @@ def batch_features(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     for i, image in enumerate(images):
         out[i] = image_features(image)
     return out
-
-
-def group_of(feature: str) -> str:
-    """The group a feature name belongs to (its prefix before the first dot)."""
-    return feature.split(".", 1)[0]

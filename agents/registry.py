@@ -7,15 +7,12 @@ unfitted `ForensicModel` with the same prediction interface.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from agents.custom import build_custom
-from agents.forensic import build_forensic
 from agents.forensic_features import CONTRACT as FORENSIC_CONTRACT
-from agents.lenet import build_lenet
 from agents.preprocessing import Preprocessing
-from agents.vgg16 import build_vgg16
 
 
 @dataclass(frozen=True)
@@ -23,10 +20,18 @@ class AgentSpec:
     """One registered agent."""
 
     name: str  # registry key, also the model name and the bundle's file stem
-    builder: Callable[..., Any]  # keyword-only builder: an uncompiled keras.Model, or an unfitted ForensicModel
+    # "module:function" of the keyword-only builder (an uncompiled keras.Model, or an unfitted
+    # ForensicModel); imported on first use, so listing agents (e.g. for --help) needs no Keras.
+    builder_path: str
     preprocessing: Preprocessing  # default input contract (size may be overridden per bundle)
     description: str  # one line for `--help` and reports
     kind: str = "keras"  # "keras" (trained by training.train) or "forensic" (training.train_forensic)
+
+    @property
+    def builder(self) -> Callable[..., Any]:
+        """The builder function (imports its module, and Keras with it, on first use)."""
+        module, _, function = self.builder_path.partition(":")
+        return getattr(importlib.import_module(module), function)
 
     def contract(self, input_size: int | None = None) -> Preprocessing:
         """The preprocessing contract, optionally at another square input size."""
@@ -44,7 +49,7 @@ _REGISTRY: dict[str, AgentSpec] = {
     for spec in (
         AgentSpec(
             name="custom",
-            builder=build_custom,
+            builder_path="agents.custom:build_custom",
             # Colour and detail: blending seams and colour mismatch are the evidence that the
             # report's 96 px grayscale input threw away.
             preprocessing=Preprocessing(height=112, width=112, channels=3, scale="unit", color="rgb"),
@@ -52,7 +57,7 @@ _REGISTRY: dict[str, AgentSpec] = {
         ),
         AgentSpec(
             name="lenet",
-            builder=build_lenet,
+            builder_path="agents.lenet:build_lenet",
             # Another colour space and scale than custom, so the two err differently: YCrCb
             # puts the chroma of a swapped face apart from its luma.
             preprocessing=Preprocessing(height=128, width=128, channels=3, scale="unit", color="ycrcb"),
@@ -60,15 +65,16 @@ _REGISTRY: dict[str, AgentSpec] = {
         ),
         AgentSpec(
             name="vgg16",
-            builder=build_vgg16,
+            builder_path="agents.vgg16:build_vgg16",
             preprocessing=Preprocessing(height=224, width=224, channels=3, scale="raw"),
             description="VGG-16 conv base + BN + dropout + GAP + dense, RGB",
         ),
         AgentSpec(
             name="forensic",
-            builder=build_forensic,
+            builder_path="agents.forensic:build_forensic",
             preprocessing=FORENSIC_CONTRACT,
-            description="forensic features (colour, spectrum, noise, sharpness, JPEG) into gradient boosting, 224x224 RGB",
+            description="forensic features (colour, spectrum, noise, sharpness, JPEG) into gradient "
+                        "boosting, 224x224 RGB",
             kind="forensic",
         ),
     )

@@ -1,7 +1,7 @@
 #!/bin/bash
 # A/B of --synth-fakes on the LeNet agent: same split, seed, subset and epochs; only the synthetic fakes differ.
 cd /work/main && . .venv/bin/activate
-export KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3 RAY_AUTH_MODE=disabled
+export KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3
 for r in 0.0 0.5; do
   fakeface train --manifest benchmarks/splits/dfdc.csv --agents lenet --out runs/synth_$r --epochs 4 \
     --optimizer adam --lr 1e-3 --patience 3 --max-train-images 8000 --synth-fakes $r --seed 0 > runs/synth_$r.log 2>&1

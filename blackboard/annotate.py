@@ -120,17 +120,19 @@ def contribution_panel(crop: np.ndarray, contributions: dict[str, float], *, siz
         return img
     rows = len(contributions)
     row_h = max(12, min(32, (size - 8) // rows))
-    scale = row_h / 30.0
-    centre = size // 2
+    scale = row_h / 64.0
+    text_w = size // 2  # names and values on the left half, bars on the right half
+    centre = text_w + (size - text_w) // 2
+    half = (size - text_w) // 2 - 3
     peak = max(max(abs(float(v)) for v in contributions.values()), 1e-6)
     top = (size - rows * row_h) // 2
     for i, (group, value) in enumerate(contributions.items()):
         y = top + i * row_h
-        length = int(round(abs(float(value)) / peak * (size // 2 - 4)))
+        length = int(round(abs(float(value)) / peak * half))
         colour = COLOURS["fake"][::-1] if value > 0 else COLOURS["real"][::-1]  # BGR table -> RGB
         x0, x1 = (centre, centre + length) if value > 0 else (centre - length, centre)
-        cv2.rectangle(img, (x0, y + 2), (x1, y + row_h - 2), colour, cv2.FILLED)
-        cv2.putText(img, f"{group} {float(value):+.2f}", (4, y + row_h - 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.rectangle(img, (x0, y + 3), (x1, y + row_h - 3), colour, cv2.FILLED)
+        cv2.putText(img, f"{group} {float(value):+.2f}", (3, y + (row_h + int(22 * scale)) // 2),
+                    cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.line(img, (centre, top), (centre, top + rows * row_h), (255, 255, 255), 1)
     return img

@@ -70,7 +70,8 @@ def quiet_third_party(verbose: bool = False) -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # grpc C-core start-up lines (absl "WARNING: All log messages")
     os.environ.setdefault("GLOG_minloglevel", "2")  # glog-based native libraries
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # the oneDNN notice printed at TF import
+    # Never TF_ENABLE_ONEDNN_OPTS=0 to hide oneDNN's start-up notice: without oneDNN, bf16
+    # training falls back to Eigen's emulated kernels and runs 10-20x slower on this CPU.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

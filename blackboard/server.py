@@ -71,14 +71,16 @@ class ServerConfig:
     ready_timeout_s: float = 600.0  # how long to wait for the models before giving up
     drain_grace_s: float = 10.0  # in-flight calls get this long to finish on SIGTERM/SIGINT
     recent_cases: int = 4096  # recent answers remembered so feedback records carry the votes
+    feedback_rate_per_s: float = 0.5  # sustained Feedback calls per second per client (token or peer host)
+    feedback_burst: int = 20  # Feedback calls a client may make at once; beyond the bucket -> RESOURCE_EXHAUSTED
     health_period_s: float = HEALTH_PERIOD_S  # how often the detector and agent actors are probed
 
     def __post_init__(self) -> None:
         for name in ("max_message_bytes", "max_pixels", "max_pixels_in_flight", "max_in_flight", "workers",
-                     "recent_cases"):
+                     "recent_cases", "feedback_burst"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ServerConfig.{name} must be >= 1, received {getattr(self, name)!r}.")
-        for name in ("default_deadline_s", "ready_timeout_s", "health_period_s"):
+        for name in ("default_deadline_s", "ready_timeout_s", "health_period_s", "feedback_rate_per_s"):
             if float(getattr(self, name)) <= 0:
                 raise ValueError(f"ServerConfig.{name} must be > 0, received {getattr(self, name)!r}.")
         if float(self.drain_grace_s) < 0:

@@ -21,6 +21,7 @@ refusals add the reason.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as _dt
 import logging
 import threading
@@ -39,6 +40,7 @@ from blackboard.ensemble import DeadlineExceeded
 from blackboard.media import ImageError, decode_image
 from blackboard.feedback_log import FeedbackLog
 from blackboard.metrics import ServerMetrics
+from blackboard.ratelimit import RateLimitConfig, RateLimiter, client_key
 from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
 from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
 from blackboard.rpc_convert import DETECT_MODES, LABELS, case_to_proto, enum_name, model_info_to_proto
@@ -116,6 +118,10 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         self._work = ThreadPoolExecutor(max_workers=int(config.max_in_flight), thread_name_prefix="fakeface-work")
         self._recent: collections.OrderedDict[str, list[dict[str, Any]]] = collections.OrderedDict()
         self._recent_lock = threading.Lock()
+        # Feedback teaches the controller: one client must not flood it (the promotion guard
+        # is the second line of defence against poisoning).
+        self.feedback_limiter = RateLimiter(RateLimitConfig(rate_per_s=float(config.feedback_rate_per_s),
+                                                            burst=int(config.feedback_burst)))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -139,18 +145,18 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         level = logging.INFO if call.code in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT) else logging.WARNING
         log.log(level, "rpc", extra={"fields": call.fields(elapsed)})
 
-    def _unary(self, method: str, request: Any, context: grpc.ServicerContext,
-               body: Callable[[Any, CallLog, grpc.ServicerContext], Any], *, admit: bool = True) -> Any:
-        """Runs a unary handler body with admission, status mapping, metrics and one log line."""
-        start = time.perf_counter()
-        call = self._call_log(method, context)
+    @contextlib.contextmanager
+    def _edge(self, call: CallLog, context: grpc.ServicerContext, *, what: str, retry: str) -> Iterator[None]:
+        """Maps every failure below it to a status code with a short message, never a traceback.
+
+        Args:
+            call: the call's log record (its code and reason are set here).
+            context: the call's context (aborted with the mapped status).
+            what: "request" or "stream", for the messages.
+            retry: what the client should retry when the server stops under it.
+        """
         try:
-            if isinstance(request, Malformed):
-                raise RpcRefusal(grpc.StatusCode.INVALID_ARGUMENT, request.reason, "malformed request")
-            if not admit:
-                return body(request, call, context)
-            with self.admission.call():
-                return body(request, call, context)
+            yield
         except Refused as err:
             call.code, call.reason = grpc.StatusCode.RESOURCE_EXHAUSTED, err.reason
             context.abort(call.code, err.message)
@@ -158,14 +164,28 @@ class DetectorServicer(pb_grpc.DetectorServicer):
             call.code, call.reason = err.code, err.reason
             context.abort(err.code, err.message)
         except Stopping:
-            call.code, call.reason = grpc.StatusCode.UNAVAILABLE, "server stopped before the answer was ready"
-            context.abort(call.code, "the server is shutting down; retry (another replica or in a few seconds)")
+            call.code, call.reason = grpc.StatusCode.UNAVAILABLE, f"server stopped during the {what}"
+            context.abort(call.code, f"the server is shutting down; retry {retry}")
         except Exception as err:  # the edge: nothing below may crash the server or leak a traceback
             call.code, call.reason = grpc.StatusCode.INTERNAL, type(err).__name__
-            log.exception("request failed", extra={"fields": {"method": method, "request_id": call.request_id,
+            log.exception(f"{what} failed", extra={"fields": {"method": call.method, "request_id": call.request_id,
                                                               "peer": call.peer}})
-            context.abort(call.code, f"internal error ({type(err).__name__}) in request {call.request_id}; "
+            context.abort(call.code, f"internal error ({type(err).__name__}) in {what} {call.request_id}; "
                                      "the server log has the details")
+
+    def _unary(self, method: str, request: Any, context: grpc.ServicerContext,
+               body: Callable[[Any, CallLog, grpc.ServicerContext], Any], *, admit: bool = True) -> Any:
+        """Runs a unary handler body with admission, status mapping, metrics and one log line."""
+        start = time.perf_counter()
+        call = self._call_log(method, context)
+        try:
+            with self._edge(call, context, what="request", retry="(another replica or in a few seconds)"):
+                if isinstance(request, Malformed):
+                    raise RpcRefusal(grpc.StatusCode.INVALID_ARGUMENT, request.reason, "malformed request")
+                if not admit:
+                    return body(request, call, context)
+                with self.admission.call():
+                    return body(request, call, context)
         finally:
             self._finish(call, start)
 
@@ -298,7 +318,8 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         counts: collections.Counter[str] = collections.Counter()
         call.extra = {"items": counts}
         try:
-            with self.admission.call():
+            with self._edge(call, context, what="stream", retry="the remaining frames in a few seconds"), \
+                    self.admission.call():
                 self._require_serving()
                 for request in request_iterator:
                     if self.stopping.is_set():
@@ -322,21 +343,6 @@ class DetectorServicer(pb_grpc.DetectorServicer):
                         continue
                     counts["OK"] += 1
                     yield resp
-        except Refused as err:
-            call.code, call.reason = grpc.StatusCode.RESOURCE_EXHAUSTED, err.reason
-            context.abort(call.code, err.message)
-        except RpcRefusal as err:
-            call.code, call.reason = err.code, err.reason
-            context.abort(err.code, err.message)
-        except Stopping:
-            call.code, call.reason = grpc.StatusCode.UNAVAILABLE, "server stopped during the stream"
-            context.abort(call.code, "the server is shutting down; retry the remaining frames in a few seconds")
-        except Exception as err:  # the edge: a failing stream must not crash the server
-            call.code, call.reason = grpc.StatusCode.INTERNAL, type(err).__name__
-            log.exception("stream failed", extra={"fields": {"method": "ClassifyStream", "request_id": call.request_id,
-                                                             "peer": call.peer}})
-            context.abort(call.code, f"internal error ({type(err).__name__}) in stream {call.request_id}; "
-                                     "the server log has the details")
         finally:
             call.extra = {"items": dict(counts)}
             self._finish(call, start)
@@ -348,6 +354,11 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         """Checks, applies online and stores one user verdict."""
         if self.feedback_log is None:
             raise RpcRefusal(grpc.StatusCode.FAILED_PRECONDITION, "this server runs without a feedback log")
+        client = client_key(context.peer(), context.invocation_metadata())
+        if not self.feedback_limiter.allow(client):
+            raise RpcRefusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"feedback rate limit for this client; retry in "
+                             f"{self.feedback_limiter.retry_after_s(client):.1f} s")
         request_id = request.request_id
         if not request_id:
             raise RpcRefusal(grpc.StatusCode.INVALID_ARGUMENT, "request_id is empty")
@@ -365,7 +376,9 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         # The online update runs first because the record carries the version after it; the
         # label is stored even when the ensemble cannot use it (e.g. after a restart).
         try:
-            after = str(self.ensemble.feedback(request_id, label))
+            outcome = self.ensemble.feedback_outcome(request_id, label)
+            after = str(outcome.live_version)
+            applied, detail = bool(outcome.applied), str(outcome.detail)[:300]
         except KeyError:
             applied, detail, after = False, "not applied online: the request is not among the recent answers", before
         except (ValueError, LookupError) as err:

@@ -33,7 +33,6 @@ N_COPIES = 6  # extra shifted astronaut images, so the kill lands between shards
 def ray_local():
     import ray
 
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
@@ -79,7 +78,7 @@ def resumed_run(ray_local, media_dir, tiny_bundle, tmp_path_factory) -> dict:
     cmd = [sys.executable, "-m", "fakeface.cli", "batch", "--input", str(media_dir), "--output", str(out),
            "--bundle", str(tiny_bundle), "--fps", str(FPS), "--shard-size", "1", "--batch-size", "1",
            "--ray-address", ray_local, "--keep-parts"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # carries conftest's Ray auth token
     with open(work / "first.log", "wb") as log:
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -55,7 +55,6 @@ def _write_png(path: Path, rgb: np.ndarray) -> str:
 def ray_local():
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
     yield
     ray.shutdown()

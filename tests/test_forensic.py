@@ -26,17 +26,16 @@ N_TRAIN, N_VAL = 160, 80
 
 
 def synthetic_crop(rng: np.random.Generator, fake: bool) -> np.ndarray:
-    """A smooth textured 200x200 RGB "crop"; a fake's inner ellipse is colour-shifted and blended."""
-    size = 200
+    """A smooth textured 160x160 RGB "crop"; a fake's inner ellipse is colour-shifted and blended."""
+    size = 160
     coarse = rng.normal(0, 1, (6, 6, 3)).astype(np.float32)
     base = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC) * 18 + rng.uniform(70, 180, 3)
     base += rng.normal(0, 4, (size, size, 3))
     if fake:
         mask = np.zeros((size, size), np.float32)
-        cv2.ellipse(mask, (size // 2, size // 2), (50, 62), 0, 0, 360, 1.0, -1)
-        mask = cv2.GaussianBlur(mask, (0, 0), 6)[..., None]
-        shift = np.array([14.0, -3.0, -12.0]) * rng.choice([-1.0, 1.0])
-        base = base + mask * shift
+        cv2.ellipse(mask, (size // 2, size // 2), (40, 50), 0, 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), 5)[..., None]
+        base = base + mask * np.array([16.0, -4.0, -14.0])  # a warmer pasted face
     return np.clip(base, 0, 255).astype(np.uint8)
 
 
@@ -60,7 +59,8 @@ def trained(manifest, tmp_path_factory) -> dict:
     from training.train import TrainConfig, train_bundle
 
     out = tmp_path_factory.mktemp("forensic-run") / "bundle"
-    config = TrainConfig(workers=2, agent_kwargs={"forensic": {"max_iter": 150, "min_samples_leaf": 8}})
+    small = {"max_iter": 60, "max_leaf_nodes": 8, "min_samples_leaf": 8}  # a few hundred rows, not 23k
+    config = TrainConfig(workers=2, agent_kwargs={"forensic": small})
     bundle = train_bundle(manifest, ["forensic"], out, config, description={"data": "synthetic fixture"},
                           keep_work=True, verbose=0)
     return {"bundle": bundle, "config": config, "out": out, "work": out.with_name(out.name + ".work")}

@@ -238,7 +238,9 @@ def test_feedback_is_stored_and_survives_a_restart(ensemble, crop_png, tmp_path)
         resp = stub.Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF), timeout=60)
         ack = stub.Feedback(pb.FeedbackRequest(request_id=resp.request_id, label=pb.LABEL_FAKE), timeout=60)
         assert ack.stored and ack.applied, ack.detail
-        assert ack.controller_version == str(ensemble.controller_version) != ack.previous_controller_version
+        # The candidate learned; it goes live only if the replay check allows, and says which.
+        assert ack.controller_version == str(ensemble.controller_version)
+        assert ("promoted" in ack.detail) == (ack.controller_version != ack.previous_controller_version), ack.detail
         with pytest.raises(grpc.RpcError) as info:
             stub.Feedback(pb.FeedbackRequest(request_id=resp.request_id), timeout=30)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -257,6 +259,29 @@ def test_feedback_is_stored_and_survives_a_restart(ensemble, crop_png, tmp_path)
     assert [(r["request_id"], r["label"]) for r in records] == [(resp.request_id, "fake"), (second.request_id, "real")]
     assert records[0]["controller_version_after"] == ack.controller_version
     assert set(records[0]["faces"][0]["votes"]) == AGENTS
+
+
+def test_feedback_is_rate_limited_per_client(ensemble, crop_png, tmp_path):
+    server, port = start(ensemble, feedback_path=str(tmp_path / "fb.jsonl"), feedback_rate_per_s=0.01,
+                         feedback_burst=3)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.DetectorStub(channel)
+            resp = stub.Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF), timeout=60)
+            request = pb.FeedbackRequest(request_id=resp.request_id, label=pb.LABEL_REAL)
+            for _ in range(3):
+                assert stub.Feedback(request, timeout=30).stored
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Feedback(request, timeout=30)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "retry in" in info.value.details()
+            # Another client (its own bearer token) has its own bucket; classify is not limited.
+            other = (("authorization", "Bearer someone-else"),)
+            assert stub.Feedback(request, timeout=30, metadata=other).stored
+            assert len(stub.Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF), timeout=60).faces) == 1
+    finally:
+        server.stop(0).wait()
+    assert len((tmp_path / "fb.jsonl").read_text().splitlines()) == 4  # the refused call stored nothing
 
 
 def test_token_auth(ensemble, crop_png, tmp_path, capsys):
