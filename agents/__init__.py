@@ -1,4 +1,4 @@
-"""The three classifier agents, their preprocessing contracts and the model bundle.
+"""The four agents (three Keras CNNs and the forensic-features model), their preprocessing contracts and the model bundle.
 
 Names are imported lazily so that light users (labels, preprocessing contracts) do not pay
 for Keras/TensorFlow start-up.

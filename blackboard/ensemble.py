@@ -62,7 +62,9 @@ class EnsembleConfig:
     """How the blackboard is deployed on Ray."""
 
     replicas: int = 1  # actors per agent
-    num_cpus_per_actor: float = 0.5  # fractional so 3 agents + detector fit on 2 CPUs
+    # CPU share per actor; None = the cluster's CPUs spread over every actor (at most 1 each),
+    # so four agents + the detector fit on a 2-CPU machine (0.4 each) and grow with the cluster.
+    num_cpus_per_actor: float | None = None
     num_gpus_per_actor: float = 0.0  # GPU share per agent actor
     max_batch_size: int = 16  # dynamic micro-batching per agent: crops per actor call
     max_wait_ms: float = 5.0  # how long a batch waits to fill
@@ -73,7 +75,7 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         if self.replicas < 1:
             raise ValueError(f"replicas must be >= 1, received {self.replicas}.")
-        if self.num_cpus_per_actor < 0 or self.num_gpus_per_actor < 0:
+        if (self.num_cpus_per_actor is not None and self.num_cpus_per_actor < 0) or self.num_gpus_per_actor < 0:
             raise ValueError(f"actor resources must be >= 0, received cpus={self.num_cpus_per_actor}, "
                              f"gpus={self.num_gpus_per_actor}.")
         if self.max_batch_size < 1:
@@ -124,12 +126,12 @@ class Ensemble:
         self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
         # Loopback-only, token-authenticated, reaped with this process (blackboard.ray_runtime).
         self._owns_ray = init_ray(ray_address)
-        self._check_resources()
+        self.num_cpus_per_actor = self._cpus_per_actor()
         env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-        detector_cls = make_remote(self.detector_class, num_cpus=config.num_cpus_per_actor, num_gpus=0,
+        detector_cls = make_remote(self.detector_class, num_cpus=self.num_cpus_per_actor, num_gpus=0,
                                    max_restarts=config.max_restarts, env_vars=env)
         self._detector = detector_cls.remote()
-        agent_cls = make_remote(self.predictor_class, num_cpus=config.num_cpus_per_actor,
+        agent_cls = make_remote(self.predictor_class, num_cpus=self.num_cpus_per_actor,
                                 num_gpus=config.num_gpus_per_actor, max_restarts=config.max_restarts, env_vars=env)
         bundle_path = str(self.bundle.path)
         # Two resolver threads per replica: one awaiting a call, one retrying elsewhere.
@@ -152,16 +154,20 @@ class Ensemble:
         self._gate = UncertaintyGate.from_bundle(self.bundle)  # "uncertain" for tiny / out-of-domain faces
 
     # ------------------------------------------------------------------ setup
-    def _check_resources(self) -> None:
-        """Refuses a deployment that can never be scheduled (it would hang in ready())."""
-        needed = self.config.num_cpus_per_actor * (self.config.replicas * len(self.agent_names) + 1)
+    def _cpus_per_actor(self) -> float:
+        """The CPU share per actor; refuses a deployment that can never be scheduled (it would hang)."""
+        actors = self.config.replicas * len(self.agent_names) + 1
         available = float(ray.cluster_resources().get("CPU", 0.0))
-        if needed > available + 1e-9:
+        per_actor = self.config.num_cpus_per_actor
+        if per_actor is None:
+            per_actor = min(1.0, round(available / actors - 0.005, 2))
+        if per_actor * actors > available + 1e-9 or (self.config.num_cpus_per_actor is None and per_actor <= 0):
             raise ValueError(
-                f"The ensemble needs {needed:g} CPUs ({self.config.replicas} replica(s) x {len(self.agent_names)} "
-                f"agents + detector at {self.config.num_cpus_per_actor:g} CPU each) but the Ray cluster has "
+                f"The ensemble needs {per_actor * actors:g} CPUs ({self.config.replicas} replica(s) x "
+                f"{len(self.agent_names)} agents + detector at {per_actor:g} CPU each) but the Ray cluster has "
                 f"{available:g}; lower num_cpus_per_actor or replicas."
             )
+        return float(per_actor)
 
     def ready(self, timeout_s: float = 120) -> bool:
         """True when the detector and every agent replica have loaded their models."""

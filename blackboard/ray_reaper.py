@@ -1,9 +1,11 @@
 """Kills an embedded Ray's processes once the process that started them is gone.
 
 Run as a plain script (it imports nothing from the project):
-``python ray_reaper.py PARENT_PID ROOT_PID...``. Its stdin is a pipe from the parent; end of
-file means the parent exited, however it died (SIGKILL included). The roots are the Ray
-processes ``ray.init`` started (GCS, raylet, dashboard, monitors); every second the reaper
+``python ray_reaper.py PARENT_PID [OLD_CHILD_PID...]``, started just *before* ``ray.init`` so
+that a signal during start-up leaves nothing behind either. Its stdin is a pipe from the parent;
+end of file means the parent exited, however it died (SIGKILL included). The roots are the
+parent's children other than the old ones listed (the Ray processes ``ray.init`` starts: GCS,
+raylet, dashboard, monitors); every second the reaper
 notes their descendants (agents and workers, which Ray does not tie to the parent's life), and
 when the parent is gone or every root has exited it sends SIGTERM, then SIGKILL, to those still
 alive. Processes are matched by pid and start time, so a reused pid is never touched. Linux only.
@@ -69,15 +71,17 @@ def reap(known: dict[int, int]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parent, roots = int(argv[0]), {int(pid) for pid in argv[1:]}
+    parent, old = int(argv[0]), {int(pid) for pid in argv[1:]}
     me = os.getpid()
     known: dict[int, int] = {}
+    roots: set[int] = set()
     while True:
         table = process_table()
+        roots |= {pid for pid, (ppid, _) in table.items() if ppid == parent} - old - {me}
         for pid in descendants(roots | set(known), table) - {me, parent}:
             known.setdefault(pid, table[pid][1])
         known = {pid: start for pid, start in known.items() if table.get(pid, (0, -1))[1] == start}
-        if not any(pid in known for pid in roots):
+        if roots and not any(pid in known for pid in roots):
             break  # Ray was shut down: only stragglers may be left
         ready, _, _ = select.select([sys.stdin], [], [], 1.0)
         if ready and not os.read(sys.stdin.fileno(), 4096):

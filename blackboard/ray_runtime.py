@@ -99,28 +99,26 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, **kwarg
     kwargs.setdefault("log_to_driver", False)
     kwargs.setdefault("logging_level", logging.WARNING)
     if local:
-        before = _children() if sys.platform.startswith("linux") else set()
+        if sys.platform.startswith("linux"):
+            # Before ray.init: a SIGTERM or kill -9 during start-up must not leave Ray behind.
+            _start_reaper(_children())
         handlers = _own_signal_handlers()
         ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, **kwargs)
         # ray.init replaces SIGTERM's handler with one that exits at once; the caller's (a drain) wins.
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        if sys.platform.startswith("linux"):
-            _start_reaper(_children() - before)
     else:
         ray.init(address=address, **kwargs)
     return True
 
 
-def _start_reaper(roots: set[int]) -> None:
-    """Starts `blackboard.ray_reaper` watching this process and the Ray processes in ``roots``."""
+def _start_reaper(old_children: set[int]) -> None:
+    """Starts `blackboard.ray_reaper` watching this process and every child it starts from now on."""
     global _reaper
     if _reaper is not None:
         _reaper.poll()  # collects the exit status of an earlier session's reaper
-    if not roots:
-        return
     script = Path(__file__).with_name("ray_reaper.py")
     _reaper = subprocess.Popen(
-        [sys.executable, str(script), str(os.getpid()), *map(str, sorted(roots))],
+        [sys.executable, str(script), str(os.getpid()), *map(str, sorted(old_children))],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )

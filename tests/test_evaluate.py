@@ -20,10 +20,10 @@ from sklearn import metrics as skm
 
 from agents.labels import CLASSES
 from training import metrics as fm
+from training.systems import build_systems
 from training.evaluate import (
     EvalConfig,
     EvaluationError,
-    build_systems,
     main,
     resolve_inputs,
 )

@@ -10,7 +10,7 @@ from agents.bundle import load_bundle
 from blackboard.combine import baselines_to_json, fit_baselines
 from blackboard.controller_logodds import LogOddsController
 from blackboard.controller_store import ReplaySet, save_controller
-from training.evaluate import ablation, build_systems
+from training.systems import ablation, build_systems
 
 
 def test_stored_baselines_and_ensemble_are_scored_without_fitting_data(tiny_bundle, tmp_path):

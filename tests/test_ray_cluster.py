@@ -122,8 +122,10 @@ def _start_cluster(log_dir: Path, env: dict, procs: list, temps: list) -> tuple[
 
 @pytest.fixture()
 def two_node_cluster(tmp_path):
-    # Token auth stays on (conftest's RAY_AUTH_MODE/RAY_AUTH_TOKEN): both nodes and the job share it.
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+    # Token auth stays on (conftest's RAY_AUTH_MODE/RAY_AUTH_TOKEN are shared by both nodes and
+    # the job); the single-node switch of an embedded Ray is dropped so a second node may join.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    env = {**env, "RAY_USAGE_STATS_ENABLED": "0",
            "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(REPO),
            # Generous start-up windows: six engineers share two cores here.
            "RAY_raylet_start_wait_time_s": "180", "RAY_agent_register_timeout_ms": "180000",
