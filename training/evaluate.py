@@ -344,7 +344,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     )
     result = {
         "data": {
-            "path": str(config.data.resolve()),
+            # As given, never this machine's absolute path: results are committed and shared.
+            "path": str(config.data),
             "split": config.split if is_manifest(config.data) else None,
             "n": int(len(ok)),
             "n_real": int((y == 0).sum()),
@@ -356,7 +357,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         },
         "fit": {"source": fit_description, "n": int(len(fit_ok)),
                 "n_no_face": int(((scored["role"] == FIT) & (scored["status"] != STATUS_OK)).sum())},
-        "bundle": {"path": str(bundle.path), "version": bundle.version, "agents": agents},
+        "bundle": {"path": str(config.bundle) if config.bundle else "default", "version": bundle.version,
+                   "agents": agents},
         **score_systems(y, systems, config.bootstrap),
         "unavailable": unavailable,
         "ablation": ablation(y, eval_votes, agents, controller, eval_context),
@@ -364,7 +366,9 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                       "seed": config.bootstrap.seed},
         "timing": {"pipeline_s": round(pipeline_s, 2), "images_per_s": round(len(rows) / max(pipeline_s, 1e-9), 2)},
     }
-    predictions = pd.DataFrame({"path": ok["path"], "label": y})
+    # Paths relative to the evaluated folder (or manifest's folder), so the file is portable.
+    root = config.data.resolve() if config.data.is_dir() else config.data.resolve().parent
+    predictions = pd.DataFrame({"path": [os.path.relpath(p, root) for p in ok["path"]], "label": y})
     for s in systems:
         predictions[s.name] = s.p_fake
     atomic_write_text(config.out / "predictions.csv", predictions.to_csv(index=False))

@@ -185,10 +185,10 @@ def run(args: argparse.Namespace) -> int:
     thresholds = {a: bundle.agent(a).threshold for a in agents}
     metrics = val_report(controller, votes[replay], labels[replay], thresholds, baselines,
                          None if context is None else context[replay])
-    controller.fitted_on.update({"manifest": str(Path(args.manifest).resolve()), "split": args.split,
+    controller.fitted_on.update({"manifest": str(args.manifest), "split": args.split,
                                  "bundle_version": bundle.version, "replay_cases": int(len(replay)),
                                  "metrics_replay": metrics["ensemble"]})
-    fitted_on = {"manifest": str(Path(args.manifest).resolve()), "split": args.split, "cases": int(len(fit))}
+    fitted_on = {"manifest": str(args.manifest), "split": args.split, "cases": int(len(fit))}
     saved = save_controller(bundle.path, controller, baselines=baselines_to_json(baselines, fitted_on=fitted_on),
                             replay=ReplaySet(tuple(agents), votes[replay], labels[replay]))
     where = f"the {len(replay)} held-out replay rows of split {args.split!r} (not used for fitting)"
