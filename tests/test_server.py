@@ -640,6 +640,16 @@ def test_killed_actors_restart_without_a_cap_and_requests_still_succeed(served, 
         while not ensemble.component_status(timeout_s=5)["agent/lenet"]:
             assert time.monotonic() < end, "lenet did not come back"
             time.sleep(0.5)
-    answer = served["stub"].Classify(classify_request(face_png), timeout=120)
-    assert {v.agent for v in answer.faces[0].votes} == AGENTS and not answer.faces[0].degraded
+    # The restarted actor traces its graph on its first batch; an answer within the case's
+    # deadline may still be degraded once (it then names lenet), never wrong or failed.
+    end = time.monotonic() + 120
+    while True:
+        answer = served["stub"].Classify(classify_request(face_png), timeout=120)
+        face = answer.faces[0]
+        if not face.degraded:
+            break
+        assert list(face.missing_agents) == ["lenet"], face.missing_agents
+        assert time.monotonic() < end, "lenet's votes did not come back after its restarts"
+        time.sleep(1.0)
+    assert {v.agent for v in face.votes} == AGENTS
     assert ensemble.describe().restarts.get("agent/lenet", 0) >= 1
