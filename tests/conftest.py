@@ -77,3 +77,38 @@ def make_tiny_bundle(out_dir: Path, *, seed: int = 0) -> Path:
 def tiny_bundle(tmp_path_factory) -> Path:
     """Path of a tiny three-agent bundle (session-scoped: treat as read-only; copy to modify)."""
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+def bundle_with_controller(tiny_bundle: Path, dest: Path) -> Path:
+    """A copy of the tiny bundle with a controller (and replay set) fitted on random votes.
+
+    Servers need a controller that feedback can update; the replay set lets the promotion
+    guard decide.
+    """
+    import shutil
+
+    from blackboard.controller import QController, save_controller
+    from blackboard.controller_store import ReplaySet
+
+    shutil.copytree(tiny_bundle, dest)
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 20)
+    votes = np.clip(labels[:, None] * 0.4 + rng.uniform(0, 0.6, size=(40, 3)), 0, 1)
+    agents = ["custom", "lenet", "vgg16"]
+    save_controller(dest, QController(agents).fit(votes, labels), replay=ReplaySet(tuple(agents), votes, labels))
+    return dest
+
+
+def ray_ensemble(bundle_dir: Path):
+    """A real local Ray with the bundle's ensemble on it (a generator for module fixtures)."""
+    import ray
+
+    from blackboard.ensemble import Ensemble, EnsembleConfig
+
+    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    ens = Ensemble(bundle_dir, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=30.0))
+    try:
+        yield ens
+    finally:
+        ens.shutdown()
+        ray.shutdown()

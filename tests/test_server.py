@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 import struct
 import threading
 import time
@@ -16,6 +15,7 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+from conftest import bundle_with_controller, ray_ensemble
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
@@ -47,33 +47,12 @@ def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
 @pytest.fixture(scope="module")
 def bundle_dir(tiny_bundle, tmp_path_factory):
     """The tiny bundle plus a controller fitted on random votes (so feedback can update it)."""
-    from blackboard.controller import QController, save_controller
-
-    path = tmp_path_factory.mktemp("server-bundle") / "tiny"
-    shutil.copytree(tiny_bundle, path)
-    rng = np.random.default_rng(0)
-    labels = np.array([0, 1] * 20)
-    votes = np.clip(labels[:, None] * 0.4 + rng.uniform(0, 0.6, size=(40, 3)), 0, 1)
-    from blackboard.controller_store import ReplaySet  # feedback is promoted only after a replay check
-
-    agents = ["custom", "lenet", "vgg16"]
-    save_controller(path, QController(agents).fit(votes, labels), replay=ReplaySet(tuple(agents), votes, labels))
-    return path
+    return bundle_with_controller(tiny_bundle, tmp_path_factory.mktemp("server-bundle") / "tiny")
 
 
 @pytest.fixture(scope="module")
 def ensemble(bundle_dir):
-    import ray
-
-    from blackboard.ensemble import Ensemble, EnsembleConfig
-
-    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
-    ens = Ensemble(bundle_dir, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=30.0))
-    try:
-        yield ens
-    finally:
-        ens.shutdown()
-        ray.shutdown()
+    yield from ray_ensemble(bundle_dir)
 
 
 def start(ensemble, **overrides):

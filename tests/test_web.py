@@ -7,12 +7,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 
 import cv2
 import numpy as np
 import pytest
+from conftest import bundle_with_controller, ray_ensemble
 
 from blackboard.server import ServerConfig, create_server
 from blackboard.web import WebConfig, WebServer, create_app
@@ -35,30 +35,12 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 @pytest.fixture(scope="module")
 def bundle_dir(tiny_bundle, tmp_path_factory):
     """The tiny bundle plus a controller fitted on random votes (so feedback can update it)."""
-    from blackboard.controller import QController, save_controller
-
-    path = tmp_path_factory.mktemp("web-bundle") / "tiny"
-    shutil.copytree(tiny_bundle, path)
-    rng = np.random.default_rng(0)
-    labels = np.array([0, 1] * 20)
-    votes = np.clip(labels[:, None] * 0.4 + rng.uniform(0, 0.6, size=(40, 3)), 0, 1)
-    save_controller(path, QController(sorted(AGENTS)).fit(votes, labels))
-    return path
+    return bundle_with_controller(tiny_bundle, tmp_path_factory.mktemp("web-bundle") / "tiny")
 
 
 @pytest.fixture(scope="module")
 def ensemble(bundle_dir):
-    import ray
-
-    from blackboard.ensemble import Ensemble, EnsembleConfig
-
-    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
-    ens = Ensemble(bundle_dir, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=30.0))
-    try:
-        yield ens
-    finally:
-        ens.shutdown()
-        ray.shutdown()
+    yield from ray_ensemble(bundle_dir)
 
 
 def _serve(ensemble, **overrides):
