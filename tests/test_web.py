@@ -372,3 +372,18 @@ def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
     finally:
         web.stop()
         server.stop(0).wait()
+
+
+def test_accuracy_statement_reads_the_held_out_replay_metrics():
+    from blackboard.web.report import accuracy_statement
+
+    def info(fitted):
+        return {"manifest": {"extras": {"controller": {"fitted_on": fitted}}}, "agents": {}}
+
+    held_out = accuracy_statement(info({"cases": 3697, "replay_cases": 931,
+                                        "metrics_replay": {"accuracy": 0.78, "roc_auc": 0.87}}))
+    assert held_out[0].startswith("On 931 labelled validation faces the ensemble was right 78 %")
+    assert "ROC AUC 0.87" in held_out[0] and "1 answer in 5 was wrong" in held_out[0]
+    older = accuracy_statement(info({"cases": 40, "metrics": {"accuracy": 0.5}}))
+    assert older[0].startswith("On 40 labelled validation faces the ensemble was right 50 %")
+    assert "no measured accuracy" in accuracy_statement(info({}))[0]

@@ -42,9 +42,12 @@ def accuracy_statement(info: dict[str, Any]) -> list[str]:
     manifest = info.get("manifest") or {}
     lines = []
     fitted = _get(manifest, "extras", "controller", "fitted_on") or {}
-    metrics = fitted.get("metrics") or {}
+    # fit-controller scores the ensemble on the val groups it held out (the replay set); older
+    # controllers recorded metrics on the cases they were fitted on.
+    held_out = "metrics_replay" in fitted
+    metrics = (fitted.get("metrics_replay") if held_out else fitted.get("metrics")) or {}
     if metrics.get("accuracy") is not None:
-        cases = fitted.get("cases")
+        cases = fitted.get("replay_cases") if held_out else fitted.get("cases")
         on = f"{cases} labelled validation faces" if cases else "its validation faces"
         auc = metrics.get("roc_auc")
         wrong = 1.0 - float(metrics["accuracy"])
