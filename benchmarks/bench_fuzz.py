@@ -169,7 +169,7 @@ def main() -> int:
     for _ in range(3):
         ok_request()
     rss_before = rss_mb(os.getpid())
-    results: dict = {"host": platform.node(), "cpus": os.cpu_count(), "bundle": str(ensemble.bundle.path),
+    results: dict = {"host": platform.node(), "cpus": os.cpu_count(), "bundle": os.path.relpath(ensemble.bundle.path, REPO),
                      "bundle_version": ensemble.bundle_version, "rss_mb_before": round(rss_before, 1)}
 
     # -- fuzz ---------------------------------------------------------------------------------
