@@ -1,6 +1,6 @@
 """Throughput of `fakeface batch` (Ray Data) with 1 and 2 actors per agent vs a plain loop.
 
-Same images, same agents, same run: a subset of /work/shared/data/dfdc-test (balanced real/fake,
+Same images, same agents, same run: a subset of ../shared/data/dfdc-test (balanced real/fake,
 --detect off since the images are face crops), through
 
 * ``loop``: one process, each agent's `AgentPredictor` in turn, mean of the votes;
@@ -32,7 +32,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path("/work/shared/data/dfdc-test")
+DEFAULT_DATA = REPO.parent / "shared/data/dfdc-test"
 RESULTS = REPO / "benchmarks" / "results" / "batch.json"
 
 

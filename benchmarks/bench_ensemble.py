@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:
 from agents.bundle import DEFAULT_BUNDLE, load_bundle  # noqa: E402
 from agents.predictor import AgentPredictor  # noqa: E402
 
-SAMPLE_DIR = Path("/work/shared/data/dfdc-test")
+SAMPLE_DIR = REPO.parent / "shared/data/dfdc-test"
 
 
 def face_crop() -> tuple[np.ndarray, str]:

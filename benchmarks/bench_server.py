@@ -45,7 +45,7 @@ def percentile_ms(samples: list[float], q: float) -> float:
 
 def face_crop() -> tuple[np.ndarray, str]:
     """A real face crop: the first DFDC crop when the shared data is present, else the astronaut."""
-    meta = Path("/work/shared/data/dfdc/metadata.csv")
+    meta = REPO.parent / "shared/data/dfdc/metadata.csv"
     if meta.is_file():
         import pandas as pd
 

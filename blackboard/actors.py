@@ -218,3 +218,25 @@ def make_remote(cls: type, *, num_cpus: float, num_gpus: float, max_restarts: in
         max_task_retries=0,
         runtime_env={"env_vars": dict(env_vars)},
     )
+
+
+def cpus_per_actor(requested: float | None, *, replicas: int, agents: int, available: float) -> float:
+    """The CPU share of each actor of an ensemble (agent replicas plus the detector).
+
+    Args:
+        requested: a fixed share, or None to spread ``available`` over every actor (at most 1 each).
+        replicas: actors per agent.
+        agents: number of agents.
+        available: CPUs of the Ray cluster.
+
+    Raises:
+        ValueError: the deployment could never be scheduled (it would hang waiting for CPUs).
+    """
+    actors = replicas * agents + 1
+    share = requested if requested is not None else min(1.0, round(available / actors - 0.005, 2))
+    if share * actors > available + 1e-9 or share < 0 or (requested is None and share <= 0):
+        raise ValueError(
+            f"The ensemble needs {share * actors:g} CPUs ({replicas} replica(s) x {agents} agents + detector at "
+            f"{share:g} CPU each) but the Ray cluster has {available:g}; lower num_cpus_per_actor or replicas."
+        )
+    return float(share)

@@ -70,7 +70,8 @@ def face_to_dict(face: pb.Face, *, time_s: float | None = None) -> dict[str, Any
     return out
 
 
-def _response_meta(resp: pb.ClassifyResponse) -> dict[str, Any]:
+def response_meta(resp: pb.ClassifyResponse) -> dict[str, Any]:
+    """Request id, versions and timings of one answer (shared by the CLI's JSON and the web page)."""
     return {
         "request_id": resp.request_id,
         "bundle_version": resp.bundle_version,
@@ -100,7 +101,7 @@ class Runner:
         else:
             resp = self.backend.classify_rgb(rgb, detect=self.args.detect, heatmaps=want, source=path.name,
                                              timeout_s=self.args.timeout)
-        result = {"file": str(path), "kind": "image", **_response_meta(resp),
+        result = {"file": str(path), "kind": "image", **response_meta(resp),
                   "faces": [face_to_dict(f) for f in resp.faces], "no_face_reason": resp.no_face_reason}
         return result, rgb
 
@@ -143,7 +144,7 @@ class Runner:
         meta: dict[str, Any] = {}
         for frame, resp in self._frame_answers(path):
             sampled += 1
-            meta = _response_meta(resp)
+            meta = response_meta(resp)
             faces = [face_to_dict(f, time_s=frame.time_s) for f in resp.faces if f.label != pb.LABEL_UNSPECIFIED]
             tracker.update(faces)
             top = max((f["p_fake"] for f in faces), default=-1.0)

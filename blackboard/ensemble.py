@@ -32,7 +32,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from agents.bundle import Bundle, load_bundle
 from agents.labels import CLASSES, label_to_index
 from agents.predictor import AgentPredictor
-from blackboard.actors import AgentPool, DetectorWorker, make_remote
+from blackboard.actors import AgentPool, DetectorWorker, cpus_per_actor, make_remote
 from blackboard.model_info import AgentInfo, EnsembleInfo
 from blackboard.ray_runtime import init_ray
 from blackboard.case import Case, Decision, FaceRecord, Vote
@@ -126,7 +126,9 @@ class Ensemble:
         self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
         # Loopback-only, token-authenticated, reaped with this process (blackboard.ray_runtime).
         self._owns_ray = init_ray(ray_address)
-        self.num_cpus_per_actor = self._cpus_per_actor()
+        self.num_cpus_per_actor = cpus_per_actor(
+            config.num_cpus_per_actor, replicas=config.replicas, agents=len(names),
+            available=float(ray.cluster_resources().get("CPU", 0.0)))
         env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         detector_cls = make_remote(self.detector_class, num_cpus=self.num_cpus_per_actor, num_gpus=0,
                                    max_restarts=config.max_restarts, env_vars=env)
@@ -154,21 +156,6 @@ class Ensemble:
         self._gate = UncertaintyGate.from_bundle(self.bundle)  # "uncertain" for tiny / out-of-domain faces
 
     # ------------------------------------------------------------------ setup
-    def _cpus_per_actor(self) -> float:
-        """The CPU share per actor; refuses a deployment that can never be scheduled (it would hang)."""
-        actors = self.config.replicas * len(self.agent_names) + 1
-        available = float(ray.cluster_resources().get("CPU", 0.0))
-        per_actor = self.config.num_cpus_per_actor
-        if per_actor is None:
-            per_actor = min(1.0, round(available / actors - 0.005, 2))
-        if per_actor * actors > available + 1e-9 or (self.config.num_cpus_per_actor is None and per_actor <= 0):
-            raise ValueError(
-                f"The ensemble needs {per_actor * actors:g} CPUs ({self.config.replicas} replica(s) x "
-                f"{len(self.agent_names)} agents + detector at {per_actor:g} CPU each) but the Ray cluster has "
-                f"{available:g}; lower num_cpus_per_actor or replicas."
-            )
-        return float(per_actor)
-
     def ready(self, timeout_s: float = 120) -> bool:
         """True when the detector and every agent replica have loaded their models."""
         until = time.monotonic() + float(timeout_s)

@@ -188,3 +188,15 @@ def test_feedback_updates_a_copy_and_rollback_restores(ensemble, face_crop):
 def test_unschedulable_deployment_is_refused(ray_local, bundle_dir):
     with pytest.raises(ValueError, match="needs 3.5 CPUs"):
         Ensemble(bundle_dir, EnsembleConfig(replicas=2, num_cpus_per_actor=0.5))
+
+
+def test_cpu_share_spreads_the_cluster_over_every_actor():
+    from blackboard.actors import cpus_per_actor
+
+    # Four agents + the detector on 2 CPUs: 0.4 each, so all five can be scheduled.
+    share = cpus_per_actor(None, replicas=1, agents=4, available=2.0)
+    assert 0.35 <= share and share * 5 <= 2.0
+    assert cpus_per_actor(None, replicas=1, agents=3, available=16.0) == 1.0  # never more than a core
+    assert cpus_per_actor(0.25, replicas=2, agents=3, available=2.0) == 0.25
+    with pytest.raises(ValueError, match="needs 3.5 CPUs"):
+        cpus_per_actor(0.5, replicas=2, agents=3, available=2.0)

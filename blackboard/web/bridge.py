@@ -190,16 +190,13 @@ def face_view(face_dict: dict[str, Any], face: pb.Face | None) -> dict[str, Any]
 
 def response_view(resp: pb.ClassifyResponse) -> dict[str, Any]:
     """The page's JSON for one image answer."""
-    from blackboard.classify_cli import face_to_dict
+    from blackboard.classify_cli import face_to_dict, response_meta
 
     return {
-        "request_id": resp.request_id,
-        "bundle_version": resp.bundle_version,
-        "controller_version": resp.controller_version,
+        **response_meta(resp),
         "width": int(resp.image_width),
         "height": int(resp.image_height),
         "no_face_reason": resp.no_face_reason,
-        "timings_ms": {k: round(v, 1) for k, v in resp.timings_ms.items()},
         "faces": [face_view(face_to_dict(f), f) for f in resp.faces],
     }
 
