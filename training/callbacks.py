@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
+from agents.atomic import atomic_write_text
 from agents.labels import FAKE_INDEX
 
 
@@ -47,7 +48,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     """Early stopping on a maximised metric whose state lives on disk.
 
     Each epoch it writes `state.json` (best value, best epoch, epochs waited) and, when the
-    epoch is the best so far, `best.weights.h5`; both are written to a temporary name and renamed.
+    epoch is the best so far, `best.weights.h5`; both written to a temporary name and renamed.
 
     Args:
         work_dir: the agent's work directory.
@@ -83,14 +84,13 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
                            f"put the callback that computes it first.")
         if self.state["best"] is None or value > self.state["best"]:
             self.state.update(best=float(value), best_epoch=int(epoch) + 1, wait=0)
+            # Not agents.atomic: Keras insists on a name ending in ".weights.h5".
             tmp = self.best_path.with_name(f"best.{os.getpid()}.tmp.weights.h5")
             self.model.save_weights(tmp)
             os.replace(tmp, self.best_path)
         else:
             self.state["wait"] += 1
-        tmp = self.state_path.with_name(f"state.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.state))
-        os.replace(tmp, self.state_path)
+        atomic_write_text(self.state_path, json.dumps(self.state))
         if self.state["wait"] >= self.patience:
             self.model.stop_training = True
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from agents.atomic import atomic_write, atomic_write_text
 from agents.labels import FAKE_INDEX, REAL_INDEX
 from agents.preprocessing import Preprocessing, resize_rgb, to_model_input
 from blackboard.faces import read_image
@@ -49,12 +50,8 @@ def resized_cache(
         list(tqdm(pool.map(one, range(len(paths))), total=len(paths), disable=not verbose,
                   desc=f"decoding {len(paths)} images to {contract.height}x{contract.width}", unit="img"))
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_name(f"{cache_path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, out)
-    os.replace(tmp, cache_path)
-    tmp_list = list_path.with_name(f"{list_path.name}.{os.getpid()}.tmp")
-    tmp_list.write_text(listing)
-    os.replace(tmp_list, list_path)
+    atomic_write(cache_path, lambda tmp: np.save(tmp, out))
+    atomic_write_text(list_path, listing)  # last: the listing vouches for a complete array
     return out
 from training.augment import AugmentConfig, augment
 from training.synth import self_blend

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from agents.atomic import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -45,9 +47,7 @@ def main() -> int:
     sides = merged.groupby("group")["split"].nunique()
     if (sides > 1).any():
         raise SystemExit(f"groups on two sides of the split: {list(sides[sides > 1].index[:5])}")
-    tmp = Path(args.out).with_suffix(f".tmp{os.getpid()}")
-    merged.to_csv(tmp, index=False)
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, merged.to_csv(index=False))
     print(f"{args.out}: {len(merged)} rows ({len(rows)} extra fakes, {int((~known).sum())} without a known group)")
     print(merged.groupby(["split", "label"]).size().to_string())
     return 0
