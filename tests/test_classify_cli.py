@@ -250,8 +250,17 @@ def test_sigterm_during_start_up_stops_cleanly(tiny_bundle, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--bundle", str(tiny_bundle), "--port",
                              "0", "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=REPO)
+    def ray_started() -> bool:  # Ray's own processes, not the reaper that is started before them
+        for pid in _descendants(proc.pid):
+            try:
+                if b"ray_reaper" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return True
+            except OSError:  # gone meanwhile
+                continue
+        return False
+
     end = time.monotonic() + 120
-    while not _descendants(proc.pid) and time.monotonic() < end:  # Ray is starting
+    while not ray_started() and time.monotonic() < end:  # Ray is starting
         time.sleep(0.2)
     time.sleep(2)
     seen = _descendants(proc.pid)
