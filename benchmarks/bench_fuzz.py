@@ -265,11 +265,11 @@ def main() -> int:
 
     def faults() -> None:
         time.sleep(1.0)
-        ray.kill(ensemble._detector, no_restart=False)
+        ray.kill(ensemble.actors("detector")[0])  # Serve replaces the replica
         agent = ensemble.agent_names[0]
         for _ in range(args.agent_kills):
             time.sleep(max(args.seconds / (args.agent_kills + 2), 0.5))
-            ray.kill(ensemble.actors(agent)[0], no_restart=False)
+            ray.kill(ensemble.actors(agent)[0])
 
     results["faults"] = load(args.seconds + 10, during=faults)
     end = time.monotonic() + 120

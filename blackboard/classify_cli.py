@@ -30,7 +30,9 @@ def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images (JPEG/PNG/BMP/WebP) or videos (mp4/avi/mov/mkv)")
     parser.add_argument("--server", metavar="HOST:PORT", default=None, help="use a running `fakeface serve`")
     parser.add_argument("--bundle", default=None, help="bundle for in-process mode (None: the shipped bundle)")
-    parser.add_argument("--ray-address", default=None, help="in-process mode: join this Ray cluster")
+    parser.add_argument("--ray-address", default=None,
+                        help="in-process mode: run the Ray Serve ensemble on this cluster (default: $RAY_ADDRESS, "
+                             "else the models run in this process without Ray)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--annotate", metavar="OUT.png", default=None,
                         help="write the image with boxes and verdicts (several inputs: OUT-<n>-<name>.png)")
@@ -84,9 +86,11 @@ class Runner:
     """Classifies files with a backend: a `DetectorClient` or a `LocalDetector`."""
 
     def __init__(self, backend: Any, args: argparse.Namespace) -> None:
+        from blackboard.client import DetectorClient
+
         self.backend = backend
         self.args = args
-        self.remote = hasattr(backend, "stub")
+        self.remote = isinstance(backend, DetectorClient)
 
     def image(self, path: Path) -> tuple[dict[str, Any], Any]:
         """Result dict and the decoded RGB image (for --annotate)."""
@@ -273,7 +277,7 @@ def _make_backend(args: argparse.Namespace):
         token = args.token or os.environ.get(TOKEN_ENV) or None
         client = DetectorClient(args.server, token=token, tls_ca=args.tls_ca, timeout_s=args.timeout)
         return client
-    return LocalDetector(args.bundle, ray_address=args.ray_address)
+    return LocalDetector(args.bundle, ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None)
 
 
 def main(argv: list[str]) -> int:

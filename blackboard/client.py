@@ -34,8 +34,9 @@ class ClientError(RuntimeError):
 
 def explain_rpc_error(err: grpc.RpcError, target: str) -> ClientError:
     """Turns a gRPC failure into a user-facing message."""
-    code = err.code() if hasattr(err, "code") else None
-    details = err.details() if hasattr(err, "details") else str(err)
+    # Errors raised by calls are also `grpc.Call`s (code + details); others carry only a message.
+    code = err.code() if isinstance(err, grpc.Call) else None
+    details = err.details() if isinstance(err, grpc.Call) else str(err)
     if code == grpc.StatusCode.UNAVAILABLE and ("loading" in (details or "") or "shutting down" in (details or "")):
         return ClientError(f"server at {target} is not serving right now: {details}")
     if code == grpc.StatusCode.UNAVAILABLE:
@@ -197,21 +198,30 @@ class DetectorClient:
 
 
 class LocalDetector:
-    """The ensemble in this process (Ray local), answering like the server does.
+    """The ensemble in this process, answering like the server does.
+
+    Without a Ray address the detector and agents run in this process (`blackboard.inprocess`):
+    no Ray to start, so one image is answered in seconds. With one, the Ray Serve ensemble of
+    the service runs on that cluster (`blackboard.ensemble`).
 
     Args:
         bundle: bundle directory, or None for the shipped default.
-        ray_address: Ray cluster to join (None = local).
+        ray_address: Ray cluster to join (None = in this process, without Ray).
     """
 
     def __init__(self, bundle: str | os.PathLike[str] | None = None, *, ray_address: str | None = None,
                  ready_timeout_s: float = 600.0) -> None:
         from agents.bundle import load_bundle
 
-        self.bundle = load_bundle(bundle)  # BundleError (a ValueError) with its fix, before Ray starts
-        from blackboard.ensemble import Ensemble, EnsembleConfig
+        self.bundle = load_bundle(bundle)  # BundleError (a ValueError) with its fix, before anything loads
+        if ray_address is None:
+            from blackboard.inprocess import InProcessBoard
 
-        self.ensemble = Ensemble(self.bundle.path, EnsembleConfig(), ray_address=ray_address)
+            self.ensemble = InProcessBoard(self.bundle)
+        else:
+            from blackboard.ensemble import Ensemble, EnsembleConfig
+
+            self.ensemble = Ensemble(self.bundle, EnsembleConfig(), ray_address=ray_address)
         ok = self.ensemble.ready(timeout_s=ready_timeout_s)
         if ok is False:
             self.ensemble.shutdown()

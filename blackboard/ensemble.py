@@ -1,100 +1,44 @@
-"""The blackboard on Ray: detector and agent actors around a case, decided by the controller.
+"""The blackboard on Ray Serve: detector and agent deployments around a case, decided by the controller.
 
-Case flow (:meth:`Ensemble.classify`)::
+Case flow (:meth:`Board.classify`)::
 
-    image -> detector actor (extract_faces) -> crops posted on the Case
-          -> every agent's pool assesses ALL the case's crops (one batched call per agent,
-             micro-batched with concurrent cases) -> votes posted (p_fake, latency, model sha)
+    image -> detector deployment (extract_faces) -> crops posted on the Case
+          -> every agent's deployment assesses ALL the case's crops (one call per agent,
+             micro-batched with concurrent cases by ``@serve.batch``) -> votes posted
+             (p_fake, latency, model sha)
           -> controller decides per face (label, calibrated p_fake, threshold, vote weights)
 
-Agents that have not voted by the deadline, or whose actor died, drop out of the decision and
+Agents that have not voted by the deadline, or whose replica died, drop out of the decision and
 the face is marked degraded with their names; with no vote at all, or no detection in time,
 :class:`DeadlineExceeded` is raised. ``classify`` is thread-safe (gRPC calls it from many threads).
+Replicas, restarts and health checks are Ray Serve's (`blackboard.deployments`).
 """
 
 from __future__ import annotations
 
-import copy
 import os
-import threading
 import time
 import uuid
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import ray
-from ray.exceptions import GetTimeoutError, RayActorError
 
-from agents.bundle import Bundle, load_bundle
-from agents.labels import CLASSES, label_to_index
-from agents.predictor import AgentPredictor
-from blackboard.actors import AgentPool, DetectorWorker, cpus_per_actor, make_remote
-from blackboard.model_info import AgentInfo, EnsembleInfo
-from blackboard.ray_runtime import init_ray
-from blackboard.case import Case, Decision, FaceRecord, Vote
-from blackboard.ood import UncertaintyGate
-from blackboard.controller import Controller
-from blackboard.controller_store import (
-    find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
+from agents.bundle import Bundle
+from blackboard import deployments
+from blackboard.board import (  # noqa: F401 - the names callers import from here
+    DETECT_MODES, NO_FACE_HINT, Board, DeadlineExceeded, EnsembleConfig,
 )
-from blackboard.feedback_learning import FeedbackLearner, Outcome
-from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
+from blackboard.controller import Controller
+from blackboard.deployments import AgentDeployment, DeploymentPlan, DetectorDeployment
+from blackboard.ray_runtime import SERVE_LOOPBACK_ENV, init_ray, ray_is_loopback_only
 
-DETECT_MODES = ("auto", "on", "off")
-# How to classify the whole image anyway, in each front end's words.
-NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off` (CLI), "
-                "face_detection=FACE_DETECTION_OFF (gRPC) or \"classify the whole image\" (web page)")
-# Cases whose votes are kept for feedback (a bounded LRU: memory stays flat under load).
-FEEDBACK_CACHE = 1024
-# Controllers kept in memory for rollback after feedback updates.
-CONTROLLER_HISTORY = 32
-# Back-off between retries of a call whose actor died (doubling up to the cap) while Ray restarts it.
+# Back-off between retries of a detector call whose replica died (doubling up to the cap) while Serve replaces it.
 RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_MAX_S = 2.0
 
 
-@dataclass(frozen=True)
-class EnsembleConfig:
-    """How the blackboard is deployed on Ray."""
-
-    replicas: int = 1  # actors per agent
-    # CPU share per actor; None = the cluster's CPUs spread over every actor (at most 1 each),
-    # so four agents + the detector fit on a 2-CPU machine (0.4 each) and grow with the cluster.
-    num_cpus_per_actor: float | None = None
-    num_gpus_per_actor: float = 0.0  # GPU share per agent actor
-    max_batch_size: int = 16  # dynamic micro-batching per agent: crops per actor call
-    max_wait_ms: float = 5.0  # how long a batch waits to fill
-    deadline_s: float = 10.0  # default per-case deadline
-    max_restarts: int = -1  # Ray restarts of a dead actor; -1 = no lifetime cap (callers back off between tries)
-    agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
-
-    def __post_init__(self) -> None:
-        if self.replicas < 1:
-            raise ValueError(f"replicas must be >= 1, received {self.replicas}.")
-        if (self.num_cpus_per_actor is not None and self.num_cpus_per_actor < 0) or self.num_gpus_per_actor < 0:
-            raise ValueError(f"actor resources must be >= 0, received cpus={self.num_cpus_per_actor}, "
-                             f"gpus={self.num_gpus_per_actor}.")
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, received {self.max_batch_size}.")
-        if self.max_wait_ms < 0 or self.deadline_s <= 0:
-            raise ValueError(f"max_wait_ms must be >= 0 and deadline_s > 0, received {self.max_wait_ms}, "
-                             f"{self.deadline_s}.")
-        if self.max_restarts < -1:
-            raise ValueError(f"max_restarts must be >= 0, or -1 for no cap; received {self.max_restarts}.")
-        if self.agents is not None and len(self.agents) == 0:
-            raise ValueError("agents must be None (all) or name at least one agent.")
-
-
-class DeadlineExceeded(TimeoutError):
-    """No agent voted in time, or face detection did not finish before the deadline."""
-
-
-class Ensemble:
-    """The detector service's core: Ray actors for detection and agents, plus the controller.
+class Ensemble(Board):
+    """The detector service's core: Serve deployments for detection and agents, plus the controller.
 
     Args:
         bundle: bundle directory, loaded `Bundle`, or None for the shipped default.
@@ -104,168 +48,77 @@ class Ensemble:
         controller: overrides the bundle's controller (else the bundle's, else mean voting).
     """
 
-    # The plain class each agent actor runs (a subclass may wrap it, e.g. to inject faults in tests).
-    predictor_class: type = AgentPredictor
-    detector_class: type = DetectorWorker
+    # The deployment bodies (a subclass may swap them, e.g. to inject faults in tests).
+    agent_class: type = AgentDeployment
+    detector_class: type = DetectorDeployment
 
     def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
                  config: EnsembleConfig = EnsembleConfig(), *, ray_address: str | None = None,
                  controller: Controller | None = None) -> None:
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.config = config
-        names = list(config.agents) if config.agents is not None else self.bundle.agent_names
-        for name in names:
-            self.bundle.agent(name)  # raises naming the bundle's agents
-        self.agent_names: list[str] = names
-        self.bundle_version: str = self.bundle.version
-        self._lock = threading.Lock()
-        self._controller: Controller | None = controller if controller is not None else load_controller(self.bundle)
-        self._history: list[Controller] = [] if self._controller is None else [self._controller]
-        # Feedback trains a candidate, promoted only when the bundle's replay set allows it.
-        self._learner = None if self._controller is None else FeedbackLearner(self._controller, load_replay(self.bundle))
-        self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
+        super().__init__(bundle, config, controller=controller)
+        names = self.agent_names
         # Loopback-only, token-authenticated, reaped with this process (blackboard.ray_runtime).
         self._owns_ray = init_ray(ray_address)
-        self.num_cpus_per_actor = cpus_per_actor(
+        import ray
+
+        self.num_cpus_per_actor = deployments.cpus_per_replica(
             config.num_cpus_per_actor, replicas=config.replicas, agents=len(names),
             available=float(ray.cluster_resources().get("CPU", 0.0)))
         env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-        detector_cls = make_remote(self.detector_class, num_cpus=self.num_cpus_per_actor, num_gpus=0,
-                                   max_restarts=config.max_restarts, env_vars=env)
-        self._detector = detector_cls.remote()
-        agent_cls = make_remote(self.predictor_class, num_cpus=self.num_cpus_per_actor,
-                                num_gpus=config.num_gpus_per_actor, max_restarts=config.max_restarts, env_vars=env)
-        bundle_path = str(self.bundle.path)
-        # Two resolver threads per replica: one awaiting a call, one retrying elsewhere.
-        self._executor = ThreadPoolExecutor(max_workers=2 * config.replicas * len(names) + 2,
-                                            thread_name_prefix="ensemble-resolve")
-        self._pools: dict[str, AgentPool] = {
-            name: AgentPool(
-                name,
-                [agent_cls.remote(bundle_path, name, batch_size=max(config.max_batch_size, 1))
-                 for _ in range(config.replicas)],
-                max_batch_size=config.max_batch_size,
-                max_wait_ms=config.max_wait_ms,
-                executor=self._executor,
-            )
-            for name in names
-        }
-        self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
-        self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
-        self._recoveries: dict[str, int] = {}  # component -> times it came back after being down
-        self._gate = UncertaintyGate.from_bundle(self.bundle)  # "uncertain" for tiny / out-of-domain faces
+        if ray_is_loopback_only():
+            env[SERVE_LOOPBACK_ENV] = "1"  # replicas' own gRPC ports on 127.0.0.1 too (blackboard.ray_runtime)
+        # Application names are unique per ensemble: tests and benchmarks run several on one Serve.
+        self._plan = DeploymentPlan(
+            prefix=f"fakeface-{uuid.uuid4().hex[:8]}", num_cpus=self.num_cpus_per_actor,
+            num_gpus=config.num_gpus_per_actor, replicas=config.replicas, max_replicas=config.max_replicas,
+            max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, env_vars=tuple(sorted(env.items())))
+        # The bundle travels loaded: each replica verifies and loads only its own model file.
+        self._agents, self._detector = deployments.deploy(self._plan, self.bundle, names,
+                                                          agent_class=self.agent_class,
+                                                          detector_class=self.detector_class)
+        self._replicas_seen: dict[str, set[str]] = {}  # component -> replica actor names seen so far
+
 
     # ------------------------------------------------------------------ setup
     def ready(self, timeout_s: float = 120) -> bool:
-        """True when the detector and every agent replica have loaded their models."""
+        """True when the detector and every agent have their replicas running (models loaded)."""
         until = time.monotonic() + float(timeout_s)
+        components = ["detector", *self.agent_names]
         while True:
-            refs = [self._detector.ready.remote()]
-            for pool in self._pools.values():
-                refs.extend(pool.ready_refs())
-            try:
-                ray.get(refs, timeout=max(until - time.monotonic(), 0.0))
+            running = deployments.running_replicas(self._plan, components)
+            if running["detector"] >= 1 and all(running[n] >= self.config.replicas for n in self.agent_names):
+                self.component_status()  # notes the first replicas, so replacements are counted
                 return True
-            except GetTimeoutError:
+            if time.monotonic() + 0.25 >= until:
                 return False
-            except RayActorError:
-                # An actor that Ray is restarting refuses calls for a moment; ask again.
-                if time.monotonic() + 0.5 >= until:
-                    return False
-                time.sleep(0.5)
+            time.sleep(0.25)
 
-    # --------------------------------------------------------------- properties
-    @property
-    def controller(self) -> Controller | None:
-        return self._controller
+    def actors(self, component: str) -> list[Any]:
+        """Ray handles of the live replica actors of "detector" or an agent (for operations and fault tests)."""
+        if component != "detector" and component not in self._agents:
+            raise KeyError(f"Unknown component {component!r}; known: detector, {', '.join(self.agent_names)}.")
+        return deployments.replica_actors(self._plan, component)
 
-    @property
-    def controller_version(self) -> str:
-        return decider_version(self._controller)
-
-    def actors(self, agent: str) -> list[Any]:
-        """Ray handles of one agent's replicas (for operations and fault tests)."""
-        return list(self._pools[agent].actors)
-
-    # ------------------------------------------------------------------ cases
-    def classify(self, image_rgb: np.ndarray, *, detect: str = "auto", deadline_s: float | None = None,
-                 request_id: str | None = None, source: str = "") -> Case:
-        """Detects faces in an RGB image and decides each one.
-
-        Args:
-            image_rgb: (H, W, 3) uint8 RGB image.
-            detect: "auto" (detect; a crop-shaped image without a detected face is used whole),
-                "on" (detect only) or "off" (the image is the face crop).
-            deadline_s: seconds for the whole case (default ``config.deadline_s``).
-            request_id: id for logs and feedback (a new uuid when None).
-            source: file name or client label.
-
-        Raises:
-            ValueError: bad image or mode.
-            DeadlineExceeded: detection did not finish in time, or no agent voted in time.
-        """
-        if detect not in DETECT_MODES:
-            raise ValueError(f"detect must be one of {DETECT_MODES}, received {detect!r}.")
-        image = _check_image(image_rgb)
-        start = time.perf_counter()
-        deadline_s = self._deadline(deadline_s)
-        deadline = time.monotonic() + deadline_s
-        case = Case(request_id=request_id or uuid.uuid4().hex, source=source, image_shape=tuple(image.shape))
-        if detect == "off":
-            from blackboard.faces import extract_faces
-
-            crops = extract_faces(image, None, mode="off")
-        else:
-            crops = self._detect(image, detect, deadline, deadline_s)
-        case.timings_ms["detect"] = (time.perf_counter() - start) * 1000.0
-        for i, crop in enumerate(crops):
-            landmarks = [] if crop.landmarks is None else [tuple(map(float, p)) for p in np.asarray(crop.landmarks)]
-            case.faces.append(FaceRecord(index=i, box=tuple(float(v) for v in crop.box), landmarks=landmarks,
-                                         confidence=float(crop.confidence), crop=crop.crop))
-        if not case.faces:
-            case.no_face_reason = ("no face found by the detector" if detect == "on" else
-                                   "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
-        return self._gate.apply(self._assess(case, deadline, start))
-
-    def classify_faces(self, crops: list[np.ndarray], *, deadline_s: float | None = None,
-                       request_id: str | None = None, source: str = "") -> Case:
-        """Decides already-cropped faces (no detection); each crop is one face."""
-        if len(crops) == 0:
-            raise ValueError("classify_faces needs at least one face crop, received none.")
-        checked = [_check_image(c) for c in crops]
-        start = time.perf_counter()
-        deadline = time.monotonic() + self._deadline(deadline_s)
-        case = Case(request_id=request_id or uuid.uuid4().hex, source=source,
-                    image_shape=(len(checked), *checked[0].shape))
-        for i, crop in enumerate(checked):
-            h, w = crop.shape[:2]
-            case.faces.append(FaceRecord(index=i, box=(0.0, 0.0, float(w), float(h)), landmarks=[], confidence=1.0,
-                                         crop=crop))
-        case.timings_ms["detect"] = 0.0
-        return self._gate.apply(self._assess(case, deadline, start))
-
-    def _deadline(self, deadline_s: float | None) -> float:
-        value = self.config.deadline_s if deadline_s is None else float(deadline_s)
-        if not value > 0:
-            raise ValueError(f"deadline_s must be positive, received {deadline_s!r}.")
-        return value
+    def handle(self, component: str) -> Any:
+        """The Serve deployment handle of "detector" or an agent."""
+        return self._detector if component == "detector" else self._agents[component]
 
     def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
-        """Runs extraction on the detector actor, retrying with back-off while Ray restarts it.
+        """Runs extraction on the detector deployment, retrying with back-off while Serve replaces it.
 
-        A call in flight when the actor dies fails at once; Ray restarts the actor (no lifetime
-        cap) and queues new calls until it is back, so the case is retried until its deadline.
+        A call in flight when the replica dies fails at once; Serve starts a new replica (no
+        lifetime cap) and routes new calls to it, so the case is retried until its deadline.
         """
         backoff = RETRY_BACKOFF_S
         last: BaseException | None = None
         while (remaining := deadline - time.monotonic()) > 0:
-            ref = self._detector.extract.remote(image, mode, True)
+            response = self._detector.remote(image, mode)
             try:
-                return ray.get(ref, timeout=remaining)
-            except GetTimeoutError:
-                ray.cancel(ref)
+                return response.result(timeout_s=remaining)
+            except TimeoutError:
+                response.cancel()
                 break
-            except RayActorError as err:
+            except Exception as err:  # noqa: BLE001 - a dead/restarting replica: retry until the deadline
                 last = err
                 self._up["detector"] = False
                 time.sleep(max(min(backoff, deadline - time.monotonic()), 0.0))
@@ -275,222 +128,61 @@ class Ensemble:
                                    f"{deadline_s:g} s deadline") from last
         raise DeadlineExceeded(f"face detection did not finish within the {deadline_s:g} s deadline")
 
-    def _assess(self, case: Case, deadline: float, start: float) -> Case:
-        """Posts the crops to every agent, waits for votes until the deadline, then decides."""
-        case.bundle_version = self.bundle_version
-        if not case.faces:
-            case.controller_version = self.controller_version
-            case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
-            return case
-        crops = [face.crop for face in case.faces]
-        t_agents = time.perf_counter()
-        futures = {name: pool.submit(crops, deadline) for name, pool in self._pools.items()}
+    def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
+        """One call per agent deployment, all in flight at once; late or failed agents are left out."""
+        responses = {name: handle.remote(crops) for name, handle in self._agents.items()}
         results: dict[str, tuple[np.ndarray, float]] = {}
-        for name, future in futures.items():
+        for name, response in responses.items():
             try:
-                results[name] = future.result(timeout=max(deadline - time.monotonic(), 0.0))
-                case.timings_ms[f"agent:{name}"] = (time.perf_counter() - t_agents) * 1000.0
-            except FutureTimeout:
-                future.cancel()  # late: the batcher skips it if it has not been sent yet
-            except Exception:  # noqa: BLE001 - whatever broke the call, this agent's vote is missing
+                results[name] = response.result(timeout_s=max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                response.cancel()  # late: its vote is missing from this case
+            except Exception:  # noqa: BLE001 - whatever broke the call (a dead replica), this agent's vote is missing
                 continue
-        case.timings_ms["agents"] = (time.perf_counter() - t_agents) * 1000.0
-        if not results:
-            raise DeadlineExceeded(
-                f"no agent voted within the deadline for case {case.request_id} "
-                f"(agents: {', '.join(self.agent_names)})"
-            )
-        t_decide = time.perf_counter()
-        controller = self._controller  # one consistent controller for the whole case
-        case.controller_version = decider_version(controller)
-        votes, present, context = self._decide(case, results, controller)
-        with self._lock:
-            self._cases[case.request_id] = (votes, present, context)
-            self._cases.move_to_end(case.request_id)
-            while len(self._cases) > FEEDBACK_CACHE:
-                self._cases.popitem(last=False)
-        case.timings_ms["decide"] = (time.perf_counter() - t_decide) * 1000.0
-        case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
-        return case
+        return results
 
-    def _decide(self, case: Case, results: dict[str, tuple[np.ndarray, float]],
-                controller: Controller | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Fills votes and decisions on every face (``blackboard.decision.decide``); returns the
-        (F, A) votes, mask and context in the decider's column order (kept for feedback)."""
-        by_agent = {name: results[name][0] for name in self.agent_names if name in results}
-        context = context_for(controller, [face.crop for face in case.faces])
-        decided = decide(by_agent, controller, context=context)
-        votes = vote_matrix(by_agent, decided.agents)[0]
-        present = decided.present
-        missing = [name for name in self.agent_names if name not in results]
-        for i, face in enumerate(case.faces):
-            weights = decided.weights[i]
-            for name, (p_agent, latency_ms) in results.items():
-                face.votes[name] = Vote(agent=name, p_fake=float(p_agent[i]), latency_ms=float(latency_ms),
-                                        model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)))
-            face.decision = Decision(label=str(decided.labels[i]), p_fake=float(decided.p_fake[i]),
-                                     threshold=decided.threshold, combiner=decided.combiner,
-                                     controller_version=case.controller_version)
-            face.degraded = bool(missing)
-            face.missing_agents = list(missing)
-        return votes, present, context
-
-    # --------------------------------------------------------------- feedback
-    def feedback(self, request_id: str, label: str) -> str:
-        """Learns from a user's verdict on a recent case; returns the live controller version after it.
-
-        See :meth:`feedback_outcome`, which also says whether the update was promoted and why.
-        """
-        return self.feedback_outcome(request_id, label).live_version
-
-    def feedback_outcome(self, request_id: str, label: str) -> Outcome:
-        """Learns from a user's verdict on a recent case (``blackboard.feedback_learning``).
-
-        The verdict updates a candidate copy of the controller; the candidate replaces the live
-        controller only when the bundle's replay set says it is no worse; cases being decided keep
-        the controller they started with.
-
-        Raises:
-            KeyError: the request id is unknown or fell out of the recent-case cache.
-            ValueError: bad label, or there is no trained controller to update.
-        """
-        truth = label_to_index(label)
-        with self._lock:
-            stored = self._cases.get(request_id)
-            learner = self._learner
-        if stored is None:
-            raise KeyError(f"Unknown request id {request_id!r}: feedback is kept for the last "
-                           f"{FEEDBACK_CACHE} cases only.")
-        if learner is None:
-            raise ValueError("The bundle has no controller to update; fit one with `fakeface fit-controller`.")
-        votes, present, context = stored
-        if votes.shape[1] != len(learner.live.agents):
-            raise ValueError("The controller changed its agents since this case; feedback cannot be applied.")
-        outcome = learner.feedback(votes, present, CLASSES[truth], context)
-        if outcome.promoted:
-            with self._lock:
-                self._controller = learner.live
-                self._history.append(learner.live)
-                del self._history[:-CONTROLLER_HISTORY]
-        return outcome
-
-    def rollback_controller(self, version: str | None = None) -> str:
-        """Restores an earlier controller: the previous one (None), a version seen in this
-        process, or a version stored in the bundle (checksum-verified). Returns the version now active."""
-        with self._lock:
-            restored = None
-            if version is None:
-                # The one before the active controller in the order they became active.
-                current = max((i for i, c in enumerate(self._history) if c is self._controller), default=0)
-                if current < 1:
-                    raise ValueError("No earlier controller in this process to roll back to.")
-                restored = self._history[current - 1]
-            else:
-                restored = next((c for c in reversed(self._history) if c.version == version), None)
-        if restored is None:
-            record = find_version(list_controller_versions(self.bundle), version)
-            if record is None:
-                known = [ctrl.version for ctrl in self._history]
-                raise ValueError(f"Unknown controller version {version!r}; known in this process: {known}.")
-            restored = read_stored_controller(self.bundle, record)
-        with self._lock:
-            self._controller = restored
-            if restored not in self._history:
-                self._history.append(restored)
-            if self._learner is not None:
-                self._learner.reset(restored)
-        return restored.version
-
-    # ------------------------------------------------------------------- info
-    def describe(self) -> EnsembleInfo:
-        """Bundle, agents, controller, thresholds and the components' health, as typed records."""
-        controller = self._controller
-        agents = []
-        for name in self.agent_names:
-            info = self.bundle.agent(name)
-            agents.append(AgentInfo(
-                name=name, sha256=info.sha256, preprocessing=info.preprocessing, temperature=info.temperature,
-                threshold=info.threshold, threshold_rule=info.threshold_rule, val_metrics=dict(info.val_metrics),
-                replicas=self.config.replicas, batches_sent=self._pools[name].batches_sent,
-                crops_sent=self._pools[name].crops_sent, up=self._up.get(f"agent/{name}", True),
-            ))
-        return EnsembleInfo(
-            bundle_path=str(self.bundle.path),
-            bundle_version=self.bundle_version,
-            manifest=copy.deepcopy(self.bundle.manifest),
-            agents=tuple(agents),
-            combiner=decider_name(controller),
-            controller_version=self.controller_version,
-            controller=controller.summary() if controller is not None else None,
-            trust=controller.trust() if controller is not None else {},
-            threshold=float(controller.threshold) if controller is not None else 0.5,
-            config={k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
-            detector_up=self._up.get("detector", True),
-            restarts=dict(self._recoveries),
-        )
-
-    def model_info(self) -> dict[str, Any]:
-        """`describe` as a plain dict (agents keyed by name)."""
-        return self.describe().to_dict()
+    def _replica_stats(self, timeout_s: float = 2.0) -> dict[str, dict[str, int]]:
+        """Micro-batch counters per agent (one replica's; exact with one replica), {} where unknown."""
+        out = {}
+        for name, handle in self._agents.items():
+            try:
+                out[name] = handle.stats.remote().result(timeout_s=timeout_s)
+            except Exception:  # noqa: BLE001 - counters of a busy or restarting replica are simply unknown now
+                continue
+        return out
 
     def component_status(self, timeout_s: float = 2.0) -> dict[str, bool]:
-        """Probes the detector and every agent replica: ``{"detector": up, "agent/<name>": up}``.
+        """Serve's view of the detector and every agent: ``{"detector": up, "agent/<name>": up}``.
 
-        An agent is up while at least one replica answers; a probe that is only slow (the actor
-        is busy) counts as up, a dead or restarting actor as down. A component that comes back
-        is counted in ``describe().restarts``.
+        A component is up while at least one of its replicas is RUNNING (Serve's health checks
+        mark a dead or hung replica and replace it). A component that comes back is counted in
+        ``describe().restarts``. ``timeout_s`` is kept for callers; Serve answers from its state.
         """
-        probes: dict[str, list[Any]] = {"detector": [self._detector.ready.remote()]}
-        for name, pool in self._pools.items():
-            probes[f"agent/{name}"] = pool.ready_refs()
-        until = time.monotonic() + float(timeout_s)
+        components = ["detector", *self.agent_names]
+        running = deployments.running_replicas(self._plan, components)
         status = {}
-        for component, refs in probes.items():
-            up = False
-            for ref in refs:
-                try:
-                    ray.get(ref, timeout=max(until - time.monotonic(), 0.0))
-                    up = True
-                except GetTimeoutError:
-                    up = True  # busy, not dead
-                except RayActorError:
-                    continue
-                if up:
-                    break
-            if up and self._up.get(component) is False:
-                self._recoveries[component] = self._recoveries.get(component, 0) + 1
-            status[component] = up
+        for component in components:
+            key = "detector" if component == "detector" else f"agent/{component}"
+            status[key] = running[component] > 0
+            # Serve replaces a dead replica with a new actor: a replica name not seen before,
+            # beyond the component's own replicas, is a recovery.
+            seen = self._replicas_seen.setdefault(key, set())
+            seen.update(deployments.replica_names(self._plan, component))
+            expected = 1 if component == "detector" else self.config.replicas
+            self._recoveries[key] = max(self._recoveries.get(key, 0), len(seen) - expected)
         self._up.update(status)
         return status
 
     def shutdown(self) -> None:
-        """Stops batchers, kills the actors, and stops Ray if this ensemble started it."""
-        for pool in self._pools.values():
-            pool.shutdown()
+        """Deletes this ensemble's Serve applications, and stops Ray if this ensemble started it."""
+        import ray
+        from ray import serve
+
         try:
-            ray.kill(self._detector, no_restart=True)
-        except (RayActorError, ValueError):
-            pass  # already gone: nothing to release
-        self._executor.shutdown(wait=False, cancel_futures=True)
+            deployments.undeploy(self._plan, ["detector", *self.agent_names])
+        except Exception:  # noqa: BLE001 - Serve already gone (Ray stopped first): nothing to release
+            pass
         if self._owns_ray and ray.is_initialized():
+            serve.shutdown()
             ray.shutdown()
 
-    def __enter__(self) -> "Ensemble":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.shutdown()
-
-
-def _check_image(image: Any) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) array, or a ValueError saying what was received."""
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 8:
-        raise ValueError(f"Expected an RGB image (H, W, 3) of at least 8x8 pixels, received shape {array.shape}.")
-    if array.shape[2] == 4:
-        array = array[:, :, :3]
-    if array.dtype != np.uint8:
-        raise ValueError(f"Expected uint8 pixels, received dtype {array.dtype}.")
-    return np.ascontiguousarray(array)

@@ -43,6 +43,7 @@ TEMPLATE.setflags(write=False)
 # Images that already look like face crops (for mode "auto"): aspect range and largest side.
 CROP_ASPECT_RANGE = (0.75, 1.33)
 CROP_MAX_SIDE = 512
+CROP_TRUST_SIDE = 256  # crop-shaped and at most this large: a crop (224 px) used whole, no detection run
 
 
 @dataclass(frozen=True)
@@ -429,11 +430,11 @@ def _area_share(box: tuple[float, float, float, float], image: np.ndarray) -> fl
     return float(box[2] * box[3]) / float(image.shape[0] * image.shape[1])
 
 
-def looks_like_crop(image_rgb: np.ndarray) -> bool:
-    """True when an image is shaped like a face crop already (near-square, at most 512 px)."""
+def looks_like_crop(image_rgb: np.ndarray, max_side: int = CROP_MAX_SIDE) -> bool:
+    """True when an image is shaped like a face crop already (near-square, at most ``max_side`` px)."""
     height, width = image_rgb.shape[:2]
     aspect = width / float(height)
-    return CROP_ASPECT_RANGE[0] <= aspect <= CROP_ASPECT_RANGE[1] and max(height, width) <= CROP_MAX_SIDE
+    return CROP_ASPECT_RANGE[0] <= aspect <= CROP_ASPECT_RANGE[1] and max(height, width) <= max_side
 
 
 def whole_image_crop(image_rgb: np.ndarray, *, size: int = 224) -> FaceCrop:
@@ -461,9 +462,9 @@ def extract_faces(
         image_rgb: RGB uint8 image (H, W, 3).
         detector: a loaded detector; may be None only with ``mode="off"``.
         mode: "off" uses the whole image as one crop; "on" detects and aligns (no face -> []);
-            "auto" detects and aligns, except for an image shaped like a face crop (aspect
-            0.75-1.33, sides <= 512 px) in which nothing or a single face covering at least
-            ``CROP_MIN_FACE_SHARE`` of the picture is found: that image is used whole, as in "off".
+            "auto" detects and aligns, except for an image shaped like a face crop (aspect 0.75-1.33):
+            up to ``CROP_TRUST_SIDE`` px it is used whole without running the detector; up to 512 px
+            it is used whole when nothing, or one face covering ``CROP_MIN_FACE_SHARE`` of it, is found.
         all_faces: every face found, or only the most confident one.
         size: side of each crop.
         margin: context around the face (see :func:`template_points`).
@@ -475,7 +476,7 @@ def extract_faces(
         raise ValueError(f"mode must be one of {MODES}, received {mode!r}.")
     _check_size_margin(size, margin)
     image = _as_rgb(image_rgb)
-    if mode == "off":
+    if mode == "off" or (mode == "auto" and looks_like_crop(image, max_side=CROP_TRUST_SIDE)):
         return [whole_image_crop(image, size=size)]
     if detector is None:
         raise ValueError(f"mode={mode!r} needs a FaceDetector; pass one or use mode='off'.")

@@ -122,3 +122,39 @@ def _start_reaper(old_children: set[int]) -> None:
         [sys.executable, str(script), str(os.getpid()), *map(str, sorted(old_children))],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+
+
+# Set on Serve replicas of a loopback-only Ray (see `bind_serve_replica_to_loopback`).
+SERVE_LOOPBACK_ENV = "FAKEFACE_SERVE_LOOPBACK"
+
+
+def ray_is_loopback_only() -> bool:
+    """True when every live node of the connected Ray listens on 127.0.0.1 (the embedded local Ray)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return bool(nodes) and all(n.get("NodeManagerAddress") == "127.0.0.1" for n in nodes)
+
+
+def bind_serve_replica_to_loopback() -> None:
+    """Makes this Serve replica's inter-deployment gRPC port listen on 127.0.0.1, not on every interface.
+
+    Ray Serve (2.60) binds each replica's own gRPC server to ``[::]:0`` whatever the node address,
+    so a replica of the embedded, loopback-only Ray would still listen on the network (token-checked,
+    but reachable). Called from a replica's constructor, before Serve starts that server, when the
+    blackboard set `SERVE_LOOPBACK_ENV` (only for a loopback-only Ray: a real cluster's replicas must
+    be reachable from the other nodes).
+    """
+    if os.environ.get(SERVE_LOOPBACK_ENV) != "1":
+        return
+    from ray.serve._private import replica
+
+    original = replica.add_port_to_grpc_server
+    if getattr(original, "_fakeface_loopback", False):
+        return
+
+    def loopback(server: Any, address: str) -> int:
+        return original(server, address.replace("[::]:", "127.0.0.1:", 1))
+
+    loopback._fakeface_loopback = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = loopback

@@ -33,7 +33,9 @@ def build_parser(prog: str = "fakeface serve") -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one")
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster (None: start a loopback-only local Ray with token auth)")
-    parser.add_argument("--replicas", type=int, default=1, help="actor replicas per agent")
+    parser.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas per agent (the minimum when autoscaling)")
+    parser.add_argument("--max-replicas", type=int, default=None,
+                        help="autoscale each agent up to this many replicas on load (default: fixed --replicas)")
     parser.add_argument("--max-batch-size", type=int, default=16, help="faces per agent batch")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batching wait in ms")
     parser.add_argument("--deadline-s", type=float, default=10.0, help="deadline when a client sets none")
@@ -99,8 +101,8 @@ def main(argv: list[str]) -> int:
         from blackboard.ensemble import Ensemble, EnsembleConfig
 
         ens_config = EnsembleConfig(
-            replicas=args.replicas, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-            deadline_s=args.deadline_s,
+            replicas=args.replicas, max_replicas=args.max_replicas, max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms, deadline_s=args.deadline_s,
         )
     except ValueError as err:
         return _fail(str(err))
@@ -113,7 +115,7 @@ def main(argv: list[str]) -> int:
     web = None
     try:
         try:
-            ensemble = Ensemble(bundle.path, ens_config, ray_address=args.ray_address)
+            ensemble = Ensemble(bundle, ens_config, ray_address=args.ray_address)  # loaded and verified once
         except (ValueError, ConnectionError) as err:  # too few CPUs in the cluster, Ray unreachable
             return _fail(str(err))
         # ray.init installs a native SIGTERM handler that dumps a stack trace; ours drains instead.

@@ -99,16 +99,70 @@ def bundle_with_controller(tiny_bundle: Path, dest: Path) -> Path:
     return dest
 
 
-def ray_ensemble(bundle_dir: Path):
-    """A real local Ray with the bundle's ensemble on it (a generator for module fixtures)."""
+def slow_agent_class() -> type:
+    """`AgentDeployment` plus a ``set_delay`` knob (defined in a function so Ray ships it by value).
+
+    A test makes one agent slow (to miss a deadline, or to be killed mid-call); a replica that
+    Serve starts in place of a dead one comes back with no delay.
+    """
+    from blackboard.deployments import AgentDeployment
+
+    class SlowAgent(AgentDeployment):
+        delay_s = 0.0
+
+        def set_delay(self, seconds: float) -> float:
+            self.delay_s = float(seconds)
+            return self.delay_s
+
+        async def __call__(self, crops):
+            import asyncio
+
+            if len(crops) and self.delay_s > 0:
+                await asyncio.sleep(self.delay_s)
+            return await super().__call__(crops)
+
+    return SlowAgent
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One real local Ray for the whole session (loopback only, token auth on: see above).
+
+    Four logical CPUs on the 2-core CI box: the session ensemble's five replicas take 1.25 and
+    batch/evaluate actor pools share the rest. Modules never start or stop Ray themselves.
+    """
     import ray
 
+    if not ray.is_initialized():
+        ray.init(address="local", include_dashboard=False, num_cpus=4, log_to_driver=False)
+    yield
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def session_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """The tiny bundle with a controller and replay set (read-only: feedback tests roll back)."""
+    return bundle_with_controller(tiny_bundle, tmp_path_factory.mktemp("session-bundle") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def ensemble(ray_session, session_bundle):
+    """THE ensemble of the test session, on Ray Serve, with a delay knob on every agent.
+
+    Started once (four TensorFlow replicas are the slow part) and shared by the ensemble, server
+    and web tests. Tests that change it (delays, feedback, killed replicas) put it back.
+    """
     from blackboard.ensemble import Ensemble, EnsembleConfig
 
-    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
-    ens = Ensemble(bundle_dir, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=30.0))
+    class FaultyEnsemble(Ensemble):
+        agent_class = slow_agent_class()
+
+    ens = FaultyEnsemble(session_bundle, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=30.0))
     try:
+        assert ens.ready(timeout_s=300), "replicas did not load their models"
         yield ens
     finally:
         ens.shutdown()
-        ray.shutdown()

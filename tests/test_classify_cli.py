@@ -59,16 +59,15 @@ def test_missing_bundle_names_the_fix(capsys, files, tmp_path):
 
 
 @pytest.mark.slow
-def test_in_process_table_annotation_and_heatmaps(capsys, files, tiny_bundle, tmp_path):
+def test_in_process_table_annotation_and_heatmaps(capsys, files, tiny_bundle, tmp_path, monkeypatch):
     import ray
 
-    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
-    try:
-        out_png = tmp_path / "annotated.png"
-        code = classify_cli.main([str(files["photo"]), str(files["text"]), "--bundle", str(tiny_bundle),
-                                  "--annotate", str(out_png), "--heatmaps"])
-    finally:
-        ray.shutdown()
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # In-process: a one-off answer starts no Ray.
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("classify without --ray-address started Ray"))
+    out_png = tmp_path / "annotated.png"
+    code = classify_cli.main([str(files["photo"]), str(files["text"]), "--bundle", str(tiny_bundle),
+                              "--annotate", str(out_png), "--heatmaps"])
     out, err = capsys.readouterr()
     assert code == 2, err  # the text file is bad input; the photo is still classified
     assert "notes.png" in err and "not a decodable image" in err and "Traceback" not in err
@@ -108,13 +107,14 @@ def fakeface(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env, cwd=REPO)
 
 
-def test_a_text_file_is_rejected_before_anything_starts(files):
+def test_a_text_file_is_rejected_before_anything_starts(files, monkeypatch):
+    from blackboard import client
+
+    # Nothing may start (no models, no Ray) for an input that cannot be classified.
+    monkeypatch.setattr(client, "LocalDetector", lambda *a, **k: pytest.fail("models loaded for a text file"))
     start = time.monotonic()
     code = classify_cli.main([str(files["text"])])
     assert code == 2
-    import ray
-
-    assert not ray.is_initialized()  # nothing was started for an input that cannot be classified
     assert time.monotonic() - start < 2
 
 

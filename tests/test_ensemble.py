@@ -1,14 +1,12 @@
-"""The blackboard on a real local Ray: detector and agent actors, the controller, faults, deadlines.
+"""The blackboard on a real local Ray Serve: detector and agent deployments, the controller, faults, deadlines.
 
-One ensemble serves the whole module (starting four TensorFlow actors is the slow part). Its
-agent actors run a test subclass of AgentPredictor with a ``set_delay`` knob, so a test can make
-one agent slow (to miss a deadline, or to be killed mid-call); a restarted actor comes back with
-no delay.
+The session's ensemble (tests/conftest.py) serves these tests: its agent replicas have a
+``set_delay`` knob, so a test can make one agent slow (to miss a deadline, or to be killed
+mid-call); a replica that Serve starts in place of a dead one comes back with no delay.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,77 +16,23 @@ import pytest
 import ray
 
 from agents.bundle import load_bundle
-from agents.predictor import AgentPredictor
-from blackboard.controller import QController, save_controller
-from blackboard.controller_store import ReplaySet
 from blackboard.ensemble import DeadlineExceeded, Ensemble, EnsembleConfig
 
 pytestmark = pytest.mark.slow
 
 
-def slow_predictor_class() -> type:
-    """AgentPredictor plus a delay knob; defined in a function so Ray ships it by value."""
-
-    class SlowPredictor(AgentPredictor):
-        delay_s = 0.0
-
-        def set_delay(self, seconds: float) -> float:
-            self.delay_s = float(seconds)
-            return self.delay_s
-
-        def predict_p_fake(self, faces):
-            if len(faces) and self.delay_s > 0:
-                time.sleep(self.delay_s)
-            return super().predict_p_fake(faces)
-
-    return SlowPredictor
-
-
-class FaultyEnsemble(Ensemble):
-    predictor_class = slow_predictor_class()
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tiny_bundle, tmp_path_factory):
-    """The tiny bundle with a controller fitted on synthetic votes (agents of known skill)."""
-    path = shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("ens") / "bundle")
-    agents = load_bundle(path).agent_names
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 400)
-    votes = np.clip(labels[:, None] * 0.4 + 0.3 + rng.normal(0, 0.2, (400, len(agents))), 0.01, 0.99)
-    # With a replay set, so feedback can be checked and promoted (blackboard.feedback_learning).
-    save_controller(path, QController(agents).fit(votes, labels), replay=ReplaySet(tuple(agents), votes, labels))
-    return path
-
-
-@pytest.fixture(scope="module")
-def ensemble(ray_local, bundle_dir):
-    ens = FaultyEnsemble(bundle_dir, EnsembleConfig(deadline_s=20.0))
-    try:
-        assert ens.ready(timeout_s=240), "actors did not load their models"
-        yield ens
-    finally:
-        ens.shutdown()
-
-
 def set_delay(ens: Ensemble, agent: str, seconds: float) -> None:
-    ray.get([actor.set_delay.remote(seconds) for actor in ens.actors(agent)], timeout=60)
+    assert ens.config.replicas == 1  # a handle call reaches one replica
+    assert ens.handle(agent).set_delay.remote(seconds).result(timeout_s=60) == seconds
 
 
-def test_case_flows_from_board_to_agents_to_controller(ensemble, face_rgb, bundle_dir):
+def test_case_flows_from_board_to_agents_to_controller(ensemble, face_rgb, session_bundle):
     case = ensemble.classify(face_rgb, source="astronaut.png", request_id="flow-1")
     assert case.request_id == "flow-1" and case.source == "astronaut.png"
     assert len(case.faces) == 1, case.no_face_reason
     face = case.faces[0]
     assert face.crop.shape == (224, 224, 3) and len(face.landmarks) == 5 and face.confidence > 0.9
-    bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(session_bundle)
     assert set(face.votes) == set(bundle.agent_names)
     for name, vote in face.votes.items():
         assert 0.0 <= vote.p_fake <= 1.0 and vote.latency_ms > 0
@@ -112,16 +56,19 @@ def test_killed_agent_gives_degraded_decision_and_comes_back(ensemble, face_crop
     worker = threading.Thread(target=lambda: result.update(case=ensemble.classify_faces([face_crop])))
     worker.start()
     time.sleep(1.5)  # the slow lenet call is running now
-    ray.kill(victim, no_restart=False)
+    ray.kill(victim)  # dead for good: Serve replaces it with a new replica
     worker.join(timeout=30)
     case = result["case"]
     assert case.degraded and case.missing_agents == ["lenet"]
     assert set(case.faces[0].votes) == {"custom", "vgg16"}
     assert case.faces[0].decision is not None and case.faces[0].votes.get("lenet") is None
-    # Ray restarts the actor (fresh, so without the delay) and the next case has every vote.
-    assert ensemble.ready(timeout_s=120)
+    # Serve starts a new replica (fresh, so without the delay); the next case waits for it and
+    # has every vote, and the replacement is counted.
     later = ensemble.classify_faces([face_crop])
     assert not later.degraded and set(later.faces[0].votes) == {"custom", "lenet", "vgg16"}
+    assert ensemble.actors("lenet") and ensemble.actors("lenet")[0]._actor_id != victim._actor_id
+    assert ensemble.component_status()["agent/lenet"]
+    assert ensemble.describe().restarts.get("agent/lenet", 0) >= 1
 
 
 def test_deadline_shorter_than_an_agent_gives_degraded_decision_in_time(ensemble, face_crop):
@@ -132,7 +79,7 @@ def test_deadline_shorter_than_an_agent_gives_degraded_decision_in_time(ensemble
         case = ensemble.classify_faces([face_crop], deadline_s=1.5)
         elapsed = time.monotonic() - start
     finally:
-        set_delay(ensemble, "vgg16", 0.0)  # queued behind the slow call: returns when it ends
+        set_delay(ensemble, "vgg16", 0.0)
     assert elapsed < 1.5 + 1.0, elapsed
     assert case.degraded and case.missing_agents == ["vgg16"]
     assert case.faces[0].decision.p_fake == pytest.approx(
@@ -164,7 +111,7 @@ def test_concurrent_classify_from_eight_threads(ensemble, face_crop):
     alone = ensemble.classify_faces([crops[3]])
     assert cases[3].faces[0].votes["vgg16"].p_fake == pytest.approx(alone.faces[0].votes["vgg16"].p_fake, abs=1e-4)
     after = ensemble.model_info()["agents"]
-    # Concurrent requests were micro-batched: fewer actor calls than cases for some agent.
+    # Concurrent requests were micro-batched by @serve.batch: fewer forward passes than cases.
     assert any(after[n]["batches_sent"] - before[n] < 8 for n in ensemble.agent_names), (before, after)
 
 
@@ -183,20 +130,21 @@ def test_feedback_updates_a_copy_and_rollback_restores(ensemble, face_crop):
     assert ensemble.rollback_controller(v1) == v1
     info = ensemble.model_info()
     assert info["controller_version"] == v1 and info["controller"]["feedback_count"] == 1
+    assert ensemble.rollback_controller(v0) == v0  # the session's ensemble goes back as it was
 
 
-def test_unschedulable_deployment_is_refused(ray_local, bundle_dir):
-    with pytest.raises(ValueError, match="needs 3.5 CPUs"):
-        Ensemble(bundle_dir, EnsembleConfig(replicas=2, num_cpus_per_actor=0.5))
+def test_unschedulable_deployment_is_refused(ray_session, session_bundle):
+    with pytest.raises(ValueError, match="needs 7 CPUs"):
+        Ensemble(session_bundle, EnsembleConfig(replicas=2, num_cpus_per_actor=1.0))
 
 
-def test_cpu_share_spreads_the_cluster_over_every_actor():
-    from blackboard.actors import cpus_per_actor
+def test_cpu_share_spreads_the_cluster_over_every_replica():
+    from blackboard.deployments import cpus_per_replica
 
     # Four agents + the detector on 2 CPUs: 0.4 each, so all five can be scheduled.
-    share = cpus_per_actor(None, replicas=1, agents=4, available=2.0)
+    share = cpus_per_replica(None, replicas=1, agents=4, available=2.0)
     assert 0.35 <= share and share * 5 <= 2.0
-    assert cpus_per_actor(None, replicas=1, agents=3, available=16.0) == 1.0  # never more than a core
-    assert cpus_per_actor(0.25, replicas=2, agents=3, available=2.0) == 0.25
+    assert cpus_per_replica(None, replicas=1, agents=3, available=16.0) == 1.0  # never more than a core
+    assert cpus_per_replica(0.25, replicas=2, agents=3, available=2.0) == 0.25
     with pytest.raises(ValueError, match="needs 3.5 CPUs"):
-        cpus_per_actor(0.5, replicas=2, agents=3, available=2.0)
+        cpus_per_replica(0.5, replicas=2, agents=3, available=2.0)

@@ -234,10 +234,8 @@ def mixed_bundle(tiny_bundle, forensic_bundle, out):
 
 
 @pytest.mark.slow
-def test_mixed_bundle_classifies_with_heatmaps_on_ray(trained, tiny_bundle, tmp_path, face_rgb, capsys):
-    """Ray agent actors, the in-process classify path and Grad-CAM/explanation tiles for 3 CNNs + forensic."""
-    import ray
-
+def test_mixed_bundle_classifies_with_heatmaps_in_process(trained, tiny_bundle, tmp_path, face_rgb, capsys):
+    """The in-process classify path and Grad-CAM/explanation tiles for 3 CNNs + forensic."""
     from blackboard import classify_cli
 
     bundle = mixed_bundle(tiny_bundle, trained["out"], tmp_path / "mixed")
@@ -245,13 +243,8 @@ def test_mixed_bundle_classifies_with_heatmaps_on_ray(trained, tiny_bundle, tmp_
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
     out_png = tmp_path / "annotated.png"
-    # Four agents and the detector at 0.5 CPU each: give the local Ray four logical CPUs.
-    ray.init(address="local", include_dashboard=False, num_cpus=4, log_to_driver=False)
-    try:
-        code = classify_cli.main([str(photo), "--bundle", str(bundle.path), "--annotate", str(out_png),
-                                  "--heatmaps", "--json"])
-    finally:
-        ray.shutdown()
+    code = classify_cli.main([str(photo), "--bundle", str(bundle.path), "--annotate", str(out_png),
+                              "--heatmaps", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "Traceback" not in err

@@ -12,7 +12,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import bundle_with_controller, ray_ensemble
 
 from blackboard.server import ServerConfig, create_server
 from blackboard.web import WebConfig, WebServer, create_app
@@ -30,17 +29,6 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
     return buf.tobytes()
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tiny_bundle, tmp_path_factory):
-    """The tiny bundle plus a controller fitted on random votes (so feedback can update it)."""
-    return bundle_with_controller(tiny_bundle, tmp_path_factory.mktemp("web-bundle") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def ensemble(bundle_dir):
-    yield from ray_ensemble(bundle_dir)
 
 
 def _serve(ensemble, **overrides):

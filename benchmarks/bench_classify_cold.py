@@ -1,0 +1,101 @@
+"""Cold `fakeface classify` of one image, as a user runs it: a fresh process each time.
+
+Times, wall-clock from process start to exit, on the default bundle:
+
+* in-process (the default: no Ray, `blackboard.inprocess`) on a face crop and on a photo that
+  needs MTCNN;
+* the same photo through the Ray Serve ensemble (``--ray-address local``), the path that every
+  `classify` took before;
+* a text file given as an image (refused before any model loads).
+
+Goal (issue 13): one image answered in <= 10 s cold on 2 cores. Results go to
+benchmarks/results/classify_cold.json.
+
+    python benchmarks/bench_classify_cold.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sample_images(folder: Path) -> dict[str, Path]:
+    """A DFDC crop when the shared data is present (else a crop of the astronaut), the astronaut photo, a text file."""
+    import cv2
+    from skimage import data
+
+    photo = folder / "astronaut.png"
+    rgb = data.astronaut()
+    cv2.imwrite(str(photo), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    crops = sorted((REPO.parent / "shared/data/dfdc-test").glob("**/*.jpg"))[:1]
+    if crops:
+        crop = crops[0]
+    else:
+        crop = folder / "crop.png"
+        cv2.imwrite(str(crop), cv2.cvtColor(cv2.resize(rgb[30:250, 120:340], (224, 224)), cv2.COLOR_RGB2BGR))
+    text = folder / "notes.png"
+    text.write_text("not an image\n")
+    return {"crop": crop, "photo": photo, "text": text}
+
+
+def run(args: list[str]) -> tuple[float, int, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fakeface.cli", "classify", *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=600)
+    return time.perf_counter() - started, proc.returncode, (proc.stdout + proc.stderr)[-400:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="cold runs per case")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "classify_cold.json"))
+    args = parser.parse_args(argv)
+    cases: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        images = sample_images(Path(tmp))
+        plan = {
+            "in-process, face crop": [str(images["crop"])],
+            "in-process, photo (MTCNN)": [str(images["photo"])],
+            "Ray Serve (--ray-address local), photo": [str(images["photo"]), "--ray-address", "local"],
+            "text file as image (refused)": [str(images["text"])],
+        }
+        results = {}
+        for name, cli in plan.items():
+            runs = [run(cli) for _ in range(args.repeats)]
+            results[name] = {"wall_s": [round(r[0], 2) for r in runs], "exit_codes": [r[1] for r in runs],
+                             "best_s": round(min(r[0] for r in runs), 2)}
+            print(f"{name:42s} best {results[name]['best_s']:6.2f} s  runs {results[name]['wall_s']} "
+                  f"exit {results[name]['exit_codes']}", flush=True)
+            if any(code not in (0, 2) for code in results[name]["exit_codes"]):
+                print(runs[-1][2], file=sys.stderr)
+            cases[name] = cli
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": results,
+        "goal_s": 10.0,
+        "goal_met": max(results["in-process, photo (MTCNN)"]["wall_s"]) <= 10.0,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp_out.write_text(json.dumps(report, indent=2))
+    os.replace(tmp_out, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

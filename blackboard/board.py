@@ -1,0 +1,378 @@
+"""The blackboard: one case per request, its faces, every agent's vote and the controller's decision.
+
+Case flow (:meth:`Ensemble.classify`)::
+
+    image -> detector deployment (extract_faces) -> crops posted on the Case
+          -> every agent's deployment assesses ALL the case's crops (one call per agent,
+             micro-batched with concurrent cases by ``@serve.batch``) -> votes posted
+             (p_fake, latency, model sha)
+          -> controller decides per face (label, calibrated p_fake, threshold, vote weights)
+
+Agents that have not voted by the deadline, or whose replica died, drop out of the decision and
+the face is marked degraded with their names; with no vote at all, or no detection in time,
+:class:`DeadlineExceeded` is raised. ``classify`` is thread-safe (gRPC calls it from many threads).
+
+`Board` holds the case logic shared by every way of running the workers: `blackboard.ensemble.
+Ensemble` runs the detector and the agents as Ray Serve deployments (the service, batch-free
+callers), `blackboard.inprocess.InProcessBoard` runs the same deployment bodies in this process
+(one image from the CLI, no Ray to start). A subclass provides ``_detect`` and ``_vote``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agents.bundle import Bundle, load_bundle
+from agents.labels import CLASSES, label_to_index
+from blackboard.model_info import AgentInfo, EnsembleInfo
+from blackboard.case import Case, Decision, FaceRecord, Vote
+from blackboard.ood import UncertaintyGate
+from blackboard.controller import Controller
+from blackboard.controller_store import (
+    find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
+)
+from blackboard.feedback_learning import FeedbackLearner, Outcome
+from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
+
+DETECT_MODES = ("auto", "on", "off")
+# How to classify the whole image anyway, in each front end's words.
+NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off` (CLI), "
+                "face_detection=FACE_DETECTION_OFF (gRPC) or \"classify the whole image\" (web page)")
+# Cases whose votes are kept for feedback (a bounded LRU: memory stays flat under load).
+FEEDBACK_CACHE = 1024
+# Controllers kept in memory for rollback after feedback updates.
+CONTROLLER_HISTORY = 32
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """How the blackboard is deployed on Ray."""
+
+    replicas: int = 1  # Serve replicas per agent (the minimum when autoscaling)
+    # Autoscaling upper bound per agent (Serve scales on ongoing requests); None = fixed replicas.
+    max_replicas: int | None = None
+    # CPU share per replica; None = the cluster's CPUs spread over every replica (at most 1 each),
+    # so four agents + the detector fit on a 2-CPU machine (0.4 each) and grow with the cluster.
+    num_cpus_per_actor: float | None = None
+    num_gpus_per_actor: float = 0.0  # GPU share per agent replica
+    max_batch_size: int = 16  # dynamic micro-batching per agent (@serve.batch): crops per forward pass
+    max_wait_ms: float = 5.0  # how long a batch waits to fill
+    deadline_s: float = 10.0  # default per-case deadline
+    agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError(f"replicas must be >= 1, received {self.replicas}.")
+        if (self.num_cpus_per_actor is not None and self.num_cpus_per_actor < 0) or self.num_gpus_per_actor < 0:
+            raise ValueError(f"actor resources must be >= 0, received cpus={self.num_cpus_per_actor}, "
+                             f"gpus={self.num_gpus_per_actor}.")
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, received {self.max_batch_size}.")
+        if self.max_wait_ms < 0 or self.deadline_s <= 0:
+            raise ValueError(f"max_wait_ms must be >= 0 and deadline_s > 0, received {self.max_wait_ms}, "
+                             f"{self.deadline_s}.")
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas must be >= replicas ({self.replicas}), received {self.max_replicas}.")
+        if self.agents is not None and len(self.agents) == 0:
+            raise ValueError("agents must be None (all) or name at least one agent.")
+
+
+class DeadlineExceeded(TimeoutError):
+    """No agent voted in time, or face detection did not finish before the deadline."""
+
+
+class Board:
+    """The case logic: faces -> votes -> decision, feedback and rollback, whatever runs the workers.
+
+    Args:
+        bundle: bundle directory, loaded `Bundle`, or None for the shipped default.
+        config: deployment settings (the in-process board uses only ``deadline_s`` and ``agents``).
+        controller: overrides the bundle's controller (else the bundle's, else mean voting).
+    """
+
+    def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
+                 config: EnsembleConfig = EnsembleConfig(), *, controller: Controller | None = None) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.config = config
+        names = list(config.agents) if config.agents is not None else self.bundle.agent_names
+        for name in names:
+            self.bundle.agent(name)  # raises naming the bundle's agents
+        self.agent_names: list[str] = names
+        self.bundle_version: str = self.bundle.version
+        self._lock = threading.Lock()
+        self._controller: Controller | None = controller if controller is not None else load_controller(self.bundle)
+        self._history: list[Controller] = [] if self._controller is None else [self._controller]
+        # Feedback trains a candidate, promoted only when the bundle's replay set allows it.
+        self._learner = None if self._controller is None else FeedbackLearner(self._controller, load_replay(self.bundle))
+        self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
+        self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
+        self._recoveries: dict[str, int] = {}  # component -> replicas started to replace dead ones
+        self._gate = UncertaintyGate.from_bundle(self.bundle)  # "uncertain" for tiny / out-of-domain faces
+
+    # ------------------------------------------------------------ the workers
+    def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
+        """Faces of an image (``blackboard.faces.extract_faces``) before ``deadline`` (time.monotonic)."""
+        raise NotImplementedError
+
+    def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
+        """Each agent that answered in time: (p_fake per crop, milliseconds per crop)."""
+        raise NotImplementedError
+
+    def _replica_stats(self) -> dict[str, dict[str, int]]:
+        """Micro-batch counters per agent ({"batches", "crops"}), {} where unknown."""
+        return {}
+
+    # --------------------------------------------------------------- properties
+    @property
+    def controller(self) -> Controller | None:
+        return self._controller
+
+    @property
+    def controller_version(self) -> str:
+        return decider_version(self._controller)
+
+    # ------------------------------------------------------------------ cases
+    def classify(self, image_rgb: np.ndarray, *, detect: str = "auto", deadline_s: float | None = None,
+                 request_id: str | None = None, source: str = "") -> Case:
+        """Detects faces in an RGB image and decides each one.
+
+        Args:
+            image_rgb: (H, W, 3) uint8 RGB image.
+            detect: "auto" (detect; a crop-shaped image without a detected face is used whole),
+                "on" (detect only) or "off" (the image is the face crop).
+            deadline_s: seconds for the whole case (default ``config.deadline_s``).
+            request_id: id for logs and feedback (a new uuid when None).
+            source: file name or client label.
+
+        Raises:
+            ValueError: bad image or mode.
+            DeadlineExceeded: detection did not finish in time, or no agent voted in time.
+        """
+        if detect not in DETECT_MODES:
+            raise ValueError(f"detect must be one of {DETECT_MODES}, received {detect!r}.")
+        image = _check_image(image_rgb)
+        start = time.perf_counter()
+        deadline_s = self._deadline(deadline_s)
+        deadline = time.monotonic() + deadline_s
+        case = Case(request_id=request_id or uuid.uuid4().hex, source=source, image_shape=tuple(image.shape))
+        if detect == "off":
+            from blackboard.faces import extract_faces
+
+            crops = extract_faces(image, None, mode="off")
+        else:
+            crops = self._detect(image, detect, deadline, deadline_s)
+        case.timings_ms["detect"] = (time.perf_counter() - start) * 1000.0
+        for i, crop in enumerate(crops):
+            landmarks = [] if crop.landmarks is None else [tuple(map(float, p)) for p in np.asarray(crop.landmarks)]
+            case.faces.append(FaceRecord(index=i, box=tuple(float(v) for v in crop.box), landmarks=landmarks,
+                                         confidence=float(crop.confidence), crop=crop.crop))
+        if not case.faces:
+            case.no_face_reason = ("no face found by the detector" if detect == "on" else
+                                   "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
+        return self._gate.apply(self._assess(case, deadline, start))
+
+    def classify_faces(self, crops: list[np.ndarray], *, deadline_s: float | None = None,
+                       request_id: str | None = None, source: str = "") -> Case:
+        """Decides already-cropped faces (no detection); each crop is one face."""
+        if len(crops) == 0:
+            raise ValueError("classify_faces needs at least one face crop, received none.")
+        checked = [_check_image(c) for c in crops]
+        start = time.perf_counter()
+        deadline = time.monotonic() + self._deadline(deadline_s)
+        case = Case(request_id=request_id or uuid.uuid4().hex, source=source,
+                    image_shape=(len(checked), *checked[0].shape))
+        for i, crop in enumerate(checked):
+            h, w = crop.shape[:2]
+            case.faces.append(FaceRecord(index=i, box=(0.0, 0.0, float(w), float(h)), landmarks=[], confidence=1.0,
+                                         crop=crop))
+        case.timings_ms["detect"] = 0.0
+        return self._gate.apply(self._assess(case, deadline, start))
+
+    def _deadline(self, deadline_s: float | None) -> float:
+        value = self.config.deadline_s if deadline_s is None else float(deadline_s)
+        if not value > 0:
+            raise ValueError(f"deadline_s must be positive, received {deadline_s!r}.")
+        return value
+
+    def _assess(self, case: Case, deadline: float, start: float) -> Case:
+        """Posts the crops to every agent, waits for votes until the deadline, then decides."""
+        case.bundle_version = self.bundle_version
+        if not case.faces:
+            case.controller_version = self.controller_version
+            case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+            return case
+        crops = [face.crop for face in case.faces]
+        t_agents = time.perf_counter()
+        results = self._vote(crops, deadline)
+        case.timings_ms["agents"] = (time.perf_counter() - t_agents) * 1000.0
+        if not results:
+            raise DeadlineExceeded(
+                f"no agent voted within the deadline for case {case.request_id} "
+                f"(agents: {', '.join(self.agent_names)})"
+            )
+        t_decide = time.perf_counter()
+        controller = self._controller  # one consistent controller for the whole case
+        case.controller_version = decider_version(controller)
+        votes, present, context = self._decide(case, results, controller)
+        with self._lock:
+            self._cases[case.request_id] = (votes, present, context)
+            self._cases.move_to_end(case.request_id)
+            while len(self._cases) > FEEDBACK_CACHE:
+                self._cases.popitem(last=False)
+        case.timings_ms["decide"] = (time.perf_counter() - t_decide) * 1000.0
+        case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+        return case
+
+    def _decide(self, case: Case, results: dict[str, tuple[np.ndarray, float]],
+                controller: Controller | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Fills votes and decisions on every face (``blackboard.decision.decide``); returns the
+        (F, A) votes, mask and context in the decider's column order (kept for feedback)."""
+        by_agent = {name: results[name][0] for name in self.agent_names if name in results}
+        context = context_for(controller, [face.crop for face in case.faces])
+        decided = decide(by_agent, controller, context=context)
+        votes = vote_matrix(by_agent, decided.agents)[0]
+        present = decided.present
+        missing = [name for name in self.agent_names if name not in results]
+        for i, face in enumerate(case.faces):
+            weights = decided.weights[i]
+            for name, (p_agent, latency_ms) in results.items():
+                face.votes[name] = Vote(agent=name, p_fake=float(p_agent[i]), latency_ms=float(latency_ms),
+                                        model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)))
+            face.decision = Decision(label=str(decided.labels[i]), p_fake=float(decided.p_fake[i]),
+                                     threshold=decided.threshold, combiner=decided.combiner,
+                                     controller_version=case.controller_version)
+            face.degraded = bool(missing)
+            face.missing_agents = list(missing)
+        return votes, present, context
+
+    # --------------------------------------------------------------- feedback
+    def feedback(self, request_id: str, label: str) -> str:
+        """Learns from a user's verdict on a recent case; returns the live controller version after it.
+
+        See :meth:`feedback_outcome`, which also says whether the update was promoted and why.
+        """
+        return self.feedback_outcome(request_id, label).live_version
+
+    def feedback_outcome(self, request_id: str, label: str) -> Outcome:
+        """Learns from a user's verdict on a recent case (``blackboard.feedback_learning``).
+
+        The verdict updates a candidate copy of the controller; the candidate replaces the live
+        controller only when the bundle's replay set says it is no worse; cases being decided keep
+        the controller they started with.
+
+        Raises:
+            KeyError: the request id is unknown or fell out of the recent-case cache.
+            ValueError: bad label, or there is no trained controller to update.
+        """
+        truth = label_to_index(label)
+        with self._lock:
+            stored = self._cases.get(request_id)
+            learner = self._learner
+        if stored is None:
+            raise KeyError(f"Unknown request id {request_id!r}: feedback is kept for the last "
+                           f"{FEEDBACK_CACHE} cases only.")
+        if learner is None:
+            raise ValueError("The bundle has no controller to update; fit one with `fakeface fit-controller`.")
+        votes, present, context = stored
+        if votes.shape[1] != len(learner.live.agents):
+            raise ValueError("The controller changed its agents since this case; feedback cannot be applied.")
+        outcome = learner.feedback(votes, present, CLASSES[truth], context)
+        if outcome.promoted:
+            with self._lock:
+                self._controller = learner.live
+                self._history.append(learner.live)
+                del self._history[:-CONTROLLER_HISTORY]
+        return outcome
+
+    def rollback_controller(self, version: str | None = None) -> str:
+        """Restores an earlier controller: the previous one (None), a version seen in this
+        process, or a version stored in the bundle (checksum-verified). Returns the version now active."""
+        with self._lock:
+            restored = None
+            if version is None:
+                # The one before the active controller in the order they became active.
+                current = max((i for i, c in enumerate(self._history) if c is self._controller), default=0)
+                if current < 1:
+                    raise ValueError("No earlier controller in this process to roll back to.")
+                restored = self._history[current - 1]
+            else:
+                restored = next((c for c in reversed(self._history) if c.version == version), None)
+        if restored is None:
+            record = find_version(list_controller_versions(self.bundle), version)
+            if record is None:
+                known = [ctrl.version for ctrl in self._history]
+                raise ValueError(f"Unknown controller version {version!r}; known in this process: {known}.")
+            restored = read_stored_controller(self.bundle, record)
+        with self._lock:
+            self._controller = restored
+            if restored not in self._history:
+                self._history.append(restored)
+            if self._learner is not None:
+                self._learner.reset(restored)
+        return restored.version
+
+    # ------------------------------------------------------------------- info
+    def describe(self) -> EnsembleInfo:
+        """Bundle, agents, controller, thresholds and the components' health, as typed records."""
+        controller = self._controller
+        agents = []
+        counts = self._replica_stats()
+        for name in self.agent_names:
+            info = self.bundle.agent(name)
+            agents.append(AgentInfo(
+                name=name, sha256=info.sha256, preprocessing=info.preprocessing, temperature=info.temperature,
+                threshold=info.threshold, threshold_rule=info.threshold_rule, val_metrics=dict(info.val_metrics),
+                replicas=self.config.replicas, batches_sent=counts.get(name, {}).get("batches", 0),
+                crops_sent=counts.get(name, {}).get("crops", 0), up=self._up.get(f"agent/{name}", True),
+            ))
+        return EnsembleInfo(
+            bundle_path=str(self.bundle.path),
+            bundle_version=self.bundle_version,
+            manifest=copy.deepcopy(self.bundle.manifest),
+            agents=tuple(agents),
+            combiner=decider_name(controller),
+            controller_version=self.controller_version,
+            controller=controller.summary() if controller is not None else None,
+            trust=controller.trust() if controller is not None else {},
+            threshold=float(controller.threshold) if controller is not None else 0.5,
+            config={k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
+            detector_up=self._up.get("detector", True),
+            restarts=dict(self._recoveries),
+        )
+
+    def model_info(self) -> dict[str, Any]:
+        """`describe` as a plain dict (agents keyed by name)."""
+        return self.describe().to_dict()
+
+    def __enter__(self) -> "Board":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Releases the workers."""
+
+
+def _check_image(image: Any) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array, or a ValueError saying what was received."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 8:
+        raise ValueError(f"Expected an RGB image (H, W, 3) of at least 8x8 pixels, received shape {array.shape}.")
+    if array.shape[2] == 4:
+        array = array[:, :, :3]
+    if array.dtype != np.uint8:
+        raise ValueError(f"Expected uint8 pixels, received dtype {array.dtype}.")
+    return np.ascontiguousarray(array)

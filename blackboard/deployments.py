@@ -1,0 +1,236 @@
+"""The blackboard's workers as Ray Serve deployments: one per agent, and the face detector.
+
+Each agent is one Serve application (`AgentDeployment`): replicas load the agent once, and
+``@serve.batch`` gathers concurrent cases into one forward pass (the batch size counts face
+crops, not requests, so a case with many faces does not overflow it). Serve owns replicas,
+autoscaling, health checks and restarts; the blackboard (`blackboard.ensemble.Ensemble`) holds
+a deployment handle per application and composes their answers.
+
+The deployment bodies are plain classes: `serve.deployment` is applied in `deploy`, so a unit
+test calls their work methods (``AgentDeployment.assess``, ``DetectorDeployment.__call__``)
+directly, without Ray; ``@serve.batch`` itself needs a running replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from ray import serve
+
+from agents.bundle import Bundle
+from agents.predictor import AgentPredictor
+from blackboard.ray_runtime import bind_serve_replica_to_loopback
+
+# Serve's own lines ("Application ... is ready", "Replica ... has died") go to Ray's log files,
+# not to the product's output; the blackboard reports replica health itself (component_status).
+SERVE_LOG_LEVEL = "WARNING"
+DRIVER_LOG_LEVEL = "ERROR"
+
+
+def _crop_count(requests: Sequence[Sequence[np.ndarray]]) -> int:
+    """A micro-batch's size for ``@serve.batch``: the crops of every request in it."""
+    return sum(len(crops) for crops in requests)
+
+
+class AgentDeployment:
+    """One agent's replica: calibrated p(fake) for each case's crops, micro-batched.
+
+    Args:
+        bundle: the loaded bundle (each replica verifies and loads only its own model file).
+        agent: the agent's name in the bundle.
+        max_batch_size: crops per forward pass before the batch is sent.
+        max_wait_ms: how long a batch waits to fill.
+    """
+
+    # The predictor class a replica runs (a test subclass may add fault knobs).
+    predictor_class: type = AgentPredictor
+
+    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 5.0) -> None:
+        bind_serve_replica_to_loopback()
+        self.predictor = self.predictor_class(bundle, agent, batch_size=max(int(max_batch_size), 1))
+        self._batching = (max(int(max_batch_size), 1), max(float(max_wait_ms), 0.0) / 1000.0)
+        self._batching_set = False
+        self.batches = 0  # forward passes so far (micro-batches), for model_info and benchmarks
+        self.crops = 0  # crops assessed so far
+
+    async def __call__(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+        """(p_fake per crop, compute milliseconds per crop of the batch it rode in)."""
+        if len(crops) == 0:
+            return np.zeros(0, dtype=np.float64), 0.0
+        if not self._batching_set:
+            # On the first call, not in __init__: Serve's batch queue needs the replica context,
+            # which local testing mode sets only once the replica is constructed.
+            self.predict.set_max_batch_size(self._batching[0])
+            self.predict.set_batch_wait_timeout_s(self._batching[1])
+            self._batching_set = True
+        return await self.predict(list(crops))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_crop_count)
+    async def predict(self, requests: list[list[np.ndarray]]) -> list[tuple[np.ndarray, float]]:
+        # In a worker thread: the replica's event loop keeps answering health checks meanwhile.
+        return await asyncio.to_thread(self.assess, requests)
+
+    def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[tuple[np.ndarray, float]]:
+        """One forward pass for every request's crops; each request gets its own slice back."""
+        crops = [crop for request in requests for crop in request]
+        if not crops:
+            return [(np.zeros(0, dtype=np.float64), 0.0) for _ in requests]
+        started = time.perf_counter()
+        p = np.asarray(self.predictor.predict_p_fake(crops), dtype=np.float64)
+        per_crop_ms = (time.perf_counter() - started) * 1000.0 / len(crops)
+        self.batches += 1
+        self.crops += len(crops)
+        out, offset = [], 0
+        for request in requests:
+            out.append((p[offset:offset + len(request)], per_crop_ms))
+            offset += len(request)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """This replica's counters: ``{"batches": ..., "crops": ...}``."""
+        return {"batches": self.batches, "crops": self.crops}
+
+    def ready(self) -> bool:
+        return True
+
+
+class DetectorDeployment:
+    """The face detector's replica: MTCNN detection, gate and alignment (`blackboard.faces`)."""
+
+    def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9) -> None:
+        from blackboard.faces import FaceDetector
+
+        bind_serve_replica_to_loopback()
+        self.detector = FaceDetector(min_face_size=min_face_size, min_confidence=min_confidence)
+
+    def __call__(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
+        """``extract_faces`` on this replica's detector; returns ``FaceCrop`` objects."""
+        from blackboard.faces import extract_faces
+
+        return extract_faces(image_rgb, self.detector, mode=mode, all_faces=True)
+
+    def ready(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """How each application of one ensemble is deployed (built by the ensemble from its config)."""
+
+    prefix: str  # application names are f"{prefix}-{agent}" and f"{prefix}-detector"
+    num_cpus: float  # CPU share of each replica
+    num_gpus: float  # GPU share of each agent replica
+    replicas: int  # replicas per agent (the minimum when autoscaling)
+    max_replicas: int | None  # autoscaling upper bound per agent; None = a fixed number
+    max_batch_size: int  # crops per micro-batch
+    max_wait_ms: float  # how long a micro-batch waits to fill
+    env_vars: tuple[tuple[str, str], ...]  # environment of every replica
+
+
+def app_name(plan: DeploymentPlan, component: str) -> str:
+    """The Serve application of one component ("detector" or an agent name)."""
+    return f"{plan.prefix}-{component}"
+
+
+def _replica_options(plan: DeploymentPlan, *, gpus: float) -> dict[str, Any]:
+    return {
+        "ray_actor_options": {"num_cpus": plan.num_cpus, "num_gpus": gpus,
+                              "runtime_env": {"env_vars": dict(plan.env_vars)}},
+        # Health checks find a dead or hung replica within seconds; Serve replaces it (no cap).
+        "health_check_period_s": 2.0,
+        "health_check_timeout_s": 30.0,
+        "graceful_shutdown_timeout_s": 2.0,
+    }
+
+
+def deploy(plan: DeploymentPlan, bundle: Bundle, agents: Sequence[str], *,
+           agent_class: type = AgentDeployment, detector_class: type = DetectorDeployment
+           ) -> tuple[dict[str, Any], Any]:
+    """Starts the detector and one application per agent; returns (agent handles, detector handle).
+
+    Returns at once: replicas load their models in the background (see `ready_status`).
+    """
+    serve.start(proxy_location="Disabled", logging_config={"log_level": SERVE_LOG_LEVEL})
+    logging.getLogger("ray.serve").setLevel(DRIVER_LOG_LEVEL)
+    scaling: dict[str, Any] = {"num_replicas": plan.replicas}
+    if plan.max_replicas is not None and plan.max_replicas > plan.replicas:
+        scaling = {"autoscaling_config": {"min_replicas": plan.replicas, "max_replicas": plan.max_replicas,
+                                          "target_ongoing_requests": 2}}
+    targets, names = [], []
+    for agent in agents:
+        deployment = serve.deployment(agent_class, name="agent", max_ongoing_requests=64,
+                                      **_replica_options(plan, gpus=plan.num_gpus), **scaling)
+        app = deployment.bind(bundle, agent, max_batch_size=plan.max_batch_size, max_wait_ms=plan.max_wait_ms)
+        targets.append(serve.RunTarget(app, name=app_name(plan, agent), route_prefix=None,
+                                       logging_config={"log_level": SERVE_LOG_LEVEL}))
+        names.append(agent)
+    detector = serve.deployment(detector_class, name="detector", num_replicas=1, max_ongoing_requests=2,
+                                **_replica_options(plan, gpus=0.0))
+    targets.append(serve.RunTarget(detector.bind(), name=app_name(plan, "detector"), route_prefix=None,
+                                   logging_config={"log_level": SERVE_LOG_LEVEL}))
+    handles = serve.run_many(targets, wait_for_ingress_deployment_creation=True,
+                             wait_for_applications_running=False)
+    return dict(zip(names, handles[:-1])), handles[-1]
+
+
+def running_replicas(plan: DeploymentPlan, components: Sequence[str]) -> dict[str, int]:
+    """Serve's view: RUNNING replicas of each component's application (0 while loading or dead)."""
+    apps = serve.status().applications
+    out = {}
+    for component in components:
+        app = apps.get(app_name(plan, component))
+        deployments = app.deployments.values() if app is not None else []
+        out[component] = sum(int(d.replica_states.get("RUNNING", 0)) for d in deployments)
+    return out
+
+
+def _named_replicas(plan: DeploymentPlan, component: str) -> list[dict[str, str]]:
+    import ray
+
+    prefix = f"SERVE_REPLICA::{app_name(plan, component)}#"
+    return [entry for entry in ray.util.list_named_actors(all_namespaces=True) if entry["name"].startswith(prefix)]
+
+
+def replica_names(plan: DeploymentPlan, component: str) -> list[str]:
+    """Names of one component's live replica actors (a replaced replica gets a new name)."""
+    return [entry["name"] for entry in _named_replicas(plan, component)]
+
+
+def replica_actors(plan: DeploymentPlan, component: str) -> list[Any]:
+    """Ray handles of one component's live replica actors (for operations and fault tests)."""
+    import ray
+
+    return [ray.get_actor(entry["name"], namespace=entry["namespace"]) for entry in _named_replicas(plan, component)]
+
+
+def undeploy(plan: DeploymentPlan, components: Sequence[str]) -> None:
+    """Deletes this ensemble's applications (other ensembles on the same Serve are untouched)."""
+    for component in components:
+        serve.delete(app_name(plan, component), _blocking=False)
+
+
+def cpus_per_replica(requested: float | None, *, replicas: int, agents: int, available: float) -> float:
+    """The CPU share of each replica of an ensemble (agent replicas plus the detector).
+
+    Args:
+        requested: a fixed share, or None to spread ``available`` over every replica (at most 1 each).
+        replicas: replicas per agent.
+        agents: number of agents.
+        available: CPUs of the Ray cluster.
+
+    Raises:
+        ValueError: the deployment could never be scheduled (it would hang waiting for CPUs).
+    """
+    actors = replicas * agents + 1
+    share = requested if requested is not None else min(1.0, round(available / actors - 0.005, 2))
+    if share * actors > available + 1e-9 or share < 0 or (requested is None and share <= 0):
+        raise ValueError(
+            f"The ensemble needs {share * actors:g} CPUs ({replicas} replica(s) x {agents} agents + detector at "
+            f"{share:g} CPU each) but the Ray cluster has {available:g}; lower num_cpus_per_actor or replicas."
+        )
+    return float(share)
