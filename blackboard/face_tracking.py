@@ -12,18 +12,22 @@ detector, and crops are aligned from them exactly as full detection would align 
 A face is followed only while ONet passes it with the detector's gate (``min_confidence``, the
 minimum face size and the landmark geometry of :func:`blackboard.faces.plausible_landmarks`)
 and its new box overlaps the old one. When any followed face fails, the track is *lost* and the
-frame gets full detection at once (which also restarts the keyframe count). Faces that appear
-between keyframes are found at the next keyframe. ``keyframe_every=1`` is plain detection of
-every frame, batched ``batch_frames`` at a time as before.
+frame gets full detection at once. Faces that appear between keyframes are found at the next
+keyframe. The gate's second look (re-detection in the aligned crop) runs on fully detected
+frames only: a followed face continues one that passed it.
 
-The gate's second look (re-detection in the aligned crop) runs on keyframes only: a followed
-face continues one that passed it.
+Keyframes are the sampled frames 0, N, 2N, ...; frames are read a chunk at a time so that up
+to ``batch_frames`` keyframes go through MTCNN in one batched call (about half the cost of one
+call each), holding at most ``buffer_mb`` of frames. ``keyframe_every=1`` is therefore plain
+detection of every frame, ``batch_frames`` at a time, as the dataset builder always did.
+Following pays when sampled frames are close in time (a few per second or more); with frames
+seconds apart most tracks are lost and each loss costs an unbatched full detection.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import cv2
@@ -70,7 +74,6 @@ class FollowStats:
     followed: int = 0  # frames whose faces were found by following alone
     lost: int = 0  # frames where a track was lost, so full detection ran on them
     faces_followed: int = 0  # faces found by following
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes for benchmarks
 
 
 def square_windows(box: tuple[float, float, float, float], shift: float) -> np.ndarray:
@@ -93,17 +96,23 @@ def square_windows(box: tuple[float, float, float, float], shift: float) -> np.n
 
 
 def window_patch(image: np.ndarray, window: np.ndarray, size: int = ONET_SIDE) -> np.ndarray:
-    """The square ``window`` (x, y, side) of ``image`` resized to ``size`` x ``size``, zero-padded outside it."""
+    """The square ``window`` (x, y, side) of ``image`` resized to ``size`` x ``size``.
+
+    Outside the image the patch is mid-grey, which MTCNN's normalisation maps to 0 (as its own
+    patch extraction pads).
+    """
     x, y, side = (int(round(v)) for v in window)
     side = max(side, 1)
     height, width = image.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, width), min(y + side, height)
     if x1 <= x0 or y1 <= y0:
-        return np.zeros((size, size, 3), np.uint8)
+        return np.full((size, size, 3), 128, np.uint8)
     patch = image[y0:y1, x0:x1]
     if (x0, y0, x1, y1) != (x, y, x + side, y + side):
         patch = cv2.copyMakeBorder(patch, y0 - y, y + side - y1, x0 - x, x + side - x1, cv2.BORDER_CONSTANT,
-                                   value=(PIXEL_CENTRE, PIXEL_CENTRE, PIXEL_CENTRE))
+                                   value=(128, 128, 128))
+    if side == size:
+        return np.ascontiguousarray(patch)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(patch, (size, size), interpolation=interpolation)
 
@@ -138,8 +147,9 @@ class FaceFollower:
                 size = self._chunk_frames(item[1])
             chunk.append(item)
             if len(chunk) == size:
-                for index, frame, tracks in self._chunk(chunk, tracks):
-                    yield index, frame, tracks
+                for index, frame, faces in self._chunk(chunk, tracks):
+                    tracks = faces  # the last frame's faces are followed into the next chunk
+                    yield index, frame, faces
                 chunk = []
         if chunk:
             yield from self._chunk(chunk, tracks)
@@ -217,9 +227,9 @@ class FaceFollower:
         """The 48x48 patches of one track's windows, light-corrected as the detector would."""
         x0 = int(np.floor(windows[:, 0].min()))
         y0 = int(np.floor(windows[:, 1].min()))
-        x1 = int(np.ceil((windows[:, 0] + windows[:, 2]).max()))
-        y1 = int(np.ceil((windows[:, 1] + windows[:, 2]).max()))
-        region = window_patch(frame, np.array([x0, y0, max(x1 - x0, y1 - y0)]), size=max(x1 - x0, y1 - y0))
+        side = int(np.ceil(max((windows[:, 0] + windows[:, 2]).max() - x0, (windows[:, 1] + windows[:, 2]).max() - y0)))
+        # The light correction sees the region around the face (all windows), not the whole frame.
+        region = window_patch(frame, np.array([x0, y0, side]), size=side)
         if self.detector.enhance:
             region = enhance_for_detection(region)[0]
         local = windows - np.array([x0, y0, 0.0])

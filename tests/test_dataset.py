@@ -13,6 +13,7 @@ import pytest
 
 from training.dataset import BuildConfig, build_dataset, check_splits, make_splits, read_manifest
 from training.dataset_cli import main as dataset_main
+from training.video import sample_frames
 
 
 def write_png(path, image) -> None:
@@ -198,3 +199,142 @@ def test_csv_rows_with_bad_label_or_missing_file_are_rejected(tmp_path):
     rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
     assert summary.rejects_by_reason == {"missing file": 1, "bad label": 1}
     assert rejects["reason"].str.contains("maybe").any()
+
+
+# --------------------------------------------------------------------------- keyframes + following
+
+
+def moving_face_frames(face_rgb, count: int, step: tuple[int, int] = (6, 3), jump_at: int | None = None,
+                       blank_at: int | None = None) -> list[tuple[int, np.ndarray]]:
+    """The astronaut pasted on a 720x560 grey canvas, moving ``step`` px per frame.
+
+    From frame ``jump_at`` on the picture is moved far away (beyond any search window), and frame
+    ``blank_at`` is the empty canvas.
+    """
+    frames = []
+    for i in range(count):
+        canvas = np.full((560, 720, 3), 90, np.uint8)
+        x, y = 10 + step[0] * i, 10 + step[1] * i
+        if jump_at is not None and i >= jump_at:
+            x, y = 200, 40
+        if i != blank_at:
+            canvas[y:y + 400, x:x + 400] = cv2.resize(face_rgb, (400, 400), interpolation=cv2.INTER_AREA)
+        frames.append((i, canvas))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from training.dataset_work import open_detector
+
+    return open_detector(BuildConfig())
+
+
+def eye_distances(a, b) -> float:
+    """Mean landmark distance between two faces, in eye distances of the first."""
+    return float(np.linalg.norm(a.landmarks - b.landmarks, axis=1).mean()
+                 / np.linalg.norm(a.landmarks[1] - a.landmarks[0]))
+
+
+def test_following_finds_the_faces_of_full_detection(detector, face_rgb):
+    from blackboard.face_tracking import FaceFollower, FollowConfig
+    from blackboard.video import iou
+
+    frames = moving_face_frames(face_rgb, 10)
+    full = detector.detect_batch([f for _, f in frames])
+    follower = FaceFollower(detector, FollowConfig(keyframe_every=5))
+    followed = list(follower.follow(frames))
+    assert [i for i, _, _ in followed] == list(range(10))
+    for (_, _, found), expected in zip(followed, full):
+        assert len(found) == len(expected) == 1
+        assert iou(found[0].box, expected[0].box) > 0.7
+        assert eye_distances(expected[0], found[0]) < 0.1
+        assert found[0].confidence >= detector.min_confidence
+    # Full detection on frames 0 and 5 only; the eight others were followed.
+    assert (follower.stats.full_detections, follower.stats.followed, follower.stats.lost) == (2, 8, 0)
+
+
+def test_two_faces_are_followed_separately(detector, face_rgb):
+    from blackboard.face_tracking import FaceFollower, FollowConfig
+    from blackboard.video import iou
+
+    small = cv2.resize(face_rgb, (300, 300), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(6):
+        canvas = np.full((420, 820, 3), 90, np.uint8)
+        canvas[20 + 4 * i:320 + 4 * i, 10 + 5 * i:310 + 5 * i] = small
+        canvas[40:340, 500 - 6 * i:800 - 6 * i] = small[:, ::-1]
+        frames.append((i, canvas))
+    full = detector.detect_batch([f for _, f in frames])
+    follower = FaceFollower(detector, FollowConfig(keyframe_every=6))
+    for (_, _, found), expected in zip(follower.follow(frames), full):
+        assert len(found) == len(expected) == 2
+        for face in expected:
+            assert max(iou(face.box, other.box) for other in found) > 0.7
+    assert (follower.stats.full_detections, follower.stats.followed, follower.stats.faces_followed) == (1, 5, 10)
+
+
+def test_keyframe_every_1_is_full_detection_of_every_frame(detector, face_rgb):
+    from blackboard.face_tracking import FaceFollower, FollowConfig
+
+    frames = moving_face_frames(face_rgb, 5)
+    follower = FaceFollower(detector, FollowConfig(keyframe_every=1, batch_frames=3))
+    got = [faces for _, _, faces in follower.follow(frames)]
+    # Batched as the builder always did: frames 0-2, then 3-4.
+    expected = detector.detect_batch([f for _, f in frames[:3]]) + detector.detect_batch([f for _, f in frames[3:]])
+    assert [[f.box for f in faces] for faces in got] == [[f.box for f in faces] for faces in expected]
+    assert all(np.array_equal(a.landmarks, b.landmarks) for x, y in zip(got, expected) for a, b in zip(x, y))
+    assert follower.stats.full_detections == 5 and follower.stats.followed == 0
+
+
+def test_a_lost_track_triggers_full_detection(detector, face_rgb):
+    from blackboard.face_tracking import FaceFollower, FollowConfig
+    from blackboard.video import iou
+
+    frames = moving_face_frames(face_rgb, 8, jump_at=3, blank_at=6)
+    follower = FaceFollower(detector, FollowConfig(keyframe_every=8))
+    got = {i: faces for i, _, faces in follower.follow(frames)}
+    # Frame 3: the face jumped out of every search window -> the whole frame is searched again.
+    moved = detector.detect(frames[3][1])
+    assert len(got[3]) == 1 and iou(got[3][0].box, moved[0].box) > 0.7
+    assert len(got[4]) == len(got[5]) == 1  # followed from its new place
+    # Frame 6 is empty: lost again, full detection finds nothing, and frame 7 waits for a keyframe.
+    assert got[6] == [] and got[7] == []
+    assert (follower.stats.full_detections, follower.stats.lost, follower.stats.followed) == (3, 2, 4)
+
+
+def test_build_with_keyframes_writes_aligned_crops_and_resumes_only_with_the_same_interval(tmp_path, face_rgb,
+                                                                                         detector):
+    from blackboard.faces import align_face
+
+    root = tmp_path / "media"
+    write_video(root / "fake" / "clip.mp4", face_rgb, count=8)
+    config = BuildConfig(fps=8.0, hash_distance=0, val=0.0, test=0.0, keyframe_every=4)
+    summary = build_dataset([root], tmp_path / "ds", config, show_progress=False)
+    assert summary.frames_sampled == 8 and summary.crops + summary.duplicates_dropped == 8
+    manifest = read_manifest(tmp_path / "ds" / "manifest.csv")
+    # A followed frame's crop is aligned from ONet's landmarks by the same align_face as a detected one.
+    from blackboard.face_tracking import FaceFollower, FollowConfig
+
+    followed = {i: (frame, faces) for i, frame, faces in FaceFollower(detector, FollowConfig(keyframe_every=4))
+                .follow(sample_frames(root / "fake" / "clip.mp4", fps=8.0))}
+    row = manifest[manifest["frame"] == 1].iloc[0]
+    crop = cv2.cvtColor(cv2.imread(row["path"]), cv2.COLOR_BGR2RGB)
+    frame, faces = followed[1]
+    expected = align_face(frame, faces[0].landmarks, size=config.size, margin=config.margin)
+    assert np.abs(crop.astype(int) - expected.astype(int)).mean() < 2  # JPEG only
+    assert row["confidence"] == round(faces[0].confidence, 4)
+    assert json.loads((tmp_path / "ds" / "build_config.json").read_text())["keyframe_every"] == 4
+    with pytest.raises(ValueError, match=r"other crop settings \(\['keyframe_every'\]\)"):
+        build_dataset([root], tmp_path / "ds", BuildConfig(fps=8.0, hash_distance=0, keyframe_every=1),
+                      show_progress=False)
+
+
+def test_cli_keyframe_flag(tmp_path, capsys):
+    from training.dataset_cli import build_parser
+
+    assert build_parser().parse_args(["build", "x", "--out", "o"]).keyframe_every == BuildConfig().keyframe_every
+    noise_images(tmp_path / "data", groups=1)
+    assert dataset_main(["build", str(tmp_path / "data"), "--out", str(tmp_path / "o"),
+                         "--keyframe-every", "0"]) == 2
+    assert "keyframe_every must be at least 1" in capsys.readouterr().err

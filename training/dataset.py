@@ -2,8 +2,10 @@
 
 ``build_dataset`` finds sources (see :mod:`training.dataset_sources`), detects and aligns faces
 with :func:`blackboard.faces.extract_faces` (the serving code path, so training crops are framed
-like served ones), drops near-duplicate crops of one video by perceptual hash, and splits by
-group so that no scene and no fake/real pair straddles train, val and test.
+like served ones; in videos the detector runs on every ``keyframe_every``-th sampled frame and
+faces are followed in between, see :mod:`blackboard.face_tracking`), drops near-duplicate crops
+of one video by perceptual hash, and splits by group so that no scene and no fake/real pair
+straddles train, val and test.
 
 Output folder::
 
@@ -29,7 +31,7 @@ import pandas as pd
 
 from agents.labels import CLASSES
 from training.dataset_sources import Reject, Source, discover_sources
-from training.dataset_work import SourceResult, open_detector, process_source, write_atomic
+from training.dataset_work import SourceResult, open_detector, open_follower, process_source, write_atomic
 
 MANIFEST_COLUMNS = ("path", "label", "group", "split", "source", "frame", "confidence", "hash")
 SPLITS = ("train", "val", "test")
@@ -56,8 +58,11 @@ class BuildConfig:
     size: int = 224  # crop side in pixels
     margin: float = 0.3  # context around the aligned face (blackboard.faces.template_points)
     jpeg_quality: int = 95  # JPEG quality of written crops
-    batch_frames: int = 8  # video frames per MTCNN batch (batching halves detection cost)
+    batch_frames: int = 8  # video keyframes per MTCNN batch (batching halves detection cost)
     detect_max_side: int = 640  # frames are shrunk to this longer side for detection (1080p: 3x faster)
+    # Full-frame detection on every N-th sampled video frame; in between, each face is followed by
+    # MTCNN's last stage near its last box (blackboard.face_tracking); 1 = detect on every frame.
+    keyframe_every: int = 8
 
     def __post_init__(self) -> None:
         if self.fps is not None and self.frames is not None:
@@ -81,6 +86,9 @@ class BuildConfig:
             raise ValueError(f"detect_max_side must be at least 64, received {self.detect_max_side}.")
         if self.batch_frames < 1:
             raise ValueError(f"batch_frames must be at least 1, received {self.batch_frames}.")
+        if self.keyframe_every < 1:
+            raise ValueError(f"keyframe_every must be at least 1 (1: detect on every frame), received "
+                             f"{self.keyframe_every}.")
 
     @property
     def video_fps(self) -> float | None:
@@ -91,7 +99,11 @@ class BuildConfig:
         """The settings that change crops; a resumed build must use the same ones."""
         keys = ("detect", "all_faces", "fps", "frames", "hash_distance", "min_face", "size", "margin",
                 "jpeg_quality", "detect_max_side")
-        return {k: getattr(self, k) for k in keys}
+        settings = {k: getattr(self, k) for k in keys}
+        if self.detect and self.keyframe_every != 1:
+            # Absent means 1, so folders built before following existed resume with --keyframe-every 1.
+            settings["keyframe_every"] = self.keyframe_every
+        return settings
 
 
 @dataclass(frozen=True)
@@ -233,7 +245,7 @@ class _Progress:
         if config_path.is_file():
             previous = json.loads(config_path.read_text())
             if previous != settings:
-                changed = sorted(k for k in settings if previous.get(k) != settings[k])
+                changed = sorted(k for k in set(settings) | set(previous) if previous.get(k) != settings.get(k))
                 raise ValueError(f"{out_dir}: was built with other crop settings ({changed}); use a new --out "
                                  "folder or the same options to resume")
         else:
@@ -282,12 +294,13 @@ def build_dataset(
     pending = [s for s in sources if s.path not in progress.done]
     resumed = len(sources) - len(pending)
     detector = open_detector(config) if pending and config.detect else None
+    follower = open_follower(detector, config) if detector is not None else None
     with open(progress.path, "a", encoding="utf-8") as handle, tqdm(
         total=len(sources), initial=resumed, unit="file", desc="dataset", disable=not show_progress
     ) as bar:
         crops = sum(len(progress.done[s.path].rows) for s in sources if s.path in progress.done)
         for source in pending:
-            result = process_source(source, out, config, detector)
+            result = process_source(source, out, config, detector, follower)
             progress.add(handle, result)
             crops += len(result.rows)
             bar.update(1)

@@ -31,6 +31,10 @@ def build_parser(prog: str = "fakeface dataset") -> argparse.ArgumentParser:
     rate = build.add_mutually_exclusive_group()
     rate.add_argument("--fps", type=float, default=None, help="video frames sampled per second (None: 2)")
     rate.add_argument("--frames", type=int, default=None, help="or this many frames spread over each video")
+    build.add_argument("--keyframe-every", type=int, default=BuildConfig.keyframe_every, metavar="N",
+                       help="detect faces in the whole video frame on every N-th sampled frame and follow them "
+                       "near their last box in between (a lost face triggers full detection); 1 = detect on "
+                       "every frame")
     build.add_argument("--hash-distance", type=int, default=6,
                        help="drop a crop within this phash distance of one kept from the same video")
     build.add_argument("--min-face", type=int, default=40, help="reject faces smaller than this, in pixels")
@@ -71,7 +75,7 @@ def main(argv: list[str]) -> int:
         config = BuildConfig(
             detect=not args.no_detect, all_faces=args.all_faces, fps=args.fps, frames=args.frames,
             hash_distance=args.hash_distance, min_face=args.min_face, val=args.val, test=args.test,
-            seed=args.seed, size=args.size,
+            seed=args.seed, size=args.size, keyframe_every=args.keyframe_every,
         )
         sources, rejects = discover_sources(inputs)
         if not sources:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from agents.atomic import atomic_write_bytes
+from blackboard.face_tracking import FaceFollower, FollowConfig
 from blackboard.faces import (
     FaceDetector,
     ImageError,
@@ -62,6 +63,12 @@ def open_detector(config: "BuildConfig") -> FaceDetector:
     12 px / min_face_size), so only faces within 25% under the limit are reported as too small.
     """
     return FaceDetector(min_face_size=max(12, int(config.min_face * 0.75)), max_side=config.detect_max_side)
+
+
+def open_follower(detector: FaceDetector, config: "BuildConfig") -> FaceFollower:
+    """Finds the faces of video frames: ``detector`` on every ``keyframe_every``-th frame, following in between."""
+    return FaceFollower(detector, FollowConfig(keyframe_every=config.keyframe_every,
+                                               batch_frames=config.batch_frames))
 
 
 def crop_id(source: str, frame: int, face: int) -> str:
@@ -153,38 +160,26 @@ def _process_image(source: Source, out: Path, config: "BuildConfig", detector: F
         result.rejects.append(reason)
 
 
-def _batches(frames: Iterable[tuple[int, np.ndarray]], size: int) -> Iterable[list[tuple[int, np.ndarray]]]:
-    batch: list[tuple[int, np.ndarray]] = []
-    for item in frames:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _process_video(source: Source, out: Path, config: "BuildConfig", detector: FaceDetector | None,
+def _process_video(source: Source, out: Path, config: "BuildConfig", follower: FaceFollower | None,
                    result: SourceResult) -> None:
     dedupe = _Deduper(config.hash_distance)
     reasons: dict[str, int] = {}
     try:
         frames = sample_frames(source.path, fps=config.video_fps, frames=config.frames)
-        for batch in _batches(frames, config.batch_frames):
-            found = detector.detect_batch([f for _, f in batch]) if detector is not None else [None] * len(batch)
-            for (index, image), faces in zip(batch, found):
-                result.frames_sampled += 1
-                if faces is None:  # --no-detect: the whole frame is the crop
-                    crop = whole_image_crop(image, size=config.size).crop
-                    keep, digest = dedupe.keep(crop)
-                    if keep:
-                        path = _save(out, source, index, 0, _encode(crop, config.jpeg_quality))
-                        result.rows.append({"path": path, "frame": index, "confidence": 1.0, "hash": digest})
-                    continue
-                reason = _faces_to_rows(image, index, source, out, config, faces, dedupe, result)
-                if reason:
-                    result.frames_without_face += 1
-                    reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
+        found = follower.follow(frames) if follower is not None else ((i, f, None) for i, f in frames)
+        for index, image, faces in found:
+            result.frames_sampled += 1
+            if faces is None:  # --no-detect: the whole frame is the crop
+                crop = whole_image_crop(image, size=config.size).crop
+                keep, digest = dedupe.keep(crop)
+                if keep:
+                    path = _save(out, source, index, 0, _encode(crop, config.jpeg_quality))
+                    result.rows.append({"path": path, "frame": index, "confidence": 1.0, "hash": digest})
+                continue
+            reason = _faces_to_rows(image, index, source, out, config, faces, dedupe, result)
+            if reason:
+                result.frames_without_face += 1
+                reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
     except VideoError as exc:
         result.rejects.append(f"unreadable: {exc}")
     result.dropped = dedupe.dropped
@@ -193,12 +188,24 @@ def _process_video(source: Source, out: Path, config: "BuildConfig", detector: F
         result.rejects.append(f"{common}: in all {result.frames_sampled} sampled frames")
 
 
-def process_source(source: Source, out: Path, config: "BuildConfig", detector: FaceDetector | None) -> SourceResult:
-    """Turns one source into crops on disk; never raises for a bad input file (it becomes a reject)."""
+def process_source(source: Source, out: Path, config: "BuildConfig", detector: FaceDetector | None,
+                   follower: FaceFollower | None = None) -> SourceResult:
+    """Turns one source into crops on disk; never raises for a bad input file (it becomes a reject).
+
+    Args:
+        source: the image or video.
+        out: the output folder.
+        config: build settings.
+        detector: the face detector (None with ``detect=False``).
+        follower: finds the faces of video frames (keyframes + following); made from ``detector``
+            and ``config`` when None. Pass one to reuse it (and its stats) across videos.
+    """
     result = SourceResult(source=source.path)
     try:
         if source.kind == "video":
-            _process_video(source, out, config, detector, result)
+            if follower is None and detector is not None:
+                follower = open_follower(detector, config)
+            _process_video(source, out, config, follower, result)
         else:
             _process_image(source, out, config, detector, result)
     except (ValueError, cv2.error) as exc:
