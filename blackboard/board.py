@@ -65,7 +65,8 @@ class EnsembleConfig:
     num_cpus_per_actor: float | None = None
     num_gpus_per_actor: float = 0.0  # GPU share per agent replica
     max_batch_size: int = 16  # dynamic micro-batching per agent (@serve.batch): crops per forward pass
-    max_wait_ms: float = 5.0  # how long a batch waits to fill
+    # How long a batch waits to fill while other requests are in flight (a lone request never waits).
+    max_wait_ms: float = 20.0
     deadline_s: float = 10.0  # default per-case deadline
     agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
 

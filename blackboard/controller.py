@@ -325,23 +325,6 @@ def f_half(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(fbeta_score(labels, predicted, beta=0.5, pos_label=1, zero_division=0))
 
 
-# Storage is its own module (:mod:`blackboard.controller_store`, which imports this one); its
-# functions stay importable from here for existing callers, resolved on first use (PEP 562).
-# The Q-trust rule moved to :mod:`blackboard.controller_qtrust` the same way.
-_MOVED = {"save_controller": "controller_store", "load_controller": "controller_store",
-          "list_controller_versions": "controller_store", "rollback_controller": "controller_store",
-          "QController": "controller_qtrust", "ControllerConfig": "controller_qtrust"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f"blackboard.{_MOVED[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "Controller", "ControllerConfig", "QController", "controller_from_json", "controller_kinds", "choose_threshold",
-    "f_half", "save_controller", "load_controller", "list_controller_versions", "rollback_controller", "REAL", "FAKE",
-]
+# Storage lives in `blackboard.controller_store`, the Q-trust rule in `blackboard.controller_qtrust`
+# and the log-odds rule in `blackboard.controller_logodds`.
+__all__ = ["Controller", "controller_from_json", "controller_kinds", "choose_threshold", "f_half", "REAL", "FAKE"]

@@ -15,12 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from ray import serve
+
+# Serve reads these when `ray.serve` is first imported (here, in the driver; replicas inherit
+# them through `SERVE_ENV`). Measured on 2 cores (BENCHMARKS.md): Serve's throughput mode runs
+# user code on the replica's own event loop (one thread hop less per request); the driver's
+# router keeps its own loop because gRPC threads call the handles synchronously; no replica
+# opens an HTTP/gRPC ingress port of its own (grpcio is the only front door).
+SERVE_ENV = (("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1"), ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "1"),
+             ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0"))
+for _key, _value in SERVE_ENV:
+    os.environ.setdefault(_key, _value)
+
+from ray import serve  # noqa: E402 - after the settings above
 
 from agents.bundle import Bundle
 from agents.predictor import AgentPredictor
@@ -50,11 +62,12 @@ class AgentDeployment:
     # The predictor class a replica runs (a test subclass may add fault knobs).
     predictor_class: type = AgentPredictor
 
-    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 5.0) -> None:
+    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 20.0) -> None:
         bind_serve_replica_to_loopback()
         self.predictor = self.predictor_class(bundle, agent, batch_size=max(int(max_batch_size), 1))
         self._batching = (max(int(max_batch_size), 1), max(float(max_wait_ms), 0.0) / 1000.0)
         self._batching_set = False
+        self._in_flight = 0  # calls of this replica awaiting their answer (one event loop: no lock needed)
         self.batches = 0  # forward passes so far (micro-batches), for model_info and benchmarks
         self.crops = 0  # crops assessed so far
 
@@ -63,12 +76,18 @@ class AgentDeployment:
         if len(crops) == 0:
             return np.zeros(0, dtype=np.float64), 0.0
         if not self._batching_set:
-            # On the first call, not in __init__: Serve's batch queue needs the replica context,
-            # which local testing mode sets only once the replica is constructed.
+            # On the first call, not in __init__: Serve's batch queue needs the replica context.
             self.predict.set_max_batch_size(self._batching[0])
-            self.predict.set_batch_wait_timeout_s(self._batching[1])
             self._batching_set = True
-        return await self.predict(list(crops))
+        # A lone request goes at once; only while other requests are in flight (load) is it
+        # worth waiting for the batch to fill. Serve's batcher would otherwise hold every lone
+        # request for the whole wait.
+        self._in_flight += 1
+        try:
+            self.predict.set_batch_wait_timeout_s(self._batching[1] if self._in_flight > 1 else 0.0)
+            return await self.predict(list(crops))
+        finally:
+            self._in_flight -= 1
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_crop_count)
     async def predict(self, requests: list[list[np.ndarray]]) -> list[tuple[np.ndarray, float]]:

@@ -64,7 +64,8 @@ class Ensemble(Board):
         self.num_cpus_per_actor = deployments.cpus_per_replica(
             config.num_cpus_per_actor, replicas=config.replicas, agents=len(names),
             available=float(ray.cluster_resources().get("CPU", 0.0)))
-        env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+               **{key: os.environ[key] for key, _ in deployments.SERVE_ENV}}
         if ray_is_loopback_only():
             env[SERVE_LOOPBACK_ENV] = "1"  # replicas' own gRPC ports on 127.0.0.1 too (blackboard.ray_runtime)
         # Application names are unique per ensemble: tests and benchmarks run several on one Serve.

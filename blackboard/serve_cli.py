@@ -37,7 +37,8 @@ def build_parser(prog: str = "fakeface serve") -> argparse.ArgumentParser:
     parser.add_argument("--max-replicas", type=int, default=None,
                         help="autoscale each agent up to this many replicas on load (default: fixed --replicas)")
     parser.add_argument("--max-batch-size", type=int, default=16, help="faces per agent batch")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batching wait in ms")
+    parser.add_argument("--max-wait-ms", type=float, default=20.0,
+                        help="how long a micro-batch waits to fill under load, in ms (a lone request never waits)")
     parser.add_argument("--deadline-s", type=float, default=10.0, help="deadline when a client sets none")
     parser.add_argument("--token", action="append", default=None,
                         help=f"accepted bearer token (repeatable; default: ${TOKEN_ENV}); none = no auth")

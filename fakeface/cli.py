@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]
+    if verbose:  # commands with progress of their own (batch, evaluate) then show Ray Data's instead
+        os.environ["FAKEFACE_VERBOSE"] = "1"
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

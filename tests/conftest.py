@@ -20,6 +20,14 @@ import numpy as np
 import pytest
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test of the end-to-end tier (tests/e2e: real Ray, Serve, gRPC, browser) is `slow`;
+    units elsewhere carry the mark themselves when they need several seconds of CPU."""
+    for item in items:
+        if "e2e" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def face_rgb() -> np.ndarray:
     """A real photograph with one frontal face (scikit-image's astronaut), RGB uint8 512x512."""
@@ -87,7 +95,8 @@ def bundle_with_controller(tiny_bundle: Path, dest: Path) -> Path:
     """
     import shutil
 
-    from blackboard.controller import QController, save_controller
+    from blackboard.controller_qtrust import QController
+    from blackboard.controller_store import save_controller
     from blackboard.controller_store import ReplaySet
 
     shutil.copytree(tiny_bundle, dest)

@@ -1,8 +1,11 @@
 """`fakeface batch`: classify folders, manifests or lists of images and videos as a Ray Data job.
 
-Pipeline: input paths -> `FaceStage` actors (decode images / sample video frames with OpenCV,
-MTCNN detection and alignment) -> one actor pool per agent (`AgentStage`, an `AgentPredictor`)
--> `DecisionStage` (the bundle's controller, or the mean of the votes) -> driver.
+Pipeline (the stages of `training.batch_stages`, shared with `fakeface evaluate`): input paths
+-> `FaceStage` actors (decode images / sample video frames with OpenCV; crops used whole, other
+images MTCNN-detected and aligned) -> the agents, either as a pool of actors that each run every
+agent (`AgentSetStage`, the default: one per CPU) or as one pool per agent (`AgentStage`,
+``--actors-per-agent``) -> `DecisionStage` (the bundle's controller, or the mean of the votes)
+-> driver. deploy/README.md says how to size the pools.
 
 Resumable and exact: the inputs are cut into shards of ``--shard-size`` files, fixed once in
 ``OUT.parts/plan.json``. The driver collects each shard's rows (de-duplicated by input, frame and
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -31,11 +35,14 @@ import numpy as np
 
 from agents.atomic import atomic_write
 from blackboard.ray_runtime import init_ray
+from training.batch_stages import VERBOSE_ENV, cpu_per_actor, node_cpus as _node_cpus  # noqa: F401  (re-exported)
 
 PLAN_FORMAT = 1
 PLAN_FILE = "plan.json"
-# Inputs handed to one face-stage task: small enough that shards complete one after another
-# (what makes --resume worthwhile), large enough to keep per-task overhead low.
+# Inputs handed to one face-stage task when any input is a video: small enough that shards
+# complete one after another (what makes --resume worthwhile) and that video work spreads over
+# the face actors. Image-only jobs use a batch of inputs per task (one image is ~1 ms of work,
+# so per-task overhead would otherwise show).
 MAX_INPUTS_PER_BLOCK = 8
 
 
@@ -55,13 +62,27 @@ class BatchConfig:
     resume: bool  # continue an interrupted run from OUT.parts
     detect: str  # face detection: "auto", "on" or "off"
     fps: float  # frames per second sampled from videos
-    actors_per_agent: int  # actor pool size of each agent
+    actors_per_agent: int | None  # one pool per agent of this size (None: not asked for; see agent_actors)
     detect_actors: int  # actor pool size of the face stage
     batch_size: int  # rows per agent/decision batch
     shard_size: int  # inputs per resumable shard
     min_face_size: int  # smallest face (pixels) MTCNN looks for
 
     keep_parts: bool  # keep OUT.parts after assembly (to re-export in another format)
+    agent_actors: tuple[tuple[str, int], ...] = ()  # per-agent pool sizes overriding actors_per_agent
+    agent_set_actors: int = 0  # >0: one pool of actors each running every agent (0 with no pool sizes: auto)
+    threads: int = 0  # TensorFlow/OpenMP threads per actor (0 = whole CPUs reserved per actor, at least 1)
+    verbose: bool = False  # Ray Data's per-operator progress and stats instead of one bar
+
+    def pool_sizes(self, agents: Sequence[str]) -> tuple[int, ...] | None:
+        """Actor pool size of each agent, in ``agents`` order (None: no per-agent pools asked for)."""
+        sizes = dict(self.agent_actors)
+        unknown = sorted(set(sizes) - set(agents))
+        if unknown:
+            raise BatchError(f"--actors-per-agent names {unknown}, not agents of the bundle {list(agents)}.")
+        if self.actors_per_agent is None and not sizes:
+            return None
+        return tuple(sizes.get(a, self.actors_per_agent or 1) for a in agents)
 
     @property
     def parts_dir(self) -> Path:
@@ -125,7 +146,15 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
     p.add_argument("--detect", choices=("auto", "on", "off"), default="auto",
                    help="face detection: on, off (inputs are crops) or auto (detect, else use whole image)")
     p.add_argument("--fps", type=float, default=1.0, help="frames per second sampled from videos")
-    p.add_argument("--actors-per-agent", type=int, default=1, help="actor pool size of each agent")
+    p.add_argument("--actors-per-agent", default=None,
+                   help="one actor pool per agent: K actors each, or per-agent sizes such as 1,vgg16=2 (see "
+                        "deploy/README.md: size each pool by the agent's cost). None: --agent-set-actors")
+    p.add_argument("--agent-set-actors", type=int, default=0,
+                   help="one pool of K actors that each run every agent in turn (0: one per cluster CPU, at "
+                        "most 16, unless --actors-per-agent is given)")
+    p.add_argument("--threads-per-actor", type=int, default=0,
+                   help="TensorFlow/OpenMP threads per actor (0: the whole CPUs Ray reserves for it, at least 1)")
+    p.add_argument("--verbose", action="store_true", help="Ray Data's per-operator progress and stats")
     p.add_argument("--detect-actors", type=int, default=1, help="actor pool size of face detection")
     p.add_argument("--batch-size", type=int, default=32, help="faces per agent batch")
     p.add_argument("--shard-size", type=int, default=64, help="inputs per resumable shard")
@@ -133,6 +162,26 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
     p.add_argument("--keep-parts", action="store_true",
                    help="keep the OUT.parts shards after writing OUT (re-export with --resume --format ...)")
     return p
+
+
+def parse_pool_sizes(spec: str) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """``"2"`` -> (2, ()); ``"1,vgg16=2"`` -> (1, (("vgg16", 2),)): a default pool size per agent
+    and per-agent overrides.
+
+    Raises:
+        BatchError: a size that is not a positive integer, or an agent named twice.
+    """
+    default, named = 1, {}
+    for part in (p.strip() for p in str(spec).split(",") if p.strip()):
+        name, _, value = part.rpartition("=")
+        if not value.isdigit() or int(value) < 1 or (name and name in named):
+            raise BatchError(f"--actors-per-agent {spec!r}: expected K or K,AGENT=K,... with K >= 1 "
+                             f"(e.g. 1,vgg16=2); {part!r} is not.")
+        if name:
+            named[name] = int(value)
+        else:
+            default = int(value)
+    return default, tuple(named.items())
 
 
 def output_format(output: Path, fmt: str | None) -> str:
@@ -149,7 +198,14 @@ def output_format(output: Path, fmt: str | None) -> str:
 
 def config_from_args(args: argparse.Namespace) -> BatchConfig:
     """Validates the parsed arguments into a `BatchConfig`."""
-    for name in ("actors_per_agent", "detect_actors", "batch_size", "shard_size", "min_face_size"):
+    default_actors, agent_actors = (None, ()) if args.actors_per_agent is None else parse_pool_sizes(
+        args.actors_per_agent)
+    if args.actors_per_agent is not None and args.agent_set_actors:
+        raise BatchError("--actors-per-agent (a pool per agent) and --agent-set-actors (a pool of actors running "
+                         "every agent) are two layouts; pass one of them.")
+    if args.threads_per_actor < 0 or args.agent_set_actors < 0:
+        raise BatchError("--threads-per-actor and --agent-set-actors must be >= 0.")
+    for name in ("detect_actors", "batch_size", "shard_size", "min_face_size"):
         if getattr(args, name) < 1:
             raise BatchError(f"--{name.replace('_', '-')} must be at least 1, received {getattr(args, name)}.")
     if not (args.fps > 0 and math.isfinite(args.fps)):
@@ -163,9 +219,11 @@ def config_from_args(args: argparse.Namespace) -> BatchConfig:
     bundle = None if args.bundle is None else str(Path(args.bundle).expanduser().absolute())
     return BatchConfig(
         input=args.input, output=output, fmt=fmt, bundle=bundle, ray_address=args.ray_address,
-        resume=args.resume, detect=args.detect, fps=float(args.fps), actors_per_agent=args.actors_per_agent,
+        resume=args.resume, detect=args.detect, fps=float(args.fps), actors_per_agent=default_actors,
         detect_actors=args.detect_actors, batch_size=args.batch_size, shard_size=args.shard_size,
-        min_face_size=args.min_face_size, keep_parts=args.keep_parts,
+        min_face_size=args.min_face_size, keep_parts=args.keep_parts, agent_actors=agent_actors,
+        threads=args.threads_per_actor, agent_set_actors=args.agent_set_actors,
+        verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
     )
 
 
@@ -205,27 +263,6 @@ def prepare_plan(cfg: BatchConfig, *, inputs: Sequence[str], settings: dict[str,
     return plan
 
 
-def cpu_per_actor(node_cpus: Sequence[float], n_actors: int) -> float:
-    """Fractional CPUs per actor such that every actor of every pool fits on the nodes at once.
-
-    Whole CPUs per actor deadlock a 2-CPU host (the pools wait for CPUs that never free up), and
-    a share computed on the cluster total can still fail to pack onto small nodes, so the share
-    shrinks until the per-node packing holds. 10 % of each node stays free for Ray Data's tasks.
-    """
-    if n_actors < 1 or not node_cpus:
-        raise ValueError(f"Need at least one actor and one node, received {n_actors} actors, nodes {list(node_cpus)}.")
-    share = min(1.0, math.floor(0.9 * sum(node_cpus) / n_actors * 20) / 20)
-    while share > 0.05 and sum(math.floor(0.9 * c / share + 1e-9) for c in node_cpus) < n_actors:
-        share = round(share - 0.05, 2)
-    return max(0.05, share)
-
-
-def _node_cpus() -> list[float]:
-    import ray
-
-    return [float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")] or [1.0]
-
-
 ACTOR_START_TIMEOUT_S = 600  # how long a multi-node job waits for its actors before failing
 
 
@@ -234,38 +271,29 @@ def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequ
     """The Ray Data pipeline over ``items`` ({source, input_index, shard}) up to the decision."""
     import ray
 
-    from training.batch_stages import AgentStage, DecisionStage, FaceStage
+    from training.batch_stages import DecisionStage, add_stages, plan_stages, ray_data_output
 
-    n_actors = cfg.detect_actors + cfg.actors_per_agent * len(agents) + 1
-    cpus = cpu_per_actor(node_cpus, n_actors)
-    threads = max(1, int(cpus))
-    blocks = max(1, math.ceil(len(items) / min(cfg.shard_size, MAX_INPUTS_PER_BLOCK)))
+    ray_data_output(cfg.verbose)
+    from training.batch_inputs import is_video
+
+    per_block = min(cfg.shard_size, MAX_INPUTS_PER_BLOCK if any(is_video(i["source"]) for i in items)
+                    else cfg.batch_size)
+    blocks = max(1, math.ceil(len(items) / per_block))
     if len(node_cpus) > 1:
         # On a multi-node cluster, start work only once every pool actor is up: otherwise the
         # first actor ready (on the driver's node, where the blocks are) takes every block
         # while actors on other nodes are still importing TensorFlow.
         ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = ds.map_batches(
-        FaceStage,
-        fn_constructor_kwargs={"detect": cfg.detect, "fps": cfg.fps, "min_face_size": cfg.min_face_size,
-                               "threads": threads},
-        batch_size=1, num_cpus=cpus,
-        # SPREAD puts the detector actors on different nodes, and at most two blocks in flight
-        # per actor keeps one fast-starting actor from queueing every block of a cluster's job.
-        compute=ray.data.ActorPoolStrategy(size=cfg.detect_actors, max_tasks_in_flight_per_actor=2),
-        scheduling_strategy="SPREAD",
-    )
-    for agent in agents:
-        ds = ds.map_batches(
-            AgentStage,
-            fn_constructor_kwargs={"bundle": cfg.bundle, "agent": agent, "batch_size": cfg.batch_size,
-                                   "threads": threads},
-            batch_size=cfg.batch_size, num_cpus=cpus, scheduling_strategy="SPREAD",
-            compute=ray.data.ActorPoolStrategy(size=cfg.actors_per_agent, max_tasks_in_flight_per_actor=2),
-        )
-    return ds.map_batches(DecisionStage, fn_constructor_kwargs={"bundle": cfg.bundle},
-                          batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=cpus)
+    plan = plan_stages(node_cpus, bundle=cfg.bundle, agents=tuple(agents), detect=cfg.detect, fps=cfg.fps,
+                       min_face_size=cfg.min_face_size, face_actors=cfg.detect_actors,
+                       agent_actors=cfg.pool_sizes(agents), agent_set_actors=cfg.agent_set_actors,
+                       batch_size=cfg.batch_size, face_batch_size=per_block, threads=cfg.threads,
+                       other_actors=1)
+    ds = add_stages(ds, plan)
+    return ds.map_batches(DecisionStage, fn_constructor_kwargs={"bundle": cfg.bundle, "threads": plan.threads},
+                          batch_size=cfg.batch_size,
+                          compute=ray.data.ActorPoolStrategy(size=1), num_cpus=plan.cpus_per_actor)
 
 
 def video_verdicts(rows, agents: Sequence[str]):
@@ -378,6 +406,8 @@ def run_shards(cfg: BatchConfig, *, plan: dict[str, Any], agents: Sequence[str],
                 written += 1
                 bar.update(1)
     bar.close()
+    if cfg.verbose:
+        print(ds.stats(), file=sys.stderr)
     if states:
         raise RuntimeError(f"Ray Data finished with shards {sorted(states)} incomplete; rerun with --resume.")
     return written

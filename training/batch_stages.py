@@ -1,4 +1,7 @@
-"""The Ray Data stages of `fakeface batch`: faces, one stage per agent, decision.
+"""The Ray Data stages of `fakeface batch` and `fakeface evaluate`: faces, agents, decision.
+
+One copy of how an input is read, cropped and voted on: both commands lay these stages out with
+`plan_stages` / `add_stages` (batch adds `DecisionStage`; evaluate scores the votes itself).
 
 Each stage is a plain class whose ``__init__`` loads its model once and whose ``__call__`` maps a
 batch dict (column -> numpy array) to a batch dict, so Ray Data runs it as an actor pool
@@ -11,8 +14,10 @@ is complete): ``rows_for_input`` is how many rows the face stage emitted for tha
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,8 +26,17 @@ from agents.predictor import AgentPredictor
 from training.batch_inputs import UnreadableInput, is_video, video_frames
 
 CROP_SIZE = 224
-# Row status values.
+# Set to "1" by `fakeface --verbose` (fakeface/cli.py strips the flag before the command sees it).
+VERBOSE_ENV = "FAKEFACE_VERBOSE"
+# Row status values (batch output, evaluate's no_face.csv): a face was cut out, none was found,
+# or the input could not be decoded.
 OK, NO_FACE, REJECTED = "ok", "no_face", "rejected"
+STATUSES = (OK, NO_FACE, REJECTED)
+
+
+def context_column(name: str) -> str:
+    """The column holding context feature ``name`` (``blackboard.decision.CONTEXT_FEATURES``)."""
+    return f"ctx_{name}"
 
 
 def limit_threads(threads: int) -> None:
@@ -58,20 +72,36 @@ class FaceStage:
         threads: CPU threads this actor may use.
     """
 
-    def __init__(self, *, detect: str, fps: float, min_face_size: int = 40, threads: int = 1) -> None:
+    def __init__(self, *, detect: str, fps: float, min_face_size: int = 40, threads: int = 1,
+                 all_faces: bool = True, context: tuple[str, ...] = ()) -> None:
         limit_threads(threads)
-        from blackboard.faces import FaceDetector
-
         self.detect = detect
         self.fps = float(fps)
-        # MTCNN loads once per actor, never per batch; "off" needs no detector at all.
-        self.detector = None if detect == "off" else FaceDetector(min_face_size=min_face_size)
+        self.all_faces = bool(all_faces)
+        self.context = tuple(context)
+        self.min_face_size = int(min_face_size)
+        # MTCNN loads once per actor on first need, never per batch: "off", and "auto" on inputs
+        # that are all face crops (used whole, see blackboard.faces), never pay for it.
+        self._detector = None
         self.node_id = _node_id()
 
-    def _faces(self, rgb: np.ndarray) -> list:
-        from blackboard.faces import extract_faces
+    @property
+    def detector(self):
+        """The actor's MTCNN detector, loaded on first use (None with detect="off")."""
+        if self._detector is None and self.detect != "off":
+            from blackboard.faces import FaceDetector
 
-        return extract_faces(rgb, self.detector, mode=self.detect, all_faces=True, size=CROP_SIZE)
+            self._detector = FaceDetector(min_face_size=self.min_face_size)
+        return self._detector
+
+    def _faces(self, rgb: np.ndarray) -> list:
+        from blackboard.faces import CROP_TRUST_SIDE, extract_faces, looks_like_crop
+
+        # Only touch (and so load) the detector when extract_faces will run it.
+        needs_detector = self.detect == "on" or (
+            self.detect == "auto" and not looks_like_crop(rgb, max_side=CROP_TRUST_SIDE))
+        return extract_faces(rgb, self.detector if needs_detector else None, mode=self.detect,
+                             all_faces=self.all_faces, size=CROP_SIZE)
 
     def _input_rows(self, path: str) -> list[dict[str, Any]]:
         """All rows of one input; a decoding failure becomes one REJECTED row."""
@@ -110,7 +140,18 @@ class FaceStage:
                 row.update(source=str(path), input_index=int(input_index), shard=int(shard),
                            rows_for_input=len(rows), node_id=self.node_id)
             out.extend(rows)
-        return _columns(out)
+        cols = _columns(out)
+        # Case context a controller may read (blackboard.decision), from the crop the agents see.
+        if self.context:
+            from blackboard.decision import case_context
+
+            values = np.full((len(out), len(self.context)), np.nan, dtype=np.float32)
+            has_face = cols["has_face"]
+            if has_face.any():
+                values[has_face] = case_context(list(cols["face"][has_face]), self.context)
+            for j, name in enumerate(self.context):
+                cols[context_column(name)] = values[:, j]
+        return cols
 
 
 def _row(*, kind: str, frame: int, time_s: float, status: str, face_index: int = -1,
@@ -158,13 +199,13 @@ class AgentStage(AgentPredictor):
     """One agent's actor: adds ``{agent}_p_fake`` (NaN on placeholder rows without a face).
 
     Args:
-        bundle: bundle directory (None = shipped default).
+        bundle: bundle directory (None = shipped default) or a loaded `agents.bundle.Bundle`.
         agent: agent name in the bundle.
         batch_size: images per forward pass.
         threads: CPU threads this actor may use.
     """
 
-    def __init__(self, *, bundle: str | None, agent: str, batch_size: int = 32, threads: int = 1) -> None:
+    def __init__(self, *, bundle: Any, agent: str, batch_size: int = 32, threads: int = 1) -> None:
         limit_threads(threads)
         super().__init__(bundle, agent, batch_size=batch_size)
 
@@ -178,6 +219,30 @@ class AgentStage(AgentPredictor):
         return out
 
 
+class AgentSetStage:
+    """Every agent in one actor, one after the other (``AgentStage`` each): on small nodes a pool
+    of these, one per core, keeps every core busy without balancing one pool per agent.
+
+    Args:
+        bundle: bundle directory (None = shipped default).
+        agents: agent names in the bundle.
+        batch_size: images per forward pass.
+        threads: CPU threads this actor may use.
+    """
+
+    def __init__(self, *, bundle: str | None, agents: tuple[str, ...], batch_size: int = 32, threads: int = 1) -> None:
+        limit_threads(threads)
+        from agents.bundle import load_bundle
+
+        loaded = load_bundle(bundle)  # read and checked once for all its agents
+        self.stages = [AgentStage(bundle=loaded, agent=a, batch_size=batch_size, threads=threads) for a in agents]
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        for stage in self.stages:
+            batch = stage(batch)
+        return batch
+
+
 class DecisionStage:
     """Combines the agents' votes with the bundle's controller (mean of votes if it has none).
 
@@ -185,9 +250,11 @@ class DecisionStage:
 
     Args:
         bundle: bundle directory (None = shipped default).
+        threads: CPU threads this actor may use (the uncertainty gate's models).
     """
 
-    def __init__(self, *, bundle: str | None) -> None:
+    def __init__(self, *, bundle: str | None, threads: int = 1) -> None:
+        limit_threads(threads)
         from agents.bundle import load_bundle
         from blackboard.controller_store import load_controller
 
@@ -236,3 +303,151 @@ class DecisionStage:
         )
         return out
 
+
+def cpu_per_actor(node_cpus: Sequence[float], n_actors: int) -> float:
+    """Fractional CPUs per actor such that every actor of every pool fits on the nodes at once.
+
+    Whole CPUs per actor deadlock a 2-CPU host (the pools wait for CPUs that never free up), and
+    a share computed on the cluster total can still fail to pack onto small nodes, so the share
+    shrinks until the per-node packing holds. 10 % of each node stays free for Ray Data's tasks.
+    """
+    if n_actors < 1 or not node_cpus:
+        raise ValueError(f"Need at least one actor and one node, received {n_actors} actors, nodes {list(node_cpus)}.")
+    share = min(1.0, math.floor(0.9 * sum(node_cpus) / n_actors * 20) / 20)
+    while share > 0.05 and sum(math.floor(0.9 * c / share + 1e-9) for c in node_cpus) < n_actors:
+        share = round(share - 0.05, 2)
+    return max(0.05, share)
+
+
+def node_cpus() -> list[float]:
+    """CPUs of each alive node of the connected Ray cluster that are free now.
+
+    Actors already holding CPUs (a `fakeface serve` ensemble on the same cluster, another job)
+    are left their share: pools sized on the nodes' totals would wait for those CPUs forever.
+    Ray reports free CPUs for the whole cluster only, so each node's total is scaled by it.
+    """
+    import ray
+
+    totals = [float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+    total = sum(totals)
+    if not total:
+        return [1.0]
+    free = min(float(ray.available_resources().get("CPU", total)), total)
+    return [max(cpus * free / total, 0.1) for cpus in totals]
+
+
+# Agent-set actors started when no layout is asked for: one per cluster CPU, at most this many
+# (each holds every model in memory; on larger clusters the CPUs are shared out as threads).
+AUTO_MAX_AGENT_SETS = 16
+
+
+def plan_stages(node_cpus: Sequence[float], *, bundle: str | None, agents: tuple[str, ...], detect: str,
+                agent_actors: tuple[int, ...] | None = None, agent_set_actors: int = 0, threads: int = 0,
+                cpus_per_actor: float = 0.0, other_actors: int = 0, **fields: Any) -> StagePlan:
+    """The actor layout of the stages on a cluster of ``node_cpus``.
+
+    Per-agent pools (``agent_actors``) or a pool of agent sets (``agent_set_actors``); when
+    neither is given, agent sets, one per cluster CPU (at most ``AUTO_MAX_AGENT_SETS``): on a
+    small node that keeps every core busy with no per-agent balancing, and on N nodes it puts
+    a full set of agents on each. Every actor gets the same fractional CPU share
+    (`cpu_per_actor`, counting ``other_actors`` started beside the stages) and, unless
+    ``threads`` says otherwise, as many TensorFlow threads as whole CPUs in that share (>= 1),
+    so the actors on a node never ask for more threads than it has cores.
+
+    Args:
+        **fields: more `StagePlan` fields (fps, all_faces, context, face_actors, batch sizes...).
+    """
+    total = sum(node_cpus)
+    if agent_actors is None and not agent_set_actors:
+        agent_set_actors = max(1, min(AUTO_MAX_AGENT_SETS, int(total)))
+    sizes = tuple(agent_actors) if agent_actors is not None else (1,) * len(agents)
+    n_actors = fields.get("face_actors", 1) + (agent_set_actors or sum(sizes)) + other_actors
+    cpus = cpus_per_actor or cpu_per_actor(node_cpus, n_actors)
+    if not threads and agent_set_actors:
+        threads = max(1, int(total // max(agent_set_actors, 1)) if total > agent_set_actors else 1)
+    return StagePlan(bundle=bundle, agents=agents, detect=detect, agent_actors=sizes,
+                     agent_set_actors=agent_set_actors, cpus_per_actor=cpus, threads=threads or max(1, int(cpus)),
+                     spread=len(node_cpus) > 1, **fields)
+
+
+# CPUs of a Ray Data *task* (e.g. a column projection) run between or after the actor pools. The
+# pools reserve all but ~10 % of each node (cpu_per_actor); a task asking for
+# Ray's default of 1 CPU would only be scheduled once the pools let go at the very end, so every
+# result would reach the driver at once.
+TASK_CPUS = 0.05
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How the shared stages are laid out on Ray Data (used by `fakeface batch` and `evaluate`)."""
+
+    bundle: str | None  # bundle directory; None = shipped default
+    agents: tuple[str, ...]  # the bundle's agents, one actor pool each, in bundle order
+    detect: str  # "auto", "on" or "off" (blackboard.faces.extract_faces)
+    fps: float = 1.0  # frames per second sampled from videos
+    min_face_size: int = 40  # smallest face (pixels) MTCNN looks for
+    all_faces: bool = True  # every face of an input (batch), or only the most confident (evaluate)
+    context: tuple[str, ...] = ()  # context features computed on each crop (ctx_<name> columns)
+    face_actors: int = 1  # actor pool size of the face stage
+    agent_actors: tuple[int, ...] = ()  # actor pool size per agent (same order as agents)
+    agent_set_actors: int = 0  # >0: instead, one pool of this many actors each running every agent
+    face_batch_size: int = 1  # inputs per face-stage call
+    batch_size: int = 32  # faces per agent forward pass / per agent-stage call
+    cpus_per_actor: float = 0.5  # Ray CPUs reserved per actor (fractional packs the pools on small nodes)
+    threads: int = 1  # TensorFlow / OpenMP / OpenCV threads per actor
+    spread: bool = True  # spread each pool's actors over the nodes (SPREAD scheduling)
+
+    def __post_init__(self) -> None:
+        if len(self.agent_actors) != len(self.agents):
+            raise ValueError(f"agent_actors {self.agent_actors} needs one pool size per agent {self.agents}.")
+        if min((self.face_actors, self.face_batch_size, self.batch_size, self.threads, *self.agent_actors)) < 1:
+            raise ValueError(f"pool sizes, batch sizes and threads must be at least 1: {self}.")
+
+
+def ray_data_output(verbose: bool) -> None:
+    """Ray Data's own progress output: per-operator bars, execution banners and stats logs when
+    ``verbose``, none otherwise (the command then shows one tqdm bar of its own)."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = verbose
+    context.enable_operator_progress_bars = verbose
+    context.print_on_execution_start = verbose
+    context.enable_auto_log_stats = verbose
+
+
+def add_stages(ds: Any, plan: StagePlan) -> Any:
+    """Appends the face stage and one actor pool per agent to a Ray Data dataset of inputs.
+
+    ``ds`` rows are ``{source, input_index, shard}``; the result has one row per face (or per
+    input / frame without one) with the face stage's columns and ``{agent}_p_fake`` per agent.
+    At most two batches are in flight per actor, so a fast-starting actor cannot queue a whole
+    cluster's job while the others are still loading their models.
+    """
+    import ray.data
+
+    def pool(size: int) -> ray.data.ActorPoolStrategy:
+        return ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=2)
+
+    where = {"scheduling_strategy": "SPREAD"} if plan.spread else {}
+    ds = ds.map_batches(
+        FaceStage,
+        fn_constructor_kwargs={"detect": plan.detect, "fps": plan.fps, "min_face_size": plan.min_face_size,
+                               "threads": plan.threads, "all_faces": plan.all_faces, "context": plan.context},
+        batch_size=plan.face_batch_size, num_cpus=plan.cpus_per_actor, compute=pool(plan.face_actors), **where,
+    )
+    if plan.agent_set_actors:
+        return ds.map_batches(
+            AgentSetStage,
+            fn_constructor_kwargs={"bundle": plan.bundle, "agents": plan.agents, "batch_size": plan.batch_size,
+                                   "threads": plan.threads},
+            batch_size=plan.batch_size, num_cpus=plan.cpus_per_actor, compute=pool(plan.agent_set_actors), **where,
+        )
+    for agent, size in zip(plan.agents, plan.agent_actors):
+        ds = ds.map_batches(
+            AgentStage,
+            fn_constructor_kwargs={"bundle": plan.bundle, "agent": agent, "batch_size": plan.batch_size,
+                                   "threads": plan.threads},
+            batch_size=plan.batch_size, num_cpus=plan.cpus_per_actor, compute=pool(size), **where,
+        )
+    return ds

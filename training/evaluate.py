@@ -1,16 +1,18 @@
 """`fakeface evaluate`: score every agent, every baseline combiner and the RL ensemble on one set.
 
 The evaluated images and (when available) the val images used to fit stacking and a missing
-controller go through one Ray Data pipeline::
+controller go through the same Ray Data stages as `fakeface batch` (`training.batch_stages`)::
 
-    paths -> map_batches(FaceStage)           read, detect/crop (MTCNN when needed)
-          -> map_batches(AgentPredictor) x A  one actor pool per agent, p_fake column each
-          -> pandas                            votes (N, A) per role ("eval" / "fit")
+    paths -> FaceStage            read; crops used whole, other images detected (MTCNN) and aligned
+          -> AgentStage x A       one actor pool per agent, {agent}_p_fake column each
+          -> pandas                votes (N, A) per role ("eval" / "fit")
 
-Nothing is ever fitted on the evaluated split: stacking and a missing controller are fitted on
-the manifest's val split (or ``--fit-manifest``), and an overlap of fitting and evaluated
-images is refused. Outputs (all written atomically) go to ``--out``: metrics.json,
-predictions.csv, no_face.csv, report.md and its PNGs.
+Each role's results are cached (``~/.cache/fakeface/votes/eval-*.npz``, or ``$FAKEFACE_CACHE``
+or ``--cache-dir``), so evaluating the same data again runs no agent. Nothing is ever fitted
+on the evaluated split: stacking and a missing controller are fitted on the manifest's val
+split (or ``--fit-manifest``), and an overlap of fitting and evaluated images is refused.
+Outputs (all written atomically) go to ``--out``: metrics.json, predictions.csv, no_face.csv,
+report.md and its PNGs.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from agents.bundle import Bundle, load_bundle
 from agents.labels import CLASSES, label_to_index
-from agents.predictor import AgentPredictor
-from blackboard.decision import case_context
 from blackboard.media import IMAGE_EXTENSIONS
+from training import votes as votes_cache
+from training.batch_stages import CROP_SIZE, NO_FACE, OK, REJECTED, TASK_CPUS, VERBOSE_ENV, context_column
 from training.metrics import BootstrapConfig, score_systems
 from training.systems import ablation, build_systems
 from training.report import atomic_write_text, write_report
@@ -40,9 +42,11 @@ PROG = "fakeface evaluate"
 DETECT_MODES = ("auto", "on", "off")
 # Role of a row in the pipeline: scored, or only used to fit stacking / the controller.
 EVAL, FIT = "eval", "fit"
-CONTEXT_COLUMN = "ctx_blur"  # blackboard.decision's "blur" context of each crop
-FACE_CROP_SIZE = 224  # blackboard.faces.extract_faces' default crop side
-STATUS_OK, STATUS_NO_FACE, STATUS_UNREADABLE = "ok", "no_face", "unreadable"
+CONTEXT = "blur"  # the case context (blackboard.decision) computed on each crop
+# Rough rates behind the printed duration estimate (measured on 2 cores with the default bundle).
+CROP_IMAGES_PER_CPU_S = 35.0  # face crops: the agents only
+DETECT_IMAGES_PER_CPU_S = 4.0  # other images: MTCNN detection and alignment first
+STARTUP_S = 20.0  # Ray start and actors loading their models
 
 
 class EvaluationError(ValueError):
@@ -62,10 +66,13 @@ class EvalConfig:
     detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray
     batch_size: int = 32  # images per Ray Data batch
-    workers: int = 0  # max actors per stage (0 = half the cluster CPUs, at least 1)
-    cpus_per_actor: float = 0.5  # fractional, so all stages fit on a 2-CPU machine
+    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, training.batch_stages)
+    cpus_per_actor: float = 0.0  # Ray CPUs per actor (0 = the largest share that packs every pool)
     bootstrap: BootstrapConfig = BootstrapConfig()  # intervals and the paired test
-    progress: bool = True  # Ray Data progress bars
+    progress: bool = True  # one tqdm bar over the images
+    verbose: bool = False  # Ray Data's own per-operator bars and stats instead
+    cache_dir: Path | None = None  # vote cache folder; None = training.votes.default_cache_dir()
+    use_cache: bool = True  # read and write the vote cache
 
     def __post_init__(self) -> None:
         if self.detect not in DETECT_MODES:
@@ -74,8 +81,8 @@ class EvalConfig:
             raise EvaluationError(f"--batch-size must be positive, received {self.batch_size}.")
         if self.workers < 0:
             raise EvaluationError(f"--workers must be >= 0, received {self.workers}.")
-        if not 0 < self.cpus_per_actor <= 16:
-            raise EvaluationError(f"--cpus-per-actor must be in (0, 16], received {self.cpus_per_actor}.")
+        if not 0 <= self.cpus_per_actor <= 16:
+            raise EvaluationError(f"--cpus-per-actor must be in [0, 16], received {self.cpus_per_actor}.")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -173,135 +180,171 @@ def resolve_inputs(config: EvalConfig) -> tuple[pd.DataFrame, pd.DataFrame | Non
 
 
 # ----------------------------------------------------------------------------- pipeline
-def crop_size_for(bundle: Bundle) -> int:
-    """Side of the square crops the pipeline carries: 224 (the face module's crop size, what the
-    service and batch jobs hand the agents), or the largest agent input if that is larger.
+def cache_salt(config: EvalConfig) -> str:
+    """What an evaluation's votes depend on besides the bundle and the files: how faces are cut out."""
+    from blackboard.faces import CROP_TRUST_SIDE
 
-    Every row leaves the face stage at this size, so Ray moves fixed-shape tensors, and each
-    agent then resizes from it with its own contract, as at training time. A 224x224 DFDC crop
-    passes through unchanged.
+    return f"evaluate-stages-v1\0detect={config.detect}\0trust={CROP_TRUST_SIDE}\0crop={CROP_SIZE}\0{CONTEXT}"
+
+
+def estimate_seconds(paths: Sequence[str], detect: str, cpus: float) -> float:
+    """A rough duration for scoring ``paths`` on ``cpus`` CPUs (printed before the run starts).
+
+    Face crops cost the agents only (``CROP_IMAGES_PER_CPU_S``); other images, or every image
+    with ``--detect on``, add MTCNN (``DETECT_IMAGES_PER_CPU_S``). Which is which is read from
+    the headers of up to 200 evenly spaced files (PIL reads the size without decoding).
     """
-    sizes = [max(bundle.agent(a).preprocessing.height, bundle.agent(a).preprocessing.width) for a in bundle.agent_names]
-    return int(max([FACE_CROP_SIZE, *sizes]))
+    from PIL import Image
 
+    from blackboard.faces import CROP_TRUST_SIDE, looks_like_crop
 
-class FaceStage:
-    """Ray Data callable class: path -> one RGB face crop (or a status saying why there is none).
-
-    Mode "auto" is `blackboard.faces.extract_faces`' rule, shared with serving and batch jobs:
-    an image that is already a face crop (crop-shaped, and no face or one large face found) is
-    used whole, exactly as the agents saw their training crops; anything else is detected and
-    aligned. The detector is loaded on first need, so "off" never pays for MTCNN.
-
-    Args:
-        detect: "auto", "on" (always detect and align) or "off" (always the whole image).
-        crop_size: side of the square crop emitted for every row.
-    """
-
-    def __init__(self, *, detect: str, crop_size: int) -> None:
-        self.detect = detect
-        self.crop_size = int(crop_size)
-        self._detector = None
-
-    def _detector_for(self, mode: str):
-        from blackboard.faces import FaceDetector
-
-        if mode != "off" and self._detector is None:
-            self._detector = FaceDetector()
-        return self._detector
-
-    def _one(self, path: str) -> tuple[str, str, int, np.ndarray]:
-        from blackboard.faces import ImageError, extract_faces, read_image
-
-        blank = np.zeros((self.crop_size, self.crop_size, 3), dtype=np.uint8)
+    if not paths:
+        return 0.0
+    sample = [paths[i] for i in np.linspace(0, len(paths) - 1, min(200, len(paths))).astype(int)]
+    crops = 0
+    for path in sample:
         try:
-            rgb = read_image(path)
-        except (ImageError, OSError) as err:
-            return STATUS_UNREADABLE, str(err).replace("\n", " "), 0, blank
-        mode = self.detect
-        try:
-            faces = extract_faces(rgb, self._detector_for(mode), mode=mode, size=self.crop_size)
-        except ValueError as err:  # e.g. a 1-pixel image, or landmarks admitting no alignment
-            return STATUS_UNREADABLE, str(err).replace("\n", " "), 0, blank
-        if not faces:
-            return STATUS_NO_FACE, f"no face found in {rgb.shape[1]}x{rgb.shape[0]} image (detect={mode})", 0, blank
-        # One decision per image: extract_faces puts the most confident face first.
-        return STATUS_OK, "", len(faces), np.asarray(faces[0].crop, dtype=np.uint8)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = [self._one(str(p)) for p in batch["path"]]
-        out = {k: v for k, v in batch.items()}
-        out["status"] = np.array([r[0] for r in results], dtype=object)
-        out["detail"] = np.array([r[1] for r in results], dtype=object)
-        out["n_faces"] = np.array([r[2] for r in results], dtype=np.int32)
-        out["face"] = np.stack([r[3] for r in results]) if results else np.zeros(
-            (0, self.crop_size, self.crop_size, 3), dtype=np.uint8)
-        # Case context a controller may read (blackboard.decision), from the crop the agents see.
-        out[CONTEXT_COLUMN] = case_context(list(out["face"]), ("blur",))[:, 0]
-        return out
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, ValueError):
+            continue
+        # The face stage's own rule, on an empty array of the image's shape (no pixels decoded).
+        shape_only = np.empty((max(height, 1), max(width, 1), 0), dtype=np.uint8)
+        crops += detect == "off" or (detect == "auto" and looks_like_crop(shape_only, max_side=CROP_TRUST_SIDE))
+    share = crops / len(sample)
+    per_cpu = share / CROP_IMAGES_PER_CPU_S + (1 - share) / DETECT_IMAGES_PER_CPU_S
+    return STARTUP_S + len(paths) * per_cpu / max(cpus, 1.0)
 
 
-def _ensure_ray(address: str | None) -> bool:
-    """Connects to Ray unless already connected; True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    try:
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
-    except Exception as err:  # noqa: BLE001  Ray raises a bare Exception on start-up timeouts
-        where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise EvaluationError(f"could not start or reach {where}: {err} Retry, or pass --ray-address of a "
-                              "running cluster.") from None
-    return True
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle, config: EvalConfig) -> pd.DataFrame:
-    """Runs face extraction and every agent over ``rows`` (path, label, role) with Ray Data.
+def describe(rows: pd.DataFrame, fit_description: str) -> str:
+    """What will be scored: counts per role and class (printed before the run)."""
+    parts = []
+    for role, what in ((EVAL, "evaluated"), (FIT, f"fitting ({fit_description})")):
+        sel = rows[rows["role"] == role]
+        if len(sel):
+            n_fake = int((sel["label"] == 1).sum())
+            parts.append(f"{len(sel)} {what}: {len(sel) - n_fake} real, {n_fake} fake")
+    return "; ".join(parts)
+
+
+def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
+                 config: EvalConfig) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
+    """Runs the shared stages (`training.batch_stages`) over ``rows`` (path, ...) with Ray Data.
 
     Returns:
-        rows plus status, detail, n_faces and ``{agent}_p_fake`` (NaN where no face), in input order.
+        (one row per input, in input order: status, reason, ``ctx_blur`` and ``{agent}_p_fake``;
+        the arrival time and size of each batch of results, for the timing).
     """
     import ray
     import ray.data
+    from tqdm import tqdm
 
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = config.progress
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    workers = config.workers or max(1, cpus // 2)
+    from training.batch_stages import add_stages, node_cpus, plan_stages, ray_data_output
 
-    def pool() -> ray.data.ActorPoolStrategy:
-        return ray.data.ActorPoolStrategy(min_size=1, max_size=workers)
+    agents = tuple(bundle.agent_names)
+    ray_data_output(config.verbose)  # one readable bar (ours) unless --verbose
+    nodes = node_cpus()
+    plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
+                       context=(CONTEXT,), face_actors=config.workers or 1,
+                       agent_actors=(config.workers,) * len(agents) if config.workers else None,
+                       cpus_per_actor=config.cpus_per_actor, face_batch_size=config.batch_size,
+                       batch_size=config.batch_size)
+    items = [{"source": str(p), "input_index": i, "shard": 0} for i, p in enumerate(rows["path"])]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // config.batch_size)))
+    keep = ["input_index", "status", "reason", context_column(CONTEXT)] + [f"{a}_p_fake" for a in agents]
+    ds = add_stages(ds, plan).select_columns(keep, num_cpus=TASK_CPUS)
+    parts, arrivals = [], []
+    with tqdm(total=len(items), desc="evaluate", unit="img", disable=not config.progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+            parts.append(batch)
+            arrivals.append((time.perf_counter(), len(batch)))
+            bar.update(len(batch))
+    if config.verbose:
+        print(ds.stats(), file=sys.stderr)
+    result = pd.concat(parts, ignore_index=True).drop_duplicates("input_index").set_index("input_index")
+    if len(result) != len(items):
+        raise RuntimeError(f"{len(items) - len(result)} rows came back from Ray Data without a result.")
+    return result.sort_index().reset_index(drop=True), arrivals
 
-    items = rows.reset_index(drop=True).assign(row=np.arange(len(rows)))
-    ds = ray.data.from_pandas(items[["row", "path", "label", "role"]])
-    ds = ds.map_batches(
-        FaceStage,
-        fn_constructor_kwargs={"detect": config.detect, "crop_size": crop_size_for(bundle)},
-        batch_size=config.batch_size,
-        batch_format="numpy",
-        compute=pool(),
-        num_cpus=config.cpus_per_actor,
-    )
-    for agent in bundle.agent_names:
-        ds = ds.map_batches(
-            AgentPredictor,
-            fn_constructor_args=(str(bundle.path), agent),
-            fn_constructor_kwargs={"batch_size": config.batch_size},
-            batch_size=config.batch_size,
-            batch_format="numpy",
-            compute=pool(),
-            num_cpus=config.cpus_per_actor,
-        )
-    keep = ["row", "status", "detail", "n_faces", CONTEXT_COLUMN] + [f"{a}_p_fake" for a in bundle.agent_names]
-    result = ds.select_columns(keep).to_pandas().sort_values("row").set_index("row")
-    out = items.set_index("row").join(result, how="left")
-    if out["status"].isna().any():
-        raise RuntimeError(f"{int(out['status'].isna().sum())} rows came back from Ray Data without a result.")
-    for agent in bundle.agent_names:
-        col = f"{agent}_p_fake"
-        out[col] = np.where(out["status"] == STATUS_OK, out[col].astype(np.float64), np.nan)
-    return out.reset_index(drop=True)
+
+def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: EvalConfig,
+               fit_description: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Each row's status, reason, context and votes: from the vote cache, else from the pipeline.
+
+    Each role's image list is cached on its own (``votes.default_cache_dir()``), so a second
+    evaluation of the same data (or another one fitting on the same val split) runs no agent.
+
+    Returns:
+        (rows with the pipeline's columns, timing and cache facts for metrics.json).
+    """
+    from blackboard.ray_runtime import init_ray
+
+    agents = bundle.agent_names
+    vote_cols = [f"{a}_p_fake" for a in agents]
+    ctx_col = context_column(CONTEXT)
+    folder = Path(config.cache_dir) if config.cache_dir else votes_cache.default_cache_dir()
+    scored, todo = {}, []
+    for role in (EVAL, FIT):
+        paths = rows.loc[rows["role"] == role, "path"].tolist()
+        if not paths:
+            continue
+        key = votes_cache.cache_key(bundle, agents, [Path(p) for p in paths], salt=cache_salt(config))
+        file = folder / f"eval-{key}.npz"
+        cached = votes_cache.load_scored(file, agents=agents, n=len(paths)) if config.use_cache else None
+        if cached is None:
+            todo.append((role, file, paths))
+            continue
+        scored[role] = pd.DataFrame({"status": cached["status"].astype(object),
+                                     "reason": cached["reason"].astype(object), ctx_col: cached["context"][:, 0],
+                                     **dict(zip(vote_cols, cached["votes"].T))})
+    n_todo = sum(len(p) for _, _, p in todo)
+    print(f"{PROG}: scoring {describe(rows, fit_description)}; {len(rows) - n_todo} from the vote cache in "
+          f"{folder}.", file=sys.stderr)
+    pipeline_s = 0.0
+    if todo:
+        started = init_ray(config.ray_address)  # loopback-only and token-authenticated when local
+        try:
+            import ray
+
+            cpus = float(ray.cluster_resources().get("CPU", 1))
+            paths = [p for _, _, ps in todo for p in ps]
+            print(f"{PROG}: {n_todo} images to run through the agents on {cpus:g} CPUs; estimated "
+                  f"{_duration(estimate_seconds(paths, config.detect, cpus))}.", file=sys.stderr)
+            t0 = time.perf_counter()
+            fresh, arrivals = run_pipeline(pd.DataFrame({"path": paths}), bundle=bundle, config=config)
+            pipeline_s = time.perf_counter() - t0
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+        offset = 0
+        for role, file, paths in todo:
+            part = fresh.iloc[offset:offset + len(paths)].reset_index(drop=True)
+            offset += len(paths)
+            scored[role] = part
+            if config.use_cache:
+                votes_cache.save_scored(file, agents=agents, votes=part[vote_cols].to_numpy(np.float64),
+                                        status=part["status"].tolist(), reason=part["reason"].tolist(),
+                                        context=part[[ctx_col]].to_numpy(np.float64), paths=paths)
+    out = pd.concat([rows[rows["role"] == role].reset_index(drop=True).join(scored[role])
+                     for role in (EVAL, FIT) if role in scored], ignore_index=True)
+    for col in vote_cols:
+        out[col] = np.where(out["status"] == OK, out[col].astype(np.float64), np.nan)
+    timing = {"pipeline_s": round(pipeline_s, 2), "images_scored": n_todo, "images_from_cache": len(rows) - n_todo,
+              "images_per_s": round(n_todo / pipeline_s, 2) if pipeline_s > 0 else None}
+    if todo and len(arrivals) > 2:
+        # Start-up (Ray Data planning, actors loading models) until the first results, then the
+        # steady rate from the first results to the last.
+        (first, n_first), last = arrivals[0], arrivals[-1][0]
+        timing.update(first_results_s=round(first - t0, 2),
+                      steady_images_per_s=round((n_todo - n_first) / max(last - first, 1e-9), 2))
+    return out, timing
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -311,29 +354,21 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     evaluated, fit, fit_description = resolve_inputs(config)
     rows = pd.concat([evaluated.assign(role=EVAL)] + ([fit.assign(role=FIT)] if fit is not None else []),
                      ignore_index=True)
-    started = _ensure_ray(config.ray_address)
-    t0 = time.perf_counter()
-    try:
-        scored = run_pipeline(rows, bundle=bundle, config=config)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-    pipeline_s = time.perf_counter() - t0
+    scored, timing = score_rows(rows, bundle=bundle, config=config, fit_description=fit_description)
     agents = bundle.agent_names
     vote_cols = [f"{a}_p_fake" for a in agents]
     ev = scored[scored["role"] == EVAL].reset_index(drop=True)
-    ok = ev[ev["status"] == STATUS_OK].reset_index(drop=True)
+    ok = ev[ev["status"] == OK].reset_index(drop=True)
     config.out.mkdir(parents=True, exist_ok=True)
-    missing = ev[ev["status"] != STATUS_OK][["path", "label", "status", "detail"]].rename(columns={"status": "reason"})
+    missing = ev[ev["status"] != OK][["path", "label", "status", "reason"]].rename(
+        columns={"reason": "detail"}).rename(columns={"status": "reason"})
     atomic_write_text(config.out / "no_face.csv", missing.to_csv(index=False))
     if ok.empty:
         raise EvaluationError(f"No face was found in any of the {len(ev)} evaluated images; see {config.out / 'no_face.csv'}.")
-    fit_ok = scored[(scored["role"] == FIT) & (scored["status"] == STATUS_OK)]
+    fit_ok = scored[(scored["role"] == FIT) & (scored["status"] == OK)]
     y = ok["label"].to_numpy(dtype=int)
     eval_votes = ok[vote_cols].to_numpy(dtype=np.float64)
-    eval_context = ok[CONTEXT_COLUMN].to_numpy(dtype=np.float64)
+    eval_context = ok[context_column(CONTEXT)].to_numpy(dtype=np.float64)
     systems, unavailable, controller = build_systems(
         bundle=bundle,
         votes=eval_votes,
@@ -350,13 +385,13 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             "n": int(len(ok)),
             "n_real": int((y == 0).sum()),
             "n_fake": int((y == 1).sum()),
-            "n_no_face": int((ev["status"] == STATUS_NO_FACE).sum()),
-            "n_unreadable": int((ev["status"] == STATUS_UNREADABLE).sum()),
+            "n_no_face": int((ev["status"] == NO_FACE).sum()),
+            "n_unreadable": int((ev["status"] == REJECTED).sum()),  # status "rejected"
             "n_images": int(len(ev)),
             "detect": config.detect,
         },
         "fit": {"source": fit_description, "n": int(len(fit_ok)),
-                "n_no_face": int(((scored["role"] == FIT) & (scored["status"] != STATUS_OK)).sum())},
+                "n_no_face": int(((scored["role"] == FIT) & (scored["status"] != OK)).sum())},
         "bundle": {"path": str(config.bundle) if config.bundle else "default", "version": bundle.version,
                    "agents": agents},
         **score_systems(y, systems, config.bootstrap),
@@ -364,7 +399,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         "ablation": ablation(y, eval_votes, agents, controller, eval_context),
         "bootstrap": {"n_resamples": config.bootstrap.n_resamples, "confidence": config.bootstrap.confidence,
                       "seed": config.bootstrap.seed},
-        "timing": {"pipeline_s": round(pipeline_s, 2), "images_per_s": round(len(rows) / max(pipeline_s, 1e-9), 2)},
+        "timing": timing,
     }
     # Paths relative to the evaluated folder (or manifest's folder), so the file is portable.
     root = config.data.resolve() if config.data.is_dir() else config.data.resolve().parent
@@ -398,11 +433,19 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                              "others are detected and aligned")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per Ray Data batch")
-    parser.add_argument("--workers", type=int, default=0, help="max actors per stage (0 = half the CPUs)")
-    parser.add_argument("--cpus-per-actor", type=float, default=0.5, help="CPUs reserved per actor")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="N actors for the face stage and for each agent's own pool (0: one face actor and "
+                             "one actor per CPU that runs every agent, as `fakeface batch`)")
+    parser.add_argument("--cpus-per-actor", type=float, default=0.0,
+                        help="Ray CPUs reserved per actor (0 = the largest share that fits every actor)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--no-progress", action="store_true", help="hide Ray Data progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Ray Data's per-operator progress bars and stats instead of one bar")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="vote cache folder (default $FAKEFACE_CACHE/votes or ~/.cache/fakeface/votes)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the vote cache")
     return parser
 
 
@@ -416,7 +459,8 @@ def main(argv: list[str]) -> int:
             ray_address=args.ray_address, batch_size=args.batch_size, workers=args.workers,
             cpus_per_actor=args.cpus_per_actor,
             bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
-            progress=not args.no_progress,
+            progress=not args.no_progress, verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
+            cache_dir=args.cache_dir, use_cache=not args.no_cache,
         )
         result = evaluate(config)
     except (ValueError, OSError) as err:  # EvaluationError, BundleError, config validation, unwritable --out

@@ -22,10 +22,12 @@ from agents.bundle import Bundle, load_bundle
 from agents.labels import label_to_index
 from agents.predictor import AgentPredictor
 from blackboard.decision import case_context
-from blackboard.faces import ImageError, read_image
+from blackboard.faces import ImageError, read_image, whole_image_crop
+from training.batch_stages import CROP_SIZE
 from training.dataset import read_manifest
 
 CACHE_ENV = "FAKEFACE_CACHE"  # overrides the cache root (default ~/.cache/fakeface)
+CROP_SALT = "whole-crop-224"  # in the cache key: votes of images cropped as the face stage does
 
 
 def default_cache_dir() -> Path:
@@ -59,7 +61,7 @@ def collect_context(image_paths: Sequence[str | os.PathLike[str]], names: Sequen
     if not names:
         return out
     for i, path in enumerate(image_paths):
-        image = read_rgb(path)
+        image = read_crop(path)
         if image is not None:
             out[i] = case_context([image], names)[0]
     return out
@@ -73,11 +75,23 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
         return None
 
 
-def cache_key(bundle: Bundle, agents: Sequence[str], paths: Sequence[Path]) -> str:
+def read_crop(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """A face-crop image file as the batch/evaluate face stage hands it to the agents: decoded,
+    then used whole at 224 x 224 (`blackboard.faces.whole_image_crop`); None when undecodable.
+
+    So a controller is fitted on the pixels it will be served (an image of another size is
+    resized to the crop first, then by each agent's contract, exactly as at serving time).
+    """
+    image = read_rgb(path)
+    return None if image is None else whole_image_crop(image, size=CROP_SIZE).crop
+
+
+def cache_key(bundle: Bundle, agents: Sequence[str], paths: Sequence[Path], *, salt: str = "") -> str:
     """Hash of what the votes depend on: each agent's model sha, input contract and temperature
     (not the whole manifest, so saving a controller into the bundle keeps the cache valid), and
-    every file's path, size and mtime."""
-    h = hashlib.sha256()
+    every file's path, size and mtime; ``salt`` names anything else they depend on (how faces
+    are cut out)."""
+    h = hashlib.sha256(salt.encode())
     for name in agents:
         info = bundle.agent(name)
         h.update(f"{name}\0{info.sha256}\0{info.preprocessing.to_dict()}\0{info.temperature!r}\n".encode())
@@ -104,7 +118,7 @@ def collect_votes(
 
     Args:
         bundle: a loaded bundle, a bundle directory, or None for the shipped default.
-        image_paths: face-crop image files (any size; each agent's contract resizes them).
+        image_paths: face-crop image files (any size: each is used whole, as `read_crop` says).
         batch_size: images read and predicted together.
         progress: show a tqdm bar.
         agents: subset/order of agents (default: all of the bundle's, in bundle order).
@@ -125,7 +139,7 @@ def collect_votes(
     cache_file = None
     if use_cache:
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        cache_file = folder / f"votes-{cache_key(bundle, agents, paths)}.npz"
+        cache_file = folder / f"votes-{cache_key(bundle, agents, paths, salt=CROP_SALT)}.npz"
         if cache_file.is_file():
             with np.load(cache_file, allow_pickle=False) as cached:
                 if list(cached["agents"]) == agents and len(cached["votes"]) == len(paths):
@@ -138,7 +152,7 @@ def collect_votes(
         chunk = paths[start:start + batch_size]
         images, rows = [], []
         for offset, path in enumerate(chunk):
-            image = read_rgb(path)
+            image = read_crop(path)
             if image is None:
                 unreadable.append(os.fspath(path))
                 continue
@@ -166,3 +180,31 @@ def _save_cache(path: Path, *, votes: np.ndarray, agents: list[str], paths: list
                                                 bundle_version=np.array(bundle_version)))
     except OSError as err:
         warnings.warn(f"Could not write the vote cache {path}: {err}", stacklevel=3)
+
+
+def load_scored(path: Path, *, agents: Sequence[str], n: int) -> dict[str, np.ndarray] | None:
+    """An evaluation's cached per-image results (see :func:`save_scored`), or None when absent or stale."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            data = {k: cached[k] for k in cached.files}
+    except (OSError, ValueError) as err:
+        warnings.warn(f"Ignoring an unreadable vote cache {path}: {err}", stacklevel=2)
+        return None
+    if list(data.get("agents", [])) != list(agents) or len(data.get("votes", [])) != n:
+        return None
+    return data
+
+
+def save_scored(path: Path, *, agents: Sequence[str], votes: np.ndarray, status: Sequence[str],
+                reason: Sequence[str], context: np.ndarray, paths: Sequence[str]) -> None:
+    """Caches an evaluation's per-image results: votes (N, A), face status and reason, context (N, K)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: np.savez(
+            tmp, agents=np.array(list(agents)), votes=np.asarray(votes, dtype=np.float64),
+            status=np.array(list(status), dtype=str), reason=np.array(list(reason), dtype=str),
+            context=np.asarray(context, dtype=np.float64), paths=np.array(list(paths), dtype=str)))
+    except OSError as err:
+        warnings.warn(f"Could not write the vote cache {path}: {err}", stacklevel=2)

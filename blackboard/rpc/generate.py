@@ -9,7 +9,7 @@ The ``-Iblackboard/rpc=proto`` mapping makes protoc see the file as
 ``blackboard/rpc/fakeface/v1/detector.proto``, so the generated modules import each other by
 package path (``from blackboard.rpc.fakeface.v1 import detector_pb2``) and land under
 ``blackboard/rpc/``. ``proto/`` itself never becomes a Python package (``proto`` is
-proto-plus's import name). ``tests/test_rpc_codegen.py`` regenerates into a temporary directory
+proto-plus's import name). ``tests/unit/blackboard/test_rpc_codegen.py`` regenerates into a temporary directory
 and fails when the committed files differ.
 """
 

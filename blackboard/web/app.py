@@ -42,6 +42,7 @@ import grpc
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from blackboard.servicer import DetectorServicer
 from blackboard.web import bridge
 from blackboard.web.bridge import WebRefusal
 from blackboard.web.report import LIMITS, accuracy_statement, build_report
@@ -98,14 +99,14 @@ class _CallDetails(grpc.HandlerCallDetails):
         self.invocation_metadata = metadata
 
 
-def token_checker(servicer: Any) -> Callable[[str, str], bool] | None:
+def token_checker(servicer: DetectorServicer) -> Callable[[str, str], bool] | None:
     """A check of ``Authorization`` headers by the gRPC server's own interceptor, or None (no auth)."""
-    tokens = tuple(getattr(servicer.config, "tokens", ()) or ())
+    tokens = tuple(servicer.config.tokens or ())
     if not tokens:
         return None
     from blackboard.server import BearerTokenInterceptor
 
-    interceptor = BearerTokenInterceptor(tokens, getattr(servicer, "metrics", None))
+    interceptor = BearerTokenInterceptor(tokens, servicer.metrics)
     allowed = grpc.unary_unary_rpc_method_handler(lambda request, context: None)
 
     def check(header: str, route: str) -> bool:
@@ -138,7 +139,7 @@ def _refusal_response(err: WebRefusal) -> JSONResponse:
     return JSONResponse({"error": err.message, "code": err.code}, status_code=err.status)
 
 
-def create_app(servicer: Any, config: WebConfig | None = None) -> FastAPI:
+def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> FastAPI:
     """The page and its API on a running `DetectorServicer` (``DetectorServer.servicer``).
 
     Args:

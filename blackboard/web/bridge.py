@@ -16,6 +16,7 @@ from typing import Any, Iterable, NoReturn
 import grpc
 import numpy as np
 
+from blackboard.servicer import DetectorServicer
 from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
 
 # gRPC status -> HTTP status for the page's JSON refusals.
@@ -111,7 +112,7 @@ class LocalContext(grpc.ServicerContext):
         return True
 
 
-def classify(servicer: Any, image: bytes, *, detect: str = "auto", heatmaps: bool = False,
+def classify(servicer: DetectorServicer, image: bytes, *, detect: str = "auto", heatmaps: bool = False,
              source: str = "") -> pb.ClassifyResponse:
     """One encoded image through `DetectorServicer.Classify`.
 
@@ -127,7 +128,7 @@ def classify(servicer: Any, image: bytes, *, detect: str = "auto", heatmaps: boo
     return servicer.Classify(pb.ClassifyRequest(image=image, options=options), LocalContext())
 
 
-def feedback(servicer: Any, request_id: str, label: str) -> pb.FeedbackResponse:
+def feedback(servicer: DetectorServicer, request_id: str, label: str) -> pb.FeedbackResponse:
     """The true label of an earlier answer through `DetectorServicer.Feedback`.
 
     Raises:
@@ -140,7 +141,7 @@ def feedback(servicer: Any, request_id: str, label: str) -> pb.FeedbackResponse:
     return servicer.Feedback(pb.FeedbackRequest(request_id=request_id, label=enum), LocalContext())
 
 
-def model_info(servicer: Any) -> pb.ModelInfo:
+def model_info(servicer: DetectorServicer) -> pb.ModelInfo:
     """`DetectorServicer.GetModelInfo` (raises `WebRefusal` while the models load)."""
     return servicer.GetModelInfo(pb.GetModelInfoRequest(), LocalContext())
 
@@ -216,7 +217,7 @@ class ServicerBackend:
         on_frame: called with the number of frames done after each frame.
     """
 
-    def __init__(self, servicer: Any, on_frame: Any = None) -> None:
+    def __init__(self, servicer: DetectorServicer, on_frame: Any = None) -> None:
         self.servicer = servicer
         self.on_frame = on_frame
         self.frames = 0

@@ -19,15 +19,10 @@ from sklearn.metrics import log_loss
 
 from agents.bundle import BundleError, load_bundle
 from blackboard.combine import MajorityCombiner, MeanCombiner
-from blackboard.controller_store import ReplaySet, load_baselines, load_replay
-from blackboard.controller import (
-    ControllerConfig,
-    QController,
-    choose_threshold,
-    f_half,
-    list_controller_versions,
-    load_controller,
-    rollback_controller,
+from blackboard.controller import choose_threshold, f_half
+from blackboard.controller_qtrust import ControllerConfig, QController
+from blackboard.controller_store import (
+    ReplaySet, list_controller_versions, load_baselines, load_controller, load_replay, rollback_controller,
     save_controller,
 )
 

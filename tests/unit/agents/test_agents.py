@@ -16,7 +16,7 @@ from agents import CLASSES, FAKE_INDEX, Preprocessing, agent_names, get_agent, l
 from agents.bundle import BundleError, load_bundle, update_bundle, write_bundle
 from agents.predictor import AgentPredictor, apply_temperature
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_class_convention_defined_once():

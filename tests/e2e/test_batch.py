@@ -24,20 +24,17 @@ import pytest
 from training import batch
 from training.batch_inputs import InputError, list_inputs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FPS = 2.0  # the test clip has 6 frames at 6 fps: frames 0 and 3 are sampled
 N_COPIES = 6  # extra shifted astronaut images, so the kill lands between shards
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def ray_local(ray_session) -> str:
+    """The session's local Ray (tests/conftest.py), by address for the CLI runs."""
     import ray
 
-    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
+    return ray.get_runtime_context().gcs_address
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +232,62 @@ def test_actor_cpus_pack_onto_the_nodes(nodes, actors):
     assert 0 < share <= 1.0
     assert sum(int(0.9 * c / share + 1e-9) for c in nodes) >= actors
     assert share * actors <= 0.9 * sum(nodes) + 1e-9
+
+
+def test_pool_sizes_parse_and_conflicting_layouts_are_refused(tmp_path, tiny_bundle, capsys):
+    assert batch.parse_pool_sizes("2") == (2, ())
+    assert batch.parse_pool_sizes("1, vgg16=3,custom=2") == (1, (("vgg16", 3), ("custom", 2)))
+    for bad in ("0", "vgg16=x", "1,vgg16=2,vgg16=3", "-1"):
+        with pytest.raises(batch.BatchError, match="--actors-per-agent"):
+            batch.parse_pool_sizes(bad)
+    args = ["--input", str(tmp_path), "--output", str(tmp_path / "o.parquet"), "--bundle", str(tiny_bundle)]
+    assert batch.main(args + ["--actors-per-agent", "2", "--agent-set-actors", "2"]) == 2
+    assert "two layouts" in capsys.readouterr().err
+    cfg = batch.config_from_args(batch.build_parser().parse_args(args + ["--actors-per-agent", "1,lenet=3"]))
+    assert cfg.pool_sizes(["custom", "lenet"]) == (1, 3)
+    with pytest.raises(batch.BatchError, match="not agents of the bundle"):
+        cfg.pool_sizes(["custom"])
+    auto = batch.config_from_args(batch.build_parser().parse_args(args))
+    assert auto.pool_sizes(["custom", "lenet"]) is None  # no per-agent pools asked for: agent sets
+
+
+@pytest.mark.parametrize("nodes,expected_sets,expected_threads", [([2.0], 2, 1), ([1.0, 1.0], 2, 1),
+                                                                 ([64.0], 16, 4), ([0.5], 1, 1)])
+def test_default_layout_is_one_agent_set_per_cpu(nodes, expected_sets, expected_threads):
+    from training.batch_stages import plan_stages
+
+    plan = plan_stages(nodes, bundle=None, agents=("a", "b", "c"), detect="off", other_actors=1)
+    assert (plan.agent_set_actors, plan.threads) == (expected_sets, expected_threads)
+    assert plan.spread == (len(nodes) > 1)
+    n_actors = plan.face_actors + plan.agent_set_actors + 1
+    assert sum(int(0.9 * c / plan.cpus_per_actor + 1e-9) for c in nodes) >= n_actors  # all fit at once
+    pools = plan_stages(nodes, bundle=None, agents=("a", "b", "c"), detect="off", agent_actors=(1, 2, 1))
+    assert pools.agent_set_actors == 0 and pools.agent_actors == (1, 2, 1) and pools.threads >= 1
+
+
+def test_face_stage_uses_a_small_crop_whole_without_loading_mtcnn(tmp_path, face_crop, face_rgb, monkeypatch):
+    """--detect auto: a crop-shaped image of at most CROP_TRUST_SIDE px is a crop (no detector is
+    loaded); one statuses vocabulary; a larger photo still goes to MTCNN."""
+    from training.batch_stages import NO_FACE, OK, REJECTED, STATUSES, FaceStage, context_column
+
+    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, "2"))
+    threads = cv2.getNumThreads()
+    try:
+        stage = FaceStage(detect="auto", fps=1.0, all_faces=False, context=("blur",))
+    finally:
+        cv2.setNumThreads(threads)
+    cv2.imwrite(str(tmp_path / "crop.png"), cv2.cvtColor(face_crop, cv2.COLOR_RGB2BGR))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    batch_in = {"source": np.array([str(tmp_path / "crop.png"), str(tmp_path / "bad.png")], dtype=object),
+                "input_index": np.array([0, 1]), "shard": np.array([0, 0])}
+    out = stage(batch_in)
+    assert stage._detector is None  # MTCNN never loaded for a crop
+    assert list(out["status"]) == [OK, REJECTED] and set(out["status"]) <= set(STATUSES)
+    assert out["face"].shape == (2, 224, 224, 3) and not out["aligned"][0]
+    assert np.isfinite(out[context_column("blur")][0]) and np.isnan(out[context_column("blur")][1])
+    blank = np.full((600, 600, 3), 128, np.uint8)  # crop-shaped but large: detected, nothing found
+    cv2.imwrite(str(tmp_path / "blank.png"), blank)
+    out = stage({"source": np.array([str(tmp_path / "blank.png")], dtype=object), "input_index": np.array([0]),
+                 "shard": np.array([0])})
+    assert stage._detector is not None and list(out["status"]) == [NO_FACE]

@@ -1,6 +1,6 @@
 """`fakeface classify` in-process (the ensemble in the test process) and its error messages.
 
-The --server mode runs in tests/test_server.py against that module's server, so the suite
+The --server mode runs in tests/e2e/test_server.py against that module's server, so the suite
 starts one ensemble per mode instead of two.
 """
 
@@ -98,7 +98,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def fakeface(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -52,12 +52,9 @@ def _write_png(path: Path, rgb: np.ndarray) -> str:
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
-    yield
-    ray.shutdown()
+def ray_local(ray_session):
+    """The session's local Ray (tests/conftest.py)."""
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +89,8 @@ def bundle_with_controller(tiny_bundle, dataset, tmp_path_factory) -> Path:
     """A copy of the tiny bundle with a controller fitted on the val images and saved into it."""
     from agents.bundle import load_bundle
     from agents.predictor import AgentPredictor
-    from blackboard.controller import QController, save_controller
+    from blackboard.controller_qtrust import QController
+    from blackboard.controller_store import save_controller
 
     copy = tmp_path_factory.mktemp("evalbundle") / "tiny"
     shutil.copytree(tiny_bundle, copy)
@@ -111,23 +109,28 @@ def _run(args: list[str]) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
+def _folder_args(dataset, bundle: Path, out: Path, cache: Path) -> list[str]:
+    return ["--bundle", str(bundle), "--data", str(dataset["test"]), "--out", str(out),
+            "--fit-manifest", str(dataset["manifest"]), "--cache-dir", str(cache)]
+
+
 @pytest.fixture(scope="module")
-def folder_run(ray_local, dataset, bundle_with_controller, tmp_path_factory) -> tuple[dict, Path]:
-    out = tmp_path_factory.mktemp("eval_folder") / "out"
-    result = _run(["--bundle", str(bundle_with_controller), "--data", str(dataset["test"]), "--out", str(out),
-                   "--fit-manifest", str(dataset["manifest"])])
-    return result, out
+def folder_run(ray_local, dataset, bundle_with_controller, tmp_path_factory) -> tuple[dict, Path, Path]:
+    work = tmp_path_factory.mktemp("eval_folder")
+    result = _run(_folder_args(dataset, bundle_with_controller, work / "out", work / "cache"))
+    return result, work / "out", work / "cache"
 
 
 @pytest.fixture(scope="module")
 def manifest_run(ray_local, dataset, bundle_with_controller, tmp_path_factory) -> tuple[dict, Path]:
-    out = tmp_path_factory.mktemp("eval_manifest") / "out"
-    result = _run(["--bundle", str(bundle_with_controller), "--data", str(dataset["manifest"]), "--out", str(out)])
-    return result, out
+    work = tmp_path_factory.mktemp("eval_manifest")
+    result = _run(["--bundle", str(bundle_with_controller), "--data", str(dataset["manifest"]),
+                   "--out", str(work / "out"), "--cache-dir", str(work / "cache")])
+    return result, work / "out"
 
 
 def test_every_system_has_every_key(folder_run):
-    result, _ = folder_run
+    result = folder_run[0]
     assert set(SYSTEMS) <= set(result["systems"]), result.get("unavailable")
     for name in SYSTEMS:
         missing = [k for k in KEYS if k not in result["systems"][name]]
@@ -141,7 +144,7 @@ def test_every_system_has_every_key(folder_run):
 
 
 def test_metrics_agree_with_sklearn_on_predictions(folder_run):
-    result, out = folder_run
+    result, out = folder_run[:2]
     pred = pd.read_csv(out / "predictions.csv")
     y = pred["label"].to_numpy()
     assert len(pred) == result["data"]["n"]
@@ -164,9 +167,9 @@ def test_metrics_agree_with_sklearn_on_predictions(folder_run):
 
 def test_thresholds_come_from_bundle_and_controller(folder_run, bundle_with_controller):
     from agents.bundle import load_bundle
-    from blackboard.controller import load_controller
+    from blackboard.controller_store import load_controller
 
-    result, _ = folder_run
+    result = folder_run[0]
     bundle = load_bundle(bundle_with_controller)
     for agent in bundle.agent_names:
         assert result["systems"][agent]["threshold"] == pytest.approx(bundle.agent(agent).threshold)
@@ -175,18 +178,18 @@ def test_thresholds_come_from_bundle_and_controller(folder_run, bundle_with_cont
 
 
 def test_no_face_and_unreadable_are_counted_and_listed(folder_run):
-    result, out = folder_run
+    result, out = folder_run[:2]
     assert result["data"]["n_no_face"] == 1
     assert result["data"]["n_unreadable"] == 1
     listed = pd.read_csv(out / "no_face.csv")
     reasons = dict(zip(listed["path"].map(lambda p: Path(p).name), listed["reason"]))
-    assert reasons == {"banner.png": "no_face", "corrupt.png": "unreadable"}
+    assert reasons == {"banner.png": "no_face", "corrupt.png": "rejected"}  # batch's status vocabulary
     pred = pd.read_csv(out / "predictions.csv")
     assert not pred["path"].str.endswith(("banner.png", "corrupt.png")).any()
 
 
 def test_report_references_existing_pngs(folder_run):
-    _, out = folder_run
+    out = folder_run[1]
     text = (out / "report.md").read_text()
     pngs = re.findall(r"\]\(([^)]+\.png)\)", text)
     assert {"roc.png", "pr.png", "reliability.png", "confusion.png", "trust.png"} <= set(pngs)
@@ -198,7 +201,7 @@ def test_report_references_existing_pngs(folder_run):
 
 
 def test_folder_and_manifest_give_the_same_metrics(folder_run, manifest_run):
-    folder, _ = folder_run
+    folder = folder_run[0]
     manifest, _ = manifest_run
     for key in ("n", "n_real", "n_fake", "n_no_face", "n_unreadable"):
         assert folder["data"][key] == manifest["data"][key], key
@@ -206,6 +209,30 @@ def test_folder_and_manifest_give_the_same_metrics(folder_run, manifest_run):
     for name, m in folder["systems"].items():
         for key in ("auc", "accuracy", "f1", "log_loss", "ece", "eer"):
             assert manifest["systems"][name][key] == pytest.approx(m[key], abs=1e-9), (name, key)
+
+
+def test_a_second_run_reads_the_vote_cache_and_runs_no_agent(folder_run, dataset, bundle_with_controller,
+                                                             tmp_path, monkeypatch, capsys):
+    import training.evaluate as evaluate
+
+    first, _, cache = folder_run
+    assert first["timing"]["images_scored"] == first["data"]["n_images"] + first["fit"]["n"] + first["fit"]["n_no_face"]
+    assert len(list(cache.glob("eval-*.npz"))) == 2  # one per role: evaluated, fitting
+
+    def no_pipeline(*args, **kwargs):
+        raise AssertionError("the agents ran although every image was in the vote cache")
+
+    monkeypatch.setattr(evaluate, "run_pipeline", no_pipeline)
+    second = _run(_folder_args(dataset, bundle_with_controller, tmp_path / "again", cache))
+    assert second["timing"]["images_scored"] == 0
+    assert second["timing"]["images_from_cache"] == first["timing"]["images_scored"]
+    assert second["data"] == first["data"] and second["fit"] == first["fit"]
+    for name, m in first["systems"].items():
+        assert second["systems"][name]["auc"] == pytest.approx(m["auc"], abs=1e-12), name
+    # What is scored is said before the run starts: counts per role and class.
+    err = capsys.readouterr().err
+    assert f"{N_PER_CLASS_TEST * 2 + 2} evaluated: {N_PER_CLASS_TEST + 1} real, {N_PER_CLASS_TEST + 1} fake" in err
+    assert f"{N_PER_CLASS_VAL * 2} fitting" in err and "from the vote cache" in err
 
 
 def test_fitting_on_evaluated_images_is_refused(dataset, tmp_path):
@@ -259,3 +286,15 @@ def test_paired_bootstrap_detects_a_real_difference():
     same = fm.paired_bootstrap_auc(y, good, good, config=config)
     assert strong["delta_auc"] > 0.3 and strong["p_value"] < 0.01
     assert same["delta_auc"] == 0.0 and same["p_value"] == 1.0
+
+
+def test_duration_estimate_tells_crops_from_photos(tmp_path):
+    from training.evaluate import STARTUP_S, estimate_seconds
+
+    crop = _write_png(tmp_path / "crop.png", np.zeros((224, 224, 3), np.uint8))
+    photo = _write_png(tmp_path / "photo.png", np.zeros((480, 640, 3), np.uint8))
+    crops, photos = estimate_seconds([crop] * 1000, "auto", 2), estimate_seconds([photo] * 1000, "auto", 2)
+    assert STARTUP_S < crops < photos
+    assert estimate_seconds([crop] * 1000, "on", 2) == pytest.approx(photos)  # --detect on runs MTCNN on all
+    assert estimate_seconds([photo] * 1000, "off", 2) == pytest.approx(crops)
+    assert estimate_seconds([crop] * 1000, "auto", 4) < crops  # more CPUs, shorter

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from blackboard.controller import QController, controller_from_json
+from blackboard.controller import controller_from_json
+from blackboard.controller_qtrust import QController
 from blackboard.controller_logodds import LogOddsConfig, LogOddsController
 from vote_streams import AGENTS, expert_stream
 

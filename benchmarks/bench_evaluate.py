@@ -1,0 +1,99 @@
+"""Throughput of `fakeface evaluate --detect auto` on face crops, and of a second run from the vote cache.
+
+A balanced subset of ../shared/data/dfdc-test (224x224 DFDC crops, laid out as real/ and fake/
+symlinks in a temporary folder) is evaluated twice with the shipped bundle:
+
+* ``first``: an empty vote cache, so every image goes through the Ray Data stages (read, crop
+  recognised by its shape, four agents); images/s is over the pipeline's wall time
+  (``timing.pipeline_s``: Ray start excluded, actor start-up included) and over the whole command;
+* ``second``: the same command again, which must read every vote from the cache (no agent runs).
+
+    flock /tmp/bench.lock nice -n 5 python benchmarks/bench_evaluate.py --n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared/data/dfdc-test"
+RESULTS = REPO / "benchmarks" / "results" / "evaluate.json"
+GOAL_IMAGES_PER_S = 60.0
+
+
+def link_subset(data: Path, n: int, folder: Path) -> int:
+    """Symlinks the first n/2 real and n/2 fake crops of metadata.csv into folder/real, folder/fake."""
+    with open(data / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    count = 0
+    for label in ("real", "fake"):
+        (folder / label).mkdir(parents=True)
+        for r in [r for r in rows if r["label"] == label][: n // 2]:
+            src = (data / r["path"]).resolve()
+            (folder / label / src.name).symlink_to(src)
+            count += 1
+    return count
+
+
+def run_once(folder: Path, out: Path, cache: Path, extra: list[str]) -> dict:
+    from training.evaluate import main
+
+    start = time.perf_counter()
+    code = main(["--data", str(folder), "--out", str(out), "--detect", "auto", "--cache-dir", str(cache),
+                 "--bootstrap", "200", *extra])
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"fakeface evaluate exited with {code}")
+    timing = json.loads((out / "metrics.json").read_text())["timing"]
+    return {"command_s": round(wall, 2), **timing}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                        help="more `fakeface evaluate` arguments, e.g. --batch-size 64")
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as tmp:
+        tmp = Path(tmp)
+        n = link_subset(args.data, args.n, tmp / "data")
+        first = run_once(tmp / "data", tmp / "out1", tmp / "cache", args.extra)
+        second = run_once(tmp / "data", tmp / "out2", tmp / "cache", args.extra)
+    first["images_per_s_command"] = round(n / first["command_s"], 2)
+    result = {
+        "benchmark": "fakeface evaluate --detect auto on face crops, then again from the vote cache",
+        "data": f"{args.data.name} ({n} crops, balanced real/fake)",
+        "bundle": "default (agents/default_bundle)",
+        "extra_arguments": args.extra,
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "first": first,
+        "second_from_cache": second,
+        "goal": f"first.images_per_s >= {GOAL_IMAGES_PER_S} on 2 cores; second run scores no image",
+        "goal_met": bool((first["images_per_s"] or 0) >= GOAL_IMAGES_PER_S and second["images_scored"] == 0),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_name(f".{args.out.name}.tmp")
+    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp_out, args.out)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
