@@ -111,7 +111,7 @@ def bench_direct(bundle: Path, crop: np.ndarray, *, repeats: int, batch: int) ->
 
 
 def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests: int, replicas: int,
-                 max_batch_size: int, max_wait_ms: float) -> dict:
+                 max_batch_size: int, max_wait_ms: float | None) -> dict:
     import grpc
     import ray
 
@@ -127,7 +127,8 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
     ray.init(address="local", include_dashboard=False, num_cpus=os.cpu_count(), log_to_driver=False)
     cpus = None  # the ensemble spreads the cluster's CPUs over its actors
     ensemble = Ensemble(bundle, EnsembleConfig(replicas=replicas, num_cpus_per_actor=cpus,
-                                               max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                                               max_batch_size=max_batch_size,
+                                               **({} if max_wait_ms is None else {"max_wait_ms": max_wait_ms}),
                                                deadline_s=60.0))
     server, port = create_server("127.0.0.1:0", ensemble, ServerConfig(workers=32, max_in_flight=128))
     results: dict = {}
@@ -170,7 +171,8 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
         server.stop(0).wait()
         ensemble.shutdown()
         ray.shutdown()
-    return {"levels": results, "replicas": replicas, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
+    return {"levels": results, "replicas": replicas, "max_batch_size": max_batch_size,
+            "max_wait_ms": ensemble.config.max_wait_ms,
             "num_cpus_per_actor": cpus}
 
 
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="direct batch size (= server max batch)")
     parser.add_argument("--levels", default="1,4,16", help="concurrent clients, comma-separated")
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=None,
+                        help="batching wait (default: the code's own EnsembleConfig default)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "server.json"))
     parser.add_argument("--baseline-ref", default=None,
                         help="also run this script on a git ref's code (e.g. the commit before a change) first, "

@@ -66,7 +66,7 @@ class EnsembleConfig:
     num_gpus_per_actor: float = 0.0  # GPU share per agent replica
     max_batch_size: int = 16  # dynamic micro-batching per agent (@serve.batch): crops per forward pass
     # How long a batch waits to fill while other requests are in flight (a lone request never waits).
-    max_wait_ms: float = 20.0
+    max_wait_ms: float = 60.0
     deadline_s: float = 10.0  # default per-case deadline
     agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
 

@@ -62,7 +62,7 @@ class AgentDeployment:
     # The predictor class a replica runs (a test subclass may add fault knobs).
     predictor_class: type = AgentPredictor
 
-    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 20.0) -> None:
+    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 60.0) -> None:
         bind_serve_replica_to_loopback()
         self.predictor = self.predictor_class(bundle, agent, batch_size=max(int(max_batch_size), 1))
         self._batching = (max(int(max_batch_size), 1), max(float(max_wait_ms), 0.0) / 1000.0)

@@ -37,7 +37,7 @@ def build_parser(prog: str = "fakeface serve") -> argparse.ArgumentParser:
     parser.add_argument("--max-replicas", type=int, default=None,
                         help="autoscale each agent up to this many replicas on load (default: fixed --replicas)")
     parser.add_argument("--max-batch-size", type=int, default=16, help="faces per agent batch")
-    parser.add_argument("--max-wait-ms", type=float, default=20.0,
+    parser.add_argument("--max-wait-ms", type=float, default=60.0,
                         help="how long a micro-batch waits to fill under load, in ms (a lone request never waits)")
     parser.add_argument("--deadline-s", type=float, default=10.0, help="deadline when a client sets none")
     parser.add_argument("--token", action="append", default=None,
