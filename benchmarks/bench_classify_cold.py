@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from agents.atomic import atomic_write_text  # noqa: E402
 
 
 def sample_images(folder: Path) -> dict[str, Path]:
@@ -90,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp_out.write_text(json.dumps(report, indent=2))
-    os.replace(tmp_out, out)
+    atomic_write_text(out, json.dumps(report, indent=2))
     print(f"wrote {out}")
     return 0
 

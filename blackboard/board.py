@@ -1,21 +1,15 @@
 """The blackboard: one case per request, its faces, every agent's vote and the controller's decision.
 
-Case flow (:meth:`Ensemble.classify`)::
-
-    image -> detector deployment (extract_faces) -> crops posted on the Case
-          -> every agent's deployment assesses ALL the case's crops (one call per agent,
-             micro-batched with concurrent cases by ``@serve.batch``) -> votes posted
-             (p_fake, latency, model sha)
-          -> controller decides per face (label, calibrated p_fake, threshold, vote weights)
-
-Agents that have not voted by the deadline, or whose replica died, drop out of the decision and
+A case: faces found (``_detect``) -> every agent votes on ALL the case's crops (``_vote``) ->
+the controller decides per face (`blackboard.decision`), the uncertainty gate may answer "can't
+tell" (`blackboard.ood`). Agents that have not voted by the deadline drop out of the decision and
 the face is marked degraded with their names; with no vote at all, or no detection in time,
 :class:`DeadlineExceeded` is raised. ``classify`` is thread-safe (gRPC calls it from many threads).
 
-`Board` holds the case logic shared by every way of running the workers: `blackboard.ensemble.
-Ensemble` runs the detector and the agents as Ray Serve deployments (the service, batch-free
-callers), `blackboard.inprocess.InProcessBoard` runs the same deployment bodies in this process
-(one image from the CLI, no Ray to start). A subclass provides ``_detect`` and ``_vote``.
+`Board` holds this logic once for every way of running the workers: `blackboard.ensemble.Ensemble`
+runs the detector and the agents as Ray Serve deployments (the service),
+`blackboard.inprocess.InProcessBoard` runs the same deployment bodies in this process (one image
+from the CLI, no Ray to start). A subclass provides ``_detect`` and ``_vote``.
 """
 
 from __future__ import annotations
