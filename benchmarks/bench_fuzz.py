@@ -9,8 +9,8 @@ real gRPC server on 127.0.0.1, then:
   status codes by kind and latency p50/p99;
 * bomb: other clients' latency while scan bombs with a 2 s deadline arrive;
 * load: ``--clients`` clients classifying a face crop for ``--seconds``: codes, p50/p99;
-* faults: the same load while the face-detector actor is killed once and one agent's actor
-  ``--agent-kills`` times (past Ray's old restart budget): codes, p50/p99, restarts seen;
+* faults: the same load while the face detector's Serve replica is killed once and one agent's replica
+  ``--agent-kills`` times (Serve replaces them, no cap): codes, p50/p99, replacements seen;
 * burst: ``4 x max_in_flight`` calls at once plus health probes: refused calls and probes answered;
 * RSS of this process and its Ray workers before and after.
 

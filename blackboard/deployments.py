@@ -174,8 +174,8 @@ def deploy(plan: DeploymentPlan, bundle: Bundle, agents: Sequence[str], *,
 
     Returns at once: replicas load their models in the background (see `ready_status`).
     """
-    serve.start(proxy_location="Disabled", logging_config={"log_level": SERVE_LOG_LEVEL})
     logging.getLogger("ray.serve").setLevel(DRIVER_LOG_LEVEL)
+    serve.start(proxy_location="Disabled", logging_config={"log_level": SERVE_LOG_LEVEL})
     scaling: dict[str, Any] = {"num_replicas": plan.replicas}
     if plan.max_replicas is not None and plan.max_replicas > plan.replicas:
         scaling = {"autoscaling_config": {"min_replicas": plan.replicas, "max_replicas": plan.max_replicas,

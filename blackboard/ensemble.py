@@ -16,6 +16,7 @@ Replicas, restarts and health checks are Ray Serve's (`blackboard.deployments`).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -32,6 +33,7 @@ from blackboard.controller import Controller
 from blackboard.deployments import AgentDeployment, DeploymentPlan, DetectorDeployment
 from blackboard.ray_runtime import SERVE_LOOPBACK_ENV, init_ray, ray_is_loopback_only
 
+log = logging.getLogger("fakeface.ensemble")
 # Back-off between retries of a detector call whose replica died (doubling up to the cap) while Serve replaces it.
 RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_MAX_S = 2.0
@@ -177,13 +179,13 @@ class Ensemble(Board):
     def shutdown(self) -> None:
         """Deletes this ensemble's Serve applications, and stops Ray if this ensemble started it."""
         import ray
-        from ray import serve
 
         try:
             deployments.undeploy(self._plan, ["detector", *self.agent_names])
-        except Exception:  # noqa: BLE001 - Serve already gone (Ray stopped first): nothing to release
-            pass
+        except Exception as err:  # noqa: BLE001 - Serve already gone (Ray stopped first): nothing to release
+            log.debug("Serve applications of %s not deleted: %s", self._plan.prefix, err)
         if self._owns_ray and ray.is_initialized():
-            serve.shutdown()
+            # Serve's controller and replicas go with Ray; stopping Serve first only makes its
+            # driver-side long-poll print failures on the way out.
             ray.shutdown()
 
