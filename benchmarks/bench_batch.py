@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import platform
@@ -42,6 +41,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from blackboard.ray_runtime import free_ports, node_args, stop_node  # noqa: E402 - extra local Ray nodes
 DEFAULT_DATA = REPO.parent / "shared/data/dfdc-test"
 RESULTS = REPO / "benchmarks" / "results"
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -126,18 +127,9 @@ def ray_job(paths: list[str], work: Path, *, address: str | None, bundle: str | 
             "p_fake": dict(zip(rows["source"], rows["p_fake"]))}
 
 
-def _cluster_helpers():
-    """tests/e2e/test_ray_cluster.py's node helpers (fixed agent ports, per-node temp dirs, group stop)."""
-    spec = importlib.util.spec_from_file_location("fakeface_ray_cluster", REPO / "tests" / "e2e" / "test_ray_cluster.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def start_nodes(n_nodes: int, logs: Path) -> tuple[str, list[subprocess.Popen]]:
     """n loopback-only Ray nodes, node i pinned to core i with 1 CPU; returns (address, processes)."""
-    helpers = _cluster_helpers()
-    (port,) = helpers._free_ports(1)
+    (port,) = free_ports(1)
     address = f"127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_raylet_start_wait_time_s": "180",
            "RAY_agent_register_timeout_ms": "180000"}
@@ -149,13 +141,13 @@ def start_nodes(n_nodes: int, logs: Path) -> tuple[str, list[subprocess.Popen]]:
         with open(log, "ab") as f:
             procs.append(subprocess.Popen(
                 ["taskset", "-c", str(i % os.cpu_count()), RAY, "start", *where, "--node-ip-address=127.0.0.1",
-                 *helpers._node_args(tempfile.mkdtemp(prefix=f"ffb{i}-"))],
+                 *node_args(tempfile.mkdtemp(prefix=f"ffb{i}-"))],
                 env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True))
         deadline = time.monotonic() + 240
         while "Ray runtime started" not in log.read_text(errors="replace"):
             if procs[-1].poll() is not None or time.monotonic() > deadline:
                 for p in procs:
-                    helpers._stop(p)
+                    stop_node(p)
                 raise SystemExit(f"Ray node {i} did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.5)
     return address, procs
@@ -168,7 +160,6 @@ def scaling(paths: list[str], tmp: Path, args: argparse.Namespace) -> dict:
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     import ray
     os.sched_setaffinity(0, {0})  # the driver shares the head node's core
-    helpers = _cluster_helpers()
     runs = {}
     for n_nodes in (1, 2):
         address, procs = start_nodes(n_nodes, tmp / f"logs{n_nodes}")
@@ -179,7 +170,7 @@ def scaling(paths: list[str], tmp: Path, args: argparse.Namespace) -> dict:
         finally:
             ray.shutdown()
             for p in procs:
-                helpers._stop(p)
+                stop_node(p)
     ratio = runs["nodes_2"]["steady_images_per_s"] / runs["nodes_1"]["steady_images_per_s"]
     return {**runs, "speedup_2_over_1": round(ratio, 2), "goal": "speedup_2_over_1 >= 1.8",
             "goal_met": ratio >= 1.8}

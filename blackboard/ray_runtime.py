@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -158,3 +159,41 @@ def bind_serve_replica_to_loopback() -> None:
 
     loopback._fakeface_loopback = True  # type: ignore[attr-defined]
     replica.add_port_to_grpc_server = loopback
+
+
+# ------------------------------------------------- extra local nodes (scaling benchmarks, tests)
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (held together while chosen, so they differ)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def node_args(temp_dir: str, *, num_cpus: int = 1) -> list[str]:
+    """`ray start --block` arguments for one more node on this machine: its own temp dir and
+    fixed free ports for every agent (two nodes on one host would otherwise race for Ray's defaults)."""
+    grpc, listen, runtime_env, metrics, manager, objects = free_ports(6)
+    return [f"--num-cpus={num_cpus}", f"--temp-dir={temp_dir}", "--disable-usage-stats", "--block",
+            f"--dashboard-agent-grpc-port={grpc}", f"--dashboard-agent-listen-port={listen}",
+            f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
+            f"--node-manager-port={manager}", f"--object-manager-port={objects}"]
+
+
+def stop_node(proc: subprocess.Popen) -> None:
+    """Stops one `ray start --block` process group: SIGTERM (Ray cleans up), then SIGKILL."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass  # SIGKILL below
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # anything the group left behind
+    except ProcessLookupError:
+        pass  # the group is gone already
+    proc.wait()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,43 +22,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from blackboard.ray_runtime import free_ports, node_args, stop_node
+
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 pytestmark = pytest.mark.slow
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _node_args(temp_dir: str) -> list[str]:
-    grpc, listen, runtime_env, metrics, manager, objects = _free_ports(6)
-    return ["--num-cpus=1", f"--temp-dir={temp_dir}", "--disable-usage-stats", "--block",
-            f"--dashboard-agent-grpc-port={grpc}", f"--dashboard-agent-listen-port={listen}",
-            f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}",
-            f"--node-manager-port={manager}", f"--object-manager-port={objects}"]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stops one `ray start --block` process group: SIGTERM (Ray cleans up), then SIGKILL."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # anything the group left behind
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def _alive_nodes(address: str, env: dict) -> list[str]:
@@ -84,12 +50,12 @@ def _raylet_crashed(temp_dir: str) -> bool:
 
 def _start_cluster(log_dir: Path, env: dict, procs: list, temps: list) -> tuple[str, list[str]]:
     log_dir.mkdir(parents=True)
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     address = f"127.0.0.1:{port}"
     with open(log_dir / "head.log", "ab") as log:
         procs.append(subprocess.Popen(
             [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-             "--include-dashboard=false", *_node_args(temps[0])],
+             "--include-dashboard=false", *node_args(temps[0])],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     deadline = time.monotonic() + 240
 
@@ -108,7 +74,7 @@ def _start_cluster(log_dir: Path, env: dict, procs: list, temps: list) -> tuple[
         time.sleep(0.5)
     with open(log_dir / "worker.log", "ab") as log:
         procs.append(subprocess.Popen(
-            [RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *_node_args(temps[1])],
+            [RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *node_args(temps[1])],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     # `ray start` prints this only once its node has registered with the GCS.
     while "Ray runtime started" not in (log_dir / "worker.log").read_text(errors="replace"):
@@ -143,7 +109,7 @@ def two_node_cluster(tmp_path):
             errors.append(str(err))
         finally:
             for proc in reversed(procs):
-                _stop(proc)
+                stop_node(proc)
             for t in temps:
                 shutil.rmtree(t, ignore_errors=True)
     # Starting Ray nodes is the environment, not the code under test: on a machine too loaded
