@@ -10,7 +10,7 @@ configuration is fitted once on all of val and compared with the evaluate run's 
 Nothing is tuned on test. Output: benchmarks/results/controller_cv.json (+ a markdown table).
 
     python benchmarks/bench_controller_cv.py --cache-dir runs/controller/votes \\
-        --metadata /work/shared/data/dfdc/metadata.csv \\
+        --metadata ../shared/data/dfdc/metadata.csv \\
         --test-predictions benchmarks/results/eval-dfdc-test/predictions.csv
 """
 

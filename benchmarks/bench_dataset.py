@@ -9,7 +9,7 @@ are counted per CPU-second of this process and its children (user + system, all 
 Recall compares the faces found with that interval against full detection on every sampled
 frame (a face counts as found when a box overlaps it by IoU >= 0.5). Prints and saves JSON to
 benchmarks/results/dataset.json. Goal: >= 20 face crops per CPU-second from video. Needs
-/work/shared/data (never committed); not a test.
+../shared/data (never committed); not a test.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -124,7 +125,7 @@ def bench_cli(videos_dir: Path, fps: float, keyframe_every: int) -> dict:
                    str(Path(tmp) / "ds"), "--fps", str(fps), "--keyframe-every", str(keyframe_every),
                    "--val", "0", "--test", "0", "--quiet"]
         wall, cpu = time.perf_counter(), cpu_seconds()
-        subprocess.run(command, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+        subprocess.run(command, check=True, capture_output=True, cwd=REPO)
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         summary = json.loads((Path(tmp) / "ds" / "summary.json").read_text())
     extracted = summary["crops"] + summary["duplicates_dropped"]
@@ -227,8 +228,8 @@ def bench_manifest(dfdc: Path, limit: int | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", default="/work/shared/data/videos")
-    parser.add_argument("--dfdc", default="/work/shared/data/dfdc")
+    parser.add_argument("--videos", default=str(REPO.parent / "shared/data/videos"))
+    parser.add_argument("--dfdc", default=str(REPO.parent / "shared/data/dfdc"))
     parser.add_argument("--fps", type=float, default=10.0, help="frames sampled per second of video")
     parser.add_argument("--keyframe-every", default=f"1,{BuildConfig.keyframe_every}",
                         help="comma-separated keyframe intervals to build with (1 = detect on every frame)")

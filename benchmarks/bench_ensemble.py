@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
     ratio = runs[0]["latency"]["p50_ms"] / agents[slowest]["p50_ms"]
     result = {
-        "bundle": str(bundle.path), "bundle_version": bundle.version, "crop": crop_source,
+        "bundle": os.path.relpath(bundle.path, REPO), "bundle_version": bundle.version,
+        "crop": os.path.relpath(crop_source, REPO) if os.path.isabs(crop_source) else crop_source,
         "host": {"cpus": os.cpu_count(), "ray_cpus": args.num_cpus, "load_average": list(os.getloadavg())},
         "agents_in_process": agents, "slowest_agent": slowest, "ensemble": runs,
         "p50_ratio_vs_slowest_agent": ratio, "goal_p50_ratio": 1.15, "goal_met": bool(ratio <= 1.15),

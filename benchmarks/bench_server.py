@@ -251,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     goals["throughput_goal_met"] = goals["throughput_16_over_agents_batched"] is not None and \
         goals["throughput_16_over_agents_batched"] >= 0.8
     report = {
-        "bundle": str(bundle), "bundle_kind": kind, "crop": crop_source,
+        # Paths relative to the checkout: results carry no machine's absolute paths.
+        "bundle": os.path.relpath(bundle, REPO) if kind != "tiny" else "tiny test bundle", "bundle_kind": kind,
+        "crop": os.path.relpath(crop_source, REPO) if os.path.isabs(crop_source) else crop_source,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "direct": direct, "server": served, "goals": goals,

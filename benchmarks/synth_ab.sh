@@ -1,6 +1,6 @@
 #!/bin/bash
 # A/B of --synth-fakes on the LeNet agent: same split, seed, subset and epochs; only the synthetic fakes differ.
-cd /work/main && . .venv/bin/activate
+cd "$(dirname "$0")/.." && . .venv/bin/activate
 export KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=3
 for r in 0.0 0.5; do
   fakeface train --manifest benchmarks/splits/dfdc.csv --agents lenet --out runs/synth_$r --epochs 4 \

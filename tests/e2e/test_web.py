@@ -12,23 +12,17 @@ import time
 import cv2
 import numpy as np
 import pytest
+from grpc_helpers import AGENTS, png_bytes
 
 from blackboard.server import ServerConfig, create_server
 from blackboard.web import WebConfig, WebServer, create_app
 
 pytestmark = pytest.mark.slow
-AGENTS = {"custom", "lenet", "vgg16"}
 MAX_IMAGE = 2 * 1024 * 1024
 MAX_VIDEO = 4 * 1024 * 1024
 TOKEN = "s3cret-web-token"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return buf.tobytes()
 
 
 def _serve(ensemble, **overrides):
