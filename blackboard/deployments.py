@@ -172,7 +172,7 @@ def deploy(plan: DeploymentPlan, bundle: Bundle, agents: Sequence[str], *,
            ) -> tuple[dict[str, Any], Any]:
     """Starts the detector and one application per agent; returns (agent handles, detector handle).
 
-    Returns at once: replicas load their models in the background (see `ready_status`).
+    Returns at once: replicas load their models in the background (see `running_replicas`).
     """
     logging.getLogger("ray.serve").setLevel(DRIVER_LOG_LEVEL)
     serve.start(proxy_location="Disabled", logging_config={"log_level": SERVE_LOG_LEVEL})

@@ -2,8 +2,8 @@
 
 `fakeface classify FILE` (no ``--server``) asks one question and exits, so starting a Ray cluster
 and a Serve application per agent costs more than the answer. `InProcessBoard` runs the same
-deployment bodies the service runs (`blackboard.deployments`: the agents' `AgentPredictor` and
-`DetectorDeployment`) and the same case logic (`blackboard.board.Board`), so the answer is the
+deployment bodies the service runs (`blackboard.deployments`: `AgentDeployment.assess` without
+Serve's micro-batcher, and `DetectorDeployment`) and the same case logic (`blackboard.board.Board`), so the answer is the
 service's answer. The agents load in parallel threads and vote in parallel threads (TensorFlow
 and scikit-learn release the GIL while they compute); MTCNN loads only when a case needs detection.
 """
@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from agents.bundle import Bundle
-from agents.predictor import AgentPredictor
 from blackboard.board import Board, EnsembleConfig
 from blackboard.controller import Controller
-from blackboard.deployments import DetectorDeployment
+from blackboard.deployments import AgentDeployment, DetectorDeployment
 
 
 class InProcessBoard(Board):
@@ -38,12 +37,11 @@ class InProcessBoard(Board):
                  config: EnsembleConfig = EnsembleConfig(), *, controller: Controller | None = None) -> None:
         super().__init__(bundle, config, controller=controller)
         self._pool = ThreadPoolExecutor(max_workers=len(self.agent_names) + 1, thread_name_prefix="board")
-        jobs = {name: self._pool.submit(AgentPredictor, self.bundle, name, batch_size=config.max_batch_size)
+        jobs = {name: self._pool.submit(AgentDeployment, self.bundle, name, max_batch_size=config.max_batch_size)
                 for name in self.agent_names}
-        self._predictors = {name: job.result() for name, job in jobs.items()}
+        self._agents = {name: job.result() for name, job in jobs.items()}
         self._detector: DetectorDeployment | None = None
         self._detector_lock = threading.Lock()
-        self._counts = {name: {"batches": 0, "crops": 0} for name in self.agent_names}
 
     def ready(self, timeout_s: float = 120) -> bool:
         """Always True: the agents are loaded when the constructor returns."""
@@ -59,14 +57,9 @@ class InProcessBoard(Board):
             return self._detector(image, mode)
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
-        def one(name: str) -> tuple[np.ndarray, float]:
-            started = time.perf_counter()
-            p = np.asarray(self._predictors[name].predict_p_fake(crops), dtype=np.float64)
-            self._counts[name]["batches"] += 1
-            self._counts[name]["crops"] += len(crops)
-            return p, (time.perf_counter() - started) * 1000.0 / max(len(crops), 1)
-
-        jobs = {name: self._pool.submit(one, name) for name in self.agent_names}
+        # One "micro-batch" of this case's crops per agent, in parallel threads.
+        jobs = {name: self._pool.submit(lambda agent: agent.assess([crops])[0], self._agents[name])
+                for name in self.agent_names}
         results = {}
         for name, job in jobs.items():
             try:
@@ -76,7 +69,7 @@ class InProcessBoard(Board):
         return results
 
     def _replica_stats(self) -> dict[str, dict[str, int]]:
-        return {name: dict(counts) for name, counts in self._counts.items()}
+        return {name: agent.stats() for name, agent in self._agents.items()}
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

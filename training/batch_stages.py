@@ -48,12 +48,9 @@ def limit_threads(threads: int) -> None:
     value = str(max(1, int(threads)))
     for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ[var] = value
-    try:
-        import cv2
+    import cv2
 
-        cv2.setNumThreads(int(value))
-    except ImportError:
-        return
+    cv2.setNumThreads(int(value))
 
 
 def _node_id() -> str:
