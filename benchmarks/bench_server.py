@@ -111,7 +111,7 @@ def bench_direct(bundle: Path, crop: np.ndarray, *, repeats: int, batch: int) ->
 
 
 def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests: int, replicas: int,
-                 max_batch_size: int, max_wait_ms: float | None) -> dict:
+                 max_batch_size: int, max_wait_ms: float | None, layout: str | None) -> dict:
     import grpc
     import ray
 
@@ -127,6 +127,7 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
     ray.init(address="local", include_dashboard=False, num_cpus=os.cpu_count(), log_to_driver=False)
     cpus = None  # the ensemble spreads the cluster's CPUs over its actors
     ensemble = Ensemble(bundle, EnsembleConfig(replicas=replicas, num_cpus_per_actor=cpus,
+                                               **({} if layout is None else {"layout": layout}),
                                                max_batch_size=max_batch_size,
                                                **({} if max_wait_ms is None else {"max_wait_ms": max_wait_ms}),
                                                deadline_s=60.0))
@@ -171,7 +172,8 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
         server.stop(0).wait()
         ensemble.shutdown()
         ray.shutdown()
-    return {"levels": results, "replicas": replicas, "max_batch_size": max_batch_size,
+    return {"levels": results, "layout": getattr(ensemble.config, "layout", "agents"),
+            "replicas": replicas, "max_batch_size": max_batch_size,
             "max_wait_ms": ensemble.config.max_wait_ms,
             "num_cpus_per_actor": cpus}
 
@@ -217,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="direct batch size (= server max batch)")
     parser.add_argument("--levels", default="1,4,16", help="concurrent clients, comma-separated")
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--layout", choices=["sets", "agents"], default=None,
+                        help="agents' Serve layout (default: the code's own EnsembleConfig default)")
     parser.add_argument("--max-wait-ms", type=float, default=None,
                         help="batching wait (default: the code's own EnsembleConfig default)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "server.json"))
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  direct {name}: p50 {d['single_p50_ms']:.1f} ms, {d['batched_crops_per_s']:.1f} crops/s "
                   f"batched", flush=True)
         served = bench_server(bundle, crop, levels=levels, requests=args.requests, replicas=args.replicas,
-                              max_batch_size=args.batch, max_wait_ms=args.max_wait_ms)
+                              max_batch_size=args.batch, max_wait_ms=args.max_wait_ms, layout=args.layout)
 
     p50_1 = served["levels"].get("1", {}).get("p50_ms")
     thr_16 = served["levels"].get("16", {}).get("throughput_rps")

@@ -51,7 +51,11 @@ CONTROLLER_HISTORY = 32
 class EnsembleConfig:
     """How the blackboard is deployed on Ray."""
 
-    replicas: int = 1  # Serve replicas per agent (the minimum when autoscaling)
+    # "sets": every agent in each replica of one Serve application, one call per case (fastest on
+    # few cores); "agents": one application per agent (faults and scaling per agent). See
+    # blackboard.deployments.
+    layout: str = "sets"
+    replicas: int = 1  # Serve replicas per agent application (the minimum when autoscaling)
     # Autoscaling upper bound per agent (Serve scales on ongoing requests); None = fixed replicas.
     max_replicas: int | None = None
     # CPU share per replica; None = the cluster's CPUs spread over every replica (at most 1 each),
@@ -65,6 +69,8 @@ class EnsembleConfig:
     agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
 
     def __post_init__(self) -> None:
+        if self.layout not in ("sets", "agents"):
+            raise ValueError(f"layout must be 'sets' or 'agents', received {self.layout!r}.")
         if self.replicas < 1:
             raise ValueError(f"replicas must be >= 1, received {self.replicas}.")
         if (self.num_cpus_per_actor is not None and self.num_cpus_per_actor < 0) or self.num_gpus_per_actor < 0:

@@ -1,14 +1,21 @@
-"""The blackboard's workers as Ray Serve deployments: one per agent, and the face detector.
+"""The blackboard's workers as Ray Serve deployments: the agents, and the face detector.
 
-Each agent is one Serve application (`AgentDeployment`): replicas load the agent once, and
-``@serve.batch`` gathers concurrent cases into one forward pass (the batch size counts face
-crops, not requests, so a case with many faces does not overflow it). Serve owns replicas,
-autoscaling, health checks and restarts; the blackboard (`blackboard.ensemble.Ensemble`) holds
-a deployment handle per application and composes their answers.
+Two layouts of the agents (``EnsembleConfig.layout``):
+
+* "sets" (default): one application whose replicas each hold every agent
+  (`AgentSetDeployment`): one call per case, fewest processes; the fast layout on a few cores.
+* "agents": one application per agent (`AgentDeployment`): an agent's replica can die alone
+  (its faces come back degraded naming it), and agents scale and take GPUs separately.
+
+In both, replicas load their models once and ``@serve.batch`` gathers concurrent cases into one
+forward pass (the batch size counts face crops, not requests, so a case with many faces does
+not overflow it). Serve owns replicas, autoscaling, health checks and restarts; the blackboard
+(`blackboard.ensemble.Ensemble`) holds the deployment handles and composes their answers.
 
 The deployment bodies are plain classes: `serve.deployment` is applied in `deploy`, so a unit
-test calls their work methods (``AgentDeployment.assess``, ``DetectorDeployment.__call__``)
-directly, without Ray; ``@serve.batch`` itself needs a running replica.
+test calls their work methods (``assess``, ``DetectorDeployment.__call__``) directly, without
+Ray; ``@serve.batch`` itself needs a running replica. `AgentWorker` is one agent's model, run
+by both layouts and by the in-process board.
 """
 
 from __future__ import annotations
@@ -49,53 +56,32 @@ def _crop_count(requests: Sequence[Sequence[np.ndarray]]) -> int:
     return sum(len(crops) for crops in requests)
 
 
-class AgentDeployment:
-    """One agent's replica: calibrated p(fake) for each case's crops, micro-batched.
+class AgentWorker:
+    """One agent's model in this process: calibrated p(fake) for the crops of several requests.
+
+    A plain class: the Serve deployments below and the in-process board (`blackboard.inprocess`)
+    run it, so every path computes a vote the same way.
 
     Args:
-        bundle: the loaded bundle (each replica verifies and loads only its own model file).
+        bundle: the loaded bundle (the worker verifies and loads only its own model file).
         agent: the agent's name in the bundle.
-        max_batch_size: crops per forward pass before the batch is sent.
-        max_wait_ms: how long a batch waits to fill.
+        batch_size: crops per forward pass.
+        warm_up: run blank batches first, so a service's first cases pay no graph trace.
     """
 
-    # The predictor class a replica runs (a test subclass may add fault knobs).
+    # The predictor class a worker runs (a test subclass may add fault knobs).
     predictor_class: type = AgentPredictor
 
-    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 60.0) -> None:
-        bind_serve_replica_to_loopback()
-        self.predictor = self.predictor_class(bundle, agent, batch_size=max(int(max_batch_size), 1))
-        self._batching = (max(int(max_batch_size), 1), max(float(max_wait_ms), 0.0) / 1000.0)
-        self._batching_set = False
-        self._in_flight = 0  # calls of this replica awaiting their answer (one event loop: no lock needed)
+    def __init__(self, bundle: Bundle, agent: str, *, batch_size: int = 16, warm_up: bool = False) -> None:
+        self.predictor = self.predictor_class(bundle, agent, batch_size=max(int(batch_size), 1))
+        if warm_up:
+            self.predictor.warm_up()
         self.batches = 0  # forward passes so far (micro-batches), for model_info and benchmarks
         self.crops = 0  # crops assessed so far
 
-    async def __call__(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
-        """(p_fake per crop, compute milliseconds per crop of the batch it rode in)."""
-        if len(crops) == 0:
-            return np.zeros(0, dtype=np.float64), 0.0
-        if not self._batching_set:
-            # On the first call, not in __init__: Serve's batch queue needs the replica context.
-            self.predict.set_max_batch_size(self._batching[0])
-            self._batching_set = True
-        # A lone request goes at once; only while other requests are in flight (load) is it
-        # worth waiting for the batch to fill. Serve's batcher would otherwise hold every lone
-        # request for the whole wait.
-        self._in_flight += 1
-        try:
-            self.predict.set_batch_wait_timeout_s(self._batching[1] if self._in_flight > 1 else 0.0)
-            return await self.predict(list(crops))
-        finally:
-            self._in_flight -= 1
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_crop_count)
-    async def predict(self, requests: list[list[np.ndarray]]) -> list[tuple[np.ndarray, float]]:
-        # In a worker thread: the replica's event loop keeps answering health checks meanwhile.
-        return await asyncio.to_thread(self.assess, requests)
-
     def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[tuple[np.ndarray, float]]:
-        """One forward pass for every request's crops; each request gets its own slice back."""
+        """One forward pass for every request's crops; each request gets its own slice back,
+        with the compute milliseconds per crop of that pass."""
         crops = [crop for request in requests for crop in request]
         if not crops:
             return [(np.zeros(0, dtype=np.float64), 0.0) for _ in requests]
@@ -111,11 +97,118 @@ class AgentDeployment:
         return out
 
     def stats(self) -> dict[str, int]:
-        """This replica's counters: ``{"batches": ..., "crops": ...}``."""
+        """This worker's counters: ``{"batches": ..., "crops": ...}``."""
         return {"batches": self.batches, "crops": self.crops}
+
+
+class _MicroBatched:
+    """Serve micro-batching of one replica: each call brings one case's crops, ``assess`` gets a
+    micro-batch of calls (``@serve.batch``, sized in crops)."""
+
+    def _setup_batching(self, max_batch_size: int, max_wait_ms: float) -> None:
+        self._batching = (max(int(max_batch_size), 1), max(float(max_wait_ms), 0.0) / 1000.0)
+        self._batching_set = False
+        self._in_flight = 0  # calls of this replica awaiting their answer (one event loop: no lock needed)
+
+    def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[Any]:
+        raise NotImplementedError
+
+    async def __call__(self, crops: Sequence[np.ndarray]) -> Any:
+        """This case's answer from the micro-batch it rode in (see ``assess``)."""
+        if len(crops) == 0:
+            return self.assess([[]])[0]
+        if not self._batching_set:
+            # On the first call, not in __init__: Serve's batch queue needs the replica context.
+            self.predict.set_max_batch_size(self._batching[0])
+            self._batching_set = True
+        # A lone request goes at once; only while other requests are in flight (load) is it
+        # worth waiting for the batch to fill. Serve's batcher would otherwise hold every lone
+        # request for the whole wait.
+        self._in_flight += 1
+        try:
+            self.predict.set_batch_wait_timeout_s(self._batching[1] if self._in_flight > 1 else 0.0)
+            return await self.predict(list(crops))
+        finally:
+            self._in_flight -= 1
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_crop_count)
+    async def predict(self, requests: list[list[np.ndarray]]) -> list[Any]:
+        # In a worker thread: the replica's event loop keeps answering health checks meanwhile.
+        return await asyncio.to_thread(self.assess, requests)
 
     def ready(self) -> bool:
         return True
+
+
+class AgentDeployment(_MicroBatched):
+    """One agent's replica (layout "agents"): ``(p_fake per crop, ms per crop)`` for each case.
+
+    Args:
+        bundle: the loaded bundle (each replica verifies and loads only its own model file).
+        agent: the agent's name in the bundle.
+        max_batch_size: crops per forward pass before the batch is sent.
+        max_wait_ms: how long a batch waits to fill.
+    """
+
+    worker_class: type = AgentWorker
+
+    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 60.0) -> None:
+        bind_serve_replica_to_loopback()
+        self.worker = self.worker_class(bundle, agent, batch_size=max_batch_size, warm_up=True)
+        self._setup_batching(max_batch_size, max_wait_ms)
+
+    def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[tuple[np.ndarray, float]]:
+        return self.worker.assess(requests)
+
+    def stats(self) -> dict[str, int]:
+        """This replica's counters: ``{"batches": ..., "crops": ...}``."""
+        return self.worker.stats()
+
+
+class AgentSetDeployment(_MicroBatched):
+    """Every agent in one replica (layout "sets"): ``{agent: (p_fake per crop, ms per crop)}`` per case.
+
+    One call per case instead of one per agent: on a few cores the per-call cost of Serve, paid
+    four times per case, is what limits throughput (BENCHMARKS.md). An agent that fails on a
+    micro-batch is left out of those cases' answers (their faces are marked degraded with its
+    name); the other agents still vote.
+
+    Args:
+        bundle: the loaded bundle (each replica verifies and loads only the named agents' files).
+        agents: the agents this replica runs.
+        max_batch_size: crops per forward pass before the batch is sent.
+        max_wait_ms: how long a batch waits to fill.
+    """
+
+    worker_class: type = AgentWorker
+
+    def __init__(self, bundle: Bundle, agents: Sequence[str], *, max_batch_size: int = 16,
+                 max_wait_ms: float = 60.0) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bind_serve_replica_to_loopback()
+        if not agents:
+            raise ValueError("an agent set needs at least one agent, received none.")
+        # Models load in parallel threads (file reads and graph building release the GIL).
+        self._pool = ThreadPoolExecutor(max_workers=len(agents), thread_name_prefix="agent")
+        jobs = {name: self._pool.submit(self.worker_class, bundle, name, batch_size=max_batch_size, warm_up=True)
+                for name in agents}
+        self.workers = {name: job.result() for name, job in jobs.items()}
+        self._setup_batching(max_batch_size, max_wait_ms)
+
+    def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[dict[str, tuple[np.ndarray, float]]]:
+        jobs = {name: self._pool.submit(worker.assess, requests) for name, worker in self.workers.items()}
+        per_agent = {}
+        for name, job in jobs.items():
+            try:
+                per_agent[name] = job.result()
+            except Exception:  # noqa: BLE001 - one agent failing leaves the others' votes standing
+                logging.getLogger("fakeface.deployments").exception("agent %s failed on a micro-batch", name)
+        return [{name: answers[i] for name, answers in per_agent.items()} for i in range(len(requests))]
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counters per agent: ``{agent: {"batches": ..., "crops": ...}}``."""
+        return {name: worker.stats() for name, worker in self.workers.items()}
 
 
 class DetectorDeployment:
@@ -141,7 +234,8 @@ class DetectorDeployment:
 class DeploymentPlan:
     """How each application of one ensemble is deployed (built by the ensemble from its config)."""
 
-    prefix: str  # application names are f"{prefix}-{agent}" and f"{prefix}-detector"
+    prefix: str  # application names are f"{prefix}-{component}" (see `components`)
+    layout: str  # "sets": one application runs every agent; "agents": one application per agent
     num_cpus: float  # CPU share of each replica
     num_gpus: float  # GPU share of each agent replica
     replicas: int  # replicas per agent (the minimum when autoscaling)
@@ -151,9 +245,19 @@ class DeploymentPlan:
     env_vars: tuple[tuple[str, str], ...]  # environment of every replica
 
 
+# The component name of the agent-set application (layout "sets").
+AGENT_SET = "agents"
+LAYOUTS = ("sets", "agents")
+
+
 def app_name(plan: DeploymentPlan, component: str) -> str:
-    """The Serve application of one component ("detector" or an agent name)."""
+    """The Serve application of one component ("detector", "agents" or an agent name)."""
     return f"{plan.prefix}-{component}"
+
+
+def components(layout: str, agents: Sequence[str]) -> list[str]:
+    """The Serve components of an ensemble: the detector, then the agent set or each agent."""
+    return ["detector", AGENT_SET] if layout == "sets" else ["detector", *agents]
 
 
 def _replica_options(plan: DeploymentPlan, *, gpus: float) -> dict[str, Any]:
@@ -168,26 +272,33 @@ def _replica_options(plan: DeploymentPlan, *, gpus: float) -> dict[str, Any]:
 
 
 def deploy(plan: DeploymentPlan, bundle: Bundle, agents: Sequence[str], *,
-           agent_class: type = AgentDeployment, detector_class: type = DetectorDeployment
-           ) -> tuple[dict[str, Any], Any]:
-    """Starts the detector and one application per agent; returns (agent handles, detector handle).
+           agent_class: type = AgentDeployment, set_class: type = AgentSetDeployment,
+           detector_class: type = DetectorDeployment) -> tuple[dict[str, Any], Any]:
+    """Starts the detector and the agents' applications; returns ({component: handle}, detector handle).
 
+    The agent handles are keyed ``"agents"`` (layout "sets") or by agent name (layout "agents").
     Returns at once: replicas load their models in the background (see `running_replicas`).
     """
+    if plan.layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, received {plan.layout!r}.")
     logging.getLogger("ray.serve").setLevel(DRIVER_LOG_LEVEL)
     serve.start(proxy_location="Disabled", logging_config={"log_level": SERVE_LOG_LEVEL})
     scaling: dict[str, Any] = {"num_replicas": plan.replicas}
     if plan.max_replicas is not None and plan.max_replicas > plan.replicas:
         scaling = {"autoscaling_config": {"min_replicas": plan.replicas, "max_replicas": plan.max_replicas,
                                           "target_ongoing_requests": 2}}
+    batching = {"max_batch_size": plan.max_batch_size, "max_wait_ms": plan.max_wait_ms}
+    if plan.layout == "sets":
+        members = [(AGENT_SET, set_class, (bundle, tuple(agents)))]
+    else:
+        members = [(agent, agent_class, (bundle, agent)) for agent in agents]
     targets, names = [], []
-    for agent in agents:
-        deployment = serve.deployment(agent_class, name="agent", max_ongoing_requests=64,
+    for component, cls, args in members:
+        deployment = serve.deployment(cls, name="agent", max_ongoing_requests=64,
                                       **_replica_options(plan, gpus=plan.num_gpus), **scaling)
-        app = deployment.bind(bundle, agent, max_batch_size=plan.max_batch_size, max_wait_ms=plan.max_wait_ms)
-        targets.append(serve.RunTarget(app, name=app_name(plan, agent), route_prefix=None,
-                                       logging_config={"log_level": SERVE_LOG_LEVEL}))
-        names.append(agent)
+        targets.append(serve.RunTarget(deployment.bind(*args, **batching), name=app_name(plan, component),
+                                       route_prefix=None, logging_config={"log_level": SERVE_LOG_LEVEL}))
+        names.append(component)
     detector = serve.deployment(detector_class, name="detector", num_replicas=1, max_ongoing_requests=2,
                                 **_replica_options(plan, gpus=0.0))
     targets.append(serve.RunTarget(detector.bind(), name=app_name(plan, "detector"), route_prefix=None,
@@ -238,8 +349,8 @@ def cpus_per_replica(requested: float | None, *, replicas: int, agents: int, ava
 
     Args:
         requested: a fixed share, or None to spread ``available`` over every replica (at most 1 each).
-        replicas: replicas per agent.
-        agents: number of agents.
+        replicas: replicas per agent application.
+        agents: number of agent applications (1 for an agent set).
         available: CPUs of the Ray cluster.
 
     Raises:
@@ -249,7 +360,8 @@ def cpus_per_replica(requested: float | None, *, replicas: int, agents: int, ava
     share = requested if requested is not None else min(1.0, round(available / actors - 0.005, 2))
     if share * actors > available + 1e-9 or share < 0 or (requested is None and share <= 0):
         raise ValueError(
-            f"The ensemble needs {share * actors:g} CPUs ({replicas} replica(s) x {agents} agents + detector at "
-            f"{share:g} CPU each) but the Ray cluster has {available:g}; lower num_cpus_per_actor or replicas."
+            f"The ensemble needs {share * actors:g} CPUs ({replicas} replica(s) x {agents} agent application(s) "
+            f"+ detector at {share:g} CPU each) but the Ray cluster has {available:g}; lower num_cpus_per_actor "
+            f"or replicas."
         )
     return float(share)

@@ -3,13 +3,15 @@
 Case flow (:meth:`Board.classify`)::
 
     image -> detector deployment (extract_faces) -> crops posted on the Case
-          -> every agent's deployment assesses ALL the case's crops (one call per agent,
+          -> every agent assesses ALL the case's crops (layout "sets": one call to the agent-set
+             deployment; layout "agents": one call per agent's deployment, all in flight at once;
              micro-batched with concurrent cases by ``@serve.batch``) -> votes posted
              (p_fake, latency, model sha)
           -> controller decides per face (label, calibrated p_fake, threshold, vote weights)
 
 Agents that have not voted by the deadline, or whose replica died, drop out of the decision and
-the face is marked degraded with their names; with no vote at all, or no detection in time,
+the face is marked degraded with their names (an agent set whose replica died is asked again,
+on another replica or Serve's replacement, until the deadline); with no vote at all, or no detection in time,
 :class:`DeadlineExceeded` is raised. ``classify`` is thread-safe (gRPC calls it from many threads).
 Replicas, restarts and health checks are Ray Serve's (`blackboard.deployments`).
 """
@@ -30,7 +32,7 @@ from blackboard.board import (  # noqa: F401 - the names callers import from her
     DETECT_MODES, NO_FACE_HINT, Board, DeadlineExceeded, EnsembleConfig,
 )
 from blackboard.controller import Controller
-from blackboard.deployments import AgentDeployment, DeploymentPlan, DetectorDeployment
+from blackboard.deployments import AGENT_SET, AgentDeployment, AgentSetDeployment, DeploymentPlan, DetectorDeployment
 from blackboard.ray_runtime import SERVE_LOOPBACK_ENV, init_ray, ray_is_loopback_only
 
 log = logging.getLogger("fakeface.ensemble")
@@ -52,6 +54,7 @@ class Ensemble(Board):
 
     # The deployment bodies (a subclass may swap them, e.g. to inject faults in tests).
     agent_class: type = AgentDeployment
+    set_class: type = AgentSetDeployment
     detector_class: type = DetectorDeployment
 
     def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
@@ -63,8 +66,10 @@ class Ensemble(Board):
         self._owns_ray = init_ray(ray_address)
         import ray
 
+        # The Serve components: the detector, then the agent set or one application per agent.
+        self._components = deployments.components(config.layout, names)
         self.num_cpus_per_actor = deployments.cpus_per_replica(
-            config.num_cpus_per_actor, replicas=config.replicas, agents=len(names),
+            config.num_cpus_per_actor, replicas=config.replicas, agents=len(self._components) - 1,
             available=float(ray.cluster_resources().get("CPU", 0.0)))
         env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                **{key: os.environ[key] for key, _ in deployments.SERVE_ENV}}
@@ -72,12 +77,13 @@ class Ensemble(Board):
             env[SERVE_LOOPBACK_ENV] = "1"  # replicas' own gRPC ports on 127.0.0.1 too (blackboard.ray_runtime)
         # Application names are unique per ensemble: tests and benchmarks run several on one Serve.
         self._plan = DeploymentPlan(
-            prefix=f"fakeface-{uuid.uuid4().hex[:8]}", num_cpus=self.num_cpus_per_actor,
+            prefix=f"fakeface-{uuid.uuid4().hex[:8]}", layout=config.layout, num_cpus=self.num_cpus_per_actor,
             num_gpus=config.num_gpus_per_actor, replicas=config.replicas, max_replicas=config.max_replicas,
             max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, env_vars=tuple(sorted(env.items())))
         # The bundle travels loaded: each replica verifies and loads only its own model file.
         self._agents, self._detector = deployments.deploy(self._plan, self.bundle, names,
                                                           agent_class=self.agent_class,
+                                                          set_class=self.set_class,
                                                           detector_class=self.detector_class)
         self._replicas_seen: dict[str, set[str]] = {}  # component -> replica actor names seen so far
 
@@ -86,10 +92,9 @@ class Ensemble(Board):
     def ready(self, timeout_s: float = 120) -> bool:
         """True when the detector and every agent have their replicas running (models loaded)."""
         until = time.monotonic() + float(timeout_s)
-        components = ["detector", *self.agent_names]
         while True:
-            running = deployments.running_replicas(self._plan, components)
-            if running["detector"] >= 1 and all(running[n] >= self.config.replicas for n in self.agent_names):
+            running = deployments.running_replicas(self._plan, self._components)
+            if running["detector"] >= 1 and all(running[c] >= self.config.replicas for c in self._components[1:]):
                 self.component_status()  # notes the first replicas, so replacements are counted
                 return True
             if time.monotonic() + 0.25 >= until:
@@ -97,42 +102,58 @@ class Ensemble(Board):
             time.sleep(0.25)
 
     def actors(self, component: str) -> list[Any]:
-        """Ray handles of the live replica actors of "detector" or an agent (for operations and fault tests)."""
-        if component != "detector" and component not in self._agents:
-            raise KeyError(f"Unknown component {component!r}; known: detector, {', '.join(self.agent_names)}.")
+        """Ray handles of the live replica actors of a component (for operations and fault tests).
+
+        Components: "detector", and "agents" (layout "sets") or each agent's name (layout "agents").
+        """
+        if component not in self._components:
+            raise KeyError(f"Unknown component {component!r}; known: {', '.join(self._components)}.")
         return deployments.replica_actors(self._plan, component)
 
     def handle(self, component: str) -> Any:
-        """The Serve deployment handle of "detector" or an agent."""
+        """The Serve deployment handle of a component (see `actors`)."""
         return self._detector if component == "detector" else self._agents[component]
 
-    def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
-        """Runs extraction on the detector deployment, retrying with back-off while Serve replaces it.
+    def _retrying(self, component: str, call: Any, deadline: float) -> tuple[bool, Any, BaseException | None]:
+        """Calls ``call()`` (a Serve response) until it answers or ``deadline`` passes.
 
-        A call in flight when the replica dies fails at once; Serve starts a new replica (no
-        lifetime cap) and routes new calls to it, so the case is retried until its deadline.
+        A call in flight when its replica dies fails at once; Serve starts a new replica (no
+        lifetime cap) and routes new calls to a live one, so the call is retried with back-off.
+        Returns (answered, answer, the last failure).
         """
         backoff = RETRY_BACKOFF_S
         last: BaseException | None = None
         while (remaining := deadline - time.monotonic()) > 0:
-            response = self._detector.remote(image, mode)
+            response = call()
             try:
-                return response.result(timeout_s=remaining)
+                return True, response.result(timeout_s=remaining), last
             except TimeoutError:
                 response.cancel()
                 break
             except Exception as err:  # noqa: BLE001 - a dead/restarting replica: retry until the deadline
                 last = err
-                self._up["detector"] = False
+                self._up.update(dict.fromkeys(self._status_keys(component), False))
                 time.sleep(max(min(backoff, deadline - time.monotonic()), 0.0))
                 backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
+        return False, None, last
+
+    def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
+        """Runs extraction on the detector deployment, retrying while Serve replaces a dead replica."""
+        answered, faces, last = self._retrying("detector", lambda: self._detector.remote(image, mode), deadline)
+        if answered:
+            return faces
         if last is not None:
             raise DeadlineExceeded(f"the face detector was restarting and did not come back within the "
                                    f"{deadline_s:g} s deadline") from last
         raise DeadlineExceeded(f"face detection did not finish within the {deadline_s:g} s deadline")
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
-        """One call per agent deployment, all in flight at once; late or failed agents are left out."""
+        """Every agent's answer by the deadline; late or failed agents are left out."""
+        if AGENT_SET in self._agents:
+            # One call for every agent; a replica that died is asked again (another replica or its replacement).
+            handle = self._agents[AGENT_SET]
+            answered, results, _ = self._retrying("agents", lambda: handle.remote(crops), deadline)
+            return results if answered else {}
         responses = {name: handle.remote(crops) for name, handle in self._agents.items()}
         results: dict[str, tuple[np.ndarray, float]] = {}
         for name, response in responses.items():
@@ -146,33 +167,41 @@ class Ensemble(Board):
 
     def _replica_stats(self, timeout_s: float = 2.0) -> dict[str, dict[str, int]]:
         """Micro-batch counters per agent (one replica's; exact with one replica), {} where unknown."""
-        out = {}
-        for name, handle in self._agents.items():
+        out: dict[str, dict[str, int]] = {}
+        for component, handle in self._agents.items():
             try:
-                out[name] = handle.stats.remote().result(timeout_s=timeout_s)
+                stats = handle.stats.remote().result(timeout_s=timeout_s)
             except Exception:  # noqa: BLE001 - counters of a busy or restarting replica are simply unknown now
                 continue
+            out.update(stats if component == AGENT_SET else {component: stats})
         return out
+
+    def _status_keys(self, component: str) -> list[str]:
+        """The health keys a Serve component answers for ("detector", "agent/<name>"...)."""
+        if component == "detector":
+            return ["detector"]
+        return [f"agent/{name}" for name in (self.agent_names if component == AGENT_SET else [component])]
 
     def component_status(self, timeout_s: float = 2.0) -> dict[str, bool]:
         """Serve's view of the detector and every agent: ``{"detector": up, "agent/<name>": up}``.
 
         A component is up while at least one of its replicas is RUNNING (Serve's health checks
-        mark a dead or hung replica and replace it). A component that comes back is counted in
-        ``describe().restarts``. ``timeout_s`` is kept for callers; Serve answers from its state.
+        mark a dead or hung replica and replace it); in layout "sets" every agent shares the
+        set's state. A component that comes back is counted in ``describe().restarts``.
+        ``timeout_s`` is kept for callers; Serve answers from its state.
         """
-        components = ["detector", *self.agent_names]
-        running = deployments.running_replicas(self._plan, components)
+        running = deployments.running_replicas(self._plan, self._components)
         status = {}
-        for component in components:
-            key = "detector" if component == "detector" else f"agent/{component}"
-            status[key] = running[component] > 0
+        for component in self._components:
+            keys = self._status_keys(component)
             # Serve replaces a dead replica with a new actor: a replica name not seen before,
             # beyond the component's own replicas, is a recovery.
-            seen = self._replicas_seen.setdefault(key, set())
+            seen = self._replicas_seen.setdefault(component, set())
             seen.update(deployments.replica_names(self._plan, component))
             expected = 1 if component == "detector" else self.config.replicas
-            self._recoveries[key] = max(self._recoveries.get(key, 0), len(seen) - expected)
+            for key in keys:
+                status[key] = running[component] > 0
+                self._recoveries[key] = max(self._recoveries.get(key, 0), len(seen) - expected)
         self._up.update(status)
         return status
 
@@ -181,7 +210,7 @@ class Ensemble(Board):
         import ray
 
         try:
-            deployments.undeploy(self._plan, ["detector", *self.agent_names])
+            deployments.undeploy(self._plan, self._components)
         except Exception as err:  # noqa: BLE001 - Serve already gone (Ray stopped first): nothing to release
             log.debug("Serve applications of %s not deleted: %s", self._plan.prefix, err)
         if self._owns_ray and ray.is_initialized():

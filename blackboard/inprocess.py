@@ -2,7 +2,7 @@
 
 `fakeface classify FILE` (no ``--server``) asks one question and exits, so starting a Ray cluster
 and a Serve application per agent costs more than the answer. `InProcessBoard` runs the same
-deployment bodies the service runs (`blackboard.deployments`: `AgentDeployment.assess` without
+workers the service runs (`blackboard.deployments`: each agent's `AgentWorker` without
 Serve's micro-batcher, and `DetectorDeployment`) and the same case logic (`blackboard.board.Board`), so the answer is the
 service's answer. The agents load in parallel threads and vote in parallel threads (TensorFlow
 and scikit-learn release the GIL while they compute); MTCNN loads only when a case needs detection.
@@ -21,7 +21,7 @@ import numpy as np
 from agents.bundle import Bundle
 from blackboard.board import Board, EnsembleConfig
 from blackboard.controller import Controller
-from blackboard.deployments import AgentDeployment, DetectorDeployment
+from blackboard.deployments import AgentWorker, DetectorDeployment
 
 
 class InProcessBoard(Board):
@@ -37,7 +37,7 @@ class InProcessBoard(Board):
                  config: EnsembleConfig = EnsembleConfig(), *, controller: Controller | None = None) -> None:
         super().__init__(bundle, config, controller=controller)
         self._pool = ThreadPoolExecutor(max_workers=len(self.agent_names) + 1, thread_name_prefix="board")
-        jobs = {name: self._pool.submit(AgentDeployment, self.bundle, name, max_batch_size=config.max_batch_size)
+        jobs = {name: self._pool.submit(AgentWorker, self.bundle, name, batch_size=config.max_batch_size)
                 for name in self.agent_names}
         self._agents = {name: job.result() for name, job in jobs.items()}
         self._detector: DetectorDeployment | None = None

@@ -33,7 +33,11 @@ def build_parser(prog: str = "fakeface serve") -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one")
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster (None: start a loopback-only local Ray with token auth)")
-    parser.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas per agent (the minimum when autoscaling)")
+    parser.add_argument("--layout", choices=["sets", "agents"], default="sets",
+                        help="sets: every agent in each Serve replica, one call per case (fastest on a few cores); "
+                             "agents: one Serve application per agent (faults and scaling per agent)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="Ray Serve replicas of the agent set, or of each agent (the minimum when autoscaling)")
     parser.add_argument("--max-replicas", type=int, default=None,
                         help="autoscale each agent up to this many replicas on load (default: fixed --replicas)")
     parser.add_argument("--max-batch-size", type=int, default=16, help="faces per agent batch")
@@ -102,7 +106,8 @@ def main(argv: list[str]) -> int:
         from blackboard.ensemble import Ensemble, EnsembleConfig
 
         ens_config = EnsembleConfig(
-            replicas=args.replicas, max_replicas=args.max_replicas, max_batch_size=args.max_batch_size,
+            layout=args.layout, replicas=args.replicas, max_replicas=args.max_replicas,
+            max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms, deadline_s=args.deadline_s,
         )
     except ValueError as err:

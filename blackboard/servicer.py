@@ -49,6 +49,8 @@ log = logging.getLogger("fakeface.server")
 
 # Time kept back from the client's deadline so the answer can still travel back.
 DEADLINE_MARGIN_S = 0.02
+# A client deadline further away than this (a year) means the client set none.
+NO_CLIENT_DEADLINE_S = 365 * 24 * 3600.0
 # How often a call waiting on the ensemble looks whether the server is stopping.
 STOP_POLL_S = 0.1
 
@@ -197,7 +199,9 @@ class DetectorServicer(pb_grpc.DetectorServicer):
 
     def _deadline(self, context: grpc.ServicerContext) -> float:
         remaining = context.time_remaining()
-        if remaining is None:
+        # grpcio reports a call without a deadline as ~9.2e18 s left (not None): waiting on that
+        # overflows every timer below it and the call would hang. Such a call gets the default.
+        if remaining is None or remaining > NO_CLIENT_DEADLINE_S:
             return float(self.config.default_deadline_s)
         # The client's deadline wins over the default, in both directions.
         budget = float(remaining) - DEADLINE_MARGIN_S

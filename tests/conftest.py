@@ -169,7 +169,9 @@ def ensemble(ray_session, session_bundle):
     class FaultyEnsemble(Ensemble):
         agent_class = slow_agent_class()
 
-    ens = FaultyEnsemble(session_bundle, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=30.0))
+    # Layout "agents": one replica per agent, so a test can slow down or kill one agent alone.
+    # The default layout ("sets") has its own ensemble in e2e/test_deployments.py.
+    ens = FaultyEnsemble(session_bundle, EnsembleConfig(layout="agents", num_cpus_per_actor=0.25, deadline_s=30.0))
     try:
         assert ens.ready(timeout_s=300), "replicas did not load their models"
         yield ens

@@ -1,20 +1,24 @@
-"""The deployment bodies without Ray (plain classes), and the in-process board against the Serve one.
+"""The deployment bodies without Ray (plain classes), both Serve layouts, and the in-process board.
 
-`AgentDeployment` and `DetectorDeployment` are what Ray Serve runs; called directly they must
-give the predictor's own numbers, micro-batch concurrent calls and split the answers back.
-`InProcessBoard` (the CLI's Ray-free path) must decide exactly as the Serve ensemble does.
+`AgentDeployment`, `AgentSetDeployment` and `DetectorDeployment` are what Ray Serve runs; called
+directly they must give the predictor's own numbers, micro-batch concurrent calls and split the
+answers back. An ensemble in layout "sets" (the default) must decide exactly as one in layout
+"agents" (the session's), and survive its replica dying. `InProcessBoard` (the CLI's Ray-free
+path) must decide exactly as the Serve ensemble does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from concurrent import futures
 
 import numpy as np
 import pytest
 
 from agents.bundle import load_bundle
 from agents.predictor import AgentPredictor
-from blackboard.deployments import AgentDeployment, DetectorDeployment
+from blackboard.deployments import AgentDeployment, AgentSetDeployment, AgentWorker, DetectorDeployment
 from blackboard.inprocess import InProcessBoard
 
 
@@ -28,6 +32,84 @@ def test_agent_deployment_assesses_a_micro_batch_in_one_pass_and_splits_answers(
     assert [len(p) for p, _ in answers] == [1, 2, 2] and all(ms > 0 for _, ms in answers)
     assert body.stats() == {"batches": 1, "crops": 5}  # three requests, one forward pass
     assert body.assess([[]])[0][0].shape == (0,) and body.stats()["batches"] == 1
+
+
+class _Broken(AgentWorker):
+    def assess(self, requests):
+        raise RuntimeError("this agent fails on every batch")
+
+
+def test_agent_set_answers_every_agent_per_request_and_leaves_out_a_failing_one(tiny_bundle, face_crop):
+    bundle = load_bundle(tiny_bundle)
+    body = AgentSetDeployment(bundle, ("custom", "lenet"), max_batch_size=8)
+    crops = [np.ascontiguousarray(np.roll(face_crop, 13 * i, axis=1)) for i in range(3)]
+    answers = body.assess([crops[:1], crops[1:]])
+    assert [set(a) for a in answers] == [{"custom", "lenet"}] * 2
+    for name in ("custom", "lenet"):
+        want = AgentPredictor(bundle, name).predict_p_fake(crops)
+        np.testing.assert_allclose(np.concatenate([a[name][0] for a in answers]), want, atol=1e-5)
+    assert body.stats() == {"custom": {"batches": 1, "crops": 3}, "lenet": {"batches": 1, "crops": 3}}
+    body.workers["lenet"] = _Broken.__new__(_Broken)  # lenet now fails: custom still answers
+    answers = body.assess([crops[:1]])
+    assert set(answers[0]) == {"custom"}
+    with pytest.raises(ValueError, match="at least one agent"):
+        AgentSetDeployment(bundle, ())
+
+
+@pytest.fixture(scope="module")
+def set_ensemble(ray_session, session_bundle):
+    """An ensemble in the default layout: every agent in one replica of one application."""
+    from blackboard.ensemble import Ensemble, EnsembleConfig
+
+    ens = Ensemble(session_bundle, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=60.0))
+    assert ens.config.layout == "sets"
+    try:
+        assert ens.ready(timeout_s=300), "the agent set did not load its models"
+        yield ens
+    finally:
+        ens.shutdown()
+
+
+@pytest.mark.slow
+def test_agent_set_decides_as_one_application_per_agent(set_ensemble, ensemble, face_rgb, face_crop):
+    assert len(set_ensemble.actors("agents")) == 1
+    with pytest.raises(KeyError, match="agents"):
+        set_ensemble.actors("lenet")  # no per-agent application in this layout
+    one, other = set_ensemble.classify(face_rgb), ensemble.classify(face_rgb)
+    assert len(one.faces) == len(other.faces) == 1 and not one.degraded
+    assert set(one.faces[0].votes) == set(other.faces[0].votes) == set(set_ensemble.agent_names)
+    for name, vote in other.faces[0].votes.items():
+        assert one.faces[0].votes[name].p_fake == pytest.approx(vote.p_fake, abs=1e-5)
+    assert one.faces[0].decision.p_fake == pytest.approx(other.faces[0].decision.p_fake, abs=1e-5)
+    # Concurrent cases share forward passes (counted per agent), and answers are not mixed up.
+    before = set_ensemble.describe().agents[0].batches_sent
+    crops = [np.ascontiguousarray(np.roll(face_crop, 9 * i, axis=0)) for i in range(6)]
+    with futures.ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda c: set_ensemble.classify_faces([c]).faces[0].decision.p_fake, crops))
+    passes = set_ensemble.describe().agents[0].batches_sent - before
+    alone = [set_ensemble.classify_faces([c]).faces[0].decision.p_fake for c in crops]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert 1 <= passes < 6
+
+
+@pytest.mark.slow
+def test_agent_set_replica_killed_is_replaced_and_no_case_is_lost(set_ensemble, face_crop):
+    import ray
+
+    set_ensemble.classify_faces([face_crop])  # warm
+    victim = set_ensemble.actors("agents")[0]
+    ray.kill(victim)  # every agent goes with it; Serve starts a new replica
+    # Cases sent meanwhile go to the dead replica or wait for a live one: each is asked again
+    # (with back-off) until the replacement answers, and comes back with every vote.
+    cases = [set_ensemble.classify_faces([face_crop]) for _ in range(3)]
+    assert all(not c.degraded and set(c.faces[0].votes) == set(set_ensemble.agent_names) for c in cases)
+    until = time.monotonic() + 60
+    while time.monotonic() < until and not any(a._actor_id != victim._actor_id for a in set_ensemble.actors("agents")):
+        time.sleep(0.5)
+    assert any(a._actor_id != victim._actor_id for a in set_ensemble.actors("agents"))
+    status = set_ensemble.component_status()
+    assert status["detector"] and all(status[f"agent/{n}"] for n in set_ensemble.agent_names)
+    assert set_ensemble.describe().restarts.get("agent/lenet", 0) >= 1
 
 
 @pytest.mark.slow

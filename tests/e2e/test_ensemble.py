@@ -134,8 +134,12 @@ def test_feedback_updates_a_copy_and_rollback_restores(ensemble, face_crop):
 
 
 def test_unschedulable_deployment_is_refused(ray_session, session_bundle):
-    with pytest.raises(ValueError, match="needs 7 CPUs"):
-        Ensemble(session_bundle, EnsembleConfig(replicas=2, num_cpus_per_actor=1.0))
+    with pytest.raises(ValueError, match="needs 7 CPUs"):  # 2 x 3 agents + the detector
+        Ensemble(session_bundle, EnsembleConfig(layout="agents", replicas=2, num_cpus_per_actor=1.0))
+    with pytest.raises(ValueError, match="needs 5 CPUs"):  # 4 agent sets + the detector
+        Ensemble(session_bundle, EnsembleConfig(layout="sets", replicas=4, num_cpus_per_actor=1.0))
+    with pytest.raises(ValueError, match="layout must be"):
+        EnsembleConfig(layout="pool")
 
 
 def test_cpu_share_spreads_the_cluster_over_every_replica():

@@ -91,6 +91,17 @@ def test_a_deadline_too_short_is_deadline_exceeded(served, face_png, crop_png):
     assert len(ok.faces) == 1
 
 
+
+def test_a_call_without_a_deadline_is_answered(served, crop_png):
+    # grpcio reports "no deadline" as ~9.2e18 s left; the server must use its default, not hang.
+    request = classify_request(crop_png, detect=pb.FACE_DETECTION_OFF)
+    pool = futures.ThreadPoolExecutor(1)
+    try:
+        answer = pool.submit(served["stub"].Classify, request).result(timeout=60)
+    finally:
+        pool.shutdown(wait=False)
+    assert len(answer.faces) == 1 and answer.faces[0].votes
+
 def test_stream_answers_in_order_and_survives_a_bad_item(served, crop_png, face_png):
     requests = [
         classify_request(crop_png, detect=pb.FACE_DETECTION_OFF, source="a", seq=11),
