@@ -6,7 +6,8 @@ Measures, on one face crop (face detection off, so both sides do the same work):
   batched throughput (crops/s at ``--batch``); "all agents" throughput = one crop through every
   agent in turn (they share the same CPUs);
 * server: a real gRPC server on 127.0.0.1 around the Ray ensemble: p50/p99 latency and
-  throughput with 1, 4 and 16 concurrent clients (one channel each).
+  throughput with 1, 4 and 16 concurrent clients (one channel each), and the CPU each process
+  used per request at each level (``cpu_ms_per_request``, from /proc: replicas vs this process).
 
 Goals (issue 15): server p50 at 1 client <= 1.3 x the slowest agent alone; throughput at 16
 clients >= 0.8 x the agents' raw batched throughput. With ``--baseline-ref REF`` the same
@@ -15,6 +16,7 @@ compared in one run. Results go to benchmarks/results/server.json.
 
     python benchmarks/bench_server.py                 # default bundle (tiny one if none shipped)
     python benchmarks/bench_server.py --levels 1,16 --baseline-ref b64972f   # AgentPool vs Ray Serve
+    python benchmarks/bench_server.py --levels 1,16 --layout agents --out /tmp/agents.json
 """
 
 from __future__ import annotations
@@ -110,6 +112,29 @@ def bench_direct(bundle: Path, crop: np.ndarray, *, repeats: int, batch: int) ->
     }
 
 
+def cpu_seconds_by_process() -> dict[int, tuple[str, float]]:
+    """pid -> (command line, user+system CPU seconds so far) of every process (Linux /proc)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # the process ended meanwhile
+        out[int(pid)] = (cmd[:60], (int(stat[11]) + int(stat[12])) / tick)
+    return out
+
+
+def cpu_ms_per_request(before: dict, after: dict, requests: int, top: int = 6) -> dict[str, float]:
+    """The processes that used the most CPU between two snapshots, in ms of CPU per request.
+
+    Where a served case's CPU goes (replicas vs this process: gRPC server, case logic and the
+    benchmark's own client threads), to compare with the agents' raw cost."""
+    used = sorted(((after[pid][1] - before[pid][1], after[pid][0]) for pid in after if pid in before), reverse=True)
+    return {f"{name} [{i}]": round(sec * 1000.0 / requests, 2) for i, (sec, name) in enumerate(used[:top]) if sec > 0}
+
+
 def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests: int, replicas: int,
                  max_batch_size: int, max_wait_ms: float | None, layout: str | None) -> dict:
     import grpc
@@ -156,14 +181,17 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
         for clients in levels:
             with futures.ThreadPoolExecutor(clients) as pool:
                 list(pool.map(one, range(clients)))  # each thread's channel connects before timing
+                cpu_before = cpu_seconds_by_process()
                 t0 = time.perf_counter()
                 latencies = list(pool.map(one, range(requests)))
                 wall = time.perf_counter() - t0
+                cpu = cpu_ms_per_request(cpu_before, cpu_seconds_by_process(), requests)
             results[str(clients)] = {
                 "requests": requests,
                 "p50_ms": percentile_ms(latencies, 50),
                 "p99_ms": percentile_ms(latencies, 99),
                 "throughput_rps": requests / wall,
+                "cpu_ms_per_request": cpu,
             }
             print(f"  server, {clients:>2} clients: p50 {results[str(clients)]['p50_ms']:.1f} ms, "
                   f"p99 {results[str(clients)]['p99_ms']:.1f} ms, {results[str(clients)]['throughput_rps']:.1f} req/s",

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -51,9 +52,9 @@ SERVE_LOG_LEVEL = "WARNING"
 DRIVER_LOG_LEVEL = "ERROR"
 
 
-def _crop_count(requests: Sequence[Sequence[np.ndarray]]) -> int:
+def _crop_count(requests: Sequence[tuple[Sequence[np.ndarray], float | None]]) -> int:
     """A micro-batch's size for ``@serve.batch``: the crops of every request in it."""
-    return sum(len(crops) for crops in requests)
+    return sum(len(crops) for crops, _ in requests)
 
 
 class AgentWorker:
@@ -110,11 +111,17 @@ class _MicroBatched:
         self._batching_set = False
         self._in_flight = 0  # calls of this replica awaiting their answer (one event loop: no lock needed)
 
-    def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[Any]:
+    def assess(self, requests: Sequence[Sequence[np.ndarray]], deadline: float | None = None) -> list[Any]:
+        """Answers for a micro-batch of requests (``deadline``: the earliest of theirs, ``time.time()``)."""
         raise NotImplementedError
 
-    async def __call__(self, crops: Sequence[np.ndarray]) -> Any:
-        """This case's answer from the micro-batch it rode in (see ``assess``)."""
+    async def __call__(self, crops: Sequence[np.ndarray], deadline: float | None = None) -> Any:
+        """This case's answer from the micro-batch it rode in (see ``assess``).
+
+        Args:
+            crops: the case's face crops.
+            deadline: when the caller stops waiting (``time.time()``); None = no limit here.
+        """
         if len(crops) == 0:
             return self.assess([[]])[0]
         if not self._batching_set:
@@ -127,14 +134,16 @@ class _MicroBatched:
         self._in_flight += 1
         try:
             self.predict.set_batch_wait_timeout_s(self._batching[1] if self._in_flight > 1 else 0.0)
-            return await self.predict(list(crops))
+            return await self.predict((list(crops), deadline))
         finally:
             self._in_flight -= 1
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_crop_count)
-    async def predict(self, requests: list[list[np.ndarray]]) -> list[Any]:
+    async def predict(self, requests: list[tuple[list[np.ndarray], float | None]]) -> list[Any]:
+        deadlines = [d for _, d in requests if d is not None]
         # In a worker thread: the replica's event loop keeps answering health checks meanwhile.
-        return await asyncio.to_thread(self.assess, requests)
+        return await asyncio.to_thread(self.assess, [crops for crops, _ in requests],
+                                       min(deadlines) if deadlines else None)
 
     def ready(self) -> bool:
         return True
@@ -157,7 +166,9 @@ class AgentDeployment(_MicroBatched):
         self.worker = self.worker_class(bundle, agent, batch_size=max_batch_size, warm_up=True)
         self._setup_batching(max_batch_size, max_wait_ms)
 
-    def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[tuple[np.ndarray, float]]:
+    def assess(self, requests: Sequence[Sequence[np.ndarray]],
+               deadline: float | None = None) -> list[tuple[np.ndarray, float]]:
+        # The deadline is the caller's to keep here: it stops waiting for this agent's call.
         return self.worker.assess(requests)
 
     def stats(self) -> dict[str, int]:
@@ -189,19 +200,27 @@ class AgentSetDeployment(_MicroBatched):
         bind_serve_replica_to_loopback()
         if not agents:
             raise ValueError("an agent set needs at least one agent, received none.")
-        # Models load in parallel threads (file reads and graph building release the GIL).
-        self._pool = ThreadPoolExecutor(max_workers=len(agents), thread_name_prefix="agent")
-        jobs = {name: self._pool.submit(self.worker_class, bundle, name, batch_size=max_batch_size, warm_up=True)
-                for name in agents}
+        # One thread per agent: agents load and vote in parallel (TensorFlow and scikit-learn
+        # release the GIL while they compute), and an agent that hangs holds only its own thread.
+        self._threads = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"agent-{name}")
+                         for name in agents}
+        jobs = {name: self._threads[name].submit(self.worker_class, bundle, name, batch_size=max_batch_size,
+                                                 warm_up=True) for name in agents}
         self.workers = {name: job.result() for name, job in jobs.items()}
         self._setup_batching(max_batch_size, max_wait_ms)
 
-    def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[dict[str, tuple[np.ndarray, float]]]:
-        jobs = {name: self._pool.submit(worker.assess, requests) for name, worker in self.workers.items()}
+    def assess(self, requests: Sequence[Sequence[np.ndarray]],
+               deadline: float | None = None) -> list[dict[str, tuple[np.ndarray, float]]]:
+        """Every agent on the micro-batch, in parallel threads; an agent that fails, or is not
+        done by ``deadline`` (``time.time()``), is left out of the answers (it finishes in the
+        background; its thread then takes this agent's next batch)."""
+        jobs = {name: self._threads[name].submit(worker.assess, requests) for name, worker in self.workers.items()}
         per_agent = {}
         for name, job in jobs.items():
             try:
-                per_agent[name] = job.result()
+                per_agent[name] = job.result(timeout=None if deadline is None else max(deadline - time.time(), 0.0))
+            except FutureTimeout:
+                continue  # late: the case is answered without this agent's vote
             except Exception:  # noqa: BLE001 - one agent failing leaves the others' votes standing
                 logging.getLogger("fakeface.deployments").exception("agent %s failed on a micro-batch", name)
         return [{name: answers[i] for name, answers in per_agent.items()} for i in range(len(requests))]

@@ -123,14 +123,35 @@ def slow_agent_class() -> type:
             self.delay_s = float(seconds)
             return self.delay_s
 
-        async def __call__(self, crops):
+        async def __call__(self, crops, deadline=None):
             import asyncio
 
             if len(crops) and self.delay_s > 0:
                 await asyncio.sleep(self.delay_s)
-            return await super().__call__(crops)
+            return await super().__call__(crops, deadline)
 
     return SlowAgent
+
+
+def slow_set_class() -> type:
+    """`AgentSetDeployment` plus ``set_delay(agent, seconds)``: one agent of the set becomes slow."""
+    from blackboard.deployments import AgentSetDeployment
+
+    class SlowSet(AgentSetDeployment):
+        def set_delay(self, agent: str, seconds: float) -> float:
+            import time
+
+            worker = self.workers[agent]
+            plain = type(worker).assess
+
+            def slow_assess(requests):
+                time.sleep(seconds)  # this agent's thread only: the others vote meanwhile
+                return plain(worker, requests)
+
+            worker.assess = slow_assess
+            return float(seconds)
+
+    return SlowSet
 
 
 @pytest.fixture(scope="session")
@@ -170,10 +191,27 @@ def ensemble(ray_session, session_bundle):
         agent_class = slow_agent_class()
 
     # Layout "agents": one replica per agent, so a test can slow down or kill one agent alone.
-    # The default layout ("sets") has its own ensemble in e2e/test_deployments.py.
+    # The default layout ("sets") has its own ensemble: `set_ensemble` below.
     ens = FaultyEnsemble(session_bundle, EnsembleConfig(layout="agents", num_cpus_per_actor=0.25, deadline_s=30.0))
     try:
         assert ens.ready(timeout_s=300), "replicas did not load their models"
+        yield ens
+    finally:
+        ens.shutdown()
+
+
+@pytest.fixture(scope="module")
+def set_ensemble(ray_session, session_bundle):
+    """An ensemble in the default layout ("sets": every agent in one replica), with a delay knob."""
+    from blackboard.ensemble import Ensemble, EnsembleConfig
+
+    class FaultySetEnsemble(Ensemble):
+        set_class = slow_set_class()
+
+    ens = FaultySetEnsemble(session_bundle, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=60.0))
+    assert ens.config.layout == "sets"
+    try:
+        assert ens.ready(timeout_s=300), "the agent set did not load its models"
         yield ens
     finally:
         ens.shutdown()

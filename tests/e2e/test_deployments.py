@@ -56,20 +56,6 @@ def test_agent_set_answers_every_agent_per_request_and_leaves_out_a_failing_one(
         AgentSetDeployment(bundle, ())
 
 
-@pytest.fixture(scope="module")
-def set_ensemble(ray_session, session_bundle):
-    """An ensemble in the default layout: every agent in one replica of one application."""
-    from blackboard.ensemble import Ensemble, EnsembleConfig
-
-    ens = Ensemble(session_bundle, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=60.0))
-    assert ens.config.layout == "sets"
-    try:
-        assert ens.ready(timeout_s=300), "the agent set did not load its models"
-        yield ens
-    finally:
-        ens.shutdown()
-
-
 @pytest.mark.slow
 def test_agent_set_decides_as_one_application_per_agent(set_ensemble, ensemble, face_rgb, face_crop):
     assert len(set_ensemble.actors("agents")) == 1
@@ -110,6 +96,25 @@ def test_agent_set_replica_killed_is_replaced_and_no_case_is_lost(set_ensemble, 
     status = set_ensemble.component_status()
     assert status["detector"] and all(status[f"agent/{n}"] for n in set_ensemble.agent_names)
     assert set_ensemble.describe().restarts.get("agent/lenet", 0) >= 1
+
+
+@pytest.mark.slow
+def test_a_late_agent_in_the_set_degrades_the_answer_in_time(set_ensemble, face_crop):
+    set_ensemble.classify_faces([face_crop])  # warm
+    assert set_ensemble.handle("agents").set_delay.remote("vgg16", 4.0).result(timeout_s=30) == 4.0
+    try:
+        start = time.monotonic()
+        case = set_ensemble.classify_faces([face_crop], deadline_s=1.5)
+        elapsed = time.monotonic() - start
+    finally:
+        set_ensemble.handle("agents").set_delay.remote("vgg16", 0.0).result(timeout_s=30)
+    assert elapsed < 2.5
+    assert case.degraded and case.missing_agents == ["vgg16"]
+    assert set(case.faces[0].votes) == set(set_ensemble.agent_names) - {"vgg16"}
+    assert case.faces[0].decision is not None
+    time.sleep(3.0)  # the late vgg16 call finishes in the background; then vgg16 votes again
+    later = set_ensemble.classify_faces([face_crop])
+    assert not later.degraded and set(later.faces[0].votes) == set(set_ensemble.agent_names)
 
 
 @pytest.mark.slow
