@@ -74,7 +74,9 @@ def main() -> None:
     result = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bundle": str(bundle.path), "bundle_version": bundle.version, "data": args.data, "n": len(items),
+        # Paths relative to the checkout: results carry no machine's absolute paths.
+        "bundle": os.path.relpath(bundle.path, REPO), "bundle_version": bundle.version,
+        "data": os.path.relpath(Path(args.data).resolve(), REPO), "n": len(items),
         "agents": {},
     }
     for name in bundle.agent_names:

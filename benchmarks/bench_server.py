@@ -119,9 +119,11 @@ def cpu_seconds_by_process() -> dict[int, tuple[str, float]]:
     for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue  # the process ended meanwhile
+        # Program names without their directories: results carry no machine's absolute paths.
+        cmd = " ".join(os.path.basename(a) if a.startswith("/") else a for a in argv if a)
         out[int(pid)] = (cmd[:60], (int(stat[11]) + int(stat[12])) / tick)
     return out
 
