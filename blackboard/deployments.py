@@ -189,12 +189,14 @@ class AgentSetDeployment(_MicroBatched):
         agents: the agents this replica runs.
         max_batch_size: crops per forward pass before the batch is sent.
         max_wait_ms: how long a batch waits to fill.
+        warm_up: trace each agent's graph on blank crops while loading (a service: yes; one
+            image from the CLI: no, its one case traces what it needs).
     """
 
     worker_class: type = AgentWorker
 
     def __init__(self, bundle: Bundle, agents: Sequence[str], *, max_batch_size: int = 16,
-                 max_wait_ms: float = 60.0) -> None:
+                 max_wait_ms: float = 60.0, warm_up: bool = True) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         bind_serve_replica_to_loopback()
@@ -205,7 +207,7 @@ class AgentSetDeployment(_MicroBatched):
         self._threads = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"agent-{name}")
                          for name in agents}
         jobs = {name: self._threads[name].submit(self.worker_class, bundle, name, batch_size=max_batch_size,
-                                                 warm_up=True) for name in agents}
+                                                 warm_up=warm_up) for name in agents}
         self.workers = {name: job.result() for name, job in jobs.items()}
         self._setup_batching(max_batch_size, max_wait_ms)
 
@@ -228,6 +230,11 @@ class AgentSetDeployment(_MicroBatched):
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters per agent: ``{agent: {"batches": ..., "crops": ...}}``."""
         return {name: worker.stats() for name, worker in self.workers.items()}
+
+    def close(self) -> None:
+        """Stops the agents' threads (a late call still running is left to finish)."""
+        for thread in self._threads.values():
+            thread.shutdown(wait=False, cancel_futures=True)
 
 
 class DetectorDeployment:
