@@ -33,7 +33,7 @@ from agents.bundle import Bundle, load_bundle
 from agents.labels import CLASSES, label_to_index
 from blackboard.media import IMAGE_EXTENSIONS
 from training import votes as votes_cache
-from training.batch_stages import CROP_SIZE, NO_FACE, OK, REJECTED, TASK_CPUS, VERBOSE_ENV, context_column
+from training.batch_stages import CROP_SIZE, NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
 from training.metrics import BootstrapConfig, score_systems
 from training.systems import ablation, build_systems
 from training.report import atomic_write_text, write_report
@@ -252,11 +252,12 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
                        context=(CONTEXT,), face_actors=config.workers or 1,
                        agent_actors=(config.workers,) * len(agents) if config.workers else None,
                        cpus_per_actor=config.cpus_per_actor, face_batch_size=config.batch_size,
-                       batch_size=config.batch_size)
+                       batch_size=config.batch_size,
+                       keep=("input_index", "status", "reason", context_column(CONTEXT),
+                             *(f"{a}_p_fake" for a in agents)))
     items = [{"source": str(p), "input_index": i, "shard": 0} for i, p in enumerate(rows["path"])]
     ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // config.batch_size)))
-    keep = ["input_index", "status", "reason", context_column(CONTEXT)] + [f"{a}_p_fake" for a in agents]
-    ds = add_stages(ds, plan).select_columns(keep, num_cpus=TASK_CPUS)
+    ds = add_stages(ds, plan)
     parts, arrivals = [], []
     with tqdm(total=len(items), desc="evaluate", unit="img", disable=not config.progress, file=sys.stderr,
               dynamic_ncols=True) as bar:

@@ -256,3 +256,28 @@ def test_mixed_bundle_classifies_with_heatmaps_in_process(trained, tiny_bundle, 
     image = cv2.imread(str(annotated[0]))
     # The photo plus one row of four 160 px tiles (three Grad-CAM maps and the forensic panel).
     assert image.shape[0] >= 512 + 160 and image.shape[1] >= 4 * 160
+
+
+def test_skops_is_imported_without_pytorch_and_trusts_the_same_types():
+    """Loading the forensic agent must not pay for importing PyTorch (skops' estimator walk would)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import sys, json\n"
+        "{how}\n"
+        "import skops.io._trusted_types as t\n"
+        "print(json.dumps({{'torch': 'torch' in sys.modules, 'types': sorted(t.SKLEARN_ESTIMATOR_TYPE_NAMES)}}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+
+    def run(how: str) -> dict:
+        proc = subprocess.run([sys.executable, "-c", probe.format(how=how)], capture_output=True, text=True,
+                              env=env, timeout=120, check=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    guarded = run("from agents.forensic import skops_io; skops_io()")
+    plain = run("import skops.io")
+    assert guarded["torch"] is False
+    assert guarded["types"] == plain["types"] and len(plain["types"]) > 100
