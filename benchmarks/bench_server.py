@@ -6,8 +6,9 @@ Measures, on one face crop (face detection off, so both sides do the same work):
   batched throughput (crops/s at ``--batch``); "all agents" throughput = one crop through every
   agent in turn (they share the same CPUs);
 * server: a real gRPC server on 127.0.0.1 around the Ray ensemble: p50/p99 latency and
-  throughput with 1, 4 and 16 concurrent clients (one channel each), and the CPU each process
-  used per request at each level (``cpu_ms_per_request``, from /proc: replicas vs this process).
+  throughput with 1, 4 and 16 concurrent clients (one channel each, in a process of their own),
+  and the CPU each process used per request at each level (``cpu_ms_per_request``, from /proc:
+  replicas, this process = the gRPC server and case logic, the clients' process).
 
 Goals (issue 15): server p50 at 1 client <= 1.3 x the slowest agent alone; throughput at 16
 clients >= 0.8 x the agents' raw batched throughput. With ``--baseline-ref REF`` the same
@@ -137,20 +138,77 @@ def cpu_ms_per_request(before: dict, after: dict, requests: int, top: int = 6) -
     return {f"{name} [{i}]": round(sec * 1000.0 / requests, 2) for i, (sec, name) in enumerate(used[:top]) if sec > 0}
 
 
+class LoadProcess:
+    """Closed-loop gRPC clients in a process of their own (this script with ``--load``).
+
+    The clients run apart from the server, as they do in use: client threads in the server's
+    process would compete with its request threads for the GIL and be counted as its CPU.
+    """
+
+    def __init__(self, port: int, clients: int, image: str) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, __file__, "--load", str(port), str(clients), image],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()  # after warm-up: channels connected, graphs traced
+        if line != "READY":
+            self.proc.kill()
+            raise RuntimeError(f"load process did not start (said {line!r})")
+
+    def run(self, requests: int) -> tuple[list[float], float]:
+        """(latency of each request in s, wall seconds of all of them)."""
+        self.proc.stdin.write(f"{requests}\n")
+        self.proc.stdin.flush()
+        report = json.loads(self.proc.stdout.readline())
+        return report["latencies"], report["wall_s"]
+
+    def __enter__(self) -> "LoadProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def load_main(port: int, clients: int, image: str) -> int:
+    """The ``--load`` side: ``clients`` threads, one channel each, send the image in a closed loop."""
+    import grpc
+
+    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
+    from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+
+    request = pb.ClassifyRequest(image=Path(image).read_bytes(),
+                                 options=pb.ClassifyOptions(face_detection=pb.FACE_DETECTION_OFF))
+    local = threading.local()
+
+    def one(_: int) -> float:
+        if not hasattr(local, "stub"):
+            local.stub = pb_grpc.DetectorStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        t0 = time.perf_counter()
+        resp = local.stub.Classify(request, timeout=120)
+        elapsed = time.perf_counter() - t0
+        assert len(resp.faces) == 1 and not resp.faces[0].degraded, resp
+        return elapsed
+
+    with futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(max(8, 2 * clients))))  # warm-up; each thread's channel connects
+        print("READY", flush=True)
+        for line in sys.stdin:
+            t0 = time.perf_counter()
+            latencies = list(pool.map(one, range(int(line))))
+            print(json.dumps({"latencies": latencies, "wall_s": time.perf_counter() - t0}), flush=True)
+    return 0
+
+
 def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests: int, replicas: int,
                  max_batch_size: int, max_wait_ms: float | None, layout: str | None) -> dict:
-    import grpc
     import ray
 
     from blackboard.ensemble import Ensemble, EnsembleConfig
-    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-    from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
     from blackboard.server import ServerConfig, create_server
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     assert ok
-    request = pb.ClassifyRequest(image=buf.tobytes(),
-                                 options=pb.ClassifyOptions(face_detection=pb.FACE_DETECTION_OFF))
     ray.init(address="local", include_dashboard=False, num_cpus=os.cpu_count(), log_to_driver=False)
     cpus = None  # the ensemble spreads the cluster's CPUs over its actors
     ensemble = Ensemble(bundle, EnsembleConfig(replicas=replicas, num_cpus_per_actor=cpus,
@@ -163,41 +221,24 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
     try:
         if not server.wait_until_serving(timeout=600):
             raise RuntimeError("server not SERVING within 600 s")
-        local = threading.local()
-
-        def stub():
-            if not hasattr(local, "stub"):
-                local.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-                local.stub = pb_grpc.DetectorStub(local.channel)
-            return local.stub
-
-        def one(_: int) -> float:
-            t0 = time.perf_counter()
-            resp = stub().Classify(request, timeout=120)
-            elapsed = time.perf_counter() - t0
-            assert len(resp.faces) == 1 and not resp.faces[0].degraded, resp
-            return elapsed
-
-        for _ in range(8):  # warm-up: actors trace their graphs, channels connect
-            one(0)
-        for clients in levels:
-            with futures.ThreadPoolExecutor(clients) as pool:
-                list(pool.map(one, range(clients)))  # each thread's channel connects before timing
-                cpu_before = cpu_seconds_by_process()
-                t0 = time.perf_counter()
-                latencies = list(pool.map(one, range(requests)))
-                wall = time.perf_counter() - t0
-                cpu = cpu_ms_per_request(cpu_before, cpu_seconds_by_process(), requests)
-            results[str(clients)] = {
-                "requests": requests,
-                "p50_ms": percentile_ms(latencies, 50),
-                "p99_ms": percentile_ms(latencies, 99),
-                "throughput_rps": requests / wall,
-                "cpu_ms_per_request": cpu,
-            }
-            print(f"  server, {clients:>2} clients: p50 {results[str(clients)]['p50_ms']:.1f} ms, "
-                  f"p99 {results[str(clients)]['p99_ms']:.1f} ms, {results[str(clients)]['throughput_rps']:.1f} req/s",
-                  flush=True)
+        with tempfile.NamedTemporaryFile(suffix=".png") as image:
+            image.write(buf.tobytes())
+            image.flush()
+            for clients in levels:
+                with LoadProcess(port, clients, image.name) as load:
+                    cpu_before = cpu_seconds_by_process()
+                    latencies, wall = load.run(requests)
+                    cpu = cpu_ms_per_request(cpu_before, cpu_seconds_by_process(), requests)
+                results[str(clients)] = {
+                    "requests": requests,
+                    "p50_ms": percentile_ms(latencies, 50),
+                    "p99_ms": percentile_ms(latencies, 99),
+                    "throughput_rps": requests / wall,
+                    "cpu_ms_per_request": cpu,
+                }
+                print(f"  server, {clients:>2} clients: p50 {results[str(clients)]['p50_ms']:.1f} ms, "
+                      f"p99 {results[str(clients)]['p99_ms']:.1f} ms, "
+                      f"{results[str(clients)]['throughput_rps']:.1f} req/s", flush=True)
     finally:
         server.stop(0).wait()
         ensemble.shutdown()
@@ -242,6 +283,9 @@ def run_baseline(ref: str, argv: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--load"]:  # the clients' process (LoadProcess)
+        return load_main(int(argv[1]), int(argv[2]), argv[3])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default=None, help="bundle directory (default: shipped, else a tiny one)")
     parser.add_argument("--requests", type=int, default=48, help="timed requests per concurrency level")
@@ -259,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                              "in a temporary worktree, and put both results in --out")
     args = parser.parse_args(argv)
     levels = [int(v) for v in args.levels.split(",")]
-    baseline = run_baseline(args.baseline_ref, argv if argv is not None else sys.argv[1:]) if args.baseline_ref else None
+    baseline = run_baseline(args.baseline_ref, argv) if args.baseline_ref else None
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle, kind = pick_bundle(args.bundle, Path(tmp))

@@ -119,6 +119,10 @@ class Board:
         self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
         self._recoveries: dict[str, int] = {}  # component -> replicas started to replace dead ones
         self._gate = UncertaintyGate.from_bundle(self.bundle)  # "uncertain" for tiny / out-of-domain faces
+        # One case's NumPy/OpenCV work (decision, context, uncertainty gate) at a time. Dozens of
+        # short GIL-releasing calls from 16 request threads at once thrash the GIL: measured 2.1 ms
+        # of CPU per case instead of 0.65 ms, 8 % of the served throughput on 2 cores.
+        self._numeric = threading.Lock()
 
     # ------------------------------------------------------------ the workers
     def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
@@ -180,7 +184,7 @@ class Board:
         if not case.faces:
             case.no_face_reason = ("no face found by the detector" if detect == "on" else
                                    "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
-        return self._gate.apply(self._assess(case, deadline, start))
+        return self._gated(self._assess(case, deadline, start))
 
     def classify_faces(self, crops: list[np.ndarray], *, deadline_s: float | None = None,
                        request_id: str | None = None, source: str = "") -> Case:
@@ -197,7 +201,12 @@ class Board:
             case.faces.append(FaceRecord(index=i, box=(0.0, 0.0, float(w), float(h)), landmarks=[], confidence=1.0,
                                          crop=crop))
         case.timings_ms["detect"] = 0.0
-        return self._gate.apply(self._assess(case, deadline, start))
+        return self._gated(self._assess(case, deadline, start))
+
+    def _gated(self, case: Case) -> Case:
+        """The case with its undecidable faces marked ``uncertain`` (``UncertaintyGate``)."""
+        with self._numeric:
+            return self._gate.apply(case)
 
     def _deadline(self, deadline_s: float | None) -> float:
         value = self.config.deadline_s if deadline_s is None else float(deadline_s)
@@ -224,7 +233,8 @@ class Board:
         t_decide = time.perf_counter()
         controller = self._controller  # one consistent controller for the whole case
         case.controller_version = decider_version(controller)
-        votes, present, context = self._decide(case, results, controller)
+        with self._numeric:
+            votes, present, context = self._decide(case, results, controller)
         with self._lock:
             self._cases[case.request_id] = (votes, present, context)
             self._cases.move_to_end(case.request_id)

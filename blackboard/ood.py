@@ -19,6 +19,7 @@ unpickled). A bundle without it gets the size check only.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -99,8 +100,7 @@ def _one(crop: np.ndarray) -> list[float]:
     laplacian = cv2.Laplacian(gray, cv2.CV_32F)
     gradient = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
     power = np.abs(np.fft.fftshift(np.fft.fft2(gray - gray.mean()))) ** 2
-    yy, xx = np.mgrid[:STATS_SIZE, :STATS_SIZE] - STATS_SIZE / 2
-    high = power[np.hypot(yy, xx) > STATS_SIZE / 4].sum() / max(power.sum(), 1e-9)
+    high = power[_high_frequencies(STATS_SIZE)].sum() / max(power.sum(), 1e-9)
     hist = np.bincount(np.clip(luma, 0, 255).astype(np.int64).ravel() // 8, minlength=32) / luma.size
     entropy = -float(np.sum(hist[hist > 0] * np.log2(hist[hist > 0])))
     return [
@@ -108,6 +108,15 @@ def _one(crop: np.ndarray) -> list[float]:
         skin.mean(), centre.mean() - border.mean(), np.log1p(laplacian.var()), np.log1p(gradient.mean()),
         high, entropy,
     ]
+
+
+@functools.cache
+def _high_frequencies(size: int) -> np.ndarray:
+    """Mask of the centred (fftshift) spectrum beyond a quarter of the crop's size from DC."""
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    mask = np.hypot(yy, xx) > size / 4
+    mask.flags.writeable = False  # shared by every call
+    return mask
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,11 @@ DETECT_MODES = ("auto", "on", "off")
 # Role of a row in the pipeline: scored, or only used to fit stacking / the controller.
 EVAL, FIT = "eval", "fit"
 CONTEXT = "blur"  # the case context (blackboard.decision) computed on each crop
-# Rough rates behind the printed duration estimate (measured on 2 cores with the default bundle).
-CROP_IMAGES_PER_CPU_S = 35.0  # face crops: the agents only
+# Rough rates behind the printed duration estimate (measured on 2 cores with the default bundle,
+# benchmarks/bench_evaluate.py: 90-94 crops/s once the actors are up, first results at ~11 s).
+CROP_IMAGES_PER_CPU_S = 45.0  # face crops: the agents only
 DETECT_IMAGES_PER_CPU_S = 4.0  # other images: MTCNN detection and alignment first
-STARTUP_S = 20.0  # Ray start and actors loading their models
+STARTUP_S = 12.0  # actors loading their models until the first results
 
 
 class EvaluationError(ValueError):
