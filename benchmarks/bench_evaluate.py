@@ -50,8 +50,8 @@ def run_once(folder: Path, out: Path, cache: Path, extra: list[str]) -> dict:
     from training.evaluate import main
 
     start = time.perf_counter()
-    code = main(["--data", str(folder), "--out", str(out), "--detect", "auto", "--cache-dir", str(cache),
-                 "--bootstrap", "200", *extra])
+    # The command as a user runs it: default bootstrap (1 000 resamples) included.
+    code = main(["--data", str(folder), "--out", str(out), "--detect", "auto", "--cache-dir", str(cache), *extra])
     wall = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"fakeface evaluate exited with {code}")

@@ -288,6 +288,26 @@ def test_paired_bootstrap_detects_a_real_difference():
     assert same["delta_auc"] == 0.0 and same["p_value"] == 1.0
 
 
+def test_bootstrap_aucs_equal_sklearn_on_every_resample(monkeypatch):
+    """The rank-based resampled AUCs are roc_auc_score's, ties included, chunked or not; a
+    resample with one class has none."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, size=40)
+    p = np.round(rng.uniform(size=40), 1)  # many ties
+    idx = rng.integers(0, 40, size=(60, 40))
+    idx[0] = np.flatnonzero(y == 1)[0]  # one class only
+    want = [roc_auc_score(y[r], p[r]) if len(set(y[r])) == 2 else np.nan for r in idx]
+    np.testing.assert_allclose(fm._resampled_aucs(y, p, idx), want, rtol=0, atol=1e-12)
+    monkeypatch.setattr(fm, "_RANK_CHUNK", 7 * 40)  # several chunks, the last one partial
+    np.testing.assert_allclose(fm._resampled_aucs(y, p, idx), want, rtol=0, atol=1e-12)
+    assert np.isnan(want[0])
+    config = fm.BootstrapConfig(n_resamples=200, seed=0)
+    lo, hi = fm.bootstrap_intervals(y, p, threshold=0.5, config=config)["auc_ci"]
+    assert lo <= roc_auc_score(y, p) <= hi
+
+
 def test_duration_estimate_tells_crops_from_photos(tmp_path):
     from training.evaluate import STARTUP_S, estimate_seconds
 
