@@ -5,12 +5,17 @@ and every controller's): ``choose_threshold`` picks a threshold on calibrated p_
 labelled val scores, and refuses one-class labels for the data-driven rules (a threshold chosen
 on one class means nothing). ``Calibrator`` maps a raw combined score in (0, 1) to a probability
 (Platt scaling on its logit, or isotonic regression) and serialises to plain JSON numbers.
+
+A calibrator fitted on data with one fake share states probabilities for that share. Fitted
+with ``prior``, it re-expresses them for another (Bayes' rule: the log-odds move by
+``logit(prior) - logit(share)``), so probabilities shown to a user do not carry the dataset's
+mix of fakes; the decisions do not change, because the threshold is chosen on the moved scale.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -71,6 +76,16 @@ def labels_to_int(labels: Any) -> np.ndarray:
     return arr
 
 
+def check_prior(prior: float | None) -> None:
+    """Refuses a prior outside (0, 1) (None = keep the fitting data's fake share).
+
+    Raises:
+        ValueError: naming the value received.
+    """
+    if prior is not None and not 0.0 < float(prior) < 1.0:
+        raise ValueError(f"prior must be a fake share in (0, 1) or None, received {prior!r}.")
+
+
 def choose_threshold(p_fake: np.ndarray, labels: np.ndarray, rule: str = "f0.5") -> float:
     """Picks a decision threshold on calibrated p_fake from labelled val scores.
 
@@ -110,17 +125,27 @@ class Calibrator:
     intercept: float = 0.0
     x: list[float] = field(default_factory=list)  # isotonic knots (raw score)
     y: list[float] = field(default_factory=list)  # isotonic knots (probability)
+    prior_shift: float = 0.0  # added to the calibrated log-odds: logit(prior) - logit(fitting share)
 
     def __post_init__(self) -> None:
         if self.kind not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, received {self.kind!r}.")
 
-    def fit(self, s: np.ndarray, labels: np.ndarray) -> "Calibrator":
-        """Fits on raw scores and 0/1 labels; one-class labels leave the score as it is."""
+    def fit(self, s: np.ndarray, labels: np.ndarray, *, prior: float | None = None) -> "Calibrator":
+        """Fits on raw scores and 0/1 labels; one-class labels leave the score as it is.
+
+        Args:
+            prior: the fake share the probabilities should assume (None: the labels' own share).
+        """
+        check_prior(prior)
         labels = labels_to_int(labels)
+        self.prior_shift = 0.0
         if self.kind == "none" or len(np.unique(labels)) < 2:
             self.kind = "none"
             return self
+        if prior is not None:
+            share = float(np.mean(labels))
+            self.prior_shift = float(math.log(prior / (1 - prior)) - math.log(share / (1 - share)))
         if self.kind == "platt":
             lr = LogisticRegression(C=1e4)
             lr.fit(logit(s)[:, None], labels)
@@ -132,9 +157,18 @@ class Calibrator:
         return self
 
     def apply(self, s: np.ndarray) -> np.ndarray:
-        """Calibrated probability of each raw score."""
+        """Calibrated probability of each raw score (for the prior it was fitted with)."""
         if self.kind == "platt":
-            return sigmoid(self.coef * logit(s) + self.intercept)
+            return sigmoid(self.coef * logit(s) + self.intercept + self.prior_shift)
         if self.kind == "isotonic":
-            return np.interp(s, self.x, self.y)
+            p = np.interp(s, self.x, self.y)
+            return sigmoid(logit(p) + self.prior_shift) if self.prior_shift else p
         return np.asarray(s, dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON fields; ``prior_shift`` only when set, so tables fitted before it existed
+        keep their content (and version hash)."""
+        out = asdict(self)
+        if not out["prior_shift"]:
+            del out["prior_shift"]
+        return out

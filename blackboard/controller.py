@@ -166,7 +166,7 @@ class Controller:
         self.history = []
         self.fit_rule(votes_arr, mask, y, context)
         s = self.raw_score(votes_arr, mask, context)
-        self.calibrator = Calibrator(kind=self.config.calibration).fit(s, y)
+        self.calibrator = Calibrator(kind=self.config.calibration).fit(s, y, prior=self.config.prior)
         self.threshold = choose_threshold(self.calibrator.apply(s), y, self.config.threshold_rule)
         self.fitted_on = {"cases": int(len(y)), "fake": int(y.sum()), "real": int(len(y) - y.sum())}
         self.counter += 1
@@ -199,6 +199,14 @@ class Controller:
         """Sets the rule's own learned parameters from a table."""
         raise NotImplementedError
 
+    def _config_json(self) -> dict[str, Any]:
+        # A table fitted before ``prior`` existed has none (None): leaving the key out keeps its
+        # content, and so its version hash, as it was written.
+        config = asdict(self.config)
+        if config.get("prior", 0.5) is None:
+            del config["prior"]
+        return config
+
     def _content(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
@@ -207,8 +215,8 @@ class Controller:
             "name": self.name,
             "agents": list(self.agents),
             "classes": list(CLASSES),
-            "config": asdict(self.config),
-            "calibration": asdict(self.calibrator),
+            "config": self._config_json(),
+            "calibration": self.calibrator.to_json(),
             "threshold": float(self.threshold),
             "counter": int(self.counter),
             "feedback_count": int(self.feedback_count),
@@ -229,7 +237,9 @@ class Controller:
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any]) -> "Controller":
-        config = cls.config_class(**check_config_keys(cls.config_class, dict(obj["config"])))
+        stored = dict(obj["config"])
+        stored.setdefault("prior", None)  # fitted before the prior existed: its probabilities keep the data's
+        config = cls.config_class(**check_config_keys(cls.config_class, stored))
         ctrl = cls(obj["agents"], config)
         ctrl.calibrator = Calibrator(**obj["calibration"])
         ctrl.threshold = float(obj["threshold"])

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.labels import CLASSES, FAKE_INDEX
-from blackboard.calibration import CALIBRATIONS, logit, parse_threshold_rule, sigmoid
+from blackboard.calibration import CALIBRATIONS, check_prior, logit, parse_threshold_rule, sigmoid
 from blackboard.controller import Controller
 
 REWARDS = ("log", "reinforce")
@@ -51,6 +51,9 @@ class LogOddsConfig:
     context: tuple[str, ...] = ()  # case-context features the weights may depend on (e.g. "blur")
     calibration: str = "platt"  # "platt", "isotonic" or "none" (sigmoid of the raw log-odds)
     threshold_rule: str = "f0.5"  # "f0.5", "f1", "youden" or "fixed:<p>"
+    # Fake share the ensemble's probabilities assume (None: the fitting split's own, e.g. 65 % fake
+    # on DFDC val). One image sent by a user comes with no such mix, so the default states even odds.
+    prior: float | None = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "context", tuple(str(c) for c in self.context))  # lists from JSON
@@ -69,6 +72,7 @@ class LogOddsConfig:
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, received {self.calibration!r}.")
         parse_threshold_rule(self.threshold_rule)
+        check_prior(self.prior)
 
 
 class LogOddsController(Controller):

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.labels import CLASSES, FAKE_INDEX
-from blackboard.calibration import CALIBRATIONS, parse_threshold_rule
+from blackboard.calibration import CALIBRATIONS, check_prior, parse_threshold_rule
 from blackboard.controller import Controller, check_config_keys
 
 WEIGHT_MAPS = ("power", "exp")
@@ -40,6 +40,9 @@ class ControllerConfig:
     # so the score still ranks cases when no agent is trusted on one class (else it would be constant)
     calibration: str = "platt"  # "platt", "isotonic" or "none" (raw combined score)
     threshold_rule: str = "f0.5"  # "f0.5", "f1", "youden" or "fixed:<p>"
+    # Fake share the ensemble's probabilities assume (None: the fitting split's own, e.g. 65 % fake
+    # on DFDC val). One image sent by a user comes with no such mix, so the default states even odds.
+    prior: float | None = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha <= 1.0:
@@ -61,6 +64,7 @@ class ControllerConfig:
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, received {self.calibration!r}.")
         parse_threshold_rule(self.threshold_rule)
+        check_prior(self.prior)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ControllerConfig":

@@ -40,6 +40,19 @@ OVERRIDES = ("alpha", "epsilon", "epochs", "seed", "weight_map", "gamma", "beta"
              "lr", "online_lr", "reward", "l2")
 
 
+def _prior(text: str) -> float | str:
+    """--prior: a share in (0, 1), or "none" (kept as text until the config is built)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f'expected a fake share in (0, 1) or "none", received {text!r}') from err
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f'expected a fake share in (0, 1) or "none", received {text!r}')
+    return value
+
+
 def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentParser:
     """The command's arguments."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -67,6 +80,8 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     parser.add_argument("--calibration", choices=("platt", "isotonic", "none"), help="score calibration")
     parser.add_argument("--threshold-rule", dest="threshold_rule",
                         help='threshold on p_fake: "f0.5" (default), "f1", "youden" or "fixed:0.5"')
+    parser.add_argument("--prior", type=_prior,
+                        help='fake share the probabilities assume (default 0.5; "none" = the split\'s own share)')
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--cache-dir", help="vote cache folder (default ~/.cache/fakeface/votes)")
     parser.add_argument("--no-cache", action="store_true", help="recompute votes, do not cache them")
@@ -99,6 +114,9 @@ def load_config(path: str | None, args: argparse.Namespace) -> Any:
             if key not in config_class.__dataclass_fields__:
                 raise ValueError(f"--{key.replace('_', '-')} does not apply to --kind {kind}.")
             data[key] = value
+    prior = getattr(args, "prior", None)
+    if prior is not None:
+        data["prior"] = None if prior == "none" else prior
     context = getattr(args, "context", None)
     if kind == "logodds" and context is not None and "context" not in data:
         data["context"] = [] if context in ("", "none") else [c.strip() for c in context.split(",") if c.strip()]
@@ -149,7 +167,8 @@ def format_report(controller: Controller, metrics: dict, where: str, bundle_path
     for agent in controller.agents:
         lines.append(f"{agent:<12}" + "".join(f"{trust[agent][c]:>10.3f}{weights[agent][c]:>10.3f}" for c in CLASSES))
     lines += ["", f"threshold {controller.threshold:.3f} ({controller.config.threshold_rule}), "
-                  f"calibration {controller.calibrator.kind}", "",
+                  f"calibration {controller.calibrator.kind}, probabilities for a fake share of "
+                  f"{'the split' if controller.config.prior is None else controller.config.prior}", "",
               f"metrics on {where}:", f"{'system':<12}{'roc_auc':>10}{'accuracy':>10}{'threshold':>11}"]
     for name, row in metrics.items():
         lines.append(f"{name:<12}{row['roc_auc']:>10.4f}{row['accuracy']:>10.4f}{row['threshold']:>11.3f}")

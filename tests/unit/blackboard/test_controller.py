@@ -283,3 +283,45 @@ def test_rollback_restores_the_companions_saved_with_a_version(bundle_copy, stre
     assert load_controller(bundle).version == first.version
     np.testing.assert_allclose(load_replay(bundle).votes, replay.votes, atol=1e-6)
     assert load_baselines(bundle)["stacking"].predict_proba(votes[:5]).shape == (5,)
+
+
+@pytest.mark.parametrize("calibration", ["platt", "isotonic"])
+def test_prior_moves_probabilities_not_decisions(calibration):
+    """Fitted on 80 % fakes, probabilities for an even prior are lower by exactly the prior's
+    log-odds and stay calibrated on a balanced stream; every decision is unchanged; the prior
+    survives the JSON round trip."""
+    from blackboard.calibration import logit
+    from blackboard.controller_logodds import LogOddsConfig, LogOddsController
+
+    votes, labels = vote_stream(6000, seed=7)
+    skewed = np.concatenate([np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)[:750]])  # 80 % fake
+    test_votes, test_labels = vote_stream(4000, seed=8)  # about even
+    fits = {prior: LogOddsController(AGENTS, LogOddsConfig(calibration=calibration, prior=prior)).fit(
+        votes[skewed], labels[skewed]) for prior in (None, 0.5)}
+    data_p, even_p = (fits[k].predict_proba(test_votes) for k in (None, 0.5))
+    share = labels[skewed].mean()
+    inner = (np.minimum(data_p, even_p) > 1e-4) & (np.maximum(data_p, even_p) < 1 - 1e-4)  # logit clips at 1e-6
+    moved = logit(even_p[inner]) - logit(data_p[inner])
+    assert inner.mean() > 0.5 and np.allclose(moved, -np.log(share / (1 - share)), atol=1e-6)
+    assert np.array_equal(data_p >= fits[None].threshold, even_p >= fits[0.5].threshold)
+    # On an even stream the even-prior probabilities average the truth; the data's overstate fakes.
+    assert abs(even_p.mean() - test_labels.mean()) < abs(data_p.mean() - test_labels.mean())
+    assert log_loss(test_labels, np.clip(even_p, 1e-6, 1 - 1e-6)) < log_loss(test_labels, np.clip(data_p, 1e-6, 1 - 1e-6))
+    restored = LogOddsController.from_json(fits[0.5].to_json())
+    assert restored.config.prior == 0.5 and np.array_equal(restored.predict_proba(test_votes), even_p)
+    with pytest.raises(ValueError, match="prior"):
+        LogOddsConfig(prior=1.0)
+
+
+def test_tables_fitted_before_the_prior_keep_their_version(streams):
+    """Without a prior a table is written exactly as before the prior existed (no "prior", no
+    "prior_shift"), so stored tables keep their version hash; one with it records both."""
+    (votes, labels), _ = streams
+    legacy = QController(AGENTS, ControllerConfig(prior=None)).fit(votes, labels)
+    obj = json.loads(legacy.to_json())
+    assert "prior" not in obj["config"] and "prior_shift" not in obj["calibration"]
+    restored = QController.from_json(json.dumps(obj).encode())
+    assert restored.version == obj["version"] and restored.config.prior is None
+    skewed = np.concatenate([np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)[:300]])
+    even = json.loads(QController(AGENTS).fit(votes[skewed], labels[skewed]).to_json())
+    assert even["config"]["prior"] == 0.5 and even["calibration"]["prior_shift"] < 0
