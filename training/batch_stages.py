@@ -422,6 +422,11 @@ def ray_data_output(verbose: bool) -> None:
     context.enable_operator_progress_bars = verbose
     context.print_on_execution_start = verbose
     context.enable_auto_log_stats = verbose
+    # Without its bars Ray Data logs a warning telling how to turn them back on; our own bar
+    # replaces them, so that advice is noise in the command's output (shown with --verbose).
+    import logging
+
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.NOTSET if verbose else logging.ERROR)
 
 
 def add_stages(ds: Any, plan: StagePlan) -> Any:

@@ -29,7 +29,10 @@ def plot_curves(log_csv: str | os.PathLike[str], out_png: str | os.PathLike[str]
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        else:  # e.g. the forensic agent: no per-epoch log for this panel
+            ax.text(0.5, 0.5, f"no {key} per epoch", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)

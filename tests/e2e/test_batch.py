@@ -318,3 +318,22 @@ def test_the_last_agent_stage_returns_only_the_kept_columns(tiny_bundle, face_cr
         np.testing.assert_array_equal(kept[f"{a}_p_fake"], whole[f"{a}_p_fake"])
     assert np.isfinite(kept[keep[1]][0]) and np.isnan(kept[keep[1]][1])
     np.testing.assert_array_equal(one[f"{agents[-1]}_p_fake"], whole[f"{agents[-1]}_p_fake"])
+
+
+def test_ray_data_advice_is_quiet_unless_verbose():
+    """Without --verbose, Ray Data's "Progress bars disabled..." warning is not printed beside
+    our own bar (its logger, as the installed Ray names it, is raised to ERROR); with it, it is."""
+    import logging
+
+    import ray.data._internal.progress as ray_progress
+
+    from training.batch_stages import ray_data_output
+
+    log = ray_progress.logger  # the logger Ray Data warns on
+    try:
+        ray_data_output(False)
+        assert not log.isEnabledFor(logging.WARNING)
+        ray_data_output(True)
+        assert log.isEnabledFor(logging.WARNING)
+    finally:
+        ray_data_output(False)

@@ -223,3 +223,19 @@ def test_training_and_serving_prepare_identical_inputs(tmp_path):
         np.testing.assert_array_equal(x_train, x_serve, err_msg=name)
         uncached, _ = FaceSequence(paths, labels, contract, batch_size=len(paths))[0]
         np.testing.assert_array_equal(uncached, x_serve, err_msg=name)
+
+
+def test_curves_of_a_log_without_accuracy_plot_without_warnings(tmp_path):
+    """A loss-only log (the forensic agent's boosting) gives a labelled loss panel and a marked
+    empty accuracy panel, with no matplotlib warning (an empty legend used to warn)."""
+    import warnings
+
+    from training.curves import plot_curves
+
+    log = tmp_path / "log.csv"
+    pd.DataFrame({"epoch": [0, 1, 2], "loss": [0.7, 0.6, 0.5], "val_loss": [0.7, 0.65, 0.6]}).to_csv(log, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = plot_curves(log, tmp_path / "curves.png")
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[1] > image.shape[0]
