@@ -276,8 +276,8 @@ def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequ
     ray_data_output(cfg.verbose)
     from training.batch_inputs import is_video
 
-    per_block = min(cfg.shard_size, MAX_INPUTS_PER_BLOCK if any(is_video(i["source"]) for i in items)
-                    else cfg.batch_size)
+    videos = any(is_video(i["source"]) for i in items)
+    per_block = min(cfg.shard_size, MAX_INPUTS_PER_BLOCK if videos else cfg.batch_size)
     blocks = max(1, math.ceil(len(items) / per_block))
     if len(node_cpus) > 1:
         # On a multi-node cluster, start work only once every pool actor is up: otherwise the
@@ -289,7 +289,7 @@ def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequ
                        min_face_size=cfg.min_face_size, face_actors=cfg.detect_actors,
                        agent_actors=cfg.pool_sizes(agents), agent_set_actors=cfg.agent_set_actors,
                        batch_size=cfg.batch_size, face_batch_size=per_block, threads=cfg.threads,
-                       other_actors=1)
+                       other_actors=1, max_agent_sets=None if videos else blocks)
     ds = add_stages(ds, plan)
     return ds.map_batches(DecisionStage, fn_constructor_kwargs={"bundle": cfg.bundle, "threads": plan.threads},
                           batch_size=cfg.batch_size,

@@ -354,7 +354,8 @@ AUTO_MAX_AGENT_SETS = 16
 
 def plan_stages(node_cpus: Sequence[float], *, bundle: str | None, agents: tuple[str, ...], detect: str,
                 agent_actors: tuple[int, ...] | None = None, agent_set_actors: int = 0, threads: int = 0,
-                cpus_per_actor: float = 0.0, other_actors: int = 0, **fields: Any) -> StagePlan:
+                cpus_per_actor: float = 0.0, other_actors: int = 0, max_agent_sets: int | None = None,
+                **fields: Any) -> StagePlan:
     """The actor layout of the stages on a cluster of ``node_cpus``.
 
     Per-agent pools (``agent_actors``) or a pool of agent sets (``agent_set_actors``); when
@@ -366,11 +367,14 @@ def plan_stages(node_cpus: Sequence[float], *, bundle: str | None, agents: tuple
     so the actors on a node never ask for more threads than it has cores.
 
     Args:
+        max_agent_sets: at most this many automatic agent sets, e.g. the number of batches a
+            small image-only job has: an actor with no batch to run would only load every model
+            (~5 s of CPU on the cores the others need).
         **fields: more `StagePlan` fields (fps, all_faces, context, face_actors, batch sizes...).
     """
     total = sum(node_cpus)
     if agent_actors is None and not agent_set_actors:
-        agent_set_actors = max(1, min(AUTO_MAX_AGENT_SETS, int(total)))
+        agent_set_actors = max(1, min(AUTO_MAX_AGENT_SETS, int(total), max_agent_sets or AUTO_MAX_AGENT_SETS))
     sizes = tuple(agent_actors) if agent_actors is not None else (1,) * len(agents)
     n_actors = fields.get("face_actors", 1) + (agent_set_actors or sum(sizes)) + other_actors
     cpus = cpus_per_actor or cpu_per_actor(node_cpus, n_actors)
@@ -422,11 +426,13 @@ def ray_data_output(verbose: bool) -> None:
     context.enable_operator_progress_bars = verbose
     context.print_on_execution_start = verbose
     context.enable_auto_log_stats = verbose
-    # Without its bars Ray Data logs a warning telling how to turn them back on; our own bar
-    # replaces them, so that advice is noise in the command's output (shown with --verbose).
+    # Without its bars Ray Data logs a warning telling how to turn them back on, and an INFO line
+    # per finished dataset; our own bar replaces both (shown with --verbose). Its other warnings stay.
     import logging
 
     logging.getLogger("ray.data._internal.progress").setLevel(logging.NOTSET if verbose else logging.ERROR)
+    logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(
+        logging.NOTSET if verbose else logging.WARNING)
 
 
 def add_stages(ds: Any, plan: StagePlan) -> Any:

@@ -253,7 +253,7 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
                        context=(CONTEXT,), face_actors=config.workers or 1,
                        agent_actors=(config.workers,) * len(agents) if config.workers else None,
                        cpus_per_actor=config.cpus_per_actor, face_batch_size=config.batch_size,
-                       batch_size=config.batch_size,
+                       batch_size=config.batch_size, max_agent_sets=-(-len(rows) // config.batch_size),
                        keep=("input_index", "status", "reason", context_column(CONTEXT),
                              *(f"{a}_p_fake" for a in agents)))
     items = [{"source": str(p), "input_index": i, "shard": 0} for i, p in enumerate(rows["path"])]

@@ -263,6 +263,9 @@ def test_default_layout_is_one_agent_set_per_cpu(nodes, expected_sets, expected_
     assert sum(int(0.9 * c / plan.cpus_per_actor + 1e-9) for c in nodes) >= n_actors  # all fit at once
     pools = plan_stages(nodes, bundle=None, agents=("a", "b", "c"), detect="off", agent_actors=(1, 2, 1))
     assert pools.agent_set_actors == 0 and pools.agent_actors == (1, 2, 1) and pools.threads >= 1
+    # A job of one batch gets one agent set, with the threads the others would have had.
+    small = plan_stages(nodes, bundle=None, agents=("a", "b", "c"), detect="off", other_actors=1, max_agent_sets=1)
+    assert small.agent_set_actors == 1 and small.threads == max(1, int(sum(nodes)))
 
 
 def test_face_stage_uses_a_small_crop_whole_without_loading_mtcnn(tmp_path, face_crop, face_rgb, monkeypatch):
@@ -325,15 +328,18 @@ def test_ray_data_advice_is_quiet_unless_verbose():
     our own bar (its logger, as the installed Ray names it, is raised to ERROR); with it, it is."""
     import logging
 
+    import ray.data._internal.execution.streaming_executor as ray_executor
     import ray.data._internal.progress as ray_progress
 
     from training.batch_stages import ray_data_output
 
-    log = ray_progress.logger  # the logger Ray Data warns on
+    # The loggers Ray Data writes those lines to, as the installed Ray names them.
+    advice, finished = ray_progress.logger, ray_executor.logger
     try:
         ray_data_output(False)
-        assert not log.isEnabledFor(logging.WARNING)
+        assert not advice.isEnabledFor(logging.WARNING) and not finished.isEnabledFor(logging.INFO)
+        assert finished.isEnabledFor(logging.WARNING)  # its real warnings still show
         ray_data_output(True)
-        assert log.isEnabledFor(logging.WARNING)
+        assert advice.isEnabledFor(logging.WARNING) and finished.isEnabledFor(logging.INFO)
     finally:
         ray_data_output(False)
