@@ -29,11 +29,9 @@ import io
 import json
 import os
 import platform
-import struct
 import sys
 import threading
 import time
-import zlib
 from concurrent import futures
 from pathlib import Path
 
@@ -49,6 +47,7 @@ import numpy as np  # noqa: E402
 
 from agents.atomic import atomic_write_text  # noqa: E402
 from blackboard.ray_runtime import local_ray_env  # noqa: E402
+from tests.e2e.grpc_helpers import bomb_png  # noqa: E402  (one copy of the decompression-bomb PNG)
 
 local_ray_env()
 
@@ -57,14 +56,6 @@ def png(rgb: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", rgb)
     assert ok
     return buf.tobytes()
-
-
-def png_header_bomb(width: int = 60_000, height: int = 60_000) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b"")
 
 
 def scan_bomb(side: int = 6000, scans: int = 2000) -> bytes:
@@ -185,7 +176,7 @@ def main() -> int:
         "tiny_image": lambda i: stub.Classify(pb.ClassifyRequest(image=png(np.zeros((1 + i % 7, 1 + i % 7, 3), np.uint8))), timeout=10),
         "aspect_100000x8": lambda i: stub.Classify(pb.ClassifyRequest(image=png(np.zeros((8, 100_000, 3), np.uint8))), timeout=10),
         "aspect_8x100000": lambda i: stub.Classify(pb.ClassifyRequest(image=png(np.zeros((100_000, 8, 3), np.uint8))), timeout=10),
-        "png_header_bomb": lambda i: stub.Classify(pb.ClassifyRequest(image=png_header_bomb()), timeout=10),
+        "png_header_bomb": lambda i: stub.Classify(pb.ClassifyRequest(image=bomb_png()), timeout=10),
         "undefined_detect_mode": lambda i: stub.Classify(pb.ClassifyRequest(image=crop_png, options=pb.ClassifyOptions(face_detection=9)), timeout=10),
         "long_source": lambda i: stub.Classify(pb.ClassifyRequest(image=crop_png, options=pb.ClassifyOptions(source="s" * 100_000)), timeout=10),
         "feedback_undefined_label": lambda i: stub.Feedback(pb.FeedbackRequest(request_id="a" * 32, label=7), timeout=10),
