@@ -60,8 +60,11 @@ class AgentPredictor:
         """Calibrated probabilities, shape (N, 2) in `CLASSES` order, for RGB uint8 crops."""
         if len(faces) == 0:
             return np.zeros((0, 2), dtype=np.float32)
-        x = prepare_batch(faces, self.info.preprocessing)
-        parts = [self._forward(x[start:start + self.batch_size]) for start in range(0, len(x), self.batch_size)]
+        # Prepared chunk by chunk: a batch job hands over whole blocks (a video's frames), and
+        # float32 copies of all of them at once would cost far more memory than one pass needs.
+        spec = self.info.preprocessing
+        parts = [self._forward(prepare_batch(faces[start:start + self.batch_size], spec))
+                 for start in range(0, len(faces), self.batch_size)]
         raw = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
         return apply_temperature(raw, self.info.temperature)
 

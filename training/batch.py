@@ -288,7 +288,7 @@ def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequ
     plan = plan_stages(node_cpus, bundle=cfg.bundle, agents=tuple(agents), detect=cfg.detect, fps=cfg.fps,
                        min_face_size=cfg.min_face_size, face_actors=cfg.detect_actors,
                        agent_actors=cfg.pool_sizes(agents), agent_set_actors=cfg.agent_set_actors,
-                       batch_size=cfg.batch_size, face_batch_size=per_block, threads=cfg.threads,
+                       batch_size=cfg.batch_size, threads=cfg.threads,
                        other_actors=1, max_agent_sets=None if videos else blocks)
     ds = add_stages(ds, plan)
     return ds.map_batches(DecisionStage, fn_constructor_kwargs={"bundle": cfg.bundle, "threads": plan.threads},

@@ -399,8 +399,7 @@ class StagePlan:
     face_actors: int = 1  # actor pool size of the face stage
     agent_actors: tuple[int, ...] = ()  # actor pool size per agent (same order as agents)
     agent_set_actors: int = 0  # >0: instead, one pool of this many actors each running every agent
-    face_batch_size: int = 1  # inputs per face-stage call
-    batch_size: int = 32  # faces per agent forward pass / per agent-stage call
+    batch_size: int = 32  # faces per agent forward pass (each stage call takes one whole block)
     cpus_per_actor: float = 0.5  # Ray CPUs reserved per actor (fractional packs the pools on small nodes)
     threads: int = 1  # TensorFlow / OpenMP / OpenCV threads per actor
     spread: bool = True  # spread each pool's actors over the nodes (SPREAD scheduling)
@@ -412,7 +411,7 @@ class StagePlan:
     def __post_init__(self) -> None:
         if len(self.agent_actors) != len(self.agents):
             raise ValueError(f"agent_actors {self.agent_actors} needs one pool size per agent {self.agents}.")
-        if min((self.face_actors, self.face_batch_size, self.batch_size, self.threads, *self.agent_actors)) < 1:
+        if min((self.face_actors, self.batch_size, self.threads, *self.agent_actors)) < 1:
             raise ValueError(f"pool sizes, batch sizes and threads must be at least 1: {self}.")
 
 
@@ -442,6 +441,12 @@ def add_stages(ds: Any, plan: StagePlan) -> Any:
     input / frame without one) with the face stage's columns and ``{agent}_p_fake`` per agent.
     At most two batches are in flight per actor, so a fast-starting actor cannot queue a whole
     cluster's job while the others are still loading their models.
+
+    Each stage call takes one whole Ray Data block (``batch_size=None``): the caller's blocks are
+    the units of work, and the agents split them into forward passes of ``plan.batch_size``.
+    With a row count as batch size instead, Ray Data bundles blocks until it has that many rows,
+    and blocks split evenly run a little short, so it merged them in pairs: half the work units,
+    and on a small job one agent set got everything while the other only loaded its models.
     """
     import ray.data
 
@@ -453,14 +458,14 @@ def add_stages(ds: Any, plan: StagePlan) -> Any:
         FaceStage,
         fn_constructor_kwargs={"detect": plan.detect, "fps": plan.fps, "min_face_size": plan.min_face_size,
                                "threads": plan.threads, "all_faces": plan.all_faces, "context": plan.context},
-        batch_size=plan.face_batch_size, num_cpus=plan.cpus_per_actor, compute=pool(plan.face_actors), **where,
+        batch_size=None, num_cpus=plan.cpus_per_actor, compute=pool(plan.face_actors), **where,
     )
     if plan.agent_set_actors:
         return ds.map_batches(
             AgentSetStage,
             fn_constructor_kwargs={"bundle": plan.bundle, "agents": plan.agents, "batch_size": plan.batch_size,
                                    "threads": plan.threads, "keep": plan.keep},
-            batch_size=plan.batch_size, num_cpus=plan.cpus_per_actor, compute=pool(plan.agent_set_actors), **where,
+            batch_size=None, num_cpus=plan.cpus_per_actor, compute=pool(plan.agent_set_actors), **where,
         )
     for i, (agent, size) in enumerate(zip(plan.agents, plan.agent_actors)):
         last = i == len(plan.agents) - 1
@@ -468,6 +473,6 @@ def add_stages(ds: Any, plan: StagePlan) -> Any:
             AgentStage,
             fn_constructor_kwargs={"bundle": plan.bundle, "agent": agent, "batch_size": plan.batch_size,
                                    "threads": plan.threads, "keep": plan.keep if last else None},
-            batch_size=plan.batch_size, num_cpus=plan.cpus_per_actor, compute=pool(size), **where,
+            batch_size=None, num_cpus=plan.cpus_per_actor, compute=pool(size), **where,
         )
     return ds

@@ -252,7 +252,7 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
                        context=(CONTEXT,), face_actors=config.workers or 1,
                        agent_actors=(config.workers,) * len(agents) if config.workers else None,
-                       cpus_per_actor=config.cpus_per_actor, face_batch_size=config.batch_size,
+                       cpus_per_actor=config.cpus_per_actor,
                        batch_size=config.batch_size, max_agent_sets=-(-len(rows) // config.batch_size),
                        keep=("input_index", "status", "reason", context_column(CONTEXT),
                              *(f"{a}_p_fake" for a in agents)))
