@@ -86,6 +86,20 @@ def test_dockerfile_image_contract():
     assert "**" in ignore and "!agents/" in ignore
 
 
+@pytest.mark.parametrize("data_root", ["agents/default_bundle", "blackboard/web/static"])
+def test_installed_package_ships_every_data_folder(data_root):
+    # The image installs the project non-editable: a data folder missing from pyproject's
+    # packages (the bundle's controller/, ood/ ...) would be left out of it without an error.
+    tool = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = [p for p in [REPO / data_root, *(REPO / data_root).rglob("*")]
+               if p.is_dir() and p.name != "__pycache__" and any(f.is_file() for f in p.iterdir())]
+    assert folders
+    for folder in folders:
+        package = ".".join(folder.relative_to(REPO).parts)
+        assert package in tool["packages"], f"{package} is not in pyproject's packages"
+        assert tool["package-data"].get(package), f"{package} has no package-data pattern"
+
+
 def test_compose_head_two_workers_and_server():
     compose = _load_all(DEPLOY / "docker" / "compose.yaml")[0]
     services = compose["services"]
