@@ -224,11 +224,11 @@ def _duration(seconds: float) -> str:
 def describe(rows: pd.DataFrame, fit_description: str) -> str:
     """What will be scored: counts per role and class (printed before the run)."""
     parts = []
-    for role, what in ((EVAL, "evaluated"), (FIT, f"fitting ({fit_description})")):
+    for role, what in ((EVAL, "images to evaluate"), (FIT, f"for fitting, {fit_description}")):
         sel = rows[rows["role"] == role]
         if len(sel):
             n_fake = int((sel["label"] == 1).sum())
-            parts.append(f"{len(sel)} {what}: {len(sel) - n_fake} real, {n_fake} fake")
+            parts.append(f"{len(sel)} {what} ({len(sel) - n_fake} real, {n_fake} fake)")
     return "; ".join(parts)
 
 

@@ -226,7 +226,7 @@ def test_a_second_run_reads_the_vote_cache_and_runs_no_agent(folder_run, dataset
                                                              tmp_path, monkeypatch, capsys):
     import training.evaluate as evaluate
 
-    first, _, cache = folder_run
+    first, _, cache = folder_run[:3]
     assert first["timing"]["images_scored"] == first["data"]["n_images"] + first["fit"]["n"] + first["fit"]["n_no_face"]
     assert len(list(cache.glob("eval-*.npz"))) == 2  # one per role: evaluated, fitting
 
@@ -242,7 +242,7 @@ def test_a_second_run_reads_the_vote_cache_and_runs_no_agent(folder_run, dataset
         assert second["systems"][name]["auc"] == pytest.approx(m["auc"], abs=1e-12), name
     # What is scored is said before the run starts: counts per role and class.
     err = capsys.readouterr().err
-    assert f"{N_PER_CLASS_TEST * 2 + 2} evaluated: {N_PER_CLASS_TEST + 1} real, {N_PER_CLASS_TEST + 1} fake" in err
+    assert f"{N_PER_CLASS_TEST * 2 + 2} images to evaluate ({N_PER_CLASS_TEST + 1} real, {N_PER_CLASS_TEST + 1} fake)" in err
     assert f"{N_PER_CLASS_VAL * 2} fitting" in err and "from the vote cache" in err
 
 
