@@ -243,7 +243,7 @@ def test_a_second_run_reads_the_vote_cache_and_runs_no_agent(folder_run, dataset
     # What is scored is said before the run starts: counts per role and class.
     err = capsys.readouterr().err
     assert f"{N_PER_CLASS_TEST * 2 + 2} images to evaluate ({N_PER_CLASS_TEST + 1} real, {N_PER_CLASS_TEST + 1} fake)" in err
-    assert f"{N_PER_CLASS_VAL * 2} fitting" in err and "from the vote cache" in err
+    assert f"{N_PER_CLASS_VAL * 2} for fitting" in err and "from the vote cache" in err
 
 
 def test_fitting_on_evaluated_images_is_refused(dataset, tmp_path):
