@@ -35,8 +35,13 @@ import numpy as np
 # user code on the replica's own event loop (one thread hop less per request); the driver's
 # router keeps its own loop because gRPC threads call the handles synchronously; no replica
 # opens an HTTP/gRPC ingress port of its own (grpcio is the only front door).
+# Throughput mode also sends handle calls over gRPC, which Serve caps at 4 MiB a message: a
+# 1920x1080 screenshot is 6.2 MB decoded and a crowd's crops 150 KB a face, so the cap is
+# lifted to gRPC's largest. What may come in is bounded before that, by admission
+# (`blackboard.admission`: decoded pixels per image and in flight).
 SERVE_ENV = (("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1"), ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "1"),
-             ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0"))
+             ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0"),
+             ("RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", str(2**31 - 1)))
 for _key, _value in SERVE_ENV:
     os.environ.setdefault(_key, _value)
 

@@ -24,7 +24,9 @@ import time
 import uuid
 from typing import Any
 
+import grpc
 import numpy as np
+import ray.exceptions
 
 from agents.bundle import Bundle
 from blackboard import deployments
@@ -41,6 +43,15 @@ RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_MAX_S = 2.0
 # How long before the case's deadline an agent-set replica answers with the votes it has.
 SET_MARGIN_S = 0.2
+
+
+def replica_lost(err: BaseException) -> bool:
+    """Whether a failed Serve call failed because its replica died or became unreachable."""
+    if isinstance(err, ray.exceptions.RayActorError):  # ActorDiedError, ActorUnavailableError
+        return True
+    # Serve's throughput mode calls replicas over gRPC: a replica gone mid-call is UNAVAILABLE.
+    code = getattr(err, "code", None)
+    return callable(code) and code() == grpc.StatusCode.UNAVAILABLE
 
 
 class Ensemble(Board):
@@ -121,6 +132,8 @@ class Ensemble(Board):
 
         A call in flight when its replica dies fails at once; Serve starts a new replica (no
         lifetime cap) and routes new calls to a live one, so the call is retried with back-off.
+        Any other failure is raised at once: it would fail again on every replica, and retrying
+        it until the deadline hid it (and marked a healthy component down).
         Returns (answered, answer, the last failure).
         """
         backoff = RETRY_BACKOFF_S
@@ -133,6 +146,8 @@ class Ensemble(Board):
                 response.cancel()
                 break
             except Exception as err:  # noqa: BLE001 - a dead/restarting replica: retry until the deadline
+                if not replica_lost(err):
+                    raise
                 last = err
                 self._up.update(dict.fromkeys(self._status_keys(component), False))
                 time.sleep(max(min(backoff, deadline - time.monotonic()), 0.0))
@@ -150,7 +165,25 @@ class Ensemble(Board):
         raise DeadlineExceeded(f"face detection did not finish within the {deadline_s:g} s deadline")
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
-        """Every agent's answer by the deadline; late or failed agents are left out."""
+        """Every agent's answer on all ``crops`` by the deadline; late or failed agents are left out.
+
+        A crowd's crops go in calls of at most ``max_batch_size``: Serve's micro-batcher refuses a
+        single call bigger than a batch (17 faces failed every time). An agent that missed any
+        part is left out of the whole case, so a vote always covers every face.
+        """
+        size = self.config.max_batch_size
+        if len(crops) <= size:
+            return self._vote_part(crops, deadline)
+        chunks = [crops[i:i + size] for i in range(0, len(crops), size)]
+        parts = [self._vote_part(chunk, deadline) for chunk in chunks]
+        answered = set(parts[0]).intersection(*parts[1:])
+        weights = [len(chunk) for chunk in chunks]  # the parts' ms per crop, averaged per crop
+        return {name: (np.concatenate([part[name][0] for part in parts]),
+                       float(np.average([part[name][1] for part in parts], weights=weights)))
+                for name in answered}
+
+    def _vote_part(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
+        """`_vote` for at most ``max_batch_size`` crops."""
         if AGENT_SET in self._agents:
             # One call for every agent; a replica that died is asked again (another replica or
             # its replacement). The replica answers with the agents done shortly before the

@@ -92,6 +92,27 @@ def test_a_deadline_too_short_is_deadline_exceeded(served, face_png, crop_png):
 
 
 
+def _jpeg(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    return buf.tobytes()
+
+
+def test_a_full_hd_screenshot_and_a_crowd_are_answered(served, face_rgb, face_crop):
+    # The product's common case: a 1920x1080 screenshot is 6.2 MB decoded, and a crowd's crops
+    # are 150 KB a face; both pass between Serve deployments, whose own gRPC cap is 4 MiB.
+    screen = np.full((1080, 1920, 3), 40, dtype=np.uint8)
+    screen[300:812, 700:1212] = face_rgb
+    resp = served["stub"].Classify(classify_request(_jpeg(screen)), timeout=120)
+    assert (resp.image_width, resp.image_height) == (1920, 1080)
+    assert len(resp.faces) >= 1, resp.no_face_reason
+    assert {v.agent for v in resp.faces[0].votes} == AGENTS
+    crowd = np.vstack([np.hstack([face_crop] * 7)] * 5)  # 35 faces, 1568x1120
+    resp = served["stub"].Classify(classify_request(_jpeg(crowd)), timeout=120)
+    assert len(resp.faces) >= 28, resp.no_face_reason  # > 4 MiB of crops each way
+    assert all({v.agent for v in face.votes} == AGENTS for face in resp.faces)
+
+
 def test_a_call_without_a_deadline_is_answered(served, crop_png):
     # grpcio reports "no deadline" as ~9.2e18 s left; the server must use its default, not hang.
     request = classify_request(crop_png, detect=pb.FACE_DETECTION_OFF)
@@ -144,7 +165,17 @@ def test_sixteen_concurrent_clients_all_succeed(served, crop_png):
     assert len({a.request_id for a in answers}) == 16
 
 
-def test_feedback_is_stored_and_survives_a_restart(ensemble, crop_png, tmp_path):
+@pytest.fixture()
+def restores_controller(ensemble):
+    """Feedback promotes controllers on the session's ensemble: put its controller back after, so
+    later tests (in any order) see the one they expect."""
+    version, history = ensemble.controller_version, list(ensemble._history)
+    yield
+    ensemble.rollback_controller(version)
+    ensemble._history[:] = history  # and the rollback order ("the previous one") as it was
+
+
+def test_feedback_is_stored_and_survives_a_restart(ensemble, crop_png, tmp_path, restores_controller):
     log_path = tmp_path / "feedback.jsonl"
     server, port = start(ensemble, feedback_path=str(log_path))
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -175,7 +206,7 @@ def test_feedback_is_stored_and_survives_a_restart(ensemble, crop_png, tmp_path)
     assert set(records[0]["faces"][0]["votes"]) == AGENTS
 
 
-def test_feedback_is_rate_limited_per_client(ensemble, crop_png, tmp_path):
+def test_feedback_is_rate_limited_per_client(ensemble, crop_png, tmp_path, restores_controller):
     server, port = start(ensemble, feedback_path=str(tmp_path / "fb.jsonl"), feedback_rate_per_s=0.01,
                          feedback_burst=3)
     try:
