@@ -45,6 +45,11 @@ def explain_rpc_error(err: grpc.RpcError, target: str) -> ClientError:
         return ClientError(f"server at {target} refused the credentials: pass --token or set FAKEFACE_TOKEN ({details})")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ClientError(f"server rejected the input: {details}", exit_code=2)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (details or ""):
+        # gRPC's own refusal, before the server reads the request: say what to do about it.
+        return ClientError(f"server at {target} refused the file: it is over the server's message limit ({details}); "
+                           "send a JPEG or a smaller screenshot, or start the server with a larger --max-message-mb",
+                           exit_code=2)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ClientError(f"server at {target} did not answer in time: {details}; raise --timeout")
     name = code.name if code is not None else "error"

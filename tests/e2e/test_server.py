@@ -361,6 +361,20 @@ def test_classify_cli_server_mode_json(served, inputs, capsys):
     assert left["box"][0] < 512 <= right["box"][0]
 
 
+def test_classify_cli_names_a_file_over_the_message_limit_and_goes_on(served, inputs, tmp_path, capsys):
+    from blackboard import classify_cli
+
+    big = tmp_path / "noise.png"  # incompressible: over the test server's 2 MiB message limit
+    cv2.imwrite(str(big), np.random.default_rng(0).integers(0, 255, (1000, 1000, 3), dtype=np.uint8))
+    assert big.stat().st_size > MAX_MESSAGE
+    code = classify_cli.main([str(big), str(inputs["photo"]), "--server", f"127.0.0.1:{served['port']}", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert f"{big}: server at" in err and "--max-message-mb" in err and "JPEG" in err
+    results = json.loads(out)
+    assert "error" in results[0] and len(results[1]["faces"]) == 1
+
+
 def test_classify_cli_server_mode_table_and_video_tracks(served, inputs, capsys):
     from blackboard import classify_cli
 
