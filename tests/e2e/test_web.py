@@ -284,6 +284,27 @@ def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, pag
     assert "neither an image nor a video" in error and "JPEG, PNG" in error
 
 
+def test_browser_sends_an_oversized_screenshot_as_a_jpeg_copy(browser, page_url, face_rgb, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = browser
+    driver.get(page_url)
+    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    # A big, noisy PNG "screenshot" (as from a large screen): over the page's image limit.
+    big = cv2.resize(face_rgb, (1024, 1024)).astype(np.float32)
+    big += np.random.default_rng(0).normal(0, 12, big.shape)
+    upload = tmp_path / "screen.png"
+    upload.write_bytes(png_bytes(np.clip(big, 0, 255).astype(np.uint8)))
+    assert upload.stat().st_size > MAX_IMAGE
+    driver.find_element(By.ID, "file-input").send_keys(str(upload))
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card"))
+    note = driver.find_element(By.ID, "copy-note")
+    assert note.is_displayed() and "JPEG copy (quality 95 %" in note.text and "SHA-256" in note.text, note.text
+    assert not driver.find_element(By.ID, "error").text
+    sent = driver.execute_script("return [state.result.size, state.file.type, state.file.name];")
+    assert sent[0] <= MAX_IMAGE and sent[1] == "image/jpeg" and sent[2] == "screen (JPEG copy).jpg", sent
+
+
 def test_uncertain_label_reads_cant_tell_with_its_reason():
     from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
     from blackboard.web.bridge import face_view, label_name
