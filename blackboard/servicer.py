@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import grpc
+import numpy as np
 
 from blackboard.admission import Admission, InputLimits, Malformed, Refused, inspect_image
 from blackboard.case import Case
@@ -214,6 +215,20 @@ class DetectorServicer(pb_grpc.DetectorServicer):
             if self._heatmap_renderer is None and self._heatmap_factory is not None:
                 self._heatmap_renderer = self._heatmap_factory()
             return self._heatmap_renderer
+
+    def warm_heatmaps(self, size: int = 224) -> bool:
+        """Builds the heat-map renderer and renders one blank crop, so the first request that asks
+        for heat maps (the web page asks for every image) pays no model load and no graph trace:
+        measured on 2 cores, that first answer took 4.6 s, the next ones 0.4-0.5 s.
+
+        Returns:
+            False when this server cannot render heat maps.
+        """
+        renderer = self._renderer()
+        if renderer is None:
+            return False
+        renderer.render_png([np.zeros((size, size, 3), dtype=np.uint8)])
+        return True
 
     def _wait(self, fn: Callable[[], Any], timeout_s: float) -> Any:
         """Runs ``fn`` on the work pool; gives up with `Stopping` once the drain's grace is over."""

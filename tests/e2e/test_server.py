@@ -113,6 +113,35 @@ def test_a_full_hd_screenshot_and_a_crowd_are_answered(served, face_rgb, face_cr
     assert all({v.agent for v in face.votes} == AGENTS for face in resp.faces)
 
 
+def test_warmed_heatmaps_are_built_once_before_the_first_request(ensemble, crop_png):
+    from blackboard.gradcam import GradCamRenderer
+    from blackboard.server import ServerConfig, create_server
+
+    built = []
+
+    def factory():
+        built.append(1)
+        return GradCamRenderer(ensemble.bundle)
+
+    server, port = create_server("127.0.0.1:0", ensemble, ServerConfig(max_message_bytes=MAX_MESSAGE), heatmaps=factory)
+    try:
+        assert server.wait_until_serving(timeout=300)
+        assert server.servicer.warm_heatmaps() and len(built) == 1  # what `fakeface serve` runs for the page
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            request = classify_request(crop_png, detect=pb.FACE_DETECTION_OFF)
+            request.options.want_heatmaps = True
+            answer = pb_grpc.DetectorStub(channel).Classify(request, timeout=60)
+        assert answer.faces and answer.faces[0].heatmaps
+        assert len(built) == 1  # the request used the warmed renderer, no second load
+    finally:
+        server.stop(0).wait()
+    cannot, _ = create_server("127.0.0.1:0", ensemble, ServerConfig(), heatmaps=lambda: None)
+    try:
+        assert cannot.servicer.warm_heatmaps() is False
+    finally:
+        cannot.stop(0).wait()
+
+
 def test_a_call_without_a_deadline_is_answered(served, crop_png):
     # grpcio reports "no deadline" as ~9.2e18 s left; the server must use its default, not hang.
     request = classify_request(crop_png, detect=pb.FACE_DETECTION_OFF)
