@@ -249,15 +249,17 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     agents = tuple(bundle.agent_names)
     ray_data_output(config.verbose)  # one readable bar (ours) unless --verbose
     nodes = node_cpus()
+    # One Ray Data block per batch of inputs: the stages' unit of work (`add_stages`).
+    blocks = max(1, -(-len(rows) // config.batch_size))
     plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
                        context=(CONTEXT,), face_actors=config.workers or 1,
                        agent_actors=(config.workers,) * len(agents) if config.workers else None,
                        cpus_per_actor=config.cpus_per_actor,
-                       batch_size=config.batch_size, max_agent_sets=-(-len(rows) // config.batch_size),
+                       batch_size=config.batch_size, max_agent_sets=blocks,
                        keep=("input_index", "status", "reason", context_column(CONTEXT),
                              *(f"{a}_p_fake" for a in agents)))
     items = [{"source": str(p), "input_index": i, "shard": 0} for i, p in enumerate(rows["path"])]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // config.batch_size)))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = add_stages(ds, plan)
     parts, arrivals = [], []
     with tqdm(total=len(items), desc="evaluate", unit="img", disable=not config.progress, file=sys.stderr,

@@ -24,6 +24,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from agents.bundle import BundleError, load_bundle
 from agents.labels import CLASSES
+from blackboard.calibration import check_prior
 from blackboard.combine import baselines_to_json, fit_baselines
 from blackboard.controller import Controller
 from blackboard.controller_qtrust import ControllerConfig, QController
@@ -46,10 +47,9 @@ def _prior(text: str) -> float | str:
         return "none"
     try:
         value = float(text)
+        check_prior(value)  # the calibrator's own check
     except ValueError as err:
         raise argparse.ArgumentTypeError(f'expected a fake share in (0, 1) or "none", received {text!r}') from err
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f'expected a fake share in (0, 1) or "none", received {text!r}')
     return value
 
 
