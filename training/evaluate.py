@@ -1,7 +1,7 @@
 """`fakeface evaluate`: score every agent, every baseline combiner and the RL ensemble on one set.
 
 The evaluated images and (when available) the val images used to fit stacking and a missing
-controller go through the same Ray Data stages as `fakeface batch` (`training.batch_stages`)::
+controller go through the same Ray Data stages as `fakeface batch` (`blackboard.stages`)::
 
     paths -> FaceStage            read; crops used whole, other images detected (MTCNN) and aligned
           -> AgentStage x A       one actor pool per agent, {agent}_p_fake column each
@@ -31,9 +31,9 @@ import pandas as pd
 
 from agents.bundle import Bundle, load_bundle
 from agents.labels import CLASSES, label_to_index
-from blackboard.media import IMAGE_EXTENSIONS
+from vision.media import IMAGE_EXTENSIONS
 from training import votes as votes_cache
-from training.batch_stages import CROP_SIZE, NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
+from blackboard.stages import CROP_SIZE, NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
 from training.metrics import BootstrapConfig, score_systems
 from training.systems import ablation, build_systems
 from training.report import atomic_write_text, write_report
@@ -67,7 +67,7 @@ class EvalConfig:
     detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray
     batch_size: int = 32  # images per Ray Data batch
-    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, training.batch_stages)
+    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stages)
     cpus_per_actor: float = 0.0  # Ray CPUs per actor (0 = the largest share that packs every pool)
     bootstrap: BootstrapConfig = BootstrapConfig()  # intervals and the paired test
     progress: bool = True  # one tqdm bar over the images
@@ -183,7 +183,7 @@ def resolve_inputs(config: EvalConfig) -> tuple[pd.DataFrame, pd.DataFrame | Non
 # ----------------------------------------------------------------------------- pipeline
 def cache_salt(config: EvalConfig) -> str:
     """What an evaluation's votes depend on besides the bundle and the files: how faces are cut out."""
-    from blackboard.faces import CROP_TRUST_SIDE
+    from vision.faces import CROP_TRUST_SIDE
 
     return f"evaluate-stages-v1\0detect={config.detect}\0trust={CROP_TRUST_SIDE}\0crop={CROP_SIZE}\0{CONTEXT}"
 
@@ -197,7 +197,7 @@ def estimate_seconds(paths: Sequence[str], detect: str, cpus: float) -> float:
     """
     from PIL import Image
 
-    from blackboard.faces import CROP_TRUST_SIDE, looks_like_crop
+    from vision.faces import CROP_TRUST_SIDE, looks_like_crop
 
     if not paths:
         return 0.0
@@ -234,7 +234,7 @@ def describe(rows: pd.DataFrame, fit_description: str) -> str:
 
 def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
                  config: EvalConfig) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
-    """Runs the shared stages (`training.batch_stages`) over ``rows`` (path, ...) with Ray Data.
+    """Runs the shared stages (`blackboard.stages`) over ``rows`` (path, ...) with Ray Data.
 
     Returns:
         (one row per input, in input order: status, reason, ``ctx_blur`` and ``{agent}_p_fake``;
@@ -244,7 +244,7 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     import ray.data
     from tqdm import tqdm
 
-    from training.batch_stages import add_stages, node_cpus, plan_stages, ray_data_output
+    from blackboard.stages import add_stages, node_cpus, plan_stages, ray_data_output
 
     agents = tuple(bundle.agent_names)
     ray_data_output(config.verbose)  # one readable bar (ours) unless --verbose
@@ -483,7 +483,3 @@ def main(argv: list[str]) -> int:
         print(f"  {name}: unavailable ({reason})")
     print(f"Report: {config.out / 'report.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents import CLASSES, FAKE_INDEX, Preprocessing, agent_names, get_agent, label_to_index, prepare_batch
+from agents.labels import CLASSES, FAKE_INDEX, label_to_index
+from agents.preprocessing import Preprocessing, prepare_batch
+from agents.registry import agent_names, get_agent
 from agents.bundle import BundleError, load_bundle, update_bundle, write_bundle
 from agents.predictor import AgentPredictor, apply_temperature
 
