@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from blackboard.stages import cpu_per_actor
 from fakeface import batch
 from vision.inputs import InputError, list_inputs
 
@@ -228,7 +229,7 @@ def test_manifest_and_list_inputs_resolve_relative_paths(tmp_path):
                                           ([0.0, 4.0, 4.0], 14), ([16.0], 8)])
 def test_actor_cpus_pack_onto_the_nodes(nodes, actors):
     """Every actor of every pool fits at once (whole CPUs per actor would deadlock 2 CPUs)."""
-    share = batch.cpu_per_actor(nodes, actors)
+    share = cpu_per_actor(nodes, actors)
     assert 0 < share <= 1.0
     assert sum(int(0.9 * c / share + 1e-9) for c in nodes) >= actors
     assert share * actors <= 0.9 * sum(nodes) + 1e-9
