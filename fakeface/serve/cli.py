@@ -92,14 +92,15 @@ def main(argv: list[str]) -> int:
     tokens = tuple(args.token or ([os.environ[TOKEN_ENV]] if os.environ.get(TOKEN_ENV) else []))
 
     from agents.bundle import BundleError, load_bundle
-    from fakeface.serve.server import ServerConfig, ServerMetrics, create_server, format_address
     from fakeface.logs import configure_json_logging
 
     configure_json_logging(getattr(logging, args.log_level))
-    try:
+    try:  # signature, files, checksums: before the slow imports and Ray, so a refusal takes ~1 s
         bundle = load_bundle(args.bundle)
     except BundleError as err:
         return _fail(str(err))
+    from fakeface.serve.server import ServerConfig, create_server, format_address
+    from fakeface.serve.metrics import ServerMetrics
     try:
         config = ServerConfig(
             max_message_bytes=int(args.max_message_mb * 1024 * 1024),

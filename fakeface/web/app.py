@@ -104,7 +104,7 @@ def token_checker(servicer: DetectorServicer) -> Callable[[str, str], bool] | No
     tokens = tuple(servicer.config.tokens or ())
     if not tokens:
         return None
-    from fakeface.serve.server import BearerTokenInterceptor
+    from fakeface.serve.auth import BearerTokenInterceptor
 
     interceptor = BearerTokenInterceptor(tokens, servicer.metrics)
     allowed = grpc.unary_unary_rpc_method_handler(lambda request, context: None)

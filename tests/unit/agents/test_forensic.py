@@ -185,8 +185,13 @@ def test_tampered_or_untrusted_model_file_is_refused(trained, tmp_path):
     from agents.bundle import sha256_file
 
     manifest["agents"]["forensic"]["sha256"] = sha256_file(crafted / "forensic.skops")
+    manifest["files"]["forensic.skops"] = manifest["agents"]["forensic"]["sha256"]
     manifest_path.write_text(json.dumps(manifest))
-    bundle = load_bundle(crafted)
+    with pytest.raises(BundleError, match="signature does not match"):  # the signed manifest stops it first
+        load_bundle(crafted)
+    from agents.signing import TrustPolicy
+
+    bundle = load_bundle(crafted, trust=TrustPolicy(allow_unsigned=True))  # and without a signature, skops does
     with pytest.raises(BundleError, match="not trusted"):
         bundle.load_model("forensic")
 
