@@ -28,6 +28,7 @@ import numpy as np
 from agents.bundle import Bundle, load_bundle
 from blackboard.model_info import AgentInfo, EnsembleInfo
 from blackboard.case import Case, Decision, FaceRecord, Vote
+from blackboard.borderline import borderline_for, val_error_rates
 from blackboard.ood import UncertaintyGate
 from blackboard.controller import Controller
 from blackboard.controller_store import (
@@ -111,7 +112,11 @@ class Board:
         self._controller: Controller | None = controller if controller is not None else load_controller(self.bundle)
         self._history: list[Controller] = [] if self._controller is None else [self._controller]
         self.base_controller = self._controller  # the bundle's own: operator promotions start from it
-        self.replay = load_replay(self.bundle)  # held-out val votes: the promotion guard
+        self.replay = load_replay(self.bundle)  # held-out val votes: the promotion guard and the borderline fit
+        # Fitted for the bundle's controller and kept when an operator promotes another (the
+        # band is a width around whichever threshold is live).
+        self.borderline = borderline_for(self._controller, self.replay)
+        self._val_rates = val_error_rates(self._controller, self.replay, self.borderline)  # the page's model card
         self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
         self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
         self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
@@ -248,7 +253,7 @@ class Board:
         (F, A) votes, mask and context in the decider's column order (kept for feedback)."""
         by_agent = {name: results[name][0] for name in self.agent_names if name in results}
         context = context_for(controller, [face.crop for face in case.faces])
-        decided = decide(by_agent, controller, context=context)
+        decided = decide(by_agent, controller, context=context, band=self.borderline)
         votes = vote_matrix(by_agent, decided.agents)[0]
         present = decided.present
         missing = [name for name in self.agent_names if name not in results]
@@ -259,7 +264,7 @@ class Board:
                                         model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)))
             face.decision = Decision(label=str(decided.labels[i]), p_fake=float(decided.p_fake[i]),
                                      threshold=decided.threshold, combiner=decided.combiner,
-                                     controller_version=case.controller_version)
+                                     controller_version=case.controller_version, reason=decided.reasons[i])
             face.degraded = bool(missing)
             face.missing_agents = list(missing)
         return votes, present, context
@@ -356,6 +361,7 @@ class Board:
             config={k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
             detector_up=self._up.get("detector", True),
             restarts=dict(self._recoveries),
+            borderline={**self.borderline.to_dict(), "val": self._val_rates},
         )
 
     def model_info(self) -> dict[str, Any]:
