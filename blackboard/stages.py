@@ -21,7 +21,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from agents.labels import CLASSES, FAKE_INDEX
 from agents.predictor import AgentPredictor
 from vision.inputs import UnreadableInput, is_video, video_frames
 
@@ -278,6 +277,10 @@ class DecisionStage:
         from blackboard.ood import UncertaintyGate
 
         self.gate = UncertaintyGate.from_bundle(loaded)  # the same "uncertain" rule as the service
+        from blackboard.borderline import borderline_for
+        from blackboard.controllers.store import load_replay
+
+        self.band = borderline_for(self.controller, load_replay(loaded))  # the service's borderline band
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from blackboard.decision import context_for, decide
@@ -290,12 +293,16 @@ class DecisionStage:
         if has_face.any():
             faces = list(np.asarray(batch["face"])[has_face]) if "face" in batch else [None]
             decided = decide({a: votes[has_face, j] for j, a in enumerate(self.agents)}, self.controller,
-                             context=context_for(self.controller, faces), explain=False)
+                             context=context_for(self.controller, faces), explain=False, band=self.band)
             p[has_face] = decided.p_fake
-        label = np.where(has_face, np.where(p >= self.threshold, CLASSES[FAKE_INDEX], CLASSES[1 - FAKE_INDEX]),
-                         "").astype(object)
+        label = np.full(n, "", dtype=object)
         reason = np.asarray(batch["reason"], dtype=object).copy()
         faces = np.flatnonzero(has_face)
+        if len(faces):  # the decision's own labels: "uncertain" inside the borderline band
+            label[faces] = decided.labels
+            for i, text in zip(faces, decided.reasons):
+                if text:
+                    reason[i] = text
         if len(faces):
             sizes = zip(np.asarray(batch["box_w"])[faces], np.asarray(batch["box_h"])[faces])
             why, _ = self.gate.assess(list(np.asarray(batch["face"])[faces]), list(sizes))

@@ -29,6 +29,7 @@ from blackboard.combine import baselines_to_json, fit_baselines
 from blackboard.controllers.base import Controller
 from blackboard.controllers.qtrust import ControllerConfig, QController
 from blackboard.controllers.logodds import LogOddsConfig, LogOddsController
+from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
 from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
 from training.votes import collect_context, collect_votes, read_manifest_split
@@ -207,6 +208,11 @@ def run(args: argparse.Namespace) -> int:
     controller.fitted_on.update({"manifest": str(args.manifest), "split": args.split,
                                  "bundle_version": bundle.version, "replay_cases": int(len(replay)),
                                  "metrics_replay": metrics["ensemble"]})
+    # The "can't tell — borderline" band, fitted on the same held-out rows (blackboard.borderline).
+    replay_context = None if context is None else context[replay]
+    controller.fitted_on[BORDERLINE_KEY] = fit_borderline(
+        controller.predict_proba(np.where(np.isfinite(votes[replay]), votes[replay], 0.5), np.isfinite(votes[replay]),
+                                 replay_context), labels[replay], float(controller.threshold)).to_dict()
     fitted_on = {"manifest": str(args.manifest), "split": args.split, "cases": int(len(fit))}
     saved = save_controller(bundle.path, controller, baselines=baselines_to_json(baselines, fitted_on=fitted_on),
                             replay=ReplaySet(tuple(agents), votes[replay], labels[replay]))
