@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,11 +83,12 @@ def seed_for(key: str, name: str) -> int:
 
 
 def relative_key(path: str, root: Path) -> str:
-    """``path`` relative to ``root`` with forward slashes (its absolute path when outside ``root``)."""
-    try:
-        return Path(path).resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return Path(path).resolve().as_posix()
+    """``path`` relative to ``root`` with forward slashes, e.g. a manifest's own relative entry.
+
+    Worked out on the paths as written (``..`` may lead out of ``root``), never through symbolic
+    links: data reached through a link (``../shared``) keeps the same key in every checkout.
+    """
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
 
 
 def registry_fingerprint(registry: Any) -> str:

@@ -168,6 +168,11 @@ def test_seeds_depend_on_relative_path_and_name_only(tmp_path):
     assert a == b == [de.seed_for("fake/x.png", "half")]
     assert de.seed_for("fake/x.png", "shot") != a[0]
     assert de.seeds(["/any"], de.CLEAN, tmp_path) == [0]
+    # A manifest's "../data/x.png" keeps its key when the data folder is reached through a link.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    root = tmp_path / "splits"
+    assert de.relative_key(str(root / "../link/x.png"), root) == "../link/x.png"
 
 
 def test_copies_of_crops_stay_crops_and_screenshots_are_detected():
