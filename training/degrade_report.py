@@ -35,6 +35,7 @@ class TransformSet:
     n_images: int  # copies made (scored or not)
     n_no_face: int  # copies in which no face was found
     n_unreadable: int  # copies whose source could not be read
+    abstained: np.ndarray | None = None  # (n,) faces the service's gate answers "uncertain" (training.evaluate_gate)
 
 
 def _system_entry(t: TransformSet, s: System, weights: np.ndarray,
@@ -74,6 +75,8 @@ def score_transforms(sets: Sequence[TransformSet], n_sources: int, config: Boots
     for t in list(sets) + ([pooled] if pooled is not None else []):
         entry = {"composition": t.composition, "n_images": t.n_images, "n_scored": int(len(t.y)),
                  "n_no_face": t.n_no_face, "n_unreadable": t.n_unreadable, "systems": {}}
+        if len(t.y) and t.abstained is not None:
+            entry["uncertain_share"] = float(np.mean(t.abstained))
         if len(t.y):
             weights = counts[:, t.sources]
             for s in t.systems:
@@ -84,6 +87,10 @@ def score_transforms(sets: Sequence[TransformSet], n_sources: int, config: Boots
                 else:
                     clean_auc = per[sets[0].name]["systems"].get(s.name, {}).get("auc")
                     m["delta_auc"] = None if m["auc"] is None or clean_auc is None else m["auc"] - clean_auc
+                if s.kind == "ensemble" and t.abstained is not None and not t.abstained.all():
+                    # Its accuracy on the faces the service would answer (the gate's "uncertain" withheld).
+                    keep = ~t.abstained
+                    m["accuracy_answered"] = float(np.mean((s.p_fake[keep] >= s.threshold).astype(int) == t.y[keep]))
                 entry["systems"][s.name] = m
         per[t.name] = entry
     return {"per_transform": per,
@@ -101,9 +108,10 @@ def _pooled(sets: Sequence[TransformSet]) -> TransformSet | None:
     systems = [System(name, sets[0].systems[i].kind,
                       np.concatenate([t.systems[i].p_fake for t in sets]), sets[0].systems[i].threshold, "pooled")
                for i, name in enumerate(names)]
+    abstained = None if any(t.abstained is None for t in sets) else np.concatenate([t.abstained for t in sets])
     return TransformSet(POOLED, False, np.concatenate([t.sources for t in sets]), np.concatenate([t.y for t in sets]),
                         systems, sum(t.n_images for t in sets), sum(t.n_no_face for t in sets),
-                        sum(t.n_unreadable for t in sets))
+                        sum(t.n_unreadable for t in sets), abstained)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -132,7 +140,7 @@ def auc_markdown(section: dict[str, Any]) -> str:
 def system_markdown(section: dict[str, Any], system: str) -> str:
     """One system across the transforms: its metrics at its threshold and the intervals."""
     lines = ["| transform | AUC [95% CI] | delta AUC [95% CI] | accuracy | precision | recall | F1 | F0.5 "
-             "| accuracy, 10 % abstaining |", "|" + "---|" * 9]
+             "| accuracy, 10 % abstaining | 'uncertain' (gate) | accuracy answered |", "|" + "---|" * 11]
     for t, entry in section["per_transform"].items():
         m = entry["systems"].get(system)
         if m is None:
@@ -142,7 +150,8 @@ def system_markdown(section: dict[str, Any], system: str) -> str:
         delta = "" if m.get("delta_auc") is None else f"{m['delta_auc']:+.3f}"
         lines.append(f"| {t} | {_fmt(m['auc'])}{ci} | {delta}{dci} | {_fmt(m['accuracy'])} | {_fmt(m['precision'])} "
                      f"| {_fmt(m['recall'])} | {_fmt(m['f1'])} | {_fmt(m['f0_5'])} "
-                     f"| {_fmt(m['accuracy_at_10pct_abstention'])} |")
+                     f"| {_fmt(m['accuracy_at_10pct_abstention'])} | {_fmt(entry.get('uncertain_share'))} "
+                     f"| {_fmt(m.get('accuracy_answered'))} |")
     return "\n".join(lines)
 
 

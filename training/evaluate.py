@@ -32,6 +32,7 @@ from blackboard.media import IMAGE_EXTENSIONS
 from training.batch_stages import NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
 from training.degrade_eval import CLEAN, load_registry, resolve_transforms, seeds
 from training.evaluate_analyses import analyse
+from training.evaluate_gate import uncertain
 from training.evaluate_pipeline import CONTEXT, EVAL, FIT, PROG, score_rows
 from training.metrics import BootstrapConfig, score_systems
 from training.systems import ablation, build_systems
@@ -242,7 +243,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         "timing": timing,
     }
     extra, sections, figures = analyse(
-        scored=scored, y=y, sources=ok["source_index"].to_numpy(int), eval_votes=eval_votes, systems=systems,
+        scored=scored, y=y, sources=ok["source_index"].to_numpy(int), eval_votes=eval_votes,
+        abstained=uncertain(ok["status"], ok["reason"]), systems=systems,
         bundle=bundle, fit=fitting, n_sources=len(evaluated), transforms=transforms, registry=registry,
         bootstrap=config.bootstrap, out_dir=config.out, root=root)
     result.update(extra)

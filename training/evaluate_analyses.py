@@ -18,6 +18,7 @@ from training.batch_stages import NO_FACE, OK, REJECTED, context_column
 from training.degrade_eval import CLEAN, CLEAN_LABEL
 from training.degrade_report import (POOLED, TransformSet, auc_markdown, plot_degrade, score_transforms,
                                      system_markdown)
+from training.evaluate_gate import uncertain
 from training.evaluate_pipeline import EVAL
 from training.diversity import diversity, pairs_markdown, summary_markdown
 from training.metrics import BootstrapConfig, System
@@ -53,14 +54,15 @@ def _transform_sets(scored: pd.DataFrame, transforms: Sequence[str], *, bundle: 
                                           context=ok[context_column("blur")].to_numpy(np.float64), **fit)
         sets.append(TransformSet(name, bool(registry.is_composition(name)), ok["source_index"].to_numpy(int),
                                  ok["label"].to_numpy(int), systems, len(rows),
-                                 int((rows["status"] == NO_FACE).sum()), int((rows["status"] == REJECTED).sum())))
+                                 int((rows["status"] == NO_FACE).sum()), int((rows["status"] == REJECTED).sum()),
+                                 uncertain(ok["status"], ok["reason"])))
         tables.append(pd.DataFrame({"path": [os.path.relpath(p, root) for p in ok["path"]], "transform": name,
                                     "label": ok["label"].to_numpy(int), **{s.name: s.p_fake for s in systems}}))
     return sets, pd.concat(tables, ignore_index=True)
 
 
 def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_votes: np.ndarray,
-            systems: Sequence[System], bundle: Bundle, fit: dict[str, Any], n_sources: int,
+            abstained: np.ndarray, systems: Sequence[System], bundle: Bundle, fit: dict[str, Any], n_sources: int,
             transforms: Sequence[str], registry: Any, bootstrap: BootstrapConfig,
             out_dir: Path, root: Path) -> tuple[dict[str, Any], list[tuple[str, str]], dict[str, str]]:
     """Diversity and selective risk on the clean images, and every system per transform.
@@ -68,6 +70,7 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
     Args:
         scored: every pipeline row (role, transform, source_index, label, status, votes, context).
         y, sources, eval_votes: labels, source index and votes (N, A) of the clean scored faces.
+        abstained: (N,) the faces the service's gate answers "uncertain" (the ensemble's own abstention).
         systems: the systems scored on them.
         fit: build_systems' fitting arguments (fit_votes, fit_labels, fit_description).
         n_sources: number of evaluated images.
@@ -85,13 +88,15 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
     figures: dict[str, str] = {}
     div = {CLEAN_LABEL: diversity(y, eval_votes, thresholds, agents)}
     best = {CLEAN_LABEL: _best_single_accuracy(y, systems)}
-    selective = {s.name: selective_curve(y, s.p_fake, s.threshold) for s in systems}
+    selective = {s.name: selective_curve(y, s.p_fake, s.threshold,
+                                         abstained=abstained if s.kind == "ensemble" else None) for s in systems}
     result["selective"] = selective
     figures["Selective risk (clean images)"] = plot_selective(
-        {s.name: (y, s.p_fake, s.threshold) for s in systems}, out_dir / "selective.png")
+        {s.name: (y, s.p_fake, s.threshold) for s in systems}, out_dir / "selective.png",
+        own={n: c["own_abstention"] for n, c in selective.items() if "own_abstention" in c})
     if transforms:
         clean = TransformSet(CLEAN_LABEL, False, sources, y, systems, int(((scored["role"] == EVAL)
-                             & (scored["transform"] == CLEAN)).sum()), 0, 0)
+                             & (scored["transform"] == CLEAN)).sum()), 0, 0, abstained)
         sets, copies = _transform_sets(scored, transforms, bundle=bundle, clean=clean, fit=fit, registry=registry,
                                        root=root)
         atomic_write_text(out_dir / "degraded_predictions.csv", copies.to_csv(index=False))
@@ -123,5 +128,7 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
     sections.append(("Selective risk", "\n".join([
         "Accuracy on the faces a system is most sure of, ranking by |p_fake - threshold| "
         f"(`selective.png`); metrics.json's `accuracy_at_10pct_abstention` withholds the least sure "
-        f"{ABSTAIN_RATE:.0%}.", "", selective_markdown(selective)])))
+        f"{ABSTAIN_RATE:.0%}. The ensemble's own abstention is the service's 'uncertain' answer (too small, "
+        "not face-shaped or out of distribution: `blackboard.ood`), shown as one point.", "",
+        selective_markdown(selective)])))
     return result, sections, figures

@@ -6,6 +6,7 @@ through the stages of `fakeface batch` (`training.batch_stages`) in one Ray Data
     paths -> [DegradeStage]       --degrade only: read, transform (training.degrade_eval)
           -> FaceStage            read; crops used whole, other images detected (MTCNN) and aligned
           -> AgentStage x A       one actor pool per agent (or agent sets), {agent}_p_fake column each
+          -> GateStage            the service's "uncertain" reason per face (training.evaluate_gate)
           -> pandas                votes (N, A) per group
 
 Rows come in groups: (role, transform), role "eval" (scored) or "fit" (fits stacking / a
@@ -29,6 +30,7 @@ from agents.bundle import Bundle
 from training import votes as votes_cache
 from training.batch_stages import CROP_SIZE, OK, context_column
 from training.degrade_eval import CLEAN, add_degrade_stage, load_registry, registry_fingerprint
+from training.evaluate_gate import GATE_INPUTS, GATE_SALT, add_gate_stage
 
 if TYPE_CHECKING:
     from training.evaluate import EvalConfig
@@ -48,7 +50,8 @@ def cache_salt(config: EvalConfig) -> str:
     """What an evaluation's votes depend on besides the bundle and the files: how faces are cut out."""
     from blackboard.faces import CROP_TRUST_SIDE
 
-    return f"evaluate-stages-v1\0detect={config.detect}\0trust={CROP_TRUST_SIDE}\0crop={CROP_SIZE}\0{CONTEXT}"
+    return (f"evaluate-stages-v1\0detect={config.detect}\0trust={CROP_TRUST_SIDE}\0crop={CROP_SIZE}\0{CONTEXT}"
+            f"\0{GATE_SALT}")
 
 
 def group_salt(config: EvalConfig, transform: str, seeds: Sequence[int]) -> str:
@@ -141,13 +144,13 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     nodes = node_cpus()
     # One Ray Data block per batch of inputs: the stages' unit of work (`add_stages`).
     blocks = max(1, -(-len(rows) // config.batch_size))
+    keep = ("input_index", "status", "reason", context_column(CONTEXT), *(f"{a}_p_fake" for a in agents))
     plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
                        context=(CONTEXT,), face_actors=config.workers or 1,
                        agent_actors=(config.workers,) * len(agents) if config.workers else None,
-                       cpus_per_actor=config.cpus_per_actor, other_actors=int(degrading),
+                       cpus_per_actor=config.cpus_per_actor, other_actors=1 + int(degrading),
                        batch_size=config.batch_size, max_agent_sets=blocks,
-                       keep=("input_index", "status", "reason", context_column(CONTEXT),
-                             *(f"{a}_p_fake" for a in agents)))
+                       keep=keep + tuple(c for c in GATE_INPUTS if c not in keep))
     items = [{"source": str(p), "input_index": i, "shard": 0, "transform": str(t), "seed": int(s)}
              for i, (p, t, s) in enumerate(zip(rows["path"], rows["transform"], rows["seed"]))]
     ds = ray.data.from_items(items, override_num_blocks=blocks)
@@ -155,6 +158,8 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
         ds = add_degrade_stage(ds, detect=config.detect, registry=config.degrade_registry,
                                cpus=plan.cpus_per_actor, threads=plan.threads)
     ds = add_stages(ds, plan)
+    # The service's "uncertain" rule on each face; it also drops the crops before the driver.
+    ds = add_gate_stage(ds, bundle=str(bundle.path), keep=keep, cpus=plan.cpus_per_actor, threads=plan.threads)
     parts, arrivals = [], []
     with tqdm(total=len(items), desc="evaluate", unit="img", disable=not config.progress, file=sys.stderr,
               dynamic_ncols=True) as bar:

@@ -156,6 +156,7 @@ def test_every_system_has_every_key(folder_run):
     assert result["diversity"]["clean"]["n"] == data["n"] and len(result["diversity"]["clean"]["pairs"]) == 3
     assert set(result["selective"]) == set(result["systems"])
     assert 0.0 <= result["selective"]["ensemble"]["accuracy_at_10pct_abstention"] <= 1.0
+    assert result["selective"]["ensemble"]["own_abstention"]["answered_share"] == 1.0  # 48 px crops: no gate
 
 
 def test_metrics_agree_with_sklearn_on_predictions(folder_run):
@@ -356,6 +357,7 @@ def test_degrade_scores_every_system_per_transform(ray_local, face_crop, bundle_
     assert per["player"]["n_scored"] >= 6  # the astronaut's face is found in the player screenshot
     for entry in per.values():
         assert {"custom", "lenet", "vgg16", "mean", "ensemble"} <= set(entry["systems"])
+        assert 0.0 <= entry["uncertain_share"] <= 1.0
     assert set(result["diversity"]) == {"clean", "jpeg50", "scale2", "player"}
     copies = pd.read_csv(out / "degraded_predictions.csv")
     clean = pd.read_csv(out / "predictions.csv").set_index("path")

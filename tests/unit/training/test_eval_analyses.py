@@ -194,3 +194,28 @@ def test_degrade_stage_hands_pixels_and_modes_to_the_face_stage(tmp_path):
                  "seed": np.array([0, 1, 2, 3])})
     assert [np.shape(i) for i in out["image"]] == [(0, 0, 3), (112, 112, 3), (300, 500, 3), (0, 0, 3)]
     assert list(out["detect"]) == ["", "off", "on", ""]  # unreadable: the face stage rejects it itself
+
+
+# ----------------------------------------------------------------------------- the ensemble's own "uncertain"
+def test_gate_stage_marks_small_faces_and_drops_the_crops(tiny_bundle):
+    from training.evaluate_gate import GateStage, uncertain
+
+    stage = GateStage(bundle=str(tiny_bundle), keep=("input_index", "status", "reason", "custom_p_fake"))
+    crops = np.full((3, 224, 224, 3), 120, np.uint8)
+    out = stage({"input_index": np.arange(3), "status": np.array(["ok", "ok", "no_face"], dtype=object),
+                 "reason": np.array(["", "", "no face found"], dtype=object), "custom_p_fake": np.array([0.2, 0.9, np.nan]),
+                 "face": crops, "has_face": np.array([True, True, False]),
+                 "box_w": np.array([200.0, 20.0, np.nan]), "box_h": np.array([210.0, 24.0, np.nan])})
+    assert set(out) == {"input_index", "status", "reason", "custom_p_fake"}  # no crops for the driver
+    assert out["reason"][0] == "" and out["reason"][1].startswith("too small") and out["reason"][2] == "no face found"
+    assert uncertain(out["status"], out["reason"]).tolist() == [False, True, False]
+
+
+def test_transform_rows_report_the_gates_share_and_the_answered_accuracy():
+    y = np.array([0, 0, 1, 1])
+    clean = _set("clean", y, {"a": [0.1, 0.2, 0.8, 0.9], "ensemble": [0.1, 0.6, 0.8, 0.9]}, np.arange(4))
+    clean = TransformSet(**{**clean.__dict__, "abstained": np.array([False, True, False, False])})
+    per = score_transforms([clean], 4, BootstrapConfig(n_resamples=50))["per_transform"]["clean"]
+    assert per["uncertain_share"] == 0.25
+    assert per["systems"]["ensemble"]["accuracy"] == 0.75 and per["systems"]["ensemble"]["accuracy_answered"] == 1.0
+    assert "accuracy_answered" not in per["systems"]["a"]
