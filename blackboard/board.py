@@ -30,8 +30,8 @@ from agents.labels import CLASSES, label_to_index
 from blackboard.model_info import AgentInfo, EnsembleInfo
 from blackboard.case import Case, Decision, FaceRecord, Vote
 from blackboard.ood import UncertaintyGate
-from blackboard.controller import Controller
-from blackboard.controller_store import (
+from blackboard.controllers.base import Controller
+from blackboard.controllers.store import (
     find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
 )
 from blackboard.feedback_learning import FeedbackLearner, Outcome
@@ -126,7 +126,7 @@ class Board:
 
     # ------------------------------------------------------------ the workers
     def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
-        """Faces of an image (``blackboard.faces.extract_faces``) before ``deadline`` (time.monotonic)."""
+        """Faces of an image (``vision.faces.extract_faces``) before ``deadline`` (time.monotonic)."""
         raise NotImplementedError
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
@@ -171,7 +171,7 @@ class Board:
         deadline = time.monotonic() + deadline_s
         case = Case(request_id=request_id or uuid.uuid4().hex, source=source, image_shape=tuple(image.shape))
         if detect == "off":
-            from blackboard.faces import extract_faces
+            from vision.faces import extract_faces
 
             crops = extract_faces(image, None, mode="off")
         else:

@@ -8,7 +8,7 @@ decided here and nowhere else. Agents are matched by name: votes of agents the c
 not know are ignored by it, and a controller agent without a vote drops out of that decision.
 
 ``case_context(crops, names)`` computes the simple per-face context a controller may condition
-on (see :mod:`blackboard.controller_logodds`), from the crop the agents saw.
+on (see :mod:`blackboard.controllers.logodds`), from the crop the agents saw.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from agents.labels import FAKE, REAL
 from blackboard.combine import MeanCombiner
-from blackboard.controller import Controller
+from blackboard.controllers.base import Controller
 
 MEAN = "mean"  # combiner name and version string of the no-controller fallback
 MEAN_THRESHOLD = 0.5

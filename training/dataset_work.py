@@ -15,16 +15,12 @@ import cv2
 import numpy as np
 
 from agents.atomic import atomic_write_bytes
-from blackboard.face_tracking import FaceFollower, FollowConfig
-from blackboard.faces import (
-    FaceDetector,
-    ImageError,
-    align_face,
-    decode_image,
-    whole_image_crop,
-)
+from vision.face_tracking import FaceFollower, FollowConfig
+from vision.faces import FaceDetector, align_face, whole_image_crop
+from vision.media import ImageError, decode_image
 from training.dataset_sources import Source
-from training.video import VideoError, sample_frames
+from training.video import sample_frames
+from vision.media import VideoError
 
 if TYPE_CHECKING:  # imported for annotations only: dataset imports this module
     from training.dataset import BuildConfig

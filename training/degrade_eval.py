@@ -107,7 +107,7 @@ def copy_mode(name: str, original: np.ndarray, detect: str, registry: Any) -> st
     whole (a face crop) is scored whole too ("off"), whatever size the transform gave it; other
     copies keep the run's mode.
     """
-    from blackboard.faces import CROP_TRUST_SIDE, looks_like_crop
+    from vision.faces import CROP_TRUST_SIDE, looks_like_crop
 
     if registry.is_composition(name):
         return "on"
@@ -129,7 +129,7 @@ class DegradeStage:
     """
 
     def __init__(self, *, detect: str, registry: Any = None, threads: int = 1) -> None:
-        from training.batch_stages import limit_threads
+        from blackboard.stages import limit_threads
 
         limit_threads(threads)
         self.detect = detect
@@ -138,7 +138,7 @@ class DegradeStage:
     def _copy(self, path: str, name: str, seed: int) -> tuple[np.ndarray, str]:
         import cv2
 
-        from blackboard.faces import ImageError, read_image
+        from vision.media import ImageError, read_image
 
         if not name:
             return _EMPTY, ""

@@ -28,8 +28,8 @@ import pandas as pd
 
 from agents.bundle import load_bundle
 from agents.labels import CLASSES, label_to_index
-from blackboard.media import IMAGE_EXTENSIONS
-from training.batch_stages import NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
+from vision.media import IMAGE_EXTENSIONS
+from blackboard.stages import NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
 from training.degrade_eval import CLEAN, load_registry, resolve_transforms, seeds
 from training.evaluate_analyses import analyse
 from training.evaluate_gate import uncertain
@@ -58,7 +58,7 @@ class EvalConfig:
     detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray
     batch_size: int = 32  # images per Ray Data batch
-    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, training.batch_stages)
+    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stages)
     cpus_per_actor: float = 0.0  # Ray CPUs per actor (0 = the largest share that packs every pool)
     bootstrap: BootstrapConfig = BootstrapConfig()  # intervals and the paired test
     progress: bool = True  # one tqdm bar over the images
@@ -333,7 +333,3 @@ def main(argv: list[str]) -> int:
         print(f"  {transform:<12} AUC {aucs or 'n/a (no face found)'}")
     print(f"Report: {config.out / 'report.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from agents.bundle import Bundle
-from training.batch_stages import NO_FACE, OK, REJECTED, context_column
+from blackboard.stages import NO_FACE, OK, REJECTED, context_column
 from training.degrade_eval import CLEAN, CLEAN_LABEL
 from training.degrade_report import (POOLED, TransformSet, auc_markdown, plot_degrade, score_transforms,
                                      system_markdown)

@@ -1,7 +1,7 @@
 """How `fakeface evaluate` gets its votes: the shared Ray Data stages, behind a vote cache.
 
 The evaluated images, their degraded copies (``--degrade``) and the fitting images all go
-through the stages of `fakeface batch` (`training.batch_stages`) in one Ray Data job::
+through the stages of `fakeface batch` (`blackboard.stages`) in one Ray Data job::
 
     paths -> [DegradeStage]       --degrade only: read, transform (training.degrade_eval)
           -> FaceStage            read; crops used whole, other images detected (MTCNN) and aligned
@@ -21,19 +21,18 @@ import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from agents.bundle import Bundle
 from training import votes as votes_cache
-from training.batch_stages import CROP_SIZE, OK, context_column
+from blackboard.stages import CROP_SIZE, OK, context_column
 from training.degrade_eval import CLEAN, add_degrade_stage, load_registry, registry_fingerprint
 from training.evaluate_gate import GATE_INPUTS, GATE_SALT, add_gate_stage
 
-if TYPE_CHECKING:
-    from training.evaluate import EvalConfig
+# ``config`` below is a `training.evaluate.EvalConfig` (not imported: that module imports this one).
 
 PROG = "fakeface evaluate"
 # Role of a row in the pipeline: scored, or only used to fit stacking / the controller.
@@ -46,15 +45,15 @@ DETECT_IMAGES_PER_CPU_S = 4.0  # other images: MTCNN detection and alignment fir
 STARTUP_S = 12.0  # actors loading their models until the first results
 
 
-def cache_salt(config: EvalConfig) -> str:
+def cache_salt(config: Any) -> str:
     """What an evaluation's votes depend on besides the bundle and the files: how faces are cut out."""
-    from blackboard.faces import CROP_TRUST_SIDE
+    from vision.faces import CROP_TRUST_SIDE
 
     return (f"evaluate-stages-v1\0detect={config.detect}\0trust={CROP_TRUST_SIDE}\0crop={CROP_SIZE}\0{CONTEXT}"
             f"\0{GATE_SALT}")
 
 
-def group_salt(config: EvalConfig, transform: str, seeds: Sequence[int]) -> str:
+def group_salt(config: Any, transform: str, seeds: Sequence[int]) -> str:
     """:func:`cache_salt`, plus for a degraded group its transform, the registry's code and the seeds."""
     if transform == CLEAN:
         return cache_salt(config)
@@ -72,7 +71,7 @@ def estimate_seconds(paths: Sequence[str], detect: str, cpus: float) -> float:
     """
     from PIL import Image
 
-    from blackboard.faces import CROP_TRUST_SIDE, looks_like_crop
+    from vision.faces import CROP_TRUST_SIDE, looks_like_crop
 
     if not paths:
         return 0.0
@@ -92,7 +91,7 @@ def estimate_seconds(paths: Sequence[str], detect: str, cpus: float) -> float:
     return STARTUP_S + len(paths) * per_cpu / max(cpus, 1.0)
 
 
-def _estimate_groups(todo: list[tuple[str, str, Path, pd.DataFrame]], config: EvalConfig, cpus: float) -> float:
+def _estimate_groups(todo: list[tuple[str, str, Path, pd.DataFrame]], config: Any, cpus: float) -> float:
     """:func:`estimate_seconds` over every group to run: compositions pay MTCNN on every copy."""
     registry = None
     total = 0.0
@@ -125,8 +124,8 @@ def describe(rows: pd.DataFrame, fit_description: str) -> str:
 
 
 def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
-                 config: EvalConfig) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
-    """Runs the shared stages (`training.batch_stages`) over ``rows`` (path, transform, seed) with Ray Data.
+                 config: Any) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
+    """Runs the shared stages (`blackboard.stages`) over ``rows`` (path, transform, seed) with Ray Data.
 
     Returns:
         (one row per input, in input order: status, reason, ``ctx_blur`` and ``{agent}_p_fake``;
@@ -136,7 +135,7 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     import ray.data
     from tqdm import tqdm
 
-    from training.batch_stages import add_stages, node_cpus, plan_stages, ray_data_output
+    from blackboard.stages import add_stages, node_cpus, plan_stages, ray_data_output
 
     agents = tuple(bundle.agent_names)
     degrading = bool((rows["transform"] != CLEAN).any())
@@ -175,7 +174,7 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     return result.sort_index().reset_index(drop=True), arrivals
 
 
-def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: EvalConfig,
+def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
                fit_description: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Each row's status, reason, context and votes: from the vote cache, else from the pipeline.
 

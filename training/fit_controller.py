@@ -26,10 +26,10 @@ from agents.bundle import BundleError, load_bundle
 from agents.labels import CLASSES
 from blackboard.calibration import check_prior
 from blackboard.combine import baselines_to_json, fit_baselines
-from blackboard.controller import Controller
-from blackboard.controller_qtrust import ControllerConfig, QController
-from blackboard.controller_logodds import LogOddsConfig, LogOddsController
-from blackboard.controller_store import ReplaySet, save_controller
+from blackboard.controllers.base import Controller
+from blackboard.controllers.qtrust import ControllerConfig, QController
+from blackboard.controllers.logodds import LogOddsConfig, LogOddsController
+from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
 from training.votes import collect_context, collect_votes, read_manifest_split
 
@@ -227,7 +227,3 @@ def main(argv: list[str]) -> int:
     except (BundleError, ValueError, OSError) as err:
         print(f"fakeface fit-controller: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

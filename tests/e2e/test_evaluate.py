@@ -90,8 +90,8 @@ def bundle_with_controller(tiny_bundle, dataset, tmp_path_factory) -> Path:
     """A copy of the tiny bundle with a controller fitted on the val images and saved into it."""
     from agents.bundle import load_bundle
     from agents.predictor import AgentPredictor
-    from blackboard.controller_qtrust import QController
-    from blackboard.controller_store import save_controller
+    from blackboard.controllers.qtrust import QController
+    from blackboard.controllers.store import save_controller
 
     copy = tmp_path_factory.mktemp("evalbundle") / "tiny"
     shutil.copytree(tiny_bundle, copy)
@@ -184,7 +184,7 @@ def test_metrics_agree_with_sklearn_on_predictions(folder_run):
 
 def test_thresholds_come_from_bundle_and_controller(folder_run, bundle_with_controller):
     from agents.bundle import load_bundle
-    from blackboard.controller_store import load_controller
+    from blackboard.controllers.store import load_controller
 
     result = folder_run[0]
     bundle = load_bundle(bundle_with_controller)
