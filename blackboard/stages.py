@@ -83,24 +83,27 @@ class FaceStage:
 
     @property
     def detector(self):
-        """The actor's MTCNN detector, loaded on first use (None with detect="off")."""
-        if self._detector is None and self.detect != "off":
+        """The actor's MTCNN detector, loaded on first use."""
+        if self._detector is None:  # only asked for when a row's mode needs it
             from vision.faces import FaceDetector
 
             self._detector = FaceDetector(min_face_size=self.min_face_size)
         return self._detector
 
-    def _faces(self, rgb: np.ndarray) -> list:
+    def _faces(self, rgb: np.ndarray, mode: str) -> list:
         from vision.faces import CROP_TRUST_SIDE, extract_faces, looks_like_crop
 
         # Only touch (and so load) the detector when extract_faces will run it.
-        needs_detector = self.detect == "on" or (
-            self.detect == "auto" and not looks_like_crop(rgb, max_side=CROP_TRUST_SIDE))
-        return extract_faces(rgb, self.detector if needs_detector else None, mode=self.detect,
+        needs_detector = mode == "on" or (mode == "auto" and not looks_like_crop(rgb, max_side=CROP_TRUST_SIDE))
+        return extract_faces(rgb, self.detector if needs_detector else None, mode=mode,
                              all_faces=self.all_faces, size=CROP_SIZE)
 
-    def _input_rows(self, path: str) -> list[dict[str, Any]]:
-        """All rows of one input; a decoding failure becomes one REJECTED row."""
+    def _input_rows(self, path: str, rgb: np.ndarray | None = None, mode: str = "") -> list[dict[str, Any]]:
+        """All rows of one input; a decoding failure becomes one REJECTED row.
+
+        ``rgb`` is the image already decoded (and changed) by a stage before this one, and
+        ``mode`` its own detection mode; otherwise ``path`` is read and the stage's mode used.
+        """
         import cv2
 
         from vision.media import ImageError, read_image
@@ -110,9 +113,9 @@ class FaceStage:
             if is_video(path):
                 frames = ((idx, t, rgb, "frame") for idx, t, rgb in video_frames(path, fps=self.fps))
             else:
-                frames = iter([(-1, float("nan"), read_image(path), "image")])
-            for frame, time_s, rgb, kind in frames:
-                faces = self._faces(rgb)
+                frames = iter([(-1, float("nan"), read_image(path) if rgb is None else rgb, "image")])
+            for frame, time_s, pixels, kind in frames:
+                faces = self._faces(pixels, mode or self.detect)
                 if not faces:
                     rows.append(_row(kind=kind, frame=frame, time_s=time_s, status=NO_FACE,
                                      reason="no face found"))
@@ -130,8 +133,12 @@ class FaceStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: list[dict[str, Any]] = []
-        for path, input_index, shard in zip(batch["source"], batch["input_index"], batch["shard"]):
-            rows = self._input_rows(str(path))
+        # Pixels and a mode per input from an earlier stage (evaluate's degrade stage,
+        # training.degrade_eval); an empty image there means "read the file as usual".
+        images, modes = batch.get("image"), batch.get("detect")
+        for k, (path, input_index, shard) in enumerate(zip(batch["source"], batch["input_index"], batch["shard"])):
+            rgb = None if images is None or np.size(images[k]) == 0 else np.asarray(images[k], dtype=np.uint8)
+            rows = self._input_rows(str(path), rgb, "" if modes is None else str(modes[k]))
             for row in rows:
                 row.update(source=str(path), input_index=int(input_index), shard=int(shard),
                            rows_for_input=len(rows), node_id=self.node_id)
