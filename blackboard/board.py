@@ -36,6 +36,7 @@ from blackboard.controller_store import (
 )
 from blackboard.feedback_learning import FeedbackLearner, Outcome
 from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
+from vision.context import face_context
 
 DETECT_MODES = ("auto", "on", "off")
 # How to classify the whole image anyway, in each front end's words.
@@ -180,7 +181,9 @@ class Board:
         for i, crop in enumerate(crops):
             landmarks = [] if crop.landmarks is None else [tuple(map(float, p)) for p in np.asarray(crop.landmarks)]
             case.faces.append(FaceRecord(index=i, box=tuple(float(v) for v in crop.box), landmarks=landmarks,
-                                         confidence=float(crop.confidence), crop=crop.crop))
+                                         confidence=float(crop.confidence), crop=crop.crop,
+                                         context=face_context(crop.crop, box=crop.box, source=image,
+                                                              detected=crop.aligned)))
         if not case.faces:
             case.no_face_reason = ("no face found by the detector" if detect == "on" else
                                    "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
@@ -199,7 +202,7 @@ class Board:
         for i, crop in enumerate(checked):
             h, w = crop.shape[:2]
             case.faces.append(FaceRecord(index=i, box=(0.0, 0.0, float(w), float(h)), landmarks=[], confidence=1.0,
-                                         crop=crop))
+                                         crop=crop, context=face_context(crop)))
         case.timings_ms["detect"] = 0.0
         return self._gated(self._assess(case, deadline, start))
 
@@ -249,7 +252,7 @@ class Board:
         """Fills votes and decisions on every face (``blackboard.decision.decide``); returns the
         (F, A) votes, mask and context in the decider's column order (kept for feedback)."""
         by_agent = {name: results[name][0] for name in self.agent_names if name in results}
-        context = context_for(controller, [face.crop for face in case.faces])
+        context = context_for(controller, [face.crop for face in case.faces], [face.context for face in case.faces])
         decided = decide(by_agent, controller, context=context)
         votes = vote_matrix(by_agent, decided.agents)[0]
         present = decided.present

@@ -7,21 +7,21 @@ of the present votes at threshold 0.5 (and its shares are equal), so "controller
 decided here and nowhere else. Agents are matched by name: votes of agents the controller does
 not know are ignored by it, and a controller agent without a vote drops out of that decision.
 
-``case_context(crops, names)`` computes the simple per-face context a controller may condition
-on (see :mod:`blackboard.controller_logodds`), from the crop the agents saw.
+``context_for(controller, crops, contexts)`` gives the per-face context a controller conditions
+on (:mod:`vision.context`: face size, sharpness, JPEG blockiness, brightness, detected or given).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from agents.labels import FAKE, REAL
 from blackboard.combine import MeanCombiner
 from blackboard.controller import Controller
+from vision.context import check_names, context_matrix, face_context, sharpness
 
 MEAN = "mean"  # combiner name and version string of the no-controller fallback
 MEAN_THRESHOLD = 0.5
@@ -116,31 +116,34 @@ def decide_matrix(votes: np.ndarray, agents: Sequence[str], controller: Controll
 # ------------------------------------------------------------------ context
 def blur(crop: np.ndarray) -> float:
     """log(1 + variance of the Laplacian) of the grey crop resized to 224 px: low = blurry."""
-    grey = cv2.cvtColor(np.ascontiguousarray(crop, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
-    if grey.shape != (224, 224):
-        grey = cv2.resize(grey, (224, 224), interpolation=cv2.INTER_AREA)
-    return float(np.log1p(cv2.Laplacian(grey, cv2.CV_64F).var()))
+    return sharpness(crop)
 
 
-CONTEXT_FEATURES: dict[str, Callable[[np.ndarray], float]] = {"blur": blur}
+def context_for(controller: Controller | None, crops: Sequence[np.ndarray | None],
+                contexts: Sequence[Mapping[str, float]] | None = None) -> np.ndarray | None:
+    """The context ``controller`` reads, per face; None when it reads none or it cannot be had.
 
-
-def context_for(controller: Controller | None, crops: Sequence[np.ndarray | None]) -> np.ndarray | None:
-    """The context ``controller`` reads, from the faces' crops; None when it reads none or a crop is missing."""
+    Args:
+        controller: the decider (None or a rule without context: no context).
+        crops: the faces' crops, used when ``contexts`` is not given (each crop taken as given).
+        contexts: each face's :func:`vision.context.face_context`, computed where the source
+            image and the face's box were known (the board, the batch face stage).
+    """
     names = () if controller is None else controller.context_names
-    if not names or any(c is None for c in crops):
+    if not names:
+        return None
+    if contexts is not None:
+        return context_matrix(contexts, names)
+    if any(c is None for c in crops):
         return None
     return case_context(crops, names)
 
 
 def case_context(crops: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """(N, K) context of each face crop for the named features (see ``CONTEXT_FEATURES``).
+    """(N, K) named context features (``vision.context.CONTEXT_NAMES``) of crops taken as given.
 
     Raises:
         ValueError: an unknown feature name.
     """
-    unknown = sorted(set(names) - set(CONTEXT_FEATURES))
-    if unknown:
-        raise ValueError(f"Unknown context feature(s) {unknown}; known: {sorted(CONTEXT_FEATURES)}.")
-    return np.array([[CONTEXT_FEATURES[k](c) for k in names] for c in crops], dtype=np.float64).reshape(
-        len(crops), len(names))
+    check_names(names)
+    return context_matrix([face_context(c) for c in crops], names)
