@@ -1,1 +1,1 @@
-"""Pixels in, faces out: decoding, face finding, cropping, and per-face picture statistics."""
+"""Pixels in, faces out: decoding, degradations, detection and video (shared by agents and services)."""
