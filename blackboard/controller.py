@@ -112,6 +112,11 @@ class Controller:
         """Share of the decided class's evidence each agent carried (sums to 1 over voters)."""
         raise NotImplementedError
 
+    def context_shift(self, row_votes: np.ndarray, present: np.ndarray | None = None,
+                      context: np.ndarray | None = None) -> dict[str, float]:
+        """agent -> how the face's context moved its weight (0 for rules without context)."""
+        return {a: 0.0 for a in self.agents}
+
     def weights(self) -> dict[str, dict[str, float]]:
         """agent -> class -> the weight the rule gives the agent's vote for that class."""
         raise NotImplementedError
@@ -282,12 +287,30 @@ class Controller:
         }
 
 
+# Learning rules that register themselves (@register_rule) when their module is imported; the
+# modules are named here as text so this module imports none of them at load time.
+RULE_MODULES = ("blackboard.controller_ctxbins",)
+_RULES: dict[str, type[Controller]] = {}
+
+
+def register_rule(cls: type[Controller]) -> type[Controller]:
+    """Class decorator: makes a learning rule loadable by its ``kind`` (refuses a kind taken twice)."""
+    if not cls.kind or _RULES.get(cls.kind, cls) is not cls:
+        raise ValueError(f"Controller kind {cls.kind!r} is empty or registered twice.")
+    _RULES[cls.kind] = cls
+    return cls
+
+
 def controller_kinds() -> dict[str, type[Controller]]:
     """kind -> class of every learning rule a table may hold."""
+    import importlib
+
     from blackboard.controller_logodds import LogOddsController  # the rules build on this module
     from blackboard.controller_qtrust import QController
 
-    return {QController.kind: QController, LogOddsController.kind: LogOddsController}
+    for module in RULE_MODULES:
+        importlib.import_module(module)
+    return {QController.kind: QController, LogOddsController.kind: LogOddsController, **_RULES}
 
 
 def controller_from_json(data: bytes | str) -> Controller:
@@ -337,4 +360,4 @@ def f_half(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 # Storage lives in `blackboard.controller_store`, the Q-trust rule in `blackboard.controller_qtrust`
 # and the log-odds rule in `blackboard.controller_logodds`.
-__all__ = ["Controller", "controller_from_json", "controller_kinds", "choose_threshold", "f_half", "REAL", "FAKE"]
+__all__ = ["Controller", "controller_from_json", "controller_kinds", "register_rule", "choose_threshold", "f_half", "REAL", "FAKE"]

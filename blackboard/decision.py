@@ -39,6 +39,8 @@ class Decisions:
     agents: tuple[str, ...]  # the agents the decider weighs, in ``present`` column order
     present: np.ndarray  # (N, len(agents)) which of them voted
     weights: tuple[dict[str, float], ...]  # per face: agent -> share of the decision (empty if not explained)
+    # per face: agent -> how the face's context moved its weight (empty if not explained)
+    context_shift: tuple[dict[str, float], ...] = ()
 
     @property
     def degraded(self) -> np.ndarray:
@@ -91,17 +93,19 @@ def decide(p_fake_by_agent: Mapping[str, Any], controller: Controller | None, *,
         threshold = MEAN_THRESHOLD
         shares = tuple({a: (1.0 / max(int(row.sum()), 1)) if row[j] else 0.0 for j, a in enumerate(agents)}
                        for row in present) if explain else ()
+        shifts = tuple({a: 0.0 for a in agents} for _ in present) if explain else ()
     else:
         agents = list(controller.agents)
         votes, present = vote_matrix(p_fake_by_agent, agents)
         p = controller.predict_proba(votes, present, context)
         threshold = float(controller.threshold)
-        shares = tuple(controller.explain(votes[i], present[i], None if context is None else context[i])
-                       for i in range(len(votes))) if explain else ()
+        rows = [None if context is None else context[i] for i in range(len(votes))] if explain else []
+        shares = tuple(controller.explain(votes[i], present[i], c) for i, c in enumerate(rows))
+        shifts = tuple(controller.context_shift(votes[i], present[i], c) for i, c in enumerate(rows))
     labels = np.where(p >= threshold, FAKE, REAL).astype(object)
     return Decisions(p_fake=np.asarray(p, dtype=np.float64), labels=labels, threshold=threshold,
                      combiner=decider_name(controller), version=decider_version(controller),
-                     agents=tuple(agents), present=present, weights=shares)
+                     agents=tuple(agents), present=present, weights=shares, context_shift=shifts)
 
 
 def decide_matrix(votes: np.ndarray, agents: Sequence[str], controller: Controller | None, *,
