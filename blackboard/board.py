@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,13 +28,14 @@ import numpy as np
 from agents.bundle import Bundle, load_bundle
 from agents.labels import CLASSES, label_to_index
 from blackboard.model_info import AgentInfo, EnsembleInfo
-from blackboard.case import Case, Decision, FaceRecord, Vote
+from blackboard.case import UNCERTAIN, Case, Decision, FaceRecord, Vote
 from blackboard.ood import UncertaintyGate
 from blackboard.controller import Controller
 from blackboard.controller_store import (
     find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
 )
 from blackboard.feedback_learning import FeedbackLearner, Outcome
+from blackboard.fragile import FragileConfig, fragile_reasons, make_copies, margin_of
 from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
 from vision.context import face_context
 
@@ -68,6 +69,10 @@ class EnsembleConfig:
     max_wait_ms: float = 60.0
     deadline_s: float = 10.0  # default per-case deadline
     agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
+    # Degraded-copy check (blackboard.fragile): the agents also score cheap copies of each face and
+    # a verdict they flip becomes "uncertain". Off by default: it costs more than it pays here.
+    fragile_check: bool = False
+    fragile_margin: float | None = None  # None: the controller's fitted margin (else fragile.DEFAULT_MARGIN)
 
     def __post_init__(self) -> None:
         if self.layout not in ("sets", "agents"):
@@ -226,8 +231,15 @@ class Board:
             return case
         crops = [face.crop for face in case.faces]
         t_agents = time.perf_counter()
-        results = self._vote(crops, deadline)
+        fragile = FragileConfig(enabled=self.config.fragile_check, margin=self.config.fragile_margin)
+        # The copies ride in the same agent batch as the faces: one call, one deadline.
+        copies = make_copies(crops, fragile.copies) if fragile.enabled else []
+        results = self._vote(crops + copies, deadline)
         case.timings_ms["agents"] = (time.perf_counter() - t_agents) * 1000.0
+        n_faces = len(crops)
+        copy_votes = {name: p[n_faces:].reshape(len(fragile.copies), n_faces)
+                      for name, (p, _) in results.items()} if copies else {}
+        results = {name: (p[:n_faces], ms) for name, (p, ms) in results.items()}
         if not results:
             raise DeadlineExceeded(
                 f"no agent voted within the deadline for case {case.request_id} "
@@ -238,6 +250,8 @@ class Board:
         case.controller_version = decider_version(controller)
         with self._numeric:
             votes, present, context = self._decide(case, results, controller)
+            if copy_votes:
+                self._check_fragile(case, copy_votes, controller, context, fragile)
         with self._lock:
             self._cases[case.request_id] = (votes, present, context)
             self._cases.move_to_end(case.request_id)
@@ -258,16 +272,30 @@ class Board:
         present = decided.present
         missing = [name for name in self.agent_names if name not in results]
         for i, face in enumerate(case.faces):
-            weights = decided.weights[i]
+            weights, shifts = decided.weights[i], decided.context_shift[i]
             for name, (p_agent, latency_ms) in results.items():
                 face.votes[name] = Vote(agent=name, p_fake=float(p_agent[i]), latency_ms=float(latency_ms),
-                                        model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)))
+                                        model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)),
+                                        context_shift=float(shifts.get(name, 0.0)))
             face.decision = Decision(label=str(decided.labels[i]), p_fake=float(decided.p_fake[i]),
                                      threshold=decided.threshold, combiner=decided.combiner,
                                      controller_version=case.controller_version)
             face.degraded = bool(missing)
             face.missing_agents = list(missing)
         return votes, present, context
+
+    @staticmethod
+    def _check_fragile(case: Case, copy_votes: dict[str, np.ndarray], controller: Controller | None,
+                       context: np.ndarray | None, fragile: FragileConfig) -> None:
+        """Marks faces whose verdict a cheap copy flips ``uncertain`` (``blackboard.fragile``)."""
+        p_copies = np.stack([decide({a: v[c] for a, v in copy_votes.items()}, controller, context=context,
+                                    explain=False).p_fake for c in range(len(fragile.copies))])
+        p = np.array([face.decision.p_fake for face in case.faces])
+        threshold = case.faces[0].decision.threshold
+        reasons = fragile_reasons(p, p_copies, threshold, margin_of(controller, fragile), fragile.copies)
+        for face, reason in zip(case.faces, reasons):
+            if reason:
+                face.decision = replace(face.decision, label=UNCERTAIN, reason=reason)
 
     # --------------------------------------------------------------- feedback
     def feedback(self, request_id: str, label: str) -> str:
