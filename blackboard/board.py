@@ -35,7 +35,8 @@ from blackboard.controllers.store import (
     find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
 )
 from blackboard.fragile import FragileConfig, fragile_reasons, make_copies, margin_of
-from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
+from blackboard.combine import vote_matrix
+from blackboard.decision import context_for, decide, decider_name, decider_version
 from vision.context import face_context
 
 DETECT_MODES = ("auto", "on", "off")
