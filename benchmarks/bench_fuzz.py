@@ -116,7 +116,8 @@ def main() -> int:
 
     import ray
 
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
     from blackboard.ray_runtime import init_ray
     from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
     from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc

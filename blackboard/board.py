@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from blackboard.controllers.store import (
 )
 from blackboard.fragile import FragileConfig, fragile_reasons, make_copies, margin_of
 from blackboard.combine import vote_matrix
+from blackboard.config import EnsembleConfig
 from blackboard.decision import context_for, decide, decider_name, decider_version
 from vision.context import face_context
 
@@ -47,50 +48,6 @@ NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off
 FEEDBACK_CACHE = 1024
 # Controllers kept in memory for rollback after feedback updates.
 CONTROLLER_HISTORY = 32
-
-
-@dataclass(frozen=True)
-class EnsembleConfig:
-    """How the blackboard is deployed on Ray."""
-
-    # "sets": every agent in each replica of one Serve application, one call per case (fastest on
-    # few cores); "agents": one application per agent (faults and scaling per agent). See
-    # blackboard.deployments.
-    layout: str = "sets"
-    replicas: int = 1  # Serve replicas per agent application (the minimum when autoscaling)
-    # Autoscaling upper bound per agent (Serve scales on ongoing requests); None = fixed replicas.
-    max_replicas: int | None = None
-    # CPU share per replica; None = the cluster's CPUs spread over every replica (at most 1 each),
-    # so four agents + the detector fit on a 2-CPU machine (0.4 each) and grow with the cluster.
-    num_cpus_per_actor: float | None = None
-    num_gpus_per_actor: float = 0.0  # GPU share per agent replica
-    max_batch_size: int = 16  # dynamic micro-batching per agent (@serve.batch): crops per forward pass
-    # How long a batch waits to fill while other requests are in flight (a lone request never waits).
-    max_wait_ms: float = 60.0
-    deadline_s: float = 10.0  # default per-case deadline
-    agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
-    # Degraded-copy check (blackboard.fragile): the agents also score cheap copies of each face and
-    # a verdict they flip becomes "uncertain". Off by default: it costs more than it pays here.
-    fragile_check: bool = False
-    fragile_margin: float | None = None  # None: the controller's fitted margin (else fragile.DEFAULT_MARGIN)
-
-    def __post_init__(self) -> None:
-        if self.layout not in ("sets", "agents"):
-            raise ValueError(f"layout must be 'sets' or 'agents', received {self.layout!r}.")
-        if self.replicas < 1:
-            raise ValueError(f"replicas must be >= 1, received {self.replicas}.")
-        if (self.num_cpus_per_actor is not None and self.num_cpus_per_actor < 0) or self.num_gpus_per_actor < 0:
-            raise ValueError(f"actor resources must be >= 0, received cpus={self.num_cpus_per_actor}, "
-                             f"gpus={self.num_gpus_per_actor}.")
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, received {self.max_batch_size}.")
-        if self.max_wait_ms < 0 or self.deadline_s <= 0:
-            raise ValueError(f"max_wait_ms must be >= 0 and deadline_s > 0, received {self.max_wait_ms}, "
-                             f"{self.deadline_s}.")
-        if self.max_replicas is not None and self.max_replicas < self.replicas:
-            raise ValueError(f"max_replicas must be >= replicas ({self.replicas}), received {self.max_replicas}.")
-        if self.agents is not None and len(self.agents) == 0:
-            raise ValueError("agents must be None (all) or name at least one agent.")
 
 
 class DeadlineExceeded(TimeoutError):

@@ -16,7 +16,8 @@ import pytest
 import ray
 
 from agents.bundle import load_bundle
-from blackboard.ensemble import DeadlineExceeded, Ensemble, EnsembleConfig
+from blackboard.ensemble import DeadlineExceeded, Ensemble
+from blackboard.config import EnsembleConfig
 
 pytestmark = pytest.mark.slow
 
