@@ -19,11 +19,11 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from agents.bundle import Bundle, load_bundle
 from blackboard.model_info import AgentInfo, EnsembleInfo
@@ -81,7 +81,7 @@ class Board:
         # band is a width around whichever threshold is live).
         self.borderline = borderline_for(self._controller, self.replay)
         self._val_rates = val_error_rates(self._controller, self.replay, self.borderline)  # the page's model card
-        self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._cases: LRUCache[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = LRUCache(FEEDBACK_CACHE)
         self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
         self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
         self._recoveries: dict[str, int] = {}  # component -> replicas started to replace dead ones
@@ -215,9 +215,6 @@ class Board:
                 self._check_fragile(case, copy_votes, controller, context, fragile)
         with self._lock:
             self._cases[case.request_id] = (votes, present, context)
-            self._cases.move_to_end(case.request_id)
-            while len(self._cases) > FEEDBACK_CACHE:
-                self._cases.popitem(last=False)
         case.timings_ms["decide"] = (time.perf_counter() - t_decide) * 1000.0
         case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
         return case
