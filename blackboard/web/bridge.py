@@ -16,6 +16,7 @@ from typing import Any, Iterable, NoReturn
 import grpc
 import numpy as np
 
+from blackboard.board import NO_FACE_HINT
 from blackboard.servicer import DetectorServicer
 from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
 
@@ -212,7 +213,8 @@ def response_view(resp: pb.ClassifyResponse) -> dict[str, Any]:
         **response_meta(resp),
         "width": int(resp.image_width),
         "height": int(resp.image_height),
-        "no_face_reason": resp.no_face_reason,
+        # The board's hint names the CLI and gRPC switches; the page offers its own button instead.
+        "no_face_reason": resp.no_face_reason.replace(NO_FACE_HINT, ""),
         "faces": [face_view(face_to_dict(f), f) for f in resp.faces],
     }
 
