@@ -200,7 +200,7 @@ def face_view(face_dict: dict[str, Any], face: pb.Face | None) -> dict[str, Any]
     out = {k: v for k, v in face_dict.items() if k != "heatmaps"}
     out["box"] = [float(v) for v in face_dict["box"]]
     out["label"] = face_dict.get("verdict", "undecided") if face is None else label_name(face.label)
-    out["reason"] = "" if face is None else _reason(face)
+    out["reason"] = str(face_dict.get("reason", "")) if face is None else _reason(face)
     out["heatmaps"] = {agent: png_data_uri(png) for agent, png in sorted(face_dict.get("heatmaps", {}).items())}
     return out
 

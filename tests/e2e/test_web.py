@@ -328,6 +328,9 @@ def test_uncertain_label_reads_cant_tell_with_its_reason():
     face = pb.Face(label=pb.LABEL_UNCERTAIN, p_fake=0.5, threshold=0.6, uncertain_reason="too small: 12 px")
     view = face_view({"box": (0, 0, 10, 10), "verdict": "undecided", "heatmaps": {}}, face)
     assert view["label"] == "uncertain" and view["reason"] == "too small: 12 px"
+    # A video frame's face (no wire face) keeps its own reason: the page reads "can't tell — borderline".
+    frame = face_view({"box": (0, 0, 10, 10), "verdict": "uncertain", "reason": "borderline: 54 %", "heatmaps": {}}, None)
+    assert frame["label"] == "uncertain" and frame["reason"] == "borderline: 54 %"
 
 def test_browser_shows_cant_tell_and_offers_both_labels(browser, page_url):
     from selenium.webdriver.common.by import By
