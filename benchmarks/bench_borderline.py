@@ -30,7 +30,7 @@ def main() -> int:
     import pandas as pd
 
     from blackboard.borderline import borderline_for
-    from blackboard.controller_store import load_controller, load_replay
+    from blackboard.controllers.store import load_controller, load_replay
 
     controller = load_controller(args.bundle)
     band = borderline_for(controller, load_replay(args.bundle))

@@ -42,9 +42,9 @@ def main() -> int:
 
     from blackboard.feedback_promotion import PromotionRule
     from blackboard.inprocess import InProcessBoard
-    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-    from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
-    from blackboard.server import ServerConfig, create_server
+    from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+    from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+    from fakeface.serve.server import ServerConfig, create_server
 
     files = sorted(Path(args.crops).glob("fake/*.jpg"))[: args.probes // 2] + \
         sorted(Path(args.crops).glob("real/*.jpg"))[: args.probes - args.probes // 2]

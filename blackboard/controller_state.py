@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.atomic import atomic_write_bytes
-from blackboard.controller import Controller, controller_from_json
+from blackboard.controllers.base import Controller, controller_from_json
 
 log = logging.getLogger("fakeface.server")
 SCHEMA = "fakeface-controller-state"

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from blackboard.controller import Controller
-from blackboard.controller_store import ReplaySet
+from blackboard.controllers.base import Controller
+from blackboard.controllers.store import ReplaySet
 from blackboard.feedback_learning import FeedbackLearner, PromotionConfig
 
 

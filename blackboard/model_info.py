@@ -1,7 +1,7 @@
 """What a running ensemble reports about itself, as typed records (no dict guessing).
 
 `Ensemble.describe` builds an `EnsembleInfo`; the server turns it into the wire `ModelInfo`
-(`blackboard.rpc_convert.model_info_to_proto`) and `Ensemble.model_info` into a plain dict.
+(`fakeface.rpc_convert.model_info_to_proto`) and `Ensemble.model_info` into a plain dict.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import sys
 
 from agents.bundle import BundleError, load_bundle
 from blackboard.controller_state import ControllerState, StateError, state_folder_for
-from blackboard.controller_store import load_controller, load_replay
+from blackboard.controllers.store import load_controller, load_replay
 from blackboard.feedback_promotion import PromotionRule, promote_from_log
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from blackboard.borderline import DEFAULT_HALF_WIDTH, KEY, Borderline, borderline_for, fit_borderline
-from blackboard.controller_logodds import LogOddsController
-from blackboard.controller_store import ReplaySet
+from blackboard.controllers.logodds import LogOddsController
+from blackboard.controllers.store import ReplaySet
 from blackboard.decision import decide
 from vote_streams import AGENTS, expert_stream
 

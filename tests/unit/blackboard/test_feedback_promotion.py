@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from blackboard.controller_admin import ControllerAdmin
-from blackboard.controller_logodds import LogOddsController
+from blackboard.controllers.logodds import LogOddsController
 from blackboard.controller_state import ControllerState, StateError, state_folder_for
-from blackboard.controller_store import ReplaySet
+from blackboard.controllers.store import ReplaySet
 from blackboard.feedback_learning import PromotionConfig
 from blackboard.feedback_log import FeedbackLog
 from blackboard.feedback_promotion import PromotionRule, promote_from_log, read_evidence

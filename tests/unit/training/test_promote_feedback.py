@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from blackboard.controller_state import ControllerState, state_folder_for
-from blackboard.controller_store import load_controller
+from blackboard.controllers.store import load_controller
 from blackboard.feedback_log import FeedbackLog
 from conftest import bundle_with_controller
 from training import promote_feedback
