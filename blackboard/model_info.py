@@ -46,6 +46,7 @@ class EnsembleInfo:
     config: dict[str, Any]  # the deployment settings (EnsembleConfig fields)
     detector_up: bool = True  # False while the face-detector actor is down or restarting
     restarts: dict[str, int] = field(default_factory=dict)  # component -> actor restarts seen
+    borderline: dict[str, Any] = field(default_factory=dict)  # the "can't tell" band (blackboard.borderline)
 
     @property
     def degraded(self) -> bool:

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from agents.labels import CLASSES, FAKE_INDEX
 from agents.predictor import AgentPredictor
 from vision.inputs import UnreadableInput, is_video, video_frames
+from vision.context import CONTEXT_NAMES, context_matrix, face_context
 
 CROP_SIZE = 224
 # Set to "1" by `fakeface --verbose` (fakeface/cli.py strips the flag before the command sees it).
@@ -35,8 +35,17 @@ STATUSES = (OK, NO_FACE, REJECTED)
 
 
 def context_column(name: str) -> str:
-    """The column holding context feature ``name`` (``blackboard.decision.CONTEXT_FEATURES``)."""
+    """The column holding context feature ``name`` (``vision.context.CONTEXT_NAMES``)."""
     return f"ctx_{name}"
+
+
+def _row_contexts(batch: dict[str, Any], rows: np.ndarray) -> list[dict[str, float]] | None:
+    """The face stage's context of the selected rows, as dicts; None when the columns are absent."""
+    names = [n for n in CONTEXT_NAMES if context_column(n) in batch]
+    if len(names) < len(CONTEXT_NAMES):
+        return None
+    values = np.stack([np.asarray(batch[context_column(n)], dtype=np.float64)[rows] for n in names], axis=1)
+    return [dict(zip(names, row)) for row in values]
 
 
 def limit_threads(threads: int) -> None:
@@ -124,7 +133,9 @@ class FaceStage:
                     x, y, w, h = (float(v) for v in face.box)
                     rows.append(_row(kind=kind, frame=frame, time_s=time_s, face_index=i, box=(x, y, w, h),
                                      confidence=float(face.confidence), aligned=bool(face.aligned),
-                                     crop=np.asarray(face.crop, dtype=np.uint8), status=OK))
+                                     crop=np.asarray(face.crop, dtype=np.uint8), status=OK,
+                                     context=face_context(face.crop, box=face.box, source=pixels,
+                                                          detected=bool(face.aligned))))
         except (UnreadableInput, ImageError, cv2.error, OSError) as err:
             # Frames already read from a video that then fails are dropped with it: a video is
             # either classified whole or rejected whole.
@@ -144,24 +155,21 @@ class FaceStage:
                 row.update(source=str(path), input_index=int(input_index), shard=int(shard),
                            rows_for_input=len(rows), node_id=self.node_id)
             out.extend(rows)
+        # The picture's condition (vision.context) a controller may read: every feature, plus any
+        # old name asked for in ``context``; NaN on rows without a face.
+        contexts = [row.pop("context") for row in out]
         cols = _columns(out)
-        # Case context a controller may read (blackboard.decision), from the crop the agents see.
-        if self.context:
-            from blackboard.decision import case_context
-
-            values = np.full((len(out), len(self.context)), np.nan, dtype=np.float32)
-            has_face = cols["has_face"]
-            if has_face.any():
-                values[has_face] = case_context(list(cols["face"][has_face]), self.context)
-            for j, name in enumerate(self.context):
-                cols[context_column(name)] = values[:, j]
+        names = tuple(dict.fromkeys(CONTEXT_NAMES + self.context))
+        values = context_matrix(contexts, names).astype(np.float32)
+        for j, name in enumerate(names):
+            cols[context_column(name)] = values[:, j]
         return cols
 
 
 def _row(*, kind: str, frame: int, time_s: float, status: str, face_index: int = -1,
          box: tuple[float, float, float, float] = (np.nan, np.nan, np.nan, np.nan),
          confidence: float = np.nan, aligned: bool = False, crop: np.ndarray | None = None,
-         reason: str = "") -> dict[str, Any]:
+         reason: str = "", context: dict[str, float] | None = None) -> dict[str, Any]:
     if crop is None:
         # A fixed-shape placeholder keeps the face column one tensor type; agents skip it.
         crop = np.zeros((CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
@@ -173,7 +181,7 @@ def _row(*, kind: str, frame: int, time_s: float, status: str, face_index: int =
         "kind": kind, "frame": int(frame), "time_s": float(time_s), "face_index": int(face_index),
         "box_x": box[0], "box_y": box[1], "box_w": box[2], "box_h": box[3],
         "face_confidence": float(confidence), "aligned": bool(aligned), "face": crop,
-        "has_face": status == OK, "status": status, "reason": reason,
+        "has_face": status == OK, "status": status, "reason": reason, "context": dict(context or {}),
     }
 
 
@@ -285,6 +293,10 @@ class DecisionStage:
         from blackboard.ood import UncertaintyGate
 
         self.gate = UncertaintyGate.from_bundle(loaded)  # the same "uncertain" rule as the service
+        from blackboard.borderline import borderline_for
+        from blackboard.controllers.store import load_replay
+
+        self.band = borderline_for(self.controller, load_replay(loaded))  # the service's borderline band
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from blackboard.decision import context_for, decide
@@ -297,12 +309,17 @@ class DecisionStage:
         if has_face.any():
             faces = list(np.asarray(batch["face"])[has_face]) if "face" in batch else [None]
             decided = decide({a: votes[has_face, j] for j, a in enumerate(self.agents)}, self.controller,
-                             context=context_for(self.controller, faces), explain=False)
+                             context=context_for(self.controller, faces, _row_contexts(batch, has_face)),
+                             explain=False, band=self.band)
             p[has_face] = decided.p_fake
-        label = np.where(has_face, np.where(p >= self.threshold, CLASSES[FAKE_INDEX], CLASSES[1 - FAKE_INDEX]),
-                         "").astype(object)
+        label = np.full(n, "", dtype=object)
         reason = np.asarray(batch["reason"], dtype=object).copy()
         faces = np.flatnonzero(has_face)
+        if len(faces):  # the decision's own labels: "uncertain" inside the borderline band
+            label[faces] = decided.labels
+            for i, text in zip(faces, decided.reasons):
+                if text:
+                    reason[i] = text
         if len(faces):
             sizes = zip(np.asarray(batch["box_w"])[faces], np.asarray(batch["box_h"])[faces])
             why, _ = self.gate.assess(list(np.asarray(batch["face"])[faces]), list(sizes))

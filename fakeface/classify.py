@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
@@ -139,21 +141,25 @@ class Runner:
             yield frame, resp
 
     def video(self, path: Path) -> tuple[dict[str, Any], Any]:
-        """Result dict (tracks + video verdict) and the frame showing the most-fake face."""
-        from vision.video import FaceTracker, summarize_track, summarize_video
+        """Result dict (tracks + video verdict) and the frame the verdict's own rule shows
+        (`vision.video.shown_frame`), so the picture agrees with the answer."""
+        from vision.video import FaceTracker, shown_frame, summarize_track, summarize_video
+        import cv2
 
         tracker = FaceTracker()
-        best = (-1.0, None, [])
+        kept: dict[int, tuple[bytes, list[dict[str, Any]]]] = {}  # sample -> (JPEG copy, its faces)
         sampled = 0
         meta: dict[str, Any] = {}
         for frame, resp in self._frame_answers(path):
-            sampled += 1
             meta = response_meta(resp)
-            faces = [face_to_dict(f, time_s=frame.time_s) for f in resp.faces if f.label != pb.LABEL_UNSPECIFIED]
+            faces = [{**face_to_dict(f, time_s=frame.time_s), "sample": sampled, "request_id": resp.request_id}
+                     for f in resp.faces if f.label != pb.LABEL_UNSPECIFIED]
             tracker.update(faces)
-            top = max((f["p_fake"] for f in faces), default=-1.0)
-            if self.args.annotate and top > best[0]:
-                best = (top, frame.rgb, faces)
+            if self.args.annotate and faces:
+                # A JPEG copy (~0.3 MB for 1080p) rather than the pixels: 60 raw frames would be 0.4 GB.
+                kept[sampled] = (cv2.imencode(".jpg", frame.rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes(),
+                                 faces)
+            sampled += 1
         if sampled == 0:
             from vision.media import ImageError
 
@@ -163,8 +169,18 @@ class Runner:
         meta.pop("timings_ms", None)
         result = {"file": str(path), "kind": "video", **meta, "frames_sampled": sampled, "fps": self.args.fps,
                   "tracks": tracks, **summarize_video(tracks)}
-        result["_annotate_faces"] = best[2]
-        return result, best[1]
+        position = shown_frame(tracks, result)
+        picture, faces = None, []
+        if position is not None:
+            face = next(t for t in tracker.tracks if t.id == result["deciding_track"]).faces[position]
+            result["shown"] = {"track": result["deciding_track"], "time_s": face.get("time_s", 0.0),
+                               "p_fake": face["p_fake"], "label": tracks[result["deciding_track"]]["timeline"][position]["label"],
+                               "request_id": face["request_id"]}
+            if face["sample"] in kept:
+                data, faces = kept[face["sample"]]
+                picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        result["_annotate_faces"] = faces
+        return result, picture
 
 
 # --------------------------------------------------------------------------- output
@@ -212,7 +228,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
     if any(r.get("kind") == "video" for r in results):
         from vision.video import VIDEO_RULE
 
-        notes.append(f"videos: {VIDEO_RULE}.")
+        notes.append(f"videos: {VIDEO_RULE}")
     notes.append("p/w = the agent's p_fake / the controller's trust weight.")
     return "\n".join(lines + [""] + notes)
 

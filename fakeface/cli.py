@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("training.dataset_cli", "build face-crop datasets: `fakeface dataset build ...`"),
     "train": ("training.train_cli", "train agents from a manifest into a model bundle"),
     "fit-controller": ("training.fit_controller", "learn the controller's trust table on val"),
+    "promote-feedback": ("training.promote_feedback", "operator: promote a controller from the feedback log"),
     "fit-ood": ("training.fit_ood", "fit the \"can't tell\" (out-of-distribution) gate into a bundle"),
     "evaluate": ("training.evaluate", "score the ensemble against each single model"),
     "batch": ("fakeface.batch", "classify folders/videos as a Ray Data batch job"),

@@ -204,7 +204,8 @@ def ensemble(ray_session, session_bundle):
     Started once (four TensorFlow replicas are the slow part) and shared by the ensemble, server
     and web tests. Tests that change it (delays, feedback, killed replicas) put it back.
     """
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
 
     class FaultyEnsemble(Ensemble):
         agent_class = slow_agent_class()
@@ -222,7 +223,8 @@ def ensemble(ray_session, session_bundle):
 @pytest.fixture(scope="module")
 def set_ensemble(ray_session, session_bundle):
     """An ensemble in the default layout ("sets": every agent in one replica), with a delay knob."""
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
 
     class FaultySetEnsemble(Ensemble):
         set_class = slow_set_class()

@@ -58,7 +58,10 @@ def open_detector(config: "BuildConfig") -> FaceDetector:
     Looking much further below ``min_face`` would double MTCNN's cost (its pyramid starts at
     12 px / min_face_size), so only faces within 25% under the limit are reported as too small.
     """
-    return FaceDetector(min_face_size=max(12, int(config.min_face * 0.75)), max_side=config.detect_max_side)
+    # min_face_share=0: training crops keep every face down to the configured minimum, however
+    # small next to the frame (a face-sized pyramid would skip DFDC's smallest faces).
+    return FaceDetector(min_face_size=max(12, int(config.min_face * 0.75)), max_side=config.detect_max_side,
+                        min_face_share=0.0)
 
 
 def open_follower(detector: FaceDetector, config: "BuildConfig") -> FaceFollower:

@@ -39,8 +39,9 @@ def draw_faces(rgb: np.ndarray, faces: Sequence[dict[str, Any]]) -> np.ndarray:
         x, y, w, h = (int(round(v)) for v in face["box"])
         colour = COLOURS.get(face["verdict"], GREY)
         cv2.rectangle(img, (x, y), (x + w, y + h), colour, max(2, int(scale * 3)))
-        p = face.get("p_fake")
-        text = f"#{face['index']} {face['verdict'].upper()}" + ("" if p is None else f" p={p:.2f}")
+        p = None if face["verdict"] == "uncertain" else face.get("p_fake")  # "can't tell" is no verdict percentage
+        word = "CAN'T TELL" if face["verdict"] == "uncertain" else face["verdict"].upper()
+        text = f"#{face['index']} {word}" + ("" if p is None else f" p={p:.2f}")
         _label_box(img, text, x, y, colour, scale)
     return img
 

@@ -4,7 +4,9 @@ One code path from a photo, screenshot or video frame to the 224x224 RGB face cr
 see: the dataset builder, the gRPC service and the batch jobs all call :func:`extract_faces`, so
 a face is framed the same way at training and at serving time.
 
-Detection is MTCNN (``mtcnn`` 1.0.0, TensorFlow). Alignment maps the five MTCNN landmarks onto
+Detection is MTCNN (``mtcnn`` 1.0.0's networks, TensorFlow), driven by
+:class:`vision.face_pyramid.FacePyramid` so that its cost follows the smallest face worth
+finding rather than the image size. Alignment maps the five MTCNN landmarks onto
 :data:`TEMPLATE` with a similarity transform. The template and the default margin were fitted to
 the DFDC training crops (median MTCNN landmarks over DFDC real crops), so an aligned crop frames
 a face like the crops the agents were trained on: brow to chin, the face filling the crop.
@@ -149,44 +151,6 @@ def _similarity(src: np.ndarray, dst: np.ndarray, size: int) -> np.ndarray:
     return matrix
 
 
-def _corrected_pnet_stage() -> Any:
-    """MTCNN's PNet stage with a scale pyramid that honours ``min_face_size``.
-
-    mtcnn 1.0.0 counts pyramid levels as if ``min_face_size`` were 12 px, so with a larger
-    minimum the last levels shrink the image below PNet's 12 px window; TensorFlow then raises
-    and MTCNN reports "no face" for every image (the astronaut is missed at min_face_size=40).
-    Here the pyramid stops at the last level where the image is still >= 12 px.
-    """
-    from mtcnn.stages import StagePNet
-    from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
-    from mtcnn.utils.images import scale_images
-
-    class PyramidPNet(StagePNet):
-        def __call__(self, images_normalized, images_oshapes, min_face_size=20, scale_factor=0.709,
-                     threshold_pnet=0.6, nms_pnet1=0.5, nms_pnet2=0.7, **kwargs):
-            window = 12.0  # PNet's receptive field in pixels
-            min_dim = float(min(min(int(s[0]), int(s[1])) for s in images_oshapes))
-            scales = []
-            scale = window / float(min_face_size)
-            while min_dim * scale >= window:
-                scales.append(scale)
-                scale *= scale_factor
-            if not scales:
-                return np.empty((0, 6))
-            batch_size = images_normalized.shape[0]
-            boxes = []
-            for scale in scales:
-                reg, cls = self._model(scale_images(images_normalized, scale))
-                found = generate_bounding_box(reg, cls, threshold_pnet)
-                found = upscale_bboxes(found, np.asarray([scale] * batch_size))
-                boxes.append(smart_nms_from_bboxes(found, threshold=nms_pnet1, method="union", initial_sort=False))
-            merged = np.concatenate(boxes, axis=0)
-            merged = smart_nms_from_bboxes(merged, threshold=nms_pnet2, method="union", initial_sort=True)
-            return resize_to_square(merged)
-
-    return PyramidPNet()
-
-
 @dataclass(frozen=True)
 class FaceGate:
     """What an MTCNN detection must pass to be returned as a face.
@@ -213,6 +177,10 @@ class FaceGate:
 DARK_MEAN = 80.0
 BRIGHT_TARGET = 0.45
 FLAT_STD = 30.0
+# Default smallest face relative to the image's shorter side (FaceDetector.min_face_share): 86 px
+# in a 1080p frame, 82 px in a 1024 px portrait. The shared DFDC videos' faces and the gan-faces
+# portraits are all found at this share (benchmarks/bench_photos.py); smaller faces need 0.
+MIN_FACE_SHARE = 0.08
 # Side of the aligned crop the gate's second look runs on, and the smallest face it looks for.
 VERIFY_SIZE = 112
 VERIFY_MIN_FACE = 24
@@ -273,6 +241,9 @@ class FaceDetector:
 
     Args:
         min_face_size: smallest face to find, in pixels of the input image.
+        min_face_share: smallest face to find relative to the image, as a share of its shorter
+            side; the larger of this and ``min_face_size`` sets where MTCNN's pyramid starts, so a
+            1024 px portrait is not searched for 40 px faces. 0 looks down to ``min_face_size``.
         min_confidence: faces the detector is less sure of are dropped (``FaceGate``).
         max_side: images whose longer side exceeds this are shrunk for the first pass (boxes
             and landmarks are mapped back to the input's pixels). ``None`` detects at full size.
@@ -282,13 +253,17 @@ class FaceDetector:
     """
 
     def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9, max_side: int | None = 1024,
-                 gate: FaceGate | None = None, enhance: bool = True, retry: bool = True) -> None:
+                 gate: FaceGate | None = None, enhance: bool = True, retry: bool = True,
+                 min_face_share: float = MIN_FACE_SHARE) -> None:
         if not isinstance(min_face_size, (int, np.integer)) or min_face_size < 12:
             raise ValueError(f"min_face_size must be an integer >= 12 (MTCNN's window), received {min_face_size!r}.")
         if not 0.0 <= float(min_confidence) <= 1.0:
             raise ValueError(f"min_confidence must be between 0 and 1, received {min_confidence!r}.")
         if max_side is not None and max_side < 64:
             raise ValueError(f"max_side must be >= 64 or None, received {max_side!r}.")
+        if not 0.0 <= float(min_face_share) < 1.0:
+            raise ValueError(f"min_face_share must be in [0, 1), received {min_face_share!r}.")
+        self.min_face_share = float(min_face_share)
         self.min_face_size = int(min_face_size)
         self.min_confidence = float(min_confidence)
         self.max_side = max_side
@@ -301,10 +276,9 @@ class FaceDetector:
                 f"MTCNN needs KERAS_BACKEND=tensorflow, but it is {backend!r}; set it before importing keras."
             )
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from mtcnn import MTCNN
-        from mtcnn.stages import StageONet, StageRNet
+        from vision.face_pyramid import FacePyramid
 
-        self._mtcnn = MTCNN(stages=[_corrected_pnet_stage(), StageRNet(), StageONet()])
+        self._mtcnn = FacePyramid()
 
     def detect(self, image_rgb: np.ndarray) -> list[DetectedFace]:
         """Finds faces in an RGB uint8 image.
@@ -364,16 +338,18 @@ class FaceDetector:
         return min(1.0, limit / longest)
 
     def _run(self, images: list[np.ndarray], factors: list[float]) -> list[list[dict[str, Any]]]:
-        """MTCNN's raw output per image; one batched call when the images share a size."""
-        if not images:
-            return []
+        """MTCNN's raw output per image; one batched call per group of images of one size."""
         # MTCNN cannot look for faces smaller than its 12 px window in the scaled image.
-        mins = [max(12.0, self.min_face_size * f) for f in factors]
-        shapes = {image.shape for image in images}
-        if len(shapes) == 1 and len(set(mins)) == 1 and min(images[0].shape[:2]) >= mins[0]:
-            return self._mtcnn.detect_faces(list(images), min_face_size=mins[0])
-        return [self._mtcnn.detect_faces(image, min_face_size=m) if min(image.shape[:2]) >= m else []
-                for image, m in zip(images, mins)]
+        mins = [max(12.0, self.min_face_size * f, self.min_face_share * min(image.shape[:2]))
+                for image, f in zip(images, factors)]
+        groups: dict[tuple[tuple[int, ...], float], list[int]] = {}
+        for i, (image, least) in enumerate(zip(images, mins)):
+            groups.setdefault((image.shape, least), []).append(i)
+        raw: list[list[dict[str, Any]]] = [[] for _ in images]
+        for (_, least), members in groups.items():
+            for i, found in zip(members, self._mtcnn.detect_faces([images[i] for i in members], least)):
+                raw[i] = found
+        return raw
 
     def _candidates(self, found: list[dict[str, Any]], factor: float) -> list[DetectedFace]:
         """MTCNN's output for one image -> faces in input pixels that pass confidence, size and

@@ -4,12 +4,15 @@ Frames come from :func:`vision.media.sample_frames`. A face track is a chain of 
 sampled frames matched by overlap (IoU) or, when a face moved between samples, by centre
 distance relative to the box size; a track survives up to ``max_gap`` frames without its face.
 
-The video verdict rule (:data:`VIDEO_RULE`, the one rule of `classify`, `batch` and the page):
-a track's p_fake is the mean p_fake over its decided frames, against the mean threshold. A
-track *counts* when it spans at least ``min(MIN_TRACK_FRAMES, longest track)`` sampled frames, so
-a face seen once in a long clip (a detector false positive, a passer-by) cannot decide it. The
-video is fake when any counting track is fake, with p = the largest counting track p; it is
-"uncertain" when every counting track is; "no face" without tracks.
+The video verdict rule (:data:`VIDEO_RULE`, the one rule of `classify`, `batch` and the page,
+said there in plain words): a track's frames are counted (fake, real, too close to call), and
+the majority decides the track, so a clip whose frames are mostly called fake cannot be
+answered REAL by an average that dips under the threshold. A track *counts* when it spans at
+least ``min(MIN_TRACK_FRAMES, longest track)`` sampled frames, so a face seen once in a long
+clip (a detector false positive, a passer-by) cannot decide it. The video is fake when any
+counting track is fake, real when every counting track is real, "uncertain" otherwise; "no
+face" without tracks. `shown_frame` picks the frame to show from the deciding track by the
+same rule, so the picture, the report and the verdict agree.
 """
 
 from __future__ import annotations
@@ -20,23 +23,21 @@ from typing import Any, Iterable
 import numpy as np
 
 
-__all__ = [
-    "iou",
-    "Track",
-    "FaceTracker",
-    "summarize_track",
-    "summarize_video",
-    "track_video",
-    "VIDEO_RULE",
-    "MIN_TRACK_FRAMES",
-]
+__all__ = ["iou", "Track", "FaceTracker", "summarize_track", "summarize_video", "shown_frame", "track_video",
+           "VIDEO_RULE", "MIN_TRACK_FRAMES"]
 
 # A track shorter than this (in sampled frames) counts only when no track is longer.
 MIN_TRACK_FRAMES = 3
 UNCERTAIN = "uncertain"
-VIDEO_RULE = (f"a track counts when it spans >= min({MIN_TRACK_FRAMES}, longest track) sampled frames; "
-              "the video is fake if any counting track is fake (track p = mean p_fake over its frames); "
-              "p = max counting track p")
+# The reason prefix of a "can't tell" that is only too close to the threshold (blackboard.borderline):
+# such a frame still has a meaningful p_fake, unlike one that is not a face.
+BORDERLINE = "borderline"
+VIDEO_RULE = (f"Each face is followed through the checked frames and its frames are counted: it is FAKE when "
+              f"more of them look fake than real, REAL when more look real than fake, and can't tell when "
+              f"too many are too close to call. A face seen in fewer than {MIN_TRACK_FRAMES} frames counts "
+              f"only if no face is seen longer. The clip is FAKE if any face is FAKE, REAL if every face is "
+              f"REAL, and can't tell otherwise. The picture shows a frame of the deciding face that agrees "
+              f"with the answer.")
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -133,40 +134,66 @@ class FaceTracker:
         self._step += 1
 
 
-def _decided(face: dict[str, Any]) -> bool:
-    return face.get("verdict") != UNCERTAIN
+def _frame_label(face: dict[str, Any]) -> str:
+    """A frame's answer for one face: "fake", "real", "borderline" or "uncertain" (not judgeable)."""
+    verdict = face.get("verdict")
+    if verdict == UNCERTAIN:
+        return BORDERLINE if str(face.get("reason", "")).startswith(BORDERLINE) else UNCERTAIN
+    if verdict in ("fake", "real"):
+        return str(verdict)
+    return "fake" if face["p_fake"] >= face["threshold"] else "real"
 
 
 def summarize_track(track: Track) -> dict[str, Any]:
-    """The track's verdict: mean p_fake over its decided frames against their mean threshold.
+    """The track's verdict by :data:`VIDEO_RULE`: its frames' answers are counted.
 
-    Frames answered "uncertain" count for the track's length but not for its p; a track with
-    no decided frame is "uncertain", with the most common reason.
+    FAKE when more frames are called fake than real and at least as many as are borderline;
+    REAL likewise; otherwise "uncertain" (borderline). Frames that cannot be judged (too small,
+    not a face) count for the track's length only; a track of such frames only is "uncertain"
+    with their most common reason. ``p_fake`` is the mean over the judged frames (borderline
+    ones included), shown on the page's scale; ``timeline`` lists every frame's p_fake.
     """
-    decided = [f for f in track.faces if _decided(f)] or track.faces
-    p = float(np.mean([f["p_fake"] for f in decided]))
-    threshold = float(np.mean([f["threshold"] for f in decided]))
+    labels = [_frame_label(f) for f in track.faces]
+    judged = [f for f, label in zip(track.faces, labels) if label != UNCERTAIN]
+    scored = judged or track.faces
+    p = float(np.mean([f["p_fake"] for f in scored]))
+    threshold = float(np.mean([f["threshold"] for f in scored]))
     agents: dict[str, dict[str, list[float]]] = {}
-    for face in decided:
+    for face in scored:
         for agent, vote in face["votes"].items():
             slot = agents.setdefault(agent, {"p_fake": [], "weight": []})
             slot["p_fake"].append(vote["p_fake"])
             slot["weight"].append(vote.get("weight", float("nan")))
-    uncertain = not any(_decided(f) for f in track.faces)
-    reasons = [f.get("reason", "") for f in track.faces if not _decided(f)]
+    n_fake, n_real, n_border = labels.count("fake"), labels.count("real"), labels.count(BORDERLINE)
+    if not judged:
+        reasons = [f.get("reason", "") for f in track.faces]
+        verdict, reason = UNCERTAIN, max(set(reasons), key=reasons.count) if reasons else ""
+    elif n_fake > n_real and n_fake >= n_border:
+        verdict, reason = "fake", ""
+    elif n_real > n_fake and n_real >= n_border:
+        verdict, reason = "real", ""
+    else:
+        verdict = UNCERTAIN
+        reason = (f"borderline: of its {len(judged)} judged frames, {n_fake} look fake, {n_real} look real and "
+                  f"{n_border} are too close to the threshold to call")
     return {
         "track": track.id,
         "frames": len(track.faces),
+        "frames_fake": n_fake,
+        "frames_real": n_real,
+        "frames_borderline": n_border,
         "first_time_s": track.faces[0].get("time_s", 0.0),
         "last_time_s": track.faces[-1].get("time_s", 0.0),
         "p_fake": p,
         "threshold": threshold,
-        "verdict": UNCERTAIN if uncertain else ("fake" if p >= threshold else "real"),
-        "reason": max(set(reasons), key=reasons.count) if uncertain and reasons else "",
+        "verdict": verdict,
+        "reason": reason,
         "votes": {a: {"p_fake": float(np.mean(v["p_fake"])), "weight": float(np.mean(v["weight"]))}
                   for a, v in agents.items()},
         "degraded": any(f.get("degraded", False) for f in track.faces),
-        "aggregation": "mean p_fake over the track's decided frames",
+        "aggregation": "frames counted: fake, real or too close to call; p_fake = mean over the judged frames",
+        "timeline": [{"time_s": float(f.get("time_s", 0.0)), "p_fake": float(f["p_fake"]), "label": label}
+                     for f, label in zip(track.faces, labels)],
     }
 
 
@@ -174,24 +201,57 @@ def summarize_video(tracks: list[dict[str, Any]]) -> dict[str, Any]:
     """The video verdict from its track summaries, by :data:`VIDEO_RULE`.
 
     Returns:
-        ``verdict`` ("fake", "real", "uncertain" or "no face"), ``p_fake`` (None without a
-        counting decided track), ``threshold``, ``tracks_counted`` (their ids), ``reason`` and ``rule``.
+        ``verdict`` ("fake", "real", "uncertain" or "no face"), ``p_fake`` and ``threshold`` of
+        the deciding track (None without one), ``deciding_track``, ``tracks_counted`` (their ids),
+        ``reason``, ``rule`` (the plain sentence) and ``explanation`` (this clip's case of it).
     """
     if not tracks:
         return {"verdict": "no face", "p_fake": None, "threshold": None, "tracks_counted": [],
-                "reason": "no face found in the sampled frames", "rule": VIDEO_RULE}
+                "deciding_track": None, "reason": "no face found in the sampled frames", "rule": VIDEO_RULE,
+                "explanation": "No face was found in the checked frames."}
     needed = min(MIN_TRACK_FRAMES, max(t["frames"] for t in tracks))
     counted = [t for t in tracks if t["frames"] >= needed]
-    decided = [t for t in counted if t["verdict"] != UNCERTAIN]
-    if not decided:
-        return {"verdict": UNCERTAIN, "p_fake": None, "threshold": None,
-                "tracks_counted": [t["track"] for t in counted],
-                "reason": counted[0]["reason"] or "every face was answered uncertain", "rule": VIDEO_RULE}
-    worst = max(decided, key=lambda t: t["p_fake"])
-    fake = any(t["verdict"] == "fake" for t in decided)
-    return {"verdict": "fake" if fake else "real", "p_fake": float(worst["p_fake"]),
-            "threshold": float(worst["threshold"]), "tracks_counted": [t["track"] for t in counted],
-            "reason": "", "rule": VIDEO_RULE}
+    ids = [t["track"] for t in counted]
+    fakes = [t for t in counted if t["verdict"] == "fake"]
+    reals = [t for t in counted if t["verdict"] == "real"]
+    if fakes:
+        deciding = max(fakes, key=lambda t: (t["frames_fake"] / max(t["frames"], 1), t["p_fake"]))
+        verdict = "fake"
+    elif reals and len(reals) == len(counted):
+        deciding, verdict = max(reals, key=lambda t: t["p_fake"]), "real"
+    else:
+        undecided = [t for t in counted if t["verdict"] == UNCERTAIN]
+        deciding, verdict = max(undecided, key=lambda t: t["frames"]), UNCERTAIN
+    judged = deciding["frames_fake"] + deciding["frames_real"] + deciding["frames_borderline"]
+    has_p = judged > 0
+    explanation = (f"Face {deciding['track']} was followed through {deciding['frames']} checked frames: "
+                   f"{deciding['frames_fake']} look fake, {deciding['frames_real']} look real, "
+                   f"{deciding['frames_borderline']} are too close to call")
+    explanation += {"fake": ", so the clip is FAKE.", "real": ", so the clip is REAL.",
+                    UNCERTAIN: ", so the detector can't tell."}[verdict]
+    return {"verdict": verdict, "p_fake": float(deciding["p_fake"]) if has_p else None,
+            "threshold": float(deciding["threshold"]) if has_p else None, "tracks_counted": ids,
+            "deciding_track": deciding["track"], "reason": deciding["reason"] if verdict == UNCERTAIN else "",
+            "rule": VIDEO_RULE, "explanation": explanation}
+
+
+def shown_frame(tracks: list[dict[str, Any]], video: dict[str, Any]) -> int | None:
+    """Which of the deciding track's frames to show (its position in the track), by the same rule.
+
+    The frame agrees with the clip's answer: for FAKE/REAL one of the frames called so, the one
+    whose p_fake is nearest the median of those frames (typical, not the extreme); for "can't
+    tell", the judged frame nearest the threshold. None without a deciding track.
+    """
+    if video.get("deciding_track") is None:
+        return None
+    track = next(t for t in tracks if t["track"] == video["deciding_track"])
+    line = track["timeline"]
+    want = {"fake": ("fake",), "real": ("real",)}.get(video["verdict"], (BORDERLINE, "fake", "real"))
+    options = [i for i, point in enumerate(line) if point["label"] in want] or list(range(len(line)))
+    if video["verdict"] in ("fake", "real"):
+        middle = float(np.median([line[i]["p_fake"] for i in options]))
+        return min(options, key=lambda i: abs(line[i]["p_fake"] - middle))
+    return min(options, key=lambda i: abs(line[i]["p_fake"] - track["threshold"]))
 
 
 def track_video(frames: Iterable[list[dict[str, Any]]], tracker: FaceTracker | None = None

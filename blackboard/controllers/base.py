@@ -112,6 +112,11 @@ class Controller:
         """Share of the decided class's evidence each agent carried (sums to 1 over voters)."""
         raise NotImplementedError
 
+    def context_shift(self, row_votes: np.ndarray, present: np.ndarray | None = None,
+                      context: np.ndarray | None = None) -> dict[str, float]:
+        """agent -> how the face's context moved its weight (0 for rules without context)."""
+        return {a: 0.0 for a in self.agents}
+
     def weights(self) -> dict[str, dict[str, float]]:
         """agent -> class -> the weight the rule gives the agent's vote for that class."""
         raise NotImplementedError

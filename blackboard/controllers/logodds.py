@@ -215,6 +215,16 @@ class LogOddsController(Controller):
         shares = self._shares(contrib if decided == FAKE_INDEX else -contrib, mask[0])
         return {a: float(shares[i]) for i, a in enumerate(self.agents)}
 
+    def context_shift(self, row_votes: np.ndarray, present: np.ndarray | None = None,
+                      context: np.ndarray | None = None) -> dict[str, float]:
+        """How the face's context moved each voting agent's weight: applied minus context-free W."""
+        votes, mask = self._row(row_votes, present)
+        z = self._z(None if context is None else np.asarray(context).reshape(1, -1), 1)
+        spoken = (votes[0] >= 0.5).astype(int)
+        idx = np.arange(len(self.agents))
+        shift = np.einsum("k,ka->a", z[0], self.v[:, idx, spoken]) * mask[0]
+        return {a: float(shift[i]) for i, a in enumerate(self.agents)}
+
     # ----------------------------------------------------------- persistence
     def _state(self) -> dict[str, Any]:
         return {"w": self.w.tolist(), "v": self.v.tolist(), "u": self.u.tolist(), "bias": float(self.bias),

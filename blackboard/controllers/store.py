@@ -19,7 +19,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,12 +42,26 @@ class ReplaySet:
     agents: tuple[str, ...]  # column order of votes
     votes: np.ndarray  # (N, A) calibrated p_fake, NaN = missing
     labels: np.ndarray  # (N,) 0 = real, 1 = fake
+    # feature name -> (N,) the faces' context (vision.context), so a context controller is
+    # judged in the conditions it was fitted for; empty in sets written before context existed.
+    context: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def context_for(self, names: Sequence[str]) -> np.ndarray | None:
+        """(N, K) context for the named features, or None when the set lacks one of them."""
+        if not names or any(n not in self.context for n in names):
+            return None
+        return np.stack([np.asarray(self.context[n], dtype=np.float64) for n in names], axis=1)
 
     def to_json(self) -> bytes:
         """Plain JSON (rounded to 6 digits: far below any AUC difference that matters)."""
-        votes = [[None if not np.isfinite(v) else round(float(v), 6) for v in row] for row in self.votes]
-        return json.dumps({"schema": REPLAY_SCHEMA, "schema_version": 1, "agents": list(self.agents),
-                           "votes": votes, "labels": [int(v) for v in self.labels]}).encode()
+        def cell(v: float) -> float | None:
+            return None if not np.isfinite(v) else round(float(v), 6)
+
+        obj = {"schema": REPLAY_SCHEMA, "schema_version": 1, "agents": list(self.agents),
+               "votes": [[cell(v) for v in row] for row in self.votes], "labels": [int(v) for v in self.labels]}
+        if self.context:  # absent otherwise, so sets without context keep their bytes
+            obj["context"] = {k: [cell(v) for v in col] for k, col in self.context.items()}
+        return json.dumps(obj).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> "ReplaySet":
@@ -60,7 +74,11 @@ class ReplaySet:
         agents = tuple(str(a) for a in obj["agents"])
         if votes.shape != (len(labels), len(agents)):
             raise ValueError(f"Replay votes {votes.shape} do not match {len(labels)} labels x {len(agents)} agents.")
-        return cls(agents=agents, votes=votes, labels=labels)
+        context = {str(k): np.array([np.nan if v is None else v for v in col], dtype=np.float64)
+                   for k, col in obj.get("context", {}).items()}
+        if any(col.shape != labels.shape for col in context.values()):
+            raise ValueError(f"Replay context columns do not match its {len(labels)} labels.")
+        return cls(agents=agents, votes=votes, labels=labels, context=context)
 
 
 def _now() -> str:

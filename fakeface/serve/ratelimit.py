@@ -74,3 +74,8 @@ def client_key(peer: str, metadata: tuple[tuple[str, str], ...] | list | None) -
             return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]  # never keep tokens themselves
     host = peer.rsplit(":", 1)[0] if peer.count(":") >= 1 and not peer.endswith("]") else peer
     return "peer:" + host
+
+
+def hashed_client(key: str) -> str:
+    """A client key as stored in logs: counted as distinct, but no address kept in the clear."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

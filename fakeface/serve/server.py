@@ -75,8 +75,8 @@ class ServerConfig:
     ready_timeout_s: float = 600.0  # how long to wait for the models before giving up
     drain_grace_s: float = 10.0  # in-flight calls get this long to finish on SIGTERM/SIGINT
     recent_cases: int = 4096  # recent answers remembered so feedback records carry the votes
-    feedback_rate_per_s: float = 0.5  # sustained Feedback calls per second per client (token or peer host)
-    feedback_burst: int = 20  # Feedback calls a client may make at once; beyond the bucket -> RESOURCE_EXHAUSTED
+    feedback_rate_per_s: float = 0.1  # sustained Feedback calls per second per client (token or peer host)
+    feedback_burst: int = 5  # Feedback calls a client may make at once; beyond the bucket -> RESOURCE_EXHAUSTED
     health_period_s: float = HEALTH_PERIOD_S  # how often the detector and agent actors are probed
 
     def __post_init__(self) -> None:
@@ -293,6 +293,11 @@ def create_server(
     feedback_log = FeedbackLog(config.feedback_path) if config.feedback_path else None
     servicer = DetectorServicer(ensemble, config, metrics=metrics, feedback_log=feedback_log,
                                 heatmaps=heatmaps if heatmaps is not None else (lambda: _default_renderer(ensemble)))
+    if feedback_log is not None and getattr(ensemble, "controller", None) is not None:
+        from blackboard.controller_admin import ControllerAdmin
+
+        servicer.admin = ControllerAdmin(ensemble, feedback_log.path)
+        servicer.admin.restore()  # a promoted version survives the restart
     interceptors = [BearerTokenInterceptor(config.tokens, metrics)] if config.tokens else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max(config.workers, config.max_in_flight) + SPARE_THREADS,

@@ -41,7 +41,7 @@ from blackboard.ensemble import DeadlineExceeded
 from vision.media import ImageError, decode_image
 from blackboard.feedback_log import FeedbackLog
 from fakeface.serve.metrics import ServerMetrics
-from fakeface.serve.ratelimit import RateLimitConfig, RateLimiter, client_key
+from fakeface.serve.ratelimit import RateLimitConfig, RateLimiter, client_key, hashed_client
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
 from fakeface.rpc_convert import DETECT_MODES, LABELS, case_to_proto, enum_name, model_info_to_proto
@@ -110,6 +110,7 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         self.limits: InputLimits = config.input_limits
         self.metrics = metrics
         self.feedback_log = feedback_log
+        self.admin: Any = None  # a `ControllerAdmin` when feedback may be promoted by an operator
         self._heatmap_factory = heatmaps
         self._heatmap_renderer: Any = None
         self._heatmap_lock = threading.Lock()
@@ -121,8 +122,7 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         self._work = ThreadPoolExecutor(max_workers=int(config.max_in_flight), thread_name_prefix="fakeface-work")
         self._recent: collections.OrderedDict[str, list[dict[str, Any]]] = collections.OrderedDict()
         self._recent_lock = threading.Lock()
-        # Feedback teaches the controller: one client must not flood it (the promotion guard
-        # is the second line of defence against poisoning).
+        # One client must not flood the feedback log (promotion also needs distinct clients).
         self.feedback_limiter = RateLimiter(RateLimitConfig(rate_per_s=float(config.feedback_rate_per_s),
                                                             burst=int(config.feedback_burst)))
 
@@ -370,7 +370,7 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         return self._unary("Feedback", request, context, self._feedback)
 
     def _feedback(self, request: pb.FeedbackRequest, call: CallLog, context: grpc.ServicerContext) -> pb.FeedbackResponse:
-        """Checks, applies online and stores one user verdict."""
+        """Checks and stores one user verdict (durably, with the case's votes)."""
         if self.feedback_log is None:
             raise RpcRefusal(grpc.StatusCode.FAILED_PRECONDITION, "this server runs without a feedback log")
         client = client_key(context.peer(), context.invocation_metadata())
@@ -390,32 +390,22 @@ class DetectorServicer(pb_grpc.DetectorServicer):
         if label is None:
             raise RpcRefusal(grpc.StatusCode.INVALID_ARGUMENT,
                              f"label must be LABEL_REAL or LABEL_FAKE, received {enum_name(pb.Label, request.label)}")
-        before = str(self.ensemble.controller_version)
-        applied, detail = True, ""
-        # The online update runs first because the record carries the version after it; the
-        # label is stored even when the ensemble cannot use it (e.g. after a restart).
-        try:
-            outcome = self.ensemble.feedback_outcome(request_id, label)
-            after = str(outcome.live_version)
-            applied, detail = bool(outcome.applied), str(outcome.detail)[:300]
-        except KeyError:
-            applied, detail, after = False, "not applied online: the request is not among the recent answers", before
-        except (ValueError, LookupError) as err:
-            applied, detail, after = False, f"not applied online: {str(err)[:200]}", before
+        version = str(self.ensemble.controller_version)
+        # Evidence, not a live update: the label and the votes are stored; the live controller
+        # changes only when an operator promotes the log (blackboard.controller_admin).
+        evidence = getattr(self.ensemble, "case_evidence", lambda _: None)(request_id)
         with self._recent_lock:
             faces = self._recent.get(request_id)
-        self.feedback_log.append({
-            "request_id": request_id,
-            "label": label,
+        count = self.feedback_log.append({
+            "request_id": request_id, "label": label, "client": hashed_client(client), "faces": faces,
             "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
-            "controller_version_before": before,
-            "controller_version_after": after,
-            "applied": applied,
-            "detail": detail,
-            "faces": faces,
+            "controller_version": version, "evidence": evidence,
         })
-        return pb.FeedbackResponse(stored=True, controller_version=after, previous_controller_version=before,
-                                   applied=applied, detail=detail)
+        detail = ("stored as evidence; it changes no answer until an operator reviews the feedback"
+                  if evidence is not None else "stored; the answer's votes are no longer held, so it is kept as a note")
+        log.info("feedback stored", extra={"fields": {"request_id": request_id, "records": count}})
+        return pb.FeedbackResponse(stored=True, controller_version=version, previous_controller_version=version,
+                                   applied=False, detail=detail)
 
     def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
         def body(req: pb.GetModelInfoRequest, call: CallLog, ctx: grpc.ServicerContext) -> pb.ModelInfo:

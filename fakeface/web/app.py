@@ -11,6 +11,7 @@ server runs with tokens, checked by the gRPC server's own `BearerTokenIntercepto
                             answers 202 with a job to poll
 ``GET /api/jobs/{id}``      a video's progress, then its per-track and clip verdicts
 ``POST /api/feedback``      ``{"request_id", "label"}``: the gRPC Feedback path; keeps the upload
+``/api/admin/...``          the operator's controller promotion and rollback (`fakeface.web.admin`)
 ``GET /api/report/{id}``    the evidence report (one self-contained HTML file)
 ==========================  ================================================================
 
@@ -44,6 +45,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from fakeface.serve.servicer import DetectorServicer
 from fakeface.web import bridge
+from fakeface.web.admin import add_admin_routes
 from fakeface.web.bridge import WebRefusal
 from fakeface.web.report import LIMITS, accuracy_statement, build_report
 
@@ -263,7 +265,9 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
             summary, frame = Runner(backend, args).video(path)
             faces = summary.pop("_annotate_faces", [])
             summary.pop("file", None)
-            result = {**summary, "request_id": backend.top[1] or backend.last_request_id,
+            # Feedback on the clip refers to the frame shown, which the clip's own rule chose.
+            shown_id = (summary.get("shown") or {}).get("request_id")
+            result = {**summary, "request_id": shown_id or backend.top[1] or backend.last_request_id,
                       "frame_faces": [bridge.face_view(f, None) for f in faces]}
             png = b"" if frame is None else encode_png(frame)
             if frame is not None:
@@ -330,9 +334,16 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
         if not isinstance(body, dict):
             raise WebRefusal(400, "Feedback must be a JSON object with request_id and label.")
         request_id, label = str(body.get("request_id", "")), str(body.get("label", ""))
-        resp = await run_in_threadpool(bridge.feedback, servicer, request_id, label)
+        host = request.client.host if request.client else None
+        try:
+            resp = await run_in_threadpool(lambda: bridge.feedback(servicer, request_id, label, client=host))
+        except WebRefusal as err:
+            if err.code == "RESOURCE_EXHAUSTED":  # the per-client rate limit: "too many", not "too large"
+                raise WebRefusal(429, "You have sent a lot of feedback in a short time; thank you. Wait a minute "
+                                      "before sending more.", code=err.code) from err
+            raise
         kept = await run_in_threadpool(keep_upload, request_id) if resp.stored else None
-        return {"stored": resp.stored, "applied": resp.applied, "detail": resp.detail,
+        return {"stored": resp.stored, "applied": resp.applied, "detail": resp.detail, "records": records(),
                 "controller_version": resp.controller_version,
                 "previous_controller_version": resp.previous_controller_version, "upload_kept": kept}
 
@@ -348,6 +359,11 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
         tmp.write_bytes(entry["keep"])
         os.replace(tmp, target)
         return target.name
+
+    def records() -> int:
+        return 0 if servicer.feedback_log is None else servicer.feedback_log.records
+
+    add_admin_routes(app, servicer, check)
 
     @app.get("/api/report/{request_id}", dependencies=[Depends(auth)])
     def report(request_id: str) -> Response:

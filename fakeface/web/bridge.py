@@ -55,10 +55,14 @@ class LocalContext(grpc.ServicerContext):
     Args:
         metadata: invocation metadata, e.g. ``(("authorization", "Bearer ..."),)``.
         timeout_s: the caller's deadline; None lets the servicer use its default.
+        peer: the HTTP client in gRPC's peer form (``ipv4:1.2.3.4:0``), so per-client limits see
+            each visitor of the page, not one shared "web" client.
     """
 
-    def __init__(self, metadata: Iterable[tuple[str, str]] = (), timeout_s: float | None = None) -> None:
+    def __init__(self, metadata: Iterable[tuple[str, str]] = (), timeout_s: float | None = None,
+                 peer: str = "web:local") -> None:
         self._metadata = tuple(metadata)
+        self._peer = peer
         self._end = None if timeout_s is None else time.monotonic() + float(timeout_s)
         self._code: grpc.StatusCode | None = None
         self._details = ""
@@ -78,7 +82,7 @@ class LocalContext(grpc.ServicerContext):
         return self._metadata
 
     def peer(self) -> str:
-        return "web:local"
+        return self._peer
 
     def peer_identities(self) -> None:
         return None
@@ -128,8 +132,19 @@ def classify(servicer: DetectorServicer, image: bytes, *, detect: str = "auto", 
     return servicer.Classify(pb.ClassifyRequest(image=image, options=options), LocalContext())
 
 
-def feedback(servicer: DetectorServicer, request_id: str, label: str) -> pb.FeedbackResponse:
+def http_peer(host: str | None) -> str:
+    """An HTTP client's address in gRPC's peer form (``ipv4:HOST:0`` / ``ipv6:[HOST]:0``)."""
+    if not host:
+        return "web:local"
+    return f"ipv6:[{host}]:0" if ":" in host else f"ipv4:{host}:0"
+
+
+def feedback(servicer: DetectorServicer, request_id: str, label: str, *, client: str | None = None
+             ) -> pb.FeedbackResponse:
     """The true label of an earlier answer through `DetectorServicer.Feedback`.
+
+    Args:
+        client: the HTTP client's host: the servicer's per-client rate limit keys on it.
 
     Raises:
         WebRefusal: a label other than "real"/"fake", or the servicer's refusal (no feedback
@@ -138,7 +153,7 @@ def feedback(servicer: DetectorServicer, request_id: str, label: str) -> pb.Feed
     enum = LABEL_ENUMS.get(str(label).lower())
     if enum is None:
         raise WebRefusal(400, f"label must be 'real' or 'fake', received {label!r}.")
-    return servicer.Feedback(pb.FeedbackRequest(request_id=request_id, label=enum), LocalContext())
+    return servicer.Feedback(pb.FeedbackRequest(request_id=request_id, label=enum), LocalContext(peer=http_peer(client)))
 
 
 def model_info(servicer: DetectorServicer) -> pb.ModelInfo:

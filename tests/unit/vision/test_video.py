@@ -14,6 +14,7 @@ from vision.video import (
     MIN_TRACK_FRAMES,
     VIDEO_RULE,
     FaceTracker,
+    shown_frame,
     summarize_video,
     track_video,
 )
@@ -166,3 +167,30 @@ def test_batch_and_classify_use_the_same_rule():
     batch = video_verdicts(pd.DataFrame(rows), ["a"]).iloc[0]
     assert classify["verdict"] == batch["label"] == "real"
     assert batch["p_fake"] == pytest.approx(classify["p_fake"])
+
+
+def test_frames_mostly_called_fake_make_a_fake_clip_whatever_the_mean_says():
+    # The clip: 6 of 10 frames just above the threshold, 4 far below; the mean (0.50)
+    # is under the threshold (0.51), which used to answer "Whole clip: REAL".
+    ps = [0.56, 0.58, 0.57, 0.55, 0.59, 0.56, 0.30, 0.35, 0.40, 0.12]
+    frames = [[face((10, 10, 80, 80), p=p, threshold=0.51)] for p in ps]
+    tracks, video = track_video(frames)
+    assert tracks[0]["p_fake"] < 0.51
+    assert video["verdict"] == "fake" and (tracks[0]["frames_fake"], tracks[0]["frames_real"]) == (6, 4)
+    assert "6 look fake, 4 look real" in video["explanation"] and video["explanation"].endswith("FAKE.")
+    # The frame shown agrees with the verdict: a frame called fake, the typical one of them.
+    shown = shown_frame(tracks, video)
+    assert tracks[0]["timeline"][shown]["label"] == "fake" and ps[shown] in (0.56, 0.57)
+    assert [p["p_fake"] for p in tracks[0]["timeline"]] == ps  # the page's timeline
+
+
+def test_borderline_frames_make_a_cant_tell_clip_and_show_the_closest_frame():
+    border = "borderline: too close to the threshold to call"
+    frames = [[face((10, 10, 80, 80), p=p, threshold=0.5, verdict="uncertain", reason=border)]
+              for p in (0.52, 0.47, 0.53, 0.49)]
+    frames.append([face((10, 10, 80, 80), p=0.8)])
+    tracks, video = track_video(frames)
+    assert tracks[0]["frames_borderline"] == 4 and video["verdict"] == "uncertain"
+    assert video["reason"].startswith("borderline") and video["p_fake"] == pytest.approx(np.mean(
+        [0.52, 0.47, 0.53, 0.49, 0.8]))  # borderline frames keep their scores in the mean
+    assert tracks[0]["timeline"][shown_frame(tracks, video)]["p_fake"] in (0.49, 0.52)

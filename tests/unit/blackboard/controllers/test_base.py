@@ -237,10 +237,12 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     assert "Q_real" in out and "ensemble" in out and "roc_auc" in out
     bundle = load_bundle(bundle_copy)
     controller = load_controller(bundle)
-    # 20 val rows: whole groups (here 2 of 10) are held out as the replay set, the rest fit.
+    # 20 val rows and one screenshot-like copy of each: whole groups (a copy in its source's
+    # group, here 2 of 10) are held out as the replay set, the rest fit.
     assert controller.kind == "logodds" and controller.threshold == 0.5
     replay = load_replay(bundle)
-    assert controller.fitted_on["cases"] + len(replay.labels) == 20 and set(replay.labels) == {0, 1}
+    assert controller.fitted_on["cases"] + len(replay.labels) == 40 and set(replay.labels) == {0, 1}
+    assert set(replay.context) >= {"sharpness", "blockiness", "blur"}
     assert set(load_baselines(bundle)) == {"majority", "mean", "stacking"}
     assert "stacking" in out and "held-out replay" in out
     assert len(list(cache.glob("votes-*.npz"))) == 1  # votes cached for reuse
@@ -251,7 +253,13 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     # The original rule stays selectable.
     assert main([*args, "--kind", "qtrust"]) == 0
     assert load_controller(load_bundle(bundle_copy)).kind == "qtrust"
+    # A registered rule is selectable by its kind, with the context it reads.
+    assert main([*args, "--kind", "logodds-bins", "--context", "sharpness,blockiness", "--bins", "2"]) == 0
+    binned = load_controller(load_bundle(bundle_copy))
+    assert binned.kind == "logodds-bins" and binned.context_names == ("sharpness", "blockiness")
     capsys.readouterr()
+    assert main([*args, "--context", "jpeg"]) == 2
+    assert "Unknown context feature" in capsys.readouterr().err
     assert main([*args, "--kind", "qtrust", "--lr", "0.1"]) == 2
     assert "does not apply to --kind qtrust" in capsys.readouterr().err
     assert main([*args, "--split", "test"]) == 2
