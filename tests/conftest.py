@@ -127,6 +127,12 @@ def bundle_with_controller(tiny_bundle: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture
+def controlled_bundle(tiny_bundle, tmp_path_factory):
+    """Makes copies of the tiny bundle with a fitted controller: ``controlled_bundle()`` -> path."""
+    return lambda: bundle_with_controller(tiny_bundle, tmp_path_factory.mktemp("controlled") / "tiny")
+
+
 def slow_agent_class() -> type:
     """`AgentDeployment` plus a ``set_delay`` knob (defined in a function so Ray ships it by value).
 
