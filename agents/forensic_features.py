@@ -189,7 +189,9 @@ def image_features(image: np.ndarray) -> np.ndarray:
     y = ycrcb[..., 0]
     gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
-    grad = cv2.magnitude(gx, gy)
+    # NumPy, not cv2.magnitude, whose rounding varies with the buffers' memory alignment: training
+    # and serving must compute bit-identical features.
+    grad = np.sqrt(gx * gx + gy * gy)
 
     # Per-region statistics with OpenCV's masked reductions (one pass per region and map).
     colour_sat = np.dstack([ycrcb, sat])

@@ -80,6 +80,17 @@ def _region_rms(maps: np.ndarray, masks: tuple[np.ndarray, ...]) -> np.ndarray:
     return np.sqrt(np.array([cv2.mean(sq, mask=m)[:sq.shape[2]] for m in masks]).T)
 
 
+def _gradient(y: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of a float32 plane.
+
+    NumPy, not ``cv2.magnitude``: OpenCV's (IPP) version rounds differently with the buffer's
+    memory alignment, and training and serving must compute bit-identical features.
+    """
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
+    return np.sqrt(gx * gx + gy * gy)
+
+
 def _logratio(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     return np.log((np.asarray(a) + EPS) / (np.asarray(b) + EPS))
 
@@ -96,7 +107,7 @@ def _canon(ycrcb: np.ndarray, masks: tuple[np.ndarray, ...]) -> tuple[np.ndarray
     lap = cv2.Laplacian(ycrcb, cv2.CV_32F, ksize=1)
     rms = _region_rms(lap, masks)  # (3 channels, 3 regions)
     y = ycrcb[..., 0]
-    grad = cv2.magnitude(cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3))
+    grad = _gradient(y)
     g = np.array([cv2.mean(grad, mask=m)[0] for m in masks])
     values = np.concatenate([_logratio(rms[:, :2], rms[:, 2:3]).ravel(), np.log(rms[:, 2] + EPS),
                              _logratio(g[:2], g[2])])
@@ -157,7 +168,7 @@ def _profile(ycrcb: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.nd
     """Per-annulus colour means and log residual/gradient energy, each minus the crop's own mean."""
     y = ycrcb[..., 0]
     lap = cv2.Laplacian(y, cv2.CV_32F, ksize=1)
-    grad = cv2.magnitude(cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3))
+    grad = _gradient(y)
     maps = [ycrcb[..., 0], ycrcb[..., 1], ycrcb[..., 2], lap * lap, grad]
     out = []
     for k, m in enumerate(maps):

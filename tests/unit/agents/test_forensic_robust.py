@@ -69,3 +69,30 @@ def test_npr_sees_nearest_neighbour_upsampling():
     repeated = cv2.resize(photo[::2, ::2], (224, 224), interpolation=cv2.INTER_NEAREST)
     idx = FEATURE_NAMES.index("npr.Y_border_level_224")
     assert image_features(repeated)[idx] < image_features(photo)[idx] - 3
+
+
+def test_a_model_of_the_first_feature_set_still_loads_and_reads_only_its_columns(tmp_path):
+    """Version 2 appended groups, so a version-1 model (the shipped bundle's) keeps scoring the same."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from agents.forensic import ForensicModel, load_forensic, save_forensic
+
+    v1 = 1 + max(i for g in ("colour", "saturation", "spectrum", "noise", "sharpness", "jpeg") for i in GROUPS[g])
+    assert v1 == 144
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, N_FEATURES)).astype(np.float32)
+    y = (x[:, 3] + x[:, 200] > 0).astype(int)  # column 200 is a version-2 feature: the old model cannot see it
+    old = ForensicModel(HistGradientBoostingClassifier(max_iter=20), feature_version=1, n_features=v1).fit(x[:, :v1], y)
+    save_forensic(old, tmp_path / "old.skops")
+    loaded = load_forensic(tmp_path / "old.skops")
+    assert (loaded.feature_version, loaded.n_features) == (1, v1)
+    np.testing.assert_allclose(loaded.predict_features(x), old.predict_features(x[:, :v1]), atol=1e-7)
+    assert set(loaded.explain_features(x[:2])[0]) == {"colour", "saturation", "spectrum", "noise", "sharpness", "jpeg"}
+    with pytest.raises(ValueError, match=r"features must be \(N, "):
+        loaded.predict_features(x[:, :100])
+    # The current version must carry every current feature: a cut one is refused, not guessed at.
+    cut = ForensicModel(HistGradientBoostingClassifier(max_iter=5), feature_version=FEATURE_VERSION,
+                        n_features=v1).fit(x[:, :v1], y)
+    save_forensic(cut, tmp_path / "cut.skops")
+    with pytest.raises(ValueError, match="Retrain"):
+        load_forensic(tmp_path / "cut.skops")
