@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 import os
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,8 +64,13 @@ def crop_features(path: str | os.PathLike[str], contract: Preprocessing, degrade
 
 
 def degrade_seed(path: str, copy: int, seed: int) -> int:
-    """A stable seed for the ``copy``-th degraded version of ``path`` (the same in every run)."""
-    return zlib.crc32(f"{seed}:{copy}:{path}".encode()) & 0x7FFFFFFF
+    """A stable seed for the ``copy``-th degraded version of ``path`` (the same in every run).
+
+    Only the file's last three path parts (e.g. ``dfdc/real/x.jpg``) count, so every checkout
+    that resolves a manifest's relative paths from elsewhere draws the same copies.
+    """
+    name = "/".join(Path(os.path.normpath(str(path))).parts[-3:])
+    return zlib.crc32(f"{seed}:{copy}:{name}".encode()) & 0x7FFFFFFF
 
 
 def cache_key(path: str, seed: int | None) -> str:

@@ -163,6 +163,8 @@ def test_degraded_copies_take_the_serving_path(trained, manifest):
     seed = degrade_seed(path, 0, trained["config"].seed)
     assert copies["degrade_seed"].iloc[3] == seed == degrade_seed(path, 0, trained["config"].seed)
     assert degrade_seed(path, 1, 0) != seed
+    # The same copies from any checkout: only the file's last path parts count.
+    assert degrade_seed("/a/b/../c/dfdc/real/x.jpg", 0, 0) == degrade_seed("/data/dfdc/real/x.jpg", 0, 0)
     cache = FeatureCache.for_work_dir(trained["work"], CONTRACT)
     cached = cache.features([path], degrade_seeds=[seed], verbose=False)[0]
     degraded = random_chain(np.random.default_rng(seed))(read_rgb(path))
