@@ -10,6 +10,10 @@ Its explanation, in place of Grad-CAM, is a per-feature-group contribution: for 
 how much the (calibrated) log-odds of "fake" drop when that group's features are replaced by
 their training medians (positive: the group pushed towards fake).
 
+A model trained on an earlier feature version whose features are the first columns of today's
+(version 1: the first 144 of version 2's, whose new groups were appended) keeps working: it
+reads only its own columns, so a bundle made before version 2 still loads and scores the same.
+
 Storage is **skops.io**, never pickle: the file is loaded with an explicit, fixed list of
 trusted types (:data:`TRUSTED_TYPES`), so a crafted file cannot run code; on top of that the
 bundle verifies the file's sha256 before it is opened at all.
@@ -64,10 +68,15 @@ class ForensicModel:
         name: the agent name (mirrors a Keras model's ``name``).
     """
 
-    def __init__(self, estimator: Any, medians: np.ndarray | None = None, *, name: str = "forensic") -> None:
+    def __init__(self, estimator: Any, medians: np.ndarray | None = None, *, name: str = "forensic",
+                 feature_version: int = FEATURE_VERSION, n_features: int | None = None) -> None:
         self.estimator = estimator
         self.medians = None if medians is None else np.asarray(medians, dtype=np.float32)
         self.name = name
+        # The features it was fitted on: the first `n_features` columns of today's (all of them
+        # for a model of this version).
+        self.feature_version = int(feature_version)
+        self.n_features = len(FEATURE_NAMES) if n_features is None else int(n_features)
 
     # ----------------------------------------------------------------- fitting
     def fit(self, features: np.ndarray, labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
@@ -94,12 +103,12 @@ class ForensicModel:
         self.medians = np.median(features, axis=0).astype(np.float32)
         return self
 
-    @staticmethod
-    def _check(features: np.ndarray) -> np.ndarray:
+    def _check(self, features: np.ndarray) -> np.ndarray:
+        """Features as float32 (N, model's columns); today's full feature rows are cut to them."""
         features = np.asarray(features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
+        if features.ndim != 2 or features.shape[1] not in (len(FEATURE_NAMES), self.n_features):
             raise ValueError(f"features must be (N, {len(FEATURE_NAMES)}), received {features.shape}.")
-        return features
+        return features[:, :self.n_features]
 
     # -------------------------------------------------------------- prediction
     def predict_features(self, features: np.ndarray) -> np.ndarray:
@@ -125,12 +134,15 @@ class ForensicModel:
         if self.medians is None:
             raise ValueError("The forensic model is not fitted: it has no training medians to explain against.")
         features = self._check(features)
-        n, names = len(features), list(GROUPS)
+        # The groups this model reads (an older version's model lacks the groups added since).
+        groups = {g: [i for i in cols if i < self.n_features] for g, cols in GROUPS.items()}
+        groups = {g: cols for g, cols in groups.items() if cols}
+        n, names = len(features), list(groups)
         if n == 0:
             return []
         variants = np.repeat(features[None], len(names) + 1, axis=0)  # (G + 1, N, F); [0] = as is
         for g, group in enumerate(names, start=1):
-            variants[g][:, list(GROUPS[group])] = self.medians[list(GROUPS[group])]
+            variants[g][:, groups[group]] = self.medians[groups[group]]
         p = self.predict_features(variants.reshape(-1, features.shape[1]))[:, FAKE_INDEX]
         z = _logit(p).reshape(len(names) + 1, n) / float(temperature)
         return [{group: float(z[0, i] - z[g, i]) for g, group in enumerate(names, start=1)} for i in range(n)]
@@ -200,8 +212,8 @@ def save_forensic(model: ForensicModel, path: str | os.PathLike[str]) -> None:
         raise ValueError("Only a fitted forensic model can be saved.")
     payload = {
         "format": FILE_FORMAT,
-        "feature_version": FEATURE_VERSION,
-        "feature_names": list(FEATURE_NAMES),
+        "feature_version": model.feature_version,
+        "feature_names": list(FEATURE_NAMES[:model.n_features]),
         "name": model.name,
         "medians": np.asarray(model.medians, dtype=np.float32),
         "estimator": model.estimator,
@@ -233,8 +245,14 @@ def load_forensic(path: str | os.PathLike[str]) -> ForensicModel:
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ValueError(f"{path} is not a fakeface forensic model file.")
     names = list(payload.get("feature_names", []))
-    if payload.get("feature_version") != FEATURE_VERSION or names != list(FEATURE_NAMES):
+    version = payload.get("feature_version")
+    # Today's version, or an older one whose features are a prefix of today's.
+    readable = names == list(FEATURE_NAMES[:len(names)]) and bool(names) and (
+        version == FEATURE_VERSION if len(names) == len(FEATURE_NAMES) else isinstance(version, int)
+        and version < FEATURE_VERSION)
+    if not readable:
         raise ValueError(f"{path} was trained on forensic features version {payload.get('feature_version')!r}; "
                          f"this fakeface computes version {FEATURE_VERSION}. Retrain the agent with "
                          "`fakeface train --agents forensic`.")
-    return ForensicModel(payload["estimator"], payload["medians"], name=str(payload.get("name", "forensic")))
+    return ForensicModel(payload["estimator"], payload["medians"], name=str(payload.get("name", "forensic")),
+                         feature_version=int(version), n_features=len(names))

@@ -17,10 +17,14 @@ sharpness gradient magnitude per region and inner/border, inner/ring ratios
 jpeg     8x8 blockiness of Y (block-edge vs interior steps), whole crop and inner square
 ======== ===========================================================================
 
+Version 2 adds the groups of :mod:`agents.forensic_robust` (canon, npr, bandnorm, colourmix,
+profile, quality): evidence measured at canonical scales, as ratios, or against the crop's own
+bandwidth, so that a face shown smaller, blurred or re-encoded keeps most of it.
+
 The input is the forensic contract's prepared batch (RGB, 224x224, values 0..255 as uint8 or
 as the float32 that `agents.preprocessing.prepare_batch` gives with ``scale="raw"``), so
 training and serving share one code path. Everything is per image, vectorised with OpenCV and
-NumPy, about 2-3 ms per 224 px crop on one core (see ``benchmarks/bench_forensic.py``).
+NumPy, about 3-4 ms per 224 px crop on one core (see ``benchmarks/bench_forensic.py``).
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from agents.forensic_robust import group_names as _robust_group_names
+from agents.forensic_robust import robust_features
 from agents.preprocessing import Preprocessing
 
 # Bump whenever a feature's definition changes: models and feature caches record it.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 # The input contract of the forensic agent (stored in the bundle like any agent's).
 CONTRACT = Preprocessing(height=224, width=224, channels=3, scale="raw", color="rgb")
 # Region boundaries on the normalised elliptical radius (0 at the centre, 1 at the edge midpoints).
@@ -108,6 +114,7 @@ def _names() -> tuple[tuple[str, ...], dict[str, tuple[int, ...]]]:
     groups["sharpness"] = [f"grad_{r}" for r in REGIONS] + ["gradratio_inner_border", "gradratio_inner_ring"]
     groups["jpeg"] = [f"blockiness_{a}_{d}" for a in ("whole", "inner") for d in ("x", "y")] + [
         "blockiness_whole", "blockiness_inner"]
+    groups.update(_robust_group_names())
     names: list[str] = []
     index: dict[str, tuple[int, ...]] = {}
     for group, cols in groups.items():
@@ -182,7 +189,9 @@ def image_features(image: np.ndarray) -> np.ndarray:
     y = ycrcb[..., 0]
     gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
-    grad = cv2.magnitude(gx, gy)
+    # NumPy, not cv2.magnitude, whose rounding varies with the buffers' memory alignment: training
+    # and serving must compute bit-identical features.
+    grad = np.sqrt(gx * gx + gy * gy)
 
     # Per-region statistics with OpenCV's masked reductions (one pass per region and map).
     colour_sat = np.dstack([ycrcb, sat])
@@ -225,7 +234,9 @@ def image_features(image: np.ndarray) -> np.ndarray:
     bx, by = _blockiness(y)
     ibx, iby = _blockiness(y[geo.inner_box])
     jpeg = np.array([bx, by, ibx, iby, (bx + by) / 2, (ibx + iby) / 2])
-    out = np.concatenate([colour, saturation, spectrum, noise, sharpness, jpeg]).astype(np.float32)
+    robust = robust_features(rgb, whole_pow, inner_pow, lap[..., 0], float(grad.mean()),
+                             inner_radius=INNER_RADIUS, ring_radius=RING_RADIUS)
+    out = np.concatenate([colour, saturation, spectrum, noise, sharpness, jpeg, robust]).astype(np.float32)
     if out.shape != (N_FEATURES,):  # guards the name table against drift
         raise AssertionError(f"feature count {out.shape} != {N_FEATURES} names")
     return out

@@ -71,7 +71,7 @@ def test_dockerfile_image_contract():
     assert "-c constraints.txt" in runs, "dependencies must be pinned with constraints.txt"
     assert "load_bundle(None)" in runs, "the build must verify the default bundle is inside"
     copies = " ".join(args for word, args in steps if word == "COPY")
-    for needed in ("pyproject.toml", "constraints.txt", "agents/", "blackboard/", "training/", "fakeface/"):
+    for needed in ("pyproject.toml", "constraints.txt", "agents/", "vision/", "blackboard/", "training/", "fakeface/"):
         assert needed in copies
     entry = [yaml.safe_load(args) for word, args in steps if word == "ENTRYPOINT"][-1]
     cmd = [yaml.safe_load(args) for word, args in steps if word == "CMD"][-1]

@@ -47,6 +47,9 @@ class TrainConfig:
     cache: bool = True  # decode and resize every image once into OUT.work/cache (RAM/disk for speed)
     threshold_rule: str = "f0.5"  # how the decision threshold is chosen on val
     synth_fakes: float = 0.0  # extra self-blended fakes per real training image
+    # Forensic agent: screenshot-like degraded copies (vision.degrade.random_chain) per train and val
+    # image, besides the clean one; 0 trains on clean crops only. Needs `augment`.
+    degraded_copies: int = 1
     augment: bool = True  # train-time augmentation
     class_weights: bool = True  # re-weight classes by inverse frequency
     precision: str = "float32"  # "float32" or "mixed_bfloat16" (fast on CPUs with AMX)
@@ -73,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'rmsprop' or 'adam', received {self.optimizer!r}.")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'mixed_bfloat16', received {self.precision!r}.")
+        if self.degraded_copies < 0:
+            raise ValueError(f"degraded_copies must be >= 0, received {self.degraded_copies}.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, received {self.learning_rate}.")
         if self.lr_schedule not in ("constant", "cosine"):

@@ -8,6 +8,12 @@ Features are computed once per image with the serving code path (decode, the con
 `prepare_image`, `forensic_features.image_features`) and cached in shards of
 ``OUT.work/cache/forensic-v<version>-<H>x<W>/``, keyed by image path: an interrupted run
 resumes from the shards already written, and other runs on the same files reuse them.
+
+With ``TrainConfig.degraded_copies`` (default 1) every train and val image also enters once per
+copy as a screenshot-like degraded version (`vision.degrade.random_chain`: re-encoding, resizing,
+blur, gamma, H.264), seeded by the image's path so a rerun makes the same copies; the copy then
+takes the same serving path (contract, features). Val's degraded copies make calibration and the
+threshold hold for degraded faces as well as clean ones.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import hashlib
 import json
 import os
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -37,6 +44,7 @@ from training.calibrate import binary_metrics, fit_temperature, p_fake_of
 from blackboard.calibration import choose_threshold
 from training.curves import plot_curves
 from training.splits import load_split
+from vision.degrade import random_chain
 
 if TYPE_CHECKING:  # type only: training.train hands forensic agents to this module
     from training.train import TrainConfig
@@ -47,9 +55,31 @@ EARLY_STOP_FRACTION = 0.1
 SHARD_SIZE = 512
 
 
-def crop_features(path: str | os.PathLike[str], contract: Preprocessing) -> np.ndarray:
-    """Features of one image file through the serving path (decode, contract, features)."""
-    return image_features(prepare_image(read_image(path), contract))
+def crop_features(path: str | os.PathLike[str], contract: Preprocessing, degrade_seed: int | None = None) -> np.ndarray:
+    """Features of one image file through the serving path (decode, contract, features).
+
+    With ``degrade_seed``, the decoded image first goes through the random degradation chain
+    that seed draws (`vision.degrade.random_chain`), as a screenshot of it would.
+    """
+    image = read_image(path)
+    if degrade_seed is not None:
+        image = random_chain(np.random.default_rng(degrade_seed))(image)
+    return image_features(prepare_image(image, contract))
+
+
+def degrade_seed(path: str, copy: int, seed: int) -> int:
+    """A stable seed for the ``copy``-th degraded version of ``path`` (the same in every run).
+
+    Only the file's last three path parts (e.g. ``dfdc/real/x.jpg``) count, so every checkout
+    that resolves a manifest's relative paths from elsewhere draws the same copies.
+    """
+    name = "/".join(Path(os.path.normpath(str(path))).parts[-3:])
+    return zlib.crc32(f"{seed}:{copy}:{name}".encode()) & 0x7FFFFFFF
+
+
+def cache_key(path: str, seed: int | None) -> str:
+    """The feature cache's key of an image file, or of one degraded version of it."""
+    return str(path) if seed is None else f"{path}::degraded-{seed}"
 
 
 class FeatureCache:
@@ -88,27 +118,56 @@ class FeatureCache:
         np.savez(tmp, paths=np.asarray(paths, dtype=str), features=features)
         os.replace(tmp, final)
 
-    def features(self, paths: Sequence[str], *, workers: int = 2, verbose: bool = True) -> np.ndarray:
-        """The ``(N, N_FEATURES)`` float32 features of ``paths``, computing and caching missing ones."""
+    def features(self, paths: Sequence[str], *, degrade_seeds: Sequence[int | None] | None = None,
+                 workers: int = 2, verbose: bool = True) -> np.ndarray:
+        """The ``(N, N_FEATURES)`` float32 features of ``paths``, computing and caching missing ones.
+
+        Args:
+            paths: image files.
+            degrade_seeds: per path, None for the clean image or the seed of its degradation chain.
+            workers: threads (OpenCV and FFmpeg release the GIL).
+            verbose: show a progress bar.
+        """
         paths = [str(p) for p in paths]
-        missing = list(dict.fromkeys(p for p in paths if p not in self._index))
+        seeds = [None] * len(paths) if degrade_seeds is None else list(degrade_seeds)
+        if len(seeds) != len(paths):
+            raise ValueError(f"{len(seeds)} degrade seeds for {len(paths)} paths.")
+        keys = [cache_key(p, s) for p, s in zip(paths, seeds)]
+        missing = list(dict.fromkeys((k, p, s) for k, p, s in zip(keys, paths, seeds) if k not in self._index))
         if missing:
             chunks = [missing[i:i + SHARD_SIZE] for i in range(0, len(missing), SHARD_SIZE)]
 
-            def one_chunk(chunk: list[str]) -> int:
-                feats = np.stack([crop_features(p, self.contract) for p in chunk])
-                self._write_shard(chunk, feats)
-                self._index.update(zip(chunk, feats))
+            def one_chunk(chunk: list[tuple[str, str, int | None]]) -> int:
+                feats = np.stack([crop_features(p, self.contract, s) for _, p, s in chunk])
+                self._write_shard([k for k, _, _ in chunk], feats)
+                self._index.update(zip((k for k, _, _ in chunk), feats))
                 return len(chunk)
 
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
                     tqdm(total=len(missing), disable=not verbose, unit="img",
-                         desc=f"forensic features ({len(paths) - len(missing)} cached)") as bar:
+                         desc=f"forensic features ({len(keys) - len(missing)} cached)") as bar:
                 for done in pool.map(one_chunk, chunks):
                     bar.update(done)
-        if not paths:
+        if not keys:
             return np.zeros((0, N_FEATURES), dtype=np.float32)
-        return np.stack([self._index[p] for p in paths]).astype(np.float32)
+        return np.stack([self._index[k] for k in keys]).astype(np.float32)
+
+
+def with_degraded_copies(rows: pd.DataFrame, copies: int, seed: int) -> pd.DataFrame:
+    """``rows`` followed by ``copies`` degraded versions of each, with a ``degrade_seed`` column.
+
+    The clean rows have ``degrade_seed`` None; a copy keeps its row's label and group, so a
+    group-wise split keeps an image and its copies on one side.
+    """
+    parts = [rows.assign(degrade_seed=None)]
+    for copy in range(copies):
+        seeds = [degrade_seed(p, copy, seed) for p in rows["path"].astype(str)]
+        parts.append(rows.assign(degrade_seed=seeds))
+    return pd.concat(parts, ignore_index=True).astype({"degrade_seed": object})
+
+
+def _seeds(rows: pd.DataFrame) -> list[int | None]:
+    return [None if s is None or pd.isna(s) else int(s) for s in rows["degrade_seed"]]
 
 
 def _labels(rows: pd.DataFrame) -> np.ndarray:
@@ -201,14 +260,19 @@ def train_forensic(
 
     train = load_split(manifest, "train", limit=config.max_train_images, seed=config.seed)
     val = load_split(manifest, "val", limit=config.max_val_images, seed=config.seed)
+    copies = config.degraded_copies if config.augment else 0
+    train = with_degraded_copies(train, copies, config.seed)
+    val = with_degraded_copies(val, copies, config.seed)
     y_train, y_val = _labels(train), _labels(val)
     cache = FeatureCache.for_work_dir(work_dir, contract)
     start = time.perf_counter()
-    x_train = cache.features(train["path"].tolist(), workers=config.workers, verbose=bool(verbose))
-    x_val = cache.features(val["path"].tolist(), workers=config.workers, verbose=bool(verbose))
+    x_train = cache.features(train["path"].tolist(), degrade_seeds=_seeds(train), workers=config.workers,
+                             verbose=bool(verbose))
+    x_val = cache.features(val["path"].tolist(), degrade_seeds=_seeds(val), workers=config.workers,
+                           verbose=bool(verbose))
     features_s = time.perf_counter() - start
     if verbose:
-        print(f"[{name}] {len(train)} train, {len(val)} val, {N_FEATURES} features "
+        print(f"[{name}] {len(train)} train, {len(val)} val rows ({copies} degraded copies each), {N_FEATURES} features "
               f"({len(GROUPS)} groups), input {contract.input_shape}; features in {features_s:.0f}s")
 
     start = time.perf_counter()
@@ -225,6 +289,9 @@ def train_forensic(
     p_val = p_fake_of(apply_temperature(raw, temperature))
     threshold = choose_threshold(p_val, y_val, config.threshold_rule)
     metrics = binary_metrics(p_val, y_val, threshold)
+    clean = val["degrade_seed"].isna().to_numpy()
+    parts = {"clean": clean, "degraded": ~clean}
+    part_metrics = {k: binary_metrics(p_val[m], y_val[m], threshold) for k, m in parts.items() if m.any()}
     contributions = model.explain_features(x_val, temperature=temperature)
     mean_abs = {g: float(np.mean([abs(c[g]) for c in contributions])) for g in GROUPS}
     _write_log(model, log_path)
@@ -236,8 +303,12 @@ def train_forensic(
         "threshold_rule": config.threshold_rule,
         "val_metrics": metrics,
         "training": {
-            "train_files": int(len(train)),
-            "val_files": int(len(val)),
+            "train_files": int(train["degrade_seed"].isna().sum()),
+            "val_files": int(val["degrade_seed"].isna().sum()),
+            "train_rows": int(len(train)),
+            "val_rows": int(len(val)),
+            "degraded_copies": int(copies),
+            "val_metrics_by_copy": part_metrics,
             "features": N_FEATURES,
             "feature_version": FEATURE_VERSION,
             "feature_groups": {g: len(cols) for g, cols in GROUPS.items()},

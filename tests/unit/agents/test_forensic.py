@@ -114,10 +114,14 @@ def test_trains_on_the_fixture_into_a_bundle(trained):
     assert info.file == "forensic.skops" and bundle.manifest["agents"]["forensic"]["kind"] == "forensic"
     assert info.preprocessing == CONTRACT
     assert info.val_metrics["auc"] > 0.8, info.val_metrics
-    assert info.val_metrics["n"] == N_VAL and 0.0 < info.threshold < 1.0 and info.temperature > 0
+    # Val holds each image clean and once degraded: calibration sees both, and reports both.
+    assert info.val_metrics["n"] == 2 * N_VAL and 0.0 < info.threshold < 1.0 and info.temperature > 0
+    by_copy = info.training["val_metrics_by_copy"]
+    assert by_copy["clean"]["n"] == by_copy["degraded"]["n"] == N_VAL
     assert info.threshold_rule == "f0.5"
     training = info.training
     assert training["train_files"] == N_TRAIN and training["boosting_iterations"] >= 1
+    assert training["train_rows"] == 2 * N_TRAIN and training["degraded_copies"] == 1
     assert set(training["val_mean_abs_group_contribution"]) == set(GROUPS)
     assert (bundle.path / "logs" / "forensic.csv").is_file() and (bundle.path / "logs" / "forensic.png").is_file()
 
@@ -128,7 +132,7 @@ def test_training_and_serving_give_identical_features_and_probabilities(trained,
     rows = val_rows(manifest)
     paths = rows["path"].tolist()[:12]
     cache = FeatureCache.for_work_dir(trained["work"], CONTRACT)
-    assert len(cache) == len(manifest), "every image's features are cached once"
+    assert len(cache) == 2 * len(manifest), "every image's features are cached once, clean and degraded"
     x_train = cache.features(paths, verbose=False)
     faces = [read_rgb(p) for p in paths]
     x_serve = batch_features(prepare_batch(faces, CONTRACT))
@@ -144,6 +148,30 @@ def test_training_and_serving_give_identical_features_and_probabilities(trained,
     out = predictor({"face": np.stack(faces)})
     np.testing.assert_allclose(out["forensic_p_fake"], expected[:, FAKE_INDEX], atol=1e-6)
     assert predictor.predict_proba([]).shape == (0, 2)
+
+
+def test_degraded_copies_take_the_serving_path(trained, manifest):
+    """A degraded copy's cached features are those of serving the degraded image itself."""
+    from training.train_forensic import FeatureCache, degrade_seed, with_degraded_copies
+    from vision.degrade import random_chain
+
+    rows = val_rows(manifest).head(3)
+    copies = with_degraded_copies(rows, 1, trained["config"].seed)
+    assert len(copies) == 6 and copies["degrade_seed"].isna().sum() == 3
+    assert copies["group"].tolist() == rows["group"].tolist() * 2  # a copy stays in its group
+    path = rows["path"][0]
+    seed = degrade_seed(path, 0, trained["config"].seed)
+    assert copies["degrade_seed"].iloc[3] == seed == degrade_seed(path, 0, trained["config"].seed)
+    assert degrade_seed(path, 1, 0) != seed
+    # The same copies from any checkout: only the file's last path parts count.
+    assert degrade_seed("/a/b/../c/dfdc/real/x.jpg", 0, 0) == degrade_seed("/data/dfdc/real/x.jpg", 0, 0)
+    cache = FeatureCache.for_work_dir(trained["work"], CONTRACT)
+    cached = cache.features([path], degrade_seeds=[seed], verbose=False)[0]
+    degraded = random_chain(np.random.default_rng(seed))(read_rgb(path))
+    np.testing.assert_array_equal(cached, batch_features(prepare_batch([degraded], CONTRACT))[0])
+    assert not np.array_equal(cached, cache.features([path], verbose=False)[0])
+    with pytest.raises(ValueError, match="degrade seeds"):
+        cache.features([path], degrade_seeds=[None, None], verbose=False)
 
 
 def test_rerun_reuses_finished_agent(trained, manifest, capsys):
@@ -208,10 +236,12 @@ def test_explanations_are_per_group_and_point_at_colour(trained, manifest):
     contributions = [e["forensic"] for e in explained]
     assert all(set(c) == set(GROUPS) and all(np.isfinite(v) for v in c.values()) for c in contributions)
     mean_abs = {g: np.mean([abs(c[g]) for c in contributions]) for g in GROUPS}
-    colour_like = mean_abs["colour"] + mean_abs["saturation"]
-    assert colour_like == max(colour_like, *(v for g, v in mean_abs.items() if g not in ("colour", "saturation")))
+    # Groups that read colour (version 2's colour mix and radial profile hold Y/Cr/Cb statistics too).
+    colour_groups = ("colour", "saturation", "colourmix", "profile")
+    colour_like = sum(mean_abs[g] for g in colour_groups)
+    assert colour_like == max(colour_like, *(v for g, v in mean_abs.items() if g not in colour_groups))
     fake = (rows["label"] == "fake").to_numpy()
-    col = np.array([c["colour"] + c["saturation"] for c in contributions])
+    col = np.array([sum(c[g] for g in colour_groups) for c in contributions])
     assert col[fake].mean() > col[~fake].mean(), "colour evidence must push fakes towards fake"
 
     # A crop that is exactly the training medians in every group has nothing to explain.

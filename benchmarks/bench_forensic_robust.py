@@ -1,0 +1,171 @@
+"""The forensic agent on degraded faces and on other kinds of fakes: old agent vs new, one run.
+
+Usage:
+    python benchmarks/bench_forensic_robust.py \\
+        --new-model /work/runs/forensic/work/forensic/forensic.skops \\
+        [--old-model agents/default_bundle/forensic.skops --old-ref 1825b78] \\
+        [--data /work/shared/data] [--manifest benchmarks/splits/mixed.csv] [--limit N]
+
+For every dfdc-test crop and every benchmark degradation of `vision.degrade` that is not a
+screenshot composition (those need face detection: `fakeface evaluate --degrade`), the
+degraded crop is fed as the crop (the agent's contract resizes it to 224 px, as serving does),
+and ROC AUC is reported for both agents; so is AUC on the gan-faces and lfw-swaps test splits
+(the manifest's `test` rows of those folders). The old agent's features are computed by the
+feature module of git revision ``--old-ref`` (version 1), loaded from the repository's history,
+so both agents see the very same pixels. Features are cached per condition under ``--cache``
+(an interrupted run resumes). Results: benchmarks/results/forensic_robust.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's packages first, as `python -m` from its root would
+
+from agents.forensic import TRUSTED_TYPES, load_forensic, skops_io  # noqa: E402
+from agents.forensic_features import CONTRACT, image_features  # noqa: E402
+from agents.labels import FAKE_INDEX, label_to_index  # noqa: E402
+from agents.preprocessing import prepare_image  # noqa: E402
+from vision.media import read_image
+from vision import degrade  # noqa: E402
+
+
+def old_feature_module(ref: str):
+    """The forensic feature module as it was at git revision ``ref`` (imported from a temp file)."""
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:agents/forensic_features.py"],
+                            check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="forensic-old-")) / "forensic_features_old.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("forensic_features_old", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def old_estimator(path: Path, version: int):
+    """The estimator of an older forensic model file (the current loader refuses other versions)."""
+    payload = skops_io().loads(path.read_bytes(), trusted=list(TRUSTED_TYPES))
+    if payload.get("feature_version") != version:
+        raise ValueError(f"{path} holds feature version {payload.get('feature_version')}, expected {version}.")
+    return payload["estimator"]
+
+
+def features_of(paths: list[str], condition: str, old_fn, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """(old, new) feature matrices of the files under one condition ("clean" or a degradation)."""
+
+    def one(path: str) -> tuple[np.ndarray, np.ndarray]:
+        image = read_image(path)
+        if condition != "clean":
+            # Seeded by the file, the same for every run and both agents.
+            image = degrade.apply(condition, image, seed=zlib.crc32(Path(path).name.encode()))
+        x = prepare_image(image, CONTRACT)
+        return old_fn(x), image_features(x)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pairs = list(pool.map(one, paths))
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.metrics import roc_auc_score
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--new-model", type=Path, help="the new agent's forensic.skops (required unless --features-only)")
+    p.add_argument("--old-model", type=Path, default=REPO / "agents/default_bundle/forensic.skops")
+    p.add_argument("--old-ref", default="1825b78", help="git revision whose features the old model was trained on")
+    p.add_argument("--old-version", type=int, default=1)
+    p.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    p.add_argument("--manifest", type=Path, default=REPO / "benchmarks/splits/mixed.csv")
+    p.add_argument("--cache", type=Path, default=Path("/work/runs/forensic/bench-cache"))
+    p.add_argument("--limit", type=int, default=None, help="first N dfdc-test crops per class (quick runs)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--features-only", action="store_true",
+                   help="only fill the feature cache (e.g. while the new agent is still training)")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/forensic_robust.json")
+    args = p.parse_args(argv)
+
+    import cv2
+
+    cv2.setNumThreads(1)
+    old_features = old_feature_module(args.old_ref)
+    if not args.features_only:
+        if args.new_model is None:
+            p.error("--new-model is required (or --features-only)")
+        old_model, new_model = old_estimator(args.old_model, args.old_version), load_forensic(args.new_model)
+    meta = pd.read_csv(args.data / "dfdc-test" / "metadata.csv")
+    if args.limit:
+        meta = meta.groupby("label", group_keys=False).head(args.limit)
+    sets = {"dfdc-test": ([str(args.data / "dfdc-test" / p) for p in meta["path"]], meta["label"].tolist())}
+    manifest = pd.read_csv(args.manifest)
+    manifest_dir = args.manifest.resolve().parent
+    for source in ("gan-faces", "lfw-swaps"):
+        rows = manifest[(manifest["split"] == "test") & manifest["path"].str.contains(f"/{source}/")]
+        sets[source] = ([str((manifest_dir / p).resolve()) for p in rows["path"]], rows["label"].tolist())
+    conditions = [("dfdc-test", "clean")] + [("dfdc-test", n) for n in degrade.names() if not degrade.is_composition(n)]
+    conditions += [("gan-faces", "clean"), ("lfw-swaps", "clean")]
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    results = []
+    for data_set, condition in conditions:
+        paths, labels = sets[data_set]
+        y = np.array([label_to_index(v) for v in labels])
+        cache = args.cache / f"{data_set}-{condition}-{len(paths)}.npz"
+        start = time.perf_counter()
+        if cache.is_file():
+            with np.load(cache) as data:
+                f_old, f_new = data["old"], data["new"]
+        else:
+            f_old, f_new = features_of(paths, condition, old_features.image_features, args.workers)
+            tmp = cache.with_name(f".{cache.name}.tmp.npz")
+            np.savez(tmp, old=f_old, new=f_new)
+            os.replace(tmp, cache)
+        if args.features_only:
+            print(f"{data_set:10s} {condition:10s} n={len(y):5d} features in {time.perf_counter() - start:.0f}s",
+                  flush=True)
+            continue
+        auc_old = float(roc_auc_score(y, old_model.predict_proba(f_old)[:, FAKE_INDEX]))
+        auc_new = float(roc_auc_score(y, new_model.predict_features(f_new)[:, FAKE_INDEX]))
+        row = {"data": data_set, "condition": condition, "n": int(len(y)), "auc_old": round(auc_old, 4),
+               "auc_new": round(auc_new, 4), "seconds": round(time.perf_counter() - start, 1)}
+        results.append(row)
+        print(f"{data_set:10s} {condition:10s} n={row['n']:5d}  old AUC {auc_old:.4f}  new AUC {auc_new:.4f}",
+              flush=True)
+
+    if args.features_only:
+        return 0
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": "python benchmarks/bench_forensic_robust.py " + " ".join(argv or sys.argv[1:]),
+              "old_model": str(args.old_model), "old_ref": args.old_ref, "new_model": str(args.new_model),
+              "note": "degraded crop fed as the crop (contract resizes to 224); compositions excluded",
+              "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, args.out)
+    print(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
