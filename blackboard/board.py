@@ -20,22 +20,23 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from agents.bundle import Bundle, load_bundle
-from agents.labels import CLASSES, label_to_index
 from blackboard.model_info import AgentInfo, EnsembleInfo
-from blackboard.case import Case, Decision, FaceRecord, Vote
+from blackboard.case import UNCERTAIN, Case, Decision, FaceRecord, Vote
+from blackboard.borderline import borderline_for, val_error_rates
 from blackboard.ood import UncertaintyGate
-from blackboard.controller import Controller
-from blackboard.controller_store import (
+from blackboard.controllers.base import Controller
+from blackboard.controllers.store import (
     find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
 )
-from blackboard.feedback_learning import FeedbackLearner, Outcome
+from blackboard.fragile import FragileConfig, fragile_reasons, make_copies, margin_of
 from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
+from vision.context import face_context
 
 DETECT_MODES = ("auto", "on", "off")
 # How to classify the whole image anyway, in each front end's words.
@@ -67,6 +68,10 @@ class EnsembleConfig:
     max_wait_ms: float = 60.0
     deadline_s: float = 10.0  # default per-case deadline
     agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
+    # Degraded-copy check (blackboard.fragile): the agents also score cheap copies of each face and
+    # a verdict they flip becomes "uncertain". Off by default: it costs more than it pays here.
+    fragile_check: bool = False
+    fragile_margin: float | None = None  # None: the controller's fitted margin (else fragile.DEFAULT_MARGIN)
 
     def __post_init__(self) -> None:
         if self.layout not in ("sets", "agents"):
@@ -112,8 +117,12 @@ class Board:
         self._lock = threading.Lock()
         self._controller: Controller | None = controller if controller is not None else load_controller(self.bundle)
         self._history: list[Controller] = [] if self._controller is None else [self._controller]
-        # Feedback trains a candidate, promoted only when the bundle's replay set allows it.
-        self._learner = None if self._controller is None else FeedbackLearner(self._controller, load_replay(self.bundle))
+        self.base_controller = self._controller  # the bundle's own: operator promotions start from it
+        self.replay = load_replay(self.bundle)  # held-out val votes: the promotion guard and the borderline fit
+        # Fitted for the bundle's controller and kept when an operator promotes another (the
+        # band is a width around whichever threshold is live).
+        self.borderline = borderline_for(self._controller, self.replay)
+        self._val_rates = val_error_rates(self._controller, self.replay, self.borderline)  # the page's model card
         self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
         self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
         self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
@@ -126,7 +135,7 @@ class Board:
 
     # ------------------------------------------------------------ the workers
     def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
-        """Faces of an image (``blackboard.faces.extract_faces``) before ``deadline`` (time.monotonic)."""
+        """Faces of an image (``vision.faces.extract_faces``) before ``deadline`` (time.monotonic)."""
         raise NotImplementedError
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
@@ -171,7 +180,7 @@ class Board:
         deadline = time.monotonic() + deadline_s
         case = Case(request_id=request_id or uuid.uuid4().hex, source=source, image_shape=tuple(image.shape))
         if detect == "off":
-            from blackboard.faces import extract_faces
+            from vision.faces import extract_faces
 
             crops = extract_faces(image, None, mode="off")
         else:
@@ -180,7 +189,9 @@ class Board:
         for i, crop in enumerate(crops):
             landmarks = [] if crop.landmarks is None else [tuple(map(float, p)) for p in np.asarray(crop.landmarks)]
             case.faces.append(FaceRecord(index=i, box=tuple(float(v) for v in crop.box), landmarks=landmarks,
-                                         confidence=float(crop.confidence), crop=crop.crop))
+                                         confidence=float(crop.confidence), crop=crop.crop,
+                                         context=face_context(crop.crop, box=crop.box, source=image,
+                                                              detected=crop.aligned)))
         if not case.faces:
             case.no_face_reason = ("no face found by the detector" if detect == "on" else
                                    "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
@@ -199,7 +210,7 @@ class Board:
         for i, crop in enumerate(checked):
             h, w = crop.shape[:2]
             case.faces.append(FaceRecord(index=i, box=(0.0, 0.0, float(w), float(h)), landmarks=[], confidence=1.0,
-                                         crop=crop))
+                                         crop=crop, context=face_context(crop)))
         case.timings_ms["detect"] = 0.0
         return self._gated(self._assess(case, deadline, start))
 
@@ -223,8 +234,15 @@ class Board:
             return case
         crops = [face.crop for face in case.faces]
         t_agents = time.perf_counter()
-        results = self._vote(crops, deadline)
+        fragile = FragileConfig(enabled=self.config.fragile_check, margin=self.config.fragile_margin)
+        # The copies ride in the same agent batch as the faces: one call, one deadline.
+        copies = make_copies(crops, fragile.copies) if fragile.enabled else []
+        results = self._vote(crops + copies, deadline)
         case.timings_ms["agents"] = (time.perf_counter() - t_agents) * 1000.0
+        n_faces = len(crops)
+        copy_votes = {name: p[n_faces:].reshape(len(fragile.copies), n_faces)
+                      for name, (p, _) in results.items()} if copies else {}
+        results = {name: (p[:n_faces], ms) for name, (p, ms) in results.items()}
         if not results:
             raise DeadlineExceeded(
                 f"no agent voted within the deadline for case {case.request_id} "
@@ -235,6 +253,8 @@ class Board:
         case.controller_version = decider_version(controller)
         with self._numeric:
             votes, present, context = self._decide(case, results, controller)
+            if copy_votes:
+                self._check_fragile(case, copy_votes, controller, context, fragile)
         with self._lock:
             self._cases[case.request_id] = (votes, present, context)
             self._cases.move_to_end(case.request_id)
@@ -249,61 +269,76 @@ class Board:
         """Fills votes and decisions on every face (``blackboard.decision.decide``); returns the
         (F, A) votes, mask and context in the decider's column order (kept for feedback)."""
         by_agent = {name: results[name][0] for name in self.agent_names if name in results}
-        context = context_for(controller, [face.crop for face in case.faces])
-        decided = decide(by_agent, controller, context=context)
+        context = context_for(controller, [face.crop for face in case.faces], [face.context for face in case.faces])
+        decided = decide(by_agent, controller, context=context, band=self.borderline)
         votes = vote_matrix(by_agent, decided.agents)[0]
         present = decided.present
         missing = [name for name in self.agent_names if name not in results]
         for i, face in enumerate(case.faces):
-            weights = decided.weights[i]
+            weights, shifts = decided.weights[i], decided.context_shift[i]
             for name, (p_agent, latency_ms) in results.items():
                 face.votes[name] = Vote(agent=name, p_fake=float(p_agent[i]), latency_ms=float(latency_ms),
-                                        model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)))
+                                        model_sha=self._model_sha[name], weight=float(weights.get(name, 0.0)),
+                                        context_shift=float(shifts.get(name, 0.0)))
             face.decision = Decision(label=str(decided.labels[i]), p_fake=float(decided.p_fake[i]),
                                      threshold=decided.threshold, combiner=decided.combiner,
-                                     controller_version=case.controller_version)
+                                     controller_version=case.controller_version, reason=decided.reasons[i])
             face.degraded = bool(missing)
             face.missing_agents = list(missing)
         return votes, present, context
 
+    @staticmethod
+    def _check_fragile(case: Case, copy_votes: dict[str, np.ndarray], controller: Controller | None,
+                       context: np.ndarray | None, fragile: FragileConfig) -> None:
+        """Marks faces whose verdict a cheap copy flips ``uncertain`` (``blackboard.fragile``)."""
+        p_copies = np.stack([decide({a: v[c] for a, v in copy_votes.items()}, controller, context=context,
+                                    explain=False).p_fake for c in range(len(fragile.copies))])
+        p = np.array([face.decision.p_fake for face in case.faces])
+        threshold = case.faces[0].decision.threshold
+        reasons = fragile_reasons(p, p_copies, threshold, margin_of(controller, fragile), fragile.copies)
+        for face, reason in zip(case.faces, reasons):
+            if reason:
+                face.decision = replace(face.decision, label=UNCERTAIN, reason=reason)
+
     # --------------------------------------------------------------- feedback
-    def feedback(self, request_id: str, label: str) -> str:
-        """Learns from a user's verdict on a recent case; returns the live controller version after it.
+    def case_evidence(self, request_id: str) -> dict[str, Any] | None:
+        """The votes a recent case was decided on, in the decider's columns, for the feedback log.
 
-        See :meth:`feedback_outcome`, which also says whether the update was promoted and why.
+        Feedback never changes the live controller (`blackboard.feedback_promotion`): these
+        votes are stored with the label so an operator can fit a candidate from them later.
+
+        Returns:
+            ``{"agents", "votes", "context"}`` (NaN votes as None), or None when the case is not
+            among the last ``FEEDBACK_CACHE`` or was decided without a controller.
         """
-        return self.feedback_outcome(request_id, label).live_version
-
-    def feedback_outcome(self, request_id: str, label: str) -> Outcome:
-        """Learns from a user's verdict on a recent case (``blackboard.feedback_learning``).
-
-        The verdict updates a candidate copy of the controller; the candidate replaces the live
-        controller only when the bundle's replay set says it is no worse; cases being decided keep
-        the controller they started with.
-
-        Raises:
-            KeyError: the request id is unknown or fell out of the recent-case cache.
-            ValueError: bad label, or there is no trained controller to update.
-        """
-        truth = label_to_index(label)
         with self._lock:
             stored = self._cases.get(request_id)
-            learner = self._learner
-        if stored is None:
-            raise KeyError(f"Unknown request id {request_id!r}: feedback is kept for the last "
-                           f"{FEEDBACK_CACHE} cases only.")
-        if learner is None:
-            raise ValueError("The bundle has no controller to update; fit one with `fakeface fit-controller`.")
+            controller = self._controller
+        if stored is None or controller is None:
+            return None
         votes, present, context = stored
-        if votes.shape[1] != len(learner.live.agents):
-            raise ValueError("The controller changed its agents since this case; feedback cannot be applied.")
-        outcome = learner.feedback(votes, present, CLASSES[truth], context)
-        if outcome.promoted:
-            with self._lock:
-                self._controller = learner.live
-                self._history.append(learner.live)
+        if votes.shape[1] != len(controller.agents):
+            return None
+        rows = [[round(float(v), 6) if ok else None for v, ok in zip(row, mask)] for row, mask in zip(votes, present)]
+        ctx = None if context is None else [[None if not np.isfinite(v) else round(float(v), 6) for v in row]
+                                            for row in context]
+        return {"agents": list(controller.agents), "votes": rows, "context": ctx}
+
+    def set_controller(self, controller: Controller) -> str:
+        """Makes ``controller`` live (an operator's promotion or a restored state); returns its version.
+
+        Raises:
+            ValueError: it weighs agents this board does not run.
+        """
+        if not set(controller.agents) <= set(self.agent_names):
+            raise ValueError(f"Controller agents {list(controller.agents)} are not all served here "
+                             f"({self.agent_names}).")
+        with self._lock:
+            self._controller = controller
+            if controller not in self._history:
+                self._history.append(controller)
                 del self._history[:-CONTROLLER_HISTORY]
-        return outcome
+        return controller.version
 
     def rollback_controller(self, version: str | None = None) -> str:
         """Restores an earlier controller: the previous one (None), a version seen in this
@@ -328,8 +363,6 @@ class Board:
             self._controller = restored
             if restored not in self._history:
                 self._history.append(restored)
-            if self._learner is not None:
-                self._learner.reset(restored)
         return restored.version
 
     # ------------------------------------------------------------------- info
@@ -359,6 +392,7 @@ class Board:
             config={k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
             detector_up=self._up.get("detector", True),
             restarts=dict(self._recoveries),
+            borderline={**self.borderline.to_dict(), "val": self._val_rates},
         )
 
     def model_info(self) -> dict[str, Any]:

@@ -28,6 +28,9 @@ class Vote:
     latency_ms: float  # time the agent spent on the batch this face was in, per face
     model_sha: str  # sha256 of the model file that voted
     weight: float = 0.0  # trust weight the controller gave this vote (filled at decision)
+    # How the face's context moved this agent's weight: the log-odds weight applied minus the
+    # weight the controller gives the agent in the average condition (0 for context-free rules).
+    context_shift: float = 0.0
 
     @property
     def label(self) -> str:
@@ -60,6 +63,9 @@ class FaceRecord:
     degraded: bool = False  # True when some agent's vote is missing
     missing_agents: list[str] = field(default_factory=list)
     ood_score: float | None = None  # out-of-distribution score of the crop (None: bundle has no OOD model)
+    # The picture's condition around the face (vision.context: face_size, sharpness, blockiness,
+    # brightness, detected), computed once; the controller may condition its trust on it.
+    context: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

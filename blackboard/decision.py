@@ -2,26 +2,29 @@
 
 ``decide(p_fake_by_agent, controller)`` takes each agent's calibrated p_fake per face (NaN or an
 absent key = that agent did not vote) and the bundle's controller, and returns p_fake, label,
-threshold and each agent's share of every decision. With no controller the decision is the mean
+threshold and each agent's share of every decision; with a borderline band (`blackboard.borderline`)
+a p_fake too close to the threshold is labelled "uncertain" with its reason. With no controller the decision is the mean
 of the present votes at threshold 0.5 (and its shares are equal), so "controller, else mean" is
 decided here and nowhere else. Agents are matched by name: votes of agents the controller does
 not know are ignored by it, and a controller agent without a vote drops out of that decision.
 
-``case_context(crops, names)`` computes the simple per-face context a controller may condition
-on (see :mod:`blackboard.controller_logodds`), from the crop the agents saw.
+``context_for(controller, crops, contexts)`` gives the per-face context a controller conditions
+on (:mod:`vision.context`: face size, sharpness, JPEG blockiness, brightness, detected or given).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from agents.labels import FAKE, REAL
+from blackboard.borderline import Borderline
+from blackboard.case import UNCERTAIN
 from blackboard.combine import MeanCombiner
-from blackboard.controller import Controller
+from blackboard.controllers.base import Controller
+from vision.context import check_names, context_matrix, face_context, sharpness
 
 MEAN = "mean"  # combiner name and version string of the no-controller fallback
 MEAN_THRESHOLD = 0.5
@@ -39,6 +42,9 @@ class Decisions:
     agents: tuple[str, ...]  # the agents the decider weighs, in ``present`` column order
     present: np.ndarray  # (N, len(agents)) which of them voted
     weights: tuple[dict[str, float], ...]  # per face: agent -> share of the decision (empty if not explained)
+    reasons: tuple[str, ...] = ()  # per face: why the label is "uncertain" ("" otherwise); () without a band
+    # per face: agent -> how the face's context moved its weight (empty if not explained)
+    context_shift: tuple[dict[str, float], ...] = ()
 
     @property
     def degraded(self) -> np.ndarray:
@@ -71,7 +77,7 @@ def decider_version(controller: Controller | None) -> str:
 
 
 def decide(p_fake_by_agent: Mapping[str, Any], controller: Controller | None, *,
-           context: np.ndarray | None = None, explain: bool = True) -> Decisions:
+           context: np.ndarray | None = None, explain: bool = True, band: Borderline | None = None) -> Decisions:
     """The ensemble's decision on every face.
 
     Args:
@@ -80,6 +86,8 @@ def decide(p_fake_by_agent: Mapping[str, Any], controller: Controller | None, *,
         context: optional (N, K) case context in ``controller.config.context`` order (ignored
             by rules without context; NaN = unknown).
         explain: compute each agent's share of each decision (skip it for bulk scoring).
+        band: the borderline band (`blackboard.borderline`): a p_fake inside it is labelled
+            "uncertain" with its reason. None (scoring, fitting) keeps every label real/fake.
 
     Returns:
         The decisions; a face without any vote gets p_fake 0.5.
@@ -91,17 +99,26 @@ def decide(p_fake_by_agent: Mapping[str, Any], controller: Controller | None, *,
         threshold = MEAN_THRESHOLD
         shares = tuple({a: (1.0 / max(int(row.sum()), 1)) if row[j] else 0.0 for j, a in enumerate(agents)}
                        for row in present) if explain else ()
+        shifts = tuple({a: 0.0 for a in agents} for _ in present) if explain else ()
     else:
         agents = list(controller.agents)
         votes, present = vote_matrix(p_fake_by_agent, agents)
         p = controller.predict_proba(votes, present, context)
         threshold = float(controller.threshold)
-        shares = tuple(controller.explain(votes[i], present[i], None if context is None else context[i])
-                       for i in range(len(votes))) if explain else ()
+        rows = [None if context is None else context[i] for i in range(len(votes))] if explain else []
+        shares = tuple(controller.explain(votes[i], present[i], c) for i, c in enumerate(rows))
+        shifts = tuple(controller.context_shift(votes[i], present[i], c) for i, c in enumerate(rows))
+    p = np.asarray(p, dtype=np.float64)
     labels = np.where(p >= threshold, FAKE, REAL).astype(object)
-    return Decisions(p_fake=np.asarray(p, dtype=np.float64), labels=labels, threshold=threshold,
+    reasons: tuple[str, ...] = ()
+    if band is not None:
+        inside = band.inside(p, threshold)
+        labels[inside] = UNCERTAIN
+        reasons = tuple(band.reason(float(v), threshold) if hit else "" for v, hit in zip(p, inside))
+    return Decisions(p_fake=p, labels=labels, threshold=threshold,
                      combiner=decider_name(controller), version=decider_version(controller),
-                     agents=tuple(agents), present=present, weights=shares)
+                     agents=tuple(agents), present=present, weights=shares, reasons=reasons,
+                     context_shift=shifts)
 
 
 def decide_matrix(votes: np.ndarray, agents: Sequence[str], controller: Controller | None, *,
@@ -116,31 +133,34 @@ def decide_matrix(votes: np.ndarray, agents: Sequence[str], controller: Controll
 # ------------------------------------------------------------------ context
 def blur(crop: np.ndarray) -> float:
     """log(1 + variance of the Laplacian) of the grey crop resized to 224 px: low = blurry."""
-    grey = cv2.cvtColor(np.ascontiguousarray(crop, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
-    if grey.shape != (224, 224):
-        grey = cv2.resize(grey, (224, 224), interpolation=cv2.INTER_AREA)
-    return float(np.log1p(cv2.Laplacian(grey, cv2.CV_64F).var()))
+    return sharpness(crop)
 
 
-CONTEXT_FEATURES: dict[str, Callable[[np.ndarray], float]] = {"blur": blur}
+def context_for(controller: Controller | None, crops: Sequence[np.ndarray | None],
+                contexts: Sequence[Mapping[str, float]] | None = None) -> np.ndarray | None:
+    """The context ``controller`` reads, per face; None when it reads none or it cannot be had.
 
-
-def context_for(controller: Controller | None, crops: Sequence[np.ndarray | None]) -> np.ndarray | None:
-    """The context ``controller`` reads, from the faces' crops; None when it reads none or a crop is missing."""
+    Args:
+        controller: the decider (None or a rule without context: no context).
+        crops: the faces' crops, used when ``contexts`` is not given (each crop taken as given).
+        contexts: each face's :func:`vision.context.face_context`, computed where the source
+            image and the face's box were known (the board, the batch face stage).
+    """
     names = () if controller is None else controller.context_names
-    if not names or any(c is None for c in crops):
+    if not names:
+        return None
+    if contexts is not None:
+        return context_matrix(contexts, names)
+    if any(c is None for c in crops):
         return None
     return case_context(crops, names)
 
 
 def case_context(crops: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """(N, K) context of each face crop for the named features (see ``CONTEXT_FEATURES``).
+    """(N, K) named context features (``vision.context.CONTEXT_NAMES``) of crops taken as given.
 
     Raises:
         ValueError: an unknown feature name.
     """
-    unknown = sorted(set(names) - set(CONTEXT_FEATURES))
-    if unknown:
-        raise ValueError(f"Unknown context feature(s) {unknown}; known: {sorted(CONTEXT_FEATURES)}.")
-    return np.array([[CONTEXT_FEATURES[k](c) for k in names] for c in crops], dtype=np.float64).reshape(
-        len(crops), len(names))
+    check_names(names)
+    return context_matrix([face_context(c) for c in crops], names)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
-from blackboard.controller import Controller
-from blackboard.controller_store import ReplaySet
+from blackboard.controllers.base import Controller
+from blackboard.controllers.store import ReplaySet
 from blackboard.decision import vote_matrix
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class _Rejected:
 def replay_scores(controller: Controller, replay: ReplaySet) -> tuple[float, float]:
     """(ROC AUC, log-loss) of a controller on the replay votes (matched to its agents by name)."""
     votes, present = vote_matrix({a: replay.votes[:, j] for j, a in enumerate(replay.agents)}, controller.agents)
-    p = controller.predict_proba(votes, present)
+    p = controller.predict_proba(votes, present, replay.context_for(controller.context_names))
     return float(roc_auc_score(replay.labels, p)), float(log_loss(replay.labels, np.clip(p, 1e-7, 1 - 1e-7),
                                                                   labels=[0, 1]))
 

@@ -18,11 +18,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("training.dataset_cli", "build face-crop datasets: `fakeface dataset build ...`"),
     "train": ("training.train_cli", "train agents from a manifest into a model bundle"),
     "fit-controller": ("training.fit_controller", "learn the controller's trust table on val"),
+    "promote-feedback": ("training.promote_feedback", "operator: promote a controller from the feedback log"),
     "fit-ood": ("training.fit_ood", "fit the \"can't tell\" (out-of-distribution) gate into a bundle"),
     "evaluate": ("training.evaluate", "score the ensemble against each single model"),
-    "batch": ("training.batch", "classify folders/videos as a Ray Data batch job"),
-    "serve": ("blackboard.serve_cli", "run the gRPC detector service"),
-    "classify": ("blackboard.classify_cli", "classify images, screenshots or videos"),
+    "batch": ("fakeface.batch", "classify folders/videos as a Ray Data batch job"),
+    "serve": ("fakeface.serve.cli", "run the gRPC detector service"),
+    "classify": ("fakeface.classify", "classify images, screenshots or videos"),
     "bundle": ("fakeface.bundle_cli", "sign and verify model bundles: `fakeface bundle keygen|sign|verify`"),
 }
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     # Keras must see its backend before the first import; TensorFlow is the default here
     # because MTCNN only runs on it.
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from blackboard.logs import quiet_third_party
+    from fakeface.logs import quiet_third_party
 
     quiet_third_party(verbose)  # before TensorFlow, Ray and gRPC are imported: they read it then
     module = importlib.import_module(SUBCOMMANDS[name][0])

@@ -114,9 +114,9 @@ def bundle_with_controller(tiny_bundle: Path, dest: Path) -> Path:
     """
     import shutil
 
-    from blackboard.controller_qtrust import QController
-    from blackboard.controller_store import save_controller
-    from blackboard.controller_store import ReplaySet
+    from blackboard.controllers.qtrust import QController
+    from blackboard.controllers.store import save_controller
+    from blackboard.controllers.store import ReplaySet
 
     shutil.copytree(tiny_bundle, dest)
     rng = np.random.default_rng(0)

@@ -16,8 +16,10 @@ from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import GroupKFold
 
 from blackboard.combine import MajorityCombiner, MeanCombiner, StackingCombiner
-from blackboard.controller_qtrust import ControllerConfig, QController
-from blackboard.controller_logodds import LogOddsConfig, LogOddsController
+from blackboard.combine_context import ContextStackingCombiner
+from blackboard.controllers.ctxbins import BinnedConfig, BinnedLogOddsController
+from blackboard.controllers.qtrust import ControllerConfig, QController
+from blackboard.controllers.logodds import LogOddsConfig, LogOddsController
 
 # fit(votes, labels, context) -> predict(votes, context) -> p_fake
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray | None], Callable[[np.ndarray, np.ndarray | None], np.ndarray]]
@@ -71,9 +73,36 @@ def default_variants(agents: Sequence[str], context_names: Sequence[str] = ()) -
     return rows
 
 
+def _context_stacking(agents: Sequence[str], names: Sequence[str]) -> FitPredict:
+    def fit(votes: np.ndarray, labels: np.ndarray, ctx: np.ndarray | None):
+        combiner = ContextStackingCombiner(agents, names).fit(votes, labels, ctx)
+        return lambda v, c: combiner.predict_proba(v, None, c)
+    return fit
+
+
+def context_variants(agents: Sequence[str], feature_sets: Mapping[str, Sequence[str]], *,
+                     bins: Sequence[int] = (3,)) -> list[Variant]:
+    """For each named feature set: the smooth (linear) log-odds controller, the binned one at each
+    bin count, and stacking on the same features (the fair baseline)."""
+    agents = list(agents)
+    rows = []
+    for label, names in feature_sets.items():
+        names = tuple(names)
+        cfg = replace(LogOddsConfig(), context=names)
+        rows.append(Variant(f"logodds+{label}", "controller",
+                            _controller(lambda cfg=cfg: LogOddsController(agents, cfg)), context=names))
+        for b in bins:
+            bcfg = BinnedConfig(context=names, bins=b)
+            rows.append(Variant(f"bins{b}+{label}", "controller",
+                                _controller(lambda bcfg=bcfg: BinnedLogOddsController(agents, bcfg)), context=names))
+        rows.append(Variant(f"stacking+{label}", "baseline", _context_stacking(agents, names), context=names))
+    return rows
+
+
 def cross_validate(votes: np.ndarray, labels: np.ndarray, groups: Sequence[Any], variants: Sequence[Variant], *,
                    context: Mapping[str, np.ndarray] | None = None, n_splits: int = 5,
-                   reference: str = "stacking") -> dict[str, dict[str, Any]]:
+                   reference: str = "stacking",
+                   subsets: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
     """Out-of-fold scores of every variant.
 
     Args:
@@ -84,6 +113,8 @@ def cross_validate(votes: np.ndarray, labels: np.ndarray, groups: Sequence[Any],
         context: feature name -> (N,) values, for variants that read context.
         n_splits: GroupKFold folds.
         reference: variant the per-fold paired differences are taken against.
+        subsets: optional name -> (N,) boolean rows (e.g. "clean", "degraded"): each variant also
+            gets ``auc_<name>``, the pooled out-of-fold AUC on those rows.
 
     Returns:
         name -> {kind, auc (pooled out-of-fold), auc_folds, auc_mean, auc_std, log_loss,
@@ -108,6 +139,8 @@ def cross_validate(votes: np.ndarray, labels: np.ndarray, groups: Sequence[Any],
         row = {"kind": variant.kind, "auc": float(roc_auc_score(labels, p)), "auc_folds": [float(a) for a in folds],
                "auc_mean": float(folds.mean()), "auc_std": float(folds.std()),
                "log_loss": float(log_loss(labels, np.clip(p, 1e-7, 1 - 1e-7)))}
+        for subset, rows in (subsets or {}).items():
+            row[f"auc_{subset}"] = float(roc_auc_score(labels[rows], p[rows]))
         if ref is not None:
             delta = folds - ref
             row.update({f"delta_vs_{reference}_mean": float(delta.mean()), f"delta_vs_{reference}_std": float(delta.std()),

@@ -26,19 +26,20 @@ from agents.bundle import BundleError, load_bundle
 from agents.labels import CLASSES
 from blackboard.calibration import check_prior
 from blackboard.combine import baselines_to_json, fit_baselines
-from blackboard.controller import Controller
-from blackboard.controller_qtrust import ControllerConfig, QController
-from blackboard.controller_logodds import LogOddsConfig, LogOddsController
-from blackboard.controller_store import ReplaySet, save_controller
+from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
+from blackboard.controllers.base import Controller, controller_kinds
+from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
 from training.votes import collect_context, collect_votes, read_manifest_split
+from vision.context import ALIASES, CONTEXT_NAMES, check_names
 
-KINDS = {"logodds": (LogOddsController, LogOddsConfig), "qtrust": (QController, ControllerConfig)}
+# kind -> (rule, its config class), every registered learning rule.
+KINDS = {kind: (cls, cls.config_class) for kind, cls in controller_kinds().items()}
 DEFAULT_KIND = "logodds"  # best of the variants in the group-aware CV on val (docs/usage/fit-controller.md)
 DEFAULT_CONTEXT = "blur"  # context that measured better in the same CV
 # Command-line flags that override config fields (flag dest == field name); each kind takes its own.
 OVERRIDES = ("alpha", "epsilon", "epochs", "seed", "weight_map", "gamma", "beta", "calibration", "threshold_rule",
-             "lr", "online_lr", "reward", "l2")
+             "lr", "online_lr", "reward", "l2", "bins")
 
 
 def _prior(text: str) -> float | str:
@@ -62,7 +63,12 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     parser.add_argument("--kind", choices=sorted(KINDS), default=DEFAULT_KIND,
                         help=f"learning rule (default {DEFAULT_KIND}; qtrust = the original trust table)")
     parser.add_argument("--context", default=DEFAULT_CONTEXT,
-                        help=f'comma-separated case context for logodds (default "{DEFAULT_CONTEXT}"; "none" = no context)')
+                        help=f'comma-separated case context for logodds and logodds-bins, from {list(CONTEXT_NAMES)} '
+                             f'(default "{DEFAULT_CONTEXT}"; "none" = no context)')
+    parser.add_argument("--bins", type=int, help="logodds-bins: quantile bins per context feature")
+    parser.add_argument("--degraded-copies", dest="degraded_copies", type=int, default=1,
+                        help="screenshot-like copies of each image (vision.degrade.random_chain) added to the "
+                             "fitting votes (default 1; 0 = clean images only)")
     parser.add_argument("--replay-fraction", type=float, default=0.2,
                         help="share of the split's groups held out as the feedback replay set (default 0.2)")
     parser.add_argument("--config", help="YAML/JSON file of config fields of the chosen kind")
@@ -118,7 +124,7 @@ def load_config(path: str | None, args: argparse.Namespace) -> Any:
     if prior is not None:
         data["prior"] = None if prior == "none" else prior
     context = getattr(args, "context", None)
-    if kind == "logodds" and context is not None and "context" not in data:
+    if "context" in config_class.__dataclass_fields__ and context is not None and "context" not in data:
         data["context"] = [] if context in ("", "none") else [c.strip() for c in context.split(",") if c.strip()]
     known = set(config_class.__dataclass_fields__)
     unknown = sorted(set(data) - known)
@@ -189,10 +195,21 @@ def run(args: argparse.Namespace) -> int:
     votes = collect_votes(bundle, paths, batch_size=args.batch_size, progress=not args.no_progress,
                           cache_dir=args.cache_dir, use_cache=not args.no_cache)
     names = tuple(getattr(config, "context", ()))
-    context = collect_context(paths, names) if names else None
+    check_names(names)
+    # Every feature is kept (the replay set carries them all); the rule reads its own columns.
+    all_context = collect_context(paths, CONTEXT_NAMES)
+    if args.degraded_copies > 0:
+        from training.degraded_votes import collect_degraded  # imports the degradations only when used
+
+        more_votes, more_context, source = collect_degraded(
+            bundle, paths, copies=args.degraded_copies, seed=getattr(config, "seed", 0), batch_size=args.batch_size,
+            progress=not args.no_progress, cache_dir=args.cache_dir, use_cache=not args.no_cache)
+        votes, all_context = np.concatenate([votes, more_votes]), np.concatenate([all_context, more_context])
+        labels, groups = np.concatenate([labels, labels[source]]), np.concatenate([groups, groups[source]])
     ok = np.isfinite(votes).all(axis=1)
-    votes, labels, groups = votes[ok], labels[ok], groups[ok]
-    context = None if context is None else context[ok]
+    votes, labels, groups, all_context = votes[ok], labels[ok], groups[ok], all_context[ok]
+    columns = [CONTEXT_NAMES.index(ALIASES.get(n, n)) for n in names]
+    context = all_context[:, columns] if names else None
     if len(np.unique(labels)) < 2:
         raise ValueError(f"Split {args.split!r} of {args.manifest} needs both real and fake images "
                          f"with readable files; it has {len(labels)} usable rows of one class.")
@@ -205,11 +222,20 @@ def run(args: argparse.Namespace) -> int:
     metrics = val_report(controller, votes[replay], labels[replay], thresholds, baselines,
                          None if context is None else context[replay])
     controller.fitted_on.update({"manifest": str(args.manifest), "split": args.split,
+                                 "degraded_copies": int(args.degraded_copies),
                                  "bundle_version": bundle.version, "replay_cases": int(len(replay)),
                                  "metrics_replay": metrics["ensemble"]})
+    # The "can't tell — borderline" band, fitted on the same held-out rows (blackboard.borderline).
+    replay_context = None if context is None else context[replay]
+    controller.fitted_on[BORDERLINE_KEY] = fit_borderline(
+        controller.predict_proba(np.where(np.isfinite(votes[replay]), votes[replay], 0.5), np.isfinite(votes[replay]),
+                                 replay_context), labels[replay], float(controller.threshold)).to_dict()
     fitted_on = {"manifest": str(args.manifest), "split": args.split, "cases": int(len(fit))}
     saved = save_controller(bundle.path, controller, baselines=baselines_to_json(baselines, fitted_on=fitted_on),
-                            replay=ReplaySet(tuple(agents), votes[replay], labels[replay]))
+                            replay=ReplaySet(tuple(agents), votes[replay], labels[replay],
+                                             context={**{n: all_context[replay, j] for j, n in enumerate(CONTEXT_NAMES)},
+                                                      **{n: all_context[replay, CONTEXT_NAMES.index(k)]
+                                                         for n, k in ALIASES.items()}}))
     where = f"the {len(replay)} held-out replay rows of split {args.split!r} (not used for fitting)"
     if args.json:
         print(json.dumps({"version": controller.version, "kind": controller.kind, "bundle": str(saved.path),
@@ -227,7 +253,3 @@ def main(argv: list[str]) -> int:
     except (BundleError, ValueError, OSError) as err:
         print(f"fakeface fit-controller: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

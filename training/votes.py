@@ -21,10 +21,11 @@ from agents.atomic import atomic_write
 from agents.bundle import Bundle, load_bundle
 from agents.labels import label_to_index
 from agents.predictor import AgentPredictor
-from blackboard.decision import case_context
-from blackboard.faces import ImageError, read_image, whole_image_crop
-from training.batch_stages import CROP_SIZE
+from vision.faces import whole_image_crop
+from vision.media import ImageError, read_image
+from blackboard.stages import CROP_SIZE
 from training.dataset import read_manifest
+from vision.context import check_names, context_matrix, face_context
 
 CACHE_ENV = "FAKEFACE_CACHE"  # overrides the cache root (default ~/.cache/fakeface)
 CROP_SALT = "whole-crop-224"  # in the cache key: votes of images cropped as the face stage does
@@ -56,15 +57,23 @@ def read_manifest_split(manifest: str | os.PathLike[str], split: str, *,
 
 
 def collect_context(image_paths: Sequence[str | os.PathLike[str]], names: Sequence[str]) -> np.ndarray:
-    """(N, K) case context (``blackboard.decision.case_context``) of each image; NaN rows when unreadable."""
+    """(N, K) context (``vision.context``) of each face-crop image, as the service sees a crop
+    sent as given: the file's own size and JPEG grid, the 224 px crop's pixels. NaN rows when unreadable."""
     out = np.full((len(image_paths), len(names)), np.nan, dtype=np.float64)
     if not names:
         return out
+    check_names(names)
     for i, path in enumerate(image_paths):
-        image = read_crop(path)
+        image = read_rgb(path)
         if image is not None:
-            out[i] = case_context([image], names)[0]
+            out[i] = image_context(image, names)
     return out
+
+
+def image_context(image: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """(K,) named context of one face-crop image used whole (see :func:`read_crop`)."""
+    crop = whole_image_crop(image, size=CROP_SIZE)
+    return context_matrix([face_context(crop.crop, box=crop.box, source=image)], names)[0]
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
@@ -77,7 +86,7 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
 
 def read_crop(path: str | os.PathLike[str]) -> np.ndarray | None:
     """A face-crop image file as the batch/evaluate face stage hands it to the agents: decoded,
-    then used whole at 224 x 224 (`blackboard.faces.whole_image_crop`); None when undecodable.
+    then used whole at 224 x 224 (`vision.faces.whole_image_crop`); None when undecodable.
 
     So a controller is fitted on the pixels it will be served (an image of another size is
     resized to the crop first, then by each agent's contract, exactly as at serving time).

@@ -1,0 +1,103 @@
+"""Votes and context on screenshot-like copies of val faces, for fitting a context controller.
+
+Each image gets ``copies`` degraded copies, each made by :func:`vision.degrade.random_chain`
+(one to three re-encodes, resizes, blurs, tone changes) drawn from a generator seeded by
+``seed`` and the image's position, so a rerun makes the same pixels. Every copy is used whole,
+as a crop sent as given (the file's size after the chain is the face size; its JPEG grid is
+the chain's), and keeps the source image's label and group, so group-aware splits never put a
+copy and its source on both sides. Results are cached beside the clean votes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from agents.atomic import atomic_write
+from agents.bundle import Bundle, load_bundle
+from agents.predictor import AgentPredictor
+from vision.faces import whole_image_crop
+from blackboard.stages import CROP_SIZE
+from training.votes import cache_key, default_cache_dir, read_rgb
+from vision.context import CONTEXT_NAMES, context_matrix, face_context
+from vision.degrade import random_chain
+
+SALT = "degraded-random-chain-v1"
+
+
+def degraded_copy(image: np.ndarray, *, seed: int, index: int, copy: int) -> np.ndarray:
+    """The ``copy``-th screenshot-like copy of image number ``index`` (deterministic)."""
+    rng = np.random.default_rng([seed, index, copy])
+    return random_chain(rng, compositions=False)(image)
+
+
+def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths: Sequence[str | os.PathLike[str]],
+                     *, copies: int = 1, seed: int = 0, batch_size: int = 64, progress: bool = True,
+                     cache_dir: str | os.PathLike[str] | None = None,
+                     use_cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Votes and context of ``copies`` degraded copies of every image.
+
+    Args:
+        bundle: a loaded bundle, a bundle directory, or None for the shipped default.
+        image_paths: face-crop image files.
+        copies: degraded copies per image.
+        seed: seeds every chain (with the image's position and the copy number).
+        batch_size: images predicted together.
+        progress: show a tqdm bar.
+        cache_dir: folder of the .npz cache (default the vote cache's).
+        use_cache: read and write the cache.
+
+    Returns:
+        (votes (N * copies, A) in bundle agent order, context (N * copies, len(CONTEXT_NAMES)),
+        source (N * copies,) index of each copy's image). Rows of unreadable images are NaN.
+    """
+    if copies < 1:
+        raise ValueError(f"copies must be >= 1, received {copies}.")
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    agents = bundle.agent_names
+    paths = [Path(p) for p in image_paths]
+    source = np.repeat(np.arange(len(paths)), copies)
+    cache_file = None
+    if use_cache:
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        key = cache_key(bundle, agents, paths, salt=f"{SALT}-{copies}-{seed}")
+        cache_file = folder / f"degraded-{key}.npz"
+        if cache_file.is_file():
+            with np.load(cache_file, allow_pickle=False) as cached:
+                if list(cached["agents"]) == agents and list(cached["context_names"]) == list(CONTEXT_NAMES):
+                    return np.asarray(cached["votes"]), np.asarray(cached["context"]), source
+    votes = np.full((len(source), len(agents)), np.nan)
+    context = np.full((len(source), len(CONTEXT_NAMES)), np.nan)
+    predictors = [AgentPredictor(bundle, name, batch_size=batch_size) for name in agents]
+    bar = tqdm(total=len(paths), desc="degraded votes", unit="img", disable=not progress)
+    per_batch = max(1, batch_size // copies)
+    for start in range(0, len(paths), per_batch):
+        crops, rows = [], []
+        for index in range(start, min(start + per_batch, len(paths))):
+            image = read_rgb(paths[index])
+            if image is None:
+                continue
+            for c in range(copies):
+                copy = degraded_copy(image, seed=seed, index=index, copy=c)
+                crop = whole_image_crop(copy, size=CROP_SIZE)
+                row = index * copies + c
+                context[row] = context_matrix([face_context(crop.crop, box=crop.box, source=copy)], CONTEXT_NAMES)[0]
+                crops.append(crop.crop)
+                rows.append(row)
+        if crops:
+            for col, predictor in enumerate(predictors):
+                votes[rows, col] = predictor.predict_p_fake(crops)
+        bar.update(min(per_batch, len(paths) - start))
+    bar.close()
+    if cache_file is not None:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(cache_file, lambda tmp: np.savez(tmp, votes=votes, context=context, agents=np.array(agents),
+                                                          context_names=np.array(CONTEXT_NAMES)))
+        except OSError:
+            pass  # a failure to cache is not a failure to vote
+    return votes, context, source
