@@ -254,6 +254,9 @@ def _seal(bundle_dir: Path, manifest: dict[str, Any]) -> None:
     key = os.environ.get(signing.SIGNING_KEY_ENV)
     if key:
         signing.sign_manifest(bundle_dir, signing.load_private_key(key), _atomic_write_bytes)
+    else:
+        signing.log.warning("the bundle is written unsigned; commands will refuse it until it is signed: "
+                            "`fakeface bundle sign --bundle DIR` (or set $%s)", signing.SIGNING_KEY_ENV)
 
 
 def sign_bundle(bundle_dir: str | os.PathLike[str], private_key: Any) -> Bundle:

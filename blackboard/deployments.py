@@ -299,6 +299,8 @@ def _replica_options(plan: DeploymentPlan, *, gpus: float) -> dict[str, Any]:
         "health_check_period_s": 2.0,
         "health_check_timeout_s": 30.0,
         "graceful_shutdown_timeout_s": 2.0,
+        # Models that do not load fail every retry: DEPLOY_FAILED at once (only before a first start).
+        "max_constructor_retry_count": 1,
     }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 from typing import Any
@@ -51,6 +52,28 @@ def replica_lost(err: BaseException) -> bool:
     # Serve's throughput mode calls replicas over gRPC: a replica gone mid-call is UNAVAILABLE.
     code = getattr(err, "code", None)
     return callable(code) and code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _last_error_line(message: str, limit: int = 400) -> str:
+    """The final exception line of a Serve status message (which carries the whole traceback)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b.*:", line)]
+    text = (errors or lines or ["no reason given"])[-1]
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def deploy_failures(plan: DeploymentPlan, components: list[str]) -> dict[str, str]:
+    """Components whose Serve application is DEPLOY_FAILED, with the error that stopped them."""
+    from ray import serve
+
+    apps = serve.status().applications
+    out = {}
+    for component in components:
+        app = apps.get(deployments.app_name(plan, component))
+        if app is not None and str(app.status).endswith("DEPLOY_FAILED"):
+            reasons = [d.message for d in app.deployments.values() if d.message] or [app.message]
+            out[component] = _last_error_line(reasons[-1])
+    return out
 
 
 class Ensemble(Board):
@@ -102,9 +125,17 @@ class Ensemble(Board):
 
     # ------------------------------------------------------------------ setup
     def ready(self, timeout_s: float = 120) -> bool:
-        """True when the detector and every agent have their replicas running (models loaded)."""
+        """True when the detector and every agent have their replicas running (models loaded).
+
+        Raises:
+            RuntimeError: Serve gave up on a component (its replicas failed to start, e.g. a model
+                file that does not load), with the replica's error, instead of waiting out the timeout.
+        """
         until = time.monotonic() + float(timeout_s)
         while True:
+            failed = deploy_failures(self._plan, self._components)
+            if failed:
+                raise RuntimeError("; ".join(f"{c} failed to start: {why}" for c, why in failed.items()))
             running = deployments.running_replicas(self._plan, self._components)
             if running["detector"] >= 1 and all(running[c] >= self.config.replicas for c in self._components[1:]):
                 self.component_status()  # notes the first replicas, so replacements are counted

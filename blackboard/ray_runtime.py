@@ -9,7 +9,13 @@ tests start Ray through `init_ray`. A Ray it starts itself (no address, ``RAY_AD
   for this process and its children (``RAY_AUTH_TOKEN``) unless you export your own
   (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``); ``RAY_AUTH_MODE=disabled`` is respected as an
   explicit opt-out;
-* is reaped when this process dies, even by SIGKILL (`blackboard.ray_reaper`).
+* is reaped when this process dies, even by SIGKILL (`blackboard.ray_reaper`);
+* takes no fixed port: Ray's two metrics servers (autoscaler, default 44217, and dashboard,
+  default 44227) get free ports chosen at each start (unless ``AUTOSCALER_METRIC_PORT`` /
+  ``DASHBOARD_METRIC_PORT`` are exported); every other Ray port is picked free by the OS from
+  its ephemeral range (``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 by default), so a
+  ``--port`` / ``--http-port`` / ``--metrics-port`` below that range never meets a Ray port. The
+  ports are logged once Ray is up (logger ``fakeface.ray``).
 
 Joining a cluster (``--ray-address`` or ``RAY_ADDRESS``) changes none of these settings: the
 cluster's own token and TLS settings apply (see deploy/README.md).
@@ -33,6 +39,10 @@ AUTH_TOKEN_ENVS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 # Ray's switch for multi-node support on a laptop OS; "0" makes the node address loopback on Linux too.
 CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
+# Ray's processes read these at import; unset, they bind the same fixed ports on every start.
+FIXED_PORT_ENVS = ("AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT")
+
+log = logging.getLogger("fakeface.ray")
 _reaper: subprocess.Popen | None = None
 
 
@@ -43,6 +53,9 @@ def local_ray_env() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     os.environ[CLUSTER_ENV] = "0"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    wanted = [name for name in FIXED_PORT_ENVS if not os.environ.get(name)]
+    for name, port in zip(wanted, free_ports(len(wanted))):
+        os.environ[name] = str(port)
     if "ray._private.ray_constants" in sys.modules:  # imported before the variable was set
         sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
     if "ray._raylet" in sys.modules:
@@ -100,6 +113,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, **kwarg
         # ray.init replaces SIGTERM's handler with one that exits at once; the caller's (a drain) wins.
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        log.info("local Ray started", extra={"fields": {"ports": local_ray_ports()}})
     else:
         ray.init(address=address, **kwargs)
     return True
@@ -115,6 +129,22 @@ def _start_reaper(old_children: set[int]) -> None:
         [sys.executable, str(script), str(os.getpid()), *map(str, sorted(old_children))],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+
+
+def local_ray_ports() -> dict[str, int]:
+    """The ports the local Ray node listens on, by role (for the log, and for an operator's firewall)."""
+    import ray
+
+    node = next((n for n in ray.nodes() if n.get("Alive")), {})
+    out = {"gcs": int(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])}
+    for key, name in (("NodeManagerPort", "raylet"), ("ObjectManagerPort", "object_manager"),
+                      ("MetricsExportPort", "metrics_export"), ("RuntimeEnvAgentPort", "runtime_env_agent")):
+        if node.get(key):
+            out[name] = int(node[key])
+    for name in FIXED_PORT_ENVS:
+        if os.environ.get(name, "").isdigit():
+            out[name.lower().removesuffix("_port")] = int(os.environ[name])
+    return out
 
 
 # Set on Serve replicas of a loopback-only Ray (see `bind_serve_replica_to_loopback`).

@@ -78,6 +78,9 @@ class ServerConfig:
     feedback_rate_per_s: float = 0.1  # sustained Feedback calls per second per client (token or peer host)
     feedback_burst: int = 5  # Feedback calls a client may make at once; beyond the bucket -> RESOURCE_EXHAUSTED
     health_period_s: float = HEALTH_PERIOD_S  # how often the detector and agent actors are probed
+    # Load and trace the heat maps while the replicas load, and say SERVING only after: warmed
+    # after SERVING, they competed with the first answers for the CPU (issue 26).
+    warm_heatmaps: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_message_bytes", "max_pixels", "max_pixels_in_flight", "max_in_flight", "workers",
@@ -182,11 +185,23 @@ class DetectorServer:
         if self.servicer.accepting.is_set():
             self._set_health(serving if status.get("detector", True) and agents_up else not_serving)
 
+    def _warm_heatmaps(self) -> None:
+        try:
+            self.servicer.warm_heatmaps()
+        except Exception:  # noqa: BLE001 - heat maps then load on first use, which reports any error
+            log.exception("heat-map warm-up failed")
+
     def _await_ready(self) -> None:
+        warm = None
+        if self.config.warm_heatmaps:  # in this process, alongside the replicas loading theirs
+            warm = threading.Thread(target=self._warm_heatmaps, name="fakeface-heatmap-warmup", daemon=True)
+            warm.start()
         try:
             ok = self.servicer.ensemble.ready(timeout_s=self.config.ready_timeout_s)
             if ok is False:
                 raise TimeoutError(f"models not ready within {self.config.ready_timeout_s:.0f} s")
+            if warm is not None:
+                warm.join(self.config.ready_timeout_s)
         except Exception as err:  # reported through ready_error and the log; health stays NOT_SERVING
             self.ready_error = f"{type(err).__name__}: {err}"
             log.exception("ensemble failed to become ready")

@@ -47,7 +47,12 @@ from fakeface.serve.servicer import DetectorServicer
 from fakeface.web import bridge
 from fakeface.web.admin import add_admin_routes
 from fakeface.web.bridge import WebRefusal
+<<<<<<< HEAD
 from fakeface.web.report import LIMITS, accuracy_statement, build_report, error_rates, trained_on
+=======
+from fakeface.web.guards import FeedbackBody, read_json, scrub_paths
+from fakeface.web.report import LIMITS, accuracy_statement, build_report
+>>>>>>> harden
 
 log = logging.getLogger("fakeface.web")
 MIB = 1024 * 1024
@@ -138,7 +143,8 @@ class _Store:
 
 
 def _refusal_response(err: WebRefusal) -> JSONResponse:
-    return JSONResponse({"error": err.message, "code": err.code}, status_code=err.status)
+    # Scrubbed here, at the edge, whatever raised it: no server path reaches the page.
+    return JSONResponse({"error": scrub_paths(err.message), "code": err.code}, status_code=err.status)
 
 
 def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> FastAPI:
@@ -258,6 +264,8 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
         from fakeface.classify import Runner  # the CLI's video path: tracks and the clip rule
         from vision.media import encode_png
 
+        # Error texts from OpenCV and the reader name the temporary file: the person sees their own file's name.
+        shown = {str(path): name or "the clip", str(path.parent): "the upload folder"}
         try:
             cap = cv2.VideoCapture(str(path))
             count, native = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS) or 25.0
@@ -281,12 +289,14 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
             record("video", name, data, result, png, ".png", raw, frame)
             job.update(state="done", result=result)
         except WebRefusal as err:
-            job.update(state="error", error=err.message, status=err.status)
+            job.update(state="error", error=scrub_paths(err.message, shown), status=err.status)
         except ValueError as err:  # ImageError (no frame) or OpenCV cannot open it
-            job.update(state="error", error=f"This clip cannot be read as a video: {err}.", status=415)
+            job.update(state="error", error=scrub_paths(f"This clip cannot be read as a video: {err}.", shown),
+                       status=415)
         except Exception as err:  # the edge of a background job: report it, keep serving
             log.exception("video job failed")
-            job.update(state="error", error=f"internal error: {type(err).__name__}: {err}", status=500)
+            job.update(state="error", error=scrub_paths(f"internal error: {type(err).__name__}: {err}", shown),
+                       status=500)
         finally:
             path.unlink(missing_ok=True)
             path.parent.rmdir()
@@ -297,7 +307,7 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
         from starlette.concurrency import run_in_threadpool
 
         if detect not in bridge.DETECT_ENUMS:
-            raise WebRefusal(400, f"detect must be one of {sorted(bridge.DETECT_ENUMS)}, received {detect!r}.",
+            raise WebRefusal(400, f"detect must be one of {sorted(bridge.DETECT_ENUMS)}, received {detect[:40]!r}.",
                              code="INVALID_ARGUMENT")
         name = os.path.basename(name)[:200]
         data = await read_body(request)
@@ -332,13 +342,9 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
     async def send_feedback(request: Request) -> dict[str, Any]:
         from starlette.concurrency import run_in_threadpool
 
-        try:
-            body = await request.json()
-        except ValueError as err:
-            raise WebRefusal(400, "Feedback must be JSON: {\"request_id\": ..., \"label\": \"real\"|\"fake\"}.") from err
-        if not isinstance(body, dict):
-            raise WebRefusal(400, "Feedback must be a JSON object with request_id and label.")
-        request_id, label = str(body.get("request_id", "")), str(body.get("label", ""))
+        # Bounded in size and depth, typed (fakeface.web.guards): a hostile body is a 4xx, never a 500.
+        body = await read_json(request, FeedbackBody, example='{"request_id": "...", "label": "real" or "fake"}')
+        request_id, label = body.request_id, body.label
         host = request.client.host if request.client else None
         try:
             resp = await run_in_threadpool(lambda: bridge.feedback(servicer, request_id, label, client=host))
@@ -381,7 +387,7 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
 
         entry = results.get(request_id)
         if entry is None:
-            raise WebRefusal(404, f"No answer with request id {request_id!r} is held any more (the page keeps "
+            raise WebRefusal(404, f"No answer with request id {request_id[:64]!r} is held any more (the page keeps "
                                   f"the last {config.keep_results}); classify the file again.")
         msg = bridge.model_info(servicer)
         details = json.loads(msg.info_json or "{}")

@@ -50,9 +50,12 @@ class WebServer:
                 did not start within ``timeout_s``.
         """
         # Bound here, on the caller's thread, so a busy port is an OSError for the caller to report.
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        host = self.host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # "::" means every address, as for gRPC: IPv4 clients too (one dual-stack socket).
+        dual = family == socket.AF_INET6 and host in ("::", "::0") and socket.has_dualstack_ipv6()
         try:
-            sock = socket.create_server((self.host.strip("[]"), self._config.port), family=family)
+            sock = socket.create_server((host, self._config.port), family=family, dualstack_ipv6=dual)
         except OSError as err:
             raise OSError(err.errno, f"cannot serve the web page on {self.host}:{self._config.port}: "
                                      f"{err.strerror} (is the port in use?)") from err

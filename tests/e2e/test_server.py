@@ -131,10 +131,13 @@ def test_warmed_heatmaps_are_built_once_before_the_first_request(ensemble, crop_
         built.append(1)
         return GradCamRenderer(ensemble.bundle)
 
-    server, port = create_server("127.0.0.1:0", ensemble, ServerConfig(max_message_bytes=MAX_MESSAGE), heatmaps=factory)
+    # What `fakeface serve` runs when the page is on: warmed while the models load, before SERVING.
+    config = ServerConfig(max_message_bytes=MAX_MESSAGE, warm_heatmaps=True)
+    server, port = create_server("127.0.0.1:0", ensemble, config, heatmaps=factory)
     try:
         assert server.wait_until_serving(timeout=300)
-        assert server.servicer.warm_heatmaps() and len(built) == 1  # what `fakeface serve` runs for the page
+        assert len(built) == 1  # built and traced before SERVING: nothing competes with the first answers
+        assert server.servicer.warm_heatmaps() and len(built) == 1
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             request = classify_request(crop_png, detect=pb.FACE_DETECTION_OFF)
             request.options.want_heatmaps = True

@@ -206,3 +206,18 @@ def test_drain_past_the_grace_answers_unavailable_with_a_retry_hint(ensemble, cr
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "retry" in info.value.details()
 
 
+
+
+def test_an_ensemble_that_overruns_its_deadline_is_answered_within_a_second_of_it(ensemble, crop_png):
+    """A call without a client deadline (the server's default applies) whose ensemble work hangs."""
+    server, port = start(SlowEnsemble(ensemble, 8.0), default_deadline_s=2.0)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as info:
+                pb_grpc.DetectorStub(channel).Classify(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF))
+            took = time.monotonic() - started
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert took <= 2.0 + 1.0, f"answered {took:.2f} s after the call, past its 2 s deadline + 1 s"
+    finally:
+        server.stop(0).wait()

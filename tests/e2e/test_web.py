@@ -414,6 +414,7 @@ def test_accuracy_statement_reads_the_held_out_replay_metrics():
     assert "no measured accuracy" in accuracy_statement(info({}))[0]
 
 
+<<<<<<< HEAD
 # --------------------------------------------------------------------------- issue 25: a verdict a person can act on
 
 
@@ -539,3 +540,72 @@ def test_browser_clip_answer_agrees_with_its_frame_and_shows_a_timeline(browser,
     assert len(line.find_elements(By.CSS_SELECTOR, "circle.point")) == 10
     assert len(line.find_elements(By.CSS_SELECTOR, "circle.point.fake")) == 6
     _screenshot(driver, "clip")
+=======
+# --------------------------------------------------------------------------- hostile input
+
+_SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:tmp|root|home|var|work|proc|usr|etc)(?:/[\w.+@%-]+)+")
+
+
+def _hostile_requests(face_png: bytes):
+    """(description, method, url, kwargs) of bodies and parameters an attacker tried, and more."""
+    deep = b"[" * 1000 + b"]" * 1000
+    deep_field = b'{"request_id": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b', "label": "fake"}'
+    mp4_junk = b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000)
+    avi_junk = b"RIFF\x00\x10\x00\x00AVI LIST" + os.urandom(2000)
+    feedback = [
+        ("deep array", deep), ("deep field", deep_field), ("10 MB body", b'{"request_id": "' + b"a" * 10_000_000 + b'"}'),
+        ("long id", json.dumps({"request_id": "a" * 3000, "label": "fake"}).encode()),
+        ("id is a number", b'{"request_id": 12345, "label": "fake"}'),
+        ("id is a list", b'{"request_id": ["a"], "label": "fake"}'), ("id is null", b'{"request_id": null, "label": "fake"}'),
+        ("label is an object", b'{"request_id": "x", "label": {"a": 1}}'), ("label is true", b'{"request_id": "x", "label": true}'),
+        ("top-level array", b'["x", "fake"]'), ("top-level string", b'"fake"'), ("not JSON", b"request_id=x&label=fake"),
+        ("bad UTF-8", b'{"request_id": "\xff\xfe", "label": "fake"}'), ("empty", b""), ("NaN", b'{"request_id": NaN}'),
+        ("huge number", b'{"request_id": "x", "label": 1' + b"0" * 3000 + b"}"),
+    ]
+    for what, body in feedback:
+        yield (f"feedback: {what}", "post", "/api/feedback", {"content": body, "headers": {"content-type": "application/json"}})
+    yield ("classify: long name", "post", "/api/classify?name=" + "n" * 20_000, {"content": face_png})
+    yield ("classify: two detect values", "post", "/api/classify?detect=on&detect=off", {"content": face_png})
+    yield ("classify: long detect", "post", "/api/classify?detect=" + "x" * 5000, {"content": face_png})
+    yield ("classify: junk mp4", "post", "/api/classify?name=junk.mp4", {"content": mp4_junk})
+    yield ("classify: junk avi", "post", "/api/classify?name=junk.avi", {"content": avi_junk})
+    yield ("classify: path as name", "post", "/api/classify?name=/etc/passwd/x.png", {"content": b"not an image" * 10})
+    yield ("report: long id", "get", "/api/report/" + "r" * 4000, {})
+    yield ("job: unknown", "get", "/api/jobs/../../etc/passwd", {})
+
+
+def test_hostile_api_requests_get_4xx_without_server_paths(client, face_png):
+    answers = []
+    for what, method, url, kwargs in _hostile_requests(face_png):
+        resp = getattr(client, method)(url, **kwargs)
+        answers.append((what, resp.status_code, resp.text))
+        if resp.status_code == 202:  # a video job: its error must be clean too
+            job, deadline = resp.json()["job"], time.monotonic() + 120
+            while (status := client.get(f"/api/jobs/{job}").json())["state"] == "running":
+                assert time.monotonic() < deadline, status
+                time.sleep(0.2)
+            answers.append((f"{what} (job)", status.get("status", 200), json.dumps(status)))
+    server_errors = [(what, code) for what, code, _ in answers if code >= 500]
+    leaks = [(what, _SERVER_PATH.search(text).group()) for what, _, text in answers if _SERVER_PATH.search(text)]
+    assert server_errors == [] and leaks == [], (server_errors, leaks)
+    by_what = {what: (code, text) for what, code, text in answers}
+    assert by_what["feedback: deep array"][0] == 400 and "Bad JSON body" in by_what["feedback: deep array"][1]
+    assert by_what["feedback: 10 MB body"][0] == 413
+    assert by_what["feedback: id is a number"][0] == 400 and "request_id" in by_what["feedback: id is a number"][1]
+    assert by_what["classify: junk mp4 (job)"][0] == 415 and "junk.mp4" in by_what["classify: junk mp4 (job)"][1]
+
+
+def test_page_on_the_unspecified_ipv6_address_answers_ipv4_too(served):
+    import socket
+    import urllib.request
+
+    if not socket.has_dualstack_ipv6():
+        pytest.skip("no dual-stack IPv6 on this host")
+    web = WebServer(served["app"], "::", 0).start()
+    try:
+        for host in ("127.0.0.1", "[::1]"):
+            with urllib.request.urlopen(f"http://{host}:{web.port}/api/health", timeout=10) as resp:
+                assert resp.status == 200 and "serving" in json.loads(resp.read())
+    finally:
+        web.stop()
+>>>>>>> harden

@@ -1,0 +1,77 @@
+"""What the page's API takes in and lets out: bounded JSON bodies, and messages without server paths.
+
+JSON bodies are read with a byte cap and parsed by pydantic (its Rust parser stops nesting at a
+fixed depth instead of overflowing Python's stack, which answered 500 on a body nested 1 000
+deep) into a model with typed, bounded fields; every failure is a `WebRefusal` with a short
+reason. `scrub_paths` takes file-system paths out of any text meant for the person at the page:
+error texts from OpenCV and the video reader name the server's temporary files.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fakeface.web.bridge import WebRefusal
+
+MAX_JSON_BYTES = 4096  # a feedback body is ~80 bytes
+_M = TypeVar("_M", bound=BaseModel)
+# An absolute POSIX path of two or more parts (/tmp/fakeface-web-x/clip.mp4), or a Windows one.
+_PATH = re.compile(r"(?<![\w.:/])(?:/[\w.+@%-]+){2,}/?|\b[A-Za-z]:\\[^\s'\"]+")
+
+
+class FeedbackBody(BaseModel):
+    """``POST /api/feedback``: the answer's request id and the person's label."""
+
+    # strict: a number is not a request id (it would otherwise be turned into one).
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    request_id: str = Field(min_length=1, max_length=128)
+    label: str = Field(min_length=1, max_length=16)
+
+
+def scrub_paths(text: str, replacements: dict[str, str] | None = None) -> str:
+    """``text`` with known paths replaced by their display names and any other absolute path by ``<path>``."""
+    for path, shown in sorted((replacements or {}).items(), key=lambda kv: -len(kv[0])):
+        if path:
+            text = text.replace(path, shown)
+    return _PATH.sub("<path>", text)
+
+
+def _reason(err: ValidationError) -> str:
+    """One line for the first problem pydantic found (its messages never echo the input)."""
+    first = err.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
+async def read_json(request, model: type[_M], *, max_bytes: int = MAX_JSON_BYTES, example: str = "") -> _M:
+    """Reads a request's JSON body into ``model``, refusing big, deep, malformed or mistyped bodies.
+
+    Args:
+        request: the Starlette request.
+        model: the pydantic model of the body.
+        max_bytes: the largest body read; bigger -> 413.
+        example: a body that would be accepted, quoted in the 400 message.
+
+    Raises:
+        WebRefusal: 413 (too big) or 400 (not JSON, nested too deep, wrong type, field too long).
+    """
+    too_big = WebRefusal(413, f"This request body is larger than {max_bytes} bytes, the most this call takes.",
+                         code="RESOURCE_EXHAUSTED")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_big
+        chunks.append(chunk)
+    try:
+        return model.model_validate_json(b"".join(chunks))
+    except ValidationError as err:
+        hint = f" Send {example}." if example else ""
+        raise WebRefusal(400, f"Bad JSON body ({_reason(err)}).{hint}", code="INVALID_ARGUMENT") from None

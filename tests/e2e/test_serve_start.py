@@ -1,0 +1,106 @@
+"""`fakeface serve` start-up as a user runs it (a subprocess with its own local Ray).
+
+* A bundle whose models do not load (loaded with --allow-unsigned, so the signature does not stop
+  it first) ends `serve` with the replica's error, not a port bound forever with no answer.
+* Ray takes no fixed port (its metrics servers took 44217 and 44227 on every start before): the
+  user's ``--http-port``/``--metrics-port`` serve, and Ray logs the ports it took.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)}
+    for key in ("RAY_AUTH_TOKEN", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS",
+                "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT"):
+        env.pop(key, None)  # as a user runs it: the command makes its own choices
+    return env
+
+
+def _serve(bundle: Path, tmp_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--bundle", str(bundle), "--port", "0",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
+                            cwd=REPO)
+
+
+def test_a_bundle_whose_model_does_not_load_ends_serve_with_the_reason(tiny_bundle, tmp_path):
+    bundle = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, bundle)
+    (bundle / "vgg16.keras").write_bytes(b"this is not a Keras file" * 100)
+    digest = hashlib.sha256((bundle / "vgg16.keras").read_bytes()).hexdigest()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["agents"]["vgg16"]["sha256"] = manifest["files"]["vgg16.keras"] = digest
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    started = time.monotonic()
+    proc = _serve(bundle, tmp_path, "--http-port", "0", "--allow-unsigned")
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    elapsed = time.monotonic() - started
+    print(f"serve ended {elapsed:.1f} s after start")
+    assert proc.returncode == 2, err[-3000:]
+    assert "SERVING" not in out
+    assert "agents failed to start" in err, err[-3000:]
+    assert "without a valid signature" in err  # --allow-unsigned is never silent
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_user_ports_serve_and_ray_takes_no_fixed_port(tiny_bundle, tmp_path):
+    import random
+
+    # Ports below the OS's ephemeral range, where (docs/usage/serve-classify.md) no Ray port can
+    # ever be: Ray's metrics servers no longer take fixed ones (44217, 44227 before, checked
+    # below). 44217/44227 themselves are not used here: on a shared machine an older Ray holds them.
+    rng = random.Random()
+    http_port, metrics_port = rng.sample([p for p in rng.sample(range(20000, 32000), 200) if _free(p)][:10], 2)
+    proc = _serve(tiny_bundle, tmp_path, "--http-port", str(http_port), "--metrics-port", str(metrics_port),
+                  "--host", "127.0.0.1")
+    try:
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait(30)
+        assert "SERVING on 127.0.0.1:" in line and f"web page on http://127.0.0.1:{http_port}/" in line, (
+            line + (proc.stderr.read()[-3000:] if proc.poll() is not None else ""))
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/health", timeout=10) as resp:
+            assert json.loads(resp.read())["serving"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+            assert resp.status == 200
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        ports = [json.loads(line)["ports"] for line in err.splitlines()
+                 if line.startswith("{") and '"local Ray started"' in line]
+        assert ports and {"gcs", "autoscaler_metric", "dashboard_metric"} <= set(ports[0]), err[-3000:]
+        assert not {44217, 44227, http_port, metrics_port} & set(ports[0].values()), ports[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
