@@ -88,3 +88,13 @@ def test_the_replay_guard_judges_in_the_stored_conditions(fitted):
     auc_blind, _ = replay_scores(fitted, ReplaySet(tuple(AGENTS), votes, y))
     assert auc_ctx > auc_blind + 0.03  # without the stored context the bins could not be used
     assert b"context" not in ReplaySet(tuple(AGENTS), votes, y).to_json()  # old sets keep their bytes
+
+
+def test_trust_table_and_plot_show_a_different_leader_per_bin(fitted, tmp_path):
+    from training.trust_plot import leading_agents, plot_trust_by_context, trust_by_context
+
+    table = trust_by_context(fitted)
+    assert leading_agents(table) == {"sharpness": ["B", "B", "A"]} or leading_agents(table)["sharpness"][::2] == ["B", "A"]
+    path = plot_trust_by_context(fitted, tmp_path / "trust.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_trust_by_context(LogOddsController(AGENTS), tmp_path / "none.png") is None
