@@ -2,8 +2,12 @@
 
 A Keras agent's file is `.keras`; the forensic agent's (``kind: "forensic"``) is a skops.io
 file (`.skops`), loaded with a fixed list of trusted types and never unpickled.
-Loading verifies the format version and every file's sha256 and refuses a tampered or
-incomplete bundle, before any model file is opened; Keras models load with ``safe_mode=True``.
+Loading first verifies the manifest's ed25519 signature against the trusted keys
+(`agents.signing`), then the format version, then that the directory holds exactly the files the
+manifest lists, each with its sha256 (`agents.bundle_files`): a tampered, incomplete or padded
+bundle is refused with the reason before any model file is opened; Keras models load with
+``safe_mode=True``. Writers list every file and sign when ``$FAKEFACE_SIGNING_KEY`` names a key;
+otherwise their output is unsigned until `fakeface bundle sign`.
 Every write builds a complete bundle in a temporary sibling directory and renames it into
 place, so a reader never sees half a bundle.
 
@@ -24,30 +28,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
+from agents import bundle_files, signing
 from agents.atomic import atomic_write_bytes
+from agents.bundle_files import MANIFEST, sha256_file
 from agents.labels import CLASSES, POSITIVE
+from agents.model_files import load_model_file, save_model_file  # noqa: F401 - their old home
 from agents.preprocessing import Preprocessing
 
 FORMAT = "fakeface-bundle"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 # The bundle shipped in the repository (trained on ../shared/data/dfdc, see README).
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_bundle"
 
 
 class BundleError(ValueError):
     """A bundle is missing, incomplete, tampered with or of an unknown format."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def library_versions() -> dict[str, str]:
@@ -94,65 +89,13 @@ def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-_FLOAT_POLICIES = ("float16", "float32", "bfloat16", "mixed_float16", "mixed_bfloat16")
-
-
-def _replace_dtype_policy(obj: Any, name: str) -> Any:
-    """Returns a copy of a model config with every float dtype policy set to ``name``."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "DTypePolicy" and isinstance(obj.get("config"), dict):
-            if obj["config"].get("name") in _FLOAT_POLICIES:
-                return {**obj, "config": {**obj["config"], "name": name}}
-        return {k: _replace_dtype_policy(v, name) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_replace_dtype_policy(v, name) for v in obj]
-    return obj
-
-
-def _recast(model, dtype: str):
-    """Rebuilds a functional model with all variables in ``dtype`` and copies the weights."""
-    import keras
-
-    config = _replace_dtype_policy(model.get_config(), dtype)
-    clone = keras.Model.from_config(config)
-    clone.set_weights([np.asarray(w).astype(dtype) for w in model.get_weights()])
-    return clone
-
-
-def save_model_file(model, path: str | os.PathLike[str], *, storage_dtype: str = "float32") -> None:
-    """Saves a model for a bundle: weights only (no optimizer), optionally stored as float16.
-
-    float16 storage halves the file (the VGG-16 base is 59 MB in float32); loading converts
-    back to float32 so inference precision is unchanged apart from the rounding of weights.
-    """
-    if storage_dtype not in ("float32", "float16"):
-        raise ValueError(f"storage_dtype must be 'float32' or 'float16', received {storage_dtype!r}.")
-    # A fresh clone carries no optimizer state, which would otherwise triple the file.
-    clone = _recast(model, storage_dtype)
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    clone.save(tmp)
-    os.replace(tmp, path)
-
-
-def load_model_file(path: str | os.PathLike[str]):
-    """Loads a bundle model with ``safe_mode=True`` and float32 variables."""
-    import keras
-
-    import agents.vgg16  # noqa: F401  registers VGGPreprocess for deserialisation
-
-    model = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
-    if any(np.asarray(w).dtype != np.float32 for w in model.get_weights()):
-        model = _recast(model, "float32")
-    return model
-
-
 class Bundle:
     """A verified, read-only view of a model bundle directory."""
 
-    def __init__(self, path: str | os.PathLike[str], manifest: dict[str, Any]):
+    def __init__(self, path: str | os.PathLike[str], manifest: dict[str, Any], signer: str | None = None):
         self.path = Path(path)
         self.manifest = manifest
+        self.signer = signer  # id of the trusted key that signed it; None: loaded unsigned
 
     @property
     def version(self) -> str:
@@ -229,12 +172,33 @@ def _verify_file(path: Path, expected: str) -> None:
         )
 
 
-def load_bundle(path: str | os.PathLike[str] | None = None) -> Bundle:
+def _entry_problem(path: Path, rel: Any, expected: Any, actual: dict[str, str]) -> str | None:
+    """Why a manifest entry's file is not the file in the directory (``actual``: path -> sha256)."""
+    if not isinstance(rel, str) or rel not in actual:
+        return f"Bundle {path} is incomplete: {rel} (named in its manifest) is missing. Re-copy or rebuild the bundle."
+    if actual[rel] != expected:
+        return bundle_files.problem(path, {rel: str(expected)}, {rel: actual[rel]})
+    return None
+
+
+def _entries(manifest: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(file, sha256) of every model and extra component the manifest names."""
+    out = [(e.get("file"), e.get("sha256")) for e in manifest["agents"].values()]
+    return out + [(e.get("file"), e.get("sha256")) for e in manifest.get("extras", {}).values()]
+
+
+def load_bundle(path: str | os.PathLike[str] | None = None, *,
+                trust: signing.TrustPolicy | None = None) -> Bundle:
     """Opens and verifies a bundle (the shipped default when ``path`` is None).
 
+    Args:
+        path: the bundle directory.
+        trust: trusted keys and whether an unsigned bundle loads; None: the project's keys plus
+            ``--trusted-key`` / ``--allow-unsigned`` (`agents.signing.TrustPolicy.from_env`).
+
     Raises:
-        BundleError: missing directory or manifest, unknown format or version, missing file or
-            checksum mismatch.
+        BundleError: missing directory or manifest, no trusted signature, unknown format or
+            version, a file missing, added or changed.
     """
     path = Path(DEFAULT_BUNDLE if path is None else path)
     manifest_path = path / MANIFEST
@@ -243,12 +207,18 @@ def load_bundle(path: str | os.PathLike[str] | None = None) -> Bundle:
             f"No model bundle at {path}: {MANIFEST} not found. Pass --bundle DIR of a bundle made "
             "by `fakeface train`."
         )
+    raw = manifest_path.read_bytes()
+    try:  # the signature covers the exact bytes: checked before they are parsed
+        signer = signing.check_signature(raw, path, trust)
+    except signing.SignatureError as err:
+        raise BundleError(str(err)) from err
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        manifest = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise BundleError(f"{manifest_path} is not valid JSON: {err}") from err
-    if manifest.get("format") != FORMAT:
-        raise BundleError(f"{manifest_path} is not a fakeface bundle (format={manifest.get('format')!r}).")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BundleError(f"{manifest_path} is not a fakeface bundle (format={found!r}).")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(
             f"{manifest_path} has format_version {manifest.get('format_version')!r}; this fakeface "
@@ -260,10 +230,49 @@ def load_bundle(path: str | os.PathLike[str] | None = None) -> Bundle:
         for key in ("file", "sha256", "preprocessing"):
             if key not in entry:
                 raise BundleError(f"{manifest_path}: agent {name!r} lacks {key!r}.")
-        _verify_file(path / entry["file"], entry["sha256"])
-    for key, entry in manifest.get("extras", {}).items():
-        _verify_file(path / entry["file"], entry["sha256"])
-    return Bundle(path, manifest)
+    try:
+        actual = bundle_files.scan(path)
+    except bundle_files.InventoryError as err:
+        raise BundleError(str(err)) from err
+    listed = manifest.get("files")
+    if listed is None and signer is not None:
+        raise BundleError(f"{manifest_path} lists no file inventory; re-sign the bundle with `fakeface bundle "
+                          f"sign --bundle {path}` (it adds one).")
+    reasons = [] if listed is None else [bundle_files.problem(path, dict(listed), actual)]
+    reasons += [_entry_problem(path, rel, sha, actual) for rel, sha in _entries(manifest)]
+    reason = next((r for r in reasons if r), None)
+    if reason:
+        raise BundleError(reason)
+    return Bundle(path, manifest, signer)
+
+
+def _seal(bundle_dir: Path, manifest: dict[str, Any]) -> None:
+    """Lists every file in the manifest, writes it, and signs it with ``$FAKEFACE_SIGNING_KEY`` if set."""
+    (bundle_dir / signing.SIGNATURE_FILE).unlink(missing_ok=True)  # it signed the old manifest
+    manifest["files"] = bundle_files.scan(bundle_dir)
+    _atomic_write_bytes(bundle_dir / MANIFEST, json.dumps(manifest, indent=2).encode())
+    key = os.environ.get(signing.SIGNING_KEY_ENV)
+    if key:
+        signing.sign_manifest(bundle_dir, signing.load_private_key(key), _atomic_write_bytes)
+
+
+def sign_bundle(bundle_dir: str | os.PathLike[str], private_key: Any) -> Bundle:
+    """Signs a bundle as it is, after verifying it (a bundle written before inventories gets one).
+
+    Args:
+        bundle_dir: the bundle; its files must match its manifest's checksums.
+        private_key: an `Ed25519PrivateKey` (`agents.signing.load_private_key`).
+
+    Returns:
+        The bundle, verified with the new signature trusted.
+    """
+    bundle = load_bundle(bundle_dir, trust=signing.WRITER)
+    if "files" not in bundle.manifest:  # only the manifest changes: the files were just verified
+        manifest = dict(bundle.manifest, files=bundle_files.scan(bundle.path))
+        _atomic_write_bytes(bundle.path / MANIFEST, json.dumps(manifest, indent=2).encode())
+    signing.sign_manifest(bundle.path, private_key, _atomic_write_bytes)
+    public = private_key.public_key()
+    return load_bundle(bundle.path, trust=signing.TrustPolicy(keys={signing.key_id(public): (public, "signer")}))
 
 
 def write_bundle(
@@ -335,12 +344,12 @@ def write_bundle(
                 "training": dict(art.get("training", {})),
                 "files": extra_files,
             }
-        _atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False).encode())
+        _seal(tmp, manifest)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return load_bundle(out_dir)
+    return load_bundle(out_dir, trust=signing.WRITER)
 
 
 def update_bundle(
@@ -361,7 +370,8 @@ def update_bundle(
     Returns:
         The verified, updated bundle.
     """
-    current = load_bundle(bundle_dir)
+    # Its signature cannot survive the edit: the new manifest is signed again only with a key at hand.
+    current = load_bundle(bundle_dir, trust=signing.WRITER)
     bundle_dir = Path(bundle_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.tmp-", dir=bundle_dir.parent))
     os.chmod(tmp, 0o755)
@@ -379,9 +389,9 @@ def update_bundle(
                 raise BundleError(f"Bundle {bundle_dir} has no agent {name!r}.")
             manifest["agents"][name].update(dict(fields))
         manifest["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        _atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
+        _seal(tmp, manifest)
         _replace_dir(tmp, bundle_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return load_bundle(bundle_dir)
+    return load_bundle(bundle_dir, trust=signing.WRITER)

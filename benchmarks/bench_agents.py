@@ -65,7 +65,7 @@ def main() -> None:
 
     from agents.bundle import load_bundle
     from agents.predictor import AgentPredictor
-    from blackboard.faces import read_image
+    from vision.media import read_image
 
     bundle = load_bundle(args.bundle)
     items = folder_items(Path(args.data), args.limit)

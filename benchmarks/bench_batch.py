@@ -5,7 +5,7 @@ are ``--n`` of them (``--detect off``: they are crops; the plain loop crops the 
 shipped bundle, its controller deciding (mean of votes without one). Three modes:
 
 * ``local`` (default): the plain single-process loop (read, crop, every agent in turn, decide;
-  TensorFlow/OpenMP threads = the cores, its fastest setting) against `training.batch.run` on a
+  TensorFlow/OpenMP threads = the cores, its fastest setting) against `fakeface.batch.run` on a
   local Ray on the same cores. Both are measured in steady state: the loop after its models are
   loaded, the job from its first completed shard to its last (shard files' modification times),
   so neither start-up counts. Goal: Ray >= 0.9x the loop, same p_fake.
@@ -72,9 +72,10 @@ def plain_loop(paths: list[str], bundle: str | None, batch_size: int) -> dict:
     uncertainty gate (what `fakeface batch`'s decision stage does)."""
     from agents.bundle import load_bundle
     from agents.predictor import AgentPredictor
-    from blackboard.controller_store import load_controller
+    from blackboard.controllers.store import load_controller
     from blackboard.decision import context_for, decide_matrix
-    from blackboard.faces import read_image, whole_image_crop
+    from vision.faces import whole_image_crop
+    from vision.media import read_image
     from blackboard.ood import UncertaintyGate
 
     start = time.perf_counter()
@@ -103,7 +104,7 @@ def ray_job(paths: list[str], work: Path, *, address: str | None, bundle: str | 
     """`fakeface batch` over ``paths``; steady rate from the completion times of its shards."""
     import pyarrow.parquet as pq
 
-    from training.batch import build_parser, config_from_args, run
+    from fakeface.batch import build_parser, config_from_args, run
 
     work.mkdir(parents=True, exist_ok=True)
     (work / "inputs.txt").write_text("\n".join(paths) + "\n")
@@ -177,7 +178,7 @@ def scaling(paths: list[str], tmp: Path, args: argparse.Namespace) -> dict:
 
 
 def local(paths: list[str], tmp: Path, args: argparse.Namespace) -> dict:
-    from training.batch_stages import limit_threads
+    from blackboard.stages import limit_threads
 
     limit_threads(os.cpu_count())  # the loop's fastest setting (before TensorFlow starts)
     loop = plain_loop(paths, args.bundle, args.batch_size)

@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.bundle import load_bundle  # noqa: E402
-from blackboard.controller_logodds import LogOddsConfig, LogOddsController  # noqa: E402
+from blackboard.controllers.logodds import LogOddsConfig, LogOddsController  # noqa: E402
 from training.controller_cv import cross_validate, default_variants, format_table  # noqa: E402
 from training.metrics import BootstrapConfig, paired_bootstrap_auc  # noqa: E402
 from training.report import atomic_write_text  # noqa: E402

@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from blackboard.faces import align_face  # noqa: E402
-from blackboard.video import iou  # noqa: E402
+from vision.faces import align_face  # noqa: E402
+from vision.video import iou  # noqa: E402
 from training.dataset import BuildConfig, build_dataset  # noqa: E402
 from training.dataset_work import open_detector, open_follower  # noqa: E402
 from training.video import sample_frames  # noqa: E402

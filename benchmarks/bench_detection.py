@@ -69,8 +69,8 @@ def measure(detector, frames, region) -> dict:
 def main() -> None:
     import cv2
 
-    from blackboard.faces import FaceDetector, FaceGate
-    from blackboard.media import sample_frames
+    from vision.faces import FaceDetector, FaceGate
+    from vision.media import sample_frames
     from training.report import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -34,8 +34,8 @@ from sklearn.model_selection import GroupShuffleSplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.bundle import load_bundle  # noqa: E402
-from blackboard.controller_logodds import LogOddsConfig, LogOddsController  # noqa: E402
-from blackboard.controller_store import ReplaySet  # noqa: E402
+from blackboard.controllers.logodds import LogOddsConfig, LogOddsController  # noqa: E402
+from blackboard.controllers.store import ReplaySet  # noqa: E402
 from blackboard.feedback_learning import FeedbackLearner, PromotionConfig  # noqa: E402
 from training.report import atomic_write_bytes, atomic_write_text  # noqa: E402
 from training.votes import collect_votes, read_manifest_split  # noqa: E402

@@ -51,7 +51,7 @@ def speed(args: argparse.Namespace) -> None:
 
     from agents.forensic_features import CONTRACT, image_features
     from agents.preprocessing import prepare_batch
-    from blackboard.faces import read_image
+    from vision.media import read_image
 
     cv2.setNumThreads(1)
     data = Path(args.data)

@@ -128,9 +128,9 @@ def main() -> int:
 
     from blackboard.ensemble import Ensemble, EnsembleConfig
     from blackboard.ray_runtime import init_ray
-    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-    from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
-    from blackboard.server import ServerConfig, create_server
+    from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+    from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+    from fakeface.serve.server import ServerConfig, create_server
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from skimage import data as skdata
 

@@ -32,8 +32,8 @@ def out_of_domain(videos: Path) -> dict[str, list[tuple[np.ndarray, tuple[float,
     import cv2
     from skimage import data
 
-    from blackboard.faces import whole_image_crop
-    from blackboard.media import sample_frames
+    from vision.faces import whole_image_crop
+    from vision.media import sample_frames
 
     def whole(img):
         c = whole_image_crop(np.ascontiguousarray(img))
@@ -59,9 +59,9 @@ def main() -> None:
     from sklearn.metrics import accuracy_score
 
     from agents.bundle import load_bundle
-    from blackboard.controller_store import load_controller
+    from blackboard.controllers.store import load_controller
     from blackboard.decision import context_for, decide
-    from blackboard.faces import whole_image_crop
+    from vision.faces import whole_image_crop
     from blackboard.ood import UncertaintyGate, load_ood
     from training.fit_ood import fit_ood
     from training.report import atomic_write_text

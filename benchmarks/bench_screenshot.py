@@ -64,9 +64,9 @@ def main() -> int:
     import ray
 
     from blackboard.ensemble import Ensemble, EnsembleConfig
-    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-    from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
-    from blackboard.server import ServerConfig, create_server
+    from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+    from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+    from fakeface.serve.server import ServerConfig, create_server
 
     requests = inputs()
     ray.init(address="local", include_dashboard=False, num_cpus=os.cpu_count(), log_to_driver=False)

@@ -174,8 +174,8 @@ def load_main(port: int, clients: int, image: str) -> int:
     """The ``--load`` side: ``clients`` threads, one channel each, send the image in a closed loop."""
     import grpc
 
-    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-    from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+    from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+    from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
 
     request = pb.ClassifyRequest(image=Path(image).read_bytes(),
                                  options=pb.ClassifyOptions(face_detection=pb.FACE_DETECTION_OFF))
@@ -205,7 +205,7 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
     import ray
 
     from blackboard.ensemble import Ensemble, EnsembleConfig
-    from blackboard.server import ServerConfig, create_server
+    from fakeface.serve.server import ServerConfig, create_server
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     assert ok

@@ -26,15 +26,14 @@ from typing import Any
 import numpy as np
 
 from agents.bundle import Bundle, load_bundle
-from agents.labels import CLASSES, label_to_index
 from blackboard.model_info import AgentInfo, EnsembleInfo
 from blackboard.case import UNCERTAIN, Case, Decision, FaceRecord, Vote
+from blackboard.borderline import borderline_for, val_error_rates
 from blackboard.ood import UncertaintyGate
-from blackboard.controller import Controller
-from blackboard.controller_store import (
+from blackboard.controllers.base import Controller
+from blackboard.controllers.store import (
     find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
 )
-from blackboard.feedback_learning import FeedbackLearner, Outcome
 from blackboard.fragile import FragileConfig, fragile_reasons, make_copies, margin_of
 from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
 from vision.context import face_context
@@ -118,8 +117,12 @@ class Board:
         self._lock = threading.Lock()
         self._controller: Controller | None = controller if controller is not None else load_controller(self.bundle)
         self._history: list[Controller] = [] if self._controller is None else [self._controller]
-        # Feedback trains a candidate, promoted only when the bundle's replay set allows it.
-        self._learner = None if self._controller is None else FeedbackLearner(self._controller, load_replay(self.bundle))
+        self.base_controller = self._controller  # the bundle's own: operator promotions start from it
+        self.replay = load_replay(self.bundle)  # held-out val votes: the promotion guard and the borderline fit
+        # Fitted for the bundle's controller and kept when an operator promotes another (the
+        # band is a width around whichever threshold is live).
+        self.borderline = borderline_for(self._controller, self.replay)
+        self._val_rates = val_error_rates(self._controller, self.replay, self.borderline)  # the page's model card
         self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
         self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
         self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
@@ -132,7 +135,7 @@ class Board:
 
     # ------------------------------------------------------------ the workers
     def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
-        """Faces of an image (``blackboard.faces.extract_faces``) before ``deadline`` (time.monotonic)."""
+        """Faces of an image (``vision.faces.extract_faces``) before ``deadline`` (time.monotonic)."""
         raise NotImplementedError
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
@@ -177,7 +180,7 @@ class Board:
         deadline = time.monotonic() + deadline_s
         case = Case(request_id=request_id or uuid.uuid4().hex, source=source, image_shape=tuple(image.shape))
         if detect == "off":
-            from blackboard.faces import extract_faces
+            from vision.faces import extract_faces
 
             crops = extract_faces(image, None, mode="off")
         else:
@@ -267,7 +270,7 @@ class Board:
         (F, A) votes, mask and context in the decider's column order (kept for feedback)."""
         by_agent = {name: results[name][0] for name in self.agent_names if name in results}
         context = context_for(controller, [face.crop for face in case.faces], [face.context for face in case.faces])
-        decided = decide(by_agent, controller, context=context)
+        decided = decide(by_agent, controller, context=context, band=self.borderline)
         votes = vote_matrix(by_agent, decided.agents)[0]
         present = decided.present
         missing = [name for name in self.agent_names if name not in results]
@@ -279,7 +282,7 @@ class Board:
                                         context_shift=float(shifts.get(name, 0.0)))
             face.decision = Decision(label=str(decided.labels[i]), p_fake=float(decided.p_fake[i]),
                                      threshold=decided.threshold, combiner=decided.combiner,
-                                     controller_version=case.controller_version)
+                                     controller_version=case.controller_version, reason=decided.reasons[i])
             face.degraded = bool(missing)
             face.missing_agents = list(missing)
         return votes, present, context
@@ -298,43 +301,44 @@ class Board:
                 face.decision = replace(face.decision, label=UNCERTAIN, reason=reason)
 
     # --------------------------------------------------------------- feedback
-    def feedback(self, request_id: str, label: str) -> str:
-        """Learns from a user's verdict on a recent case; returns the live controller version after it.
+    def case_evidence(self, request_id: str) -> dict[str, Any] | None:
+        """The votes a recent case was decided on, in the decider's columns, for the feedback log.
 
-        See :meth:`feedback_outcome`, which also says whether the update was promoted and why.
+        Feedback never changes the live controller (`blackboard.feedback_promotion`): these
+        votes are stored with the label so an operator can fit a candidate from them later.
+
+        Returns:
+            ``{"agents", "votes", "context"}`` (NaN votes as None), or None when the case is not
+            among the last ``FEEDBACK_CACHE`` or was decided without a controller.
         """
-        return self.feedback_outcome(request_id, label).live_version
-
-    def feedback_outcome(self, request_id: str, label: str) -> Outcome:
-        """Learns from a user's verdict on a recent case (``blackboard.feedback_learning``).
-
-        The verdict updates a candidate copy of the controller; the candidate replaces the live
-        controller only when the bundle's replay set says it is no worse; cases being decided keep
-        the controller they started with.
-
-        Raises:
-            KeyError: the request id is unknown or fell out of the recent-case cache.
-            ValueError: bad label, or there is no trained controller to update.
-        """
-        truth = label_to_index(label)
         with self._lock:
             stored = self._cases.get(request_id)
-            learner = self._learner
-        if stored is None:
-            raise KeyError(f"Unknown request id {request_id!r}: feedback is kept for the last "
-                           f"{FEEDBACK_CACHE} cases only.")
-        if learner is None:
-            raise ValueError("The bundle has no controller to update; fit one with `fakeface fit-controller`.")
+            controller = self._controller
+        if stored is None or controller is None:
+            return None
         votes, present, context = stored
-        if votes.shape[1] != len(learner.live.agents):
-            raise ValueError("The controller changed its agents since this case; feedback cannot be applied.")
-        outcome = learner.feedback(votes, present, CLASSES[truth], context)
-        if outcome.promoted:
-            with self._lock:
-                self._controller = learner.live
-                self._history.append(learner.live)
+        if votes.shape[1] != len(controller.agents):
+            return None
+        rows = [[round(float(v), 6) if ok else None for v, ok in zip(row, mask)] for row, mask in zip(votes, present)]
+        ctx = None if context is None else [[None if not np.isfinite(v) else round(float(v), 6) for v in row]
+                                            for row in context]
+        return {"agents": list(controller.agents), "votes": rows, "context": ctx}
+
+    def set_controller(self, controller: Controller) -> str:
+        """Makes ``controller`` live (an operator's promotion or a restored state); returns its version.
+
+        Raises:
+            ValueError: it weighs agents this board does not run.
+        """
+        if not set(controller.agents) <= set(self.agent_names):
+            raise ValueError(f"Controller agents {list(controller.agents)} are not all served here "
+                             f"({self.agent_names}).")
+        with self._lock:
+            self._controller = controller
+            if controller not in self._history:
+                self._history.append(controller)
                 del self._history[:-CONTROLLER_HISTORY]
-        return outcome
+        return controller.version
 
     def rollback_controller(self, version: str | None = None) -> str:
         """Restores an earlier controller: the previous one (None), a version seen in this
@@ -359,8 +363,6 @@ class Board:
             self._controller = restored
             if restored not in self._history:
                 self._history.append(restored)
-            if self._learner is not None:
-                self._learner.reset(restored)
         return restored.version
 
     # ------------------------------------------------------------------- info
@@ -390,6 +392,7 @@ class Board:
             config={k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
             detector_up=self._up.get("detector", True),
             restarts=dict(self._recoveries),
+            borderline={**self.borderline.to_dict(), "val": self._val_rates},
         )
 
     def model_info(self) -> dict[str, Any]:

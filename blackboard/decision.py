@@ -2,7 +2,8 @@
 
 ``decide(p_fake_by_agent, controller)`` takes each agent's calibrated p_fake per face (NaN or an
 absent key = that agent did not vote) and the bundle's controller, and returns p_fake, label,
-threshold and each agent's share of every decision. With no controller the decision is the mean
+threshold and each agent's share of every decision; with a borderline band (`blackboard.borderline`)
+a p_fake too close to the threshold is labelled "uncertain" with its reason. With no controller the decision is the mean
 of the present votes at threshold 0.5 (and its shares are equal), so "controller, else mean" is
 decided here and nowhere else. Agents are matched by name: votes of agents the controller does
 not know are ignored by it, and a controller agent without a vote drops out of that decision.
@@ -19,8 +20,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from agents.labels import FAKE, REAL
+from blackboard.borderline import Borderline
+from blackboard.case import UNCERTAIN
 from blackboard.combine import MeanCombiner
-from blackboard.controller import Controller
+from blackboard.controllers.base import Controller
 from vision.context import check_names, context_matrix, face_context, sharpness
 
 MEAN = "mean"  # combiner name and version string of the no-controller fallback
@@ -39,6 +42,7 @@ class Decisions:
     agents: tuple[str, ...]  # the agents the decider weighs, in ``present`` column order
     present: np.ndarray  # (N, len(agents)) which of them voted
     weights: tuple[dict[str, float], ...]  # per face: agent -> share of the decision (empty if not explained)
+    reasons: tuple[str, ...] = ()  # per face: why the label is "uncertain" ("" otherwise); () without a band
     # per face: agent -> how the face's context moved its weight (empty if not explained)
     context_shift: tuple[dict[str, float], ...] = ()
 
@@ -73,7 +77,7 @@ def decider_version(controller: Controller | None) -> str:
 
 
 def decide(p_fake_by_agent: Mapping[str, Any], controller: Controller | None, *,
-           context: np.ndarray | None = None, explain: bool = True) -> Decisions:
+           context: np.ndarray | None = None, explain: bool = True, band: Borderline | None = None) -> Decisions:
     """The ensemble's decision on every face.
 
     Args:
@@ -82,6 +86,8 @@ def decide(p_fake_by_agent: Mapping[str, Any], controller: Controller | None, *,
         context: optional (N, K) case context in ``controller.config.context`` order (ignored
             by rules without context; NaN = unknown).
         explain: compute each agent's share of each decision (skip it for bulk scoring).
+        band: the borderline band (`blackboard.borderline`): a p_fake inside it is labelled
+            "uncertain" with its reason. None (scoring, fitting) keeps every label real/fake.
 
     Returns:
         The decisions; a face without any vote gets p_fake 0.5.
@@ -102,10 +108,17 @@ def decide(p_fake_by_agent: Mapping[str, Any], controller: Controller | None, *,
         rows = [None if context is None else context[i] for i in range(len(votes))] if explain else []
         shares = tuple(controller.explain(votes[i], present[i], c) for i, c in enumerate(rows))
         shifts = tuple(controller.context_shift(votes[i], present[i], c) for i, c in enumerate(rows))
+    p = np.asarray(p, dtype=np.float64)
     labels = np.where(p >= threshold, FAKE, REAL).astype(object)
-    return Decisions(p_fake=np.asarray(p, dtype=np.float64), labels=labels, threshold=threshold,
+    reasons: tuple[str, ...] = ()
+    if band is not None:
+        inside = band.inside(p, threshold)
+        labels[inside] = UNCERTAIN
+        reasons = tuple(band.reason(float(v), threshold) if hit else "" for v, hit in zip(p, inside))
+    return Decisions(p_fake=p, labels=labels, threshold=threshold,
                      combiner=decider_name(controller), version=decider_version(controller),
-                     agents=tuple(agents), present=present, weights=shares, context_shift=shifts)
+                     agents=tuple(agents), present=present, weights=shares, reasons=reasons,
+                     context_shift=shifts)
 
 
 def decide_matrix(votes: np.ndarray, agents: Sequence[str], controller: Controller | None, *,

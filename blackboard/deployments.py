@@ -38,7 +38,7 @@ import numpy as np
 # Throughput mode also sends handle calls over gRPC, which Serve caps at 4 MiB a message: a
 # 1920x1080 screenshot is 6.2 MB decoded and a crowd's crops 150 KB a face, so the cap is
 # lifted to gRPC's largest. What may come in is bounded before that, by admission
-# (`blackboard.admission`: decoded pixels per image and in flight).
+# (`fakeface.serve.admission`: decoded pixels per image and in flight).
 SERVE_ENV = (("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1"), ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "1"),
              ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0"),
              ("RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", str(2**31 - 1)))
@@ -243,17 +243,17 @@ class AgentSetDeployment(_MicroBatched):
 
 
 class DetectorDeployment:
-    """The face detector's replica: MTCNN detection, gate and alignment (`blackboard.faces`)."""
+    """The face detector's replica: MTCNN detection, gate and alignment (`vision.faces`)."""
 
     def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9) -> None:
-        from blackboard.faces import FaceDetector
+        from vision.faces import FaceDetector
 
         bind_serve_replica_to_loopback()
         self.detector = FaceDetector(min_face_size=min_face_size, min_confidence=min_confidence)
 
     def __call__(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
         """``extract_faces`` on this replica's detector; returns ``FaceCrop`` objects."""
-        from blackboard.faces import extract_faces
+        from vision.faces import extract_faces
 
         return extract_faces(image_rgb, self.detector, mode=mode, all_faces=True)
 

@@ -30,10 +30,8 @@ import ray.exceptions
 
 from agents.bundle import Bundle
 from blackboard import deployments
-from blackboard.board import (  # noqa: F401 - the names callers import from here
-    DETECT_MODES, NO_FACE_HINT, Board, DeadlineExceeded, EnsembleConfig,
-)
-from blackboard.controller import Controller
+from blackboard.board import Board, DeadlineExceeded, EnsembleConfig
+from blackboard.controllers.base import Controller
 from blackboard.deployments import AGENT_SET, AgentDeployment, AgentSetDeployment, DeploymentPlan, DetectorDeployment
 from blackboard.ray_runtime import SERVE_LOOPBACK_ENV, init_ray, ray_is_loopback_only
 

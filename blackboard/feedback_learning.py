@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
-from blackboard.controller import Controller
-from blackboard.controller_store import ReplaySet
+from blackboard.controllers.base import Controller
+from blackboard.controllers.store import ReplaySet
 from blackboard.decision import vote_matrix
 
 log = logging.getLogger(__name__)

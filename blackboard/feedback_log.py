@@ -16,7 +16,9 @@ class FeedbackLog:
     """Append-only JSON-lines file; every record is fsynced before the call is acknowledged.
 
     A record torn by a crash (no trailing newline) is skipped when counting and a newline is
-    written before the next record, so one bad line never corrupts the rest.
+    written before the next record, so one bad line never corrupts the rest. The request ids
+    already in the log are remembered: a second label for the same answer is stored (the last
+    word counts when feedback is promoted) but marked as a repeat, so it counts once.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -24,17 +26,20 @@ class FeedbackLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.records = 0
+        self._ids: set[str] = set()
         needs_newline = False
         if self.path.exists():
             data = self.path.read_bytes()
             needs_newline = bool(data) and not data.endswith(b"\n")
             for line in data.splitlines():
                 try:
-                    json.loads(line)
+                    record = json.loads(line)
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     log.warning("skipping a torn feedback record", extra={"fields": {"path": str(self.path)}})
                     continue
                 self.records += 1
+                if isinstance(record, dict) and record.get("request_id"):
+                    self._ids.add(str(record["request_id"]))
         if needs_newline:
             self._write(b"\n")
 
@@ -47,10 +52,21 @@ class FeedbackLog:
         finally:
             os.close(fd)
 
-    def append(self, record: dict[str, Any]) -> int:
-        """Writes one record durably; returns the number of records now in the log."""
-        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    @property
+    def cases(self) -> int:
+        """Distinct request ids in the log (what promotion counts)."""
         with self._lock:
-            self._write(line)
+            return len(self._ids)
+
+    def append(self, record: dict[str, Any]) -> int:
+        """Writes one record durably; returns the number of records now in the log.
+
+        The record gets ``"repeat": True`` when its request id is already in the log.
+        """
+        with self._lock:
+            request_id = str(record.get("request_id", ""))
+            record = {**record, "repeat": request_id in self._ids}
+            self._write((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
+            self._ids.add(request_id)
             self.records += 1
             return self.records

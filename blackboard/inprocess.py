@@ -19,7 +19,7 @@ import numpy as np
 
 from agents.bundle import Bundle
 from blackboard.board import Board, EnsembleConfig
-from blackboard.controller import Controller
+from blackboard.controllers.base import Controller
 from blackboard.deployments import AgentSetDeployment, DetectorDeployment
 
 

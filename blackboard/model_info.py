@@ -1,7 +1,7 @@
 """What a running ensemble reports about itself, as typed records (no dict guessing).
 
 `Ensemble.describe` builds an `EnsembleInfo`; the server turns it into the wire `ModelInfo`
-(`blackboard.rpc_convert.model_info_to_proto`) and `Ensemble.model_info` into a plain dict.
+(`fakeface.rpc_convert.model_info_to_proto`) and `Ensemble.model_info` into a plain dict.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class EnsembleInfo:
     config: dict[str, Any]  # the deployment settings (EnsembleConfig fields)
     detector_up: bool = True  # False while the face-detector actor is down or restarting
     restarts: dict[str, int] = field(default_factory=dict)  # component -> actor restarts seen
+    borderline: dict[str, Any] = field(default_factory=dict)  # the "can't tell" band (blackboard.borderline)
 
     @property
     def degraded(self) -> bool:

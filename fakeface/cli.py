@@ -18,11 +18,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("training.dataset_cli", "build face-crop datasets: `fakeface dataset build ...`"),
     "train": ("training.train_cli", "train agents from a manifest into a model bundle"),
     "fit-controller": ("training.fit_controller", "learn the controller's trust table on val"),
+    "promote-feedback": ("training.promote_feedback", "operator: promote a controller from the feedback log"),
     "fit-ood": ("training.fit_ood", "fit the \"can't tell\" (out-of-distribution) gate into a bundle"),
     "evaluate": ("training.evaluate", "score the ensemble against each single model"),
-    "batch": ("training.batch", "classify folders/videos as a Ray Data batch job"),
-    "serve": ("blackboard.serve_cli", "run the gRPC detector service"),
-    "classify": ("blackboard.classify_cli", "classify images, screenshots or videos"),
+    "batch": ("fakeface.batch", "classify folders/videos as a Ray Data batch job"),
+    "serve": ("fakeface.serve.cli", "run the gRPC detector service"),
+    "classify": ("fakeface.classify", "classify images, screenshots or videos"),
+    "bundle": ("fakeface.bundle_cli", "sign and verify model bundles: `fakeface bundle keygen|sign|verify`"),
 }
 
 
@@ -33,7 +35,38 @@ def _usage() -> str:
     lines.append("")
     lines.append("Run `fakeface <command> --help` for a command's options (defaults shown).")
     lines.append("--verbose (any command) also shows the libraries' logs: TensorFlow, Ray, gRPC, warnings.")
+    lines.append("--trusted-key PUB (any command, repeatable) also trusts bundles signed by that ed25519 public key;")
+    lines.append("--allow-unsigned (any command) loads an unsigned or wrongly signed bundle, with a warning.")
     return "\n".join(lines)
+
+
+def _bundle_trust(argv: list[str]) -> list[str]:
+    """Takes ``--trusted-key PUB`` and ``--allow-unsigned`` out of ``argv`` into the environment.
+
+    Every command that loads a bundle reads them there (`agents.signing.TrustPolicy.from_env`),
+    and so do the Ray workers it starts, which inherit the environment.
+
+    Raises:
+        ValueError: ``--trusted-key`` without a path, or naming no file.
+    """
+    from agents.signing import ALLOW_UNSIGNED_ENV, TRUSTED_KEYS_ENV
+
+    rest, keys = [], []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--allow-unsigned":
+            os.environ[ALLOW_UNSIGNED_ENV] = "1"
+        elif arg == "--trusted-key" or arg.startswith("--trusted-key="):
+            path = arg.partition("=")[2] if "=" in arg else next(args, "")
+            if not path or not os.path.isfile(path):
+                raise ValueError(f"--trusted-key {path or '(missing)'}: no such file; pass an ed25519 public key (PEM).")
+            keys.append(os.path.abspath(path))
+        else:
+            rest.append(arg)
+    if keys:
+        known = [p for p in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if p]
+        os.environ[TRUSTED_KEYS_ENV] = os.pathsep.join(known + keys)
+    return rest
 
 
 def _version() -> str:
@@ -50,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]
+    try:
+        argv = _bundle_trust(argv)
+    except ValueError as err:
+        print(f"fakeface: {err}", file=sys.stderr)
+        return 2
     if verbose:  # commands with progress of their own (batch, evaluate) then show Ray Data's instead
         os.environ["FAKEFACE_VERBOSE"] = "1"
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -65,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     # Keras must see its backend before the first import; TensorFlow is the default here
     # because MTCNN only runs on it.
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from blackboard.logs import quiet_third_party
+    from fakeface.logs import quiet_third_party
 
     quiet_third_party(verbose)  # before TensorFlow, Ray and gRPC are imported: they read it then
     module = importlib.import_module(SUBCOMMANDS[name][0])

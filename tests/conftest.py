@@ -14,6 +14,25 @@ from blackboard.ray_runtime import local_ray_env  # noqa: E402 - must run before
 
 local_ray_env()
 
+
+def _trust_a_throwaway_key() -> None:
+    """Every bundle the suite writes is signed with a key made for this run and trusted the way an
+    operator's key is (``--trusted-key`` -> ``$FAKEFACE_TRUSTED_KEYS``), never with the project's."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from agents.signing import SIGNING_KEY_ENV, TRUSTED_KEYS_ENV, generate_key_pair
+
+    keys = tempfile.mkdtemp(prefix="fakeface-test-keys-")
+    atexit.register(shutil.rmtree, keys, ignore_errors=True)
+    private, public = generate_key_pair(keys, "test-signing")
+    os.environ[SIGNING_KEY_ENV] = str(private)  # bundle writers sign with it (agents.bundle._seal)
+    os.environ[TRUSTED_KEYS_ENV] = str(public)  # inherited by the servers and Ray workers tests start
+
+
+_trust_a_throwaway_key()
+
 from pathlib import Path
 
 import numpy as np
@@ -95,9 +114,9 @@ def bundle_with_controller(tiny_bundle: Path, dest: Path) -> Path:
     """
     import shutil
 
-    from blackboard.controller_qtrust import QController
-    from blackboard.controller_store import save_controller
-    from blackboard.controller_store import ReplaySet
+    from blackboard.controllers.qtrust import QController
+    from blackboard.controllers.store import save_controller
+    from blackboard.controllers.store import ReplaySet
 
     shutil.copytree(tiny_bundle, dest)
     rng = np.random.default_rng(0)

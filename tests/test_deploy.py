@@ -86,7 +86,7 @@ def test_dockerfile_image_contract():
     assert "**" in ignore and "!agents/" in ignore
 
 
-@pytest.mark.parametrize("data_root", ["agents/default_bundle", "blackboard/web/static"])
+@pytest.mark.parametrize("data_root", ["agents/default_bundle", "fakeface/web/static"])
 def test_installed_package_ships_every_data_folder(data_root):
     # The image installs the project non-editable: a data folder missing from pyproject's
     # packages (the bundle's controller/, ood/ ...) would be left out of it without an error.
@@ -164,7 +164,7 @@ def test_kuberay_rayjob_runs_batch():
     _assert_cli_command(argv)
     assert argv[1] == "batch" and "--resume" in argv
     # Every flag the entrypoint passes exists in `fakeface batch`.
-    from training.batch import build_parser
+    from fakeface.batch import build_parser
 
     known = {s for action in build_parser()._actions for s in action.option_strings}
     assert {a for a in argv if a.startswith("--")} <= known

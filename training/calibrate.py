@@ -21,7 +21,6 @@ from sklearn.metrics import (
 from agents.labels import FAKE_INDEX
 from agents.predictor import apply_temperature
 from blackboard.calibration import THRESHOLD_RULES as _RULES
-from blackboard.calibration import choose_threshold  # noqa: F401  (one copy of the threshold rules)
 
 THRESHOLD_RULES = (*_RULES, "fixed:<t>")  # for help texts
 

@@ -17,9 +17,9 @@ from sklearn.model_selection import GroupKFold
 
 from blackboard.combine import MajorityCombiner, MeanCombiner, StackingCombiner
 from blackboard.combine_context import ContextStackingCombiner
-from blackboard.controller_ctxbins import BinnedConfig, BinnedLogOddsController
-from blackboard.controller_qtrust import ControllerConfig, QController
-from blackboard.controller_logodds import LogOddsConfig, LogOddsController
+from blackboard.controllers.ctxbins import BinnedConfig, BinnedLogOddsController
+from blackboard.controllers.qtrust import ControllerConfig, QController
+from blackboard.controllers.logodds import LogOddsConfig, LogOddsController
 
 # fit(votes, labels, context) -> predict(votes, context) -> p_fake
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray | None], Callable[[np.ndarray, np.ndarray | None], np.ndarray]]

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from agents.atomic import atomic_write, atomic_write_text
 from agents.labels import FAKE_INDEX, REAL_INDEX
 from agents.preprocessing import Preprocessing, resize_rgb, to_model_input
-from blackboard.faces import read_image
+from vision.media import read_image
 
 
 def resized_cache(

@@ -1,9 +1,9 @@
 """The dataset builder: labelled images and videos -> aligned 224x224 face crops + a split manifest.
 
 ``build_dataset`` finds sources (see :mod:`training.dataset_sources`), detects and aligns faces
-with :func:`blackboard.faces.extract_faces` (the serving code path, so training crops are framed
+with :func:`vision.faces.extract_faces` (the serving code path, so training crops are framed
 like served ones; in videos the detector runs on every ``keyframe_every``-th sampled frame and
-faces are followed in between, see :mod:`blackboard.face_tracking`), drops near-duplicate crops
+faces are followed in between, see :mod:`vision.face_tracking`), drops near-duplicate crops
 of one video by perceptual hash, and splits by group so that no scene and no fake/real pair
 straddles train, val and test.
 
@@ -56,12 +56,12 @@ class BuildConfig:
     test: float = 0.15  # fraction of rows (by group) for test
     seed: int = 0  # split seed
     size: int = 224  # crop side in pixels
-    margin: float = 0.3  # context around the aligned face (blackboard.faces.template_points)
+    margin: float = 0.3  # context around the aligned face (vision.faces.template_points)
     jpeg_quality: int = 95  # JPEG quality of written crops
     batch_frames: int = 8  # video keyframes per MTCNN batch (batching halves detection cost)
     detect_max_side: int = 640  # frames are shrunk to this longer side for detection (1080p: 3x faster)
     # Full-frame detection on every N-th sampled video frame; in between, each face is followed by
-    # MTCNN's last stage near its last box (blackboard.face_tracking); 1 = detect on every frame.
+    # MTCNN's last stage near its last box (vision.face_tracking); 1 = detect on every frame.
     keyframe_every: int = 8
 
     def __post_init__(self) -> None:

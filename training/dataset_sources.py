@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from agents.labels import CLASSES
-from blackboard.media import media_kind
+from vision.media import media_kind
 
 METADATA_NAME = "metadata.csv"
 

@@ -15,16 +15,12 @@ import cv2
 import numpy as np
 
 from agents.atomic import atomic_write_bytes
-from blackboard.face_tracking import FaceFollower, FollowConfig
-from blackboard.faces import (
-    FaceDetector,
-    ImageError,
-    align_face,
-    decode_image,
-    whole_image_crop,
-)
+from vision.face_tracking import FaceFollower, FollowConfig
+from vision.faces import FaceDetector, align_face, whole_image_crop
+from vision.media import ImageError, decode_image
 from training.dataset_sources import Source
-from training.video import VideoError, sample_frames
+from training.video import sample_frames
+from vision.media import VideoError
 
 if TYPE_CHECKING:  # imported for annotations only: dataset imports this module
     from training.dataset import BuildConfig
@@ -62,7 +58,10 @@ def open_detector(config: "BuildConfig") -> FaceDetector:
     Looking much further below ``min_face`` would double MTCNN's cost (its pyramid starts at
     12 px / min_face_size), so only faces within 25% under the limit are reported as too small.
     """
-    return FaceDetector(min_face_size=max(12, int(config.min_face * 0.75)), max_side=config.detect_max_side)
+    # min_face_share=0: training crops keep every face down to the configured minimum, however
+    # small next to the frame (a face-sized pyramid would skip DFDC's smallest faces).
+    return FaceDetector(min_face_size=max(12, int(config.min_face * 0.75)), max_side=config.detect_max_side,
+                        min_face_share=0.0)
 
 
 def open_follower(detector: FaceDetector, config: "BuildConfig") -> FaceFollower:

@@ -20,8 +20,8 @@ from tqdm import tqdm
 from agents.atomic import atomic_write
 from agents.bundle import Bundle, load_bundle
 from agents.predictor import AgentPredictor
-from blackboard.faces import whole_image_crop
-from training.batch_stages import CROP_SIZE
+from vision.faces import whole_image_crop
+from blackboard.stages import CROP_SIZE
 from training.votes import cache_key, default_cache_dir, read_rgb
 from vision.context import CONTEXT_NAMES, context_matrix, face_context
 from vision.degrade import random_chain

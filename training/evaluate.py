@@ -1,18 +1,15 @@
 """`fakeface evaluate`: score every agent, every baseline combiner and the RL ensemble on one set.
 
-The evaluated images and (when available) the val images used to fit stacking and a missing
-controller go through the same Ray Data stages as `fakeface batch` (`training.batch_stages`)::
-
-    paths -> FaceStage            read; crops used whole, other images detected (MTCNN) and aligned
-          -> AgentStage x A       one actor pool per agent, {agent}_p_fake column each
-          -> pandas                votes (N, A) per role ("eval" / "fit")
-
-Each role's results are cached (``~/.cache/fakeface/votes/eval-*.npz``, or ``$FAKEFACE_CACHE``
-or ``--cache-dir``), so evaluating the same data again runs no agent. Nothing is ever fitted
-on the evaluated split: stacking and a missing controller are fitted on the manifest's val
-split (or ``--fit-manifest``), and an overlap of fitting and evaluated images is refused.
-Outputs (all written atomically) go to ``--out``: metrics.json, predictions.csv, no_face.csv,
-report.md and its PNGs.
+The evaluated images, their degraded copies (``--degrade``, `training.degrade_eval`) and (when
+available) the val images used to fit stacking and a missing controller go through the same
+Ray Data stages as `fakeface batch`, behind a vote cache (`training.evaluate_pipeline`).
+Nothing is ever fitted on the evaluated split: stacking and a missing controller are fitted on
+the manifest's val split (or ``--fit-manifest``), and an overlap of fitting and evaluated images
+is refused. Besides each system's metrics, the report holds the agents' diversity
+(`training.diversity`), selective risk (`training.selective`) and, with ``--degrade``, every
+system per transform (`training.degrade_report`). Outputs (all written atomically) go to
+``--out``: metrics.json, predictions.csv, no_face.csv, report.md and its PNGs (and with
+``--degrade``, degraded_predictions.csv: every scored copy).
 """
 
 from __future__ import annotations
@@ -29,25 +26,19 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from agents.bundle import Bundle, load_bundle
+from agents.bundle import load_bundle
 from agents.labels import CLASSES, label_to_index
-from blackboard.media import IMAGE_EXTENSIONS
-from training import votes as votes_cache
-from training.batch_stages import CROP_SIZE, NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
+from vision.media import IMAGE_EXTENSIONS
+from blackboard.stages import NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
+from training.degrade_eval import CLEAN, load_registry, resolve_transforms, seeds
+from training.evaluate_analyses import analyse
+from training.evaluate_gate import uncertain
+from training.evaluate_pipeline import CONTEXT, EVAL, FIT, PROG, score_rows
 from training.metrics import BootstrapConfig, score_systems
 from training.systems import ablation, build_systems
 from training.report import atomic_write_text, write_report
 
-PROG = "fakeface evaluate"
 DETECT_MODES = ("auto", "on", "off")
-# Role of a row in the pipeline: scored, or only used to fit stacking / the controller.
-EVAL, FIT = "eval", "fit"
-CONTEXT = "blur"  # the case context (blackboard.decision) computed on each crop
-# Rough rates behind the printed duration estimate (measured on 2 cores with the default bundle,
-# benchmarks/bench_evaluate.py: 90-94 crops/s once the actors are up, first results at ~11 s).
-CROP_IMAGES_PER_CPU_S = 45.0  # face crops: the agents only
-DETECT_IMAGES_PER_CPU_S = 4.0  # other images: MTCNN detection and alignment first
-STARTUP_S = 12.0  # actors loading their models until the first results
 
 
 class EvaluationError(ValueError):
@@ -67,13 +58,15 @@ class EvalConfig:
     detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray
     batch_size: int = 32  # images per Ray Data batch
-    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, training.batch_stages)
+    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stages)
     cpus_per_actor: float = 0.0  # Ray CPUs per actor (0 = the largest share that packs every pool)
     bootstrap: BootstrapConfig = BootstrapConfig()  # intervals and the paired test
     progress: bool = True  # one tqdm bar over the images
     verbose: bool = False  # Ray Data's own per-operator bars and stats instead
     cache_dir: Path | None = None  # vote cache folder; None = training.votes.default_cache_dir()
     use_cache: bool = True  # read and write the vote cache
+    degrade: tuple[str, ...] = ()  # transforms of training.degrade_eval to score the images under too
+    degrade_registry: Any = None  # where the transforms come from; None = vision.degrade (tests pass a fake)
 
     def __post_init__(self) -> None:
         if self.detect not in DETECT_MODES:
@@ -180,188 +173,36 @@ def resolve_inputs(config: EvalConfig) -> tuple[pd.DataFrame, pd.DataFrame | Non
     return evaluated, fit, f"split {config.fit_split!r} of {fit_source}"
 
 
-# ----------------------------------------------------------------------------- pipeline
-def cache_salt(config: EvalConfig) -> str:
-    """What an evaluation's votes depend on besides the bundle and the files: how faces are cut out."""
-    from blackboard.faces import CROP_TRUST_SIDE
+def input_rows(evaluated: pd.DataFrame, fit: pd.DataFrame | None, transforms: Sequence[str],
+               root: Path) -> pd.DataFrame:
+    """Every row the pipeline scores: the evaluated images, one copy of them per transform, the fitting images.
 
-    return f"evaluate-stages-v1\0detect={config.detect}\0trust={CROP_TRUST_SIDE}\0crop={CROP_SIZE}\0{CONTEXT}"
-
-
-def estimate_seconds(paths: Sequence[str], detect: str, cpus: float) -> float:
-    """A rough duration for scoring ``paths`` on ``cpus`` CPUs (printed before the run starts).
-
-    Face crops cost the agents only (``CROP_IMAGES_PER_CPU_S``); other images, or every image
-    with ``--detect on``, add MTCNN (``DETECT_IMAGES_PER_CPU_S``). Which is which is read from
-    the headers of up to 200 evenly spaced files (PIL reads the size without decoding).
+    Columns: path, label, role, transform ("" = clean), seed (`training.degrade_eval.seed_for`)
+    and source_index (the evaluated image a row is, or is a copy of; -1 for fitting rows).
     """
-    from PIL import Image
-
-    from blackboard.faces import CROP_TRUST_SIDE, looks_like_crop
-
-    if not paths:
-        return 0.0
-    sample = [paths[i] for i in np.linspace(0, len(paths) - 1, min(200, len(paths))).astype(int)]
-    crops = 0
-    for path in sample:
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (OSError, ValueError):
-            continue
-        # The face stage's own rule, on an empty array of the image's shape (no pixels decoded).
-        shape_only = np.empty((max(height, 1), max(width, 1), 0), dtype=np.uint8)
-        crops += detect == "off" or (detect == "auto" and looks_like_crop(shape_only, max_side=CROP_TRUST_SIDE))
-    share = crops / len(sample)
-    per_cpu = share / CROP_IMAGES_PER_CPU_S + (1 - share) / DETECT_IMAGES_PER_CPU_S
-    return STARTUP_S + len(paths) * per_cpu / max(cpus, 1.0)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
-def describe(rows: pd.DataFrame, fit_description: str) -> str:
-    """What will be scored: counts per role and class (printed before the run)."""
-    parts = []
-    for role, what in ((EVAL, "images to evaluate"), (FIT, f"for fitting, {fit_description}")):
-        sel = rows[rows["role"] == role]
-        if len(sel):
-            n_fake = int((sel["label"] == 1).sum())
-            parts.append(f"{len(sel)} {what} ({len(sel) - n_fake} real, {n_fake} fake)")
-    return "; ".join(parts)
-
-
-def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
-                 config: EvalConfig) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
-    """Runs the shared stages (`training.batch_stages`) over ``rows`` (path, ...) with Ray Data.
-
-    Returns:
-        (one row per input, in input order: status, reason, ``ctx_blur`` and ``{agent}_p_fake``;
-        the arrival time and size of each batch of results, for the timing).
-    """
-    import ray
-    import ray.data
-    from tqdm import tqdm
-
-    from training.batch_stages import add_stages, node_cpus, plan_stages, ray_data_output
-
-    agents = tuple(bundle.agent_names)
-    ray_data_output(config.verbose)  # one readable bar (ours) unless --verbose
-    nodes = node_cpus()
-    # One Ray Data block per batch of inputs: the stages' unit of work (`add_stages`).
-    blocks = max(1, -(-len(rows) // config.batch_size))
-    plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
-                       context=(CONTEXT,), face_actors=config.workers or 1,
-                       agent_actors=(config.workers,) * len(agents) if config.workers else None,
-                       cpus_per_actor=config.cpus_per_actor,
-                       batch_size=config.batch_size, max_agent_sets=blocks,
-                       keep=("input_index", "status", "reason", context_column(CONTEXT),
-                             *(f"{a}_p_fake" for a in agents)))
-    items = [{"source": str(p), "input_index": i, "shard": 0} for i, p in enumerate(rows["path"])]
-    ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = add_stages(ds, plan)
-    parts, arrivals = [], []
-    with tqdm(total=len(items), desc="evaluate", unit="img", disable=not config.progress, file=sys.stderr,
-              dynamic_ncols=True) as bar:
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            parts.append(batch)
-            arrivals.append((time.perf_counter(), len(batch)))
-            bar.update(len(batch))
-    if config.verbose:
-        print(ds.stats(), file=sys.stderr)
-    result = pd.concat(parts, ignore_index=True).drop_duplicates("input_index").set_index("input_index")
-    if len(result) != len(items):
-        raise RuntimeError(f"{len(items) - len(result)} rows came back from Ray Data without a result.")
-    return result.sort_index().reset_index(drop=True), arrivals
-
-
-def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: EvalConfig,
-               fit_description: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Each row's status, reason, context and votes: from the vote cache, else from the pipeline.
-
-    Each role's image list is cached on its own (``votes.default_cache_dir()``), so a second
-    evaluation of the same data (or another one fitting on the same val split) runs no agent.
-
-    Returns:
-        (rows with the pipeline's columns, timing and cache facts for metrics.json).
-    """
-    from blackboard.ray_runtime import init_ray
-
-    agents = bundle.agent_names
-    vote_cols = [f"{a}_p_fake" for a in agents]
-    ctx_col = context_column(CONTEXT)
-    folder = Path(config.cache_dir) if config.cache_dir else votes_cache.default_cache_dir()
-    scored, todo = {}, []
-    for role in (EVAL, FIT):
-        paths = rows.loc[rows["role"] == role, "path"].tolist()
-        if not paths:
-            continue
-        key = votes_cache.cache_key(bundle, agents, [Path(p) for p in paths], salt=cache_salt(config))
-        file = folder / f"eval-{key}.npz"
-        cached = votes_cache.load_scored(file, agents=agents, n=len(paths)) if config.use_cache else None
-        if cached is None:
-            todo.append((role, file, paths))
-            continue
-        scored[role] = pd.DataFrame({"status": cached["status"].astype(object),
-                                     "reason": cached["reason"].astype(object), ctx_col: cached["context"][:, 0],
-                                     **dict(zip(vote_cols, cached["votes"].T))})
-    n_todo = sum(len(p) for _, _, p in todo)
-    print(f"{PROG}: scoring {describe(rows, fit_description)}; {len(rows) - n_todo} from the vote cache in "
-          f"{folder}.", file=sys.stderr)
-    pipeline_s = 0.0
-    if todo:
-        started = init_ray(config.ray_address)  # loopback-only and token-authenticated when local
-        try:
-            import ray
-
-            cpus = float(ray.cluster_resources().get("CPU", 1))
-            paths = [p for _, _, ps in todo for p in ps]
-            print(f"{PROG}: {n_todo} images to run through the agents on {cpus:g} CPUs; estimated "
-                  f"{_duration(estimate_seconds(paths, config.detect, cpus))}.", file=sys.stderr)
-            t0 = time.perf_counter()
-            fresh, arrivals = run_pipeline(pd.DataFrame({"path": paths}), bundle=bundle, config=config)
-            pipeline_s = time.perf_counter() - t0
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
-        offset = 0
-        for role, file, paths in todo:
-            part = fresh.iloc[offset:offset + len(paths)].reset_index(drop=True)
-            offset += len(paths)
-            scored[role] = part
-            if config.use_cache:
-                votes_cache.save_scored(file, agents=agents, votes=part[vote_cols].to_numpy(np.float64),
-                                        status=part["status"].tolist(), reason=part["reason"].tolist(),
-                                        context=part[[ctx_col]].to_numpy(np.float64), paths=paths)
-    out = pd.concat([rows[rows["role"] == role].reset_index(drop=True).join(scored[role])
-                     for role in (EVAL, FIT) if role in scored], ignore_index=True)
-    for col in vote_cols:
-        out[col] = np.where(out["status"] == OK, out[col].astype(np.float64), np.nan)
-    timing = {"pipeline_s": round(pipeline_s, 2), "images_scored": n_todo, "images_from_cache": len(rows) - n_todo,
-              "images_per_s": round(n_todo / pipeline_s, 2) if pipeline_s > 0 else None}
-    if todo and len(arrivals) > 2:
-        # Start-up (Ray Data planning, actors loading models) until the first results, then the
-        # steady rate from the first results to the last.
-        (first, n_first), last = arrivals[0], arrivals[-1][0]
-        timing.update(first_results_s=round(first - t0, 2),
-                      steady_images_per_s=round((n_todo - n_first) / max(last - first, 1e-9), 2))
-    return out, timing
+    base = evaluated.assign(role=EVAL, source_index=np.arange(len(evaluated)))
+    parts = [base.assign(transform=CLEAN, seed=0)]
+    for name in transforms:
+        parts.append(base.assign(transform=name, seed=seeds(base["path"].tolist(), name, root)))
+    if fit is not None:
+        parts.append(fit.assign(role=FIT, source_index=-1, transform=CLEAN, seed=0))
+    return pd.concat(parts, ignore_index=True)
 
 
 # ----------------------------------------------------------------------------- outputs
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Runs one evaluation and writes every output; returns the metrics.json content."""
     bundle = load_bundle(config.bundle)
+    registry = load_registry(config.degrade_registry) if config.degrade else None
+    transforms = resolve_transforms(",".join(config.degrade), registry) if config.degrade else ()
     evaluated, fit, fit_description = resolve_inputs(config)
-    rows = pd.concat([evaluated.assign(role=EVAL)] + ([fit.assign(role=FIT)] if fit is not None else []),
-                     ignore_index=True)
+    # Paths relative to the evaluated folder (or manifest's folder): portable outputs and seeds.
+    root = config.data.resolve() if config.data.is_dir() else config.data.resolve().parent
+    rows = input_rows(evaluated, fit, transforms, root)
     scored, timing = score_rows(rows, bundle=bundle, config=config, fit_description=fit_description)
     agents = bundle.agent_names
     vote_cols = [f"{a}_p_fake" for a in agents]
-    ev = scored[scored["role"] == EVAL].reset_index(drop=True)
+    ev = scored[(scored["role"] == EVAL) & (scored["transform"] == CLEAN)].reset_index(drop=True)
     ok = ev[ev["status"] == OK].reset_index(drop=True)
     config.out.mkdir(parents=True, exist_ok=True)
     missing = ev[ev["status"] != OK][["path", "label", "status", "reason"]].rename(
@@ -373,14 +214,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     y = ok["label"].to_numpy(dtype=int)
     eval_votes = ok[vote_cols].to_numpy(dtype=np.float64)
     eval_context = ok[context_column(CONTEXT)].to_numpy(dtype=np.float64)
-    systems, unavailable, controller = build_systems(
-        bundle=bundle,
-        votes=eval_votes,
-        fit_votes=fit_ok[vote_cols].to_numpy(dtype=np.float64) if fit is not None else None,
-        fit_labels=fit_ok["label"].to_numpy(dtype=int) if fit is not None else None,
-        fit_description=fit_description,
-        context=eval_context,
-    )
+    fitting = {"fit_votes": fit_ok[vote_cols].to_numpy(dtype=np.float64) if fit is not None else None,
+               "fit_labels": fit_ok["label"].to_numpy(dtype=int) if fit is not None else None,
+               "fit_description": fit_description}
+    systems, unavailable, controller = build_systems(bundle=bundle, votes=eval_votes, context=eval_context, **fitting)
     result = {
         "data": {
             # As given, never this machine's absolute path: results are committed and shared.
@@ -405,14 +242,18 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                       "seed": config.bootstrap.seed},
         "timing": timing,
     }
-    # Paths relative to the evaluated folder (or manifest's folder), so the file is portable.
-    root = config.data.resolve() if config.data.is_dir() else config.data.resolve().parent
+    extra, sections, figures = analyse(
+        scored=scored, y=y, sources=ok["source_index"].to_numpy(int), eval_votes=eval_votes,
+        abstained=uncertain(ok["status"], ok["reason"]), systems=systems,
+        bundle=bundle, fit=fitting, n_sources=len(evaluated), transforms=transforms, registry=registry,
+        bootstrap=config.bootstrap, out_dir=config.out, root=root)
+    result.update(extra)
     predictions = pd.DataFrame({"path": [os.path.relpath(p, root) for p in ok["path"]], "label": y})
     for s in systems:
         predictions[s.name] = s.p_fake
     atomic_write_text(config.out / "predictions.csv", predictions.to_csv(index=False))
     write_report(out_dir=config.out, result=result, predictions=predictions, systems=systems,
-                 bundle=bundle, controller=controller)
+                 bundle=bundle, controller=controller, sections=sections, extra_figures=figures)
     atomic_write_text(config.out / "metrics.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result
 
@@ -450,6 +291,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="vote cache folder (default $FAKEFACE_CACHE/votes or ~/.cache/fakeface/votes)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the vote cache")
+    parser.add_argument("--degrade", default="", metavar="NAME[,NAME...]|all",
+                        help="also score every image through these transforms of vision/degrade.py (JPEG, "
+                             "scaling, blur, screenshots...; 'all' for every one): a table and plot per "
+                             "transform in the report")
     return parser
 
 
@@ -465,6 +310,7 @@ def main(argv: list[str]) -> int:
             bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
             progress=not args.no_progress, verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
             cache_dir=args.cache_dir, use_cache=not args.no_cache,
+            degrade=tuple(n.strip() for n in args.degrade.split(",") if n.strip()),
         )
         result = evaluate(config)
     except (ValueError, OSError) as err:  # EvaluationError, BundleError, config validation, unwritable --out
@@ -481,9 +327,9 @@ def main(argv: list[str]) -> int:
         print(f"ensemble vs {result['best_single']}: delta AUC {cmp_['delta_auc']:+.4f}, p = {cmp_['p_value']:.4f}")
     for name, reason in result["unavailable"].items():
         print(f"  {name}: unavailable ({reason})")
+    for transform, entry in result.get("degrade", {}).get("per_transform", {}).items():
+        aucs = ", ".join(f"{n} {'n/a' if m['auc'] is None else format(m['auc'], '.3f')}"
+                         for n, m in entry["systems"].items())
+        print(f"  {transform:<12} AUC {aucs or 'n/a (no face found)'}")
     print(f"Report: {config.out / 'report.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -26,8 +26,9 @@ from agents.bundle import BundleError, load_bundle
 from agents.labels import CLASSES
 from blackboard.calibration import check_prior
 from blackboard.combine import baselines_to_json, fit_baselines
-from blackboard.controller import Controller, controller_kinds
-from blackboard.controller_store import ReplaySet, save_controller
+from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
+from blackboard.controllers.base import Controller, controller_kinds
+from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
 from training.votes import collect_context, collect_votes, read_manifest_split
 from vision.context import ALIASES, CONTEXT_NAMES, check_names
@@ -254,6 +255,11 @@ def run(args: argparse.Namespace) -> int:
                                  "degraded_copies": int(args.degraded_copies),
                                  "bundle_version": bundle.version, "replay_cases": int(len(replay)),
                                  "metrics_replay": metrics["ensemble"]})
+    # The "can't tell — borderline" band, fitted on the same held-out rows (blackboard.borderline).
+    replay_context = None if context is None else context[replay]
+    controller.fitted_on[BORDERLINE_KEY] = fit_borderline(
+        controller.predict_proba(np.where(np.isfinite(votes[replay]), votes[replay], 0.5), np.isfinite(votes[replay]),
+                                 replay_context), labels[replay], float(controller.threshold)).to_dict()
     fitted_on = {"manifest": str(args.manifest), "split": args.split, "cases": int(len(fit))}
     saved = save_controller(bundle.path, controller, baselines=baselines_to_json(baselines, fitted_on=fitted_on),
                             replay=ReplaySet(tuple(agents), votes[replay], labels[replay],
@@ -277,7 +283,3 @@ def main(argv: list[str]) -> int:
     except (BundleError, ValueError, OSError) as err:
         print(f"fakeface fit-controller: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

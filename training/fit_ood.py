@@ -18,11 +18,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.bundle import BundleError, load_bundle, update_bundle
-from blackboard.faces import whole_image_crop
+from vision.faces import whole_image_crop
 from blackboard.ood import BUNDLE_FILE, BUNDLE_KEY, OODModel, crop_features, fit_ood_model
 from training.votes import read_manifest_split, read_rgb
 
-CROP_SIZE = 224  # the agents' crop side (blackboard.faces.extract_faces' default)
+CROP_SIZE = 224  # the agents' crop side (vision.faces.extract_faces' default)
 
 
 def build_parser(prog: str = "fakeface fit-ood") -> argparse.ArgumentParser:
@@ -105,7 +105,3 @@ def main(argv: Sequence[str]) -> int:
               f"crops and {report['train_abstain']:.1%} of {report['train_crops']} train crops answered uncertain.")
         print(f"stored in {args.bundle} as extra {BUNDLE_KEY!r}" if report["written"] else "dry run: bundle unchanged")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -26,6 +26,7 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     confusion_matrix,
     f1_score,
+    fbeta_score,
     log_loss,
     precision_score,
     recall_score,
@@ -143,7 +144,7 @@ def point_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float) -> dict[str
     """All point metrics of one system; fake (1) is positive, decisions are ``p >= threshold``.
 
     Returns:
-        dict with auc, accuracy, balanced_accuracy, precision, recall, f1, ap, eer, log_loss,
+        dict with auc, accuracy, balanced_accuracy, precision, recall, f1, f0_5, ap, eer, log_loss,
         ece, threshold and confusion [[tn, fp], [fn, tp]]. Ranking metrics are None when only
         one class is present.
     """
@@ -159,6 +160,8 @@ def point_metrics(y: np.ndarray, p: np.ndarray, *, threshold: float) -> dict[str
         "precision": float(precision_score(y, pred, zero_division=0)),
         "recall": float(recall_score(y, pred, zero_division=0)),
         "f1": float(f1_score(y, pred, zero_division=0)),
+        # Precision first: F0.5 weighs precision twice as much as recall (a false "fake" accuses).
+        "f0_5": float(fbeta_score(y, pred, beta=0.5, zero_division=0)),
         "ap": float(average_precision_score(y, p)) if both else None,
         "eer": equal_error_rate(y, p),
         "log_loss": float(log_loss(y, np.clip(p, _EPS, 1 - _EPS), labels=[0, 1])),

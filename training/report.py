@@ -51,6 +51,9 @@ def _save_figure(fig: Figure, path: Path) -> str:
     return path.name
 
 
+save_figure = _save_figure  # for the report's other modules (selective risk, degrade)
+
+
 def plot_roc(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
     """ROC curves of every system on one axes."""
     fig = Figure(figsize=(6.5, 6))
@@ -151,19 +154,20 @@ def _ci(interval: Sequence[float] | None) -> str:
 
 def metrics_table(result: dict[str, Any]) -> str:
     """The markdown table of every system, then the original report's reference rows."""
-    header = ("| system | AUC [95% CI] | accuracy [95% CI] | bal. acc. | precision | recall | F1 | AP | EER "
+    header = ("| system | AUC [95% CI] | accuracy [95% CI] | bal. acc. | precision | recall | F1 | F0.5 | AP | EER "
               "| log-loss | ECE | threshold | confusion [[tn, fp], [fn, tp]] |")
-    lines = [header, "|" + "---|" * 13]
+    lines = [header, "|" + "---|" * 14]
     for name, m in result["systems"].items():
         mark = " (best single)" if name == result.get("best_single") else ""
         lines.append(
             f"| {name}{mark} | {_fmt(m['auc'])}{_ci(m.get('auc_ci'))} | {_fmt(m['accuracy'])}{_ci(m.get('accuracy_ci'))} "
             f"| {_fmt(m['balanced_accuracy'])} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} "
+            f"| {_fmt(m.get('f0_5'))} "
             f"| {_fmt(m['ap'])} | {_fmt(m['eer'])} | {_fmt(m['log_loss'])} | {_fmt(m['ece'])} "
             f"| {_fmt(m['threshold'], 3)} | {m['confusion']} |"
         )
     for name, acc in REFERENCE_ROWS:
-        lines.append(f"| *{name}*&dagger; | n/a | *{acc:.4f}* ({acc * 100:.2f} %) | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
+        lines.append(f"| *{name}*&dagger; | n/a | *{acc:.4f}* ({acc * 100:.2f} %)" + " | n/a" * 12 + " |")
     return "\n".join(lines)
 
 
@@ -202,6 +206,8 @@ def write_report(
     systems: Sequence[Any],
     bundle: Bundle,
     controller: Any | None,
+    sections: Sequence[tuple[str, str]] = (),
+    extra_figures: dict[str, str] | None = None,
 ) -> list[str]:
     """Draws every figure and writes report.md into ``out_dir``.
 
@@ -212,6 +218,8 @@ def write_report(
         systems: the scored systems (name, p_fake, threshold, note).
         bundle: the evaluated bundle (training logs are read from it).
         controller: the ensemble's controller (trust heatmap) or None.
+        sections: more (title, markdown) sections, placed before the figures.
+        extra_figures: title -> PNG file name already written into ``out_dir``.
 
     Returns:
         The PNG file names written.
@@ -285,9 +293,11 @@ def write_report(
         "",
         _ablation_text(result),
         "",
-        "## Figures",
-        "",
     ]
+    for title, text in sections:
+        lines += [f"## {title}", "", text, ""]
+    figures.update(extra_figures or {})
+    lines += ["## Figures", ""]
     for title, name in figures.items():
         lines += [f"### {title}", "", f"![{title}]({name})", ""]
     if not logs:

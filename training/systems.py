@@ -39,8 +39,8 @@ def build_systems(
     Returns:
         (systems, unavailable name -> reason, the controller or None).
     """
-    from blackboard.controller_logodds import LogOddsController
-    from blackboard.controller_store import load_baselines, load_controller
+    from blackboard.controllers.logodds import LogOddsController
+    from blackboard.controllers.store import load_baselines, load_controller
 
     agents = bundle.agent_names
     systems = []

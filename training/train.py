@@ -26,7 +26,8 @@ from agents.labels import CLASSES, label_to_index
 from agents.predictor import apply_temperature
 from agents.registry import get_agent
 from training.augment import AugmentConfig
-from training.calibrate import binary_metrics, choose_threshold, fit_temperature, p_fake_of
+from training.calibrate import binary_metrics, fit_temperature, p_fake_of
+from blackboard.calibration import choose_threshold
 from training.callbacks import ResumableEarlyStopping, ValMetrics
 from training.curves import plot_curves
 from training.data import FaceSequence, resized_cache

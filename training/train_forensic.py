@@ -32,8 +32,9 @@ from agents.labels import label_to_index
 from agents.predictor import apply_temperature
 from agents.preprocessing import Preprocessing, prepare_image
 from agents.registry import get_agent
-from blackboard.faces import read_image
-from training.calibrate import binary_metrics, choose_threshold, fit_temperature, p_fake_of
+from vision.media import read_image
+from training.calibrate import binary_metrics, fit_temperature, p_fake_of
+from blackboard.calibration import choose_threshold
 from training.curves import plot_curves
 from training.train import TrainConfig, load_split
 

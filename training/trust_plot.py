@@ -1,6 +1,6 @@
 """Trust per agent per context bin: the table and the plot the evaluate report shows.
 
-For the binned controller (:mod:`blackboard.controller_ctxbins`) the bins are its own quantile
+For the binned controller (:mod:`blackboard.controllers.ctxbins`) the bins are its own quantile
 bins; for the smooth log-odds controller with context they are "low / mean / high", one standard
 deviation either side of the fitting data's mean of each feature. The number shown for an agent
 is its log-odds weight averaged over the two classes it can speak for (the controller's trust
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from agents.labels import CLASSES
-from blackboard.controller import Controller
+from blackboard.controllers.base import Controller
 
 
 def trust_by_context(controller: Controller) -> dict[str, list[dict[str, Any]]]:

@@ -1,6 +1,6 @@
-"""Frame sampling for the dataset builder and its benchmark, over `blackboard.media`.
+"""Frame sampling for the dataset builder and its benchmark, over `vision.media`.
 
-The extension list, the sampler and its errors live in :mod:`blackboard.media`; this module only
+The extension list, the sampler and its errors live in :mod:`vision.media`; this module only
 adapts the sampler to the builder's ``(frame_index, rgb)`` pairs.
 """
 
@@ -11,10 +11,11 @@ from typing import Iterator
 
 import numpy as np
 
-from blackboard import media
-from blackboard.media import VIDEO_EXTENSIONS, VideoError, VideoInfo, frame_indices, probe_video
+from vision import media
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoError", "VideoInfo", "frame_indices", "probe_video", "sample_frames"]
+__all__ = [
+    "sample_frames",
+]
 
 
 def sample_frames(

@@ -21,8 +21,9 @@ from agents.atomic import atomic_write
 from agents.bundle import Bundle, load_bundle
 from agents.labels import label_to_index
 from agents.predictor import AgentPredictor
-from blackboard.faces import ImageError, read_image, whole_image_crop
-from training.batch_stages import CROP_SIZE
+from vision.faces import whole_image_crop
+from vision.media import ImageError, read_image
+from blackboard.stages import CROP_SIZE
 from training.dataset import read_manifest
 from vision.context import check_names, context_matrix, face_context
 
@@ -85,7 +86,7 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray | None:
 
 def read_crop(path: str | os.PathLike[str]) -> np.ndarray | None:
     """A face-crop image file as the batch/evaluate face stage hands it to the agents: decoded,
-    then used whole at 224 x 224 (`blackboard.faces.whole_image_crop`); None when undecodable.
+    then used whole at 224 x 224 (`vision.faces.whole_image_crop`); None when undecodable.
 
     So a controller is fitted on the pixels it will be served (an image of another size is
     resized to the crop first, then by each agent's contract, exactly as at serving time).

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from grpc_helpers import png_bytes, start
 
-from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
 
 
 @pytest.fixture(scope="module")

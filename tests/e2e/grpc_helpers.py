@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-from blackboard.server import SERVICE_NAME, ServerConfig, create_server
+from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+from fakeface.serve.server import ServerConfig, create_server
+from fakeface.rpc_convert import SERVICE_NAME
 
 AGENTS = {"custom", "lenet", "vgg16"}
 MAX_MESSAGE = 2 * 1024 * 1024

@@ -21,8 +21,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from training import batch
-from training.batch_inputs import InputError, list_inputs
+from blackboard.stages import cpu_per_actor
+from fakeface import batch
+from vision.inputs import InputError, list_inputs
 
 REPO = Path(__file__).resolve().parents[2]
 FPS = 2.0  # the test clip has 6 frames at 6 fps: frames 0 and 3 are sampled
@@ -116,7 +117,7 @@ def test_rows_schema_and_rejects(resumed_run, media_dir, tiny_bundle):
         assert sorted(faces["face_index"]) == list(range(len(faces)))
     assert (img["box_w"] > 0).all() and (img["box_x"] >= 0).all()
     # Video: the sampled frames, then one verdict row (the one video rule, as `classify` applies it).
-    from blackboard.video import track_video
+    from vision.video import track_video
 
     frames = rows[rows["kind"] == "frame"]
     assert sorted(set(frames["frame"])) == [0, 3] and (frames["source"] == video).all()
@@ -228,7 +229,7 @@ def test_manifest_and_list_inputs_resolve_relative_paths(tmp_path):
                                           ([0.0, 4.0, 4.0], 14), ([16.0], 8)])
 def test_actor_cpus_pack_onto_the_nodes(nodes, actors):
     """Every actor of every pool fits at once (whole CPUs per actor would deadlock 2 CPUs)."""
-    share = batch.cpu_per_actor(nodes, actors)
+    share = cpu_per_actor(nodes, actors)
     assert 0 < share <= 1.0
     assert sum(int(0.9 * c / share + 1e-9) for c in nodes) >= actors
     assert share * actors <= 0.9 * sum(nodes) + 1e-9
@@ -254,7 +255,7 @@ def test_pool_sizes_parse_and_conflicting_layouts_are_refused(tmp_path, tiny_bun
 @pytest.mark.parametrize("nodes,expected_sets,expected_threads", [([2.0], 2, 1), ([1.0, 1.0], 2, 1),
                                                                  ([64.0], 16, 4), ([0.5], 1, 1)])
 def test_default_layout_is_one_agent_set_per_cpu(nodes, expected_sets, expected_threads):
-    from training.batch_stages import plan_stages
+    from blackboard.stages import plan_stages
 
     plan = plan_stages(nodes, bundle=None, agents=("a", "b", "c"), detect="off", other_actors=1)
     assert (plan.agent_set_actors, plan.threads) == (expected_sets, expected_threads)
@@ -271,7 +272,7 @@ def test_default_layout_is_one_agent_set_per_cpu(nodes, expected_sets, expected_
 def test_face_stage_uses_a_small_crop_whole_without_loading_mtcnn(tmp_path, face_crop, face_rgb, monkeypatch):
     """--detect auto: a crop-shaped image of at most CROP_TRUST_SIDE px is a crop (no detector is
     loaded); one statuses vocabulary; a larger photo still goes to MTCNN."""
-    from training.batch_stages import NO_FACE, OK, REJECTED, STATUSES, FaceStage, context_column
+    from blackboard.stages import NO_FACE, OK, REJECTED, STATUSES, FaceStage, context_column
 
     for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.setenv(var, os.environ.get(var, "2"))
@@ -300,7 +301,7 @@ def test_the_last_agent_stage_returns_only_the_kept_columns(tiny_bundle, face_cr
     """`keep` drops the face crops in the agent actor itself (no Ray Data task after the pools),
     for an agent set and for the last of per-agent stages, with the same votes."""
     from agents.bundle import load_bundle
-    from training.batch_stages import AgentSetStage, AgentStage
+    from blackboard.stages import AgentSetStage, AgentStage
 
     for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.setenv(var, os.environ.get(var, "2"))
@@ -331,7 +332,7 @@ def test_ray_data_advice_is_quiet_unless_verbose():
     import ray.data._internal.execution.streaming_executor as ray_executor
     import ray.data._internal.progress as ray_progress
 
-    from training.batch_stages import ray_data_output
+    from blackboard.stages import ray_data_output
 
     # The loggers Ray Data writes those lines to, as the installed Ray names them.
     advice, finished = ray_progress.logger, ray_executor.logger

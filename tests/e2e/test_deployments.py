@@ -149,6 +149,6 @@ def test_in_process_board_decides_as_the_serve_ensemble(ensemble, session_bundle
         assert local.controller_version == served.controller_version and not local.degraded
         crops = board.classify_faces([face_crop, face_crop])
         assert len(crops.faces) == 2 and board.describe().agents[0].crops_sent == 3
-        board.feedback("local", "fake")  # the same feedback path as the service
+        assert board.case_evidence("local")["agents"]  # the same feedback evidence as the service
     finally:
         board.shutdown()

@@ -115,21 +115,22 @@ def test_concurrent_classify_from_eight_threads(ensemble, face_crop):
     assert any(after[n]["batches_sent"] - before[n] < 8 for n in ensemble.agent_names), (before, after)
 
 
-def test_feedback_updates_a_copy_and_rollback_restores(ensemble, face_crop):
+def test_feedback_evidence_changes_nothing_and_a_set_controller_can_be_rolled_back(ensemble, face_crop):
     original = ensemble.controller
     v0 = ensemble.controller_version
     case = ensemble.classify_faces([face_crop], request_id="fb-1")
-    v1 = ensemble.feedback("fb-1", "fake")
-    assert v1 != v0 and ensemble.controller_version == v1
-    assert original.version == v0  # the old table was not mutated
+    evidence = ensemble.case_evidence("fb-1")
+    assert evidence["agents"] == list(original.agents) and len(evidence["votes"]) == 1
+    assert ensemble.case_evidence("never-seen") is None
+    assert ensemble.controller_version == v0  # looking at evidence moves nothing
+    bumped = original.online_update(np.array(evidence["votes"][0], dtype=float), None, "fake")
+    v1 = ensemble.set_controller(bumped)  # what an operator's promotion does
+    assert v1 != v0 and original.version == v0  # the old table was not mutated
     assert ensemble.classify_faces([face_crop]).faces[0].decision.controller_version == v1
     assert case.faces[0].decision.controller_version == v0
-    with pytest.raises(KeyError, match="Unknown request id"):
-        ensemble.feedback("never-seen", "real")
     assert ensemble.rollback_controller() == v0 and ensemble.controller_version == v0
     assert ensemble.rollback_controller(v1) == v1
-    info = ensemble.model_info()
-    assert info["controller_version"] == v1 and info["controller"]["feedback_count"] == 1
+    assert ensemble.model_info()["controller"]["feedback_count"] == 1
     assert ensemble.rollback_controller(v0) == v0  # the session's ensemble goes back as it was
 
 

@@ -32,7 +32,7 @@ from training.evaluate import (
 N_PER_CLASS_TEST = 10
 N_PER_CLASS_VAL = 8
 SYSTEMS = ("custom", "lenet", "vgg16", "majority", "mean", "stacking", "ensemble")
-KEYS = ("auc", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "ap", "eer", "log_loss", "ece",
+KEYS = ("auc", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "f0_5", "ap", "eer", "log_loss", "ece",
         "auc_ci", "confusion")
 
 
@@ -90,8 +90,8 @@ def bundle_with_controller(tiny_bundle, dataset, tmp_path_factory) -> Path:
     """A copy of the tiny bundle with a controller fitted on the val images and saved into it."""
     from agents.bundle import load_bundle
     from agents.predictor import AgentPredictor
-    from blackboard.controller_qtrust import QController
-    from blackboard.controller_store import save_controller
+    from blackboard.controllers.qtrust import QController
+    from blackboard.controllers.store import save_controller
 
     copy = tmp_path_factory.mktemp("evalbundle") / "tiny"
     shutil.copytree(tiny_bundle, copy)
@@ -152,6 +152,11 @@ def test_every_system_has_every_key(folder_run):
     assert cmp_["delta_auc"] is not None and 0.0 < cmp_["p_value"] <= 1.0
     data = result["data"]
     assert (data["n"], data["n_real"], data["n_fake"]) == (2 * N_PER_CLASS_TEST, N_PER_CLASS_TEST, N_PER_CLASS_TEST)
+    # Diversity and selective risk are part of every evaluation.
+    assert result["diversity"]["clean"]["n"] == data["n"] and len(result["diversity"]["clean"]["pairs"]) == 3
+    assert set(result["selective"]) == set(result["systems"])
+    assert 0.0 <= result["selective"]["ensemble"]["accuracy_at_10pct_abstention"] <= 1.0
+    assert result["selective"]["ensemble"]["own_abstention"]["answered_share"] == 1.0  # 48 px crops: no gate
 
 
 def test_metrics_agree_with_sklearn_on_predictions(folder_run):
@@ -170,6 +175,7 @@ def test_metrics_agree_with_sklearn_on_predictions(folder_run):
         assert m["f1"] == pytest.approx(skm.f1_score(y, decided, zero_division=0))
         assert m["precision"] == pytest.approx(skm.precision_score(y, decided, zero_division=0))
         assert m["recall"] == pytest.approx(skm.recall_score(y, decided, zero_division=0))
+        assert m["f0_5"] == pytest.approx(skm.fbeta_score(y, decided, beta=0.5, zero_division=0))
         assert m["log_loss"] == pytest.approx(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), rel=1e-6)
         assert m["confusion"] == skm.confusion_matrix(y, decided, labels=[0, 1]).tolist()
         lo, hi = m["auc_ci"]
@@ -178,7 +184,7 @@ def test_metrics_agree_with_sklearn_on_predictions(folder_run):
 
 def test_thresholds_come_from_bundle_and_controller(folder_run, bundle_with_controller):
     from agents.bundle import load_bundle
-    from blackboard.controller_store import load_controller
+    from blackboard.controllers.store import load_controller
 
     result = folder_run[0]
     bundle = load_bundle(bundle_with_controller)
@@ -224,7 +230,7 @@ def test_folder_and_manifest_give_the_same_metrics(folder_run, manifest_run):
 
 def test_a_second_run_reads_the_vote_cache_and_runs_no_agent(folder_run, dataset, bundle_with_controller,
                                                              tmp_path, monkeypatch, capsys):
-    import training.evaluate as evaluate
+    import training.evaluate_pipeline as evaluate
 
     first, _, cache = folder_run[:3]
     assert first["timing"]["images_scored"] == first["data"]["n_images"] + first["fit"]["n"] + first["fit"]["n_no_face"]
@@ -320,7 +326,7 @@ def test_bootstrap_aucs_equal_sklearn_on_every_resample(monkeypatch):
 
 
 def test_duration_estimate_tells_crops_from_photos(tmp_path):
-    from training.evaluate import STARTUP_S, estimate_seconds
+    from training.evaluate_pipeline import STARTUP_S, estimate_seconds
 
     crop = _write_png(tmp_path / "crop.png", np.zeros((224, 224, 3), np.uint8))
     photo = _write_png(tmp_path / "photo.png", np.zeros((480, 640, 3), np.uint8))
@@ -329,3 +335,36 @@ def test_duration_estimate_tells_crops_from_photos(tmp_path):
     assert estimate_seconds([crop] * 1000, "on", 2) == pytest.approx(photos)  # --detect on runs MTCNN on all
     assert estimate_seconds([photo] * 1000, "off", 2) == pytest.approx(crops)
     assert estimate_seconds([crop] * 1000, "auto", 4) < crops  # more CPUs, shorter
+
+
+def test_degrade_scores_every_system_per_transform(ray_local, face_crop, bundle_with_controller, tmp_path):
+    """``--degrade``: JPEG and 2x copies of face crops are scored whole (the 448 px upscale too);
+    screenshots have their face found again by MTCNN; the report has the table and the plot."""
+    rng = np.random.default_rng(1)
+    for label in CLASSES:
+        for i in range(4):
+            shifted = np.clip(face_crop.astype(int) + rng.integers(-30, 30), 0, 255).astype(np.uint8)
+            if label == "fake":
+                shifted = np.clip(shifted + np.kron(rng.normal(0, 25, (28, 28, 3)), np.ones((8, 8, 1))), 0, 255)
+            _write_png(tmp_path / "data" / label / f"{i}.png", shifted.astype(np.uint8))
+    out = tmp_path / "out"
+    result = _run(["--bundle", str(bundle_with_controller), "--data", str(tmp_path / "data"), "--out", str(out),
+                   "--cache-dir", str(tmp_path / "cache"), "--degrade", "jpeg50,scale2,player"])
+    per = result["degrade"]["per_transform"]
+    assert list(per) == ["clean", "jpeg50", "scale2", "player", "all degraded"]
+    assert [per[t]["n_scored"] for t in ("clean", "jpeg50", "scale2")] == [8, 8, 8]
+    assert per["player"]["composition"] and per["player"]["n_scored"] + per["player"]["n_no_face"] == 8
+    assert per["player"]["n_scored"] >= 6  # the astronaut's face is found in the player screenshot
+    for entry in per.values():
+        assert {"custom", "lenet", "vgg16", "mean", "ensemble"} <= set(entry["systems"])
+        assert 0.0 <= entry["uncertain_share"] <= 1.0
+    assert set(result["diversity"]) == {"clean", "jpeg50", "scale2", "player"}
+    copies = pd.read_csv(out / "degraded_predictions.csv")
+    clean = pd.read_csv(out / "predictions.csv").set_index("path")
+    up = copies[copies["transform"] == "scale2"].set_index("path")
+    # Scored whole, the 2x copy shrinks back to nearly the clean crop; detected and aligned it would not.
+    np.testing.assert_allclose(up.loc[clean.index, "custom"], clean["custom"], atol=0.05)
+    report = (out / "report.md").read_text()
+    assert "## Degraded copies (--degrade)" in report and "## Agent diversity" in report
+    assert "## Selective risk" in report and (out / "degrade_auc.png").stat().st_size > 0
+    assert (out / "selective.png").is_file()

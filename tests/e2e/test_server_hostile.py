@@ -12,9 +12,9 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_helpers import AGENTS, classify_request, health_status, png_bytes, start
 
-from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-from blackboard.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
-from blackboard.server import ServerConfig, create_server
+from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+from fakeface.serve.server import ServerConfig, create_server
 
 
 def progressive_jpeg_bomb(scans: int = 2000) -> bytes:
@@ -159,7 +159,7 @@ def test_model_info_reports_component_health(served):
 def test_ipv6_host_is_bracketed(ensemble):
     import socket
 
-    from blackboard.server import format_address
+    from fakeface.serve.server import format_address
 
     assert format_address("::", 50051) == "[::]:50051" and format_address("127.0.0.1", 1) == "127.0.0.1:1"
     if not socket.has_ipv6:

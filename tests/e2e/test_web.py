@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from grpc_helpers import AGENTS, png_bytes
 
-from blackboard.server import ServerConfig, create_server
-from blackboard.web import WebConfig, WebServer, create_app
+from fakeface.serve.server import ServerConfig, create_server
+from fakeface.web.app import WebConfig, create_app
+from fakeface.web.serve import WebServer
 
 pytestmark = pytest.mark.slow
 MAX_IMAGE = 2 * 1024 * 1024
@@ -306,8 +307,8 @@ def test_browser_sends_an_oversized_screenshot_as_a_jpeg_copy(browser, page_url,
 
 
 def test_uncertain_label_reads_cant_tell_with_its_reason():
-    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-    from blackboard.web.bridge import face_view, label_name
+    from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+    from fakeface.web.bridge import face_view, label_name
 
     assert [label_name(v) for v in (pb.LABEL_REAL, pb.LABEL_FAKE, pb.LABEL_UNSPECIFIED)] == ["real", "fake", "undecided"]
     face = pb.Face(label=pb.LABEL_UNCERTAIN, p_fake=0.5, threshold=0.6, uncertain_reason="too small: 12 px")
@@ -331,8 +332,7 @@ def test_browser_shows_cant_tell_and_offers_both_labels(browser, page_url):
 
 
 def test_serve_refuses_a_bad_http_port_before_loading_models(capsys):
-    from blackboard import serve_cli
-
+    from fakeface.serve import cli as serve_cli
     assert serve_cli.main(["--http-port", "70000"]) == 2
     assert "--http-port must be 0..65535 (0 turns the web page off)" in capsys.readouterr().err
 
@@ -340,7 +340,7 @@ def test_serve_refuses_a_bad_http_port_before_loading_models(capsys):
 def test_web_server_reports_a_busy_port_and_warns_when_exposed(served, caplog):
     import logging
 
-    from blackboard.web.serve import warn_if_exposed
+    from fakeface.web.serve import warn_if_exposed
 
     first = WebServer(served["app"], "127.0.0.1", 0).start()
     try:
@@ -378,7 +378,7 @@ def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
 
 
 def test_accuracy_statement_reads_the_held_out_replay_metrics():
-    from blackboard.web.report import accuracy_statement
+    from fakeface.web.report import accuracy_statement
 
     def info(fitted):
         return {"manifest": {"extras": {"controller": {"fitted_on": fitted}}}, "agents": {}}

@@ -71,7 +71,7 @@ def val_rows(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    from blackboard.faces import read_image
+    from vision.media import read_image
 
     return read_image(path)
 
@@ -185,14 +185,19 @@ def test_tampered_or_untrusted_model_file_is_refused(trained, tmp_path):
     from agents.bundle import sha256_file
 
     manifest["agents"]["forensic"]["sha256"] = sha256_file(crafted / "forensic.skops")
+    manifest["files"]["forensic.skops"] = manifest["agents"]["forensic"]["sha256"]
     manifest_path.write_text(json.dumps(manifest))
-    bundle = load_bundle(crafted)
+    with pytest.raises(BundleError, match="signature does not match"):  # the signed manifest stops it first
+        load_bundle(crafted)
+    from agents.signing import TrustPolicy
+
+    bundle = load_bundle(crafted, trust=TrustPolicy(allow_unsigned=True))  # and without a signature, skops does
     with pytest.raises(BundleError, match="not trusted"):
         bundle.load_model("forensic")
 
 
 def test_explanations_are_per_group_and_point_at_colour(trained, manifest):
-    from blackboard.gradcam import GradCamRenderer
+    from vision.gradcam import GradCamRenderer
 
     bundle = trained["bundle"]
     rows = val_rows(manifest)
@@ -236,8 +241,7 @@ def mixed_bundle(tiny_bundle, forensic_bundle, out):
 @pytest.mark.slow
 def test_mixed_bundle_classifies_with_heatmaps_in_process(trained, tiny_bundle, tmp_path, face_rgb, capsys):
     """The in-process classify path and Grad-CAM/explanation tiles for 3 CNNs + forensic."""
-    from blackboard import classify_cli
-
+    from fakeface import classify as classify_cli
     bundle = mixed_bundle(tiny_bundle, trained["out"], tmp_path / "mixed")
     assert bundle.agent("forensic").kind == "forensic" and bundle.agent("lenet").kind == "keras"
     photo = tmp_path / "astronaut.png"

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from blackboard.controller_logodds import LogOddsConfig, LogOddsController
+from blackboard.controllers.logodds import LogOddsConfig, LogOddsController
 from blackboard.decision import case_context, context_for, decide, decide_matrix
 from vote_streams import AGENTS, expert_stream
 

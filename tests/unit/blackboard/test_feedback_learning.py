@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackboard.controller_logodds import LogOddsController
-from blackboard.controller_store import ReplaySet
+from blackboard.controllers.logodds import LogOddsController
+from blackboard.controllers.store import ReplaySet
 from blackboard.feedback_learning import FeedbackLearner, PromotionConfig, replay_auc, replay_scores
-from blackboard.ratelimit import RateLimitConfig, RateLimiter, client_key
+from fakeface.serve.ratelimit import RateLimitConfig, RateLimiter, client_key
 from vote_streams import AGENTS, expert_stream
 
 

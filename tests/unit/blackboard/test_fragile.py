@@ -68,8 +68,8 @@ def test_fitted_margin_spends_the_abstention_budget_on_the_shakiest_faces():
 
 def test_the_response_shows_the_condition_and_how_it_moved_each_weight(face_crop):
     from blackboard.case import Case, Decision, FaceRecord, Vote
-    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-    from blackboard.rpc_convert import case_to_proto
+    from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+    from fakeface.rpc_convert import case_to_proto
     from vision.context import face_context
 
     ctx = face_context(face_crop)

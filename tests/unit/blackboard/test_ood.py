@@ -108,10 +108,10 @@ def _case(crops_and_boxes) -> Case:
 
 
 def test_uncertain_end_to_end_through_the_proto_and_the_cli_view(model, face_crop):
-    from blackboard.classify_cli import face_to_dict
-    from blackboard.faces import whole_image_crop
-    from blackboard.rpc.fakeface.v1 import detector_pb2 as pb
-    from blackboard.rpc_convert import case_to_proto
+    from fakeface.classify import face_to_dict
+    from vision.faces import whole_image_crop
+    from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+    from fakeface.rpc_convert import case_to_proto
 
     tiny = whole_image_crop(np.full((16, 16, 3), 120, np.uint8))  # a 16x16 input, used whole
     noise = whole_image_crop(np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8))
@@ -141,7 +141,7 @@ def test_size_and_shape_checks_work_without_an_ood_model(face_crop):
 
 
 def test_batch_rows_say_uncertain_with_the_reason(model, tiny_bundle, tmp_path, face_crop):
-    from training.batch_stages import DecisionStage
+    from blackboard.stages import DecisionStage
 
     bundle_dir = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle_dir)

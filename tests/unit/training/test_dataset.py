@@ -237,8 +237,8 @@ def eye_distances(a, b) -> float:
 
 
 def test_following_finds_the_faces_of_full_detection(detector, face_rgb):
-    from blackboard.face_tracking import FaceFollower, FollowConfig
-    from blackboard.video import iou
+    from vision.face_tracking import FaceFollower, FollowConfig
+    from vision.video import iou
 
     frames = moving_face_frames(face_rgb, 10)
     full = detector.detect_batch([f for _, f in frames])
@@ -255,8 +255,8 @@ def test_following_finds_the_faces_of_full_detection(detector, face_rgb):
 
 
 def test_two_faces_are_followed_separately(detector, face_rgb):
-    from blackboard.face_tracking import FaceFollower, FollowConfig
-    from blackboard.video import iou
+    from vision.face_tracking import FaceFollower, FollowConfig
+    from vision.video import iou
 
     small = cv2.resize(face_rgb, (300, 300), interpolation=cv2.INTER_AREA)
     frames = []
@@ -275,7 +275,7 @@ def test_two_faces_are_followed_separately(detector, face_rgb):
 
 
 def test_keyframe_every_1_is_full_detection_of_every_frame(detector, face_rgb):
-    from blackboard.face_tracking import FaceFollower, FollowConfig
+    from vision.face_tracking import FaceFollower, FollowConfig
 
     frames = moving_face_frames(face_rgb, 5)
     follower = FaceFollower(detector, FollowConfig(keyframe_every=1, batch_frames=3))
@@ -288,8 +288,8 @@ def test_keyframe_every_1_is_full_detection_of_every_frame(detector, face_rgb):
 
 
 def test_a_lost_track_triggers_full_detection(detector, face_rgb):
-    from blackboard.face_tracking import FaceFollower, FollowConfig
-    from blackboard.video import iou
+    from vision.face_tracking import FaceFollower, FollowConfig
+    from vision.video import iou
 
     frames = moving_face_frames(face_rgb, 8, jump_at=3, blank_at=6)
     follower = FaceFollower(detector, FollowConfig(keyframe_every=8))
@@ -305,7 +305,7 @@ def test_a_lost_track_triggers_full_detection(detector, face_rgb):
 
 def test_build_with_keyframes_writes_aligned_crops_and_resumes_only_with_the_same_interval(tmp_path, face_rgb,
                                                                                          detector):
-    from blackboard.faces import align_face
+    from vision.faces import align_face
 
     root = tmp_path / "media"
     write_video(root / "fake" / "clip.mp4", face_rgb, count=8)
@@ -314,7 +314,7 @@ def test_build_with_keyframes_writes_aligned_crops_and_resumes_only_with_the_sam
     assert summary.frames_sampled == 8 and summary.crops + summary.duplicates_dropped == 8
     manifest = read_manifest(tmp_path / "ds" / "manifest.csv")
     # A followed frame's crop is aligned from ONet's landmarks by the same align_face as a detected one.
-    from blackboard.face_tracking import FaceFollower, FollowConfig
+    from vision.face_tracking import FaceFollower, FollowConfig
 
     followed = {i: (frame, faces) for i, frame, faces in FaceFollower(detector, FollowConfig(keyframe_every=4))
                 .follow(sample_frames(root / "fake" / "clip.mp4", fps=8.0))}

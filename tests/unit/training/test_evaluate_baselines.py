@@ -8,8 +8,8 @@ import numpy as np
 
 from agents.bundle import load_bundle
 from blackboard.combine import baselines_to_json, fit_baselines
-from blackboard.controller_logodds import LogOddsController
-from blackboard.controller_store import ReplaySet, save_controller
+from blackboard.controllers.logodds import LogOddsController
+from blackboard.controllers.store import ReplaySet, save_controller
 from training.systems import ablation, build_systems
 
 

@@ -13,7 +13,8 @@ import pytest
 from agents.bundle import load_bundle
 from agents.preprocessing import Preprocessing
 from training.augment import AugmentConfig, augment
-from training.calibrate import binary_metrics, choose_threshold, fit_temperature
+from training.calibrate import binary_metrics, fit_temperature
+from blackboard.calibration import choose_threshold
 from training.data import FaceSequence
 from training.synth import self_blend
 
@@ -212,7 +213,7 @@ def test_training_and_serving_prepare_identical_inputs(tmp_path):
     df = _write_crops(tmp_path / "data", 3)
     paths = df["path"].tolist()
     labels = (df["label"] == "fake").astype(int).to_numpy()
-    from blackboard.faces import read_image
+    from vision.media import read_image
 
     for name in agent_names(kind="keras"):  # forensic's own test covers its features
         contract = get_agent(name).preprocessing

@@ -1,1 +1,0 @@
-"""Generated gRPC code, by proto package (see blackboard/rpc/generate.py)."""

@@ -1,1 +1,0 @@
-"""Generated gRPC code for fakeface.v1 (do not edit; run `python -m blackboard.rpc.generate`)."""

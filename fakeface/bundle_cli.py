@@ -1,0 +1,70 @@
+"""`fakeface bundle`: make a signing key pair, sign a model bundle, verify one.
+
+    fakeface bundle keygen [--out DIR]                  a new ed25519 key pair (private key mode 600)
+    fakeface bundle sign [--key PRIVATE] --bundle DIR   list every file in the manifest and sign it
+    fakeface bundle verify --bundle DIR [--trusted-key PUB]...
+
+``verify`` loads the bundle exactly as `serve`, `classify`, `batch` and `evaluate` do (signature,
+inventory, checksums) and exits 1 with the reason when they would refuse it. See docs/usage/bundle.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
+    from agents.signing import default_signing_key
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="--trusted-key PUB (repeatable) and --allow-unsigned apply to verify as to every command.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    keygen = sub.add_parser("keygen", help="write NAME.key (private, mode 600) and NAME.pub",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    keygen.add_argument("--out", default=str(default_signing_key().parent),
+                        help="directory for the pair (keep it outside any repository)")
+    keygen.add_argument("--name", default="bundle-signing", help="file name of the pair, without suffix")
+    sign = sub.add_parser("sign", help="sign a bundle's manifest (after checking its files)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sign.add_argument("--key", default=str(default_signing_key()),
+                      help="ed25519 private key (PEM); default $FAKEFACE_SIGNING_KEY, else this path")
+    sign.add_argument("--bundle", required=True, help="bundle directory")
+    verify = sub.add_parser("verify", help="check signature, inventory and checksums as a load would")
+    verify.add_argument("--bundle", default=None, help="bundle directory (None: the shipped bundle)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Runs one action; 0 on success, 1 when the bundle or key is refused, 2 on a usage error."""
+    args = build_parser().parse_args(argv)
+    from agents.bundle import BundleError, load_bundle, sign_bundle
+    from agents.signing import SignatureError, generate_key_pair, key_id, load_private_key, load_public_key
+
+    try:
+        if args.action == "keygen":
+            key_path, pub_path = generate_key_pair(args.out, args.name)
+            print(f"private key {key_path} (mode 600: never commit it)\n"
+                  f"public key  {pub_path} (id {key_id(load_public_key(pub_path))}): trust it with "
+                  f"--trusted-key {pub_path}, or add it to agents/keys/ to ship it")
+            return 0
+        if args.action == "sign":
+            bundle = sign_bundle(args.bundle, load_private_key(args.key))
+            print(f"signed {bundle.path} ({len(bundle.manifest['files'])} files, bundle {bundle.version}) "
+                  f"with key {bundle.signer}")
+            return 0
+        bundle = load_bundle(args.bundle)
+    except FileExistsError as err:
+        print(f"fakeface bundle: {err}", file=sys.stderr)
+        return 2
+    except (BundleError, SignatureError) as err:
+        print(f"fakeface bundle {args.action}: {err}", file=sys.stderr)
+        return 1
+    if bundle.signer is None:
+        print(f"{bundle.path}: files match the manifest, but it is NOT signed by a trusted key "
+              "(loaded only because of --allow-unsigned)")
+    else:
+        print(f"{bundle.path}: OK, {len(bundle.manifest['files'])} files, bundle {bundle.version}, "
+              f"signed by trusted key {bundle.signer}")
+    return 0

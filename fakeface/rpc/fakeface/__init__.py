@@ -1,0 +1,1 @@
+"""Generated gRPC code, by proto package (see fakeface/rpc/generate.py)."""

@@ -1,0 +1,108 @@
+"""Conversions between the blackboard's records and the `fakeface.v1` wire messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from agents.labels import FAKE, REAL
+from blackboard.case import UNCERTAIN, Case
+from blackboard.model_info import EnsembleInfo
+from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Detector"].full_name
+DETECT_MODES = {
+    pb.FACE_DETECTION_UNSPECIFIED: "auto",
+    pb.FACE_DETECTION_AUTO: "auto",
+    pb.FACE_DETECTION_ON: "on",
+    pb.FACE_DETECTION_OFF: "off",
+}
+LABELS = {pb.LABEL_REAL: REAL, pb.LABEL_FAKE: FAKE}
+LABEL_ENUMS = {REAL: pb.LABEL_REAL, FAKE: pb.LABEL_FAKE, UNCERTAIN: pb.LABEL_UNCERTAIN}
+
+
+def enum_name(enum: object, value: int) -> str:
+    """The name of an enum value, or ``<number>`` for a value the contract does not define."""
+    try:
+        return enum.Name(value)  # type: ignore[attr-defined]
+    except ValueError:
+        return f"<undefined value {value}>"
+
+
+def case_to_proto(case: Case, *, heatmaps: Sequence[dict[str, bytes]] | None = None) -> pb.ClassifyResponse:
+    """Converts a blackboard `Case` into the wire answer.
+
+    Args:
+        case: the decided case.
+        heatmaps: optional per-face dicts agent -> PNG bytes (same order as ``case.faces``).
+    """
+    resp = pb.ClassifyResponse(
+        request_id=case.request_id,
+        bundle_version=str(case.bundle_version),
+        controller_version=str(case.controller_version),
+        no_face_reason=case.no_face_reason,
+        source=case.source,
+    )
+    if len(case.image_shape) >= 2:
+        resp.image_height, resp.image_width = int(case.image_shape[0]), int(case.image_shape[1])
+    for stage, ms in case.timings_ms.items():
+        resp.timings_ms[stage] = float(ms)
+    for i, rec in enumerate(case.faces):
+        face = resp.faces.add(
+            index=int(rec.index),
+            degraded=bool(rec.degraded),
+            missing_agents=list(rec.missing_agents),
+            detector_confidence=float(rec.confidence),
+        )
+        x, y, w, h = (float(v) for v in rec.box)
+        face.box.CopyFrom(pb.Box(x=x, y=y, width=w, height=h))
+        for px, py in rec.landmarks:
+            face.landmarks.add(x=float(px), y=float(py))
+        if rec.decision is not None:
+            face.label = LABEL_ENUMS.get(rec.decision.label, pb.LABEL_UNSPECIFIED)
+            face.p_fake = float(rec.decision.p_fake)
+            face.threshold = float(rec.decision.threshold)
+            face.combiner = rec.decision.combiner
+            face.uncertain_reason = rec.decision.reason
+        if rec.ood_score is not None:
+            face.ood_score = float(rec.ood_score)
+        for name, value in rec.context.items():
+            face.context[name] = float(value)
+        for vote in rec.votes.values():
+            face.votes.add(
+                agent=vote.agent, p_fake=float(vote.p_fake), weight=float(vote.weight),
+                latency_ms=float(vote.latency_ms), model_sha=vote.model_sha, context_shift=float(vote.context_shift),
+            )
+        if heatmaps is not None and i < len(heatmaps):
+            for agent, png in heatmaps[i].items():
+                face.heatmaps.add(agent=agent, png=png)
+    return resp
+
+
+def model_info_to_proto(info: EnsembleInfo, *, feedback_records: int = 0) -> pb.ModelInfo:
+    """Converts `Ensemble.describe()` into the wire message.
+
+    Thresholds are named ``ensemble`` and ``agent:<name>``; the whole record (health included:
+    ``degraded``, ``detector_up``, each agent's ``up``) also goes into ``info_json``.
+    """
+    out = pb.ModelInfo(
+        bundle_version=info.bundle_version,
+        controller_version=info.controller_version,
+        manifest_json=json.dumps(info.manifest, sort_keys=True, default=str),
+        info_json=json.dumps(info.to_dict(), sort_keys=True, default=str),
+        feedback_records=int(feedback_records),
+    )
+    out.thresholds["ensemble"] = float(info.threshold)
+    for agent in info.agents:
+        pp = agent.preprocessing
+        out.agents.add(
+            name=agent.name, model_sha=agent.sha256, threshold=float(agent.threshold),
+            temperature=float(agent.temperature), input_height=pp.height, input_width=pp.width,
+            input_channels=pp.channels, input_scale=pp.scale,
+        )
+        out.thresholds[f"agent:{agent.name}"] = float(agent.threshold)
+    for agent, weights in info.trust.items():
+        entry = out.trust.add(agent=agent)
+        for cls, weight in weights.items():
+            entry.weights[cls] = float(weight)
+    return out

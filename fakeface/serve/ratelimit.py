@@ -1,0 +1,81 @@
+"""Per-client rate limiting: a token bucket per key (peer address or bearer token).
+
+Each key gets ``burst`` tokens that refill at ``rate_per_s``; a call takes one token and is
+refused when none is left (the gRPC layer answers RESOURCE_EXHAUSTED). Buckets of idle keys are
+dropped once more than ``max_keys`` are held, so memory stays bounded under many clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """How fast one client may call a rate-limited method."""
+
+    rate_per_s: float = 1.0  # tokens added per second per client (sustained rate)
+    burst: int = 10  # bucket size: calls a client may make at once after being idle
+    max_keys: int = 10_000  # clients tracked at once; the least recently seen are forgotten beyond it
+
+    def __post_init__(self) -> None:
+        if self.rate_per_s <= 0 or self.burst < 1 or self.max_keys < 1:
+            raise ValueError(f"rate_per_s must be > 0, burst >= 1 and max_keys >= 1, received "
+                             f"{self.rate_per_s}, {self.burst}, {self.max_keys}.")
+
+
+class RateLimiter:
+    """Token buckets keyed by client; thread-safe.
+
+    Args:
+        config: rate, burst and key bound.
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    def __init__(self, config: RateLimitConfig = RateLimitConfig(), clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, last time)
+
+    def allow(self, key: str) -> bool:
+        """Takes one token from ``key``'s bucket; False when it is empty."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(key, (float(self.config.burst), now))
+            tokens = min(float(self.config.burst), tokens + (now - last) * self.config.rate_per_s)
+            allowed = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            while len(self._buckets) > self.config.max_keys:
+                self._buckets.popitem(last=False)
+            return allowed
+
+    def retry_after_s(self, key: str) -> float:
+        """Seconds until ``key`` has a token again (0 when it has one now)."""
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.config.burst), self._clock()))
+        tokens = min(float(self.config.burst), tokens + (self._clock() - last) * self.config.rate_per_s)
+        return max(0.0, (1.0 - tokens) / self.config.rate_per_s)
+
+
+def client_key(peer: str, metadata: tuple[tuple[str, str], ...] | list | None) -> str:
+    """The rate-limit key of a gRPC call: its bearer token when it sends one, else its peer host.
+
+    The peer's port is dropped (a client reconnecting gets a new port but the same bucket).
+    """
+    for key, value in metadata or ():
+        if key.lower() == "authorization" and value:
+            token = value.partition(" ")[2].strip()
+            return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]  # never keep tokens themselves
+    host = peer.rsplit(":", 1)[0] if peer.count(":") >= 1 and not peer.endswith("]") else peer
+    return "peer:" + host
+
+
+def hashed_client(key: str) -> str:
+    """A client key as stored in logs: counted as distinct, but no address kept in the clear."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

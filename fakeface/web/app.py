@@ -1,0 +1,389 @@
+"""The web page's FastAPI app: one static page and a small JSON API over the gRPC servicer.
+
+Routes (every ``/api`` route but ``/api/health`` needs ``Authorization: Bearer <token>`` when the
+server runs with tokens, checked by the gRPC server's own `BearerTokenInterceptor`):
+
+==========================  ================================================================
+``GET /``                   the page (inline script and style; nothing fetched from elsewhere)
+``GET /api/health``         ``{"serving": bool, "auth": bool}``
+``GET /api/info``           bundle, controller, threshold, limits and measured accuracy
+``POST /api/classify``      body = the file's bytes; an image answers at once, a video
+                            answers 202 with a job to poll
+``GET /api/jobs/{id}``      a video's progress, then its per-track and clip verdicts
+``POST /api/feedback``      ``{"request_id", "label"}``: the gRPC Feedback path; keeps the upload
+``/api/admin/...``          the operator's controller promotion and rollback (`fakeface.web.admin`)
+``GET /api/report/{id}``    the evidence report (one self-contained HTML file)
+==========================  ================================================================
+
+Uploads live in memory only (the last ``keep_results`` answers, for the report and feedback);
+a video is written to a temporary file while its frames are read and deleted right after. An
+upload is written to disk only when the person sends feedback on its answer.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import types
+import uuid
+from concurrent import futures
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import grpc
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from fakeface.serve.servicer import DetectorServicer
+from fakeface.web import bridge
+from fakeface.web.admin import add_admin_routes
+from fakeface.web.bridge import WebRefusal
+from fakeface.web.report import LIMITS, accuracy_statement, build_report
+
+log = logging.getLogger("fakeface.web")
+MIB = 1024 * 1024
+# The page's only sources are itself and data:/blob: URLs it makes (no fonts, scripts or images
+# from elsewhere), and nothing may frame it.
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data: blob:; "
+       "media-src blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+VIDEO_SUFFIX = {"mp4": ".mp4", "ebml": ".webm", "avi": ".avi"}
+IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"avif", b"avis", b"mif1", b"msf1")  # ISO-BMFF still images
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """How the page's API runs (the image limits come from the servicer's `ServerConfig`)."""
+
+    max_video_bytes: int = 64 * MIB  # largest video upload; bigger -> 413
+    video_fps: float = 1.0  # frames sampled per second of video (as `fakeface classify`)
+    video_max_frames: int = 60  # most frames sampled per video (60 s at 1 fps)
+    video_workers: int = 1  # videos classified at the same time; more wait in the queue
+    video_queue: int = 4  # videos waiting or running; more -> 429
+    keep_results: int = 16  # recent answers (with their uploads) held in memory for report/feedback
+    heatmaps: bool = True  # compute Grad-CAM heatmaps for image answers (the page's toggle shows them)
+    upload_dir: str | None = None  # where feedback keeps uploads; None = "feedback-uploads" by the feedback log
+
+    def __post_init__(self) -> None:
+        for name in ("max_video_bytes", "video_max_frames", "video_workers", "video_queue", "keep_results"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"WebConfig.{name} must be >= 1, received {getattr(self, name)!r}.")
+        if float(self.video_fps) <= 0:
+            raise ValueError(f"WebConfig.video_fps must be > 0, received {self.video_fps!r}.")
+
+
+def sniff_video(head: bytes) -> str | None:
+    """The video container of a file from its first bytes ("mp4", "ebml", "avi"), or None."""
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] not in IMAGE_BRANDS:
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "ebml"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def _mib(n: int) -> str:
+    return f"{n / MIB:.1f} MiB"
+
+
+class _CallDetails(grpc.HandlerCallDetails):
+    def __init__(self, method: str, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.method = method
+        self.invocation_metadata = metadata
+
+
+def token_checker(servicer: DetectorServicer) -> Callable[[str, str], bool] | None:
+    """A check of ``Authorization`` headers by the gRPC server's own interceptor, or None (no auth)."""
+    tokens = tuple(servicer.config.tokens or ())
+    if not tokens:
+        return None
+    from fakeface.serve.auth import BearerTokenInterceptor
+
+    interceptor = BearerTokenInterceptor(tokens, servicer.metrics)
+    allowed = grpc.unary_unary_rpc_method_handler(lambda request, context: None)
+
+    def check(header: str, route: str) -> bool:
+        details = _CallDetails(f"/web/{route}", (("authorization", header),) if header else ())
+        return interceptor.intercept_service(lambda _: allowed, details) is allowed
+
+    return check
+
+
+class _Store:
+    """The last ``size`` answers by request id (bounded; the oldest is forgotten first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._items.get(key)
+
+
+def _refusal_response(err: WebRefusal) -> JSONResponse:
+    return JSONResponse({"error": err.message, "code": err.code}, status_code=err.status)
+
+
+def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> FastAPI:
+    """The page and its API on a running `DetectorServicer` (``DetectorServer.servicer``).
+
+    Args:
+        servicer: the gRPC servicer; every classification, feedback and model-info call goes
+            through its methods, so its limits, metrics, log and safeguards apply.
+        config: video limits, memory and heatmap settings.
+    """
+    config = config or WebConfig()
+    check = token_checker(servicer)
+    results = _Store(config.keep_results)
+    jobs = _Store(4 * config.video_queue)
+    pool = futures.ThreadPoolExecutor(max_workers=config.video_workers, thread_name_prefix="fakeface-web-video")
+    queued = threading.BoundedSemaphore(config.video_queue)
+    max_image = int(servicer.config.max_message_bytes)
+    page = resources.files("fakeface.web").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    app = FastAPI(title="fakeface", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.servicer, app.state.config, app.state.pool = servicer, config, pool
+
+    @app.exception_handler(WebRefusal)
+    async def refused(request: Request, err: WebRefusal) -> JSONResponse:
+        return _refusal_response(err)
+
+    def auth(request: Request) -> None:
+        if check is not None and not check(request.headers.get("authorization", ""), request.url.path.split("/")[2]):
+            raise WebRefusal(401, "This detector needs an access token: type it into the token field at the "
+                                  "top of the page.", code="UNAUTHENTICATED")
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                                           "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"serving": servicer.accepting.is_set(), "auth": check is not None}
+
+    @app.get("/api/info", dependencies=[Depends(auth)])
+    def info() -> dict[str, Any]:
+        msg = bridge.model_info(servicer)
+        details = json.loads(msg.info_json or "{}")
+        return {
+            "bundle_version": msg.bundle_version,
+            "controller_version": msg.controller_version,
+            "threshold": msg.thresholds.get("ensemble"),
+            "agents": [{"name": a.name, "threshold": a.threshold} for a in msg.agents],
+            "accuracy": accuracy_statement(details),
+            "limits": list(LIMITS),
+            "max_image_bytes": max_image,
+            "max_video_bytes": config.max_video_bytes,
+            "video_fps": config.video_fps,
+            "video_max_frames": config.video_max_frames,
+            "feedback": servicer.feedback_log is not None,
+            "feedback_records": msg.feedback_records,
+        }
+
+    async def read_body(request: Request) -> bytes:
+        cap = max(max_image, config.max_video_bytes)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > cap:
+            raise WebRefusal(413, f"This file is {_mib(int(declared))}; the limit is {_mib(max_image)} for an image "
+                                  f"and {_mib(config.max_video_bytes)} for a video.", code="RESOURCE_EXHAUSTED")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise WebRefusal(413, f"This file is larger than {_mib(cap)}, the most this page accepts.",
+                                 code="RESOURCE_EXHAUSTED")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        if not data:
+            raise WebRefusal(400, "The upload was empty: choose, drop or paste an image or a video.",
+                             code="INVALID_ARGUMENT")
+        return data
+
+    def record(kind: str, name: str, data: bytes, result: dict[str, Any], keep: bytes, keep_ext: str,
+               raw_faces: list[dict[str, Any]], frame: Any = None) -> dict[str, Any]:
+        digest = hashlib.sha256(data).hexdigest()
+        entry = {"kind": kind, "name": name, "sha256": digest, "size": len(data),
+                 "received": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                 "result": result, "keep": keep, "keep_ext": keep_ext, "raw_faces": raw_faces, "frame": frame}
+        result.update(kind=kind, name=name, sha256=digest, size=len(data), received=entry["received"])
+        if result.get("request_id"):
+            results.put(result["request_id"], entry)
+        return entry
+
+    def classify_image(data: bytes, detect: str, name: str) -> dict[str, Any]:
+        from fakeface.classify import face_to_dict
+
+        if len(data) > max_image:
+            raise WebRefusal(413, f"This image is {_mib(len(data))}; images are limited to {_mib(max_image)} (the "
+                                  "gRPC limit). Send a smaller screenshot, or save it as JPEG.",
+                             code="RESOURCE_EXHAUSTED")
+        try:
+            resp = bridge.classify(servicer, data, detect=detect, heatmaps=config.heatmaps, source=name)
+        except WebRefusal as err:
+            if err.code == "INVALID_ARGUMENT" and "bad image" in err.message:
+                raise WebRefusal(415, "This file is neither an image nor a video the detector can read "
+                                      f"({err.message}). Send a JPEG, PNG, BMP or WebP image, or an MP4, WebM, "
+                                      "MOV, MKV or AVI clip.", code=err.code) from err
+            raise
+        result = bridge.response_view(resp)
+        raw = [{**face_to_dict(f), "verdict": bridge.label_name(f.label)} for f in resp.faces]
+        ext = Path(name).suffix.lower() if Path(name).suffix else ".img"
+        record("image", name, data, result, data, ext, raw)
+        return result
+
+    def run_video(job: dict[str, Any], path: Path, data: bytes, detect: str, name: str) -> None:
+        from fakeface.classify import Runner  # the CLI's video path: tracks and the clip rule
+        from vision.media import encode_png
+
+        try:
+            cap = cv2.VideoCapture(str(path))
+            count, native = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS) or 25.0
+            cap.release()
+            seconds = count / native if count > 0 else config.video_max_frames / config.video_fps
+            job["expected"] = max(1, min(config.video_max_frames, int(seconds * config.video_fps) + 1))
+            backend = bridge.ServicerBackend(servicer, on_frame=lambda n: job.__setitem__("done", n))
+            args = types.SimpleNamespace(fps=config.video_fps, max_frames=config.video_max_frames, detect=detect,
+                                      heatmaps=False, annotate="page", timeout=servicer.config.default_deadline_s)
+            summary, frame = Runner(backend, args).video(path)
+            faces = summary.pop("_annotate_faces", [])
+            summary.pop("file", None)
+            # Feedback on the clip refers to the frame shown, which the clip's own rule chose.
+            shown_id = (summary.get("shown") or {}).get("request_id")
+            result = {**summary, "request_id": shown_id or backend.top[1] or backend.last_request_id,
+                      "frame_faces": [bridge.face_view(f, None) for f in faces]}
+            png = b"" if frame is None else encode_png(frame)
+            if frame is not None:
+                result.update(frame=bridge.png_data_uri(png), width=int(frame.shape[1]), height=int(frame.shape[0]))
+            raw = [{**f, "index": i, "heatmaps": {}} for i, f in enumerate(faces)]
+            record("video", name, data, result, png, ".png", raw, frame)
+            job.update(state="done", result=result)
+        except WebRefusal as err:
+            job.update(state="error", error=err.message, status=err.status)
+        except ValueError as err:  # ImageError (no frame) or OpenCV cannot open it
+            job.update(state="error", error=f"This clip cannot be read as a video: {err}.", status=415)
+        except Exception as err:  # the edge of a background job: report it, keep serving
+            log.exception("video job failed")
+            job.update(state="error", error=f"internal error: {type(err).__name__}: {err}", status=500)
+        finally:
+            path.unlink(missing_ok=True)
+            path.parent.rmdir()
+            queued.release()
+
+    @app.post("/api/classify", dependencies=[Depends(auth)])
+    async def classify(request: Request, detect: str = "auto", name: str = "") -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        if detect not in bridge.DETECT_ENUMS:
+            raise WebRefusal(400, f"detect must be one of {sorted(bridge.DETECT_ENUMS)}, received {detect!r}.",
+                             code="INVALID_ARGUMENT")
+        name = os.path.basename(name)[:200]
+        data = await read_body(request)
+        container = sniff_video(data[:16])
+        if container is None:
+            return JSONResponse(await run_in_threadpool(classify_image, data, detect, name))
+        if len(data) > config.max_video_bytes:
+            raise WebRefusal(413, f"This video is {_mib(len(data))}; videos are limited to "
+                                  f"{_mib(config.max_video_bytes)}. Cut a shorter clip.", code="RESOURCE_EXHAUSTED")
+        if not servicer.accepting.is_set():
+            raise WebRefusal(503, "The detector is loading its models or shutting down; try again shortly.",
+                             code="UNAVAILABLE")
+        if not queued.acquire(blocking=False):
+            raise WebRefusal(429, f"{config.video_queue} videos are already waiting; try again in a minute.",
+                             code="RESOURCE_EXHAUSTED")
+        folder = Path(tempfile.mkdtemp(prefix="fakeface-web-"))
+        path = folder / f"clip{VIDEO_SUFFIX[container]}"
+        path.write_bytes(data)
+        job = {"id": uuid.uuid4().hex, "state": "running", "done": 0, "expected": None}
+        jobs.put(job["id"], job)
+        pool.submit(run_video, job, path, data, detect, name)
+        return JSONResponse({"kind": "video", "job": job["id"]}, status_code=202)
+
+    @app.get("/api/jobs/{job_id}", dependencies=[Depends(auth)])
+    def job_status(job_id: str) -> dict[str, Any]:
+        job = jobs.get(job_id)
+        if job is None:
+            raise WebRefusal(404, "This video job is unknown or finished long ago; send the clip again.")
+        return dict(job)
+
+    @app.post("/api/feedback", dependencies=[Depends(auth)])
+    async def send_feedback(request: Request) -> dict[str, Any]:
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            body = await request.json()
+        except ValueError as err:
+            raise WebRefusal(400, "Feedback must be JSON: {\"request_id\": ..., \"label\": \"real\"|\"fake\"}.") from err
+        if not isinstance(body, dict):
+            raise WebRefusal(400, "Feedback must be a JSON object with request_id and label.")
+        request_id, label = str(body.get("request_id", "")), str(body.get("label", ""))
+        host = request.client.host if request.client else None
+        try:
+            resp = await run_in_threadpool(lambda: bridge.feedback(servicer, request_id, label, client=host))
+        except WebRefusal as err:
+            if err.code == "RESOURCE_EXHAUSTED":  # the per-client rate limit: "too many", not "too large"
+                raise WebRefusal(429, "You have sent a lot of feedback in a short time; thank you. Wait a minute "
+                                      "before sending more.", code=err.code) from err
+            raise
+        kept = await run_in_threadpool(keep_upload, request_id) if resp.stored else None
+        return {"stored": resp.stored, "applied": resp.applied, "detail": resp.detail, "records": records(),
+                "controller_version": resp.controller_version,
+                "previous_controller_version": resp.previous_controller_version, "upload_kept": kept}
+
+    def keep_upload(request_id: str) -> str | None:
+        """Writes the answer's upload next to the feedback log (atomically); its file name."""
+        entry = results.get(request_id)
+        if entry is None or not entry["keep"]:
+            return None
+        folder = Path(config.upload_dir) if config.upload_dir else servicer.feedback_log.path.parent / "feedback-uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{request_id}{entry['keep_ext']}"
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(entry["keep"])
+        os.replace(tmp, target)
+        return target.name
+
+    def records() -> int:
+        return 0 if servicer.feedback_log is None else servicer.feedback_log.records
+
+    add_admin_routes(app, servicer, check)
+
+    @app.get("/api/report/{request_id}", dependencies=[Depends(auth)])
+    def report(request_id: str) -> Response:
+        from vision.annotate import annotate
+        from vision.media import decode_image
+
+        entry = results.get(request_id)
+        if entry is None:
+            raise WebRefusal(404, f"No answer with request id {request_id!r} is held any more (the page keeps "
+                                  f"the last {config.keep_results}); classify the file again.")
+        msg = bridge.model_info(servicer)
+        details = json.loads(msg.info_json or "{}")
+        rgb = entry["frame"] if entry["kind"] == "video" else decode_image(entry["keep"])
+        png = b""
+        if rgb is not None:
+            ok, buf = cv2.imencode(".png", annotate(rgb, entry["raw_faces"]))
+            png = buf.tobytes() if ok else b""
+        html = build_report(entry, details, bridge.png_data_uri(png))
+        filename = f"fakeface-report-{entry['sha256'][:12]}.html"
+        return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                           "Cache-Control": "no-store"})
+
+    return app

@@ -1,0 +1,268 @@
+"""`fakeface classify` in-process (the ensemble in the test process) and its error messages.
+
+The --server mode runs in tests/e2e/test_server.py against that module's server, so the suite
+starts one ensemble per mode instead of two.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import cv2
+import pytest
+
+from fakeface import classify as classify_cli
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, face_rgb):
+    folder = tmp_path_factory.mktemp("classify-inputs")
+    photo = folder / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
+    text = folder / "notes.png"
+    text.write_text("not an image")
+    return {"photo": photo, "text": text, "folder": folder}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_missing_file_is_a_message_not_a_traceback(capsys, files):
+    code = classify_cli.main([str(files["folder"] / "nope.jpg"), "--server", "127.0.0.1:1"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "nope.jpg: no such file" in err and "Traceback" not in err + out
+
+
+def test_unreachable_server_says_what_to_do(capsys, files):
+    port = free_port()
+    code = classify_cli.main([str(files["photo"]), "--server", f"127.0.0.1:{port}", "--timeout", "5"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert f"cannot reach server at 127.0.0.1:{port}: is `fakeface serve` running?" in err
+    assert "Traceback" not in err + out
+
+
+def test_heatmaps_need_annotate(capsys, files):
+    assert classify_cli.main([str(files["photo"]), "--heatmaps"]) == 2
+    assert "--annotate" in capsys.readouterr().err
+
+
+def test_missing_bundle_names_the_fix(capsys, files, tmp_path):
+    code = classify_cli.main([str(files["photo"]), "--bundle", str(tmp_path / "no-bundle")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--bundle" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_in_process_table_annotation_and_heatmaps(capsys, files, tiny_bundle, tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # In-process: a one-off answer starts no Ray.
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("classify without --ray-address started Ray"))
+    out_png = tmp_path / "annotated.png"
+    code = classify_cli.main([str(files["photo"]), str(files["text"]), "--bundle", str(tiny_bundle),
+                              "--annotate", str(out_png), "--heatmaps"])
+    out, err = capsys.readouterr()
+    assert code == 2, err  # the text file is bad input; the photo is still classified
+    assert "notes.png" in err and "not a decodable image" in err and "Traceback" not in err
+    lines = out.splitlines()
+    assert lines[0].split()[:5] == ["file", "face", "verdict", "p_fake", "thr"]
+    assert {"custom", "lenet", "vgg16"} <= {w.split()[0] for w in lines[0].split("  ") if w.strip().endswith("p/w")}
+    row = next(line for line in lines if line.startswith("astronaut.png"))
+    assert row.split()[1] == "#0" and row.split()[2] in ("real", "fake")
+    annotated = sorted(tmp_path.glob("annotated-*astronaut.png"))
+    assert len(annotated) == 1
+    image = cv2.imread(str(annotated[0]))
+    # The photo (512 px) plus one row of three 160 px Grad-CAM tiles below it.
+    assert image.shape[0] >= 512 + 160 and image.shape[1] == 512
+
+
+def test_json_view_drops_heatmap_bytes():
+    result = [{"file": "a.png", "kind": "image", "faces": [{"index": 0, "heatmaps": {"custom": b"\x89PNG"}}]}]
+    text = json.dumps(classify_cli.json_ready(result))
+    assert "heatmaps" not in text
+
+
+# ----------------------------------------------------------------- CLI conventions (issue 13)
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def fakeface(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "fakeface.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+def test_a_text_file_is_rejected_before_anything_starts(files, monkeypatch):
+    from fakeface import client
+    # Nothing may start (no models, no Ray) for an input that cannot be classified.
+    monkeypatch.setattr(client, "LocalDetector", lambda *a, **k: pytest.fail("models loaded for a text file"))
+    start = time.monotonic()
+    code = classify_cli.main([str(files["text"])])
+    assert code == 2
+    assert time.monotonic() - start < 2
+
+
+def test_annotate_into_a_missing_folder_is_refused(capsys, files, tmp_path):
+    code = classify_cli.main([str(files["photo"]), "--annotate", str(tmp_path / "nope" / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and not (tmp_path / "nope").exists()
+
+
+def test_version_and_help_conventions():
+    version = fakeface("--version")
+    assert version.returncode == 0 and version.stdout.startswith("fakeface ")
+    check = ("import sys; from fakeface.cli import main\n"
+             "for cmd in ('serve', 'classify', 'batch', 'dataset'):\n"
+             "    try:\n"
+             "        main([cmd, 'build', '--help'] if cmd == 'dataset' else [cmd, '--help'])\n"
+             "    except SystemExit:\n"
+             "        pass\n"
+             "print('TF-IMPORTED' if 'tensorflow' in sys.modules else 'no-tf')\n")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("no-tf")
+    assert out.stdout.count("(default:") >= 20  # every command shows its defaults
+    assert "--min-face-size" in out.stdout and "--fps" in out.stdout
+
+
+def test_dataset_build_without_real_and_fake_exits_2(tmp_path):
+    (tmp_path / "in" / "misc").mkdir(parents=True)
+    (tmp_path / "in" / "misc" / "a.txt").write_text("x")
+    result = fakeface("dataset", "build", str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "real/ and fake/" in result.stderr
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_batch_output_format_follows_the_suffix_and_refuses_mismatches(tmp_path):
+    from fakeface.batch import BatchError, build_parser, config_from_args
+
+    def config(*extra):
+        return config_from_args(build_parser().parse_args(["--input", str(tmp_path), *extra]))
+
+    assert config("--output", str(tmp_path / "r.csv")).fmt == "csv"
+    assert config("--output", str(tmp_path / "r.parquet")).fmt == "parquet"
+    assert config("--output", str(tmp_path / "r")).fmt == "parquet"
+    with pytest.raises(BatchError, match="says csv but --format is parquet"):
+        config("--output", str(tmp_path / "r.csv"), "--format", "parquet")
+    with pytest.raises(BatchError, match="does not exist"):
+        config("--output", str(tmp_path / "missing" / "r.csv"))
+
+
+def test_server_down_mid_video_is_a_clean_error_not_sigabrt(tmp_path):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for i in range(20):
+        writer.write(__import__("numpy").full((64, 64, 3), i * 10, dtype="uint8"))
+    writer.release()
+    result = fakeface("classify", str(video), "--server", f"127.0.0.1:{free_port()}", "--timeout", "3")
+    assert result.returncode == 1, result.stderr
+    assert "cannot reach server" in result.stderr and "terminate called" not in result.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    from blackboard.ray_reaper import descendants, process_table
+
+    return descendants({pid}, process_table()) - {pid}
+
+
+def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
+    from blackboard.ray_reaper import process_table
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        alive = {p for p in pids if p in process_table()}
+        if not alive:
+            return set()
+        time.sleep(0.5)
+    return alive
+
+
+def _listening_addresses(pids: set[int]) -> set[str]:
+    """Local addresses of the TCP sockets the processes listen on (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                found.add(fields[1].rsplit(":", 1)[0])
+    return found
+
+
+LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+
+
+@pytest.mark.slow
+def test_serve_binds_ray_to_loopback_with_auth_and_kill_9_leaves_no_ray_behind(tiny_bundle, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)}
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
+        env.pop(key, None)  # as a user runs it
+    proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--bundle", str(tiny_bundle), "--port",
+                             "0", "--http-port", "0", "--host", "::1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=REPO)
+    try:
+        line = proc.stdout.readline()
+        assert "SERVING on [::1]:" in line, proc.stderr.read() if proc.poll() is not None else line
+        ray_pids = _descendants(proc.pid)
+        assert ray_pids
+        listening = _listening_addresses(ray_pids)
+        assert listening and listening <= LOOPBACK_HEX, listening
+        # Ray's processes were started with token auth on and a token of their own.
+        raylet = next(p for p in ray_pids if b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0])
+        environ = Path(f"/proc/{raylet}/environ").read_bytes().split(b"\0")
+        assert b"RAY_AUTH_MODE=token" in environ and any(e.startswith(b"RAY_AUTH_TOKEN=") for e in environ)
+        proc.kill()
+        proc.wait(30)
+        assert _wait_gone(ray_pids, 30) == set()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_sigterm_during_start_up_stops_cleanly(tiny_bundle, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--bundle", str(tiny_bundle), "--port",
+                             "0", "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+    def ray_started() -> bool:  # Ray's own processes, not the reaper that is started before them
+        for pid in _descendants(proc.pid):
+            try:
+                if b"ray_reaper" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return True
+            except OSError:  # gone meanwhile
+                continue
+        return False
+
+    end = time.monotonic() + 120
+    while not ray_started() and time.monotonic() < end:  # Ray is starting
+        time.sleep(0.2)
+    time.sleep(2)
+    seen = _descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    # 0: our handler drained; 15: Ray's own handler (installed while ray.init runs) exited.
+    assert proc.wait(60) in (0, signal.SIGTERM)
+    assert "Traceback" not in proc.stderr.read()
+    assert _wait_gone(seen, 30) == set()
