@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
     result.update({"val_faces": int(len(pick)), "fit_half": fit, "held_out_faces": int((~half).sum()),
                    "held_out_abstain": float(uncertain.mean()), "held_out_accuracy_all": float(correct.mean()),
                    "held_out_accuracy_answered": float(correct[~uncertain].mean()),
-                   "flip_share": float(np.mean([w and "flips" in w for w in why]))})
+                   "flip_share": float(np.mean([bool(w) and "flips" in w for w in why]))})
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2))
