@@ -25,7 +25,8 @@ from sklearn.model_selection import GroupShuffleSplit
 from agents.bundle import BundleError, load_bundle
 from agents.labels import CLASSES
 from blackboard.calibration import check_prior
-from blackboard.combine import baselines_to_json, fit_baselines
+from blackboard.combine import CONTEXT_STACKING, baselines_to_json, fit_baselines
+from blackboard.combine_context import ContextStackingCombiner
 from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
 from blackboard.controllers.base import Controller, controller_kinds
 from blackboard.controllers.store import ReplaySet, save_controller
@@ -178,7 +179,8 @@ def val_report(controller: Controller, votes: np.ndarray, labels: np.ndarray, th
     for i, agent in enumerate(controller.agents):
         add(agent, votes[:, i], thresholds.get(agent, 0.5))
     for name, combiner in baselines.items():
-        add(name, combiner.predict_proba(votes), 0.5)
+        reads = getattr(combiner, "context_names", ())
+        add(name, combiner.predict_proba(votes, None, context) if reads else combiner.predict_proba(votes), 0.5)
     return rows
 
 
@@ -242,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
     agents = bundle.agent_names
     controller = cls(agents, config).fit(votes[fit], labels[fit], context=None if context is None else context[fit])
     baselines = fit_baselines(agents, votes[fit], labels[fit])
+    if context is not None:  # stacking sees the same context as the controller
+        baselines[CONTEXT_STACKING] = ContextStackingCombiner(agents, names).fit(votes[fit], labels[fit], context[fit])
     thresholds = {a: bundle.agent(a).threshold for a in agents}
     metrics = val_report(controller, votes[replay], labels[replay], thresholds, baselines,
                          None if context is None else context[replay])

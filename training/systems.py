@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from agents.bundle import Bundle
-from blackboard.combine import BASELINE_NAMES, MajorityCombiner, MeanCombiner, fit_baselines
+from blackboard.combine import BASELINE_NAMES, CONTEXT_STACKING, MajorityCombiner, MeanCombiner, fit_baselines
 from blackboard.decision import decide_matrix
 from training.metrics import System
 
@@ -68,6 +68,15 @@ def build_systems(
         columns = [agents.index(a) for a in combiner.agents]
         systems.append(System(name, "baseline", combiner.predict_proba(votes[:, columns]), 0.5,
                               f"{notes[name]} ({source}); threshold 0.5"))
+    if CONTEXT_STACKING in baselines:
+        combiner = baselines[CONTEXT_STACKING]
+        try:
+            p = combiner.predict_proba(votes[:, [agents.index(a) for a in combiner.agents]], None,
+                                       _context_of(combiner, context))
+            systems.append(System(CONTEXT_STACKING, "baseline", p, 0.5, f"stacking on agent logits, the context "
+                                  f"{combiner.context_names} and their products ({source}); threshold 0.5"))
+        except ContextError as err:
+            unavailable[CONTEXT_STACKING] = str(err)
     controller = load_controller(bundle)
     if controller is not None:
         note = f"controller {controller.version} ({controller.kind}) from the bundle"

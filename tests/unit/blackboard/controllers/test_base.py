@@ -247,7 +247,7 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     fragile = controller.fitted_on["fragile"]
     assert fragile["faces"] * 2 == len(replay.labels) and 0 < fragile["margin"] < 1
     assert "degraded-copy check" in out
-    assert set(load_baselines(bundle)) == {"majority", "mean", "stacking"}
+    assert set(load_baselines(bundle)) == {"majority", "mean", "stacking", "stacking+context"}  # context: blur
     assert "stacking" in out and "held-out replay" in out
     assert len(list(cache.glob("votes-*.npz"))) == 1  # votes cached for reuse
     assert main(args) == 0  # second fit (from the cache) is stored as v2, v1 kept
