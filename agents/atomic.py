@@ -16,8 +16,9 @@ from typing import Callable
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], *, mode: int = 0o644) -> Path:
     """Calls ``write(tmp)`` on a unique temporary sibling of ``path``, then renames it onto ``path``.
 
-    The temporary name keeps ``path``'s suffix (``.x.tmp-abc123.npz``), so writers that pick a
-    format from the extension (NumPy, Keras, Matplotlib, Parquet) behave as for ``path``. The
+    The temporary name keeps all of ``path``'s suffixes (``.x.tmp-abc123.weights.h5``), so writers
+    that pick a format from the extension (NumPy, Keras, Matplotlib, Parquet) behave as for
+    ``path``. The
     folder must exist. On failure the temporary file is removed and the target is untouched.
 
     Args:
@@ -29,7 +30,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], 
         ``path`` as a `Path`.
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tmp-", suffix=path.suffix)
+    suffix = "".join(path.suffixes)  # Keras, for one, insists on ".weights.h5", not ".h5"
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[: len(path.name) - len(suffix)]}.tmp-",
+                                suffix=suffix)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -83,7 +83,8 @@ def bench_agents(bundle, crop: np.ndarray, *, cases: int, warmup: int) -> dict[s
 def bench_ensemble(bundle, crop: np.ndarray, *, replicas: int, cpus: float, cases: int, warmup: int,
                    concurrency: int) -> dict[str, object]:
     """Sequential latency and concurrent throughput of one deployment."""
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
 
     per_actor = min(0.5, cpus / (replicas * len(bundle.agent_names) + 1))
     config = EnsembleConfig(replicas=replicas, num_cpus_per_actor=per_actor, deadline_s=60.0)

@@ -71,28 +71,18 @@ def scan_bomb(side: int = 6000, scans: int = 2000) -> bytes:
 
 def rss_mb(root: int) -> float:
     """Resident memory of ``root`` and every process below it, in MiB."""
-    table: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    data = f.read()
-                table[int(name)] = int(data[data.rindex(b")") + 2:].split()[1])
-            except (OSError, ValueError):
-                continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in table.items():
-            if ppid == parent and pid not in tree:
-                tree.add(pid)
-                frontier.append(pid)
+    import psutil
+
+    try:
+        top = psutil.Process(root)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
     total = 0
-    for pid in tree:
+    for proc in procs:
         try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
             continue
     return total / 2**20
 
@@ -126,7 +116,8 @@ def main() -> int:
 
     import ray
 
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
     from blackboard.ray_runtime import init_ray
     from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
     from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc

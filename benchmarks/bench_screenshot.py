@@ -63,7 +63,8 @@ def main() -> int:
     import grpc
     import ray
 
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
     from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
     from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
     from fakeface.serve.server import ServerConfig, create_server

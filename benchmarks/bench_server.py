@@ -204,7 +204,8 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
                  max_batch_size: int, max_wait_ms: float | None, layout: str | None) -> dict:
     import ray
 
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
     from fakeface.serve.server import ServerConfig, create_server
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))

@@ -19,11 +19,10 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from agents.bundle import Bundle, load_bundle
 from blackboard.model_info import AgentInfo, EnsembleInfo
@@ -35,7 +34,9 @@ from blackboard.controllers.store import (
     find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
 )
 from blackboard.fragile import FragileConfig, mark_fragile, vote_with_copies
-from blackboard.decision import context_for, decide, decider_name, decider_version, vote_matrix
+from blackboard.combine import vote_matrix
+from blackboard.config import EnsembleConfig
+from blackboard.decision import context_for, decide, decider_name, decider_version
 from vision.context import face_context
 
 DETECT_MODES = ("auto", "on", "off")
@@ -46,48 +47,6 @@ NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off
 FEEDBACK_CACHE = 1024
 # Controllers kept in memory for rollback after feedback updates.
 CONTROLLER_HISTORY = 32
-
-
-@dataclass(frozen=True)
-class EnsembleConfig:
-    """How the blackboard is deployed on Ray."""
-
-    # "sets": every agent in each replica of one Serve application, one call per case (fastest on
-    # few cores); "agents": one application per agent (faults and scaling per agent). See
-    # blackboard.deployments.
-    layout: str = "sets"
-    replicas: int = 1  # Serve replicas per agent application (the minimum when autoscaling)
-    # Autoscaling upper bound per agent (Serve scales on ongoing requests); None = fixed replicas.
-    max_replicas: int | None = None
-    # CPU share per replica; None = the cluster's CPUs spread over every replica (at most 1 each),
-    # so four agents + the detector fit on a 2-CPU machine (0.4 each) and grow with the cluster.
-    num_cpus_per_actor: float | None = None
-    num_gpus_per_actor: float = 0.0  # GPU share per agent replica
-    max_batch_size: int = 16  # dynamic micro-batching per agent (@serve.batch): crops per forward pass
-    # How long a batch waits to fill while other requests are in flight (a lone request never waits).
-    max_wait_ms: float = 60.0
-    deadline_s: float = 10.0  # default per-case deadline
-    agents: tuple[str, ...] | None = None  # subset of the bundle's agents (None = all)
-    fragile_check: bool = False  # blackboard.fragile: a verdict a cheap copy flips becomes "uncertain"
-    fragile_margin: float | None = None  # None: the controller's fitted margin (else fragile.DEFAULT_MARGIN)
-
-    def __post_init__(self) -> None:
-        if self.layout not in ("sets", "agents"):
-            raise ValueError(f"layout must be 'sets' or 'agents', received {self.layout!r}.")
-        if self.replicas < 1:
-            raise ValueError(f"replicas must be >= 1, received {self.replicas}.")
-        if (self.num_cpus_per_actor is not None and self.num_cpus_per_actor < 0) or self.num_gpus_per_actor < 0:
-            raise ValueError(f"actor resources must be >= 0, received cpus={self.num_cpus_per_actor}, "
-                             f"gpus={self.num_gpus_per_actor}.")
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, received {self.max_batch_size}.")
-        if self.max_wait_ms < 0 or self.deadline_s <= 0:
-            raise ValueError(f"max_wait_ms must be >= 0 and deadline_s > 0, received {self.max_wait_ms}, "
-                             f"{self.deadline_s}.")
-        if self.max_replicas is not None and self.max_replicas < self.replicas:
-            raise ValueError(f"max_replicas must be >= replicas ({self.replicas}), received {self.max_replicas}.")
-        if self.agents is not None and len(self.agents) == 0:
-            raise ValueError("agents must be None (all) or name at least one agent.")
 
 
 class DeadlineExceeded(TimeoutError):
@@ -121,7 +80,7 @@ class Board:
         # band is a width around whichever threshold is live).
         self.borderline = borderline_for(self._controller, self.replay)
         self._val_rates = val_error_rates(self._controller, self.replay, self.borderline)  # the page's model card
-        self._cases: OrderedDict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._cases: LRUCache[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = LRUCache(FEEDBACK_CACHE)
         self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
         self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
         self._recoveries: dict[str, int] = {}  # component -> replicas started to replace dead ones
@@ -187,9 +146,10 @@ class Board:
         case.timings_ms["detect"] = (time.perf_counter() - start) * 1000.0
         for i, crop in enumerate(crops):
             landmarks = [] if crop.landmarks is None else [tuple(map(float, p)) for p in np.asarray(crop.landmarks)]
-            context = face_context(crop.crop, box=crop.box, source=image, detected=crop.aligned)
             case.faces.append(FaceRecord(index=i, box=tuple(float(v) for v in crop.box), landmarks=landmarks,
-                                         confidence=float(crop.confidence), crop=crop.crop, context=context))
+                                         confidence=float(crop.confidence), crop=crop.crop,
+                                         context=face_context(crop.crop, box=crop.box, source=image,
+                                                              detected=crop.aligned)))
         if not case.faces:
             case.no_face_reason = ("no face found by the detector" if detect == "on" else
                                    "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
@@ -247,9 +207,6 @@ class Board:
             mark_fragile(case.faces, copy_votes, controller, context, self._fragile)
         with self._lock:
             self._cases[case.request_id] = (votes, present, context)
-            self._cases.move_to_end(case.request_id)
-            while len(self._cases) > FEEDBACK_CACHE:
-                self._cases.popitem(last=False)
         case.timings_ms["decide"] = (time.perf_counter() - t_decide) * 1000.0
         case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
         return case

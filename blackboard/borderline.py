@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from blackboard.combine import vote_matrix
+
 KEY = "borderline"  # in Controller.fitted_on
 DEFAULT_HALF_WIDTH = 0.05
 GRID = tuple(round(0.01 * k, 2) for k in range(1, 21))  # 0.01 .. 0.20
@@ -102,8 +104,6 @@ def fit_borderline(p_fake: np.ndarray, labels: np.ndarray, threshold: float, *, 
 
 
 def _replay_p(controller: Any, replay: Any) -> np.ndarray:
-    from blackboard.decision import vote_matrix  # here: decision imports this module
-
     votes, present = vote_matrix({a: replay.votes[:, j] for j, a in enumerate(replay.agents)}, controller.agents)
     return controller.predict_proba(votes, present)
 

@@ -10,12 +10,27 @@ agent -> class -> non-negative weight.
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from agents.labels import CLASSES, FAKE, REAL
+
+
+def vote_matrix(p_fake_by_agent: Mapping[str, Any], agents: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(votes (N, A), present (N, A)) in ``agents`` order; absent agents and NaN are not present."""
+    lengths = {len(np.atleast_1d(np.asarray(v))) for v in p_fake_by_agent.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"every agent's p_fake must cover the same faces; received lengths {sorted(lengths)}.")
+    n = lengths.pop() if lengths else 0
+    votes = np.full((n, len(agents)), np.nan, dtype=np.float64)
+    for j, name in enumerate(agents):
+        if name in p_fake_by_agent:
+            votes[:, j] = np.atleast_1d(np.asarray(p_fake_by_agent[name], dtype=np.float64))
+    present = np.isfinite(votes)
+    return np.where(present, votes, 0.5), present
+
 
 
 @runtime_checkable

@@ -22,7 +22,7 @@ import numpy as np
 from agents.labels import FAKE, REAL
 from blackboard.borderline import Borderline
 from blackboard.case import UNCERTAIN
-from blackboard.combine import MeanCombiner
+from blackboard.combine import MeanCombiner, vote_matrix
 from blackboard.controllers.base import Controller
 from vision.context import check_names, context_matrix, face_context, sharpness
 
@@ -50,20 +50,6 @@ class Decisions:
     def degraded(self) -> np.ndarray:
         """(N,) True where some agent the decider weighs did not vote."""
         return ~self.present.all(axis=1)
-
-
-def vote_matrix(p_fake_by_agent: Mapping[str, Any], agents: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(votes (N, A), present (N, A)) in ``agents`` order; absent agents and NaN are not present."""
-    lengths = {len(np.atleast_1d(np.asarray(v))) for v in p_fake_by_agent.values()}
-    if len(lengths) > 1:
-        raise ValueError(f"every agent's p_fake must cover the same faces; received lengths {sorted(lengths)}.")
-    n = lengths.pop() if lengths else 0
-    votes = np.full((n, len(agents)), np.nan, dtype=np.float64)
-    for j, name in enumerate(agents):
-        if name in p_fake_by_agent:
-            votes[:, j] = np.atleast_1d(np.asarray(p_fake_by_agent[name], dtype=np.float64))
-    present = np.isfinite(votes)
-    return np.where(present, votes, 0.5), present
 
 
 def decider_name(controller: Controller | None) -> str:

@@ -30,7 +30,8 @@ import ray.exceptions
 
 from agents.bundle import Bundle
 from blackboard import deployments
-from blackboard.board import Board, DeadlineExceeded, EnsembleConfig
+from blackboard.board import Board, DeadlineExceeded
+from blackboard.config import EnsembleConfig
 from blackboard.controllers.base import Controller
 from blackboard.deployments import AGENT_SET, AgentDeployment, AgentSetDeployment, DeploymentPlan, DetectorDeployment
 from blackboard.ray_runtime import SERVE_LOOPBACK_ENV, init_ray, ray_is_loopback_only

@@ -25,7 +25,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from blackboard.controllers.base import Controller
 from blackboard.controllers.store import ReplaySet
-from blackboard.decision import vote_matrix
+from blackboard.combine import vote_matrix
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from agents.bundle import Bundle
-from blackboard.board import Board, EnsembleConfig
+from blackboard.board import Board
+from blackboard.config import EnsembleConfig
 from blackboard.controllers.base import Controller
 from blackboard.deployments import AgentSetDeployment, DetectorDeployment
 

@@ -8,7 +8,7 @@ parent's children other than the old ones listed (the Ray processes ``ray.init``
 raylet, dashboard, monitors); every second the reaper
 notes their descendants (agents and workers, which Ray does not tie to the parent's life), and
 when the parent is gone or every root has exited it sends SIGTERM, then SIGKILL, to those still
-alive. Processes are matched by pid and start time, so a reused pid is never touched. Linux only.
+alive. Processes are matched by pid and creation time (psutil), so a reused pid is never touched.
 """
 
 from __future__ import annotations
@@ -19,27 +19,21 @@ import signal
 import sys
 import time
 
+import psutil
+
 TERM_GRACE_S = 2.0
 
 
-def process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, start time in clock ticks) for every process in /proc."""
-    table: dict[int, tuple[int, int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: fields start after the last ')'.
-        fields = data[data.rindex(b")") + 2:].split()
-        table[int(name)] = (int(fields[1]), int(fields[19]))
+def process_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, creation time) for every process."""
+    table: dict[int, tuple[int, float]] = {}
+    for proc in psutil.process_iter(["ppid", "create_time"]):
+        if proc.info["ppid"] is not None and proc.info["create_time"] is not None:
+            table[proc.pid] = (int(proc.info["ppid"]), float(proc.info["create_time"]))
     return table
 
 
-def descendants(roots: set[int], table: dict[int, tuple[int, int]]) -> set[int]:
+def descendants(roots: set[int], table: dict[int, tuple[int, float]]) -> set[int]:
     """``roots`` still alive plus every process below them."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
@@ -54,7 +48,7 @@ def descendants(roots: set[int], table: dict[int, tuple[int, int]]) -> set[int]:
     return found
 
 
-def reap(known: dict[int, int]) -> None:
+def reap(known: dict[int, float]) -> None:
     """SIGTERM then SIGKILL every known process that is still the same process."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         table = process_table()
@@ -73,7 +67,7 @@ def reap(known: dict[int, int]) -> None:
 def main(argv: list[str]) -> int:
     parent, old = int(argv[0]), {int(pid) for pid in argv[1:]}
     me = os.getpid()
-    known: dict[int, int] = {}
+    known: dict[int, float] = {}
     roots: set[int] = set()
     while True:
         table = process_table()

@@ -51,18 +51,10 @@ def local_ray_env() -> None:
 
 
 def _children() -> set[int]:
-    me = str(os.getpid())
-    out = set()
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            if data[data.rindex(b")") + 2:].split()[1].decode() == me:
-                out.add(int(name))
-    return out
+    """This process's direct children (the Ray processes ``ray.init`` starts are among them)."""
+    import psutil
+
+    return {child.pid for child in psutil.Process().children()}
 
 
 def _own_signal_handlers() -> dict[int, Any]:

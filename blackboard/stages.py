@@ -134,7 +134,7 @@ class FaceStage:
                     rows.append(_row(kind=kind, frame=frame, time_s=time_s, face_index=i, box=(x, y, w, h),
                                      confidence=float(face.confidence), aligned=bool(face.aligned),
                                      crop=np.asarray(face.crop, dtype=np.uint8), status=OK,
-                                     context=face_context(face.crop, box=face.box, source=rgb,
+                                     context=face_context(face.crop, box=face.box, source=pixels,
                                                           detected=bool(face.aligned))))
         except (UnreadableInput, ImageError, cv2.error, OSError) as err:
             # Frames already read from a video that then fails are dropped with it: a video is

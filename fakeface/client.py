@@ -224,7 +224,8 @@ class LocalDetector:
 
             self.ensemble = InProcessBoard(self.bundle)
         else:
-            from blackboard.ensemble import Ensemble, EnsembleConfig
+            from blackboard.ensemble import Ensemble
+            from blackboard.config import EnsembleConfig
 
             self.ensemble = Ensemble(self.bundle, EnsembleConfig(), ray_address=ray_address)
         ok = self.ensemble.ready(timeout_s=ready_timeout_s)

@@ -127,6 +127,12 @@ def bundle_with_controller(tiny_bundle: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture
+def controlled_bundle(tiny_bundle, tmp_path_factory):
+    """Makes copies of the tiny bundle with a fitted controller: ``controlled_bundle()`` -> path."""
+    return lambda: bundle_with_controller(tiny_bundle, tmp_path_factory.mktemp("controlled") / "tiny")
+
+
 def slow_agent_class() -> type:
     """`AgentDeployment` plus a ``set_delay`` knob (defined in a function so Ray ships it by value).
 
@@ -204,7 +210,8 @@ def ensemble(ray_session, session_bundle):
     Started once (four TensorFlow replicas are the slow part) and shared by the ensemble, server
     and web tests. Tests that change it (delays, feedback, killed replicas) put it back.
     """
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
 
     class FaultyEnsemble(Ensemble):
         agent_class = slow_agent_class()
@@ -222,7 +229,8 @@ def ensemble(ray_session, session_bundle):
 @pytest.fixture(scope="module")
 def set_ensemble(ray_session, session_bundle):
     """An ensemble in the default layout ("sets": every agent in one replica), with a delay knob."""
-    from blackboard.ensemble import Ensemble, EnsembleConfig
+    from blackboard.ensemble import Ensemble
+    from blackboard.config import EnsembleConfig
 
     class FaultySetEnsemble(Ensemble):
         set_class = slow_set_class()

@@ -46,10 +46,19 @@ def _sources() -> dict[str, Path]:
 SOURCES = _sources()
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (type-only imports run never)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _imports(path: Path) -> list[tuple[str, list[str], int]]:
-    """(module, imported names, line) of every project import in a file."""
+    """(module, imported names, line) of every project import that runs, in a file."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] in RANK:
                 found.append((node.module, [a.name for a in node.names], node.lineno))

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
-from agents.atomic import atomic_write_text
+from agents.atomic import atomic_write, atomic_write_text
 from agents.labels import FAKE_INDEX
 
 
@@ -84,10 +84,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
                            f"put the callback that computes it first.")
         if self.state["best"] is None or value > self.state["best"]:
             self.state.update(best=float(value), best_epoch=int(epoch) + 1, wait=0)
-            # Not agents.atomic: Keras insists on a name ending in ".weights.h5".
-            tmp = self.best_path.with_name(f"best.{os.getpid()}.tmp.weights.h5")
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.best_path)
+            atomic_write(self.best_path, self.model.save_weights)
         else:
             self.state["wait"] += 1
         atomic_write_text(self.state_path, json.dumps(self.state))

@@ -171,11 +171,6 @@ def add_degrade_stage(ds: Any, *, detect: str, registry: Any, cpus: float, threa
     )
 
 
-def transform_label(name: str) -> str:
-    """How tables and metrics.json name a transform ("clean" for the clean rows)."""
-    return name or CLEAN_LABEL
-
-
 def seeds(paths: Sequence[str], name: str, root: Path) -> list[int]:
     """:func:`seed_for` of every path (0 for the clean rows, which are not transformed)."""
     return [seed_for(relative_key(p, root), name) if name else 0 for p in paths]

@@ -35,7 +35,7 @@ class TransformSet:
     n_images: int  # copies made (scored or not)
     n_no_face: int  # copies in which no face was found
     n_unreadable: int  # copies whose source could not be read
-    abstained: np.ndarray | None = None  # (n,) faces the service's gate answers "uncertain" (training.evaluate_gate)
+    abstained: np.ndarray | None = None  # (n,) faces the service answers "uncertain" (gate or borderline band)
 
 
 def _system_entry(t: TransformSet, s: System, weights: np.ndarray,
@@ -140,7 +140,7 @@ def auc_markdown(section: dict[str, Any]) -> str:
 def system_markdown(section: dict[str, Any], system: str) -> str:
     """One system across the transforms: its metrics at its threshold and the intervals."""
     lines = ["| transform | AUC [95% CI] | delta AUC [95% CI] | accuracy | precision | recall | F1 | F0.5 "
-             "| accuracy, 10 % abstaining | 'uncertain' (gate) | accuracy answered |", "|" + "---|" * 11]
+             "| accuracy, 10 % abstaining | 'uncertain' (service) | accuracy answered |", "|" + "---|" * 11]
     for t, entry in section["per_transform"].items():
         m = entry["systems"].get(system)
         if m is None:

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -244,7 +243,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     }
     extra, sections, figures = analyse(
         scored=scored, y=y, sources=ok["source_index"].to_numpy(int), eval_votes=eval_votes,
-        abstained=uncertain(ok["status"], ok["reason"]), systems=systems,
+        gate=uncertain(ok["status"], ok["reason"]), controller=controller, systems=systems,
         bundle=bundle, fit=fitting, n_sources=len(evaluated), transforms=transforms, registry=registry,
         bootstrap=config.bootstrap, out_dir=config.out, root=root)
     result.update(extra)

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from agents.bundle import Bundle
+from blackboard.borderline import borderline_for
+from blackboard.controllers.store import load_replay
 from blackboard.stages import NO_FACE, OK, REJECTED, context_column
 from training.degrade_eval import CLEAN, CLEAN_LABEL
 from training.degrade_report import (POOLED, TransformSet, auc_markdown, plot_degrade, score_transforms,
@@ -35,8 +37,17 @@ def _best_single_accuracy(y: np.ndarray, systems: Sequence[System]) -> float:
     return max(float(np.mean((s.p_fake >= s.threshold).astype(int) == y)) for s in systems if s.kind == "agent")
 
 
+def own_abstention(gate: np.ndarray, systems: Sequence[System], band: Any) -> np.ndarray:
+    """(N,) faces the service answers "uncertain": the gate's (training.evaluate_gate), and the
+    ensemble's p_fake inside the borderline band (blackboard.borderline) when it has one."""
+    ensemble = next((s for s in systems if s.kind == "ensemble"), None)
+    if band is None or ensemble is None:
+        return np.asarray(gate, dtype=bool)
+    return np.asarray(gate, dtype=bool) | band.inside(ensemble.p_fake, ensemble.threshold)
+
+
 def _transform_sets(scored: pd.DataFrame, transforms: Sequence[str], *, bundle: Bundle, clean: TransformSet,
-                    fit: dict[str, Any], registry: Any, root: Path) -> tuple[list[TransformSet], pd.DataFrame]:
+                    fit: dict[str, Any], registry: Any, root: Path, band: Any) -> tuple[list[TransformSet], pd.DataFrame]:
     """The clean set, then each transform's scored copies with every system built on them.
 
     Returns:
@@ -56,7 +67,7 @@ def _transform_sets(scored: pd.DataFrame, transforms: Sequence[str], *, bundle: 
         sets.append(TransformSet(name, bool(registry.is_composition(name)), ok["source_index"].to_numpy(int),
                                  ok["label"].to_numpy(int), systems, len(rows),
                                  int((rows["status"] == NO_FACE).sum()), int((rows["status"] == REJECTED).sum()),
-                                 uncertain(ok["status"], ok["reason"])))
+                                 own_abstention(uncertain(ok["status"], ok["reason"]), systems, band)))
         tables.append(pd.DataFrame({"path": [os.path.relpath(p, root) for p in ok["path"]], "transform": name,
                                     "label": ok["label"].to_numpy(int), **{s.name: s.p_fake for s in systems}}))
     return sets, pd.concat(tables, ignore_index=True)
@@ -84,7 +95,7 @@ def _trust_section(bundle: Bundle, out_dir: Path) -> tuple[dict[str, Any], str, 
 
 
 def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_votes: np.ndarray,
-            abstained: np.ndarray, systems: Sequence[System], bundle: Bundle, fit: dict[str, Any], n_sources: int,
+            gate: np.ndarray, controller: Any, systems: Sequence[System], bundle: Bundle, fit: dict[str, Any], n_sources: int,
             transforms: Sequence[str], registry: Any, bootstrap: BootstrapConfig,
             out_dir: Path, root: Path) -> tuple[dict[str, Any], list[tuple[str, str]], dict[str, str]]:
     """Diversity and selective risk on the clean images, and every system per transform.
@@ -92,7 +103,8 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
     Args:
         scored: every pipeline row (role, transform, source_index, label, status, votes, context).
         y, sources, eval_votes: labels, source index and votes (N, A) of the clean scored faces.
-        abstained: (N,) the faces the service's gate answers "uncertain" (the ensemble's own abstention).
+        gate: (N,) the faces the service's gate answers "uncertain" (training.evaluate_gate).
+        controller: the ensemble's controller (its borderline band is the rest of its own abstention), or None.
         systems: the systems scored on them.
         fit: build_systems' fitting arguments (fit_votes, fit_labels, fit_description).
         n_sources: number of evaluated images.
@@ -105,6 +117,8 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
     """
     agents = list(bundle.agent_names)
     thresholds = _agent_thresholds(bundle)
+    band = None if controller is None else borderline_for(controller, load_replay(bundle))
+    abstained = own_abstention(gate, systems, band)
     result: dict[str, Any] = {}
     sections: list[tuple[str, str]] = []
     figures: dict[str, str] = {}
@@ -124,7 +138,7 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
         clean = TransformSet(CLEAN_LABEL, False, sources, y, systems, int(((scored["role"] == EVAL)
                              & (scored["transform"] == CLEAN)).sum()), 0, 0, abstained)
         sets, copies = _transform_sets(scored, transforms, bundle=bundle, clean=clean, fit=fit, registry=registry,
-                                       root=root)
+                                       root=root, band=band)
         atomic_write_text(out_dir / "degraded_predictions.csv", copies.to_csv(index=False))
         degrade = score_transforms(sets, n_sources, bootstrap)
         degrade["transforms"] = list(transforms)
@@ -155,6 +169,7 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
         "Accuracy on the faces a system is most sure of, ranking by |p_fake - threshold| "
         f"(`selective.png`); metrics.json's `accuracy_at_10pct_abstention` withholds the least sure "
         f"{ABSTAIN_RATE:.0%}. The ensemble's own abstention is the service's 'uncertain' answer (too small, "
-        "not face-shaped or out of distribution: `blackboard.ood`), shown as one point.", "",
+        "not face-shaped or out of distribution: `blackboard.ood`; or p_fake inside the borderline band: "
+        "`blackboard.borderline`), shown as one point.", "",
         selective_markdown(selective)])))
     return result, sections, figures

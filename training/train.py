@@ -30,6 +30,7 @@ from training.calibrate import binary_metrics, fit_temperature, p_fake_of
 from blackboard.calibration import choose_threshold
 from training.callbacks import ResumableEarlyStopping, ValMetrics
 from training.curves import plot_curves
+from training.splits import load_split
 from training.data import FaceSequence, resized_cache
 
 
@@ -76,19 +77,6 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive, received {self.learning_rate}.")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', received {self.lr_schedule!r}.")
-
-
-def load_split(manifest: pd.DataFrame, split: str, *, limit: int | None, seed: int) -> pd.DataFrame:
-    """Rows of one split; `limit` keeps whole groups (never part of a group) up to about that many."""
-    rows = manifest[manifest["split"] == split]
-    if rows.empty:
-        raise ValueError(f"The manifest has no {split!r} rows; build it with `fakeface dataset build`.")
-    if limit is not None and len(rows) > limit:
-        groups = rows["group"].drop_duplicates().sample(frac=1.0, random_state=seed)
-        sizes = rows.groupby("group").size()
-        keep = groups[sizes.loc[groups].cumsum().to_numpy() <= limit]
-        rows = rows[rows["group"].isin(set(keep))]
-    return rows.reset_index(drop=True)
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int):

@@ -18,7 +18,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,10 @@ from vision.media import read_image
 from training.calibrate import binary_metrics, fit_temperature, p_fake_of
 from blackboard.calibration import choose_threshold
 from training.curves import plot_curves
-from training.train import TrainConfig, load_split
+from training.splits import load_split
+
+if TYPE_CHECKING:  # type only: training.train hands forensic agents to this module
+    from training.train import TrainConfig
 
 # Share of the train GROUPS held out for early stopping (never val: val calibrates).
 EARLY_STOP_FRACTION = 0.1

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from agents.atomic import atomic_write_bytes
+
 
 # BGR colours: red for fake, green for real, grey when undecided.
 COLOURS = {"fake": (40, 40, 230), "real": (60, 180, 60)}
@@ -92,11 +94,7 @@ def write_image(path: str | os.PathLike[str], bgr: np.ndarray) -> Path:
     ok, buf = cv2.imencode(ext, bgr)
     if not ok:
         raise ValueError(f"cannot write {path}: OpenCV has no encoder for {ext!r}; use .png or .jpg")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, buf.tobytes())
 
 
 def contribution_panel(crop: np.ndarray, contributions: dict[str, float], *, size: int = 224) -> np.ndarray:

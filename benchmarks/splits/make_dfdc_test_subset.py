@@ -10,6 +10,11 @@ there) are added as ``val`` rows. The shipped bundle stores its baselines and co
 are only scored, never fitted on.
 
     python benchmarks/splits/make_dfdc_test_subset.py [--data ../shared/data] [--per-class 250]
+    python benchmarks/splits/make_dfdc_test_subset.py --first 10 --of dfdc-test-200.csv
+
+``--first N --of CSV`` keeps the first N test rows per class of an earlier subset (and its val
+rows): the screenshot compositions run MTCNN on whole screens and fit only a smaller set on a
+busy 2-core box, and their copies are the same as in the larger run (seeds follow the path).
 """
 
 from __future__ import annotations
@@ -43,7 +48,16 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=250)
     parser.add_argument("--val", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--first", type=int, default=0, help="keep the first N test rows per class of --of")
+    parser.add_argument("--of", default="", help="an earlier subset in this folder (with --first)")
     args = parser.parse_args()
+    if args.first:
+        rows = pd.read_csv(HERE / args.of, dtype=str, keep_default_na=False)
+        test = rows[rows["split"] == "test"].groupby("label", sort=False).head(args.first)
+        out = HERE / f"dfdc-test-{len(test)}.csv"
+        atomic_write_text(out, pd.concat([test, rows[rows["split"] != "test"]]).to_csv(index=False))
+        print(f"{out}: {len(test)} test rows from {args.of}")
+        return
     rng = np.random.default_rng(args.seed)
     folder = args.data / "dfdc-test"
     meta = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)

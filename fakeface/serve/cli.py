@@ -113,7 +113,8 @@ def main(argv: list[str]) -> int:
             default_deadline_s=args.deadline_s,
             drain_grace_s=args.drain_grace_s,
         )
-        from blackboard.ensemble import Ensemble, EnsembleConfig
+        from blackboard.ensemble import Ensemble
+        from blackboard.config import EnsembleConfig
 
         ens_config = EnsembleConfig(
             layout=args.layout, replicas=args.replicas, max_replicas=args.max_replicas,

@@ -47,7 +47,7 @@ from fakeface.serve.servicer import DetectorServicer
 from fakeface.web import bridge
 from fakeface.web.admin import add_admin_routes
 from fakeface.web.bridge import WebRefusal
-from fakeface.web.report import LIMITS, accuracy_statement, build_report
+from fakeface.web.report import LIMITS, accuracy_statement, build_report, error_rates, trained_on
 
 log = logging.getLogger("fakeface.web")
 MIB = 1024 * 1024
@@ -187,8 +187,13 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
             "bundle_version": msg.bundle_version,
             "controller_version": msg.controller_version,
             "threshold": msg.thresholds.get("ensemble"),
-            "agents": [{"name": a.name, "threshold": a.threshold} for a in msg.agents],
+            "agents": [{"name": a.name, "threshold": a.threshold,
+                        "val_auc": ((details.get("agents") or {}).get(a.name, {}).get("val_metrics") or {}).get("auc")}
+                       for a in msg.agents],
             "accuracy": accuracy_statement(details),
+            "error_rates": error_rates(details),  # shown up front, not in a collapsed section
+            "trained_on": trained_on(details),
+            "borderline": details.get("borderline") or {},
             "limits": list(LIMITS),
             "max_image_bytes": max_image,
             "max_video_bytes": config.max_video_bytes,
@@ -343,6 +348,10 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
                                       "before sending more.", code=err.code) from err
             raise
         kept = await run_in_threadpool(keep_upload, request_id) if resp.stored else None
+        entry = results.get(request_id)
+        if resp.stored and entry is not None:  # the report says the answer was disputed, and how
+            entry["disputed"] = {"label": label.lower(),
+                                 "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         return {"stored": resp.stored, "applied": resp.applied, "detail": resp.detail, "records": records(),
                 "controller_version": resp.controller_version,
                 "previous_controller_version": resp.previous_controller_version, "upload_kept": kept}

@@ -16,6 +16,7 @@ from typing import Any, Iterable, NoReturn
 import grpc
 import numpy as np
 
+from blackboard.board import NO_FACE_HINT
 from fakeface.serve.servicer import DetectorServicer
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 
@@ -199,7 +200,7 @@ def face_view(face_dict: dict[str, Any], face: pb.Face | None) -> dict[str, Any]
     out = {k: v for k, v in face_dict.items() if k != "heatmaps"}
     out["box"] = [float(v) for v in face_dict["box"]]
     out["label"] = face_dict.get("verdict", "undecided") if face is None else label_name(face.label)
-    out["reason"] = "" if face is None else _reason(face)
+    out["reason"] = str(face_dict.get("reason", "")) if face is None else _reason(face)
     out["heatmaps"] = {agent: png_data_uri(png) for agent, png in sorted(face_dict.get("heatmaps", {}).items())}
     return out
 
@@ -212,7 +213,8 @@ def response_view(resp: pb.ClassifyResponse) -> dict[str, Any]:
         **response_meta(resp),
         "width": int(resp.image_width),
         "height": int(resp.image_height),
-        "no_face_reason": resp.no_face_reason,
+        # The board's hint names the CLI and gRPC switches; the page offers its own button instead.
+        "no_face_reason": resp.no_face_reason.replace(NO_FACE_HINT, ""),
         "faces": [face_view(face_to_dict(f), f) for f in resp.faces],
     }
 

@@ -13,9 +13,9 @@ from typing import Any
 
 LIMITS = (
     "A verdict is a statistical estimate, not proof: it should be weighed with other evidence by a person.",
-    "The models were trained on face crops from the videos described under 'training data'; faces unlike "
-    "them (other forgery methods, heavy compression, screenshots of screenshots, filters, very small, "
-    "dark or turned-away faces) are judged less reliably than the measured accuracy suggests.",
+    "The models were trained on the face crops named under 'What it was trained on'; faces unlike them "
+    "(other forgery methods, GAN portraits, edited photos, heavy compression, screenshots of screenshots, "
+    "filters, very small, dark or turned-away faces) are judged less reliably than the measured rates suggest.",
     "The probability is calibrated on the validation split; it says how often faces given this score were "
     "fake there, not how likely this particular file is to be fake in every setting.",
 )
@@ -64,10 +64,39 @@ def accuracy_statement(info: dict[str, Any]) -> list[str]:
             auc = vm.get("auc", vm.get("roc_auc"))
             lines.append(f"Agent {name} alone: right {_pct(vm['accuracy'])} of the time on {vm.get('n', '?')} "
                          f"validation faces" + (f" (ROC AUC {float(auc):.2f})." if auc is not None else "."))
-    data = _get(manifest, "description", "data")
-    if data:
-        lines.append(f"Training data: {data}.")
     return lines
+
+
+# Where a training manifest's name says what the faces were; anything else is named as it is.
+KNOWN_SOURCES = (
+    ("dfdc", "face crops cut from the Deepfake Detection Challenge (DFDC) videos: face swaps in video of paid actors"),
+    ("gan", "GAN-generated portraits"),
+    ("lfw", "face swaps made from Labeled Faces in the Wild photos"),
+)
+
+
+def trained_on(info: dict[str, Any]) -> str:
+    """One sentence on what the detector was trained on, from the bundle's manifest."""
+    manifest = info.get("manifest") or {}
+    description = manifest.get("description") or {}
+    source = str(description.get("data") or description.get("manifest") or "")
+    if not source:
+        return "What the detector was trained on is not recorded in this model bundle."
+    kinds = [text for key, text in KNOWN_SOURCES if key in source.lower()]
+    rows = description.get("n_rows")
+    count = f"{int(rows):,} " if isinstance(rows, (int, float)) else ""
+    what = "; ".join(kinds) if kinds else f"the faces listed in {source}"
+    return f"Trained on {count}{'labelled images: ' if count else ''}{what}."
+
+
+def error_rates(info: dict[str, Any]) -> str:
+    """The model card's error rates in one sentence (held-out val), or "" when not measured."""
+    val = _get(info, "borderline", "val") or {}
+    if val.get("false_alarm") is None or val.get("miss") is None:
+        return ""
+    return (f"On {val['cases']} held-out validation faces it wrongly called {_pct(val['false_alarm'])} of real faces "
+            f"fake (false alarms) and missed {_pct(val['miss'])} of fakes; {_pct(val['withheld'])} were too close "
+            "to call and answered \"can't tell\".")
 
 
 def threshold_sentence(p_fake: float, threshold: float) -> str:
@@ -82,24 +111,32 @@ def _verdict_text(label: str, reason: str = "") -> str:
     return {"fake": "FAKE", "real": "REAL"}.get(label, label or "undecided")
 
 
-def _votes_table(votes: dict[str, dict[str, float]]) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(agent)}</td><td>{_pct(v.get('p_fake'))}</td><td>{float(v.get('weight', 0.0)):.3f}</td></tr>"
-        for agent, v in sorted(votes.items())
-    )
-    return ("<table><tr><th>agent</th><th>says fake</th><th>trust weight</th></tr>" + rows + "</table>"
-            if rows else "<p>No agent voted.</p>")
+def _votes_table(votes: dict[str, dict[str, float]], thresholds: dict[str, float] | None = None) -> str:
+    """Each agent's score against its own threshold, and its share of this decision."""
+    thresholds = thresholds or {}
+    total = sum(max(float(v.get("weight", 0.0)), 0.0) for v in votes.values()) or 1.0
+    rows = []
+    for agent, v in sorted(votes.items()):
+        own = thresholds.get(agent)
+        says = "" if own is None else ("fake" if float(v.get("p_fake", 0.0)) >= own else "real")
+        rows.append(f"<tr><td>{html.escape(agent)}</td><td>{_pct(v.get('p_fake'))}</td><td>{_pct(own)}</td>"
+                    f"<td>{says}</td><td>{_pct(max(float(v.get('weight', 0.0)), 0.0) / total)}</td></tr>")
+    return ("<table><tr><th>agent</th><th>its fake score</th><th>its own threshold</th><th>its vote</th>"
+            "<th>share of this decision</th></tr>" + "".join(rows) + "</table>" if rows else "<p>No agent voted.</p>")
 
 
-def _face_section(face: dict[str, Any], title: str) -> str:
+def _face_section(face: dict[str, Any], title: str, thresholds: dict[str, float] | None = None) -> str:
     p, thr = face.get("p_fake"), face.get("threshold")
     label = face.get("label") or face.get("verdict", "")
     parts = [f"<h3>{html.escape(title)}: {html.escape(_verdict_text(label, face.get('reason', '')))}</h3>"]
-    if p is not None and thr is not None:
+    reason = str(face.get("reason", ""))
+    if p is not None and thr is not None and label != "uncertain":
         parts.append(f"<p>{html.escape(threshold_sentence(p, thr)).capitalize()}.</p>")
+    elif p is not None and reason.startswith("borderline"):
+        parts.append(f"<p>The fake score is {_pct(p)}, too close to the threshold ({_pct(thr)}) to be a verdict.</p>")
     if face.get("degraded"):
         parts.append("<p>Some agents did not vote: " + html.escape(", ".join(face.get("missing_agents", []))) + ".</p>")
-    parts.append(_votes_table(face.get("votes") or {}))
+    parts.append(_votes_table(face.get("votes") or {}, thresholds))
     return "\n".join(parts)
 
 
@@ -126,26 +163,35 @@ def build_report(record: dict[str, Any], info: dict[str, Any], annotated_png_uri
     ]
     meta = "".join(f'<tr><th>{esc(title)}</th><td id="{key}">{esc(str(value))}</td></tr>' for key, title, value in rows)
     body: list[str] = []
+    thresholds = {name: a.get("threshold") for name, a in (info.get("agents") or {}).items() if isinstance(a, dict)}
+    disputed = record.get("disputed")
+    if disputed:
+        body.append(f'<h2 id="disputed">Disputed</h2><p>On {esc(str(disputed["time"]))} (UTC) the person who sent this '
+                    f"file told the detector the answer is wrong: they say it is {esc(str(disputed['label']).upper())}. "
+                    "Their correction is stored for review; it did not change this answer.</p>")
     if record["kind"] == "video":
         clip = result.get("verdict", "")
-        body.append(f"<h2>Clip verdict: {esc(_verdict_text(clip))}</h2><p>{esc(result.get('rule', ''))}. "
-                    f"{result.get('frames_sampled', 0)} frames were sampled; the image shows the frame with the "
-                    "most fake-looking face.</p>")
+        shown = result.get("shown") or {}
+        at = f" (at {float(shown['time_s']):.1f} s)" if shown.get("time_s") is not None else ""
+        body.append(f"<h2>Clip verdict: {esc(_verdict_text(clip, result.get('reason', '')))}</h2>"
+                    f"<p>{esc(result.get('explanation', ''))} {result.get('frames_sampled', 0)} frames were checked; "
+                    f"the image shows a frame{esc(at)} of the deciding face that agrees with this answer.</p>"
+                    f"<p>The rule: {esc(result.get('rule', ''))}</p>")
         for track in result.get("tracks", []):
             body.append(_face_section({**track, "label": track.get("verdict")},
-                                      f"Face track {track['track']} ({track['frames']} frames, mean over frames)"))
+                                      f"Face track {track['track']} ({track['frames']} frames)", thresholds))
     elif not result.get("faces"):
         body.append(f"<h2>No face found</h2><p>{esc(result.get('no_face_reason', ''))}</p>")
     else:
         for face in result["faces"]:
-            body.append(_face_section(face, f"Face #{face['index']}"))
+            body.append(_face_section(face, f"Face #{face['index']}", thresholds))
     threshold = info.get("threshold")
     meaning = ("<p>The threshold: a face whose probability of being fake is at or above "
                f"{_pct(threshold) if threshold is not None else 'the threshold shown with it'} is called fake, "
                "below it real. It was chosen on validation data to balance missed fakes against real faces "
-               "wrongly called fake. The trust weight is how much the controller relies on each agent "
-               "for this decision.</p>")
-    accuracy = "".join(f"<li>{esc(line)}</li>" for line in accuracy_statement(info))
+               "wrongly called fake. A score too close to the threshold is answered \"can't tell\" instead. "
+               "The trust weight is how much the controller relies on each agent for this decision.</p>")
+    accuracy = "".join(f"<li>{esc(line)}</li>" for line in [error_rates(info), *accuracy_statement(info)] if line)
     limits = "".join(f"<li>{esc(line)}</li>" for line in LIMITS)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -162,6 +208,7 @@ td{{font-family:ui-monospace,monospace;word-break:break-all}}img{{max-width:100%
 {''.join(body)}
 <h2>What the numbers mean</h2>{meaning}
 <h2>Measured accuracy</h2><ul>{accuracy}</ul>
+<h2>What it was trained on</h2><p id="trained-on">{esc(trained_on(info))}</p>
 <h2>Limits</h2><ul>{limits}</ul>
 </body></html>
 """

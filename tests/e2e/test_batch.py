@@ -133,7 +133,11 @@ def test_rows_schema_and_rejects(resumed_run, media_dir, tiny_bundle):
     for agent in bundle.agent_names:
         assert ok[f"{agent}_p_fake"].between(0, 1).all()
     assert ok["p_fake"].between(0, 1).all()
-    assert ((ok["p_fake"] >= ok["threshold"]) == (ok["label"] == "fake")).all()
+    from blackboard.borderline import DEFAULT_HALF_WIDTH  # the tiny bundle has no controller: the default band
+
+    inside = (ok["p_fake"] - ok["threshold"]).abs() < DEFAULT_HALF_WIDTH
+    assert (ok.loc[inside, "label"] == "uncertain").all()
+    assert ((ok.loc[~inside, "p_fake"] >= ok.loc[~inside, "threshold"]) == (ok.loc[~inside, "label"] == "fake")).all()
     assert (rows["bundle_version"] == bundle.version).all()
     assert not ok["degraded"].any()
     # The corrupt file is rejected, the text file silently skipped.

@@ -156,7 +156,6 @@ def test_every_system_has_every_key(folder_run):
     assert result["diversity"]["clean"]["n"] == data["n"] and len(result["diversity"]["clean"]["pairs"]) == 3
     assert set(result["selective"]) == set(result["systems"])
     assert 0.0 <= result["selective"]["ensemble"]["accuracy_at_10pct_abstention"] <= 1.0
-    assert result["selective"]["ensemble"]["own_abstention"]["answered_share"] == 1.0  # 48 px crops: no gate
 
 
 def test_metrics_agree_with_sklearn_on_predictions(folder_run):
@@ -180,6 +179,22 @@ def test_metrics_agree_with_sklearn_on_predictions(folder_run):
         assert m["confusion"] == skm.confusion_matrix(y, decided, labels=[0, 1]).tolist()
         lo, hi = m["auc_ci"]
         assert lo <= m["auc"] <= hi
+
+
+def test_the_ensembles_own_abstention_is_the_borderline_band_here(folder_run, bundle_with_controller):
+    """48 px crops pass the size gate, so the service's "uncertain" answers are the borderline band's."""
+    from agents.bundle import load_bundle
+    from blackboard.borderline import borderline_for
+    from blackboard.controllers.store import load_controller, load_replay
+
+    result, out = folder_run[:2]
+    bundle = load_bundle(bundle_with_controller)
+    band = borderline_for(load_controller(bundle), load_replay(bundle))
+    p = pd.read_csv(out / "predictions.csv")["ensemble"].to_numpy()
+    inside = band.inside(p, result["systems"]["ensemble"]["threshold"])
+    own = result["selective"]["ensemble"]["own_abstention"]
+    assert own["answered_share"] == pytest.approx(1.0 - inside.mean())
+    assert "own_abstention" not in result["selective"]["custom"]
 
 
 def test_thresholds_come_from_bundle_and_controller(folder_run, bundle_with_controller):

@@ -35,7 +35,7 @@ def test_reflection_lists_the_detector(served):
     assert {m.name for m in service.methods} == {"Classify", "ClassifyStream", "Feedback", "GetModelInfo"}
 
 
-def test_classify_a_photo_returns_a_verdict_with_three_votes(served, face_png, session_bundle):
+def test_classify_a_photo_returns_a_verdict_with_three_votes(served, face_png, session_bundle, ensemble):
     from agents.bundle import load_bundle
 
     resp = served["stub"].Classify(classify_request(face_png, source="astronaut.png"), timeout=60)
@@ -49,7 +49,10 @@ def test_classify_a_photo_returns_a_verdict_with_three_votes(served, face_png, s
     for vote in face.votes:
         assert 0.0 <= vote.p_fake <= 1.0
         assert vote.model_sha == manifest[vote.agent]["sha256"]
-    assert face.label == (pb.LABEL_FAKE if face.p_fake >= face.threshold else pb.LABEL_REAL)
+    borderline = abs(face.p_fake - face.threshold) < ensemble.borderline.half_width  # "can't tell" band
+    assert face.label == (pb.LABEL_UNCERTAIN if borderline else
+                          pb.LABEL_FAKE if face.p_fake >= face.threshold else pb.LABEL_REAL)
+    assert face.uncertain_reason.startswith("borderline") == borderline
     # MTCNN found the astronaut's face: a box inside the image with five landmarks.
     assert 0 < face.box.width < 512 and 0 < face.box.height < 512
     assert len(face.landmarks) == 5
@@ -457,7 +460,8 @@ def test_classify_cli_server_mode_json(served, inputs, capsys):
     assert [r["file"] for r in results] == [str(inputs["photo"]), str(inputs["pair"])]
     assert len(results[0]["faces"]) == 1 and len(results[1]["faces"]) == 2
     for face in results[0]["faces"] + results[1]["faces"]:
-        assert set(face["votes"]) == AGENTS and face["verdict"] in ("real", "fake")
+        assert set(face["votes"]) == AGENTS and face["verdict"] in ("real", "fake", "uncertain")
+        assert face["verdict"] != "uncertain" or face["reason"].startswith("borderline")
     # The mirrored face is the same face: the ensemble sees (almost) the same crop twice.
     left, right = sorted(results[1]["faces"], key=lambda f: f["box"][0])
     assert left["box"][0] < 512 <= right["box"][0]

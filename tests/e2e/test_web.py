@@ -96,6 +96,7 @@ def test_no_face_says_why_and_whole_image_classifies(client):
     grey = np.full((360, 640, 3), 128, np.uint8)
     body = client.post("/api/classify?detect=on", content=png_bytes(grey)).json()
     assert body["faces"] == [] and "no face" in body["no_face_reason"]
+    assert "--detect" not in body["no_face_reason"] and "gRPC" not in body["no_face_reason"]  # page advice only
     whole = client.post("/api/classify?detect=off", content=png_bytes(grey)).json()
     assert len(whole["faces"]) == 1
     _check_face(whole["faces"][0])
@@ -150,7 +151,12 @@ def test_report_is_self_contained_with_hash_and_accuracy(client, face_png):
     assert 'src="data:image/png;base64,' in page and not re.search(r"""(src|href)=["']https?:""", page)
     for agent in AGENTS:
         assert f"<td>{agent}</td>" in page
-    assert "it calls a face fake above" in page
+    # A verdict says its threshold; a borderline answer says it is too close to it (no verdict percentage).
+    label = answer["faces"][0]["label"]
+    assert ("it calls a face fake above" in page) == (label != "uncertain"), label
+    if answer["faces"][0]["reason"].startswith("borderline"):
+        assert "too close to the threshold" in page
+    assert 'id="trained-on"' in page and "training data" not in page
     # The tiny bundle records no agent accuracy: the report says so instead of inventing one.
     assert "Measured accuracy" in page and "Limits" in page
 
@@ -177,7 +183,13 @@ def test_video_shows_progress_then_tracks_and_clip_verdict(client, face_rgb, tmp
         time.sleep(0.3)
     result = status["result"]
     assert status["done"] == result["frames_sampled"] >= 4 and status["expected"] >= 1
-    assert result["verdict"] in {"real", "fake"} and "fake if any" in result["rule"]
+    assert result["verdict"] in {"real", "fake", "uncertain"} and "The clip is FAKE if any face is FAKE" in result["rule"]
+    # The frame shown and the feedback target come from the verdict's own rule.
+    shown = result["shown"]
+    assert shown["track"] == result["deciding_track"] and shown["request_id"] == result["request_id"]
+    if result["verdict"] in {"real", "fake"}:
+        assert shown["label"] == result["verdict"]
+    assert len(result["tracks"][0]["timeline"]) == result["frames_sampled"] and result["explanation"]
     assert len(result["tracks"]) == 1 and result["tracks"][0]["frames"] == result["frames_sampled"]
     assert result["sha256"] == hashlib.sha256(data).hexdigest() and result["frame"].startswith("data:image/png")
     report = client.get(f"/api/report/{result['request_id']}")
@@ -257,10 +269,12 @@ def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, pag
     upload.write_bytes(face_png)
     driver.find_element(By.ID, "file-input").send_keys(str(upload))
     card = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card"))[0]
-    assert re.search(r"Face #0: (FAKE|REAL)", card.find_element(By.CSS_SELECTOR, ".verdict").text)
+    assert re.search(r"Face #0: (FAKE|REAL|can't tell — borderline)", card.find_element(By.CSS_SELECTOR, ".verdict").text)
     words = card.find_element(By.CSS_SELECTOR, ".probability").text
-    assert re.search(r"gives \d+ % that this face is fake; it calls a face fake above \d+ %", words), words
+    assert re.search(r"Fake score \d+ %: (above|below|too close to) the threshold \d+ %", words), words
+    assert card.find_elements(By.CSS_SELECTOR, ".scale .thr") and card.find_elements(By.CSS_SELECTOR, ".scale .mark")
     assert len(card.find_elements(By.CSS_SELECTOR, ".votes tr")) == 1 + len(AGENTS)
+    assert driver.find_element(By.ID, "model-card").is_displayed()
     assert driver.find_elements(By.CSS_SELECTOR, "#boxes .box")
 
     maps = card.find_element(By.CSS_SELECTOR, ".heatmaps")
@@ -268,15 +282,16 @@ def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, pag
     driver.find_element(By.ID, "heatmap-toggle").click()
     assert maps.is_displayed() and len(maps.find_elements(By.TAG_NAME, "img")) == len(AGENTS)
 
-    card.find_element(By.CSS_SELECTOR, ".wrong-button").click()
+    card.find_elements(By.CSS_SELECTOR, ".wrong-button, .truth-button")[0].click()
     status = _wait(driver, lambda d: card.find_element(By.CSS_SELECTOR, ".feedback-status").text)
-    assert status.startswith("Thank you"), status
+    assert status.startswith("Thank you") and "changes no answer" in status, status
 
     driver.find_element(By.ID, "report-button").click()
     reports = _wait(driver, lambda d: [p for p in downloads.glob("fakeface-report-*.html")], 60)
     html = reports[0].read_text()
     found = re.search(r'<td id="sha256">([0-9a-f]{64})</td>', html)
     assert found and found.group(1) == hashlib.sha256(face_png).hexdigest()
+    assert 'id="disputed"' in html and "training data" not in html  # the dispute is on record
 
     bogus = tmp_path / "notes.png"
     bogus.write_text("not an image at all\n" * 20)
@@ -314,6 +329,9 @@ def test_uncertain_label_reads_cant_tell_with_its_reason():
     face = pb.Face(label=pb.LABEL_UNCERTAIN, p_fake=0.5, threshold=0.6, uncertain_reason="too small: 12 px")
     view = face_view({"box": (0, 0, 10, 10), "verdict": "undecided", "heatmaps": {}}, face)
     assert view["label"] == "uncertain" and view["reason"] == "too small: 12 px"
+    # A video frame's face (no wire face) keeps its own reason: the page reads "can't tell — borderline".
+    frame = face_view({"box": (0, 0, 10, 10), "verdict": "uncertain", "reason": "borderline: 54 %", "heatmaps": {}}, None)
+    assert frame["label"] == "uncertain" and frame["reason"] == "borderline: 54 %"
 
 def test_browser_shows_cant_tell_and_offers_both_labels(browser, page_url):
     from selenium.webdriver.common.by import By
@@ -326,7 +344,11 @@ def test_browser_shows_cant_tell_and_offers_both_labels(browser, page_url):
     driver.execute_script("showImageResult(arguments[0]);", {"request_id": "r1", "width": 100, "height": 100,
                                                              "faces": [face], "no_face_reason": ""})
     card = driver.find_element(By.CSS_SELECTOR, ".face-card.uncertain")
-    assert "can't tell — too small: 12 px" in card.find_element(By.CSS_SELECTOR, ".verdict").text
+    assert card.find_element(By.CSS_SELECTOR, ".verdict").text == "Face #0: can't tell"
+    assert "No score is given: too small: 12 px" in card.find_element(By.CSS_SELECTOR, ".probability").text
+    # A "can't tell" shows no percentage as if it were a verdict: not on the box, not on the scale.
+    assert "%" not in driver.find_element(By.CSS_SELECTOR, "#boxes .box").text
+    assert not card.find_elements(By.CSS_SELECTOR, ".scale .mark")
     assert [b.text for b in card.find_elements(By.CSS_SELECTOR, ".truth-button")] == ["It is real", "It is fake"]
     assert not card.find_elements(By.CSS_SELECTOR, ".wrong-button")
 
@@ -390,3 +412,130 @@ def test_accuracy_statement_reads_the_held_out_replay_metrics():
     older = accuracy_statement(info({"cases": 40, "metrics": {"accuracy": 0.5}}))
     assert older[0].startswith("On 40 labelled validation faces the ensemble was right 50 %")
     assert "no measured accuracy" in accuracy_statement(info({}))[0]
+
+
+# --------------------------------------------------------------------------- issue 25: a verdict a person can act on
+
+
+def _screenshot(driver, name):
+    """Saves a screenshot into docs/ when FAKEFACE_SCREENSHOTS=1 (how docs/page-*.png are made)."""
+    if os.environ.get("FAKEFACE_SCREENSHOTS") == "1":
+        from pathlib import Path
+
+        driver.save_screenshot(str(Path(__file__).resolve().parents[2] / "docs" / f"page-{name}.png"))
+
+
+def test_feedback_on_the_http_path_is_rate_limited_per_client_and_changes_nothing(ensemble, face_png, tmp_path):
+    from fastapi.testclient import TestClient
+
+    server = _serve(ensemble, feedback_path=str(tmp_path / "fb.jsonl"))  # its own buckets: a full burst of 5
+    try:
+        with TestClient(create_app(server.servicer)) as c:
+            first = c.post("/api/classify?name=a.png", content=face_png).json()
+            acks = [c.post("/api/feedback", json={"request_id": first["request_id"], "label": "fake"})
+                    for _ in range(6)]
+            assert [a.status_code for a in acks[:5]] == [200] * 5, [a.text for a in acks]
+            assert acks[5].status_code == 429 and "Wait a minute" in acks[5].json()["error"]
+            assert all(not a.json()["applied"] for a in acks[:5])
+            again = c.post("/api/classify?name=a.png", content=face_png).json()
+    finally:
+        server.stop(0).wait()
+    assert [f["p_fake"] for f in again["faces"]] == [f["p_fake"] for f in first["faces"]]
+    assert again["controller_version"] == first["controller_version"]
+
+
+def test_admin_endpoints_need_the_server_token(client, ensemble, face_png):
+    from fastapi.testclient import TestClient
+
+    off = client.post("/api/admin/promote", json={})
+    assert off.status_code == 403 and "--token" in off.json()["error"]
+    server = _serve(ensemble, tokens=(TOKEN,), feedback_path=None)
+    try:
+        with TestClient(create_app(server.servicer)) as c:
+            assert c.post("/api/admin/promote", json={}).status_code == 401
+            assert c.get("/api/admin/controllers", headers={"authorization": "Bearer nope"}).status_code == 401
+            ok = {"authorization": f"Bearer {TOKEN}"}
+            assert c.post("/api/admin/promote", json={}, headers=ok).status_code == 409  # no feedback log
+    finally:
+        server.stop(0).wait()
+
+
+def test_admin_promotion_is_refused_without_enough_clients(ensemble, face_png, tmp_path):
+    from fastapi.testclient import TestClient
+
+    server = _serve(ensemble, tokens=(TOKEN,), feedback_path=str(tmp_path / "fb.jsonl"))
+    ok = {"authorization": f"Bearer {TOKEN}"}
+    try:
+        with TestClient(create_app(server.servicer)) as c:
+            answer = c.post("/api/classify", content=face_png, headers=ok).json()
+            assert c.post("/api/feedback", json={"request_id": answer["request_id"], "label": "fake"},
+                          headers=ok).status_code == 200
+            result = c.post("/api/admin/promote", json={"min_clients": 2, "min_cases": 1}, headers=ok).json()
+            assert not result["promoted"] and "1 distinct client(s), at least 2" in result["detail"]
+            assert c.post("/api/admin/promote", json={"min_clients": "all"}, headers=ok).status_code == 400
+            listed = c.get("/api/admin/controllers", headers=ok).json()
+            assert listed["live"] == answer["controller_version"] and listed["versions"][0]["active"]
+            missing = c.post("/api/admin/rollback", json={"version": "9-deadbeef"}, headers=ok)
+            assert missing.status_code == 404 and "Unknown controller version" in missing.json()["error"]
+    finally:
+        server.stop(0).wait()
+
+
+def test_browser_shows_a_borderline_score_on_a_scale_not_as_a_verdict(browser, page_url):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = browser
+    driver.get(page_url)
+    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    driver.execute_script("state.info.borderline = {half_width: 0.09, accuracy_inside: 0.59};")
+    reason = "borderline: the fake score 52 % is between 42 % and 60 %, too close to the threshold (51 %) to call"
+    face = {"index": 0, "box": [10, 10, 50, 50], "label": "uncertain", "reason": reason, "p_fake": 0.52,
+            "threshold": 0.51, "degraded": False, "missing_agents": [], "heatmaps": {},
+            "votes": {"custom": {"p_fake": 0.6, "weight": 0.75}, "lenet": {"p_fake": 0.4, "weight": 0.25}}}
+    driver.execute_script("showImageResult(arguments[0]);", {"request_id": "r2", "width": 100, "height": 100,
+                                                             "faces": [face], "no_face_reason": ""})
+    card = driver.find_element(By.CSS_SELECTOR, ".face-card.uncertain")
+    verdict = card.find_element(By.CSS_SELECTOR, ".verdict").text
+    assert verdict == "Face #0: can't tell — borderline" and "FAKE" not in verdict and "REAL" not in verdict
+    assert "too close to the threshold 51 %" in card.find_element(By.CSS_SELECTOR, ".probability").text
+    band = card.find_element(By.CSS_SELECTOR, ".scale .band")
+    mark = card.find_element(By.CSS_SELECTOR, ".scale .mark")
+    # The marker (52 %) sits inside the drawn band (42-60 %).
+    assert band.location["x"] <= mark.location["x"] + mark.size["width"] / 2 <= band.location["x"] + band.size["width"]
+    assert "can't tell" in driver.find_element(By.CSS_SELECTOR, "#boxes .box").text
+    # Each vote against its own threshold, and the shares explained in one line.
+    rows = card.find_elements(By.CSS_SELECTOR, ".votes tr[data-agent]")
+    assert [r.find_element(By.CSS_SELECTOR, ".alone").text for r in rows] in (["fake", "real"], ["real", "real"],
+                                                                            ["fake", "fake"], ["real", "fake"])
+    assert "75 %" in rows[0].text and "Share of this answer" in card.find_element(By.CSS_SELECTOR, ".trust-line").text
+    _screenshot(driver, "borderline")
+
+
+def test_browser_clip_answer_agrees_with_its_frame_and_shows_a_timeline(browser, page_url):
+    from selenium.webdriver.common.by import By
+
+    from vision.video import shown_frame, track_video
+
+    driver, _ = browser
+    driver.get(page_url)
+    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    ps = [0.56, 0.58, 0.57, 0.55, 0.59, 0.56, 0.30, 0.35, 0.40, 0.12]
+    frames = [[{"box": (10, 10, 40, 40), "p_fake": p, "threshold": 0.51, "votes": {}, "time_s": float(i)}]
+              for i, p in enumerate(ps)]
+    tracks, video = track_video(frames)
+    position = shown_frame(tracks, video)
+    result = {**video, "tracks": tracks, "frames_sampled": 10, "request_id": "clip-1", "width": 100, "height": 100,
+              "frame": "", "frame_faces": [{"index": 0, "box": [10, 10, 40, 40], "label": "fake",
+                                             "p_fake": ps[position], "reason": ""}],
+              "shown": {"track": 0, "time_s": float(position), "p_fake": ps[position], "label": "fake"}}
+    driver.execute_script("showVideoResult(arguments[0]);", result)
+    summary = driver.find_element(By.ID, "summary").text
+    assert summary.startswith("Clip: FAKE.") and "6 look fake, 4 look real" in summary and "agrees" in summary
+    clip = driver.find_element(By.CSS_SELECTOR, ".clip-card")
+    assert clip.find_element(By.CSS_SELECTOR, ".verdict").text == "Whole clip: FAKE"
+    assert "FAKE" in driver.find_element(By.CSS_SELECTOR, "#boxes .box").text  # the frame agrees
+    assert "How a clip is judged: Each face is followed" in clip.find_element(By.CSS_SELECTOR, ".rule-line").text
+    line = driver.find_element(By.CSS_SELECTOR, ".track-card svg.timeline")
+    assert len(line.find_elements(By.CSS_SELECTOR, "circle.point")) == 10
+    assert len(line.find_elements(By.CSS_SELECTOR, "circle.point.fake")) == 6
+    _screenshot(driver, "clip")

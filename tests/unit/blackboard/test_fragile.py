@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackboard.board import Board, EnsembleConfig
+from blackboard.board import Board
+from blackboard.config import EnsembleConfig
 from blackboard.case import UNCERTAIN
 from blackboard.fragile import FRAGILE_PREFIX, FragileConfig, fit_margin, fragile_reasons, make_copies
 

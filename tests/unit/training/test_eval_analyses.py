@@ -219,3 +219,14 @@ def test_transform_rows_report_the_gates_share_and_the_answered_accuracy():
     assert per["uncertain_share"] == 0.25
     assert per["systems"]["ensemble"]["accuracy"] == 0.75 and per["systems"]["ensemble"]["accuracy_answered"] == 1.0
     assert "accuracy_answered" not in per["systems"]["a"]
+
+
+def test_own_abstention_adds_the_borderline_band_to_the_gate():
+    from blackboard.borderline import Borderline
+    from training.evaluate_analyses import own_abstention
+
+    systems = [System("a", "agent", np.array([0.5, 0.5, 0.5]), 0.5, ""),
+               System("ensemble", "ensemble", np.array([0.52, 0.9, 0.1]), 0.5, "")]
+    gate = np.array([False, False, True])
+    assert own_abstention(gate, systems, Borderline(0.05)).tolist() == [True, False, True]
+    assert own_abstention(gate, systems, None).tolist() == [False, False, True]

@@ -9,7 +9,6 @@ import numpy as np
 from blackboard.controller_state import ControllerState, state_folder_for
 from blackboard.controllers.store import load_controller
 from blackboard.feedback_log import FeedbackLog
-from conftest import bundle_with_controller
 from training import promote_feedback
 
 
@@ -24,8 +23,8 @@ def _log(path, n, clients, seed=1):
     return path
 
 
-def test_one_client_is_refused_and_nothing_is_written(tiny_bundle, tmp_path, capsys):
-    bundle = bundle_with_controller(tiny_bundle, tmp_path / "b")
+def test_one_client_is_refused_and_nothing_is_written(controlled_bundle, tmp_path, capsys):
+    bundle = controlled_bundle()
     log = _log(tmp_path / "fb.jsonl", 40, clients=1)
     code = promote_feedback.main(["--feedback-log", str(log), "--bundle", str(bundle)])
     out = json.loads(capsys.readouterr().out)
@@ -33,8 +32,8 @@ def test_one_client_is_refused_and_nothing_is_written(tiny_bundle, tmp_path, cap
     assert not state_folder_for(log).exists()
 
 
-def test_promotion_is_persisted_listed_and_rolled_back(tiny_bundle, tmp_path, capsys):
-    bundle = bundle_with_controller(tiny_bundle, tmp_path / "b")
+def test_promotion_is_persisted_listed_and_rolled_back(controlled_bundle, tmp_path, capsys):
+    bundle = controlled_bundle()
     base = load_controller(bundle)
     log = _log(tmp_path / "fb.jsonl", 60, clients=12)
     code = promote_feedback.main(["--feedback-log", str(log), "--bundle", str(bundle)])
