@@ -19,7 +19,6 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,14 +26,14 @@ from cachetools import LRUCache
 
 from agents.bundle import Bundle, load_bundle
 from blackboard.model_info import AgentInfo, EnsembleInfo
-from blackboard.case import UNCERTAIN, Case, Decision, FaceRecord, Vote
+from blackboard.case import Case, Decision, FaceRecord, Vote
 from blackboard.borderline import borderline_for, val_error_rates
 from blackboard.ood import UncertaintyGate
 from blackboard.controllers.base import Controller
 from blackboard.controllers.store import (
     find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
 )
-from blackboard.fragile import FragileConfig, fragile_reasons, make_copies, margin_of
+from blackboard.fragile import FragileConfig, mark_fragile, vote_with_copies
 from blackboard.combine import vote_matrix
 from blackboard.config import EnsembleConfig
 from blackboard.decision import context_for, decide, decider_name, decider_version
@@ -86,6 +85,7 @@ class Board:
         self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
         self._recoveries: dict[str, int] = {}  # component -> replicas started to replace dead ones
         self._gate = UncertaintyGate.from_bundle(self.bundle)  # "uncertain" for tiny / out-of-domain faces
+        self._fragile = FragileConfig(enabled=config.fragile_check, margin=config.fragile_margin)
         # One case's NumPy/OpenCV work (decision, context, uncertainty gate) at a time. Dozens of
         # short GIL-releasing calls from 16 request threads at once thrash the GIL: measured 2.1 ms
         # of CPU per case instead of 0.65 ms, 8 % of the served throughput on 2 cores.
@@ -192,15 +192,8 @@ class Board:
             return case
         crops = [face.crop for face in case.faces]
         t_agents = time.perf_counter()
-        fragile = FragileConfig(enabled=self.config.fragile_check, margin=self.config.fragile_margin)
-        # The copies ride in the same agent batch as the faces: one call, one deadline.
-        copies = make_copies(crops, fragile.copies) if fragile.enabled else []
-        results = self._vote(crops + copies, deadline)
+        results, copy_votes = vote_with_copies(self._vote, crops, deadline, self._fragile)
         case.timings_ms["agents"] = (time.perf_counter() - t_agents) * 1000.0
-        n_faces = len(crops)
-        copy_votes = {name: p[n_faces:].reshape(len(fragile.copies), n_faces)
-                      for name, (p, _) in results.items()} if copies else {}
-        results = {name: (p[:n_faces], ms) for name, (p, ms) in results.items()}
         if not results:
             raise DeadlineExceeded(
                 f"no agent voted within the deadline for case {case.request_id} "
@@ -211,8 +204,7 @@ class Board:
         case.controller_version = decider_version(controller)
         with self._numeric:
             votes, present, context = self._decide(case, results, controller)
-            if copy_votes:
-                self._check_fragile(case, copy_votes, controller, context, fragile)
+            mark_fragile(case.faces, copy_votes, controller, context, self._fragile)
         with self._lock:
             self._cases[case.request_id] = (votes, present, context)
         case.timings_ms["decide"] = (time.perf_counter() - t_decide) * 1000.0
@@ -241,19 +233,6 @@ class Board:
             face.degraded = bool(missing)
             face.missing_agents = list(missing)
         return votes, present, context
-
-    @staticmethod
-    def _check_fragile(case: Case, copy_votes: dict[str, np.ndarray], controller: Controller | None,
-                       context: np.ndarray | None, fragile: FragileConfig) -> None:
-        """Marks faces whose verdict a cheap copy flips ``uncertain`` (``blackboard.fragile``)."""
-        p_copies = np.stack([decide({a: v[c] for a, v in copy_votes.items()}, controller, context=context,
-                                    explain=False).p_fake for c in range(len(fragile.copies))])
-        p = np.array([face.decision.p_fake for face in case.faces])
-        threshold = case.faces[0].decision.threshold
-        reasons = fragile_reasons(p, p_copies, threshold, margin_of(controller, fragile), fragile.copies)
-        for face, reason in zip(case.faces, reasons):
-            if reason:
-                face.decision = replace(face.decision, label=UNCERTAIN, reason=reason)
 
     # --------------------------------------------------------------- feedback
     def case_evidence(self, request_id: str) -> dict[str, Any] | None:

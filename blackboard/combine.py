@@ -178,6 +178,7 @@ class StackingCombiner:
 
 BASELINES_SCHEMA = "fakeface-baselines"
 BASELINE_NAMES = ("majority", "mean", "stacking")  # the fixed combiners shipped with every controller
+CONTEXT_STACKING = "stacking+context"  # stored too when the controller reads context: the fair comparison
 
 
 def fit_baselines(agents: Sequence[str], votes: np.ndarray, labels: np.ndarray) -> dict[str, Combiner]:
@@ -189,10 +190,11 @@ def fit_baselines(agents: Sequence[str], votes: np.ndarray, labels: np.ndarray) 
 def baselines_to_json(combiners: dict[str, Combiner], *, fitted_on: dict[str, Any]) -> bytes:
     """The bundle file of fitted baselines (stacking's coefficients; the others have none)."""
     agents = next(iter(combiners.values())).agents
-    stacking = combiners["stacking"]
+    systems = {"majority": {}, "mean": {}, "stacking": combiners["stacking"].to_dict()}
+    if CONTEXT_STACKING in combiners:  # stacking on the controller's context (blackboard.combine_context)
+        systems[CONTEXT_STACKING] = combiners[CONTEXT_STACKING].to_dict()
     return json.dumps({"schema": BASELINES_SCHEMA, "schema_version": 1, "agents": list(agents),
-                       "systems": {"majority": {}, "mean": {}, "stacking": stacking.to_dict()},
-                       "fitted_on": fitted_on}, indent=2, sort_keys=True).encode()
+                       "systems": systems, "fitted_on": fitted_on}, indent=2, sort_keys=True).encode()
 
 
 def baselines_from_json(data: bytes | str) -> dict[str, Combiner]:
@@ -208,8 +210,13 @@ def baselines_from_json(data: bytes | str) -> dict[str, Combiner]:
     if not isinstance(obj, dict) or obj.get("schema") != BASELINES_SCHEMA or obj.get("schema_version") != 1:
         raise ValueError(f"Not a fakeface baselines file (expected {BASELINES_SCHEMA} v1).")
     agents = [str(a) for a in obj["agents"]]
-    return {"majority": MajorityCombiner(agents), "mean": MeanCombiner(agents),
-            "stacking": StackingCombiner.from_dict(agents, obj["systems"]["stacking"])}
+    out: dict[str, Combiner] = {"majority": MajorityCombiner(agents), "mean": MeanCombiner(agents),
+                                "stacking": StackingCombiner.from_dict(agents, obj["systems"]["stacking"])}
+    if CONTEXT_STACKING in obj["systems"]:
+        from blackboard.combine_context import ContextStackingCombiner
+
+        out[CONTEXT_STACKING] = ContextStackingCombiner.from_dict(agents, obj["systems"][CONTEXT_STACKING])
+    return out
 
 
 def baselines(agents: Sequence[str]) -> list:

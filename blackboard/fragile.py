@@ -13,12 +13,14 @@ copies' votes it collected with the case's own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
+from blackboard.case import UNCERTAIN, FaceRecord
+from blackboard.decision import decide
 from vision.degrade import apply as degrade
 
 FRAGILE_PREFIX = "fragile: "
@@ -58,6 +60,35 @@ def make_copy(crop: np.ndarray, name: str) -> np.ndarray:
 def make_copies(crops: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
     """Copies of every crop, copy-major: all crops' first copy, then all crops' second."""
     return [make_copy(c, name) for name in names for c in crops]
+
+
+def vote_with_copies(vote: Callable[[list[np.ndarray], float], dict[str, tuple[np.ndarray, float]]],
+                     crops: list[np.ndarray], deadline: float,
+                     config: FragileConfig) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, np.ndarray]]:
+    """One agent call for the faces and (when the check is on) their copies.
+
+    The copies ride in the same batch as the faces, so they share the case's deadline and the
+    agents' batching. Returns (agent -> (p_fake per face, ms per crop), agent -> (C, F) copy votes).
+    """
+    copies = make_copies(crops, config.copies) if config.enabled else []
+    results = vote(crops + copies, deadline)
+    n = len(crops)
+    copy_votes = {name: p[n:].reshape(len(config.copies), n) for name, (p, _) in results.items()} if copies else {}
+    return {name: (p[:n], ms) for name, (p, ms) in results.items()}, copy_votes
+
+
+def mark_fragile(faces: Sequence[FaceRecord], copy_votes: Mapping[str, np.ndarray], controller: Any,
+                 context: np.ndarray | None, config: FragileConfig) -> None:
+    """Answers "uncertain" (with the reason) for decided faces whose verdict a copy flips; no-op without copies."""
+    if not copy_votes or not faces:
+        return
+    p_copies = np.stack([decide({a: v[c] for a, v in copy_votes.items()}, controller, context=context,
+                                explain=False).p_fake for c in range(len(config.copies))])
+    p = np.array([face.decision.p_fake for face in faces])
+    reasons = fragile_reasons(p, p_copies, faces[0].decision.threshold, margin_of(controller, config), config.copies)
+    for face, reason in zip(faces, reasons):
+        if reason:
+            face.decision = replace(face.decision, label=UNCERTAIN, reason=reason)
 
 
 def margin_of(controller: Any, config: FragileConfig) -> float:

@@ -60,8 +60,9 @@ def face_to_dict(face: pb.Face, *, time_s: float | None = None) -> dict[str, Any
         "verdict": VERDICTS.get(face.label, "undecided"),
         "p_fake": float(face.p_fake),
         "threshold": float(face.threshold),
-        "votes": {v.agent: {"p_fake": float(v.p_fake), "weight": float(v.weight), "latency_ms": float(v.latency_ms)}
-                  for v in face.votes},
+        "votes": {v.agent: {"p_fake": float(v.p_fake), "weight": float(v.weight), "latency_ms": float(v.latency_ms),
+                            "context_shift": float(v.context_shift)} for v in face.votes},
+        "context": {k: float(v) for k, v in sorted(face.context.items())},  # the condition the controller saw
         "reason": face.uncertain_reason,  # why the verdict is "uncertain"; "" otherwise
         "ood_score": float(face.ood_score) if face.HasField("ood_score") else None,
         "degraded": bool(face.degraded),

@@ -66,10 +66,12 @@ def case_to_proto(case: Case, *, heatmaps: Sequence[dict[str, bytes]] | None = N
             face.uncertain_reason = rec.decision.reason
         if rec.ood_score is not None:
             face.ood_score = float(rec.ood_score)
+        for name, value in rec.context.items():
+            face.context[name] = float(value)
         for vote in rec.votes.values():
             face.votes.add(
                 agent=vote.agent, p_fake=float(vote.p_fake), weight=float(vote.weight),
-                latency_ms=float(vote.latency_ms), model_sha=vote.model_sha,
+                latency_ms=float(vote.latency_ms), model_sha=vote.model_sha, context_shift=float(vote.context_shift),
             )
         if heatmaps is not None and i < len(heatmaps):
             for agent, png in heatmaps[i].items():

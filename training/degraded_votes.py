@@ -101,3 +101,29 @@ def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths
         except OSError:
             pass  # a failure to cache is not a failure to vote
     return votes, context, source
+
+
+def collect_copy_votes(bundle: Bundle | str | os.PathLike[str] | None, image_paths: Sequence[str | os.PathLike[str]],
+                       names: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+    """(C, N, A) votes on the degraded-copy check's copies (``blackboard.fragile``) of each image's
+    crop, to fit the check's margin; NaN for unreadable images. Not cached: replay rows are few."""
+    from blackboard.fragile import make_copies
+
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    predictors = [AgentPredictor(bundle, name, batch_size=batch_size) for name in bundle.agent_names]
+    out = np.full((len(names), len(image_paths), len(predictors)), np.nan)
+    per_batch = max(1, batch_size // len(names))
+    for start in range(0, len(image_paths), per_batch):
+        rows, crops = [], []
+        for index in range(start, min(start + per_batch, len(image_paths))):
+            image = read_rgb(image_paths[index])
+            if image is not None:
+                rows.append(index)
+                crops.append(whole_image_crop(image, size=CROP_SIZE).crop)
+        if not crops:
+            continue
+        copies = make_copies(crops, names)  # copy-major
+        for col, predictor in enumerate(predictors):
+            p = predictor.predict_p_fake(copies).reshape(len(names), len(crops))
+            out[:, rows, col] = p
+    return out

@@ -32,7 +32,7 @@ from blackboard.stages import NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
 from training.degrade_eval import CLEAN, load_registry, resolve_transforms, seeds
 from training.evaluate_analyses import analyse
 from training.evaluate_gate import uncertain
-from training.evaluate_pipeline import CONTEXT, EVAL, FIT, PROG, score_rows
+from training.evaluate_pipeline import CONTEXTS, EVAL, FIT, PROG, score_rows
 from training.metrics import BootstrapConfig, score_systems
 from training.systems import ablation, build_systems
 from training.report import atomic_write_text, write_report
@@ -212,7 +212,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     fit_ok = scored[(scored["role"] == FIT) & (scored["status"] == OK)]
     y = ok["label"].to_numpy(dtype=int)
     eval_votes = ok[vote_cols].to_numpy(dtype=np.float64)
-    eval_context = ok[context_column(CONTEXT)].to_numpy(dtype=np.float64)
+    eval_context = {n: ok[context_column(n)].to_numpy(dtype=np.float64) for n in CONTEXTS}
     fitting = {"fit_votes": fit_ok[vote_cols].to_numpy(dtype=np.float64) if fit is not None else None,
                "fit_labels": fit_ok["label"].to_numpy(dtype=int) if fit is not None else None,
                "fit_description": fit_description}

@@ -21,7 +21,7 @@ from training.degrade_eval import CLEAN, CLEAN_LABEL
 from training.degrade_report import (POOLED, TransformSet, auc_markdown, plot_degrade, score_transforms,
                                      system_markdown)
 from training.evaluate_gate import uncertain
-from training.evaluate_pipeline import EVAL
+from training.evaluate_pipeline import CONTEXTS, EVAL
 from training.diversity import diversity, pairs_markdown, summary_markdown
 from training.metrics import BootstrapConfig, System
 from training.report import atomic_write_text
@@ -62,7 +62,8 @@ def _transform_sets(scored: pd.DataFrame, transforms: Sequence[str], *, bundle: 
         systems: list[System] = []
         if len(ok):
             systems, _, _ = build_systems(bundle=bundle, votes=ok[vote_cols].to_numpy(np.float64),
-                                          context=ok[context_column("blur")].to_numpy(np.float64), **fit)
+                                          context={n: ok[context_column(n)].to_numpy(np.float64) for n in CONTEXTS},
+                                          **fit)
         sets.append(TransformSet(name, bool(registry.is_composition(name)), ok["source_index"].to_numpy(int),
                                  ok["label"].to_numpy(int), systems, len(rows),
                                  int((rows["status"] == NO_FACE).sum()), int((rows["status"] == REJECTED).sum()),
@@ -70,6 +71,27 @@ def _transform_sets(scored: pd.DataFrame, transforms: Sequence[str], *, bundle: 
         tables.append(pd.DataFrame({"path": [os.path.relpath(p, root) for p in ok["path"]], "transform": name,
                                     "label": ok["label"].to_numpy(int), **{s.name: s.p_fake for s in systems}}))
     return sets, pd.concat(tables, ignore_index=True)
+
+
+def _trust_section(bundle: Bundle, out_dir: Path) -> tuple[dict[str, Any], str, str] | None:
+    """The controller's trust per agent per context bin: (table, markdown, PNG name), None without context."""
+    from blackboard.controllers.store import load_controller
+    from training.trust_plot import leading_agents, plot_trust_by_context, trust_by_context
+
+    controller = load_controller(bundle)
+    table = {} if controller is None else trust_by_context(controller)
+    if not table:
+        return None
+    path = plot_trust_by_context(controller, out_dir / "trust_context.png")
+    leaders = leading_agents(table)
+    lines = ["The controller's log-odds weight for each agent (mean of the two classes it can speak for) in "
+             "each bin of each context feature it reads (`trust_context.png`); most trusted agent per bin:", "",
+             "| feature | " + " | ".join(f"bin {i}" for i in range(max(len(r) for r in table.values()))) + " |",
+             "|---|" + "---|" * max(len(r) for r in table.values())]
+    for name, rows in table.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r['label']}: **{leader}**" for r, leader in zip(rows, leaders[name]))
+                     + " |")
+    return {"bins": table, "leaders": leaders}, "\n".join(lines), path.name
 
 
 def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_votes: np.ndarray,
@@ -108,6 +130,10 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
     figures["Selective risk (clean images)"] = plot_selective(
         {s.name: (y, s.p_fake, s.threshold) for s in systems}, out_dir / "selective.png",
         own={n: c["own_abstention"] for n, c in selective.items() if "own_abstention" in c})
+    trust = _trust_section(bundle, out_dir)
+    if trust is not None:
+        result["trust_by_context"], section, figures["Trust per agent per context bin"] = trust
+        sections.append(("Trust by context", section))
     if transforms:
         clean = TransformSet(CLEAN_LABEL, False, sources, y, systems, int(((scored["role"] == EVAL)
                              & (scored["transform"] == CLEAN)).sum()), 0, 0, abstained)

@@ -31,13 +31,16 @@ from training import votes as votes_cache
 from blackboard.stages import CROP_SIZE, OK, context_column
 from training.degrade_eval import CLEAN, add_degrade_stage, load_registry, registry_fingerprint
 from training.evaluate_gate import GATE_INPUTS, GATE_SALT, add_gate_stage
+from vision.context import CONTEXT_NAMES
 
 # ``config`` below is a `training.evaluate.EvalConfig` (not imported: that module imports this one).
 
 PROG = "fakeface evaluate"
 # Role of a row in the pipeline: scored, or only used to fit stacking / the controller.
 EVAL, FIT = "eval", "fit"
-CONTEXT = "blur"  # the case context (blackboard.decision) computed on each crop
+# The picture's condition per face (vision.context) kept for controllers that read it; "blur" is
+# sharpness under the name the first context controllers were fitted with.
+CONTEXTS = ("blur", *CONTEXT_NAMES)
 # Rough rates behind the printed duration estimate (measured on 2 cores with the default bundle,
 # benchmarks/bench_evaluate.py: 90-94 crops/s once the actors are up, first results at ~11 s).
 CROP_IMAGES_PER_CPU_S = 45.0  # face crops: the agents only
@@ -49,7 +52,7 @@ def cache_salt(config: Any) -> str:
     """What an evaluation's votes depend on besides the bundle and the files: how faces are cut out."""
     from vision.faces import CROP_TRUST_SIDE
 
-    return (f"evaluate-stages-v1\0detect={config.detect}\0trust={CROP_TRUST_SIDE}\0crop={CROP_SIZE}\0{CONTEXT}"
+    return (f"evaluate-stages-v1\0detect={config.detect}\0trust={CROP_TRUST_SIDE}\0crop={CROP_SIZE}\0{','.join(CONTEXTS)}"
             f"\0{GATE_SALT}")
 
 
@@ -143,9 +146,9 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     nodes = node_cpus()
     # One Ray Data block per batch of inputs: the stages' unit of work (`add_stages`).
     blocks = max(1, -(-len(rows) // config.batch_size))
-    keep = ("input_index", "status", "reason", context_column(CONTEXT), *(f"{a}_p_fake" for a in agents))
+    keep = ("input_index", "status", "reason", *map(context_column, CONTEXTS), *(f"{a}_p_fake" for a in agents))
     plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
-                       context=(CONTEXT,), face_actors=config.workers or 1,
+                       context=CONTEXTS, face_actors=config.workers or 1,
                        agent_actors=(config.workers,) * len(agents) if config.workers else None,
                        cpus_per_actor=config.cpus_per_actor, other_actors=1 + int(degrading),
                        batch_size=config.batch_size, max_agent_sets=blocks,
@@ -189,7 +192,7 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
 
     agents = bundle.agent_names
     vote_cols = [f"{a}_p_fake" for a in agents]
-    ctx_col = context_column(CONTEXT)
+    ctx_cols = [context_column(n) for n in CONTEXTS]
     folder = Path(config.cache_dir) if config.cache_dir else votes_cache.default_cache_dir()
     rows = rows.reset_index(drop=True)
     scored: dict[tuple[str, str], pd.DataFrame] = {}
@@ -205,7 +208,7 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
             continue
         scored[(role, transform)] = pd.DataFrame(
             {"status": cached["status"].astype(object), "reason": cached["reason"].astype(object),
-             ctx_col: cached["context"][:, 0], **dict(zip(vote_cols, cached["votes"].T))}, index=group.index)
+             **dict(zip(ctx_cols, cached["context"].T)), **dict(zip(vote_cols, cached["votes"].T))}, index=group.index)
     n_todo = sum(len(g) for *_, g in todo)
     print(f"{PROG}: scoring {describe(rows, fit_description)}; {len(rows) - n_todo} from the vote cache in "
           f"{folder}.", file=sys.stderr)
@@ -234,8 +237,8 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
             if config.use_cache:
                 votes_cache.save_scored(file, agents=agents, votes=part[vote_cols].to_numpy(np.float64),
                                         status=part["status"].tolist(), reason=part["reason"].tolist(),
-                                        context=part[[ctx_col]].to_numpy(np.float64), paths=group["path"].tolist())
-    out = rows.join(pd.concat(scored.values()).sort_index()[["status", "reason", ctx_col, *vote_cols]])
+                                        context=part[ctx_cols].to_numpy(np.float64), paths=group["path"].tolist())
+    out = rows.join(pd.concat(scored.values()).sort_index()[["status", "reason", *ctx_cols, *vote_cols]])
     for col in vote_cols:
         out[col] = np.where(out["status"] == OK, out[col].astype(np.float64), np.nan)
     timing = {"pipeline_s": round(pipeline_s, 2), "images_scored": n_todo, "images_from_cache": len(rows) - n_todo,

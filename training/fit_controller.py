@@ -25,7 +25,8 @@ from sklearn.model_selection import GroupShuffleSplit
 from agents.bundle import BundleError, load_bundle
 from agents.labels import CLASSES
 from blackboard.calibration import check_prior
-from blackboard.combine import baselines_to_json, fit_baselines
+from blackboard.combine import CONTEXT_STACKING, baselines_to_json, fit_baselines
+from blackboard.combine_context import ContextStackingCombiner
 from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
 from blackboard.controllers.base import Controller, controller_kinds
 from blackboard.controllers.store import ReplaySet, save_controller
@@ -69,6 +70,10 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     parser.add_argument("--degraded-copies", dest="degraded_copies", type=int, default=1,
                         help="screenshot-like copies of each image (vision.degrade.random_chain) added to the "
                              "fitting votes (default 1; 0 = clean images only)")
+    parser.add_argument("--no-fragile", dest="fragile", action="store_false",
+                        help="skip fitting the degraded-copy check's margin on the replay rows (blackboard.fragile)")
+    parser.add_argument("--fragile-abstain", type=float, default=0.10,
+                        help="share of replay faces the degraded-copy check may answer uncertain (default 0.10)")
     parser.add_argument("--replay-fraction", type=float, default=0.2,
                         help="share of the split's groups held out as the feedback replay set (default 0.2)")
     parser.add_argument("--config", help="YAML/JSON file of config fields of the chosen kind")
@@ -145,6 +150,19 @@ def replay_holdout(groups: np.ndarray, labels: np.ndarray, fraction: float, seed
     raise ValueError("Could not hold out a replay set with both classes; the split needs more groups of each class.")
 
 
+def fit_fragile(bundle: Any, controller: Controller, paths: list[Path], votes: np.ndarray, labels: np.ndarray,
+                context: np.ndarray | None, *, abstain: float, batch_size: int) -> dict[str, Any]:
+    """The degraded-copy check's margin (``blackboard.fragile.fit_margin``) on held-out replay faces."""
+    from blackboard.fragile import DEFAULT_COPIES, fit_margin
+    from training.degraded_votes import collect_copy_votes
+
+    copy_votes = collect_copy_votes(bundle, paths, DEFAULT_COPIES, batch_size=batch_size)
+    p = decide_matrix(votes, controller.agents, controller, context=context).p_fake
+    p_copies = np.stack([decide_matrix(v, controller.agents, controller, context=context).p_fake for v in copy_votes])
+    return {**fit_margin(p, p_copies, labels, controller.threshold, abstain=abstain),
+            "copies": list(DEFAULT_COPIES), "faces": int(len(labels))}
+
+
 def val_report(controller: Controller, votes: np.ndarray, labels: np.ndarray, thresholds: dict[str, float],
                baselines: dict[str, Any], context: np.ndarray | None = None) -> dict:
     """ROC AUC and accuracy of the ensemble (the shared decision rule), each agent and the baselines."""
@@ -161,7 +179,8 @@ def val_report(controller: Controller, votes: np.ndarray, labels: np.ndarray, th
     for i, agent in enumerate(controller.agents):
         add(agent, votes[:, i], thresholds.get(agent, 0.5))
     for name, combiner in baselines.items():
-        add(name, combiner.predict_proba(votes), 0.5)
+        reads = getattr(combiner, "context_names", ())
+        add(name, combiner.predict_proba(votes, None, context) if reads else combiner.predict_proba(votes), 0.5)
     return rows
 
 
@@ -178,6 +197,11 @@ def format_report(controller: Controller, metrics: dict, where: str, bundle_path
               f"metrics on {where}:", f"{'system':<12}{'roc_auc':>10}{'accuracy':>10}{'threshold':>11}"]
     for name, row in metrics.items():
         lines.append(f"{name:<12}{row['roc_auc']:>10.4f}{row['accuracy']:>10.4f}{row['threshold']:>11.3f}")
+    fragile = controller.fitted_on.get("fragile")
+    if fragile:
+        lines.append(f"degraded-copy check ({', '.join(fragile['copies'])}): margin {fragile['margin']:.3f} answers "
+                     f"{fragile['abstain']:.1%} of {fragile['faces']} clean replay faces uncertain; accuracy of the "
+                     f"answered {fragile['accuracy_answered']:.4f} vs all {fragile['accuracy_all']:.4f}")
     for entry in controller.history:
         lines.append("epoch " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch"))
     return "\n".join(lines)
@@ -198,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
     check_names(names)
     # Every feature is kept (the replay set carries them all); the rule reads its own columns.
     all_context = collect_context(paths, CONTEXT_NAMES)
+    n_clean = len(paths)
     if args.degraded_copies > 0:
         from training.degraded_votes import collect_degraded  # imports the degradations only when used
 
@@ -207,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
         votes, all_context = np.concatenate([votes, more_votes]), np.concatenate([all_context, more_context])
         labels, groups = np.concatenate([labels, labels[source]]), np.concatenate([groups, groups[source]])
     ok = np.isfinite(votes).all(axis=1)
-    votes, labels, groups, all_context = votes[ok], labels[ok], groups[ok], all_context[ok]
+    row_path = np.arange(len(ok))  # which image a row is (copies: beyond n_clean)
+    votes, labels, groups, all_context, row_path = votes[ok], labels[ok], groups[ok], all_context[ok], row_path[ok]
     columns = [CONTEXT_NAMES.index(ALIASES.get(n, n)) for n in names]
     context = all_context[:, columns] if names else None
     if len(np.unique(labels)) < 2:
@@ -218,9 +244,17 @@ def run(args: argparse.Namespace) -> int:
     agents = bundle.agent_names
     controller = cls(agents, config).fit(votes[fit], labels[fit], context=None if context is None else context[fit])
     baselines = fit_baselines(agents, votes[fit], labels[fit])
+    if context is not None:  # stacking sees the same context as the controller
+        baselines[CONTEXT_STACKING] = ContextStackingCombiner(agents, names).fit(votes[fit], labels[fit], context[fit])
     thresholds = {a: bundle.agent(a).threshold for a in agents}
     metrics = val_report(controller, votes[replay], labels[replay], thresholds, baselines,
                          None if context is None else context[replay])
+    if args.fragile:
+        clean = replay[row_path[replay] < n_clean]
+        controller.fitted_on["fragile"] = fit_fragile(bundle, controller, [paths[i] for i in row_path[clean]],
+                                                      votes[clean], labels[clean],
+                                                      None if context is None else context[clean],
+                                                      abstain=args.fragile_abstain, batch_size=args.batch_size)
     controller.fitted_on.update({"manifest": str(args.manifest), "split": args.split,
                                  "degraded_copies": int(args.degraded_copies),
                                  "bundle_version": bundle.version, "replay_cases": int(len(replay)),

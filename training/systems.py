@@ -6,12 +6,12 @@ vote matrix (N, A) in the bundle's agent order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from agents.bundle import Bundle
-from blackboard.combine import BASELINE_NAMES, MajorityCombiner, MeanCombiner, fit_baselines
+from blackboard.combine import BASELINE_NAMES, CONTEXT_STACKING, MajorityCombiner, MeanCombiner, fit_baselines
 from blackboard.decision import decide_matrix
 from training.metrics import System
 
@@ -27,7 +27,7 @@ def build_systems(
     fit_votes: np.ndarray | None,
     fit_labels: np.ndarray | None,
     fit_description: str,
-    context: np.ndarray | None = None,
+    context: Mapping[str, np.ndarray] | np.ndarray | None = None,
 ) -> tuple[list[System], dict[str, str], Any]:
     """Every agent, the baselines and the ensemble, scored on ``votes`` (N, A).
 
@@ -68,6 +68,15 @@ def build_systems(
         columns = [agents.index(a) for a in combiner.agents]
         systems.append(System(name, "baseline", combiner.predict_proba(votes[:, columns]), 0.5,
                               f"{notes[name]} ({source}); threshold 0.5"))
+    if CONTEXT_STACKING in baselines:
+        combiner = baselines[CONTEXT_STACKING]
+        try:
+            p = combiner.predict_proba(votes[:, [agents.index(a) for a in combiner.agents]], None,
+                                       _context_of(combiner, context))
+            systems.append(System(CONTEXT_STACKING, "baseline", p, 0.5, f"stacking on agent logits, the context "
+                                  f"{combiner.context_names} and their products ({source}); threshold 0.5"))
+        except ContextError as err:
+            unavailable[CONTEXT_STACKING] = str(err)
     controller = load_controller(bundle)
     if controller is not None:
         note = f"controller {controller.version} ({controller.kind}) from the bundle"
@@ -84,18 +93,21 @@ def build_systems(
     return systems, unavailable, controller
 
 
-def _context_of(controller: Any, blur: np.ndarray | None) -> np.ndarray | None:
-    """The context columns a controller reads, from the pipeline's context column."""
+def _context_of(controller: Any, context: Mapping[str, np.ndarray] | np.ndarray | None) -> np.ndarray | None:
+    """The (N, K) context columns a controller reads, from the pipeline's columns (feature name ->
+    (N,) values; a bare array is the "blur" column alone, as evaluations before vision.context had)."""
     names = controller.context_names
-    if blur is None or not names:
+    if context is None or not names:
         return None
-    if names != ("blur",):
-        raise ContextError(f"The controller reads context {names}; evaluate computes only ('blur',).")
-    return np.asarray(blur, dtype=np.float64)[:, None]
+    columns = context if isinstance(context, Mapping) else {"blur": np.asarray(context, dtype=np.float64)}
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise ContextError(f"The controller reads context {names}; evaluate computes only {tuple(columns)}.")
+    return np.stack([np.asarray(columns[n], dtype=np.float64) for n in names], axis=1)
 
 
 def ablation(y: np.ndarray, votes: np.ndarray, agents: list[str], controller: Any,
-             context: np.ndarray | None = None) -> dict[str, dict[str, float | None]]:
+             context: Mapping[str, np.ndarray] | np.ndarray | None = None) -> dict[str, dict[str, float | None]]:
     """ROC AUC of the ensemble with each agent's votes withheld (the controller's missing-vote path).
 
     Returns:

@@ -65,3 +65,20 @@ def test_fitted_margin_spends_the_abstention_budget_on_the_shakiest_faces():
     fit = fit_margin(p, copies, y, 0.5, abstain=0.10)
     assert 0.05 <= fit["abstain"] <= 0.12
     assert fit["accuracy_answered"] > fit["accuracy_all"] + 0.04
+
+
+def test_the_response_shows_the_condition_and_how_it_moved_each_weight(face_crop):
+    from blackboard.case import Case, Decision, FaceRecord, Vote
+    from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+    from fakeface.rpc_convert import case_to_proto
+    from vision.context import face_context
+
+    ctx = face_context(face_crop)
+    face = FaceRecord(index=0, box=(0.0, 0.0, 224.0, 224.0), landmarks=[], confidence=1.0, context=ctx,
+                      votes={"a": Vote("a", 0.9, 1.0, "sha", weight=0.7, context_shift=0.4)},
+                      decision=Decision(label=UNCERTAIN, p_fake=0.8, threshold=0.5, combiner="ensemble",
+                                        reason="fragile: test"))
+    resp = pb.ClassifyResponse.FromString(case_to_proto(Case(faces=[face])).SerializeToString())
+    got = resp.faces[0]
+    assert dict(got.context) == pytest.approx(ctx, rel=1e-6) and got.votes[0].context_shift == pytest.approx(0.4)
+    assert got.uncertain_reason == "fragile: test" and got.label == pb.LABEL_UNCERTAIN

@@ -70,18 +70,20 @@ class Point(_message.Message):
     def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ...) -> None: ...
 
 class Vote(_message.Message):
-    __slots__ = ("agent", "p_fake", "weight", "latency_ms", "model_sha")
+    __slots__ = ("agent", "p_fake", "weight", "latency_ms", "model_sha", "context_shift")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     P_FAKE_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_SHA_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_SHIFT_FIELD_NUMBER: _ClassVar[int]
     agent: str
     p_fake: float
     weight: float
     latency_ms: float
     model_sha: str
-    def __init__(self, agent: _Optional[str] = ..., p_fake: _Optional[float] = ..., weight: _Optional[float] = ..., latency_ms: _Optional[float] = ..., model_sha: _Optional[str] = ...) -> None: ...
+    context_shift: float
+    def __init__(self, agent: _Optional[str] = ..., p_fake: _Optional[float] = ..., weight: _Optional[float] = ..., latency_ms: _Optional[float] = ..., model_sha: _Optional[str] = ..., context_shift: _Optional[float] = ...) -> None: ...
 
 class Heatmap(_message.Message):
     __slots__ = ("agent", "png")
@@ -92,7 +94,14 @@ class Heatmap(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., png: _Optional[bytes] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("index", "box", "landmarks", "label", "p_fake", "threshold", "votes", "degraded", "missing_agents", "detector_confidence", "heatmaps", "combiner", "uncertain_reason", "ood_score")
+    __slots__ = ("index", "box", "landmarks", "label", "p_fake", "threshold", "votes", "degraded", "missing_agents", "detector_confidence", "heatmaps", "combiner", "uncertain_reason", "ood_score", "context")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     INDEX_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +116,7 @@ class Face(_message.Message):
     COMBINER_FIELD_NUMBER: _ClassVar[int]
     UNCERTAIN_REASON_FIELD_NUMBER: _ClassVar[int]
     OOD_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     index: int
     box: Box
     landmarks: _containers.RepeatedCompositeFieldContainer[Point]
@@ -121,7 +131,8 @@ class Face(_message.Message):
     combiner: str
     uncertain_reason: str
     ood_score: float
-    def __init__(self, index: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., label: _Optional[_Union[Label, str]] = ..., p_fake: _Optional[float] = ..., threshold: _Optional[float] = ..., votes: _Optional[_Iterable[_Union[Vote, _Mapping]]] = ..., degraded: _Optional[bool] = ..., missing_agents: _Optional[_Iterable[str]] = ..., detector_confidence: _Optional[float] = ..., heatmaps: _Optional[_Iterable[_Union[Heatmap, _Mapping]]] = ..., combiner: _Optional[str] = ..., uncertain_reason: _Optional[str] = ..., ood_score: _Optional[float] = ...) -> None: ...
+    context: _containers.ScalarMap[str, float]
+    def __init__(self, index: _Optional[int] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., label: _Optional[_Union[Label, str]] = ..., p_fake: _Optional[float] = ..., threshold: _Optional[float] = ..., votes: _Optional[_Iterable[_Union[Vote, _Mapping]]] = ..., degraded: _Optional[bool] = ..., missing_agents: _Optional[_Iterable[str]] = ..., detector_confidence: _Optional[float] = ..., heatmaps: _Optional[_Iterable[_Union[Heatmap, _Mapping]]] = ..., combiner: _Optional[str] = ..., uncertain_reason: _Optional[str] = ..., ood_score: _Optional[float] = ..., context: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
     __slots__ = ("request_id", "bundle_version", "controller_version", "timings_ms", "faces", "no_face_reason", "sequence_id", "source", "image_width", "image_height", "error_code", "error_message")

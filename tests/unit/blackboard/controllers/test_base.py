@@ -243,7 +243,11 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     replay = load_replay(bundle)
     assert controller.fitted_on["cases"] + len(replay.labels) == 40 and set(replay.labels) == {0, 1}
     assert set(replay.context) >= {"sharpness", "blockiness", "blur"}
-    assert set(load_baselines(bundle)) == {"majority", "mean", "stacking"}
+    # The degraded-copy check's margin was fitted on the clean replay faces (half the replay rows).
+    fragile = controller.fitted_on["fragile"]
+    assert fragile["faces"] * 2 == len(replay.labels) and 0 < fragile["margin"] < 1
+    assert "degraded-copy check" in out
+    assert set(load_baselines(bundle)) == {"majority", "mean", "stacking", "stacking+context"}  # context: blur
     assert "stacking" in out and "held-out replay" in out
     assert len(list(cache.glob("votes-*.npz"))) == 1  # votes cached for reuse
     assert main(args) == 0  # second fit (from the cache) is stored as v2, v1 kept

@@ -88,3 +88,28 @@ def test_the_replay_guard_judges_in_the_stored_conditions(fitted):
     auc_blind, _ = replay_scores(fitted, ReplaySet(tuple(AGENTS), votes, y))
     assert auc_ctx > auc_blind + 0.03  # without the stored context the bins could not be used
     assert b"context" not in ReplaySet(tuple(AGENTS), votes, y).to_json()  # old sets keep their bytes
+
+
+def test_trust_table_and_plot_show_a_different_leader_per_bin(fitted, tmp_path):
+    from training.trust_plot import leading_agents, plot_trust_by_context, trust_by_context
+
+    table = trust_by_context(fitted)
+    assert leading_agents(table) == {"sharpness": ["B", "B", "A"]} or leading_agents(table)["sharpness"][::2] == ["B", "A"]
+    path = plot_trust_by_context(fitted, tmp_path / "trust.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_trust_by_context(LogOddsController(AGENTS), tmp_path / "none.png") is None
+
+
+def test_stored_stacking_sees_the_same_context_and_round_trips():
+    from blackboard.combine import CONTEXT_STACKING, baselines_from_json, baselines_to_json, fit_baselines
+    from blackboard.combine_context import ContextStackingCombiner
+
+    votes, y, ctx = sharp_blur_stream(3000, seed=5)
+    baselines = fit_baselines(AGENTS, votes, y)
+    baselines[CONTEXT_STACKING] = ContextStackingCombiner(AGENTS, ("sharpness",)).fit(votes, y, ctx)
+    restored = baselines_from_json(baselines_to_json(baselines, fitted_on={}))
+    test_votes, test_y, test_ctx = sharp_blur_stream(1000, seed=6)
+    p = restored[CONTEXT_STACKING].predict_proba(test_votes, None, test_ctx)
+    np.testing.assert_allclose(p, baselines[CONTEXT_STACKING].predict_proba(test_votes, None, test_ctx))
+    # With the products of log-odds and context it can follow the agent that is right here too.
+    assert roc_auc_score(test_y, p) > roc_auc_score(test_y, restored["stacking"].predict_proba(test_votes)) + 0.02

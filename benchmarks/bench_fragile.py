@@ -1,0 +1,91 @@
+"""What the degraded-copy check (blackboard.fragile) costs per face, and what it buys on val.
+
+Cost: the shipped bundle's in-process board decides the same val crops one case at a time with
+the check off and on; wall and process CPU milliseconds per face (CPU counts every thread, so it
+stays meaningful on a shared, loaded machine). Gain: on clean val faces of the manifest (a fixed
+seeded sample), the margin is fitted for 10 % abstention by ``fit_margin`` on one half of the
+groups and applied to the other half: the answered faces' accuracy vs all faces'.
+
+    PYTHONPATH=. python benchmarks/bench_fragile.py --faces 12 --val 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from blackboard.config import EnsembleConfig
+from blackboard.decision import decide_matrix  # noqa: E402
+from blackboard.fragile import DEFAULT_COPIES, fit_margin, fragile_reasons  # noqa: E402
+from blackboard.inprocess import InProcessBoard  # noqa: E402
+from training.degraded_votes import collect_copy_votes  # noqa: E402
+from training.report import atomic_write_text  # noqa: E402
+from training.votes import collect_votes, read_crop, read_manifest_split  # noqa: E402
+
+
+def per_face_cost(crops: list[np.ndarray], fragile: bool) -> dict[str, float]:
+    board = InProcessBoard(None, EnsembleConfig(fragile_check=fragile))
+    board.classify_faces([crops[0]], deadline_s=600)  # warm the models
+    wall, cpu = [], []
+    for crop in crops:
+        w0, c0 = time.perf_counter(), time.process_time()
+        board.classify_faces([crop], deadline_s=600)
+        wall.append((time.perf_counter() - w0) * 1000.0)
+        cpu.append((time.process_time() - c0) * 1000.0)
+    board.shutdown()
+    return {"wall_ms_median": float(np.median(wall)), "cpu_ms_median": float(np.median(cpu))}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", default="benchmarks/splits/mixed.csv")
+    parser.add_argument("--faces", type=int, default=12, help="cases timed with the check off and on")
+    parser.add_argument("--val", type=int, default=200, help="val faces for the margin and the gain")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fragile.json"))
+    args = parser.parse_args(argv)
+    paths, labels, groups = read_manifest_split(args.manifest, "val", with_groups=True)
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(len(paths), size=min(args.val, len(paths)), replace=False))
+    crops = [read_crop(paths[i]) for i in pick[:args.faces]]
+    off, on = per_face_cost(crops, False), per_face_cost(crops, True)
+    result: dict = {"faces_timed": len(crops), "off": off, "on": on,
+                    "extra_cpu_share": (on["cpu_ms_median"] - off["cpu_ms_median"]) / off["cpu_ms_median"]}
+    board = InProcessBoard(None)
+    controller = board.controller
+    sub = [paths[i] for i in pick]
+    votes = collect_votes(board.bundle, sub, progress=False, cache_dir=args.cache_dir)
+    copies = collect_copy_votes(board.bundle, sub, DEFAULT_COPIES)
+    # The shipped controller reads the crop's sharpness ("blur"): context of crops sent as given.
+    from training.votes import collect_context
+
+    names = controller.context_names
+    ctx = collect_context(sub, names) if names else None
+    p = decide_matrix(votes, controller.agents, controller, context=ctx).p_fake
+    pc = np.stack([decide_matrix(v, controller.agents, controller, context=ctx).p_fake for v in copies])
+    y = labels[pick]
+    half = np.array([zlib.crc32(g.encode()) % 2 == 0 for g in groups[pick]])
+    fit = fit_margin(p[half], pc[:, half], y[half], controller.threshold, abstain=0.10)
+    why = fragile_reasons(p[~half], pc[:, ~half], controller.threshold, fit["margin"], DEFAULT_COPIES)
+    uncertain = np.array([bool(w) for w in why])
+    correct = (p[~half] >= controller.threshold).astype(int) == y[~half]
+    result.update({"val_faces": int(len(pick)), "fit_half": fit, "held_out_faces": int((~half).sum()),
+                   "held_out_abstain": float(uncertain.mean()), "held_out_accuracy_all": float(correct.mean()),
+                   "held_out_accuracy_answered": float(correct[~uncertain].mean()),
+                   "flip_share": float(np.mean([bool(w) and "flips" in w for w in why]))})
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
