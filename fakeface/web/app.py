@@ -47,12 +47,8 @@ from fakeface.serve.servicer import DetectorServicer
 from fakeface.web import bridge
 from fakeface.web.admin import add_admin_routes
 from fakeface.web.bridge import WebRefusal
-<<<<<<< HEAD
-from fakeface.web.report import LIMITS, accuracy_statement, build_report, error_rates, trained_on
-=======
 from fakeface.web.guards import FeedbackBody, read_json, scrub_paths
-from fakeface.web.report import LIMITS, accuracy_statement, build_report
->>>>>>> harden
+from fakeface.web.report import LIMITS, accuracy_statement, build_report, error_rates, trained_on
 
 log = logging.getLogger("fakeface.web")
 MIB = 1024 * 1024

@@ -414,7 +414,6 @@ def test_accuracy_statement_reads_the_held_out_replay_metrics():
     assert "no measured accuracy" in accuracy_statement(info({}))[0]
 
 
-<<<<<<< HEAD
 # --------------------------------------------------------------------------- issue 25: a verdict a person can act on
 
 
@@ -540,7 +539,6 @@ def test_browser_clip_answer_agrees_with_its_frame_and_shows_a_timeline(browser,
     assert len(line.find_elements(By.CSS_SELECTOR, "circle.point")) == 10
     assert len(line.find_elements(By.CSS_SELECTOR, "circle.point.fake")) == 6
     _screenshot(driver, "clip")
-=======
 # --------------------------------------------------------------------------- hostile input
 
 _SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:tmp|root|home|var|work|proc|usr|etc)(?:/[\w.+@%-]+)+")
@@ -608,4 +606,3 @@ def test_page_on_the_unspecified_ipv6_address_answers_ipv4_too(served):
                 assert resp.status == 200 and "serving" in json.loads(resp.read())
     finally:
         web.stop()
->>>>>>> harden
