@@ -65,7 +65,8 @@ class EvalConfig:
     fit_manifest: Path | None = None  # manifest whose val split fits stacking/controller (folder input)
     fit_split: str = "val"  # split of the (fit) manifest used for fitting
     detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
-    ray_address: str | None = None  # Ray cluster address; None = start a local Ray
+    ray_address: str | None = None  # Ray cluster address; None = $RAY_ADDRESS, else in process when small, else local
+    in_process: bool | None = None  # True/False forces the in-process or the Ray path; None: by job size
     batch_size: int = 32  # images per Ray Data batch
     workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, training.batch_stages)
     cpus_per_actor: float = 0.0  # Ray CPUs per actor (0 = the largest share that packs every pool)
@@ -232,23 +233,22 @@ def describe(rows: pd.DataFrame, fit_description: str) -> str:
     return "; ".join(parts)
 
 
-def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
-                 config: EvalConfig) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
-    """Runs the shared stages (`training.batch_stages`) over ``rows`` (path, ...) with Ray Data.
+def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle, config: EvalConfig,
+                 local: bool = False) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
+    """Runs the shared stages (`training.batch_stages`) over ``rows`` (path, ...) with Ray Data,
+    or in this process when ``local`` (`training.local_stages`).
 
     Returns:
         (one row per input, in input order: status, reason, ``ctx_blur`` and ``{agent}_p_fake``;
         the arrival time and size of each batch of results, for the timing).
     """
-    import ray
-    import ray.data
     from tqdm import tqdm
 
-    from training.batch_stages import add_stages, node_cpus, plan_stages, ray_data_output
+    from training.batch_stages import node_cpus, plan_stages
+    from training.local_stages import local_cpus
 
     agents = tuple(bundle.agent_names)
-    ray_data_output(config.verbose)  # one readable bar (ours) unless --verbose
-    nodes = node_cpus()
+    nodes = local_cpus() if local else node_cpus()
     # One Ray Data block per batch of inputs: the stages' unit of work (`add_stages`).
     blocks = max(1, -(-len(rows) // config.batch_size))
     plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
@@ -259,16 +259,26 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
                        keep=("input_index", "status", "reason", context_column(CONTEXT),
                              *(f"{a}_p_fake" for a in agents)))
     items = [{"source": str(p), "input_index": i, "shard": 0} for i, p in enumerate(rows["path"])]
-    ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = add_stages(ds, plan)
+    if local:
+        from training.local_stages import run_stages
+
+        ds, batches = None, run_stages(items, plan, blocks=blocks)
+    else:
+        import ray.data
+
+        from training.batch_stages import add_stages, ray_data_output
+
+        ray_data_output(config.verbose)  # one readable bar (ours) unless --verbose
+        ds = add_stages(ray.data.from_items(items, override_num_blocks=blocks), plan)
+        batches = ds.iter_batches(batch_size=None, batch_format="pandas")
     parts, arrivals = [], []
     with tqdm(total=len(items), desc="evaluate", unit="img", disable=not config.progress, file=sys.stderr,
               dynamic_ncols=True) as bar:
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+        for batch in batches:
             parts.append(batch)
             arrivals.append((time.perf_counter(), len(batch)))
             bar.update(len(batch))
-    if config.verbose:
+    if config.verbose and ds is not None:
         print(ds.stats(), file=sys.stderr)
     result = pd.concat(parts, ignore_index=True).drop_duplicates("input_index").set_index("input_index")
     if len(result) != len(items):
@@ -311,16 +321,24 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: EvalConfig,
           f"{folder}.", file=sys.stderr)
     pipeline_s = 0.0
     if todo:
-        started = init_ray(config.ray_address)  # loopback-only and token-authenticated when local
-        try:
-            import ray
+        from training.local_stages import local_cpus, runs_locally
 
-            cpus = float(ray.cluster_resources().get("CPU", 1))
-            paths = [p for _, _, ps in todo for p in ps]
-            print(f"{PROG}: {n_todo} images to run through the agents on {cpus:g} CPUs; estimated "
+        paths = [p for _, _, ps in todo for p in ps]
+        local = config.in_process if config.in_process is not None else runs_locally(paths, config.ray_address)
+        # A small job runs the same stages in this process: no Ray to start (training.local_stages).
+        started = False if local else init_ray(config.ray_address)  # loopback-only, token auth when local
+        try:
+            if local:
+                cpus = local_cpus()[0]
+            else:
+                import ray
+
+                cpus = float(ray.cluster_resources().get("CPU", 1))
+            print(f"{PROG}: {n_todo} images to run through the agents on {cpus:g} CPUs "
+                  f"({'in this process' if local else 'Ray'}); estimated "
                   f"{_duration(estimate_seconds(paths, config.detect, cpus))}.", file=sys.stderr)
             t0 = time.perf_counter()
-            fresh, arrivals = run_pipeline(pd.DataFrame({"path": paths}), bundle=bundle, config=config)
+            fresh, arrivals = run_pipeline(pd.DataFrame({"path": paths}), bundle=bundle, config=config, local=local)
             pipeline_s = time.perf_counter() - t0
         finally:
             if started:
@@ -435,7 +453,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--detect", choices=DETECT_MODES, default="auto",
                         help="face detection: auto = images that are face crops already are used whole, "
                              "others are detected and aligned")
-    parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    parser.add_argument("--ray-address", default=None, help="Ray cluster address, or 'local' to start a "
+                        "local Ray (default: $RAY_ADDRESS, else in this process for small jobs, else a local Ray)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per Ray Data batch")
     parser.add_argument("--workers", type=int, default=0,
                         help="N actors for the face stage and for each agent's own pool (0: one face actor and "

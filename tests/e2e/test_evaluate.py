@@ -329,3 +329,22 @@ def test_duration_estimate_tells_crops_from_photos(tmp_path):
     assert estimate_seconds([crop] * 1000, "on", 2) == pytest.approx(photos)  # --detect on runs MTCNN on all
     assert estimate_seconds([photo] * 1000, "off", 2) == pytest.approx(crops)
     assert estimate_seconds([crop] * 1000, "auto", 4) < crops  # more CPUs, shorter
+
+
+def test_in_process_scores_equal_the_ray_paths(folder_run, dataset, bundle_with_controller, tmp_path):
+    # The same evaluation with the stages in this process (what a small job gets without a
+    # cluster, training.local_stages): the same rows, votes and metrics as on Ray Data.
+    import dataclasses
+
+    from training.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(data=dataset["test"], out=tmp_path / "out", bundle=bundle_with_controller,
+                        fit_manifest=dataset["manifest"], cache_dir=tmp_path / "cache", progress=False,
+                        in_process=True)
+    config = dataclasses.replace(config, bootstrap=dataclasses.replace(config.bootstrap, n_resamples=200))
+    local = evaluate(config)
+    assert local["timing"]["images_from_cache"] == 0
+    ray_out = folder_run[1]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "predictions.csv"),
+                                  pd.read_csv(ray_out / "predictions.csv"))
+    assert local["systems"] == folder_run[0]["systems"]

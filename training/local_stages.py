@@ -1,0 +1,84 @@
+"""The stages of `fakeface batch` and `fakeface evaluate` in this process, for small jobs.
+
+Starting a local Ray, its Ray Data executor and one actor per stage costs about 20 s on two cores
+before the first image is read: more than a folder of a few dozen images takes to score. Under
+:data:`LOCAL_MAX_WORK` inputs (videos weigh :data:`VIDEO_WEIGHT`), and when no cluster is named
+(``--ray-address``, ``local`` included, or ``$RAY_ADDRESS``) and this process has not joined
+one already, both commands run the very same stage classes
+(`training.batch_stages`: `FaceStage`, `AgentSetStage`, `DecisionStage`) one block after the
+other here, on blocks cut as the Ray path cuts them, so the rows are the same. Only
+``node_id`` differs: it names the Ray node that found the face and is empty without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+# Below this much work a job runs in process (see the module docstring); benchmarks/bench_batch.py
+# --local-crossover measured where the two paths meet on two cores (BENCHMARKS.md).
+LOCAL_MAX_WORK = 200
+VIDEO_WEIGHT = 20  # a video is sampled into many frames: it counts as this many images
+
+
+def runs_locally(sources: Sequence[str], ray_address: str | None) -> bool:
+    """True when a job of ``sources`` should skip Ray: no cluster named and little work."""
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        return False
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # a Ray this process already joined costs nothing more
+        return False
+    from training.batch_inputs import is_video
+
+    work = sum(VIDEO_WEIGHT if is_video(str(s)) else 1 for s in sources)
+    return work <= LOCAL_MAX_WORK
+
+
+def local_cpus() -> list[float]:
+    """This machine as a one-node "cluster", for `batch_stages.plan_stages`."""
+    return [float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)]
+
+
+def _blocks(items: Sequence[dict[str, Any]], blocks: int) -> list[list[dict[str, Any]]]:
+    """``items`` cut into ``blocks`` contiguous blocks of near-equal size, as
+    ``ray.data.from_items(items, override_num_blocks=blocks)`` cuts them."""
+    return [list(part) for part in np.array_split(np.asarray(items, dtype=object), blocks) if len(part)]
+
+
+def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int,
+               decision_bundle: str | None | bool = False) -> Iterator[Any]:
+    """Runs the face and agent stages (and the decision, for batch) over ``items`` here.
+
+    Args:
+        items: ``{source, input_index, shard}`` dicts, as the Ray path's dataset rows.
+        plan: the `batch_stages.StagePlan` the Ray path would lay out (pools are not used).
+        blocks: how many blocks to cut ``items`` into (the Ray path's block count).
+        decision_bundle: False for no decision stage (evaluate); else the bundle (None: shipped
+            default) whose controller `DecisionStage` applies (batch).
+
+    Yields:
+        One pandas DataFrame per block, with the columns the Ray path's batches carry.
+    """
+    import pandas as pd
+
+    from training.batch_stages import AgentSetStage, DecisionStage, FaceStage
+
+    # All of this machine's cores go to the one process (the stages run one after the other).
+    threads = max(1, int(local_cpus()[0]))
+    face = FaceStage(detect=plan.detect, fps=plan.fps, min_face_size=plan.min_face_size, threads=threads,
+                     all_faces=plan.all_faces, context=plan.context)
+    agents = AgentSetStage(bundle=plan.bundle, agents=plan.agents, batch_size=plan.batch_size, threads=threads,
+                           keep=plan.keep, warm_up=False)
+    decision = None if decision_bundle is False else DecisionStage(bundle=decision_bundle, threads=threads)
+    for block in _blocks(items, blocks):
+        batch = {"source": np.asarray([i["source"] for i in block], dtype=object),
+                 "input_index": np.asarray([i["input_index"] for i in block], dtype=np.int64),
+                 "shard": np.asarray([i["shard"] for i in block], dtype=np.int64)}
+        out = agents(face(batch))
+        if decision is not None:
+            out = decision(out)
+        # The face crops stay behind, as on the Ray path (DecisionStage or keep drop them).
+        yield pd.DataFrame({k: v for k, v in out.items() if k != "face"})
