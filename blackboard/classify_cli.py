@@ -270,39 +270,16 @@ def precheck(path: Path) -> str | None:
     return None
 
 
-def needs_detector(paths: list[Path], detect: str) -> bool:
-    """Whether any input will run MTCNN (a video, or an image not used whole as a face crop),
-    judged from file headers only, as `blackboard.faces.extract_faces` will judge the pixels."""
-    if detect == "off":
-        return False
-    import numpy as np
-    from PIL import Image
-
-    from blackboard.faces import CROP_TRUST_SIDE, looks_like_crop
-    from blackboard.media import is_video
-
-    for path in paths:
-        if is_video(path) or detect == "on":
-            return True
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (OSError, ValueError):
-            continue
-        if not looks_like_crop(np.empty((height, width, 0), np.uint8), max_side=CROP_TRUST_SIDE):
-            return True
-    return False
-
-
 def _make_backend(args: argparse.Namespace, paths: list[Path]):
     from blackboard.client import DetectorClient, LocalDetector
+    from blackboard.faces import will_detect
 
     if args.server:
         token = args.token or os.environ.get(TOKEN_ENV) or None
         client = DetectorClient(args.server, token=token, tls_ca=args.tls_ca, timeout_s=args.timeout)
         return client
     return LocalDetector(args.bundle, ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
-                         preload_detector=needs_detector(paths, args.detect))
+                         preload_detector=will_detect(paths, args.detect))
 
 
 def main(argv: list[str]) -> int:

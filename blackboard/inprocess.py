@@ -43,6 +43,10 @@ class InProcessBoard(Board):
         if preload_detector:
             from concurrent.futures import ThreadPoolExecutor
 
+            # TensorFlow is imported here first: importing it from two threads at once fails
+            # half-way (a partly initialised tensorflow module seen by the second thread).
+            import keras  # noqa: F401
+
             # Loading overlaps the agents' (TensorFlow releases the GIL while it builds and reads).
             loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector-load")
             self._detector_job = loader.submit(DetectorDeployment)

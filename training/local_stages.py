@@ -66,13 +66,26 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int,
 
     from training.batch_stages import AgentSetStage, DecisionStage, FaceStage
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blackboard.faces import will_detect
+
     # All of this machine's cores go to the one process (the stages run one after the other).
     threads = max(1, int(local_cpus()[0]))
     face = FaceStage(detect=plan.detect, fps=plan.fps, min_face_size=plan.min_face_size, threads=threads,
                      all_faces=plan.all_faces, context=plan.context)
-    agents = AgentSetStage(bundle=plan.bundle, agents=plan.agents, batch_size=plan.batch_size, threads=threads,
-                           keep=plan.keep, warm_up=False)
-    decision = None if decision_bundle is False else DecisionStage(bundle=decision_bundle, threads=threads)
+    # The models load side by side (TensorFlow releases the GIL while it reads and builds); MTCNN
+    # only when an input will need it, as the face stage would load it on first need. TensorFlow
+    # is imported first, here: imported from two threads at once it fails half-way.
+    import keras  # noqa: F401
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage-load") as loader:
+        if will_detect([i["source"] for i in items], plan.detect):
+            loader.submit(lambda: face.detector)
+        agents_job = loader.submit(AgentSetStage, bundle=plan.bundle, agents=plan.agents, batch_size=plan.batch_size,
+                                   threads=threads, keep=plan.keep, warm_up=False)
+        decision_job = None if decision_bundle is False else loader.submit(DecisionStage, bundle=decision_bundle,
+                                                                           threads=threads)
+        agents, decision = agents_job.result(), decision_job and decision_job.result()
     for block in _blocks(items, blocks):
         batch = {"source": np.asarray([i["source"] for i in block], dtype=object),
                  "input_index": np.asarray([i["input_index"] for i in block], dtype=np.int64),

@@ -274,11 +274,13 @@ def test_sigterm_during_start_up_stops_cleanly(tiny_bundle, tmp_path):
 def test_the_detector_preloads_only_for_inputs_that_will_run_it(files, face_crop, tmp_path):
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), cv2.cvtColor(face_crop, cv2.COLOR_RGB2BGR))
-    assert not classify_cli.needs_detector([crop], "auto")  # a 224 px crop is used whole
-    assert classify_cli.needs_detector([crop, files["photo"]], "auto")  # the 512 px photo is searched
-    assert classify_cli.needs_detector([crop], "on")
-    assert not classify_cli.needs_detector([files["photo"]], "off")
-    assert classify_cli.needs_detector([tmp_path / "clip.mp4"], "auto")
+    from blackboard.faces import will_detect
+
+    assert not will_detect([crop], "auto")  # a 224 px crop is used whole
+    assert will_detect([crop, files["photo"]], "auto")  # the 512 px photo is searched
+    assert will_detect([crop], "on")
+    assert not will_detect([files["photo"]], "off")
+    assert will_detect([tmp_path / "clip.mp4"], "auto")
 
 
 def test_a_preloaded_detector_is_the_one_the_first_case_uses(tiny_bundle, face_rgb, monkeypatch):
