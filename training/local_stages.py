@@ -18,9 +18,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-# Below this much work a job runs in process (see the module docstring); benchmarks/bench_batch.py
-# --local-crossover measured where the two paths meet on two cores (BENCHMARKS.md).
-LOCAL_MAX_WORK = 200
+# Below this much work a job runs in process (see the module docstring). On two loaded cores
+# benchmarks/bench_small_jobs.py measured 3 screenshots 31.9 s in process vs 80.8 s on Ray, 24
+# screenshots 54.3 vs 63.1 s: Ray's start-up is paid back somewhere past a few dozen images, so
+# the limit stays well short of where the in-process path could become the slower one.
+LOCAL_MAX_WORK = 64
 VIDEO_WEIGHT = 20  # a video is sampled into many frames: it counts as this many images
 
 
