@@ -5,7 +5,8 @@ and Serve applications costs more than the answer. `InProcessBoard` runs the sam
 bodies the service runs (`blackboard.deployments`: `AgentSetDeployment.assess` without Serve's
 micro-batcher, and `DetectorDeployment`) and the same case logic (`blackboard.board.Board`), so
 the answer is the service's answer. The agents load and vote on their own threads (TensorFlow and
-scikit-learn release the GIL while they compute); MTCNN loads only when a case needs detection.
+scikit-learn release the GIL while they compute); MTCNN loads only when a case needs detection,
+or, when the caller knows one will (``preload_detector``), on a thread of its own beside the agents.
 """
 
 from __future__ import annotations
@@ -31,11 +32,26 @@ class InProcessBoard(Board):
         bundle: bundle directory, loaded `Bundle`, or None for the shipped default.
         config: only ``agents``, ``deadline_s`` and ``max_batch_size`` apply here.
         controller: overrides the bundle's controller (else the bundle's, else mean voting).
+        preload_detector: start loading MTCNN now, while the agents load, instead of on the first
+            case that needs it (for a caller that knows one will: a photo, a screenshot, a video).
     """
 
     def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
-                 config: EnsembleConfig = EnsembleConfig(), *, controller: Controller | None = None) -> None:
+                 config: EnsembleConfig = EnsembleConfig(), *, controller: Controller | None = None,
+                 preload_detector: bool = False) -> None:
         super().__init__(bundle, config, controller=controller)
+        self._detector_job = None
+        if preload_detector:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # TensorFlow is imported here first: importing it from two threads at once fails
+            # half-way (a partly initialised tensorflow module seen by the second thread).
+            import keras  # noqa: F401
+
+            # Loading overlaps the agents' (TensorFlow releases the GIL while it builds and reads).
+            loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector-load")
+            self._detector_job = loader.submit(DetectorDeployment)
+            loader.shutdown(wait=False)
         # The service's agent-set body without Serve: the agents load and vote on their own
         # threads, and one late or failing agent is left out exactly as in the service.
         self._agents = AgentSetDeployment(self.bundle, self.agent_names, max_batch_size=config.max_batch_size,
@@ -53,7 +69,7 @@ class InProcessBoard(Board):
     def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
         with self._detector_lock:  # MTCNN loads once, on the first case that needs it
             if self._detector is None:
-                self._detector = DetectorDeployment()
+                self._detector = self._detector_job.result() if self._detector_job else DetectorDeployment()
             return self._detector(image, mode)
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:

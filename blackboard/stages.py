@@ -216,16 +216,19 @@ class AgentStage(AgentPredictor):
         batch_size: images per forward pass.
         threads: CPU threads this actor may use.
         keep: the columns it returns (None: every column in, plus its vote).
+        warm_up: trace the first batch shapes now (a pool actor); False when the first batch
+            follows at once in this process, which would trace them anyway.
     """
 
     def __init__(self, *, bundle: Any, agent: str, batch_size: int = 32, threads: int = 1,
-                 keep: tuple[str, ...] | None = None) -> None:
+                 keep: tuple[str, ...] | None = None, warm_up: bool = True) -> None:
         limit_threads(threads)
         super().__init__(bundle, agent, batch_size=batch_size)
         self.keep = keep
         # Graph traces for the first two batch shapes now, on blank crops, instead of on the
         # first batches of data (measured: ~2 s per actor before the first results).
-        self.warm_up()
+        if warm_up:
+            self.warm_up()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         mask = np.asarray(batch["has_face"], dtype=bool)
@@ -252,15 +255,17 @@ class AgentSetStage:
         batch_size: images per forward pass.
         threads: CPU threads this actor may use.
         keep: the columns it returns (None: every column in, plus the votes).
+        warm_up: see `AgentStage`.
     """
 
     def __init__(self, *, bundle: str | None, agents: tuple[str, ...], batch_size: int = 32, threads: int = 1,
-                 keep: tuple[str, ...] | None = None) -> None:
+                 keep: tuple[str, ...] | None = None, warm_up: bool = True) -> None:
         limit_threads(threads)
         from agents.bundle import load_bundle
 
         loaded = load_bundle(bundle)  # read and checked once for all its agents
-        self.stages = [AgentStage(bundle=loaded, agent=a, batch_size=batch_size, threads=threads) for a in agents]
+        self.stages = [AgentStage(bundle=loaded, agent=a, batch_size=batch_size, threads=threads, warm_up=warm_up)
+                       for a in agents]
         self.keep = keep
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import numpy as np
 
 from agents.atomic import atomic_write
 from blackboard.ray_runtime import init_ray
+from blackboard.local_stages import local_cpus, runs_locally
 from blackboard.stages import VERBOSE_ENV, node_cpus as _node_cpus
 
 PLAN_FORMAT = 1
@@ -73,6 +74,7 @@ class BatchConfig:
     agent_set_actors: int = 0  # >0: one pool of actors each running every agent (0 with no pool sizes: auto)
     threads: int = 0  # TensorFlow/OpenMP threads per actor (0 = whole CPUs reserved per actor, at least 1)
     verbose: bool = False  # Ray Data's per-operator progress and stats instead of one bar
+    in_process: bool | None = None  # True/False forces the in-process or the Ray path; None: by job size
 
     def pool_sizes(self, agents: Sequence[str]) -> tuple[int, ...] | None:
         """Actor pool size of each agent, in ``agents`` order (None: no per-agent pools asked for)."""
@@ -140,8 +142,9 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default=None, dest="fmt",
                    help="output format (None: from the --output suffix, .csv or .parquet; parquet otherwise)")
     p.add_argument("--bundle", default=None, help="model bundle directory (None: the shipped bundle)")
-    p.add_argument("--ray-address", default=None, help="Ray cluster to join (None: $RAY_ADDRESS, else a "
-                   "loopback-only local Ray with token auth)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join, 'local' for a new "
+                   "loopback-only local Ray with token auth (None: $RAY_ADDRESS, else in this process for small jobs "
+                   "(blackboard.local_stages), else a local Ray)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.parts/")
     p.add_argument("--detect", choices=("auto", "on", "off"), default="auto",
                    help="face detection: on, off (inputs are crops) or auto (detect, else use whole image)")
@@ -266,30 +269,38 @@ def prepare_plan(cfg: BatchConfig, *, inputs: Sequence[str], settings: dict[str,
 ACTOR_START_TIMEOUT_S = 600  # how long a multi-node job waits for its actors before failing
 
 
+def stage_plan(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequence[str],
+               node_cpus: Sequence[float]):
+    """The stages' layout for ``items`` and the number of blocks they are cut into."""
+    from vision.inputs import is_video
+    from blackboard.stages import plan_stages
+
+    videos = any(is_video(i["source"]) for i in items)
+    per_block = min(cfg.shard_size, MAX_INPUTS_PER_BLOCK if videos else cfg.batch_size)
+    blocks = max(1, math.ceil(len(items) / per_block))
+    plan = plan_stages(node_cpus, bundle=cfg.bundle, agents=tuple(agents), detect=cfg.detect, fps=cfg.fps,
+                       min_face_size=cfg.min_face_size, face_actors=cfg.detect_actors,
+                       agent_actors=cfg.pool_sizes(agents), agent_set_actors=cfg.agent_set_actors,
+                       batch_size=cfg.batch_size, threads=cfg.threads,
+                       other_actors=1, max_agent_sets=None if videos else blocks)
+    return plan, blocks
+
+
 def build_dataset(cfg: BatchConfig, *, items: list[dict[str, Any]], agents: Sequence[str],
                   node_cpus: Sequence[float]):
     """The Ray Data pipeline over ``items`` ({source, input_index, shard}) up to the decision."""
     import ray
 
-    from blackboard.stages import DecisionStage, add_stages, plan_stages, ray_data_output
+    from blackboard.stages import DecisionStage, add_stages, ray_data_output
 
     ray_data_output(cfg.verbose)
-    from vision.inputs import is_video
-
-    videos = any(is_video(i["source"]) for i in items)
-    per_block = min(cfg.shard_size, MAX_INPUTS_PER_BLOCK if videos else cfg.batch_size)
-    blocks = max(1, math.ceil(len(items) / per_block))
+    plan, blocks = stage_plan(cfg, items=items, agents=agents, node_cpus=node_cpus)
     if len(node_cpus) > 1:
         # On a multi-node cluster, start work only once every pool actor is up: otherwise the
         # first actor ready (on the driver's node, where the blocks are) takes every block
         # while actors on other nodes are still importing TensorFlow.
         ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    plan = plan_stages(node_cpus, bundle=cfg.bundle, agents=tuple(agents), detect=cfg.detect, fps=cfg.fps,
-                       min_face_size=cfg.min_face_size, face_actors=cfg.detect_actors,
-                       agent_actors=cfg.pool_sizes(agents), agent_set_actors=cfg.agent_set_actors,
-                       batch_size=cfg.batch_size, threads=cfg.threads,
-                       other_actors=1, max_agent_sets=None if videos else blocks)
     ds = add_stages(ds, plan)
     return ds.map_batches(DecisionStage, fn_constructor_kwargs={"bundle": cfg.bundle, "threads": plan.threads},
                           batch_size=cfg.batch_size,
@@ -376,8 +387,11 @@ class _ShardState:
 
 
 def run_shards(cfg: BatchConfig, *, plan: dict[str, Any], agents: Sequence[str],
-               node_cpus: Sequence[float]) -> int:
-    """Runs the pipeline over the shards not yet on disk; returns how many were written."""
+               node_cpus: Sequence[float], local: bool = False) -> int:
+    """Runs the pipeline over the shards not yet on disk; returns how many were written.
+
+    ``local``: the stages run in this process (`blackboard.local_stages`) instead of on Ray Data.
+    """
     from tqdm import tqdm
 
     inputs, size = plan["inputs"], plan["shard_size"]
@@ -392,9 +406,16 @@ def run_shards(cfg: BatchConfig, *, plan: dict[str, Any], agents: Sequence[str],
         idxs = range(s * size, min((s + 1) * size, len(inputs)))
         states[s] = _ShardState(idxs)
         items.extend({"source": inputs[i], "input_index": i, "shard": s} for i in idxs)
-    ds = build_dataset(cfg, items=items, agents=agents, node_cpus=node_cpus)
+    if local:
+        from blackboard.local_stages import run_stages
+
+        layout, blocks = stage_plan(cfg, items=items, agents=agents, node_cpus=node_cpus)
+        ds, batches = None, run_stages(items, layout, blocks=blocks, decision_bundle=cfg.bundle)
+    else:
+        ds = build_dataset(cfg, items=items, agents=agents, node_cpus=node_cpus)
+        batches = ds.iter_batches(batch_size=None, batch_format="pandas")
     written = 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+    for batch in batches:
         for shard, rows in batch.groupby("shard", sort=False):
             state = states.get(int(shard))
             if state is None:  # already written; a retried task repeated it
@@ -406,7 +427,7 @@ def run_shards(cfg: BatchConfig, *, plan: dict[str, Any], agents: Sequence[str],
                 written += 1
                 bar.update(1)
     bar.close()
-    if cfg.verbose:
+    if cfg.verbose and ds is not None:
         print(ds.stats(), file=sys.stderr)
     if states:
         raise RuntimeError(f"Ray Data finished with shards {sorted(states)} incomplete; rerun with --resume.")
@@ -454,11 +475,17 @@ def run(cfg: BatchConfig) -> dict[str, Any]:
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     plan = prepare_plan(cfg, inputs=found.paths, settings=settings)
     n_shards = math.ceil(len(plan["inputs"]) / plan["shard_size"])
-    written = 0
-    if any(not _shard_path(cfg.parts_dir, s).is_file() for s in range(n_shards)):
+    written, ran_on = 0, "nothing to run"
+    todo = [s for s in range(n_shards) if not _shard_path(cfg.parts_dir, s).is_file()]
+    size = plan["shard_size"]
+    left = [p for s in todo for p in plan["inputs"][s * size:(s + 1) * size]]
+    if todo and (cfg.in_process if cfg.in_process is not None else runs_locally(left, cfg.ray_address)):
+        # A small job: the same stages in this process, no Ray to start (blackboard.local_stages).
+        written, ran_on = run_shards(cfg, plan=plan, agents=agents, node_cpus=local_cpus(), local=True), "in-process"
+    elif todo:
         own_ray = init_ray(cfg.ray_address)  # loopback-only and token-authenticated when local
         try:
-            written = run_shards(cfg, plan=plan, agents=agents, node_cpus=_node_cpus())
+            written, ran_on = run_shards(cfg, plan=plan, agents=agents, node_cpus=_node_cpus()), "ray"
         finally:
             if own_ray:
                 ray.shutdown()
@@ -470,7 +497,7 @@ def run(cfg: BatchConfig) -> dict[str, Any]:
         "inputs": len(plan["inputs"]), "skipped_non_media": found.skipped, "duplicates": found.duplicates,
         "shards": n_shards, "shards_run": written, "rows": n_rows, "rejects": n_rejects,
         "seconds": round(elapsed, 2), "output": str(cfg.output), "rejects_file": str(cfg.rejects_path),
-        "bundle_version": bundle.version,
+        "bundle_version": bundle.version, "ran_on": ran_on,
     }
 
 

@@ -287,14 +287,16 @@ def precheck(path: Path) -> str | None:
     return None
 
 
-def _make_backend(args: argparse.Namespace):
+def _make_backend(args: argparse.Namespace, paths: list[Path]):
     from fakeface.client import DetectorClient, LocalDetector
+    from vision.faces import will_detect
 
     if args.server:
         token = args.token or os.environ.get(TOKEN_ENV) or None
         client = DetectorClient(args.server, token=token, tls_ca=args.tls_ca, timeout_s=args.timeout)
         return client
-    return LocalDetector(args.bundle, ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None)
+    return LocalDetector(args.bundle, ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
+                         preload_detector=will_detect(paths, args.detect))
 
 
 def main(argv: list[str]) -> int:
@@ -333,7 +335,7 @@ def main(argv: list[str]) -> int:
     try:
         if todo:
             try:
-                backend = _make_backend(args)
+                backend = _make_backend(args, [path for _, path in todo])
             except ClientError as err:
                 return _fail(str(err), err.exit_code)
             except ValueError as err:  # BundleError: missing or damaged bundle, with its fix

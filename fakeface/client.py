@@ -212,17 +212,18 @@ class LocalDetector:
     Args:
         bundle: bundle directory, or None for the shipped default.
         ray_address: Ray cluster to join (None = in this process, without Ray).
+        preload_detector: in process, load MTCNN beside the agents rather than on first need.
     """
 
     def __init__(self, bundle: str | os.PathLike[str] | None = None, *, ray_address: str | None = None,
-                 ready_timeout_s: float = 600.0) -> None:
+                 ready_timeout_s: float = 600.0, preload_detector: bool = False) -> None:
         from agents.bundle import load_bundle
 
         self.bundle = load_bundle(bundle)  # BundleError (a ValueError) with its fix, before anything loads
         if ray_address is None:
             from blackboard.inprocess import InProcessBoard
 
-            self.ensemble = InProcessBoard(self.bundle)
+            self.ensemble = InProcessBoard(self.bundle, preload_detector=preload_detector)
         else:
             from blackboard.ensemble import Ensemble
             from blackboard.config import EnsembleConfig

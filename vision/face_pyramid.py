@@ -7,7 +7,7 @@ caller wants. :class:`FacePyramid` runs the same networks (same weights, same bo
 arithmetic from ``mtcnn.utils``) in three steps:
 
 1. a reduced copy of each image, shrunk so the smallest wanted face is :data:`REDUCED_FACE` px
-   (area filter, in OpenCV on uint8), on which the PNet pyramid and RNet run;
+   (area filter, in OpenCV on uint8), from which the PNet pyramid is made and RNet's patches cut;
 2. the pyramid starts at the smallest wanted face, so its first level is already small;
 3. ONet, which gives the final box, confidence and the five landmarks, runs on patches cut from
    the image at full resolution, around each face RNet kept, exactly as ``mtcnn`` cuts them
@@ -28,7 +28,10 @@ import numpy as np
 
 WINDOW = 12.0  # PNet's window: the smallest face, in pixels, that one pyramid level can see
 SCALE_STEP = 0.709  # ratio between pyramid levels, as in MTCNN's paper and package
-REDUCED_FACE = 24.0  # the smallest wanted face's size in the reduced copy (RNet's input side)
+# The smallest wanted face's size in the reduced copy: twice RNet's 24 px input, so RNet's patches
+# are sampled from at least twice their size. 24 px (no margin) lost 2 of 160 gan-faces portraits
+# that the full-size pyramid found; 48 lost none (benchmarks/bench_photos.py).
+REDUCED_FACE = 48.0
 THRESHOLDS = (0.6, 0.7, 0.8)  # PNet, RNet, ONet face probabilities (mtcnn's defaults)
 
 
@@ -56,7 +59,7 @@ class FacePyramid:
     Args:
         compiled: run each network as a traced ``tf.function`` (one trace per network, any image
             size) instead of Keras' eager call, which spends more time in Python than in the
-            convolutions for MTCNN's small networks.
+            convolutions for MTCNN's small networks. The traces are made in the constructor.
     """
 
     def __init__(self, *, compiled: bool = True) -> None:
@@ -69,12 +72,16 @@ class FacePyramid:
 
         self._tf = tf
         nets = []
-        for net, weights, shape in ((PNet(), "pnet.lz4", [None, None, None, 3]), (RNet(), "rnet.lz4", [None, 24, 24, 3]),
-                                    (ONet(), "onet.lz4", [None, 48, 48, 3])):
+        specs = ((PNet(), "pnet.lz4", [None, None, None, 3]), (RNet(), "rnet.lz4", [None, 24, 24, 3]),
+                 (ONet(), "onet.lz4", [None, 48, 48, 3]))
+        for net, weights, shape in specs:
             net.build()
             net.set_weights(load_weights(weights))
             if compiled:
                 net = tf.function(net, input_signature=[tf.TensorSpec(shape, tf.float32)])
+                # Trace now, while loading (on a loader thread when the caller preloads), not on
+                # the first image: one trace serves every later shape.
+                net(np.zeros([1] + [s or 12 for s in shape[1:]], np.float32))
             nets.append(net)
         self._pnet, self._rnet, self._onet = nets
 
@@ -118,7 +125,7 @@ class FacePyramid:
         height, width = reduced.shape[1:3]
         found = []
         for scale in scales:
-            level = scale / reduce  # relative to the reduced copy; <= 0.5 by construction
+            level = scale / reduce  # relative to the reduced copy; <= 12 / REDUCED_FACE by construction
             size = (int(width * level), int(height * level))
             if min(size) < WINDOW:  # rounding in the reduced copy can leave the last level short
                 continue
@@ -181,13 +188,15 @@ class FacePyramid:
         # from box / size * (size - 1) to the same for the far corner.
         ys = boxes[:, [2, 4]] / height * (height - 1)
         xs = boxes[:, [1, 3]] / width * (width - 1)
-        top, left = int(np.clip(np.floor(ys.min()), 0, height - 1)), int(np.clip(np.floor(xs.min()), 0, width - 1))
-        bottom, right = int(np.clip(np.ceil(ys.max()), top, height - 1)), int(np.clip(np.ceil(xs.max()), left, width - 1))
+        top = int(np.clip(np.floor(ys.min()), 0, height - 1))
+        left = int(np.clip(np.floor(xs.min()), 0, width - 1))
+        bottom = int(np.clip(np.ceil(ys.max()), top, height - 1))
+        right = int(np.clip(np.ceil(xs.max()), left, width - 1))
         region = _normalized(image[top:bottom + 1, left:right + 1])
         rh, rw = max(region.shape[0] - 1, 1), max(region.shape[1] - 1, 1)
         # Samples outside the image fall outside the region too, so both read as zero, as before.
-        coords = np.stack([(ys[:, 0] - top) / rh, (xs[:, 0] - left) / rw, (ys[:, 1] - top) / rh, (xs[:, 1] - left) / rw],
-                          axis=1).astype(np.float32)
+        coords = np.stack([(ys[:, 0] - top) / rh, (xs[:, 0] - left) / rw,
+                           (ys[:, 1] - top) / rh, (xs[:, 1] - left) / rw], axis=1).astype(np.float32)
         return self._tf.image.crop_and_resize(region[None], coords, np.zeros(len(boxes), np.int32), (48, 48))
 
 

@@ -412,6 +412,29 @@ def looks_like_crop(image_rgb: np.ndarray, max_side: int = CROP_MAX_SIDE) -> boo
     return CROP_ASPECT_RANGE[0] <= aspect <= CROP_ASPECT_RANGE[1] and max(height, width) <= max_side
 
 
+def will_detect(paths: Sequence[Any], mode: str) -> bool:
+    """Whether :func:`extract_faces` will run the detector on any of these files, judged from
+    their headers alone (a video always; an image unless used whole as a crop): lets a caller
+    start loading MTCNN early, beside its other models, only when it will be needed."""
+    if mode == "off":
+        return False
+    from PIL import Image
+
+    from vision.media import is_video
+
+    for path in paths:
+        if mode == "on" or is_video(path):
+            return True
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, ValueError):
+            continue  # unreadable: rejected before detection
+        if not looks_like_crop(np.empty((height, width, 0), np.uint8), max_side=CROP_TRUST_SIDE):
+            return True
+    return False
+
+
 def whole_image_crop(image_rgb: np.ndarray, *, size: int = 224) -> FaceCrop:
     """The whole image resized to ``size`` x ``size``, as one crop (for inputs that are crops)."""
     image = _as_rgb(image_rgb)

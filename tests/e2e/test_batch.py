@@ -348,3 +348,37 @@ def test_ray_data_advice_is_quiet_unless_verbose():
         assert advice.isEnabledFor(logging.WARNING) and finished.isEnabledFor(logging.INFO)
     finally:
         ray_data_output(False)
+
+
+def test_a_small_job_runs_in_process_and_gives_the_ray_paths_rows(resumed_run, media_dir, tiny_bundle, tmp_path):
+    # Same inputs and settings as the Ray run above, but no cluster named: under
+    # local_stages.LOCAL_MAX_WORK the CLI must not start Ray, and every row must be the same.
+    out = tmp_path / "local.parquet"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-m", "fakeface.cli", "batch", "--input", str(media_dir), "--output",
+                           str(out), "--bundle", str(tiny_bundle), "--fps", str(FPS), "--shard-size", "1",
+                           "--batch-size", "1"], cwd=tmp_path, env=env, capture_output=True, timeout=400)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert summary["ran_on"] == "in-process"
+    local = pq.read_table(out).to_pandas()
+    ray_rows = pq.read_table(resumed_run["out"]).to_pandas()
+    assert (local["node_id"] == "").all() and (ray_rows["node_id"] != "").any()  # the one column allowed to differ
+    pd.testing.assert_frame_equal(local.drop(columns="node_id"), ray_rows.drop(columns="node_id"))
+    rejects = pd.read_csv(f"{out}.rejects.csv")
+    assert rejects.equals(pd.read_csv(f"{resumed_run['out']}.rejects.csv"))
+
+
+def test_the_job_size_and_a_named_cluster_choose_the_path(monkeypatch, tmp_path):
+    from blackboard import local_stages
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as in a fresh CLI process: no Ray joined
+    images = [f"{i}.jpg" for i in range(local_stages.LOCAL_MAX_WORK)]
+    assert local_stages.runs_locally(images, None)
+    assert not local_stages.runs_locally(images + ["one-more.jpg"], None)
+    assert not local_stages.runs_locally(["a.mp4"] * (local_stages.LOCAL_MAX_WORK // local_stages.VIDEO_WEIGHT + 1),
+                                         None)
+    assert not local_stages.runs_locally(images[:3], "local")  # --ray-address always means Ray
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert not local_stages.runs_locally(images[:3], None)

@@ -266,3 +266,37 @@ def test_sigterm_during_start_up_stops_cleanly(tiny_bundle, tmp_path):
     assert proc.wait(60) in (0, signal.SIGTERM)
     assert "Traceback" not in proc.stderr.read()
     assert _wait_gone(seen, 30) == set()
+
+
+def test_the_detector_preloads_only_for_inputs_that_will_run_it(files, face_crop, tmp_path):
+    crop = tmp_path / "crop.png"
+    cv2.imwrite(str(crop), cv2.cvtColor(face_crop, cv2.COLOR_RGB2BGR))
+    from vision.faces import will_detect
+
+    assert not will_detect([crop], "auto")  # a 224 px crop is used whole
+    assert will_detect([crop, files["photo"]], "auto")  # the 512 px photo is searched
+    assert will_detect([crop], "on")
+    assert not will_detect([files["photo"]], "off")
+    assert will_detect([tmp_path / "clip.mp4"], "auto")
+
+
+def test_a_preloaded_detector_is_the_one_the_first_case_uses(tiny_bundle, face_rgb, monkeypatch):
+    from blackboard import inprocess
+
+    made = []
+
+    class Counting(inprocess.DetectorDeployment):
+        def __init__(self, **kwargs):
+            made.append(self)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(inprocess, "DetectorDeployment", Counting)
+    board = inprocess.InProcessBoard(tiny_bundle, preload_detector=True)
+    try:
+        assert board._detector_job is not None  # loading started with the agents, before any case
+        board._detector_job.result(timeout=120)
+        assert len(made) == 1
+        case = board.classify(face_rgb, detect="auto", source="astronaut", deadline_s=60)
+        assert len(case.faces) == 1 and len(made) == 1 and board._detector is made[0]
+    finally:
+        board.shutdown()

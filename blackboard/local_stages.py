@@ -1,0 +1,99 @@
+"""The stages of `fakeface batch` and `fakeface evaluate` in this process, for small jobs.
+
+Starting a local Ray, its Ray Data executor and one actor per stage costs about 20 s on two cores
+before the first image is read: more than a folder of a few dozen images takes to score. Under
+:data:`LOCAL_MAX_WORK` inputs (videos weigh :data:`VIDEO_WEIGHT`), and when no cluster is named
+(``--ray-address``, ``local`` included, or ``$RAY_ADDRESS``) and this process has not joined
+one already, both commands run the very same stage classes
+(`blackboard.stages`: `FaceStage`, `AgentSetStage`, `DecisionStage`) one block after the
+other here, on blocks cut as the Ray path cuts them, so the rows are the same. Only
+``node_id`` differs: it names the Ray node that found the face and is empty without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+# Below this much work a job runs in process (see the module docstring). On two loaded cores
+# benchmarks/bench_small_jobs.py measured 3 screenshots 31.9 s in process vs 80.8 s on Ray, 24
+# screenshots 54.3 vs 63.1 s: Ray's start-up is paid back somewhere past a few dozen images, so
+# the limit stays well short of where the in-process path could become the slower one.
+LOCAL_MAX_WORK = 64
+VIDEO_WEIGHT = 20  # a video is sampled into many frames: it counts as this many images
+
+
+def runs_locally(sources: Sequence[str], ray_address: str | None) -> bool:
+    """True when a job of ``sources`` should skip Ray: no cluster named and little work."""
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        return False
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # a Ray this process already joined costs nothing more
+        return False
+    from vision.inputs import is_video
+
+    work = sum(VIDEO_WEIGHT if is_video(str(s)) else 1 for s in sources)
+    return work <= LOCAL_MAX_WORK
+
+
+def local_cpus() -> list[float]:
+    """This machine as a one-node "cluster", for `batch_stages.plan_stages`."""
+    return [float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)]
+
+
+def _blocks(items: Sequence[dict[str, Any]], blocks: int) -> list[list[dict[str, Any]]]:
+    """``items`` cut into ``blocks`` contiguous blocks of near-equal size, as
+    ``ray.data.from_items(items, override_num_blocks=blocks)`` cuts them."""
+    return [list(part) for part in np.array_split(np.asarray(items, dtype=object), blocks) if len(part)]
+
+
+def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int,
+               decision_bundle: str | None | bool = False) -> Iterator[Any]:
+    """Runs the face and agent stages (and the decision, for batch) over ``items`` here.
+
+    Args:
+        items: ``{source, input_index, shard}`` dicts, as the Ray path's dataset rows.
+        plan: the `batch_stages.StagePlan` the Ray path would lay out (pools are not used).
+        blocks: how many blocks to cut ``items`` into (the Ray path's block count).
+        decision_bundle: False for no decision stage (evaluate); else the bundle (None: shipped
+            default) whose controller `DecisionStage` applies (batch).
+
+    Yields:
+        One pandas DataFrame per block, with the columns the Ray path's batches carry.
+    """
+    import pandas as pd
+
+    from blackboard.stages import AgentSetStage, DecisionStage, FaceStage
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vision.faces import will_detect
+
+    # All of this machine's cores go to the one process (the stages run one after the other).
+    threads = max(1, int(local_cpus()[0]))
+    face = FaceStage(detect=plan.detect, fps=plan.fps, min_face_size=plan.min_face_size, threads=threads,
+                     all_faces=plan.all_faces, context=plan.context)
+    # The models load side by side (TensorFlow releases the GIL while it reads and builds); MTCNN
+    # only when an input will need it, as the face stage would load it on first need. TensorFlow
+    # is imported first, here: imported from two threads at once it fails half-way.
+    import keras  # noqa: F401
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage-load") as loader:
+        if will_detect([i["source"] for i in items], plan.detect):
+            loader.submit(lambda: face.detector)
+        agents_job = loader.submit(AgentSetStage, bundle=plan.bundle, agents=plan.agents, batch_size=plan.batch_size,
+                                   threads=threads, keep=plan.keep, warm_up=False)
+        decision_job = None if decision_bundle is False else loader.submit(DecisionStage, bundle=decision_bundle,
+                                                                           threads=threads)
+        agents, decision = agents_job.result(), decision_job and decision_job.result()
+    for block in _blocks(items, blocks):
+        batch = {"source": np.asarray([i["source"] for i in block], dtype=object),
+                 "input_index": np.asarray([i["input_index"] for i in block], dtype=np.int64),
+                 "shard": np.asarray([i["shard"] for i in block], dtype=np.int64)}
+        out = agents(face(batch))
+        if decision is not None:
+            out = decision(out)
+        # The face crops stay behind, as on the Ray path (DecisionStage or keep drop them).
+        yield pd.DataFrame({k: v for k, v in out.items() if k != "face"})
