@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from agents.preprocessing import Preprocessing, resize_rgb
+from vision.degrade import random_chain
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -26,45 +29,19 @@ class AugmentConfig:
     blur: float = 0.15  # probability of a Gaussian blur
     jpeg: float = 0.5  # probability of JPEG re-compression
     jpeg_quality: tuple[int, int] = (35, 95)  # quality range of that re-compression
-    # Probability of a screenshot-like resampling: a player or screen scales the face by some
-    # factor with its own interpolation, and the face detector scales it back to the crop size.
-    rescale: float = 0.0
-    rescale_range: tuple[float, float] = (0.4, 2.0)  # scale factor range (log-uniform)
+    # Probability of a screenshot-like degradation chain (`vision.degrade.random_chain`: one to
+    # three of rescaling with a player's interpolation, JPEG, blur, display gamma, H.264), after
+    # which the face is brought back to the crop size as the face cropper would.
+    screenshot: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("flip", "blur", "jpeg", "rescale"):
+        for name in ("flip", "blur", "jpeg", "screenshot"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], received {value}.")
         lo, hi = self.jpeg_quality
         if not 1 <= lo <= hi <= 100:
             raise ValueError(f"jpeg_quality must satisfy 1 <= lo <= hi <= 100, received {self.jpeg_quality}.")
-        lo, hi = self.rescale_range
-        if not 0 < lo <= hi:
-            raise ValueError(f"rescale_range must satisfy 0 < lo <= hi, received {self.rescale_range}.")
-
-
-# Interpolations video players and screen scalers use (nearest for pixel-exact zoom, bilinear
-# and bicubic for most players, area for downscaling compositors, Lanczos for mpv-like ones).
-_PLAYER_INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA,
-                          cv2.INTER_LANCZOS4)
-
-
-def rescale_like_screenshot(image: np.ndarray, rng: np.random.Generator,
-                            factor_range: tuple[float, float] = (0.4, 2.0)) -> np.ndarray:
-    """Scales an RGB uint8 image by a random factor and back, as a screenshot's face crop is.
-
-    The first resize uses a random player interpolation; the second is what the face cropper
-    does (`blackboard.faces`: area when shrinking, bicubic when enlarging).
-    """
-    h, w = image.shape[:2]
-    factor = float(np.exp(rng.uniform(np.log(factor_range[0]), np.log(factor_range[1]))))
-    size = (max(8, int(round(w * factor))), max(8, int(round(h * factor))))
-    if size == (w, h):
-        return image
-    shown = cv2.resize(image, size, interpolation=int(rng.choice(_PLAYER_INTERPOLATIONS)))
-    back = cv2.INTER_AREA if factor > 1 else cv2.INTER_CUBIC
-    return cv2.resize(shown, (w, h), interpolation=back)
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
@@ -87,11 +64,22 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig =
     if rng.random() < config.blur:
         sigma = rng.uniform(0.4, 1.5)
         out = cv2.GaussianBlur(out, (0, 0), sigma)
-    if config.rescale and rng.random() < config.rescale:
-        out = rescale_like_screenshot(out, rng, config.rescale_range)
+    if config.screenshot and rng.random() < config.screenshot:
+        out = screenshot_like(out, rng)
     if rng.random() < config.jpeg:
         quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
             out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     return np.ascontiguousarray(out)
+
+
+def screenshot_like(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An RGB uint8 face after a random screenshot-like degradation chain, at its original size.
+
+    Rescaling steps leave the face at another size; it is resized back with the serving
+    contract's own resize (`agents.preprocessing.resize_rgb`), as a served crop would be.
+    """
+    h, w = image.shape[:2]
+    out = random_chain(rng)(np.ascontiguousarray(image))
+    return resize_rgb(out, Preprocessing(height=h, width=w, channels=3))

@@ -47,7 +47,7 @@ class TrainConfig:
     synth_fakes: float = 0.0  # extra self-blended fakes per real training image
     augment: bool = True  # train-time augmentation
     geometric_augment: bool = True  # random rotation/zoom/shift (resampling: off for NPR inputs)
-    screenshot_augment: float = 0.0  # probability of a screenshot-like rescale of a training image
+    screenshot_augment: float = 0.0  # probability of a screenshot-like degradation chain (vision.degrade)
     class_weights: bool = True  # re-weight classes by inverse frequency
     precision: str = "float32"  # "float32" or "mixed_bfloat16" (fast on CPUs with AMX)
     max_train_images: int | None = None  # cap on train images (group-preserving sample) for CPU budgets
@@ -103,7 +103,7 @@ def augment_config(config: TrainConfig) -> AugmentConfig | None:
     if not config.augment:
         return None
     geometry = {} if config.geometric_augment else {"max_shift": 0.0, "max_rotate": 0.0, "max_scale": 0.0}
-    return AugmentConfig(rescale=config.screenshot_augment, **geometry)
+    return AugmentConfig(screenshot=config.screenshot_augment, **geometry)
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
