@@ -61,7 +61,9 @@ _REGISTRY: dict[str, AgentSpec] = {
             preprocessing=Preprocessing(height=224, width=224, channels=3, scale="unit", color="rgb",
                                         residual="npr"),
             description="custom ConvNet on the NPR residual (neighbouring-pixel relationships), 224x224 RGB",
-            builder_kwargs={"patch_stem": True},
+            # Quarter of the old widths: the residual is a simple signal (NPR's own network is a
+            # truncated ResNet), and it keeps training affordable on a shared 2-core CPU.
+            builder_kwargs={"patch_stem": True, "filters": (16, 32, 64, 128)},
             # Rotations and zooms would resample every training face (and so its pixel cells)
             # while served crops are not; screenshot-like rescales teach it the resampled ones.
             train_defaults={"geometric_augment": False, "screenshot_augment": 0.5},

@@ -1,16 +1,16 @@
 """Does a trained agent carry over? Its scores on held-out DFDC, unseen fake kinds and screenshots.
 
 Usage:
-    python benchmarks/bench_cnn_transfer.py --bundle DIR [--agents custom,vgg16] [--limit N]
+    python benchmarks/bench_cnn_transfer.py --bundle DIR [--agents custom,vgg16] [--limit N] [--degrade a,b]
         [--out benchmarks/results/cnn_transfer.json]
 
 For each agent of the bundle (one built by `fakeface train`, or the shipped default) it prints and
 saves ROC AUC (fake = positive) and accuracy at the agent's own threshold on:
 - val: the agent's own val metrics, as stored in the bundle at training time;
 - dfdc-test: ../shared/data/dfdc-test (source videos never seen in training);
-- dfdc-test-screenshot: the same crops after a seeded screenshot-like rescale and a JPEG
-  re-encode (`training.augment.rescale_like_screenshot`), i.e. what a face cropped from a
-  screenshot of a scaled player looks like;
+- dfdc-test+NAME: the same crops after a named `vision.degrade` transform (``--degrade``,
+  default scale0.5, jpeg70, h264: a face shown at half size, re-compressed, or through a video
+  codec), given to the agent as served crops are (its contract resizes them);
 - gan-faces-test / lfw-swaps-test: the `test` split of those folders (report only: never used
   to choose anything).
 The crops are used whole (they already are face crops), so this scores the agent alone.
@@ -55,17 +55,6 @@ def held_out_sets(data: Path, limit: int | None) -> dict[str, pd.DataFrame]:
     return sets
 
 
-def screenshot_copy(image: np.ndarray, seed: int) -> np.ndarray:
-    """A seeded screenshot-like version of one crop: player rescale, then a JPEG at quality 60-90."""
-    from training.augment import rescale_like_screenshot
-
-    rng = np.random.default_rng(seed)
-    out = rescale_like_screenshot(image, rng)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 91))])
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else out
-
-
 def score(p_fake: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     return {"n": int(len(y)), "auc": round(float(roc_auc_score(y, p_fake)), 4),
             "accuracy": round(float(np.mean((p_fake >= threshold) == y)), 4)}
@@ -77,20 +66,24 @@ def main() -> None:
     parser.add_argument("--agents", default=None, help="comma-separated agents (default: every keras agent)")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--limit", type=int, default=None, help="class-balanced sample per set (CPU budget)")
+    parser.add_argument("--degrade", default="scale0.5,jpeg70,h264", help="vision.degrade transforms of dfdc-test")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/cnn_transfer.json"))
     args = parser.parse_args()
 
     from agents.bundle import load_bundle
     from agents.predictor import AgentPredictor
     from blackboard.faces import read_image
+    from vision import degrade
 
     bundle = load_bundle(args.bundle)
     names = args.agents.split(",") if args.agents else [n for n in bundle.agent_names
                                                         if bundle.agent(n).kind == "keras"]
     sets = held_out_sets(Path(args.data), args.limit)
     images = {name: [read_image(p) for p in rows["path"]] for name, rows in sets.items()}
-    images["dfdc-test-screenshot"] = [screenshot_copy(im, i) for i, im in enumerate(images["dfdc-test"])]
-    labels = {**{n: r["y"].to_numpy() for n, r in sets.items()}, "dfdc-test-screenshot": sets["dfdc-test"]["y"].to_numpy()}
+    labels = {n: r["y"].to_numpy() for n, r in sets.items()}
+    for name in filter(None, args.degrade.split(",")):
+        images[f"dfdc-test+{name}"] = [degrade.apply(name, im, seed=i) for i, im in enumerate(images["dfdc-test"])]
+        labels[f"dfdc-test+{name}"] = labels["dfdc-test"]
 
     results = {}
     for agent in names:
