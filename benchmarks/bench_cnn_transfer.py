@@ -49,8 +49,7 @@ def held_out_sets(data: Path, limit: int | None) -> dict[str, pd.DataFrame]:
         rows = pd.DataFrame({"path": [str(data / folder / p) for p in meta["path"]],
                              "y": (meta["label"] == "fake").astype(int).to_numpy()})
         if limit is not None:
-            rows = rows.groupby("y", group_keys=False).apply(
-                lambda g: g.sample(min(len(g), limit // 2), random_state=0))
+            rows = pd.concat([g.sample(min(len(g), limit // 2), random_state=0) for _, g in rows.groupby("y")])
         sets[name] = rows.reset_index(drop=True)
     return sets
 
