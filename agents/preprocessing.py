@@ -13,6 +13,10 @@ import cv2
 import numpy as np
 
 SCALES = ("unit", "raw")
+# "npr": the input minus its 2x nearest-neighbour down-and-up-sampled copy (Tan et al., CVPR 2024,
+# "Neighboring Pixel Relationships"): what is left is how each pixel differs from the anchor of
+# its 2x2 cell, which is where up-sampling layers of generators leave their trace.
+RESIDUALS = ("none", "npr")
 # Colour spaces an agent can ask for; channels follow from the colour space.
 COLORS = {"gray": 1, "rgb": 3, "ycrcb": 3}
 
@@ -29,6 +33,8 @@ class Preprocessing:
             normalises inside, e.g. VGG's mean subtraction).
         color: "gray", "rgb" or "ycrcb"; None derives it from `channels` (1 -> gray,
             3 -> rgb), which is how bundles written before colour spaces existed read.
+        residual: "none" feeds the image itself; "npr" feeds its neighbouring-pixel residual
+            (see RESIDUALS), taken after colour conversion and scaling.
     """
 
     height: int = 96  # input rows
@@ -36,6 +42,7 @@ class Preprocessing:
     channels: int = 1  # 1 = grayscale (luma of the RGB crop), 3 = a colour space
     scale: str = "unit"  # "unit" -> x/255, "raw" -> x as float
     color: str | None = None  # "gray" | "rgb" | "ycrcb"; YCrCb separates the blending seams' chroma
+    residual: str = "none"  # "none" | "npr"; bundles written before residuals read as "none"
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
@@ -48,6 +55,8 @@ class Preprocessing:
             object.__setattr__(self, "color", "gray" if self.channels == 1 else "rgb")
         if self.color not in COLORS:
             raise ValueError(f"color must be one of {tuple(COLORS)}, received {self.color!r}.")
+        if self.residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {RESIDUALS}, received {self.residual!r}.")
         if COLORS[self.color] != self.channels:
             raise ValueError(f"color {self.color!r} has {COLORS[self.color]} channel(s), received "
                              f"channels={self.channels}.")
@@ -62,7 +71,8 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
-        return cls(**{k: data[k] for k in ("height", "width", "channels", "scale")}, color=data.get("color"))
+        return cls(**{k: data[k] for k in ("height", "width", "channels", "scale")}, color=data.get("color"),
+                   residual=data.get("residual", "none"))
 
 
 def resize_rgb(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
@@ -98,7 +108,22 @@ def to_model_input(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
     out = out.astype(np.float32)
     if contract.scale == "unit":
         out /= 255.0
+    if contract.residual == "npr":
+        out = npr_residual(out)
     return out
+
+
+def npr_residual(image: np.ndarray) -> np.ndarray:
+    """The image minus its 2x nearest-neighbour down-and-up-sampled copy (same shape, float32).
+
+    Down-sampling keeps the top-left pixel of every 2x2 cell and up-sampling repeats it over the
+    cell, so the anchor pixels become 0 and the others their difference to the anchor. Odd
+    sides: the last row/column forms a cell of its own.
+    """
+    h, w = image.shape[:2]
+    anchors = image[::2, ::2]
+    upsampled = np.repeat(np.repeat(anchors, 2, axis=0), 2, axis=1)[:h, :w]
+    return (image - upsampled).astype(np.float32, copy=False)
 
 
 def prepare_image(image: np.ndarray, contract: Preprocessing) -> np.ndarray:

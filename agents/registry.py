@@ -8,8 +8,8 @@ unfitted `ForensicModel` with the same prediction interface.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
 
 from agents.forensic_features import CONTRACT as FORENSIC_CONTRACT
 from agents.preprocessing import Preprocessing
@@ -26,6 +26,10 @@ class AgentSpec:
     preprocessing: Preprocessing  # default input contract (size may be overridden per bundle)
     description: str  # one line for `--help` and reports
     kind: str = "keras"  # "keras" (trained by training.train) or "forensic" (training.train_forensic)
+    builder_kwargs: Mapping[str, Any] = field(default_factory=dict)  # defaults; build()'s kwargs win
+    # `training.train.TrainConfig` fields this agent trains with unless the command line overrides
+    # them (plain values: the registry must not import the training package).
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def builder(self) -> Callable[..., Any]:
@@ -41,6 +45,7 @@ class AgentSpec:
 
     def build(self, *, input_size: int | None = None, **kwargs: Any) -> Any:
         """Builds the model for the (possibly resized) contract."""
+        kwargs = {**self.builder_kwargs, **kwargs}
         return self.builder(input_shape=self.contract(input_size).input_shape, name=self.name, **kwargs)
 
 
@@ -50,10 +55,18 @@ _REGISTRY: dict[str, AgentSpec] = {
         AgentSpec(
             name="custom",
             builder_path="agents.custom:build_custom",
-            # Colour and detail: blending seams and colour mismatch are the evidence that the
-            # report's 96 px grayscale input threw away.
-            preprocessing=Preprocessing(height=112, width=112, channels=3, scale="unit", color="rgb"),
-            description="custom ConvNet (the report's own), 112x112 RGB",
+            # NPR residual (Tan et al., CVPR 2024) at the crops' own 224 px, so no resize smears
+            # the 2x2 cells: up-sampling traces of generators, evidence the other agents do not
+            # look at. The patch stem keeps each cell whole and brings the cost back to 112 px.
+            preprocessing=Preprocessing(height=224, width=224, channels=3, scale="unit", color="rgb",
+                                        residual="npr"),
+            description="custom ConvNet on the NPR residual (neighbouring-pixel relationships), 224x224 RGB",
+            # Quarter of the old widths: the residual is a simple signal (NPR's own network is a
+            # truncated ResNet), and it keeps training affordable on a shared 2-core CPU.
+            builder_kwargs={"patch_stem": True, "filters": (16, 32, 64, 128)},
+            # Rotations and zooms would resample every training face (and so its pixel cells)
+            # while served crops are not; screenshot-like rescales teach it the resampled ones.
+            train_defaults={"geometric_augment": False, "screenshot_augment": 0.5},
         ),
         AgentSpec(
             name="lenet",

@@ -13,6 +13,9 @@ from agents.labels import CLASSES
 # ImageNet per-channel means in BGR order, as used by the original VGG ("caffe" mode).
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 VGG_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
+# VGG-16's 13 convolutions: (block, convolutions, filters), as in Simonyan & Zisserman's
+# configuration D.
+_VGG16_LAYOUT = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 
 
 @keras.saving.register_keras_serializable(package="fakeface")
@@ -63,12 +66,31 @@ def _vgg_base(input_shape: tuple[int, int, int], backbone_weights: str | None) -
     return base
 
 
+def _vgg16_bn_base(input_shape: tuple[int, int, int]) -> keras.Model:
+    """VGG-16's 13-conv base with BatchNorm after every convolution and He-normal init.
+
+    Random-init plain VGG-16 barely trains from scratch (the shipped 64 px one scored val AUC
+    0.66, dfdc-test 0.52); BatchNorm with He init is the known fix (as in torchvision's vgg16_bn).
+    """
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for block, convs, filters in _VGG16_LAYOUT:
+        for c in range(1, convs + 1):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                              kernel_initializer="he_normal", name=f"block{block}_conv{c}")(x)
+            x = layers.BatchNormalization(name=f"block{block}_bn{c}")(x)
+            x = layers.Activation("relu", name=f"block{block}_relu{c}")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    return keras.Model(inputs, x)
+
+
 def build_vgg16(
     *,
     input_shape: Sequence[int] = (224, 224, 3),
     backbone_weights: str | None = "none",
     trainable_blocks: int | None = None,
     dropout: float = 0.5,
+    batch_norm: bool = False,
     num_classes: int = len(CLASSES),
     name: str = "vgg16",
 ) -> keras.Model:
@@ -81,6 +103,9 @@ def build_vgg16(
         trainable_blocks: None trains the whole base; 0 freezes it; k trains only the last k
             of its five blocks (fine-tuning the top blocks).
         dropout: dropout rate before pooling, in [0, 1).
+        batch_norm: VGG-16-BN: BatchNorm after each of the 13 convolutions, He-normal init, for
+            training from scratch (``backbone_weights`` must then be "none": there are no
+            ImageNet weights for it here).
         num_classes: number of output classes.
         name: model name.
 
@@ -97,8 +122,11 @@ def build_vgg16(
         raise ValueError(f"trainable_blocks must be None or 0..5, received {trainable_blocks}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), received {dropout}.")
+    if batch_norm and backbone_weights not in (None, "none"):
+        raise ValueError(f"batch_norm=True trains VGG-16-BN from scratch; backbone_weights must be 'none', "
+                         f"received {backbone_weights!r}.")
 
-    base = _vgg_base(input_shape, backbone_weights)
+    base = _vgg16_bn_base(input_shape) if batch_norm else _vgg_base(input_shape, backbone_weights)
     base.name = "vgg16_base"
     if trainable_blocks is not None:
         keep = set(VGG_BLOCKS[len(VGG_BLOCKS) - trainable_blocks:])

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from agents.preprocessing import Preprocessing, resize_rgb
+from vision.degrade import random_chain
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -26,9 +29,13 @@ class AugmentConfig:
     blur: float = 0.15  # probability of a Gaussian blur
     jpeg: float = 0.5  # probability of JPEG re-compression
     jpeg_quality: tuple[int, int] = (35, 95)  # quality range of that re-compression
+    # Probability of a screenshot-like degradation chain (`vision.degrade.random_chain`: one to
+    # three of rescaling with a player's interpolation, JPEG, blur, display gamma, H.264), after
+    # which the face is brought back to the crop size as the face cropper would.
+    screenshot: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("flip", "blur", "jpeg"):
+        for name in ("flip", "blur", "jpeg", "screenshot"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], received {value}.")
@@ -57,9 +64,22 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig =
     if rng.random() < config.blur:
         sigma = rng.uniform(0.4, 1.5)
         out = cv2.GaussianBlur(out, (0, 0), sigma)
+    if config.screenshot and rng.random() < config.screenshot:
+        out = screenshot_like(out, rng)
     if rng.random() < config.jpeg:
         quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
             out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     return np.ascontiguousarray(out)
+
+
+def screenshot_like(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An RGB uint8 face after a random screenshot-like degradation chain, at its original size.
+
+    Rescaling steps leave the face at another size; it is resized back with the serving
+    contract's own resize (`agents.preprocessing.resize_rgb`), as a served crop would be.
+    """
+    h, w = image.shape[:2]
+    out = random_chain(rng)(np.ascontiguousarray(image))
+    return resize_rgb(out, Preprocessing(height=h, width=w, channels=3))

@@ -51,6 +51,8 @@ class TrainConfig:
     # image, besides the clean one; 0 trains on clean crops only. Needs `augment`.
     degraded_copies: int = 1
     augment: bool = True  # train-time augmentation
+    geometric_augment: bool = True  # random rotation/zoom/shift (resampling: off for NPR inputs)
+    screenshot_augment: float = 0.0  # probability of a screenshot-like degradation chain (vision.degrade)
     class_weights: bool = True  # re-weight classes by inverse frequency
     precision: str = "float32"  # "float32" or "mixed_bfloat16" (fast on CPUs with AMX)
     max_train_images: int | None = None  # cap on train images (group-preserving sample) for CPU budgets
@@ -62,8 +64,12 @@ class TrainConfig:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent -> fields of this config
 
     def for_agent(self, name: str) -> "TrainConfig":
-        """This config with the agent's overrides applied (e.g. a lower learning rate for vgg16)."""
-        fields = dict(self.overrides.get(name, {}))
+        """This config with the agent's registry defaults, then its overrides applied.
+
+        The registry's `train_defaults` (e.g. no geometric augmentation for an NPR input) come
+        first, so a command-line ``--agent-option`` still wins.
+        """
+        fields = {**get_agent(name).train_defaults, **self.overrides.get(name, {})}
         unknown = set(fields) - set(self.__dataclass_fields__) - {"overrides"}
         if unknown or "overrides" in fields:
             raise ValueError(f"Unknown training option(s) {sorted(unknown)} for agent {name!r}.")
@@ -80,8 +86,18 @@ class TrainConfig:
             raise ValueError(f"degraded_copies must be >= 0, received {self.degraded_copies}.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, received {self.learning_rate}.")
+        if not 0.0 <= self.screenshot_augment <= 1.0:
+            raise ValueError(f"screenshot_augment is a probability in [0, 1], received {self.screenshot_augment}.")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', received {self.lr_schedule!r}.")
+
+
+def augment_config(config: TrainConfig) -> AugmentConfig | None:
+    """The train-time augmentation that `config` asks for (None: none)."""
+    if not config.augment:
+        return None
+    geometry = {} if config.geometric_augment else {"max_shift": 0.0, "max_rotate": 0.0, "max_scale": 0.0}
+    return AugmentConfig(screenshot=config.screenshot_augment, **geometry)
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
@@ -143,7 +159,7 @@ def train_agent(
                                           workers=config.workers, verbose=bool(verbose))
     train_seq = FaceSequence(
         train["path"].tolist(), y_train, contract, batch_size=config.batch_size,
-        augment_config=AugmentConfig() if config.augment else None, synth_ratio=config.synth_fakes,
+        augment_config=augment_config(config), synth_ratio=config.synth_fakes,
         shuffle=True, seed=config.seed, cache=caches["train"], **reader,
     )
     val_seq = FaceSequence(val["path"].tolist(), y_val, contract, batch_size=config.batch_size,

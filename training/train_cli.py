@@ -70,6 +70,9 @@ def build_parser(prog: str = "fakeface train") -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default="none", help="vgg16 conv base: imagenet | none | PATH")
     p.add_argument("--trainable-blocks", type=int, default=None,
                    help="vgg16: train only the last N of 5 conv blocks (0 freezes the base)")
+    p.add_argument("--vgg16-batch-norm", action="store_true",
+                   help="vgg16: VGG-16-BN (BatchNorm after each of its 13 convolutions, He init) for "
+                        "training from scratch; needs --backbone-weights none")
     p.add_argument("--max-train-images", type=int, default=None, help="cap train images (whole groups kept)")
     p.add_argument("--max-val-images", type=int, default=None)
     p.add_argument("--storage-dtype", choices=["float32", "float16"], default="float32",
@@ -101,6 +104,11 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"unknown agent(s) {unknown}; known: {', '.join(agent_names())}")
         description = json.loads(args.description) if args.description else {}
         vgg_kwargs = {"backbone_weights": args.backbone_weights, "trainable_blocks": args.trainable_blocks}
+        if args.vgg16_batch_norm:
+            if args.backbone_weights != "none":
+                raise ValueError("--vgg16-batch-norm trains from scratch; it takes no --backbone-weights "
+                                 f"(received {args.backbone_weights!r})")
+            vgg_kwargs["batch_norm"] = True
         from training.train import TrainConfig  # heavy import (Keras) after argument checks
 
         config = TrainConfig(

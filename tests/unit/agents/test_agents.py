@@ -76,6 +76,51 @@ def test_builders_validate_arguments():
         get_agent("resnet")
 
 
+def test_vgg16_bn_has_the_13_convolutions_and_trains_a_step():
+    from agents.vgg16 import build_vgg16
+
+    model = build_vgg16(input_shape=(32, 32, 3), batch_norm=True)
+    base = model.get_layer("vgg16_base")
+    convs = [l for l in base.layers if l.__class__.__name__ == "Conv2D"]
+    norms = [l for l in base.layers if l.__class__.__name__ == "BatchNormalization"]
+    assert len(convs) == 13 and len(norms) == 13
+    assert [c.filters for c in convs] == [64] * 2 + [128] * 2 + [256] * 3 + [512] * 6
+    assert convs[0].kernel_initializer.__class__.__name__ == "HeNormal"
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = prepare_batch(np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8),
+                      Preprocessing(height=32, width=32, channels=3, scale="raw"))
+    before = convs[0].get_weights()[0].copy()
+    model.train_on_batch(x, np.array([0, 1, 0, 1]))
+    assert not np.allclose(before, convs[0].get_weights()[0])
+    with pytest.raises(ValueError, match="backbone_weights must be 'none'"):
+        build_vgg16(input_shape=(32, 32, 3), batch_norm=True, backbone_weights="imagenet")
+
+
+def test_npr_residual_contract():
+    """NPR: each pixel minus the top-left pixel of its 2x2 cell, after scaling; stored in bundles."""
+    from agents.preprocessing import npr_residual
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    contract = Preprocessing(height=16, width=16, channels=3, scale="unit", residual="npr")
+    x = prepare_batch([image], contract)[0]
+    unit = image.astype(np.float32) / 255.0
+    np.testing.assert_allclose(x[::2, ::2], 0.0)  # the anchors
+    np.testing.assert_allclose(x[1::2, 1::2], unit[1::2, 1::2] - unit[::2, ::2], atol=1e-6)
+    np.testing.assert_allclose(x[::2, 1::2], unit[::2, 1::2] - unit[::2, ::2], atol=1e-6)
+    # A nearest-neighbour 2x up-sampled image has nothing left: the trace NPR looks for.
+    upsampled = np.repeat(np.repeat(image[:8, :8], 2, axis=0), 2, axis=1)
+    assert np.abs(prepare_batch([upsampled], contract)).max() == 0.0
+    assert npr_residual(np.ones((5, 7, 1), np.float32)).shape == (5, 7, 1)  # odd sides
+    custom = get_agent("custom").preprocessing
+    assert custom.residual == "npr" and (custom.height, custom.width) == (224, 224)
+    assert Preprocessing.from_dict({**contract.to_dict()}) == contract
+    old = {"height": 16, "width": 16, "channels": 3, "scale": "unit", "color": "rgb"}  # older bundles
+    assert Preprocessing.from_dict(old).residual == "none"
+    with pytest.raises(ValueError, match="residual"):
+        Preprocessing(height=16, width=16, channels=3, residual="fft")
+
+
 def test_vgg16_local_weights_and_freezing(tmp_path):
     from agents.vgg16 import build_vgg16
     import keras

@@ -31,6 +31,29 @@ def test_augment_keeps_shape_and_changes_pixels(face_crop):
         AugmentConfig(flip=1.5)
 
 
+def test_screenshot_chain_keeps_the_size_and_npr_agent_skips_geometric_warps(face_crop):
+    from training.augment import screenshot_like
+    from training.train import TrainConfig, augment_config
+
+    crop = face_crop[:96, :96].copy()  # small: H.264 round trips are the slow step
+    outs = [screenshot_like(crop, np.random.default_rng(seed)) for seed in range(4)]
+    assert all(o.shape == crop.shape and o.dtype == np.uint8 for o in outs)
+    assert all(np.abs(o.astype(int) - crop).mean() > 0.2 for o in outs)
+    np.testing.assert_array_equal(outs[0], screenshot_like(crop, np.random.default_rng(0)))
+    always = AugmentConfig(flip=0.0, max_shift=0.0, max_rotate=0.0, max_scale=0.0, brightness=0.0, contrast=0.0,
+                           blur=0.0, jpeg=0.0, screenshot=1.0)
+    assert np.abs(augment(crop, np.random.default_rng(5), always).astype(int) - crop).mean() > 0.2
+    config = TrainConfig(overrides={"custom": {"screenshot_augment": 0.25}})
+    npr = augment_config(config.for_agent("custom"))
+    assert (npr.max_rotate, npr.max_scale, npr.max_shift) == (0.0, 0.0, 0.0)
+    assert npr.screenshot == 0.25, "a command-line override wins over the registry default"
+    assert augment_config(TrainConfig(geometric_augment=False)).max_rotate == 0.0
+    assert augment_config(config.for_agent("lenet")).max_rotate > 0
+    assert augment_config(TrainConfig(augment=False)) is None
+    with pytest.raises(ValueError, match="screenshot_augment"):
+        TrainConfig(screenshot_augment=2.0)
+
+
 def test_self_blend_changes_the_inner_face_not_the_border(face_crop):
     fake = self_blend(face_crop, np.random.default_rng(3))
     diff = np.abs(fake.astype(int) - face_crop.astype(int)).mean(axis=2)
@@ -215,8 +238,9 @@ def test_training_and_serving_prepare_identical_inputs(tmp_path):
     labels = (df["label"] == "fake").astype(int).to_numpy()
     from vision.media import read_image
 
-    for name in agent_names(kind="keras"):  # forensic's own test covers its features
-        contract = get_agent(name).preprocessing
+    contracts = {name: get_agent(name).preprocessing for name in agent_names(kind="keras")}
+    assert "npr" in {c.residual for c in contracts.values()}, "the NPR residual must be covered here"
+    for name, contract in contracts.items():  # forensic's own test covers its features
         cache = resized_cache(paths, contract, tmp_path / f"{name}.npy", workers=1, verbose=False)
         seq = FaceSequence(paths, labels, contract, batch_size=len(paths), cache=cache)
         x_train, _ = seq[0]
