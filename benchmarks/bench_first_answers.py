@@ -7,7 +7,7 @@ ran out of time (issue 26: 7 of 20 at 2 s while the warm-up ran after SERVING). 
 two checkouts to compare (``--repo``). Results go to benchmarks/results/first_answers.json.
 
     python benchmarks/bench_first_answers.py
-    python benchmarks/bench_first_answers.py --repo /work/main --out /tmp/first-main.json
+    python benchmarks/bench_first_answers.py --repo OTHER_CHECKOUT --out /tmp/first-main.json
 """
 
 from __future__ import annotations

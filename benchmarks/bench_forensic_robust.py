@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_forensic_robust.py \\
-        --new-model /work/runs/forensic/work/forensic/forensic.skops \\
+        --new-model runs/forensic/work/forensic/forensic.skops \\
         [--old-model agents/default_bundle/forensic.skops --old-ref 1825b78] \\
         [--data /work/shared/data] [--manifest benchmarks/splits/mixed.csv] [--limit N]
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old-version", type=int, default=1)
     p.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     p.add_argument("--manifest", type=Path, default=REPO / "benchmarks/splits/mixed.csv")
-    p.add_argument("--cache", type=Path, default=Path("/work/runs/forensic/bench-cache"))
+    p.add_argument("--cache", type=Path, default=Path("runs/forensic/bench-cache"))
     p.add_argument("--limit", type=int, default=None, help="first N dfdc-test crops per class (quick runs)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--features-only", action="store_true",
