@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old-model", type=Path, default=REPO / "agents/default_bundle/forensic.skops")
     p.add_argument("--old-ref", default="1825b78", help="git revision whose features the old model was trained on")
     p.add_argument("--old-version", type=int, default=1)
-    p.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data")
     p.add_argument("--manifest", type=Path, default=REPO / "benchmarks/splits/mixed.csv")
     p.add_argument("--cache", type=Path, default=Path("runs/forensic/bench-cache"))
     p.add_argument("--limit", type=int, default=None, help="first N dfdc-test crops per class (quick runs)")
