@@ -7,7 +7,7 @@ ran out of time (issue 26: 7 of 20 at 2 s while the warm-up ran after SERVING). 
 two checkouts to compare (``--repo``). Results go to benchmarks/results/first_answers.json.
 
     python benchmarks/bench_first_answers.py
-    python benchmarks/bench_first_answers.py --repo OTHER_CHECKOUT --out /tmp/first-main.json
+    python benchmarks/bench_first_answers.py --repo OTHER_CHECKOUT --out first-main.json
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import tempfile
 import time
 from concurrent import futures
 from pathlib import Path
@@ -65,7 +66,8 @@ def main() -> int:
     image, source = _image()
     port, http_port = _free_port(), _free_port()
     env = {**os.environ, "PYTHONPATH": args.repo, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "XDG_STATE_HOME": "/tmp/bench-first-answers-state"}
+           # A state folder of its own: no feedback log or controller state of another run.
+           "XDG_STATE_HOME": tempfile.mkdtemp(prefix="bench-first-answers-")}
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--port", str(port), "--http-port",
                              str(http_port)], cwd=args.repo, env=env, stdout=subprocess.PIPE,
