@@ -104,7 +104,8 @@ def ray_job(paths: list[str], work: Path, *, address: str | None, bundle: str | 
     """`fakeface batch` over ``paths``; steady rate from the completion times of its shards."""
     import pyarrow.parquet as pq
 
-    from fakeface.batch import build_parser, config_from_args, run
+    from fakeface.batch import run
+    from fakeface.batch_config import build_parser, config_from_args
 
     work.mkdir(parents=True, exist_ok=True)
     (work / "inputs.txt").write_text("\n".join(paths) + "\n")
@@ -178,7 +179,7 @@ def scaling(paths: list[str], tmp: Path, args: argparse.Namespace) -> dict:
 
 
 def local(paths: list[str], tmp: Path, args: argparse.Namespace) -> dict:
-    from blackboard.stages import limit_threads
+    from blackboard.worker_threads import limit_threads
 
     limit_threads(os.cpu_count())  # the loop's fastest setting (before TensorFlow starts)
     loop = plain_loop(paths, args.bundle, args.batch_size)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from vision.faces import align_face  # noqa: E402
+from vision.alignment import align_face  # noqa: E402
 from vision.video import iou  # noqa: E402
 from training.dataset import BuildConfig, build_dataset  # noqa: E402
 from training.dataset_work import open_detector, open_follower  # noqa: E402

@@ -69,7 +69,7 @@ def measure(detector, frames, region) -> dict:
 def main() -> None:
     import cv2
 
-    from vision.faces import FaceDetector, FaceGate
+    from vision.face_detector import FaceDetector, FaceGate
     from vision.media import sample_frames
     from training.report import atomic_write_text
 

@@ -6,7 +6,7 @@ Usage:
 
 Two detectors run interleaved in one process, on the same images: ``baseline`` is
 ``vision/faces.py`` as it was at ``--baseline-rev`` (MTCNN's pyramid over the whole image),
-``current`` is the checked-out :class:`vision.faces.FaceDetector`. Both use their defaults.
+``current`` is the checked-out :class:`vision.face_detector.FaceDetector`. Both use their defaults.
 
 Image sets (made here, from ``../shared/data``; nothing is written next to the data):
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "photos.json"))
     args = parser.parse_args(argv)
 
-    from vision.faces import FaceDetector
+    from vision.face_detector import FaceDetector
     from training.report import atomic_write_text
 
     baseline = load_baseline(args.baseline_rev, args.baseline_path)

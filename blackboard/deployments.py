@@ -246,7 +246,7 @@ class DetectorDeployment:
     """The face detector's replica: MTCNN detection, gate and alignment (`vision.faces`)."""
 
     def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9) -> None:
-        from vision.faces import FaceDetector
+        from vision.face_detector import FaceDetector
 
         bind_serve_replica_to_loopback()
         self.detector = FaceDetector(min_face_size=min_face_size, min_confidence=min_confidence)

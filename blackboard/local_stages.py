@@ -4,9 +4,9 @@ Starting a local Ray, its Ray Data executor and one actor per stage costs about 
 before the first image is read: more than a folder of a few dozen images takes to score. Under
 :data:`LOCAL_MAX_WORK` inputs (videos weigh :data:`VIDEO_WEIGHT`), and when no cluster is named
 (``--ray-address``, ``local`` included, or ``$RAY_ADDRESS``) and this process has not joined
-one already, both commands run the very same stage classes
-(`blackboard.stages`: `FaceStage`, `AgentSetStage`, `DecisionStage`) one block after the
-other here, on blocks cut as the Ray path cuts them, so the rows are the same. Only
+one already, both commands run the very same stage classes (`blackboard.face_stage.FaceStage`,
+`blackboard.agent_stages.AgentSetStage`, `blackboard.decision_stage.DecisionStage`) one block
+after the other here, on blocks cut as the Ray path cuts them, so the rows are the same. Only
 ``node_id`` differs: it names the Ray node that found the face and is empty without Ray.
 """
 
@@ -40,7 +40,7 @@ def runs_locally(sources: Sequence[str], ray_address: str | None) -> bool:
 
 
 def local_cpus() -> list[float]:
-    """This machine as a one-node "cluster", for `batch_stages.plan_stages`."""
+    """This machine as a one-node "cluster", for `blackboard.stage_plan.plan_stages`."""
     return [float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)]
 
 
@@ -56,7 +56,7 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int,
 
     Args:
         items: ``{source, input_index, shard}`` dicts, as the Ray path's dataset rows.
-        plan: the `batch_stages.StagePlan` the Ray path would lay out (pools are not used).
+        plan: the `blackboard.stage_plan.StagePlan` the Ray path would lay out (pools are not used).
         blocks: how many blocks to cut ``items`` into (the Ray path's block count).
         decision_bundle: False for no decision stage (evaluate); else the bundle (None: shipped
             default) whose controller `DecisionStage` applies (batch).
@@ -66,7 +66,9 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int,
     """
     import pandas as pd
 
-    from blackboard.stages import AgentSetStage, DecisionStage, FaceStage
+    from blackboard.agent_stages import AgentSetStage
+    from blackboard.decision_stage import DecisionStage
+    from blackboard.face_stage import FaceStage
 
     from concurrent.futures import ThreadPoolExecutor
 

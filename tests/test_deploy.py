@@ -164,7 +164,7 @@ def test_kuberay_rayjob_runs_batch():
     _assert_cli_command(argv)
     assert argv[1] == "batch" and "--resume" in argv
     # Every flag the entrypoint passes exists in `fakeface batch`.
-    from fakeface.batch import build_parser
+    from fakeface.batch_config import build_parser
 
     known = {s for action in build_parser()._actions for s in action.option_strings}
     assert {a for a in argv if a.startswith("--")} <= known

@@ -16,7 +16,9 @@ import numpy as np
 
 from agents.atomic import atomic_write_bytes
 from vision.face_tracking import FaceFollower, FollowConfig
-from vision.faces import FaceDetector, align_face, whole_image_crop
+from vision.alignment import align_face
+from vision.face_detector import FaceDetector
+from vision.faces import whole_image_crop
 from vision.media import ImageError, decode_image
 from training.dataset_sources import Source
 from training.video import sample_frames

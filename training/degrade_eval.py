@@ -129,7 +129,7 @@ class DegradeStage:
     """
 
     def __init__(self, *, detect: str, registry: Any = None, threads: int = 1) -> None:
-        from blackboard.stages import limit_threads
+        from blackboard.worker_threads import limit_threads
 
         limit_threads(threads)
         self.detect = detect

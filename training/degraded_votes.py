@@ -21,7 +21,7 @@ from agents.atomic import atomic_write
 from agents.bundle import Bundle, load_bundle
 from agents.predictor import AgentPredictor
 from vision.faces import whole_image_crop
-from blackboard.stages import CROP_SIZE
+from blackboard.stage_rows import CROP_SIZE
 from training.votes import cache_key, default_cache_dir, read_rgb
 from vision.context import CONTEXT_NAMES, context_matrix, face_context
 from vision.degrade import random_chain

@@ -28,7 +28,8 @@ import pandas as pd
 from agents.bundle import load_bundle
 from agents.labels import CLASSES, label_to_index
 from vision.media import IMAGE_EXTENSIONS
-from blackboard.stages import NO_FACE, OK, REJECTED, VERBOSE_ENV, context_column
+from blackboard.stage_plan import VERBOSE_ENV
+from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
 from training.degrade_eval import CLEAN, load_registry, resolve_transforms, seeds
 from training.evaluate_analyses import analyse
 from training.evaluate_gate import uncertain
@@ -57,7 +58,7 @@ class EvalConfig:
     detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray
     batch_size: int = 32  # images per Ray Data batch
-    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stages)
+    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stage_plan)
     cpus_per_actor: float = 0.0  # Ray CPUs per actor (0 = the largest share that packs every pool)
     bootstrap: BootstrapConfig = BootstrapConfig()  # intervals and the paired test
     progress: bool = True  # one tqdm bar over the images

@@ -16,7 +16,7 @@ import pandas as pd
 from agents.bundle import Bundle
 from blackboard.borderline import borderline_for
 from blackboard.controllers.store import load_replay
-from blackboard.stages import NO_FACE, OK, REJECTED, context_column
+from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
 from training.degrade_eval import CLEAN, CLEAN_LABEL
 from training.degrade_report import (POOLED, TransformSet, auc_markdown, plot_degrade, score_transforms,
                                      system_markdown)

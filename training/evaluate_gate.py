@@ -34,7 +34,7 @@ class GateStage:
     def __init__(self, *, bundle: str | None, keep: tuple[str, ...], threads: int = 1) -> None:
         from agents.bundle import load_bundle
         from blackboard.ood import UncertaintyGate
-        from blackboard.stages import limit_threads
+        from blackboard.worker_threads import limit_threads
 
         limit_threads(threads)
         self.gate = UncertaintyGate.from_bundle(load_bundle(bundle))
@@ -66,7 +66,7 @@ def add_gate_stage(ds: Any, *, bundle: str | None, keep: tuple[str, ...], cpus: 
 
 def uncertain(status: Any, reason: Any) -> np.ndarray:
     """(N,) True for scored faces the gate would answer "uncertain" (status ok, a reason given)."""
-    from blackboard.stages import OK
+    from blackboard.stage_rows import OK
 
     status = np.asarray(status, dtype=object)
     reason = np.asarray(reason, dtype=object)

@@ -1,7 +1,7 @@
 """How `fakeface evaluate` gets its votes: the shared Ray Data stages, behind a vote cache.
 
 The evaluated images, their degraded copies (``--degrade``) and the fitting images all go
-through the stages of `fakeface batch` (`blackboard.stages`) in one Ray Data job::
+through the stages of `fakeface batch` (`blackboard.stage_plan`) in one Ray Data job::
 
     paths -> [DegradeStage]       --degrade only: read, transform (training.degrade_eval)
           -> FaceStage            read; crops used whole, other images detected (MTCNN) and aligned
@@ -28,7 +28,7 @@ import pandas as pd
 
 from agents.bundle import Bundle
 from training import votes as votes_cache
-from blackboard.stages import CROP_SIZE, OK, context_column
+from blackboard.stage_rows import CROP_SIZE, OK, context_column
 from training.degrade_eval import CLEAN, add_degrade_stage, load_registry, registry_fingerprint
 from training.evaluate_gate import GATE_INPUTS, GATE_SALT, add_gate_stage
 from vision.context import CONTEXT_NAMES
@@ -128,7 +128,7 @@ def describe(rows: pd.DataFrame, fit_description: str) -> str:
 
 def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
                  config: Any) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
-    """Runs the shared stages (`blackboard.stages`) over ``rows`` (path, transform, seed) with Ray Data.
+    """Runs the shared stages (`blackboard.stage_plan`) over ``rows`` (path, transform, seed) with Ray Data.
 
     Returns:
         (one row per input, in input order: status, reason, ``ctx_blur`` and ``{agent}_p_fake``;
@@ -138,7 +138,7 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     import ray.data
     from tqdm import tqdm
 
-    from blackboard.stages import add_stages, node_cpus, plan_stages, ray_data_output
+    from blackboard.stage_plan import add_stages, node_cpus, plan_stages, ray_data_output
 
     agents = tuple(bundle.agent_names)
     degrading = bool((rows["transform"] != CLEAN).any())

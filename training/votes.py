@@ -23,7 +23,7 @@ from agents.labels import label_to_index
 from agents.predictor import AgentPredictor
 from vision.faces import whole_image_crop
 from vision.media import ImageError, read_image
-from blackboard.stages import CROP_SIZE
+from blackboard.stage_rows import CROP_SIZE
 from training.dataset import read_manifest
 from vision.context import check_names, context_matrix, face_context
 

@@ -2,7 +2,7 @@
 
 Full MTCNN on a 1080p frame costs about 0.1 CPU-second; most of it is the PNet pyramid over the
 whole picture. Between two faces found a tenth of a second apart there is little to search, so
-:class:`FaceFollower` runs the full :class:`vision.faces.FaceDetector` only on every
+:class:`FaceFollower` runs the full :class:`vision.face_detector.FaceDetector` only on every
 ``keyframe_every``-th sampled frame and, on the frames in between, looks for each face only
 around its last box with MTCNN's last stage (ONet, 48x48 windows): the previous box and a few
 windows shifted from it are scored in one batch, and the best window's regressed box and its
@@ -10,7 +10,7 @@ five landmarks become the face in this frame. The landmarks therefore still come
 detector, and crops are aligned from them exactly as full detection would align them.
 
 A face is followed only while ONet passes it with the detector's gate (``min_confidence``, the
-minimum face size and the landmark geometry of :func:`vision.faces.plausible_landmarks`)
+minimum face size and the landmark geometry of :func:`vision.face_detector.plausible_landmarks`)
 and its new box overlaps the old one. When any followed face fails, the track is *lost* and the
 frame gets full detection at once. Faces that appear between keyframes are found at the next
 keyframe. The gate's second look (re-detection in the aligned crop) runs on fully detected
@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator
 import cv2
 import numpy as np
 
-from vision.faces import DetectedFace, FaceDetector, enhance_for_detection, plausible_landmarks
+from vision.face_detector import DetectedFace, FaceDetector, enhance_for_detection, plausible_landmarks
 from vision.video import iou
 
 # ONet's input side in pixels, and MTCNN's normalisation of pixel values to [-1, 1].

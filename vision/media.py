@@ -113,6 +113,23 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
         raise ImageError(f"{path}: {exc}") from exc
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Validates an image array and returns it as contiguous RGB uint8 (H, W, 3)."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"Expected a numpy image array, received {type(image).__name__}.")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"Expected an RGB image of shape (H, W, 3), received shape {image.shape}.")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"Image is too small to hold a face: {image.shape[1]}x{image.shape[0]} pixels.")
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
     """PNG bytes of an RGB uint8 image (lossless, so a frame sent on keeps its decoded pixels)."""
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))

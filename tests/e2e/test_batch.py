@@ -21,8 +21,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from blackboard.stages import cpu_per_actor
 from fakeface import batch
+from fakeface.batch_shards import output_columns
 from vision.inputs import InputError, list_inputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ def test_rows_schema_and_rejects(resumed_run, media_dir, tiny_bundle):
 
     bundle = load_bundle(tiny_bundle)
     table = pq.read_table(resumed_run["out"])
-    assert table.schema.equals(batch.output_columns(bundle.agent_names))
+    assert table.schema.equals(output_columns(bundle.agent_names))
     assert table.schema.field("frame").type == pa.int32() and table.schema.field("p_fake").type == pa.float32()
     rows = table.to_pandas()
     images, video, broken = _expected_inputs(media_dir)
@@ -227,127 +227,6 @@ def test_manifest_and_list_inputs_resolve_relative_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images or videos"):
         list_inputs(tmp_path / "empty")
-
-
-@pytest.mark.parametrize("nodes,actors", [([2.0], 5), ([2.0], 8), ([1.0, 1.0], 6), ([1.0, 1.0], 5),
-                                          ([0.0, 4.0, 4.0], 14), ([16.0], 8)])
-def test_actor_cpus_pack_onto_the_nodes(nodes, actors):
-    """Every actor of every pool fits at once (whole CPUs per actor would deadlock 2 CPUs)."""
-    share = cpu_per_actor(nodes, actors)
-    assert 0 < share <= 1.0
-    assert sum(int(0.9 * c / share + 1e-9) for c in nodes) >= actors
-    assert share * actors <= 0.9 * sum(nodes) + 1e-9
-
-
-def test_pool_sizes_parse_and_conflicting_layouts_are_refused(tmp_path, tiny_bundle, capsys):
-    assert batch.parse_pool_sizes("2") == (2, ())
-    assert batch.parse_pool_sizes("1, vgg16=3,custom=2") == (1, (("vgg16", 3), ("custom", 2)))
-    for bad in ("0", "vgg16=x", "1,vgg16=2,vgg16=3", "-1"):
-        with pytest.raises(batch.BatchError, match="--actors-per-agent"):
-            batch.parse_pool_sizes(bad)
-    args = ["--input", str(tmp_path), "--output", str(tmp_path / "o.parquet"), "--bundle", str(tiny_bundle)]
-    assert batch.main(args + ["--actors-per-agent", "2", "--agent-set-actors", "2"]) == 2
-    assert "two layouts" in capsys.readouterr().err
-    cfg = batch.config_from_args(batch.build_parser().parse_args(args + ["--actors-per-agent", "1,lenet=3"]))
-    assert cfg.pool_sizes(["custom", "lenet"]) == (1, 3)
-    with pytest.raises(batch.BatchError, match="not agents of the bundle"):
-        cfg.pool_sizes(["custom"])
-    auto = batch.config_from_args(batch.build_parser().parse_args(args))
-    assert auto.pool_sizes(["custom", "lenet"]) is None  # no per-agent pools asked for: agent sets
-
-
-@pytest.mark.parametrize("nodes,expected_sets,expected_threads", [([2.0], 2, 1), ([1.0, 1.0], 2, 1),
-                                                                 ([64.0], 16, 4), ([0.5], 1, 1)])
-def test_default_layout_is_one_agent_set_per_cpu(nodes, expected_sets, expected_threads):
-    from blackboard.stages import plan_stages
-
-    plan = plan_stages(nodes, bundle=None, agents=("a", "b", "c"), detect="off", other_actors=1)
-    assert (plan.agent_set_actors, plan.threads) == (expected_sets, expected_threads)
-    assert plan.spread == (len(nodes) > 1)
-    n_actors = plan.face_actors + plan.agent_set_actors + 1
-    assert sum(int(0.9 * c / plan.cpus_per_actor + 1e-9) for c in nodes) >= n_actors  # all fit at once
-    pools = plan_stages(nodes, bundle=None, agents=("a", "b", "c"), detect="off", agent_actors=(1, 2, 1))
-    assert pools.agent_set_actors == 0 and pools.agent_actors == (1, 2, 1) and pools.threads >= 1
-    # A job of one batch gets one agent set, with the threads the others would have had.
-    small = plan_stages(nodes, bundle=None, agents=("a", "b", "c"), detect="off", other_actors=1, max_agent_sets=1)
-    assert small.agent_set_actors == 1 and small.threads == max(1, int(sum(nodes)))
-
-
-def test_face_stage_uses_a_small_crop_whole_without_loading_mtcnn(tmp_path, face_crop, face_rgb, monkeypatch):
-    """--detect auto: a crop-shaped image of at most CROP_TRUST_SIDE px is a crop (no detector is
-    loaded); one statuses vocabulary; a larger photo still goes to MTCNN."""
-    from blackboard.stages import NO_FACE, OK, REJECTED, STATUSES, FaceStage, context_column
-
-    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.setenv(var, os.environ.get(var, "2"))
-    threads = cv2.getNumThreads()
-    try:
-        stage = FaceStage(detect="auto", fps=1.0, all_faces=False, context=("blur",))
-    finally:
-        cv2.setNumThreads(threads)
-    cv2.imwrite(str(tmp_path / "crop.png"), cv2.cvtColor(face_crop, cv2.COLOR_RGB2BGR))
-    (tmp_path / "bad.png").write_bytes(b"not an image")
-    batch_in = {"source": np.array([str(tmp_path / "crop.png"), str(tmp_path / "bad.png")], dtype=object),
-                "input_index": np.array([0, 1]), "shard": np.array([0, 0])}
-    out = stage(batch_in)
-    assert stage._detector is None  # MTCNN never loaded for a crop
-    assert list(out["status"]) == [OK, REJECTED] and set(out["status"]) <= set(STATUSES)
-    assert out["face"].shape == (2, 224, 224, 3) and not out["aligned"][0]
-    assert np.isfinite(out[context_column("blur")][0]) and np.isnan(out[context_column("blur")][1])
-    blank = np.full((600, 600, 3), 128, np.uint8)  # crop-shaped but large: detected, nothing found
-    cv2.imwrite(str(tmp_path / "blank.png"), blank)
-    out = stage({"source": np.array([str(tmp_path / "blank.png")], dtype=object), "input_index": np.array([0]),
-                 "shard": np.array([0])})
-    assert stage._detector is not None and list(out["status"]) == [NO_FACE]
-
-
-def test_the_last_agent_stage_returns_only_the_kept_columns(tiny_bundle, face_crop, monkeypatch):
-    """`keep` drops the face crops in the agent actor itself (no Ray Data task after the pools),
-    for an agent set and for the last of per-agent stages, with the same votes."""
-    from agents.bundle import load_bundle
-    from blackboard.stages import AgentSetStage, AgentStage
-
-    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.setenv(var, os.environ.get(var, "2"))
-    threads = cv2.getNumThreads()
-    agents = tuple(load_bundle(tiny_bundle).agent_names)
-    batch = {"input_index": np.array([4, 7]), "has_face": np.array([True, False]),
-             "face": np.stack([face_crop, np.zeros_like(face_crop)])}
-    keep = ("input_index", *(f"{a}_p_fake" for a in agents))
-    try:
-        whole = AgentSetStage(bundle=str(tiny_bundle), agents=agents)(dict(batch))
-        kept = AgentSetStage(bundle=str(tiny_bundle), agents=agents, keep=keep)(dict(batch))
-        last = AgentStage(bundle=str(tiny_bundle), agent=agents[-1], keep=("input_index", f"{agents[-1]}_p_fake"))
-        one = last(dict(batch))
-    finally:
-        cv2.setNumThreads(threads)
-    assert "face" in whole and set(kept) == set(keep) and set(one) == {"input_index", f"{agents[-1]}_p_fake"}
-    for a in agents:
-        np.testing.assert_array_equal(kept[f"{a}_p_fake"], whole[f"{a}_p_fake"])
-    assert np.isfinite(kept[keep[1]][0]) and np.isnan(kept[keep[1]][1])
-    np.testing.assert_array_equal(one[f"{agents[-1]}_p_fake"], whole[f"{agents[-1]}_p_fake"])
-
-
-def test_ray_data_advice_is_quiet_unless_verbose():
-    """Without --verbose, Ray Data's "Progress bars disabled..." warning is not printed beside
-    our own bar (its logger, as the installed Ray names it, is raised to ERROR); with it, it is."""
-    import logging
-
-    import ray.data._internal.execution.streaming_executor as ray_executor
-    import ray.data._internal.progress as ray_progress
-
-    from blackboard.stages import ray_data_output
-
-    # The loggers Ray Data writes those lines to, as the installed Ray names them.
-    advice, finished = ray_progress.logger, ray_executor.logger
-    try:
-        ray_data_output(False)
-        assert not advice.isEnabledFor(logging.WARNING) and not finished.isEnabledFor(logging.INFO)
-        assert finished.isEnabledFor(logging.WARNING)  # its real warnings still show
-        ray_data_output(True)
-        assert advice.isEnabledFor(logging.WARNING) and finished.isEnabledFor(logging.INFO)
-    finally:
-        ray_data_output(False)
 
 
 def test_a_small_job_runs_in_process_and_gives_the_ray_paths_rows(resumed_run, media_dir, tiny_bundle, tmp_path):

@@ -141,7 +141,7 @@ def test_size_and_shape_checks_work_without_an_ood_model(face_crop):
 
 
 def test_batch_rows_say_uncertain_with_the_reason(model, tiny_bundle, tmp_path, face_crop):
-    from blackboard.stages import DecisionStage
+    from blackboard.decision_stage import DecisionStage
 
     bundle_dir = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle_dir)

@@ -147,21 +147,6 @@ def test_dataset_build_without_real_and_fake_exits_2(tmp_path):
     assert not (tmp_path / "out" / "manifest.csv").exists()
 
 
-def test_batch_output_format_follows_the_suffix_and_refuses_mismatches(tmp_path):
-    from fakeface.batch import BatchError, build_parser, config_from_args
-
-    def config(*extra):
-        return config_from_args(build_parser().parse_args(["--input", str(tmp_path), *extra]))
-
-    assert config("--output", str(tmp_path / "r.csv")).fmt == "csv"
-    assert config("--output", str(tmp_path / "r.parquet")).fmt == "parquet"
-    assert config("--output", str(tmp_path / "r")).fmt == "parquet"
-    with pytest.raises(BatchError, match="says csv but --format is parquet"):
-        config("--output", str(tmp_path / "r.csv"), "--format", "parquet")
-    with pytest.raises(BatchError, match="does not exist"):
-        config("--output", str(tmp_path / "missing" / "r.csv"))
-
-
 def test_server_down_mid_video_is_a_clean_error_not_sigabrt(tmp_path):
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))

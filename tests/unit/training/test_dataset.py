@@ -305,7 +305,7 @@ def test_a_lost_track_triggers_full_detection(detector, face_rgb):
 
 def test_build_with_keyframes_writes_aligned_crops_and_resumes_only_with_the_same_interval(tmp_path, face_rgb,
                                                                                          detector):
-    from vision.faces import align_face
+    from vision.alignment import align_face
 
     root = tmp_path / "media"
     write_video(root / "fake" / "clip.mp4", face_rgb, count=8)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from vision.face_pyramid import WINDOW, FacePyramid, _normalized, pyramid_scales
-from vision.faces import LANDMARK_NAMES, FaceDetector
+from vision.alignment import LANDMARK_NAMES
+from vision.face_detector import FaceDetector
 
 
 @pytest.fixture(scope="module")

@@ -149,7 +149,7 @@ def test_uncertain_frames_and_tracks():
 
 
 def test_batch_and_classify_use_the_same_rule():
-    from fakeface.batch import video_verdicts
+    from fakeface.batch_shards import video_verdicts
 
     per_frame = [[face((800, 90, 160, 210), p=0.3 + 0.01 * i)] for i in range(6)]
     per_frame[2].append(face((1178, 521, 51, 66), p=0.95))

@@ -1,0 +1,42 @@
+"""Landmark alignment onto the face template, on a real photograph's MTCNN landmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vision.alignment import TEMPLATE, align_face, template_points
+
+
+def test_aligned_crop_puts_the_eyes_on_the_template(detector, face_rgb, astronaut_face):
+    crop = align_face(face_rgb, astronaut_face.landmarks, size=224, margin=0.3)
+    assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
+    again = detector.detect(crop)
+    assert again, "the aligned crop must still contain a detectable face"
+    expected = template_points(224, 0.3)
+    eye_error = np.linalg.norm(again[0].landmarks[:2] - expected[:2], axis=1)
+    # Five points are fitted in least squares, so a wide smile pulls the eyes a little.
+    assert eye_error.max() < 8.0, f"eyes off the template by {eye_error} px"
+    eye_distance = np.linalg.norm(again[0].landmarks[1] - again[0].landmarks[0])
+    assert abs(eye_distance - (expected[1, 0] - expected[0, 0])) < 8.0
+
+
+def test_template_points_scale_with_size_and_margin():
+    np.testing.assert_allclose(template_points(100, 0.0), TEMPLATE * 100)
+    tight, loose = template_points(224, 0.1), template_points(224, 0.5)
+    # More margin: the face is smaller and the eyes move toward the centre.
+    assert (tight[1, 0] - tight[0, 0]) > (loose[1, 0] - loose[0, 0])
+    with pytest.raises(ValueError, match="margin"):
+        template_points(224, -0.1)
+    with pytest.raises(ValueError, match="size"):
+        template_points(4, 0.3)
+
+
+def test_align_face_rejects_bad_landmarks(face_rgb):
+    with pytest.raises(ValueError, match=r"\(5, 2\)"):
+        align_face(face_rgb, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="degenerate"):
+        align_face(face_rgb, np.full((5, 2), 100.0))
+    with pytest.raises(ValueError, match="RGB"):
+        align_face(np.zeros((10, 10, 2), np.uint8), np.zeros((5, 2)))
+

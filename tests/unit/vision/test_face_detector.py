@@ -1,0 +1,91 @@
+"""The MTCNN detector, its face gate and its light correction, on a real photograph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vision.face_detector import DetectedFace, FaceDetector, FaceGate, enhance_for_detection, plausible_landmarks
+
+
+def test_detects_the_astronaut_with_landmarks_in_order(astronaut_face):
+    x, y, w, h = astronaut_face.box
+    # The face is around x 180-265, y 64-172 in the 512x512 photograph.
+    assert 150 < x < 210 and 40 < y < 100 and 60 < w < 120 and 80 < h < 140
+    assert astronaut_face.confidence > 0.95
+    points = astronaut_face.landmarks
+    assert points.shape == (5, 2)
+    left_eye, right_eye, nose, mouth_left, mouth_right = points
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]  # the image's left first
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+
+
+def test_detect_batch_matches_detect(detector, face_rgb, astronaut_face):
+    shifted = np.roll(face_rgb, 20, axis=1)
+    batch = detector.detect_batch([face_rgb, shifted])
+    assert len(batch) == 2 and len(batch[0]) == 1 and len(batch[1]) == 1
+    np.testing.assert_allclose(batch[0][0].landmarks, astronaut_face.landmarks, atol=2.0)
+    np.testing.assert_allclose(batch[1][0].landmarks[:, 0], astronaut_face.landmarks[:, 0] + 20, atol=3.0)
+
+
+@pytest.fixture(scope="module")
+def plain_detector() -> FaceDetector:
+    """MTCNN with only the confidence and size thresholds (the detector before the gate)."""
+    return FaceDetector(enhance=False, retry=False, gate=FaceGate(geometry=False, verify=False))
+
+
+def test_landmark_geometry_accepts_a_face_and_refuses_scrambled_points(astronaut_face):
+    box, points = astronaut_face.box, astronaut_face.landmarks
+    assert plausible_landmarks(box, points, (0.2, 0.8))
+    upside_down = points[[3, 4, 2, 0, 1]]  # mouth above the eyes
+    assert not plausible_landmarks(box, upside_down, (0.2, 0.8))
+    mirrored = points[[1, 0, 2, 4, 3]]  # right eye left of the left eye
+    assert not plausible_landmarks(box, mirrored, (0.2, 0.8))
+    far = points + np.array([box[2] * 2, 0.0])  # landmarks outside the box
+    assert not plausible_landmarks(box, far, (0.2, 0.8))
+    assert not plausible_landmarks(box, points, (0.6, 0.8))  # eyes too close for that ratio
+
+
+def test_second_look_drops_a_candidate_that_is_not_a_face(detector, face_rgb, astronaut_face):
+    # A candidate with a face-like landmark layout on the astronaut's sleeve/background: the gate's
+    # second look (MTCNN on the aligned crop) must not find a face there, and keeps the real one.
+    shifted = astronaut_face.landmarks + np.array([200.0, 250.0])
+    x, y, w, h = astronaut_face.box
+    clutter = DetectedFace(box=(x + 200, y + 250, w, h), landmarks=shifted, confidence=0.98)
+    kept = detector._verify([face_rgb], [1.0], [[astronaut_face, clutter]])
+    assert kept == [[astronaut_face]]
+
+
+def test_dark_face_is_found_only_with_the_light_correction(detector, plain_detector, face_rgb):
+    dark = (face_rgb.astype(np.float32) * 0.08).astype(np.uint8)  # mean brightness ~9/255
+    assert plain_detector.detect(dark) == []
+    faces = detector.detect(dark)
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert 150 < x < 210 and 40 < y < 100  # the astronaut's face, not something else
+
+
+def test_flat_face_is_found_only_with_the_contrast_correction(detector, plain_detector, face_rgb):
+    flat = (face_rgb.astype(np.float32) * 0.12 + 110).astype(np.uint8)  # luma std ~8
+    assert plain_detector.detect(flat) == []
+    assert len(detector.detect(flat)) == 1
+
+
+def test_enhance_brightens_dark_images_and_leaves_normal_ones(face_rgb):
+    dark = (face_rgb * 0.1).astype(np.uint8)
+    out, changed = enhance_for_detection(dark)
+    assert changed and out.mean() > 3 * dark.mean()
+    same, changed = enhance_for_detection(face_rgb)
+    assert not changed and same is face_rgb
+
+
+def test_images_too_narrow_for_a_face_give_no_face_not_an_error(detector):
+    assert detector.detect_batch([np.zeros((8, 5000, 3), np.uint8), np.zeros((30, 30, 3), np.uint8)]) == [[], []]
+
+
+def test_face_gate_validates():
+    with pytest.raises(ValueError, match="eye_ratio"):
+        FaceGate(eye_ratio=(0.8, 0.2))
+    with pytest.raises(ValueError, match="confidences"):
+        FaceGate(verify_confidence=1.5)
+

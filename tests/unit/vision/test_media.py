@@ -1,0 +1,73 @@
+"""Image decoding and checking (`vision.media`): colours kept, unsafe or broken input refused."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from vision.media import ImageError, as_rgb, decode_image, read_image
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny, well-formed PNG whose header claims width x height pixels."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_decode_image_round_trips_colour():
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[:, :, 0] = 255  # pure red in RGB
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    decoded = decode_image(png.tobytes())
+    assert decoded.shape == (20, 30, 3)
+    np.testing.assert_array_equal(decoded[0, 0], [255, 0, 0])
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty input"),
+        (b"this is not an image" * 20, "not a decodable image"),
+        (png_claiming(50_000, 50_000), "decompression bomb"),
+        (png_claiming(8_000, 8_000), "64000000 pixels"),
+    ],
+)
+def test_decode_image_refuses_bad_input(data, reason):
+    with pytest.raises(ImageError, match=reason):
+        decode_image(data)
+
+
+def test_read_image_names_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(ImageError, match="broken.jpg"):
+        read_image(bad)
+    with pytest.raises(ImageError, match="missing.png: cannot read file"):
+        read_image(tmp_path / "missing.png")
+
+
+
+def test_as_rgb_gives_three_uint8_channels_and_refuses_what_is_not_an_image():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    rgb = as_rgb(grey)
+    assert rgb.shape == (3, 4, 3) and np.array_equal(rgb[:, :, 2], grey)
+    rgba = np.zeros((5, 5, 4), np.uint8)
+    rgba[:, :, 3] = 255  # the alpha channel is dropped, not mistaken for a colour
+    assert as_rgb(rgba).shape == (5, 5, 3) and as_rgb(rgba).max() == 0
+    loud = np.full((4, 4, 3), 300.0)
+    assert as_rgb(loud).dtype == np.uint8 and as_rgb(loud).max() == 255
+    with pytest.raises(ValueError, match="numpy image array, received list"):
+        as_rgb([[0, 0, 0]])
+    with pytest.raises(ValueError, match=r"shape \(4, 4, 2\)"):
+        as_rgb(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ValueError, match="too small to hold a face: 1x9"):
+        as_rgb(np.zeros((9, 1, 3), np.uint8))

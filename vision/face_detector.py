@@ -1,0 +1,275 @@
+"""The MTCNN face detector: candidates, the face gate that drops clutter, and light correction.
+
+Detection is MTCNN (``mtcnn`` 1.0.0's networks, TensorFlow), driven by
+:class:`vision.face_pyramid.FacePyramid` so that its cost follows the smallest face worth
+finding rather than the image size. Each candidate must pass :class:`FaceGate`: confidence, a
+face-like layout of its landmarks, and a second look at its own aligned crop
+(`vision.alignment`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from vision.alignment import LANDMARK_NAMES, align_face
+from vision.media import as_rgb
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face found by the detector."""
+
+    box: tuple[float, float, float, float]  # x, y, width, height in image pixels
+    landmarks: np.ndarray  # (5, 2) float: left_eye, right_eye, nose, mouth_left, mouth_right
+    confidence: float  # detector probability that this is a face, 0..1
+
+
+@dataclass(frozen=True)
+class FaceGate:
+    """What an MTCNN detection must pass to be returned as a face.
+
+    MTCNN alone returns face-like clutter (a chair back at 0.98 confidence); the landmark
+    geometry check and a second look at the face in its own aligned crop drop most of it.
+    """
+
+    min_confidence: float = 0.9  # MTCNN's face probability (ONet), 0..1
+    eye_ratio: tuple[float, float] = (0.2, 0.8)  # allowed eye distance / box width
+    geometry: bool = True  # require a face-like layout of the five landmarks (plausible_landmarks)
+    verify: bool = True  # re-detect each face in its aligned crop; keep it only when found again
+    verify_confidence: float = 0.9  # MTCNN probability the second look needs
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence <= 1.0 or not 0.0 <= self.verify_confidence <= 1.0:
+            raise ValueError(f"confidences must be in [0, 1], received {self.min_confidence}, {self.verify_confidence}.")
+        if not 0.0 <= self.eye_ratio[0] < self.eye_ratio[1]:
+            raise ValueError(f"eye_ratio must be (low, high) with 0 <= low < high, received {self.eye_ratio}.")
+
+
+# Light correction before detection: frames darker than DARK_MEAN (mean luma, 0-255) are
+# brightened with a gamma curve towards BRIGHT_TARGET; flatter than FLAT_STD get CLAHE on luma.
+DARK_MEAN = 80.0
+BRIGHT_TARGET = 0.45
+FLAT_STD = 30.0
+# Default smallest face relative to the image's shorter side (FaceDetector.min_face_share): 86 px
+# in a 1080p frame, 82 px in a 1024 px portrait. The shared DFDC videos' faces and the gan-faces
+# portraits are all found at this share (benchmarks/bench_photos.py); smaller faces need 0.
+MIN_FACE_SHARE = 0.08
+# Side of the aligned crop the gate's second look runs on, and the smallest face it looks for.
+VERIFY_SIZE = 112
+VERIFY_MIN_FACE = 24
+
+
+def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False) -> tuple[np.ndarray, bool]:
+    """Brightens dark and stretches flat images so MTCNN can see their faces.
+
+    Only the detector sees the corrected pixels; the agents get crops of the original image.
+
+    Args:
+        image_rgb: RGB uint8 image.
+        force: apply CLAHE (and the gamma curve when dark) whatever the statistics say (the
+            retry pass for images in which nothing was found).
+
+    Returns:
+        The image to detect on and whether it was changed.
+    """
+    luma = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    mean, std = float(luma.mean()), float(luma.std())
+    out, changed = image_rgb, False
+    if mean < DARK_MEAN and mean > 0:
+        exponent = float(np.clip(np.log(BRIGHT_TARGET) / np.log(mean / 255.0), 0.25, 1.0))
+        table = np.clip(255.0 * (np.arange(256) / 255.0) ** exponent, 0, 255).astype(np.uint8)
+        out, changed = cv2.LUT(out, table), True
+    if force or std < FLAT_STD:
+        lab = cv2.cvtColor(out, cv2.COLOR_RGB2LAB)
+        lab[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[:, :, 0])
+        out, changed = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), True
+    return out, changed
+
+
+def plausible_landmarks(box: Sequence[float], points: np.ndarray, eye_ratio: tuple[float, float]) -> bool:
+    """True when five landmarks are laid out like a face in its box.
+
+    Eyes above the nose above the mouth corners, left before right, every point within the box
+    (with a quarter-box tolerance), and the eye distance a plausible share of the box width.
+    """
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0 or points.shape != (5, 2) or not np.all(np.isfinite(points)):
+        return False
+    left_eye, right_eye, nose, mouth_left, mouth_right = points
+    inside = np.all((points[:, 0] >= x - w / 4) & (points[:, 0] <= x + 1.25 * w)
+                    & (points[:, 1] >= y - h / 4) & (points[:, 1] <= y + 1.25 * h))
+    ordered = (left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+               and max(left_eye[1], right_eye[1]) < nose[1] < max(mouth_left[1], mouth_right[1]))
+    eyes = float(np.linalg.norm(right_eye - left_eye)) / w
+    return bool(inside and ordered and eye_ratio[0] <= eyes <= eye_ratio[1])
+
+
+class FaceDetector:
+    """MTCNN face and landmark detector with a face gate and light correction, loaded once.
+
+    Detection runs in up to two passes: the first on each image (shrunk to ``max_side``,
+    brightened when dark, see :func:`enhance_for_detection`); a retry for images in which
+    nothing passed the gate, on a contrast-corrected copy at full resolution (small images
+    upscaled 2x). Every candidate then goes through :class:`FaceGate`.
+
+    Args:
+        min_face_size: smallest face to find, in pixels of the input image.
+        min_face_share: smallest face to find relative to the image, as a share of its shorter
+            side; the larger of this and ``min_face_size`` sets where MTCNN's pyramid starts, so a
+            1024 px portrait is not searched for 40 px faces. 0 looks down to ``min_face_size``.
+        min_confidence: faces the detector is less sure of are dropped (``FaceGate``).
+        max_side: images whose longer side exceeds this are shrunk for the first pass (boxes
+            and landmarks are mapped back to the input's pixels). ``None`` detects at full size.
+        gate: the rest of the face gate (its min_confidence is replaced by ``min_confidence``).
+        enhance: brighten dark and stretch flat images before detection.
+        retry: run the second pass on images where nothing was found.
+    """
+
+    def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9, max_side: int | None = 1024,
+                 gate: FaceGate | None = None, enhance: bool = True, retry: bool = True,
+                 min_face_share: float = MIN_FACE_SHARE) -> None:
+        if not isinstance(min_face_size, (int, np.integer)) or min_face_size < 12:
+            raise ValueError(f"min_face_size must be an integer >= 12 (MTCNN's window), received {min_face_size!r}.")
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence must be between 0 and 1, received {min_confidence!r}.")
+        if max_side is not None and max_side < 64:
+            raise ValueError(f"max_side must be >= 64 or None, received {max_side!r}.")
+        if not 0.0 <= float(min_face_share) < 1.0:
+            raise ValueError(f"min_face_share must be in [0, 1), received {min_face_share!r}.")
+        self.min_face_share = float(min_face_share)
+        self.min_face_size = int(min_face_size)
+        self.min_confidence = float(min_confidence)
+        self.max_side = max_side
+        self.gate = replace(gate or FaceGate(), min_confidence=self.min_confidence)
+        self.enhance = bool(enhance)
+        self.retry = bool(retry)
+        backend = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        if backend != "tensorflow":
+            raise RuntimeError(
+                f"MTCNN needs KERAS_BACKEND=tensorflow, but it is {backend!r}; set it before importing keras."
+            )
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from vision.face_pyramid import FacePyramid
+
+        self._mtcnn = FacePyramid()
+
+    def detect(self, image_rgb: np.ndarray) -> list[DetectedFace]:
+        """Finds faces in an RGB uint8 image.
+
+        Returns:
+            Faces of at least ``min_face_size`` px that pass the gate, most confident first;
+            [] when there are none.
+        """
+        return self.detect_batch([image_rgb])[0]
+
+    def detect_batch(self, images_rgb: Sequence[np.ndarray]) -> list[list[DetectedFace]]:
+        """Finds faces in several images, batching MTCNN over same-sized images (video frames).
+
+        Batching halves the per-frame cost on CPU because each network runs once per pyramid
+        level for the whole batch instead of once per image.
+
+        Returns:
+            One list per image, as :meth:`detect` returns.
+        """
+        checked = [as_rgb(image) for image in images_rgb]
+        # An image narrower than the smallest face cannot hold one (and would scale to nothing).
+        usable = [i for i, image in enumerate(checked) if min(image.shape[:2]) >= self.min_face_size]
+        results: list[list[DetectedFace]] = [[] for _ in checked]
+        for i, faces in zip(usable, self._detect_usable([checked[i] for i in usable])):
+            results[i] = faces
+        return results
+
+    def _detect_usable(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
+        """:meth:`detect_batch` on images that are at least ``min_face_size`` on each side."""
+        if not images:
+            return []
+        factors = [self._factor(image) for image in images]
+        seen = [_rescale(image, f) for image, f in zip(images, factors)]
+        if self.enhance:
+            seen = [enhance_for_detection(image)[0] for image in seen]
+        found = [self._candidates(raw, f) for raw, f in zip(self._run(seen, factors), factors)]
+        if self.retry:
+            empty = [i for i, faces in enumerate(found) if not faces]
+            scales = [self._retry_factor(images[i]) for i in empty]
+            again = [enhance_for_detection(_rescale(images[i], f), force=True)[0] for i, f in zip(empty, scales)]
+            for i, f, image, raw in zip(empty, scales, again, self._run(again, scales)):
+                seen[i], factors[i], found[i] = image, f, self._candidates(raw, f)
+        if self.gate.verify:
+            found = self._verify(seen, factors, found)
+        return [sorted(faces, key=lambda face: face.confidence, reverse=True) for faces in found]
+
+    def _factor(self, image: np.ndarray) -> float:
+        longest = max(image.shape[:2])
+        return self.max_side / longest if self.max_side is not None and longest > self.max_side else 1.0
+
+    def _retry_factor(self, image: np.ndarray) -> float:
+        """Full resolution (capped at twice max_side), or 2x for an image under half max_side."""
+        longest = float(max(image.shape[:2]))
+        limit = 2.0 * (self.max_side or longest)
+        if 2.0 * longest <= (self.max_side or longest):
+            return 2.0
+        return min(1.0, limit / longest)
+
+    def _run(self, images: list[np.ndarray], factors: list[float]) -> list[list[dict[str, Any]]]:
+        """MTCNN's raw output per image; one batched call per group of images of one size."""
+        # MTCNN cannot look for faces smaller than its 12 px window in the scaled image.
+        mins = [max(12.0, self.min_face_size * f, self.min_face_share * min(image.shape[:2]))
+                for image, f in zip(images, factors)]
+        groups: dict[tuple[tuple[int, ...], float], list[int]] = {}
+        for i, (image, least) in enumerate(zip(images, mins)):
+            groups.setdefault((image.shape, least), []).append(i)
+        raw: list[list[dict[str, Any]]] = [[] for _ in images]
+        for (_, least), members in groups.items():
+            for i, found in zip(members, self._mtcnn.detect_faces([images[i] for i in members], least)):
+                raw[i] = found
+        return raw
+
+    def _candidates(self, found: list[dict[str, Any]], factor: float) -> list[DetectedFace]:
+        """MTCNN's output for one image -> faces in input pixels that pass confidence, size and
+        landmark geometry."""
+        faces = []
+        for item in found:
+            confidence = float(item["confidence"])
+            x, y, w, h = (float(v) / factor for v in item["box"])
+            if confidence < self.gate.min_confidence or min(w, h) < self.min_face_size:
+                continue
+            points = np.array([item["keypoints"][name] for name in LANDMARK_NAMES], dtype=np.float64) / factor
+            if self.gate.geometry and not plausible_landmarks((x, y, w, h), points, self.gate.eye_ratio):
+                continue
+            points.setflags(write=False)
+            faces.append(DetectedFace(box=(x, y, w, h), landmarks=points, confidence=confidence))
+        return faces
+
+    def _verify(self, seen: list[np.ndarray], factors: list[float],
+                found: list[list[DetectedFace]]) -> list[list[DetectedFace]]:
+        """Keeps the faces that MTCNN finds again, centred, in their own aligned crop."""
+        crops, owners = [], []
+        for i, faces in enumerate(found):
+            for j, face in enumerate(faces):
+                crops.append(align_face(seen[i], face.landmarks * factors[i], size=VERIFY_SIZE, margin=0.3))
+                owners.append((i, j))
+        if not crops:
+            return found
+        again = self._mtcnn.detect_faces(crops, min_face_size=VERIFY_MIN_FACE)
+        keep: set[tuple[int, int]] = set()
+        centre = VERIFY_SIZE / 2.0
+        for owner, hits in zip(owners, again):
+            for hit in hits:
+                x, y, w, h = (float(v) for v in hit["box"])
+                near = abs(x + w / 2 - centre) < VERIFY_SIZE / 4 and abs(y + h / 2 - centre) < VERIFY_SIZE / 4
+                if float(hit["confidence"]) >= self.gate.verify_confidence and near:
+                    keep.add(owner)
+                    break
+        return [[face for j, face in enumerate(faces) if (i, j) in keep] for i, faces in enumerate(found)]
+
+
+def _rescale(image: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1.0:
+        return image
+    interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_CUBIC
+    return cv2.resize(image, None, fx=factor, fy=factor, interpolation=interpolation)
