@@ -23,11 +23,12 @@ import os
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 import numpy as np
 import ray.exceptions
+import tenacity
 
 from agents.bundle import Bundle
 from blackboard import deployments
@@ -38,7 +39,7 @@ from blackboard.deployments import AGENT_SET, AgentDeployment, AgentSetDeploymen
 from blackboard.ray_runtime import SERVE_LOOPBACK_ENV, init_ray, ray_is_loopback_only
 
 log = logging.getLogger("fakeface.ensemble")
-# Back-off between retries of a detector call whose replica died (doubling up to the cap) while Serve replaces it.
+# Back-off between retries of a call whose replica died (doubling up to the cap) while Serve replaces it.
 RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_MAX_S = 2.0
 # How long before the case's deadline an agent-set replica answers with the votes it has.
@@ -52,6 +53,60 @@ def replica_lost(err: BaseException) -> bool:
     # Serve's throughput mode calls replicas over gRPC: a replica gone mid-call is UNAVAILABLE.
     code = getattr(err, "code", None)
     return callable(code) and code() == grpc.StatusCode.UNAVAILABLE
+
+
+def call_until_deadline(call: Callable[[], Any], deadline: float, *,
+                        on_lost: Callable[[BaseException], None] | None = None,
+                        clock: Callable[[], float] = time.monotonic,
+                        sleep: Callable[[float], None] = time.sleep) -> tuple[bool, Any, BaseException | None]:
+    """Calls ``call()`` (it returns a Serve response) until one answers or ``deadline`` passes.
+
+    A call in flight when its replica dies fails at once; Serve starts a new replica (no
+    lifetime cap) and routes new calls to a live one, so the call is retried (`replica_lost`)
+    after a back-off of ``RETRY_BACKOFF_S`` doubling up to ``RETRY_BACKOFF_MAX_S``, never past
+    the deadline. Any other failure is raised at once: it would fail again on every replica,
+    and retrying it until the deadline hid it (and marked a healthy component down). A call
+    still running at the deadline is cancelled and not retried.
+
+    Args:
+        call: starts one call and returns its response (``.result(timeout_s=...)``, ``.cancel()``).
+        deadline: ``clock()`` time by which an answer is needed.
+        on_lost: told of each failure that is retried (the ensemble marks the component down).
+        clock: the monotonic clock ``deadline`` is measured on.
+        sleep: how the back-off waits.
+
+    Returns:
+        (answered, the answer or None, the last failure retried or None).
+    """
+    lost: list[BaseException] = []
+
+    def attempt() -> tuple[bool, Any]:
+        remaining = deadline - clock()
+        if remaining <= 0:  # the back-off ran into the deadline: no call that cannot finish
+            return False, None
+        response = call()
+        try:
+            return True, response.result(timeout_s=remaining)
+        except TimeoutError:
+            response.cancel()  # slow, not lost: there is no time left to ask again
+            return False, None
+
+    def note(state: tenacity.RetryCallState) -> None:
+        lost.append(state.outcome.exception())
+        if on_lost is not None:
+            on_lost(lost[-1])
+
+    backoff = tenacity.wait_exponential(multiplier=RETRY_BACKOFF_S, max=RETRY_BACKOFF_MAX_S)
+    answered, answer = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(replica_lost),
+        after=note,
+        # Never sleep past the deadline; a failure at or after it ends the retries at once.
+        wait=lambda state: max(min(backoff(state), deadline - clock()), 0.0),
+        stop=lambda state: clock() >= deadline,
+        retry_error_callback=lambda state: (False, None),
+        sleep=sleep,
+    )(attempt)
+    return answered, answer, lost[-1] if lost else None
 
 
 def _last_error_line(message: str, limit: int = 400) -> str:
@@ -158,31 +213,12 @@ class Ensemble(Board):
         return self._detector if component == "detector" else self._agents[component]
 
     def _retrying(self, component: str, call: Any, deadline: float) -> tuple[bool, Any, BaseException | None]:
-        """Calls ``call()`` (a Serve response) until it answers or ``deadline`` passes.
+        """`call_until_deadline` for a component, whose health keys go down on each lost replica."""
 
-        A call in flight when its replica dies fails at once; Serve starts a new replica (no
-        lifetime cap) and routes new calls to a live one, so the call is retried with back-off.
-        Any other failure is raised at once: it would fail again on every replica, and retrying
-        it until the deadline hid it (and marked a healthy component down).
-        Returns (answered, answer, the last failure).
-        """
-        backoff = RETRY_BACKOFF_S
-        last: BaseException | None = None
-        while (remaining := deadline - time.monotonic()) > 0:
-            response = call()
-            try:
-                return True, response.result(timeout_s=remaining), last
-            except TimeoutError:
-                response.cancel()
-                break
-            except Exception as err:  # noqa: BLE001 - a dead/restarting replica: retry until the deadline
-                if not replica_lost(err):
-                    raise
-                last = err
-                self._up.update(dict.fromkeys(self._status_keys(component), False))
-                time.sleep(max(min(backoff, deadline - time.monotonic()), 0.0))
-                backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
-        return False, None, last
+        def mark_down(_: BaseException) -> None:
+            self._up.update(dict.fromkeys(self._status_keys(component), False))
+
+        return call_until_deadline(call, deadline, on_lost=mark_down)
 
     def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
         """Runs extraction on the detector deployment, retrying while Serve replaces a dead replica."""
