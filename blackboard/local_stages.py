@@ -50,20 +50,24 @@ def _blocks(items: Sequence[dict[str, Any]], blocks: int) -> list[list[dict[str,
     return [list(part) for part in np.array_split(np.asarray(items, dtype=object), blocks) if len(part)]
 
 
-def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int,
+def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, block_size: int = 0,
                decision_bundle: str | None | bool = False) -> Iterator[Any]:
     """Runs the face and agent stages (and the decision, for batch) over ``items`` here.
 
     Args:
         items: ``{source, input_index, shard}`` dicts, as the Ray path's dataset rows.
         plan: the `blackboard.stage_plan.StagePlan` the Ray path would lay out (pools are not used).
-        blocks: how many blocks to cut ``items`` into (the Ray path's block count).
+        blocks: how many near-equal blocks to cut ``items`` into (the Ray path's block count).
+        block_size: instead, consecutive blocks of this many items (the last one shorter): the
+            agents' forward passes then hold the same faces as a loop over chunks of that size.
         decision_bundle: False for no decision stage (evaluate); else the bundle (None: shipped
             default) whose controller `DecisionStage` applies (batch).
 
     Yields:
         One pandas DataFrame per block, with the columns the Ray path's batches carry.
     """
+    if (blocks > 0) == (block_size > 0):
+        raise ValueError(f"Pass one of blocks and block_size (> 0), received blocks={blocks}, block_size={block_size}.")
     import pandas as pd
 
     from blackboard.agent_stages import AgentSetStage
@@ -90,7 +94,8 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int,
         decision_job = None if decision_bundle is False else loader.submit(DecisionStage, bundle=decision_bundle,
                                                                            threads=threads)
         agents, decision = agents_job.result(), decision_job and decision_job.result()
-    for block in _blocks(items, blocks):
+    cut = _blocks(items, blocks) if blocks else [list(items[i:i + block_size]) for i in range(0, len(items), block_size)]
+    for block in cut:
         batch = {"source": np.asarray([i["source"] for i in block], dtype=object),
                  "input_index": np.asarray([i["input_index"] for i in block], dtype=np.int64),
                  "shard": np.asarray([i["shard"] for i in block], dtype=np.int64)}

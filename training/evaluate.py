@@ -63,7 +63,7 @@ class EvalConfig:
     bootstrap: BootstrapConfig = BootstrapConfig()  # intervals and the paired test
     progress: bool = True  # one tqdm bar over the images
     verbose: bool = False  # Ray Data's own per-operator bars and stats instead
-    cache_dir: Path | None = None  # vote cache folder; None = training.votes.default_cache_dir()
+    cache_dir: Path | None = None  # vote cache folder; None = training.vote_cache.default_cache_dir()
     use_cache: bool = True  # read and write the vote cache
     degrade: tuple[str, ...] = ()  # transforms of training.degrade_eval to score the images under too
     degrade_registry: Any = None  # where the transforms come from; None = vision.degrade (tests pass a fake)

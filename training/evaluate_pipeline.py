@@ -11,8 +11,8 @@ through the stages of `fakeface batch` (`blackboard.stage_plan`) in one Ray Data
 
 Rows come in groups: (role, transform), role "eval" (scored) or "fit" (fits stacking / a
 missing controller), transform "" for the clean images. Each group's results are cached on
-their own (``~/.cache/fakeface/votes/eval-*.npz``, or ``$FAKEFACE_CACHE`` or ``--cache-dir``),
-so evaluating the same data again runs no agent.
+their own in the one vote cache (`training.vote_cache`: ``~/.cache/fakeface/votes/eval-*.npz``,
+or ``$FAKEFACE_CACHE`` or ``--cache-dir``), so evaluating the same data again runs no agent.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from agents.bundle import Bundle
-from training import votes as votes_cache
 from blackboard.stage_rows import CROP_SIZE, OK, context_column
 from training.degrade_eval import CLEAN, add_degrade_stage, load_registry, registry_fingerprint
 from training.evaluate_gate import GATE_INPUTS, GATE_SALT, add_gate_stage
+from training.vote_cache import cache_file, cache_key, default_cache_dir, load_scored, save_scored
 from vision.context import CONTEXT_NAMES
 
 # ``config`` below is a `training.evaluate.EvalConfig` (not imported: that module imports this one).
@@ -193,16 +193,16 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
     agents = bundle.agent_names
     vote_cols = [f"{a}_p_fake" for a in agents]
     ctx_cols = [context_column(n) for n in CONTEXTS]
-    folder = Path(config.cache_dir) if config.cache_dir else votes_cache.default_cache_dir()
+    folder = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     rows = rows.reset_index(drop=True)
     scored: dict[tuple[str, str], pd.DataFrame] = {}
     todo: list[tuple[str, str, Path, pd.DataFrame]] = []
     for (role, transform), group in rows.groupby(["role", "transform"], sort=False):
         paths = group["path"].tolist()
-        key = votes_cache.cache_key(bundle, agents, [Path(p) for p in paths],
-                                    salt=group_salt(config, transform, group["seed"].tolist()))
-        file = folder / f"eval-{key}.npz"
-        cached = votes_cache.load_scored(file, agents=agents, n=len(paths)) if config.use_cache else None
+        key = cache_key(bundle, agents, [Path(p) for p in paths],
+                        salt=group_salt(config, transform, group["seed"].tolist()))
+        file = cache_file(folder, key)
+        cached = load_scored(file, agents=agents, n=len(paths)) if config.use_cache else None
         if cached is None:
             todo.append((role, transform, file, group))
             continue
@@ -235,9 +235,9 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
             offset += len(group)
             scored[(role, transform)] = part
             if config.use_cache:
-                votes_cache.save_scored(file, agents=agents, votes=part[vote_cols].to_numpy(np.float64),
-                                        status=part["status"].tolist(), reason=part["reason"].tolist(),
-                                        context=part[ctx_cols].to_numpy(np.float64), paths=group["path"].tolist())
+                save_scored(file, agents=agents, votes=part[vote_cols].to_numpy(np.float64),
+                            status=part["status"].tolist(), reason=part["reason"].tolist(),
+                            context=part[ctx_cols].to_numpy(np.float64), paths=group["path"].tolist())
     out = rows.join(pd.concat(scored.values()).sort_index()[["status", "reason", *ctx_cols, *vote_cols]])
     for col in vote_cols:
         out[col] = np.where(out["status"] == OK, out[col].astype(np.float64), np.nan)

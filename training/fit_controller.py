@@ -1,6 +1,7 @@
 """`fakeface fit-controller`: learn the RL controller on a manifest's val split and store it.
 
-Collects every agent's calibrated p_fake on the split (cached, see ``training.votes``) and the
+Collects every agent's calibrated p_fake on the split (through the stages `fakeface batch` runs,
+in this process or on Ray Data with ``--ray-address``; cached, see ``training.votes``) and the
 case context the controller reads, holds a group-aware share of the split out as the replay set,
 fits the controller (default: the log-odds rule with blur context; ``--kind qtrust`` for the
 original trust table) and the baselines (majority, mean, stacking) on the rest, and saves all
@@ -94,6 +95,9 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     parser.add_argument("--prior", type=_prior,
                         help='fake share the probabilities assume (default 0.5; "none" = the split\'s own share)')
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--ray-address", default=None,
+                        help="collect the votes on this Ray cluster with Ray Data ('local': a new loopback-only local "
+                             "Ray; default: in this process, unless $RAY_ADDRESS names a cluster)")
     parser.add_argument("--cache-dir", help="vote cache folder (default ~/.cache/fakeface/votes)")
     parser.add_argument("--no-cache", action="store_true", help="recompute votes, do not cache them")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -217,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     paths, labels, groups = read_manifest_split(args.manifest, args.split, with_groups=True)
     votes = collect_votes(bundle, paths, batch_size=args.batch_size, progress=not args.no_progress,
-                          cache_dir=args.cache_dir, use_cache=not args.no_cache)
+                          cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                          ray_address=getattr(args, "ray_address", None))
     names = tuple(getattr(config, "context", ()))
     check_names(names)
     # Every feature is kept (the replay set carries them all); the rule reads its own columns.

@@ -1,40 +1,42 @@
 """Every agent's calibrated p_fake for a list of face-crop images (the controller's training data).
 
-``fakeface fit-controller`` and evaluation both need the (N, A) vote matrix of a manifest split.
-Computing it runs three CNNs over every image, so the result is cached in an ``.npz`` keyed by
-the agents' models (sha256, preprocessing, temperature) and the files (path, size, modification time): a second run
-on the same split and bundle reads the cache instead of predicting again.
+`fakeface fit-controller` needs the (N, A) vote matrix of a manifest split. Its images go through
+the stages every other path runs, so "image -> face -> votes" is written once: the face stage
+(`blackboard.face_stage`, each image used whole as one 224 px crop: ``detect="off"``, as the
+manifests `fakeface dataset` writes hold face crops) and then every agent
+(`blackboard.agent_stages`). They run in this process (`blackboard.local_stages`, as a small
+`fakeface batch` job does), or on Ray Data when a cluster is named (``--ray-address``, or
+``$RAY_ADDRESS`` inside a Ray Job). Either way the blocks are consecutive chunks of
+``batch_size`` images, so each agent's forward passes hold the same faces whichever runs them.
+
+The results are kept in the one vote cache (`training.vote_cache`, as `fakeface evaluate` keeps
+its own): a second run on the same split and bundle reads the cache instead of predicting again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
-from agents.atomic import atomic_write
 from agents.bundle import Bundle, load_bundle
 from agents.labels import label_to_index
-from agents.predictor import AgentPredictor
+from blackboard.stage_rows import CROP_SIZE, OK, REJECTED, context_column
+from training.dataset import read_manifest
+from training.vote_cache import cache_file, cache_key, default_cache_dir, load_scored, save_scored
+from vision.context import CONTEXT_NAMES, check_names, context_matrix, face_context
 from vision.faces import whole_image_crop
 from vision.media import ImageError, read_image
-from blackboard.stage_rows import CROP_SIZE
-from training.dataset import read_manifest
-from vision.context import check_names, context_matrix, face_context
 
-CACHE_ENV = "FAKEFACE_CACHE"  # overrides the cache root (default ~/.cache/fakeface)
-CROP_SALT = "whole-crop-224"  # in the cache key: votes of images cropped as the face stage does
-
-
-def default_cache_dir() -> Path:
-    """Where vote caches live unless told otherwise."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fakeface"
-    return Path(root) / "votes"
+# Every image of a fitting manifest is a face crop: used whole, never searched for faces.
+FIT_DETECT = "off"
+# In the cache key: how these votes were made (the stages, whole crops of CROP_SIZE, one per image).
+CACHE_SALT = f"fit-stages-v1\0detect={FIT_DETECT}\0crop={CROP_SIZE}\0{','.join(CONTEXT_NAMES)}"
 
 
 def read_manifest_split(manifest: str | os.PathLike[str], split: str, *,
@@ -95,22 +97,72 @@ def read_crop(path: str | os.PathLike[str]) -> np.ndarray | None:
     return None if image is None else whole_image_crop(image, size=CROP_SIZE).crop
 
 
-def cache_key(bundle: Bundle, agents: Sequence[str], paths: Sequence[Path], *, salt: str = "") -> str:
-    """Hash of what the votes depend on: each agent's model sha, input contract and temperature
-    (not the whole manifest, so saving a controller into the bundle keeps the cache valid), and
-    every file's path, size and mtime; ``salt`` names anything else they depend on (how faces
-    are cut out)."""
-    h = hashlib.sha256(salt.encode())
-    for name in agents:
-        info = bundle.agent(name)
-        h.update(f"{name}\0{info.sha256}\0{info.preprocessing.to_dict()}\0{info.temperature!r}\n".encode())
-    for path in paths:
-        try:
-            st = os.stat(path)
-            h.update(f"{os.fspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{os.fspath(path)}\0missing\n".encode())
-    return h.hexdigest()[:24]
+def stage_votes(bundle: Bundle, paths: Sequence[Path], agents: Sequence[str], *, batch_size: int,
+                progress: bool = False, ray_address: str | None = None) -> pd.DataFrame:
+    """Runs the face and agent stages over ``paths``, one whole-image crop each.
+
+    Args:
+        bundle: the loaded bundle whose agents vote.
+        paths: image files.
+        agents: the agents to run, in column order.
+        batch_size: images per block, and per forward pass of each agent.
+        progress: show a tqdm bar.
+        ray_address: a Ray cluster to run on ("local": a new local Ray); None runs in this process
+            unless ``$RAY_ADDRESS`` names one.
+
+    Returns:
+        One row per path, in order: ``status`` (`blackboard.stage_rows`), ``reason``, the face
+        stage's ``ctx_*`` context and ``{agent}_p_fake`` (NaN unless the status is OK).
+    """
+    items = [{"source": os.fspath(p), "input_index": i, "shard": 0} for i, p in enumerate(paths)]
+    keep = ("input_index", "status", "reason", *map(context_column, CONTEXT_NAMES),
+            *(f"{a}_p_fake" for a in agents))
+    on_ray = bool(ray_address or os.environ.get("RAY_ADDRESS"))
+    run = _on_ray if on_ray else _in_process
+    parts = []
+    with tqdm(total=len(items), desc="votes", unit="img", disable=not progress) as bar:
+        for part in run(items, bundle=bundle, agents=tuple(agents), batch_size=batch_size, keep=keep,
+                        ray_address=ray_address):
+            parts.append(part[list(keep)])
+            bar.update(len(part))
+    rows = pd.concat(parts, ignore_index=True).drop_duplicates("input_index").set_index("input_index").sort_index()
+    if len(rows) != len(items):
+        raise RuntimeError(f"{len(items) - len(rows)} of {len(items)} images came back from the stages without a row.")
+    return rows.reset_index(drop=True)
+
+
+def _in_process(items: list[dict[str, Any]], *, bundle: Bundle, agents: tuple[str, ...], batch_size: int,
+                keep: tuple[str, ...], ray_address: str | None) -> Iterator[pd.DataFrame]:
+    """The stages in this process (`blackboard.local_stages`), one block of ``batch_size`` after another."""
+    from blackboard.local_stages import local_cpus, run_stages
+    from blackboard.stage_plan import plan_stages
+
+    plan = plan_stages(local_cpus(), bundle=str(bundle.path), agents=agents, detect=FIT_DETECT, all_faces=False,
+                       batch_size=batch_size, max_agent_sets=1, keep=keep)
+    yield from run_stages(items, plan, block_size=batch_size)
+
+
+def _on_ray(items: list[dict[str, Any]], *, bundle: Bundle, agents: tuple[str, ...], batch_size: int,
+            keep: tuple[str, ...], ray_address: str | None) -> Iterator[pd.DataFrame]:
+    """The stages on Ray Data (`blackboard.stage_plan`), the blocks cut as :func:`_in_process` cuts them."""
+    import ray
+    import ray.data
+
+    from blackboard.ray_runtime import init_ray
+    from blackboard.stage_plan import add_stages, node_cpus, plan_stages, ray_data_output
+
+    own_ray = init_ray(ray_address)  # loopback-only and token-authenticated when local
+    try:
+        ray_data_output(False)  # our one bar, not Ray Data's
+        # One DataFrame per block: the blocks hold the same consecutive images as in process.
+        blocks = [pd.DataFrame(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
+        plan = plan_stages(node_cpus(), bundle=str(bundle.path), agents=agents, detect=FIT_DETECT,
+                           all_faces=False, batch_size=batch_size, max_agent_sets=len(blocks), keep=keep)
+        ds = add_stages(ray.data.from_pandas(blocks), plan)
+        yield from ds.iter_batches(batch_size=None, batch_format="pandas")
+    finally:
+        if own_ray:
+            ray.shutdown()
 
 
 def collect_votes(
@@ -122,8 +174,9 @@ def collect_votes(
     agents: Sequence[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    ray_address: str | None = None,
 ) -> np.ndarray:
-    """Calibrated p_fake of every agent for every image.
+    """Calibrated p_fake of every agent for every image, from the shared stages (:func:`stage_votes`).
 
     Args:
         bundle: a loaded bundle, a bundle directory, or None for the shipped default.
@@ -131,8 +184,9 @@ def collect_votes(
         batch_size: images read and predicted together.
         progress: show a tqdm bar.
         agents: subset/order of agents (default: all of the bundle's, in bundle order).
-        cache_dir: folder for the .npz cache (default :func:`default_cache_dir`).
+        cache_dir: folder of the vote cache (default `training.vote_cache.default_cache_dir`).
         use_cache: read and write the cache.
+        ray_address: run the stages on this Ray cluster (see :func:`stage_votes`).
 
     Returns:
         float64 array (N, A), columns in ``agents`` order; rows of unreadable images are NaN
@@ -145,75 +199,22 @@ def collect_votes(
     for name in agents:
         bundle.agent(name)  # raises naming the bundle's agents when unknown
     paths = [Path(p) for p in image_paths]
-    cache_file = None
+    file = None
     if use_cache:
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        cache_file = folder / f"votes-{cache_key(bundle, agents, paths, salt=CROP_SALT)}.npz"
-        if cache_file.is_file():
-            with np.load(cache_file, allow_pickle=False) as cached:
-                if list(cached["agents"]) == agents and len(cached["votes"]) == len(paths):
-                    return np.asarray(cached["votes"], dtype=np.float64)
-    votes = np.full((len(paths), len(agents)), np.nan, dtype=np.float64)
-    predictors = [AgentPredictor(bundle, name, batch_size=batch_size) for name in agents]
-    unreadable: list[str] = []
-    bar = tqdm(total=len(paths), desc="votes", unit="img", disable=not progress)
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        images, rows = [], []
-        for offset, path in enumerate(chunk):
-            image = read_crop(path)
-            if image is None:
-                unreadable.append(os.fspath(path))
-                continue
-            images.append(image)
-            rows.append(start + offset)
-        if images:
-            for col, predictor in enumerate(predictors):
-                votes[rows, col] = predictor.predict_p_fake(images)
-        bar.update(len(chunk))
-    bar.close()
+        file = cache_file(folder, cache_key(bundle, agents, paths, salt=CACHE_SALT))
+        cached = load_scored(file, agents=agents, n=len(paths))
+        if cached is not None:
+            return np.where((cached["status"] == OK)[:, None], np.asarray(cached["votes"], dtype=np.float64), np.nan)
+    rows = stage_votes(bundle, paths, agents, batch_size=batch_size, progress=progress, ray_address=ray_address)
+    status = rows["status"].to_numpy(dtype=str)
+    votes = np.where((status == OK)[:, None], rows[[f"{a}_p_fake" for a in agents]].to_numpy(np.float64), np.nan)
+    unreadable = [os.fspath(paths[i]) for i in np.flatnonzero(status == REJECTED)]
     if unreadable:
         shown = ", ".join(unreadable[:3]) + (" ..." if len(unreadable) > 3 else "")
         warnings.warn(f"{len(unreadable)} image(s) could not be read and got no votes: {shown}", stacklevel=2)
-    if cache_file is not None:
-        _save_cache(cache_file, votes=votes, agents=agents, paths=paths, bundle_version=bundle.version)
+    if file is not None:
+        save_scored(file, agents=agents, votes=votes, status=status.tolist(), reason=rows["reason"].astype(str).tolist(),
+                    context=rows[[context_column(n) for n in CONTEXT_NAMES]].to_numpy(np.float64),
+                    paths=[os.fspath(p) for p in paths])
     return votes
-
-
-def _save_cache(path: Path, *, votes: np.ndarray, agents: list[str], paths: list[Path], bundle_version: str) -> None:
-    """Writes the cache atomically; a failure to cache is not a failure to vote."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: np.savez(tmp, votes=votes, agents=np.array(agents),
-                                                paths=np.array([os.fspath(p) for p in paths]),
-                                                bundle_version=np.array(bundle_version)))
-    except OSError as err:
-        warnings.warn(f"Could not write the vote cache {path}: {err}", stacklevel=3)
-
-
-def load_scored(path: Path, *, agents: Sequence[str], n: int) -> dict[str, np.ndarray] | None:
-    """An evaluation's cached per-image results (see :func:`save_scored`), or None when absent or stale."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as cached:
-            data = {k: cached[k] for k in cached.files}
-    except (OSError, ValueError) as err:
-        warnings.warn(f"Ignoring an unreadable vote cache {path}: {err}", stacklevel=2)
-        return None
-    if list(data.get("agents", [])) != list(agents) or len(data.get("votes", [])) != n:
-        return None
-    return data
-
-
-def save_scored(path: Path, *, agents: Sequence[str], votes: np.ndarray, status: Sequence[str],
-                reason: Sequence[str], context: np.ndarray, paths: Sequence[str]) -> None:
-    """Caches an evaluation's per-image results: votes (N, A), face status and reason, context (N, K)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: np.savez(
-            tmp, agents=np.array(list(agents)), votes=np.asarray(votes, dtype=np.float64),
-            status=np.array(list(status), dtype=str), reason=np.array(list(reason), dtype=str),
-            context=np.asarray(context, dtype=np.float64), paths=np.array(list(paths), dtype=str)))
-    except OSError as err:
-        warnings.warn(f"Could not write the vote cache {path}: {err}", stacklevel=2)

@@ -249,10 +249,10 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     assert "degraded-copy check" in out
     assert set(load_baselines(bundle)) == {"majority", "mean", "stacking", "stacking+context"}  # context: blur
     assert "stacking" in out and "held-out replay" in out
-    assert len(list(cache.glob("votes-*.npz"))) == 1  # votes cached for reuse
+    assert len(list(cache.glob("eval-*.npz"))) == 1  # votes cached for reuse (training.vote_cache)
     assert main(args) == 0  # second fit (from the cache) is stored as v2, v1 kept
     # Saving a controller changed the manifest but not the models: the cache still applies.
-    assert len(list(cache.glob("votes-*.npz"))) == 1
+    assert len(list(cache.glob("eval-*.npz"))) == 1
     assert [v["n"] for v in list_controller_versions(bundle_copy)] == [1, 2]
     # The original rule stays selectable.
     assert main([*args, "--kind", "qtrust"]) == 0
