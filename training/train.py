@@ -50,6 +50,8 @@ class TrainConfig:
     # Forensic agent: screenshot-like degraded copies (vision.degrade.random_chain) per train and val
     # image, besides the clean one; 0 trains on clean crops only. Needs `augment`.
     degraded_copies: int = 1
+    # Forensic agent: cut those copies as serving cuts a detected face (MTCNN landmarks + alignment)
+    pipeline_crops: bool = False
     augment: bool = True  # train-time augmentation
     geometric_augment: bool = True  # random rotation/zoom/shift (resampling: off for NPR inputs)
     screenshot_augment: float = 0.0  # probability of a screenshot-like degradation chain (vision.degrade)

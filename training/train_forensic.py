@@ -43,6 +43,7 @@ from vision.media import read_image
 from training.calibrate import binary_metrics, fit_temperature, p_fake_of
 from blackboard.calibration import choose_threshold
 from training.curves import plot_curves
+from training.pipeline_crops import LandmarkCache, pipeline_crop
 from training.splits import load_split
 from vision.degrade import random_chain
 
@@ -55,15 +56,20 @@ EARLY_STOP_FRACTION = 0.1
 SHARD_SIZE = 512
 
 
-def crop_features(path: str | os.PathLike[str], contract: Preprocessing, degrade_seed: int | None = None) -> np.ndarray:
+def crop_features(path: str | os.PathLike[str], contract: Preprocessing, degrade_seed: int | None = None,
+                  landmarks: tuple[np.ndarray, tuple[int, int]] | None = None) -> np.ndarray:
     """Features of one image file through the serving path (decode, contract, features).
 
     With ``degrade_seed``, the decoded image first goes through the random degradation chain
-    that seed draws (`vision.degrade.random_chain`), as a screenshot of it would.
+    that seed draws (`vision.degrade.random_chain`), as a screenshot of it would. With
+    ``landmarks`` (found in the clean image, and its height and width), the face is then cut as
+    serving cuts a detected face (`training.pipeline_crops.pipeline_crop`).
     """
     image = read_image(path)
     if degrade_seed is not None:
         image = random_chain(np.random.default_rng(degrade_seed))(image)
+    if landmarks is not None:
+        image = pipeline_crop(image, landmarks[0], landmarks[1])
     return image_features(prepare_image(image, contract))
 
 
@@ -77,9 +83,10 @@ def degrade_seed(path: str, copy: int, seed: int) -> int:
     return zlib.crc32(f"{seed}:{copy}:{name}".encode()) & 0x7FFFFFFF
 
 
-def cache_key(path: str, seed: int | None) -> str:
-    """The feature cache's key of an image file, or of one degraded version of it."""
-    return str(path) if seed is None else f"{path}::degraded-{seed}"
+def cache_key(path: str, seed: int | None, aligned: bool = False) -> str:
+    """The feature cache's key of an image file, or of one degraded (and/or aligned) version of it."""
+    key = str(path) if seed is None else f"{path}::degraded-{seed}"
+    return f"{key}::aligned" if aligned else key
 
 
 class FeatureCache:
@@ -119,28 +126,33 @@ class FeatureCache:
         os.replace(tmp, final)
 
     def features(self, paths: Sequence[str], *, degrade_seeds: Sequence[int | None] | None = None,
+                 landmarks: Sequence[tuple[np.ndarray, tuple[int, int]] | None] | None = None,
                  workers: int = 2, verbose: bool = True) -> np.ndarray:
         """The ``(N, N_FEATURES)`` float32 features of ``paths``, computing and caching missing ones.
 
         Args:
             paths: image files.
             degrade_seeds: per path, None for the clean image or the seed of its degradation chain.
+            landmarks: per path, None to use the image whole, or the clean image's landmarks and
+                shape to cut the face as serving does (`training.pipeline_crops`).
             workers: threads (OpenCV and FFmpeg release the GIL).
             verbose: show a progress bar.
         """
         paths = [str(p) for p in paths]
         seeds = [None] * len(paths) if degrade_seeds is None else list(degrade_seeds)
-        if len(seeds) != len(paths):
-            raise ValueError(f"{len(seeds)} degrade seeds for {len(paths)} paths.")
-        keys = [cache_key(p, s) for p, s in zip(paths, seeds)]
-        missing = list(dict.fromkeys((k, p, s) for k, p, s in zip(keys, paths, seeds) if k not in self._index))
+        marks = [None] * len(paths) if landmarks is None else list(landmarks)
+        if len(seeds) != len(paths) or len(marks) != len(paths):
+            raise ValueError(f"{len(seeds)} degrade seeds and {len(marks)} landmarks for {len(paths)} paths.")
+        keys = [cache_key(p, s, m is not None) for p, s, m in zip(paths, seeds, marks)]
+        todo = {k: (p, s, m) for k, p, s, m in zip(keys, paths, seeds, marks) if k not in self._index}
+        missing = list(todo.items())
         if missing:
             chunks = [missing[i:i + SHARD_SIZE] for i in range(0, len(missing), SHARD_SIZE)]
 
-            def one_chunk(chunk: list[tuple[str, str, int | None]]) -> int:
-                feats = np.stack([crop_features(p, self.contract, s) for _, p, s in chunk])
-                self._write_shard([k for k, _, _ in chunk], feats)
-                self._index.update(zip((k for k, _, _ in chunk), feats))
+            def one_chunk(chunk: list[tuple[str, tuple[str, int | None, Any]]]) -> int:
+                feats = np.stack([crop_features(p, self.contract, s, m) for _, (p, s, m) in chunk])
+                self._write_shard([k for k, _ in chunk], feats)
+                self._index.update(zip((k for k, _ in chunk), feats))
                 return len(chunk)
 
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
@@ -168,6 +180,17 @@ def with_degraded_copies(rows: pd.DataFrame, copies: int, seed: int) -> pd.DataF
 
 def _seeds(rows: pd.DataFrame) -> list[int | None]:
     return [None if s is None or pd.isna(s) else int(s) for s in rows["degrade_seed"]]
+
+
+def _copy_landmarks(train: pd.DataFrame, val: pd.DataFrame, work_dir: Path, *, verbose: bool):
+    """Per-row landmarks for the degraded copies (None for clean rows), found once per image."""
+    found = LandmarkCache(Path(work_dir) / "cache" / "landmarks").landmarks(
+        pd.concat([train["path"], val["path"]]).astype(str).tolist(), verbose=verbose)
+
+    def per_row(rows: pd.DataFrame) -> list[tuple[np.ndarray, tuple[int, int]] | None]:
+        return [None if s is None else found[str(p)] for p, s in zip(rows["path"], _seeds(rows))]
+
+    return per_row
 
 
 def _labels(rows: pd.DataFrame) -> np.ndarray:
@@ -266,10 +289,11 @@ def train_forensic(
     y_train, y_val = _labels(train), _labels(val)
     cache = FeatureCache.for_work_dir(work_dir, contract)
     start = time.perf_counter()
-    x_train = cache.features(train["path"].tolist(), degrade_seeds=_seeds(train), workers=config.workers,
-                             verbose=bool(verbose))
-    x_val = cache.features(val["path"].tolist(), degrade_seeds=_seeds(val), workers=config.workers,
-                           verbose=bool(verbose))
+    marks = _copy_landmarks(train, val, work_dir, verbose=bool(verbose)) if config.pipeline_crops else None
+    x_train = cache.features(train["path"].tolist(), degrade_seeds=_seeds(train),
+                             landmarks=marks(train) if marks else None, workers=config.workers, verbose=bool(verbose))
+    x_val = cache.features(val["path"].tolist(), degrade_seeds=_seeds(val),
+                           landmarks=marks(val) if marks else None, workers=config.workers, verbose=bool(verbose))
     features_s = time.perf_counter() - start
     if verbose:
         print(f"[{name}] {len(train)} train, {len(val)} val rows ({copies} degraded copies each), {N_FEATURES} features "
@@ -308,6 +332,7 @@ def train_forensic(
             "train_rows": int(len(train)),
             "val_rows": int(len(val)),
             "degraded_copies": int(copies),
+            "pipeline_crops": bool(config.pipeline_crops),
             "val_metrics_by_copy": part_metrics,
             "features": N_FEATURES,
             "feature_version": FEATURE_VERSION,
