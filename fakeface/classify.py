@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+from fakeface.rpc_convert import verdict_name
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
-VERDICTS = {pb.LABEL_FAKE: "fake", pb.LABEL_REAL: "real", pb.LABEL_UNCERTAIN: "uncertain"}
 
 
 def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
@@ -57,7 +57,7 @@ def face_to_dict(face: pb.Face, *, time_s: float | None = None) -> dict[str, Any
     out = {
         "index": int(face.index),
         "box": (face.box.x, face.box.y, face.box.width, face.box.height),
-        "verdict": VERDICTS.get(face.label, "undecided"),
+        "verdict": verdict_name(face.label),
         "p_fake": float(face.p_fake),
         "threshold": float(face.threshold),
         "votes": {v.agent: {"p_fake": float(v.p_fake), "weight": float(v.weight), "latency_ms": float(v.latency_ms),
