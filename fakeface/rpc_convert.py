@@ -23,12 +23,12 @@ DETECT_MODES = {
     pb.FACE_DETECTION_OFF: "off",
 }
 # The ensemble's mode -> the FaceDetection value a request sends for it.
-DETECT_ENUMS = {"auto": pb.FACE_DETECTION_AUTO, "on": pb.FACE_DETECTION_ON, "off": pb.FACE_DETECTION_OFF}
+DETECT_ENUMS = {mode: enum for enum, mode in DETECT_MODES.items() if enum != pb.FACE_DETECTION_UNSPECIFIED}
 # A face's verdict -> its Label value, and back (UNSPECIFIED: no decision was made).
 LABEL_ENUMS = {REAL: pb.LABEL_REAL, FAKE: pb.LABEL_FAKE, UNCERTAIN: pb.LABEL_UNCERTAIN}
 VERDICTS = {enum: label for label, enum in LABEL_ENUMS.items()}
 # The labels a person may give an answer in feedback (a "can't tell" is not a label).
-FEEDBACK_LABELS = {REAL: pb.LABEL_REAL, FAKE: pb.LABEL_FAKE}
+FEEDBACK_LABELS = {label: LABEL_ENUMS[label] for label in (REAL, FAKE)}
 UNDECIDED = "undecided"
 
 
