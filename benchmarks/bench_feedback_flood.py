@@ -2,7 +2,7 @@
 answer change? (issue 25: "nothing a visitor posts changes what another visitor is told").
 
 Serves the shipped bundle on a loopback gRPC port (agents in process, no Ray: the feedback path
-is the servicer's and does not depend on how the agents run), classifies ``--probes`` dfdc-test
+is the service's and does not depend on how the agents run), classifies ``--probes`` dfdc-test
 crops, then sends ``--posts`` Feedback calls, each from one of ``--clients`` bearer-token
 identities, each saying the opposite of the answer it names, and classifies the probes again.
 Reports how many posts were stored or rate-limited, the Feedback latency, and the largest change
@@ -85,11 +85,11 @@ def main() -> int:
             after = ask()
         drift = max(abs(a.faces[0].p_fake - b.faces[0].p_fake) for a, b in zip(after, before))
         versions = {a.controller_version for a in after} | {b.controller_version for b in before}
-        promotion = server.servicer.admin.promote(PromotionRule(min_clients=5, min_cases=5))
+        promotion = server.service.admin.promote(PromotionRule(min_clients=5, min_cases=5))
         out = {"posts": args.posts, "clients": args.clients, "probes": len(files), "stored": stored,
                "rate_limited": limited, "feedback_ms_p50": round(1000 * float(np.median(latency)), 2),
                "max_p_fake_change": drift, "controller_versions_seen": sorted(versions),
-               "distinct_request_ids_in_log": server.servicer.feedback_log.cases,
+               "distinct_request_ids_in_log": server.service.feedback_log.cases,
                "operator_promotion_of_the_poisoned_log": promotion.to_dict()}
     finally:
         server.stop(0).wait()

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+from fakeface.rpc_convert import DETECT_ENUMS, verdict_name
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
-VERDICTS = {pb.LABEL_FAKE: "fake", pb.LABEL_REAL: "real", pb.LABEL_UNCERTAIN: "uncertain"}
 
 
 def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
     parser.add_argument("--heatmaps", action="store_true", help="add a Grad-CAM heatmap per agent to --annotate")
     parser.add_argument("--token", default=None, help=f"bearer token for --server (None: ${TOKEN_ENV})")
     parser.add_argument("--tls-ca", default=None, help="PEM certificate to trust for a TLS --server")
-    parser.add_argument("--detect", choices=["auto", "on", "off"], default="auto",
+    parser.add_argument("--detect", choices=list(DETECT_ENUMS), default="auto",
                         help="face detection: auto, on, or off (input is a face crop)")
     parser.add_argument("--fps", type=float, default=1.0, help="video frames sampled per second")
     parser.add_argument("--max-frames", type=int, default=60, help="most frames sampled per video")
@@ -57,7 +57,7 @@ def face_to_dict(face: pb.Face, *, time_s: float | None = None) -> dict[str, Any
     out = {
         "index": int(face.index),
         "box": (face.box.x, face.box.y, face.box.width, face.box.height),
-        "verdict": VERDICTS.get(face.label, "undecided"),
+        "verdict": verdict_name(face.label),
         "p_fake": float(face.p_fake),
         "threshold": float(face.threshold),
         "votes": {v.agent: {"p_fake": float(v.p_fake), "weight": float(v.weight), "latency_ms": float(v.latency_ms),

@@ -16,8 +16,8 @@ import numpy as np
 
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
+from fakeface.rpc_convert import DETECT_ENUMS, FEEDBACK_LABELS, classify_request
 
-DETECT_ENUMS = {"auto": pb.FACE_DETECTION_AUTO, "on": pb.FACE_DETECTION_ON, "off": pb.FACE_DETECTION_OFF}
 # Answers with heatmaps for many faces can be large; the server enforces its own limit.
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 # How long a failed stream waits for the request it is making (a video frame) before returning.
@@ -137,12 +137,7 @@ class DetectorClient:
     def request(image: bytes, *, detect: str = "auto", heatmaps: bool = False, source: str = "",
                 sequence_id: int = 0) -> pb.ClassifyRequest:
         """Builds a ClassifyRequest (validating the detection mode)."""
-        if detect not in DETECT_ENUMS:
-            raise ValueError(f"detect must be one of {sorted(DETECT_ENUMS)}, received {detect!r}.")
-        options = pb.ClassifyOptions(face_detection=DETECT_ENUMS[detect], want_heatmaps=heatmaps)
-        if source:
-            options.source = source
-        return pb.ClassifyRequest(image=image, options=options, sequence_id=sequence_id)
+        return classify_request(image, detect=detect, heatmaps=heatmaps, source=source, sequence_id=sequence_id)
 
     def classify(self, image: bytes, *, detect: str = "auto", heatmaps: bool = False, source: str = "",
                  timeout_s: float | None = None) -> pb.ClassifyResponse:
@@ -171,7 +166,7 @@ class DetectorClient:
 
     def feedback(self, request_id: str, label: str, *, timeout_s: float | None = None) -> pb.FeedbackResponse:
         """Sends the true label ("real"/"fake") of an earlier request."""
-        enum = {"real": pb.LABEL_REAL, "fake": pb.LABEL_FAKE}.get(str(label).lower())
+        enum = FEEDBACK_LABELS.get(str(label).lower())
         if enum is None:
             raise ValueError(f"label must be 'real' or 'fake', received {label!r}.")
         return self._call(self.stub.Feedback, pb.FeedbackRequest(request_id=request_id, label=enum), timeout_s)

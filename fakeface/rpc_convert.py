@@ -1,4 +1,8 @@
-"""Conversions between the blackboard's records and the `fakeface.v1` wire messages."""
+"""Conversions between the blackboard's records and the `fakeface.v1` wire messages.
+
+The one home of the wire's enum maps (detection mode, label) and of the request builder: the
+gRPC servicer, the client, the CLI and the web page all convert through here.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,21 @@ from blackboard.model_info import EnsembleInfo
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Detector"].full_name
+# FaceDetection value -> the ensemble's mode (an unset value means the default, "auto").
 DETECT_MODES = {
     pb.FACE_DETECTION_UNSPECIFIED: "auto",
     pb.FACE_DETECTION_AUTO: "auto",
     pb.FACE_DETECTION_ON: "on",
     pb.FACE_DETECTION_OFF: "off",
 }
-LABELS = {pb.LABEL_REAL: REAL, pb.LABEL_FAKE: FAKE}
+# The ensemble's mode -> the FaceDetection value a request sends for it.
+DETECT_ENUMS = {mode: enum for enum, mode in DETECT_MODES.items() if enum != pb.FACE_DETECTION_UNSPECIFIED}
+# A face's verdict -> its Label value, and back (UNSPECIFIED: no decision was made).
 LABEL_ENUMS = {REAL: pb.LABEL_REAL, FAKE: pb.LABEL_FAKE, UNCERTAIN: pb.LABEL_UNCERTAIN}
+VERDICTS = {enum: label for label, enum in LABEL_ENUMS.items()}
+# The labels a person may give an answer in feedback (a "can't tell" is not a label).
+FEEDBACK_LABELS = {label: LABEL_ENUMS[label] for label in (REAL, FAKE)}
+UNDECIDED = "undecided"
 
 
 def enum_name(enum: object, value: int) -> str:
@@ -27,6 +38,35 @@ def enum_name(enum: object, value: int) -> str:
         return enum.Name(value)  # type: ignore[attr-defined]
     except ValueError:
         return f"<undefined value {value}>"
+
+
+def verdict_name(label: int) -> str:
+    """A face's Label value as a word: "real", "fake", "uncertain", or "undecided" (none made)."""
+    return VERDICTS.get(label, UNDECIDED)
+
+
+def classify_request(image: bytes, *, detect: str = "auto", heatmaps: bool = False, source: str = "",
+                     sequence_id: int = 0) -> pb.ClassifyRequest:
+    """The ClassifyRequest for one encoded image.
+
+    Raises:
+        ValueError: ``detect`` is not one of "auto", "on", "off".
+    """
+    if detect not in DETECT_ENUMS:
+        raise ValueError(f"detect must be one of {sorted(DETECT_ENUMS)}, received {detect!r}.")
+    options = pb.ClassifyOptions(face_detection=DETECT_ENUMS[detect], want_heatmaps=heatmaps)
+    if source:
+        options.source = source
+    return pb.ClassifyRequest(image=image, options=options, sequence_id=sequence_id)
+
+
+def feedback_label(label: int) -> str:
+    """A FeedbackRequest's Label value as the service's label: "real", "fake", or else the
+    value's name (which the service refuses, naming it)."""
+    for word, enum in FEEDBACK_LABELS.items():
+        if label == enum:
+            return word
+    return enum_name(pb.Label, label)
 
 
 def case_to_proto(case: Case, *, heatmaps: Sequence[dict[str, bytes]] | None = None) -> pb.ClassifyResponse:

@@ -1,4 +1,5 @@
-"""Bearer-token authentication for the gRPC service, and the loopback test for bind warnings."""
+"""Bearer-token authentication (the gRPC interceptor, and the check the web page shares), and the
+loopback test for bind warnings."""
 
 from __future__ import annotations
 
@@ -50,6 +51,29 @@ def refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, mess
     return grpc.unary_unary_rpc_method_handler(refuse, **kwargs)
 
 
+class BearerTokens:
+    """The accepted bearer tokens, and the check of an ``Authorization`` value against them.
+
+    Args:
+        tokens: accepted tokens (compared in constant time).
+    """
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        if not tokens:
+            raise ValueError("BearerTokens needs at least one token.")
+        self._tokens = [t.encode() for t in tokens]
+
+    def accepts(self, authorization: str | bytes | None) -> bool:
+        """True when ``authorization`` is ``Bearer <an accepted token>`` (the scheme in any case)."""
+        text = authorization.decode() if isinstance(authorization, bytes) else str(authorization or "")
+        scheme, _, token = text.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        given = token.strip().encode()
+        # Check every token so timing does not reveal which one nearly matched.
+        return any([hmac.compare_digest(given, t) for t in self._tokens])
+
+
 class BearerTokenInterceptor(grpc.ServerInterceptor):
     """Requires ``authorization: Bearer <token>`` metadata on every method except health checks.
 
@@ -61,20 +85,13 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
     def __init__(self, tokens: Sequence[str], metrics: Any = None) -> None:
         if not tokens:
             raise ValueError("BearerTokenInterceptor needs at least one token.")
-        self._tokens = [t.encode() for t in tokens]
+        self._tokens = BearerTokens(tokens)
         self._metrics = metrics
 
     def _valid(self, metadata: Sequence[tuple[str, Any]] | None) -> bool:
         for key, value in metadata or ():
-            if key.lower() != "authorization":
-                continue
-            text = value.decode() if isinstance(value, bytes) else str(value)
-            scheme, _, token = text.partition(" ")
-            if scheme.lower() != "bearer":
-                return False
-            given = token.strip().encode()
-            # Check every token so timing does not reveal which one nearly matched.
-            return any([hmac.compare_digest(given, t) for t in self._tokens])
+            if key.lower() == "authorization":
+                return self._tokens.accepts(value)
         return False
 
     def intercept_service(self, continuation, handler_call_details):

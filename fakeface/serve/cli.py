@@ -144,7 +144,7 @@ def main(argv: list[str]) -> int:
             from fakeface.web.serve import warn_if_exposed
 
             try:
-                app = create_app(server.servicer, WebConfig(max_video_bytes=int(args.max_video_mb * 1024 * 1024)))
+                app = create_app(server.service, WebConfig(max_video_bytes=int(args.max_video_mb * 1024 * 1024)))
                 warn_if_exposed(args.host, tls=config.tls, auth=bool(tokens))
                 web = WebServer(app, args.host, args.http_port, tls_cert=args.tls_cert, tls_key=args.tls_key,
                                 limit_concurrency=args.max_in_flight).start()

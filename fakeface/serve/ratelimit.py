@@ -1,8 +1,9 @@
 """Per-client rate limiting: a token bucket per key (peer address or bearer token).
 
 Each key gets ``burst`` tokens that refill at ``rate_per_s``; a call takes one token and is
-refused when none is left (the gRPC layer answers RESOURCE_EXHAUSTED). Buckets of idle keys are
-dropped once more than ``max_keys`` are held, so memory stays bounded under many clients.
+refused when none is left (the front doors answer RESOURCE_EXHAUSTED / HTTP 429). The buckets
+are a least-recently-used cache of ``max_keys``: the key idle longest is dropped first, so memory
+stays bounded under many clients.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
+
+from cachetools import LRUCache
 
 
 @dataclass(frozen=True)
@@ -41,18 +43,17 @@ class RateLimiter:
         self.config = config
         self._clock = clock
         self._lock = threading.Lock()
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, last time)
+        # key -> (tokens, last time); a forgotten key starts again with a full bucket.
+        self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(maxsize=config.max_keys)
 
     def allow(self, key: str) -> bool:
         """Takes one token from ``key``'s bucket; False when it is empty."""
         now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.pop(key, (float(self.config.burst), now))
+            tokens, last = self._buckets.get(key, (float(self.config.burst), now))
             tokens = min(float(self.config.burst), tokens + (now - last) * self.config.rate_per_s)
             allowed = tokens >= 1.0
             self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
-            while len(self._buckets) > self.config.max_keys:
-                self._buckets.popitem(last=False)
             return allowed
 
     def retry_after_s(self, key: str) -> float:
@@ -64,7 +65,7 @@ class RateLimiter:
 
 
 def client_key(peer: str, metadata: tuple[tuple[str, str], ...] | list | None) -> str:
-    """The rate-limit key of a gRPC call: its bearer token when it sends one, else its peer host.
+    """The rate-limit key of a call: its bearer token when it sends one, else its peer host.
 
     The peer's port is dropped (a client reconnecting gets a new port but the same bucket).
     """

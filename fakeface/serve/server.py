@@ -2,9 +2,11 @@
 
 `create_server` binds a `grpc.Server` around an `Ensemble`, starts it at once (health answers
 NOT_SERVING while the models load) and flips health to SERVING when `Ensemble.ready` returns.
-The pieces live in modules of one concern: `fakeface.serve.servicer` (the RPCs and their status
-codes), `fakeface.serve.admission` (request checks and in-flight bounds), `fakeface.serve.auth` (bearer
-tokens), `fakeface.rpc_convert` (wire messages), `fakeface.serve.metrics`, `fakeface.logs` and
+The pieces live in modules of one concern: `fakeface.service` (what the gRPC server and the
+web page share: checks, deadlines, the ensemble call, feedback, logs and metrics),
+`fakeface.serve.servicer` (the RPCs and their status codes), `fakeface.serve.admission`
+(request checks and in-flight bounds), `fakeface.serve.auth` (bearer tokens),
+`fakeface.rpc_convert` (wire messages), `fakeface.serve.metrics`, `fakeface.logs` and
 `blackboard.feedback_log`. Their public names are re-exported here for existing imports.
 
 Health (``grpc.health.v1``): service ``""`` and ``fakeface.v1.Detector`` say SERVING while the
@@ -34,6 +36,7 @@ from fakeface.serve.metrics import ServerMetrics
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 from fakeface.rpc_convert import SERVICE_NAME
 from fakeface.serve.servicer import DetectorServicer
+from fakeface.service import DetectorService
 
 __all__ = [
     "SERVICE_NAME",
@@ -122,7 +125,8 @@ class DetectorServer:
 
     Attributes:
         server: the underlying `grpc.Server`.
-        servicer: the `DetectorServicer`.
+        servicer: the `DetectorServicer` (the gRPC edge).
+        service: the `DetectorService` behind it (and behind the web page).
         health: the gRPC health servicer.
         metrics: the server's metrics.
     """
@@ -131,6 +135,7 @@ class DetectorServer:
                  metrics: ServerMetrics, config: ServerConfig) -> None:
         self.server = server
         self.servicer = servicer
+        self.service = servicer.service
         self.health = health_servicer
         self.metrics = metrics
         self.config = config
@@ -144,10 +149,10 @@ class DetectorServer:
     def stop(self, grace: float | None) -> threading.Event:
         """Health NOT_SERVING, refuse new calls, then `grpc.Server.stop` (returns its event)."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.servicer.accepting.clear()
+        self.service.accepting.clear()
         self._closed.set()
         done = self.server.stop(grace)
-        self.servicer.close()
+        self.service.close()
         return done
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -161,10 +166,10 @@ class DetectorServer:
     def _watch_components(self) -> None:
         """Probes the actors every ``health_period_s``: per-component health, gauges and overall health."""
         while not self._closed.wait(self.config.health_period_s):
-            if not self.serving.is_set() or not self.servicer.accepting.is_set():
+            if not self.serving.is_set() or not self.service.accepting.is_set():
                 continue
             try:
-                status = self.servicer.ensemble.component_status(timeout_s=self.config.health_period_s)
+                status = self.service.ensemble.component_status(timeout_s=self.config.health_period_s)
             except Exception:  # noqa: BLE001 - a failed probe must not stop the watcher; logged
                 log.exception("health probe failed")
                 continue
@@ -182,12 +187,12 @@ class DetectorServer:
             level = logging.INFO if all(status.values()) else logging.WARNING
             log.log(level, "components changed", extra={"fields": {"components": status, "changed": changed}})
         agents_up = any(up for name, up in status.items() if name.startswith("agent/"))
-        if self.servicer.accepting.is_set():
+        if self.service.accepting.is_set():
             self._set_health(serving if status.get("detector", True) and agents_up else not_serving)
 
     def _warm_heatmaps(self) -> None:
         try:
-            self.servicer.warm_heatmaps()
+            self.service.warm_heatmaps()
         except Exception:  # noqa: BLE001 - heat maps then load on first use, which reports any error
             log.exception("heat-map warm-up failed")
 
@@ -197,7 +202,7 @@ class DetectorServer:
             warm = threading.Thread(target=self._warm_heatmaps, name="fakeface-heatmap-warmup", daemon=True)
             warm.start()
         try:
-            ok = self.servicer.ensemble.ready(timeout_s=self.config.ready_timeout_s)
+            ok = self.service.ensemble.ready(timeout_s=self.config.ready_timeout_s)
             if ok is False:
                 raise TimeoutError(f"models not ready within {self.config.ready_timeout_s:.0f} s")
             if warm is not None:
@@ -206,7 +211,7 @@ class DetectorServer:
             self.ready_error = f"{type(err).__name__}: {err}"
             log.exception("ensemble failed to become ready")
         else:
-            self.servicer.accepting.set()
+            self.service.accepting.set()
             self._set_health(health_pb2.HealthCheckResponse.SERVING)
             self.serving.set()
             log.info("serving", extra={"fields": {"service": SERVICE_NAME}})
@@ -225,16 +230,16 @@ class DetectorServer:
         """Stops in order: health NOT_SERVING and new calls refused (UNAVAILABLE, retry), calls in
         flight get ``grace_s`` to finish, calls still waiting then end with UNAVAILABLE, then stop."""
         grace = self.config.drain_grace_s if grace_s is None else float(grace_s)
-        in_flight = self.servicer.admission.calls
+        in_flight = self.service.admission.calls
         log.info("draining", extra={"fields": {"grace_s": grace, "in_flight": in_flight}})
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.servicer.accepting.clear()
-        if not self.servicer.admission.wait_idle(grace):
+        self.service.accepting.clear()
+        if not self.service.admission.wait_idle(grace):
             log.warning("grace period over; ending the calls still in flight with UNAVAILABLE",
-                        extra={"fields": {"in_flight": self.servicer.admission.calls}})
-        self.servicer.stopping.set()
+                        extra={"fields": {"in_flight": self.service.admission.calls}})
+        self.service.stopping.set()
         # Handlers notice `stopping` within STOP_POLL_S and answer UNAVAILABLE; give them a moment.
-        self.servicer.admission.wait_idle(1.0)
+        self.service.admission.wait_idle(1.0)
         self.stop(0.5).wait()
         log.info("stopped")
 
@@ -306,13 +311,14 @@ def create_server(
             extra={"fields": {"address": address, "tls": config.tls, "auth": bool(config.tokens)}},
         )
     feedback_log = FeedbackLog(config.feedback_path) if config.feedback_path else None
-    servicer = DetectorServicer(ensemble, config, metrics=metrics, feedback_log=feedback_log,
-                                heatmaps=heatmaps if heatmaps is not None else (lambda: _default_renderer(ensemble)))
+    service = DetectorService(ensemble, config, metrics=metrics, feedback_log=feedback_log,
+                              heatmaps=heatmaps if heatmaps is not None else (lambda: _default_renderer(ensemble)))
     if feedback_log is not None and getattr(ensemble, "controller", None) is not None:
         from blackboard.controller_admin import ControllerAdmin
 
-        servicer.admin = ControllerAdmin(ensemble, feedback_log.path)
-        servicer.admin.restore()  # a promoted version survives the restart
+        service.admin = ControllerAdmin(ensemble, feedback_log.path)
+        service.admin.restore()  # a promoted version survives the restart
+    servicer = DetectorServicer(service)
     interceptors = [BearerTokenInterceptor(config.tokens, metrics)] if config.tokens else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max(config.workers, config.max_in_flight) + SPARE_THREADS,

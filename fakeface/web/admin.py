@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 
 from blackboard.controller_state import StateError
 from blackboard.feedback_promotion import PromotionRule
-from fakeface.web.bridge import WebRefusal
+from fakeface.web.guards import WebRefusal
 
 MAX_BODY = 4096  # admin bodies are a few small fields
 
@@ -33,12 +33,12 @@ def _int_field(body: dict[str, Any], name: str, default: int) -> int:
     return value
 
 
-def add_admin_routes(app: FastAPI, servicer: Any, check: Callable[[str, str], bool] | None) -> None:
+def add_admin_routes(app: FastAPI, service: Any, check: Callable[[str, str], bool] | None) -> None:
     """Adds the admin routes to the page's app.
 
     Args:
         app: the page's FastAPI app.
-        servicer: the running `DetectorServicer` (its ``admin`` is a `ControllerAdmin` or None).
+        service: the running `DetectorService` (its ``admin`` is a `ControllerAdmin` or None).
         check: the bearer-token check of the page (None: the server runs without tokens).
     """
 
@@ -49,10 +49,10 @@ def add_admin_routes(app: FastAPI, servicer: Any, check: Callable[[str, str], bo
         if not check(request.headers.get("authorization", ""), "admin"):
             raise WebRefusal(401, "The admin endpoints need the server's token (Authorization: Bearer ...).",
                              code="UNAUTHENTICATED")
-        if servicer.admin is None:
+        if service.admin is None:
             raise WebRefusal(409, "This server has no feedback log or no fitted controller, so there is nothing "
                                   "to promote or roll back.", code="FAILED_PRECONDITION")
-        return servicer.admin
+        return service.admin
 
     async def body_of(request: Request) -> dict[str, Any]:
         data = await request.body()
@@ -73,7 +73,7 @@ def add_admin_routes(app: FastAPI, servicer: Any, check: Callable[[str, str], bo
     @app.get("/api/admin/controllers")
     def controllers(request: Request) -> dict[str, Any]:
         ctl = admin(request)
-        return {"live": servicer.ensemble.controller_version, "versions": ctl.versions()}
+        return {"live": service.ensemble.controller_version, "versions": ctl.versions()}
 
     @app.post("/api/admin/promote")
     async def promote(request: Request) -> dict[str, Any]:

@@ -1,7 +1,12 @@
-"""The web page's FastAPI app: one static page and a small JSON API over the gRPC servicer.
+"""The web page's FastAPI app: one static page and a small JSON API over the `DetectorService`.
+
+Every classification, feedback and model-info call goes to the same service the gRPC server
+calls (`fakeface.service`), so the page gets the same decoding, limits, deadlines, metrics,
+feedback log and controller safeguards as a gRPC client; its refusals become HTTP statuses in
+`fakeface.web.guards`.
 
 Routes (every ``/api`` route but ``/api/health`` needs ``Authorization: Bearer <token>`` when the
-server runs with tokens, checked by the gRPC server's own `BearerTokenInterceptor`):
+server runs with tokens, checked against the gRPC server's own tokens, `BearerTokens`):
 
 ==========================  ================================================================
 ``GET /``                   the page (inline script and style; nothing fetched from elsewhere)
@@ -10,7 +15,7 @@ server runs with tokens, checked by the gRPC server's own `BearerTokenIntercepto
 ``POST /api/classify``      body = the file's bytes; an image answers at once, a video
                             answers 202 with a job to poll
 ``GET /api/jobs/{id}``      a video's progress, then its per-track and clip verdicts
-``POST /api/feedback``      ``{"request_id", "label"}``: the gRPC Feedback path; keeps the upload
+``POST /api/feedback``      ``{"request_id", "label"}``: the service's feedback; keeps the upload
 ``/api/admin/...``          the operator's controller promotion and rollback (`fakeface.web.admin`)
 ``GET /api/report/{id}``    the evidence report (one self-contained HTML file)
 ==========================  ================================================================
@@ -22,7 +27,6 @@ upload is written to disk only when the person sends feedback on its answer.
 
 from __future__ import annotations
 
-import collections
 import datetime as _dt
 import hashlib
 import json
@@ -36,19 +40,22 @@ from concurrent import futures
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
-import grpc
+from cachetools import LRUCache
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from fakeface.serve.servicer import DetectorServicer
-from fakeface.web import bridge
+from fakeface.rpc_convert import case_to_proto
+from fakeface.service import ClassifyOptions, DetectorService
+from fakeface.service_calls import BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Caller, ServiceRefusal
 from fakeface.web.admin import add_admin_routes
-from fakeface.web.bridge import WebRefusal
-from fakeface.web.guards import FeedbackBody, read_json, scrub_paths
+from fakeface.web.guards import (FeedbackBody, WebRefusal, caller_of, read_json, scrub_paths, token_checker,
+                                 web_refusal)
 from fakeface.web.report import LIMITS, accuracy_statement, build_report, error_rates, trained_on
+from fakeface.web.video import VIDEO_SUFFIX, ServiceBackend, sniff_video
+from fakeface.web.views import face_view, png_data_uri, response_view
 
 log = logging.getLogger("fakeface.web")
 MIB = 1024 * 1024
@@ -56,13 +63,11 @@ MIB = 1024 * 1024
 # from elsewhere), and nothing may frame it.
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data: blob:; "
        "media-src blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-VIDEO_SUFFIX = {"mp4": ".mp4", "ebml": ".webm", "avi": ".avi"}
-IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"avif", b"avis", b"mif1", b"msf1")  # ISO-BMFF still images
 
 
 @dataclass(frozen=True)
 class WebConfig:
-    """How the page's API runs (the image limits come from the servicer's `ServerConfig`)."""
+    """How the page's API runs (the image limits come from the service's `ServerConfig`)."""
 
     max_video_bytes: int = 64 * MIB  # largest video upload; bigger -> 413
     video_fps: float = 1.0  # frames sampled per second of video (as `fakeface classify`)
@@ -81,57 +86,20 @@ class WebConfig:
             raise ValueError(f"WebConfig.video_fps must be > 0, received {self.video_fps!r}.")
 
 
-def sniff_video(head: bytes) -> str | None:
-    """The video container of a file from its first bytes ("mp4", "ebml", "avi"), or None."""
-    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] not in IMAGE_BRANDS:
-        return "mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "ebml"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "avi"
-    return None
-
-
 def _mib(n: int) -> str:
     return f"{n / MIB:.1f} MiB"
 
 
-class _CallDetails(grpc.HandlerCallDetails):
-    def __init__(self, method: str, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.method = method
-        self.invocation_metadata = metadata
-
-
-def token_checker(servicer: DetectorServicer) -> Callable[[str, str], bool] | None:
-    """A check of ``Authorization`` headers by the gRPC server's own interceptor, or None (no auth)."""
-    tokens = tuple(servicer.config.tokens or ())
-    if not tokens:
-        return None
-    from fakeface.serve.auth import BearerTokenInterceptor
-
-    interceptor = BearerTokenInterceptor(tokens, servicer.metrics)
-    allowed = grpc.unary_unary_rpc_method_handler(lambda request, context: None)
-
-    def check(header: str, route: str) -> bool:
-        details = _CallDetails(f"/web/{route}", (("authorization", header),) if header else ())
-        return interceptor.intercept_service(lambda _: allowed, details) is allowed
-
-    return check
-
-
 class _Store:
-    """The last ``size`` answers by request id (bounded; the oldest is forgotten first)."""
+    """The last ``size`` entries by id, least recently used forgotten first (thread-safe)."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._items: LRUCache[str, dict[str, Any]] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         with self._lock:
             self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -143,29 +111,33 @@ def _refusal_response(err: WebRefusal) -> JSONResponse:
     return JSONResponse({"error": scrub_paths(err.message), "code": err.code}, status_code=err.status)
 
 
-def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> FastAPI:
-    """The page and its API on a running `DetectorServicer` (``DetectorServer.servicer``).
+def create_app(service: DetectorService, config: WebConfig | None = None) -> FastAPI:
+    """The page and its API on a running `DetectorService` (``DetectorServer.service``).
 
     Args:
-        servicer: the gRPC servicer; every classification, feedback and model-info call goes
-            through its methods, so its limits, metrics, log and safeguards apply.
+        service: the service the gRPC server also calls; every classification, feedback and
+            model-info call goes to it, so its limits, metrics, log and safeguards apply.
         config: video limits, memory and heatmap settings.
     """
     config = config or WebConfig()
-    check = token_checker(servicer)
+    check = token_checker(service)
     results = _Store(config.keep_results)
     jobs = _Store(4 * config.video_queue)
     pool = futures.ThreadPoolExecutor(max_workers=config.video_workers, thread_name_prefix="fakeface-web-video")
     queued = threading.BoundedSemaphore(config.video_queue)
-    max_image = int(servicer.config.max_message_bytes)
+    max_image = service.max_image_bytes
     page = resources.files("fakeface.web").joinpath("static/index.html").read_text(encoding="utf-8")
 
     app = FastAPI(title="fakeface", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.servicer, app.state.config, app.state.pool = servicer, config, pool
+    app.state.service, app.state.config, app.state.pool = service, config, pool
 
     @app.exception_handler(WebRefusal)
     async def refused(request: Request, err: WebRefusal) -> JSONResponse:
         return _refusal_response(err)
+
+    @app.exception_handler(ServiceRefusal)
+    async def service_refused(request: Request, err: ServiceRefusal) -> JSONResponse:
+        return _refusal_response(web_refusal(err))
 
     def auth(request: Request) -> None:
         if check is not None and not check(request.headers.get("authorization", ""), request.url.path.split("/")[2]):
@@ -179,19 +151,24 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        return {"serving": servicer.accepting.is_set(), "auth": check is not None}
+        return {"serving": service.accepting.is_set(), "auth": check is not None}
+
+    def model_details(request: Request) -> tuple[Any, dict[str, Any]]:
+        """The service's model info, and the ensemble's record in plain JSON types (as gRPC's info_json)."""
+        with service.call("GetModelInfo", caller_of(request)):
+            got = service.model_info()
+        return got, json.loads(json.dumps(got.ensemble.to_dict(), sort_keys=True, default=str))
 
     @app.get("/api/info", dependencies=[Depends(auth)])
-    def info() -> dict[str, Any]:
-        msg = bridge.model_info(servicer)
-        details = json.loads(msg.info_json or "{}")
+    def info(request: Request) -> dict[str, Any]:
+        got, details = model_details(request)
         return {
-            "bundle_version": msg.bundle_version,
-            "controller_version": msg.controller_version,
-            "threshold": msg.thresholds.get("ensemble"),
-            "agents": [{"name": a.name, "threshold": a.threshold,
+            "bundle_version": got.ensemble.bundle_version,
+            "controller_version": got.ensemble.controller_version,
+            "threshold": float(got.ensemble.threshold),
+            "agents": [{"name": a.name, "threshold": float(a.threshold),
                         "val_auc": ((details.get("agents") or {}).get(a.name, {}).get("val_metrics") or {}).get("auc")}
-                       for a in msg.agents],
+                       for a in got.ensemble.agents],
             "accuracy": accuracy_statement(details),
             "error_rates": error_rates(details),  # shown up front, not in a collapsed section
             "trained_on": trained_on(details),
@@ -201,8 +178,8 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
             "max_video_bytes": config.max_video_bytes,
             "video_fps": config.video_fps,
             "video_max_frames": config.video_max_frames,
-            "feedback": servicer.feedback_log is not None,
-            "feedback_records": msg.feedback_records,
+            "feedback": service.feedback_log is not None,
+            "feedback_records": got.feedback_records,
         }
 
     async def read_body(request: Request) -> bytes:
@@ -235,28 +212,31 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
             results.put(result["request_id"], entry)
         return entry
 
-    def classify_image(data: bytes, detect: str, name: str) -> dict[str, Any]:
+    def classify_image(data: bytes, detect: str, name: str, caller: Caller) -> dict[str, Any]:
         from fakeface.classify import face_to_dict
 
-        if len(data) > max_image:
-            raise WebRefusal(413, f"This image is {_mib(len(data))}; images are limited to {_mib(max_image)} (the "
-                                  "gRPC limit). Send a smaller screenshot, or save it as JPEG.",
-                             code="RESOURCE_EXHAUSTED")
+        options = ClassifyOptions(detect=detect, heatmaps=config.heatmaps, source=name)
         try:
-            resp = bridge.classify(servicer, data, detect=detect, heatmaps=config.heatmaps, source=name)
-        except WebRefusal as err:
-            if err.code == "INVALID_ARGUMENT" and "bad image" in err.message:
+            with service.call("Classify", caller) as call:
+                answer = service.classify(call, data, options)
+        except ServiceRefusal as err:  # the page words these two for a person choosing a file
+            if err.reason == IMAGE_TOO_LARGE:
+                raise WebRefusal(413, f"This image is {_mib(len(data))}; images are limited to {_mib(max_image)} "
+                                      "(the gRPC limit). Send a smaller screenshot, or save it as JPEG.",
+                                 code=err.status.value) from err
+            if err.reason == BAD_IMAGE:
                 raise WebRefusal(415, "This file is neither an image nor a video the detector can read "
                                       f"({err.message}). Send a JPEG, PNG, BMP or WebP image, or an MP4, WebM, "
-                                      "MOV, MKV or AVI clip.", code=err.code) from err
+                                      "MOV, MKV or AVI clip.", code=err.status.value) from err
             raise
-        result = bridge.response_view(resp)
-        raw = [{**face_to_dict(f), "verdict": bridge.label_name(f.label)} for f in resp.faces]
+        resp = case_to_proto(answer.case, heatmaps=answer.heatmaps)
+        result = response_view(resp)
+        raw = [face_to_dict(f) for f in resp.faces]
         ext = Path(name).suffix.lower() if Path(name).suffix else ".img"
         record("image", name, data, result, data, ext, raw)
         return result
 
-    def run_video(job: dict[str, Any], path: Path, data: bytes, detect: str, name: str) -> None:
+    def run_video(job: dict[str, Any], path: Path, data: bytes, detect: str, name: str, caller: Caller) -> None:
         from fakeface.classify import Runner  # the CLI's video path: tracks and the clip rule
         from vision.media import encode_png
 
@@ -268,24 +248,24 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
             cap.release()
             seconds = count / native if count > 0 else config.video_max_frames / config.video_fps
             job["expected"] = max(1, min(config.video_max_frames, int(seconds * config.video_fps) + 1))
-            backend = bridge.ServicerBackend(servicer, on_frame=lambda n: job.__setitem__("done", n))
+            backend = ServiceBackend(service, caller, on_frame=lambda n: job.__setitem__("done", n))
             args = types.SimpleNamespace(fps=config.video_fps, max_frames=config.video_max_frames, detect=detect,
-                                      heatmaps=False, annotate="page", timeout=servicer.config.default_deadline_s)
+                                         heatmaps=False, annotate="page", timeout=service.config.default_deadline_s)
             summary, frame = Runner(backend, args).video(path)
             faces = summary.pop("_annotate_faces", [])
             summary.pop("file", None)
             # Feedback on the clip refers to the frame shown, which the clip's own rule chose.
             shown_id = (summary.get("shown") or {}).get("request_id")
             result = {**summary, "request_id": shown_id or backend.top[1] or backend.last_request_id,
-                      "frame_faces": [bridge.face_view(f, None) for f in faces]}
+                      "frame_faces": [face_view(f, None) for f in faces]}
             png = b"" if frame is None else encode_png(frame)
             if frame is not None:
-                result.update(frame=bridge.png_data_uri(png), width=int(frame.shape[1]), height=int(frame.shape[0]))
+                result.update(frame=png_data_uri(png), width=int(frame.shape[1]), height=int(frame.shape[0]))
             raw = [{**f, "index": i, "heatmaps": {}} for i, f in enumerate(faces)]
             record("video", name, data, result, png, ".png", raw, frame)
             job.update(state="done", result=result)
-        except WebRefusal as err:
-            job.update(state="error", error=scrub_paths(err.message, shown), status=err.status)
+        except ServiceRefusal as err:
+            job.update(state="error", error=scrub_paths(err.message, shown), status=web_refusal(err).status)
         except ValueError as err:  # ImageError (no frame) or OpenCV cannot open it
             job.update(state="error", error=scrub_paths(f"This clip cannot be read as a video: {err}.", shown),
                        status=415)
@@ -302,18 +282,17 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
     async def classify(request: Request, detect: str = "auto", name: str = "") -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        if detect not in bridge.DETECT_ENUMS:
-            raise WebRefusal(400, f"detect must be one of {sorted(bridge.DETECT_ENUMS)}, received {detect[:40]!r}.",
-                             code="INVALID_ARGUMENT")
+        # Checked before the upload is read: a wrong switch costs no body.
+        service.check_options(ClassifyOptions(detect=detect))
         name = os.path.basename(name)[:200]
         data = await read_body(request)
         container = sniff_video(data[:16])
         if container is None:
-            return JSONResponse(await run_in_threadpool(classify_image, data, detect, name))
+            return JSONResponse(await run_in_threadpool(classify_image, data, detect, name, caller_of(request)))
         if len(data) > config.max_video_bytes:
             raise WebRefusal(413, f"This video is {_mib(len(data))}; videos are limited to "
                                   f"{_mib(config.max_video_bytes)}. Cut a shorter clip.", code="RESOURCE_EXHAUSTED")
-        if not servicer.accepting.is_set():
+        if not service.accepting.is_set():
             raise WebRefusal(503, "The detector is loading its models or shutting down; try again shortly.",
                              code="UNAVAILABLE")
         if not queued.acquire(blocking=False):
@@ -324,7 +303,7 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
         path.write_bytes(data)
         job = {"id": uuid.uuid4().hex, "state": "running", "done": 0, "expected": None}
         jobs.put(job["id"], job)
-        pool.submit(run_video, job, path, data, detect, name)
+        pool.submit(run_video, job, path, data, detect, name, caller_of(request))
         return JSONResponse({"kind": "video", "job": job["id"]}, status_code=202)
 
     @app.get("/api/jobs/{job_id}", dependencies=[Depends(auth)])
@@ -341,29 +320,35 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
         # Bounded in size and depth, typed (fakeface.web.guards): a hostile body is a 4xx, never a 500.
         body = await read_json(request, FeedbackBody, example='{"request_id": "...", "label": "real" or "fake"}')
         request_id, label = body.request_id, body.label
-        host = request.client.host if request.client else None
+
+        def send() -> Any:
+            # The visitor's address is their key for the service's per-client rate limit.
+            with service.call("Feedback", caller_of(request)) as call:
+                return service.feedback(call, request_id, label)
+
         try:
-            resp = await run_in_threadpool(lambda: bridge.feedback(servicer, request_id, label, client=host))
-        except WebRefusal as err:
-            if err.code == "RESOURCE_EXHAUSTED":  # the per-client rate limit: "too many", not "too large"
+            ack = await run_in_threadpool(send)
+        except ServiceRefusal as err:
+            if err.reason == RATE_LIMITED:  # "too many", not "too large"
                 raise WebRefusal(429, "You have sent a lot of feedback in a short time; thank you. Wait a minute "
-                                      "before sending more.", code=err.code) from err
+                                      "before sending more.", code=err.status.value) from err
             raise
-        kept = await run_in_threadpool(keep_upload, request_id) if resp.stored else None
+        kept = await run_in_threadpool(keep_upload, request_id) if ack.stored else None
         entry = results.get(request_id)
-        if resp.stored and entry is not None:  # the report says the answer was disputed, and how
+        if ack.stored and entry is not None:  # the report says the answer was disputed, and how
             entry["disputed"] = {"label": label.lower(),
                                  "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-        return {"stored": resp.stored, "applied": resp.applied, "detail": resp.detail, "records": records(),
-                "controller_version": resp.controller_version,
-                "previous_controller_version": resp.previous_controller_version, "upload_kept": kept}
+        # Feedback is evidence: the live controller before and after the call is the same one.
+        return {"stored": ack.stored, "applied": ack.applied, "detail": ack.detail, "records": ack.records,
+                "controller_version": ack.controller_version,
+                "previous_controller_version": ack.controller_version, "upload_kept": kept}
 
     def keep_upload(request_id: str) -> str | None:
         """Writes the answer's upload next to the feedback log (atomically); its file name."""
         entry = results.get(request_id)
         if entry is None or not entry["keep"]:
             return None
-        folder = Path(config.upload_dir) if config.upload_dir else servicer.feedback_log.path.parent / "feedback-uploads"
+        folder = Path(config.upload_dir) if config.upload_dir else service.feedback_log.path.parent / "feedback-uploads"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{request_id}{entry['keep_ext']}"
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -371,13 +356,10 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
         os.replace(tmp, target)
         return target.name
 
-    def records() -> int:
-        return 0 if servicer.feedback_log is None else servicer.feedback_log.records
-
-    add_admin_routes(app, servicer, check)
+    add_admin_routes(app, service, check)
 
     @app.get("/api/report/{request_id}", dependencies=[Depends(auth)])
-    def report(request_id: str) -> Response:
+    def report(request_id: str, request: Request) -> Response:
         from vision.annotate import annotate
         from vision.media import decode_image
 
@@ -385,14 +367,13 @@ def create_app(servicer: DetectorServicer, config: WebConfig | None = None) -> F
         if entry is None:
             raise WebRefusal(404, f"No answer with request id {request_id[:64]!r} is held any more (the page keeps "
                                   f"the last {config.keep_results}); classify the file again.")
-        msg = bridge.model_info(servicer)
-        details = json.loads(msg.info_json or "{}")
+        _, details = model_details(request)
         rgb = entry["frame"] if entry["kind"] == "video" else decode_image(entry["keep"])
         png = b""
         if rgb is not None:
             ok, buf = cv2.imencode(".png", annotate(rgb, entry["raw_faces"]))
             png = buf.tobytes() if ok else b""
-        html = build_report(entry, details, bridge.png_data_uri(png))
+        html = build_report(entry, details, png_data_uri(png))
         filename = f"fakeface-report-{entry['sha256'][:12]}.html"
         return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                            "Cache-Control": "no-store"})

@@ -137,7 +137,7 @@ def test_warmed_heatmaps_are_built_once_before_the_first_request(ensemble, crop_
     try:
         assert server.wait_until_serving(timeout=300)
         assert len(built) == 1  # built and traced before SERVING: nothing competes with the first answers
-        assert server.servicer.warm_heatmaps() and len(built) == 1
+        assert server.service.warm_heatmaps() and len(built) == 1
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             request = classify_request(crop_png, detect=pb.FACE_DETECTION_OFF)
             request.options.want_heatmaps = True
@@ -148,7 +148,7 @@ def test_warmed_heatmaps_are_built_once_before_the_first_request(ensemble, crop_
         server.stop(0).wait()
     cannot, _ = create_server("127.0.0.1:0", ensemble, ServerConfig(), heatmaps=lambda: None)
     try:
-        assert cannot.servicer.warm_heatmaps() is False
+        assert cannot.service.warm_heatmaps() is False
     finally:
         cannot.stop(0).wait()
 
@@ -293,7 +293,7 @@ def test_an_operator_promotion_survives_a_restart(ensemble, crop_png, tmp_path, 
                 answer = stub.Classify(request, timeout=60)
                 stub.Feedback(pb.FeedbackRequest(request_id=answer.request_id, label=pb.LABEL_FAKE), timeout=30,
                               metadata=(("authorization", f"Bearer op-test-{i}"),))
-            result = server.servicer.admin.promote(PromotionRule(
+            result = server.service.admin.promote(PromotionRule(
                 min_clients=6, min_cases=6, guard=PromotionConfig(max_auc_drop=1.0, max_logloss_rise=100.0)))
             assert result.promoted, result.detail
             promoted = stub.Classify(request, timeout=60)
@@ -307,7 +307,7 @@ def test_an_operator_promotion_survives_a_restart(ensemble, crop_png, tmp_path, 
             again = pb_grpc.DetectorStub(channel).Classify(request, timeout=60)
         assert again.controller_version == promoted.controller_version
         assert again.faces[0].p_fake == pytest.approx(promoted.faces[0].p_fake, abs=1e-6)
-        assert server.servicer.admin.rollback(base) == base  # by version name, persisted
+        assert server.service.admin.rollback(base) == base  # by version name, persisted
     finally:
         server.stop(0).wait()
     ensemble.rollback_controller(result.controller.version)
@@ -417,7 +417,7 @@ def test_drain_finishes_in_flight_calls_then_refuses(ensemble, face_png):
     try:
         pending = stub.Classify.future(classify_request(face_png), timeout=60)
         end = time.monotonic() + 30
-        # Drain only once the call is inside the servicer (the in-flight gauge says so).
+        # Drain only once the call is inside the service (the in-flight gauge says so).
         while not server.metrics.registry.get_sample_value("fakeface_in_flight") and time.monotonic() < end:
             time.sleep(0.002)
         assert server.metrics.registry.get_sample_value("fakeface_in_flight") == 1

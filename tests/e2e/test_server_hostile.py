@@ -111,7 +111,7 @@ def test_source_is_bounded(served, crop_png):
 
 
 def test_pixel_budget_refuses_when_big_images_are_in_flight(served, face_png):
-    admission = served["server"].servicer.admission
+    admission = served["server"].service.admission
     with admission.pixels_of(admission.max_pixels, 1.0):  # the budget is taken by "other" images
         with pytest.raises(grpc.RpcError) as info:
             served["stub"].Classify(classify_request(face_png), timeout=30)
@@ -120,7 +120,7 @@ def test_pixel_budget_refuses_when_big_images_are_in_flight(served, face_png):
 
 
 def test_health_answers_while_the_in_flight_bound_is_full(served, crop_png):
-    admission = served["server"].servicer.admission
+    admission = served["server"].service.admission
     held = [admission.call() for _ in range(admission.max_calls - admission.calls)]
     for slot in held:
         slot.__enter__()
@@ -149,7 +149,7 @@ def test_stream_calls_write_a_log_line_with_request_id_and_peer(served, crop_png
 
 
 def test_model_info_reports_component_health(served):
-    status = served["server"].servicer.ensemble.component_status(timeout_s=10)
+    status = served["server"].service.ensemble.component_status(timeout_s=10)
     assert status == {"detector": True, **{f"agent/{a}": True for a in AGENTS}}
     info = json.loads(served["stub"].GetModelInfo(pb.GetModelInfoRequest(), timeout=30).info_json)
     assert info["degraded"] is False and info["detector_up"] is True
@@ -196,7 +196,7 @@ def test_drain_past_the_grace_answers_unavailable_with_a_retry_hint(ensemble, cr
         stub = pb_grpc.DetectorStub(channel)
         pending = stub.Classify.future(classify_request(crop_png, detect=pb.FACE_DETECTION_OFF), timeout=60)
         end = time.monotonic() + 30
-        while server.servicer.admission.calls == 0 and time.monotonic() < end:
+        while server.service.admission.calls == 0 and time.monotonic() < end:
             time.sleep(0.01)
         started = time.monotonic()
         server.drain(grace_s=1.0)

@@ -1,4 +1,4 @@
-"""The web page against a real ensemble and a real gRPC servicer: its API through FastAPI's
+"""The web page against a real ensemble and the gRPC server's own service: its API through FastAPI's
 TestClient, and the page itself in headless Chromium (Selenium, the system browser)."""
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ def _serve(ensemble, **overrides):
 
 @pytest.fixture(scope="module")
 def served(ensemble, tmp_path_factory):
-    """A gRPC server with a feedback log, and the page's app on its servicer."""
+    """A gRPC server with a feedback log, and the page's app on the same service."""
     folder = tmp_path_factory.mktemp("web-feedback")
     server = _serve(ensemble, feedback_path=str(folder / "feedback.jsonl"))
-    app = create_app(server.servicer, WebConfig(max_video_bytes=MAX_VIDEO, video_fps=4.0, video_max_frames=6))
+    app = create_app(server.service, WebConfig(max_video_bytes=MAX_VIDEO, video_fps=4.0, video_max_frames=6))
     try:
         yield {"server": server, "app": app, "feedback": folder / "feedback.jsonl", "uploads": folder / "feedback-uploads"}
     finally:
@@ -120,7 +120,7 @@ def test_refusals_are_clear(client, face_png):
 
 def test_feedback_goes_through_the_grpc_path_and_keeps_the_upload(client, served, face_png, ensemble):
     answer = client.post("/api/classify?name=astronaut.png", content=face_png).json()
-    before = served["server"].servicer.feedback_log.records
+    before = served["server"].service.feedback_log.records
     truth = "real" if answer["faces"][0]["label"] == "fake" else "fake"
     ack = client.post("/api/feedback", json={"request_id": answer["request_id"], "label": truth})
     assert ack.status_code == 200, ack.text
@@ -201,7 +201,7 @@ def test_token_is_required_when_set(ensemble):
 
     server = _serve(ensemble, tokens=(TOKEN,))
     try:
-        with TestClient(create_app(server.servicer)) as c:
+        with TestClient(create_app(server.service)) as c:
             assert c.get("/").status_code == 200  # the page itself carries no data
             assert c.get("/api/health").json() == {"serving": True, "auth": True}
             missing = c.get("/api/info")
@@ -323,9 +323,10 @@ def test_browser_sends_an_oversized_screenshot_as_a_jpeg_copy(browser, page_url,
 
 def test_uncertain_label_reads_cant_tell_with_its_reason():
     from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
-    from fakeface.web.bridge import face_view, label_name
+    from fakeface.rpc_convert import verdict_name
+    from fakeface.web.views import face_view
 
-    assert [label_name(v) for v in (pb.LABEL_REAL, pb.LABEL_FAKE, pb.LABEL_UNSPECIFIED)] == ["real", "fake", "undecided"]
+    assert [verdict_name(v) for v in (pb.LABEL_REAL, pb.LABEL_FAKE, pb.LABEL_UNSPECIFIED)] == ["real", "fake", "undecided"]
     face = pb.Face(label=pb.LABEL_UNCERTAIN, p_fake=0.5, threshold=0.6, uncertain_reason="too small: 12 px")
     view = face_view({"box": (0, 0, 10, 10), "verdict": "undecided", "heatmaps": {}}, face)
     assert view["label"] == "uncertain" and view["reason"] == "too small: 12 px"
@@ -382,7 +383,7 @@ def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
 
     driver, _ = browser
     server = _serve(ensemble, tokens=(TOKEN,))
-    web = WebServer(create_app(server.servicer), "127.0.0.1", 0).start()
+    web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
     try:
         driver.get(web.url)
         driver.execute_script("sessionStorage.clear();")
@@ -430,7 +431,7 @@ def test_feedback_on_the_http_path_is_rate_limited_per_client_and_changes_nothin
 
     server = _serve(ensemble, feedback_path=str(tmp_path / "fb.jsonl"))  # its own buckets: a full burst of 5
     try:
-        with TestClient(create_app(server.servicer)) as c:
+        with TestClient(create_app(server.service)) as c:
             first = c.post("/api/classify?name=a.png", content=face_png).json()
             acks = [c.post("/api/feedback", json={"request_id": first["request_id"], "label": "fake"})
                     for _ in range(6)]
@@ -451,7 +452,7 @@ def test_admin_endpoints_need_the_server_token(client, ensemble, face_png):
     assert off.status_code == 403 and "--token" in off.json()["error"]
     server = _serve(ensemble, tokens=(TOKEN,), feedback_path=None)
     try:
-        with TestClient(create_app(server.servicer)) as c:
+        with TestClient(create_app(server.service)) as c:
             assert c.post("/api/admin/promote", json={}).status_code == 401
             assert c.get("/api/admin/controllers", headers={"authorization": "Bearer nope"}).status_code == 401
             ok = {"authorization": f"Bearer {TOKEN}"}
@@ -466,7 +467,7 @@ def test_admin_promotion_is_refused_without_enough_clients(ensemble, face_png, t
     server = _serve(ensemble, tokens=(TOKEN,), feedback_path=str(tmp_path / "fb.jsonl"))
     ok = {"authorization": f"Bearer {TOKEN}"}
     try:
-        with TestClient(create_app(server.servicer)) as c:
+        with TestClient(create_app(server.service)) as c:
             answer = c.post("/api/classify", content=face_png, headers=ok).json()
             assert c.post("/api/feedback", json={"request_id": answer["request_id"], "label": "fake"},
                           headers=ok).status_code == 200

@@ -29,7 +29,7 @@ def setup():
 
 
 def write_log(path, rows, *, clients, labels=None, repeat=1):
-    """A feedback log as the servicer writes it: one record per post."""
+    """A feedback log as the service writes it: one record per post."""
     log = FeedbackLog(path)
     votes, y, _ = rows
     for _ in range(repeat):

@@ -71,3 +71,13 @@ def test_an_interceptor_needs_a_token():
 ])
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("header, accepted", [
+    ("Bearer s3cret", True), (b"bearer s3cret", True), ("BEARER  s3cret ", True),
+    ("Bearer s3cre", False), ("Basic s3cret", False), ("s3cret", False), ("", False), (None, False),
+])
+def test_bearer_tokens_accept_only_a_listed_token_under_the_bearer_scheme(header, accepted):
+    from fakeface.serve.auth import BearerTokens
+
+    assert BearerTokens(["other", "s3cret"]).accepts(header) is accepted
