@@ -17,9 +17,9 @@ from pydantic.dataclasses import dataclass
 class EnsembleConfig:
     """How the blackboard is deployed on Ray."""
 
-    # "sets": every agent in each replica of one Serve application, one call per case (fastest on
-    # few cores); "agents": one application per agent (faults and scaling per agent). See
-    # blackboard.deployments.
+    # "sets": every agent and the face detector in each replica of one Serve application, one call
+    # per case, one TensorFlow (fastest and smallest on few cores); "agents": one application per
+    # agent and one for the detector (faults and scaling per agent). See blackboard.serve_apps.
     layout: Literal["sets", "agents"] = "sets"
     replicas: int = Field(1, ge=1)  # Serve replicas per agent application (the minimum when autoscaling)
     # Autoscaling upper bound per agent (Serve scales on ongoing requests); None = fixed replicas.
@@ -38,6 +38,9 @@ class EnsembleConfig:
     # a verdict they flip becomes "uncertain". Off by default: it costs more than it pays here.
     fragile_check: bool = False
     fragile_margin: Optional[float] = None  # None: the controller's fitted margin (else fragile.DEFAULT_MARGIN)
+    # Agent replicas trace their Grad-CAM heat maps while loading, so a service that renders them
+    # with every answer (the web page) says SERVING only once the first one is cheap.
+    warm_heatmaps: bool = False
 
     @model_validator(mode="after")
     def _replicas_bound(self) -> "EnsembleConfig":

@@ -2,17 +2,22 @@
 
 Two layouts of the agents (``EnsembleConfig.layout``):
 
-* "sets" (default): one application whose replicas each hold every agent
-  (`AgentSetDeployment`): one call per case, fewest processes; the fast layout on a few cores.
-* "agents": one application per agent (`AgentDeployment`): an agent's replica can die alone
-  (its faces come back degraded naming it), and agents scale and take GPUs separately.
+* "sets" (default): one application whose replicas each hold every agent and the face detector
+  (`AgentSetDeployment`): one call per case, and one TensorFlow runtime for the whole service
+  (each runtime is ~0.6 GiB resident; issue 26); the fast, small layout on a few cores.
+* "agents": one application per agent (`AgentDeployment`) and one for the detector
+  (`DetectorDeployment`): an agent's replica can die alone (its faces come back degraded naming
+  it), and agents scale and take GPUs separately.
+
+Agent replicas also render the heat maps, with the models they vote with (`blackboard.heatmaps`).
 
 In both, replicas load their models once and ``@serve.batch`` gathers concurrent cases into one
 forward pass (the batch size counts face crops, not requests, so a case with many faces does
 not overflow it). Serve owns replicas, autoscaling, health checks and restarts; the blackboard
 (`blackboard.ensemble.Ensemble`) holds the deployment handles and composes their answers.
 
-The deployment bodies are plain classes: `serve.deployment` is applied in `deploy`, so a unit
+The deployment bodies are plain classes: `serve.deployment` is applied in
+`blackboard.serve_apps.deploy` (which also names, counts and deletes the applications), so a unit
 test calls their work methods (``assess``, ``DetectorDeployment.__call__``) directly, without
 Ray; ``@serve.batch`` itself needs a running replica. `AgentWorker` is one agent's model, run
 by both layouts and by the in-process board.
@@ -21,11 +26,11 @@ by both layouts and by the in-process board.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,12 +54,20 @@ from ray import serve  # noqa: E402 - after the settings above
 
 from agents.bundle import Bundle
 from agents.predictor import AgentPredictor
+from blackboard.heatmaps import ReplicaHeatmaps
 from blackboard.ray_runtime import bind_serve_replica_to_loopback
 
-# Serve's own lines ("Application ... is ready", "Replica ... has died") go to Ray's log files,
-# not to the product's output; the blackboard reports replica health itself (component_status).
-SERVE_LOG_LEVEL = "WARNING"
-DRIVER_LOG_LEVEL = "ERROR"
+
+def return_freed_heap() -> None:
+    """Hands the heap that loading and warm-up freed back to the OS.
+
+    glibc keeps freed memory in its arenas for reuse; after a replica's start-up (models read,
+    graphs traced on blank batches) that is 50-130 MiB resident for nothing (measured; issue 26).
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: its allocator returns memory its own way
 
 
 def _crop_count(requests: Sequence[tuple[Sequence[np.ndarray], float | None]]) -> int:
@@ -111,6 +124,15 @@ class _MicroBatched:
     """Serve micro-batching of one replica: each call brings one case's crops, ``assess`` gets a
     micro-batch of calls (``@serve.batch``, sized in crops)."""
 
+    def _setup_heatmaps(self, bundle: Bundle, workers: dict[str, AgentWorker], warm_up: bool) -> None:
+        self.explainer = ReplicaHeatmaps(bundle, {name: w.predictor.model for name, w in workers.items()})
+        if warm_up:  # before the replica is RUNNING, i.e. before the service says SERVING
+            self.explainer.warm_up()
+
+    async def heatmaps(self, crops: Sequence[np.ndarray]) -> list[dict[str, bytes]]:
+        """Heat-map PNGs of this replica's agents, one dict per crop (`blackboard.heatmaps`)."""
+        return await self.explainer.render_async(crops)
+
     def _setup_batching(self, max_batch_size: int, max_wait_ms: float) -> None:
         self._batching = (max(int(max_batch_size), 1), max(float(max_wait_ms), 0.0) / 1000.0)
         self._batching_set = False
@@ -162,14 +184,18 @@ class AgentDeployment(_MicroBatched):
         agent: the agent's name in the bundle.
         max_batch_size: crops per forward pass before the batch is sent.
         max_wait_ms: how long a batch waits to fill.
+        warm_heatmaps: trace the heat maps too while loading.
     """
 
     worker_class: type = AgentWorker
 
-    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 60.0) -> None:
+    def __init__(self, bundle: Bundle, agent: str, *, max_batch_size: int = 16, max_wait_ms: float = 60.0,
+                 warm_heatmaps: bool = False) -> None:
         bind_serve_replica_to_loopback()
         self.worker = self.worker_class(bundle, agent, batch_size=max_batch_size, warm_up=True)
+        self._setup_heatmaps(bundle, {agent: self.worker}, warm_heatmaps)
         self._setup_batching(max_batch_size, max_wait_ms)
+        return_freed_heap()
 
     def assess(self, requests: Sequence[Sequence[np.ndarray]],
                deadline: float | None = None) -> list[tuple[np.ndarray, float]]:
@@ -196,17 +222,27 @@ class AgentSetDeployment(_MicroBatched):
         max_wait_ms: how long a batch waits to fill.
         warm_up: trace each agent's graph on blank crops while loading (a service: yes; one
             image from the CLI: no, its one case traces what it needs).
+        detector: run the face detector here too (``detect``), on a thread of its own: the
+            service's detector then shares this process's TensorFlow instead of loading its own.
+        warm_heatmaps: trace the heat maps too while loading.
     """
 
     worker_class: type = AgentWorker
 
     def __init__(self, bundle: Bundle, agents: Sequence[str], *, max_batch_size: int = 16,
-                 max_wait_ms: float = 60.0, warm_up: bool = True) -> None:
+                 max_wait_ms: float = 60.0, warm_up: bool = True, detector: bool = False,
+                 warm_heatmaps: bool = False) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         bind_serve_replica_to_loopback()
         if not agents:
             raise ValueError("an agent set needs at least one agent, received none.")
+        self._detector: DetectorDeployment | None = None
+        self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
+        if detector:
+            import keras  # noqa: F401 - imported once before the threads: a parallel first import fails half-way
+
+            detector_job = self._detector_thread.submit(DetectorDeployment)  # loads while the agents do
         # One thread per agent: agents load and vote in parallel (TensorFlow and scikit-learn
         # release the GIL while they compute), and an agent that hangs holds only its own thread.
         self._threads = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"agent-{name}")
@@ -214,7 +250,19 @@ class AgentSetDeployment(_MicroBatched):
         jobs = {name: self._threads[name].submit(self.worker_class, bundle, name, batch_size=max_batch_size,
                                                  warm_up=warm_up) for name in agents}
         self.workers = {name: job.result() for name, job in jobs.items()}
+        if detector:
+            self._detector = detector_job.result()
+        self._setup_heatmaps(bundle, self.workers, warm_heatmaps)
         self._setup_batching(max_batch_size, max_wait_ms)
+        return_freed_heap()
+
+    async def detect(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
+        """`DetectorDeployment` on this replica's detector thread: cases queue there, one at a
+        time, while the event loop keeps batching the agents' calls and answering health checks."""
+        if self._detector is None:
+            raise RuntimeError("this agent set was deployed without the face detector (detector=False).")
+        return await asyncio.get_running_loop().run_in_executor(self._detector_thread, self._detector,
+                                                                image_rgb, mode)
 
     def assess(self, requests: Sequence[Sequence[np.ndarray]],
                deadline: float | None = None) -> list[dict[str, tuple[np.ndarray, float]]]:
@@ -238,7 +286,7 @@ class AgentSetDeployment(_MicroBatched):
 
     def close(self) -> None:
         """Stops the agents' threads (a late call still running is left to finish)."""
-        for thread in self._threads.values():
+        for thread in (*self._threads.values(), self._detector_thread):
             thread.shutdown(wait=False, cancel_futures=True)
 
 
@@ -259,142 +307,3 @@ class DetectorDeployment:
 
     def ready(self) -> bool:
         return True
-
-
-@dataclass(frozen=True)
-class DeploymentPlan:
-    """How each application of one ensemble is deployed (built by the ensemble from its config)."""
-
-    prefix: str  # application names are f"{prefix}-{component}" (see `components`)
-    layout: str  # "sets": one application runs every agent; "agents": one application per agent
-    num_cpus: float  # CPU share of each replica
-    num_gpus: float  # GPU share of each agent replica
-    replicas: int  # replicas per agent (the minimum when autoscaling)
-    max_replicas: int | None  # autoscaling upper bound per agent; None = a fixed number
-    max_batch_size: int  # crops per micro-batch
-    max_wait_ms: float  # how long a micro-batch waits to fill
-    env_vars: tuple[tuple[str, str], ...]  # environment of every replica
-
-
-# The component name of the agent-set application (layout "sets").
-AGENT_SET = "agents"
-LAYOUTS = ("sets", "agents")
-
-
-def app_name(plan: DeploymentPlan, component: str) -> str:
-    """The Serve application of one component ("detector", "agents" or an agent name)."""
-    return f"{plan.prefix}-{component}"
-
-
-def components(layout: str, agents: Sequence[str]) -> list[str]:
-    """The Serve components of an ensemble: the detector, then the agent set or each agent."""
-    return ["detector", AGENT_SET] if layout == "sets" else ["detector", *agents]
-
-
-def _replica_options(plan: DeploymentPlan, *, gpus: float) -> dict[str, Any]:
-    return {
-        "ray_actor_options": {"num_cpus": plan.num_cpus, "num_gpus": gpus,
-                              "runtime_env": {"env_vars": dict(plan.env_vars)}},
-        # Health checks find a dead or hung replica within seconds; Serve replaces it (no cap).
-        "health_check_period_s": 2.0,
-        "health_check_timeout_s": 30.0,
-        "graceful_shutdown_timeout_s": 2.0,
-        # Models that do not load fail every retry: DEPLOY_FAILED at once (only before a first start).
-        "max_constructor_retry_count": 1,
-    }
-
-
-def deploy(plan: DeploymentPlan, bundle: Bundle, agents: Sequence[str], *,
-           agent_class: type = AgentDeployment, set_class: type = AgentSetDeployment,
-           detector_class: type = DetectorDeployment) -> tuple[dict[str, Any], Any]:
-    """Starts the detector and the agents' applications; returns ({component: handle}, detector handle).
-
-    The agent handles are keyed ``"agents"`` (layout "sets") or by agent name (layout "agents").
-    Returns at once: replicas load their models in the background (see `running_replicas`).
-    """
-    if plan.layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, received {plan.layout!r}.")
-    logging.getLogger("ray.serve").setLevel(DRIVER_LOG_LEVEL)
-    serve.start(proxy_location="Disabled", logging_config={"log_level": SERVE_LOG_LEVEL})
-    scaling: dict[str, Any] = {"num_replicas": plan.replicas}
-    if plan.max_replicas is not None and plan.max_replicas > plan.replicas:
-        scaling = {"autoscaling_config": {"min_replicas": plan.replicas, "max_replicas": plan.max_replicas,
-                                          "target_ongoing_requests": 2}}
-    batching = {"max_batch_size": plan.max_batch_size, "max_wait_ms": plan.max_wait_ms}
-    if plan.layout == "sets":
-        members = [(AGENT_SET, set_class, (bundle, tuple(agents)))]
-    else:
-        members = [(agent, agent_class, (bundle, agent)) for agent in agents]
-    targets, names = [], []
-    for component, cls, args in members:
-        deployment = serve.deployment(cls, name="agent", max_ongoing_requests=64,
-                                      **_replica_options(plan, gpus=plan.num_gpus), **scaling)
-        targets.append(serve.RunTarget(deployment.bind(*args, **batching), name=app_name(plan, component),
-                                       route_prefix=None, logging_config={"log_level": SERVE_LOG_LEVEL}))
-        names.append(component)
-    detector = serve.deployment(detector_class, name="detector", num_replicas=1, max_ongoing_requests=2,
-                                **_replica_options(plan, gpus=0.0))
-    targets.append(serve.RunTarget(detector.bind(), name=app_name(plan, "detector"), route_prefix=None,
-                                   logging_config={"log_level": SERVE_LOG_LEVEL}))
-    handles = serve.run_many(targets, wait_for_ingress_deployment_creation=True,
-                             wait_for_applications_running=False)
-    return dict(zip(names, handles[:-1])), handles[-1]
-
-
-def running_replicas(plan: DeploymentPlan, components: Sequence[str]) -> dict[str, int]:
-    """Serve's view: RUNNING replicas of each component's application (0 while loading or dead)."""
-    apps = serve.status().applications
-    out = {}
-    for component in components:
-        app = apps.get(app_name(plan, component))
-        deployments = app.deployments.values() if app is not None else []
-        out[component] = sum(int(d.replica_states.get("RUNNING", 0)) for d in deployments)
-    return out
-
-
-def _named_replicas(plan: DeploymentPlan, component: str) -> list[dict[str, str]]:
-    import ray
-
-    prefix = f"SERVE_REPLICA::{app_name(plan, component)}#"
-    return [entry for entry in ray.util.list_named_actors(all_namespaces=True) if entry["name"].startswith(prefix)]
-
-
-def replica_names(plan: DeploymentPlan, component: str) -> list[str]:
-    """Names of one component's live replica actors (a replaced replica gets a new name)."""
-    return [entry["name"] for entry in _named_replicas(plan, component)]
-
-
-def replica_actors(plan: DeploymentPlan, component: str) -> list[Any]:
-    """Ray handles of one component's live replica actors (for operations and fault tests)."""
-    import ray
-
-    return [ray.get_actor(entry["name"], namespace=entry["namespace"]) for entry in _named_replicas(plan, component)]
-
-
-def undeploy(plan: DeploymentPlan, components: Sequence[str]) -> None:
-    """Deletes this ensemble's applications (other ensembles on the same Serve are untouched)."""
-    for component in components:
-        serve.delete(app_name(plan, component), _blocking=False)
-
-
-def cpus_per_replica(requested: float | None, *, replicas: int, agents: int, available: float) -> float:
-    """The CPU share of each replica of an ensemble (agent replicas plus the detector).
-
-    Args:
-        requested: a fixed share, or None to spread ``available`` over every replica (at most 1 each).
-        replicas: replicas per agent application.
-        agents: number of agent applications (1 for an agent set).
-        available: CPUs of the Ray cluster.
-
-    Raises:
-        ValueError: the deployment could never be scheduled (it would hang waiting for CPUs).
-    """
-    actors = replicas * agents + 1
-    share = requested if requested is not None else min(1.0, round(available / actors - 0.005, 2))
-    if share * actors > available + 1e-9 or share < 0 or (requested is None and share <= 0):
-        raise ValueError(
-            f"The ensemble needs {share * actors:g} CPUs ({replicas} replica(s) x {agents} agent application(s) "
-            f"+ detector at {share:g} CPU each) but the Ray cluster has {available:g}; lower num_cpus_per_actor "
-            f"or replicas."
-        )
-    return float(share)

@@ -31,12 +31,14 @@ import ray.exceptions
 import tenacity
 
 from agents.bundle import Bundle
-from blackboard import deployments
+from blackboard import deployments, serve_apps
 from blackboard.board import Board, DeadlineExceeded
 from blackboard.config import EnsembleConfig
 from blackboard.controllers.base import Controller
-from blackboard.deployments import AGENT_SET, AgentDeployment, AgentSetDeployment, DeploymentPlan, DetectorDeployment
+from blackboard.deployments import AgentDeployment, AgentSetDeployment, DetectorDeployment
+from blackboard.heatmaps import RemoteHeatmaps
 from blackboard.ray_runtime import SERVE_LOOPBACK_ENV, init_ray, ray_is_loopback_only
+from blackboard.serve_apps import AGENT_SET, DeploymentPlan
 
 log = logging.getLogger("fakeface.ensemble")
 # Back-off between retries of a call whose replica died (doubling up to the cap) while Serve replaces it.
@@ -122,9 +124,11 @@ def deploy_failures(plan: DeploymentPlan, components: list[str]) -> dict[str, st
     from ray import serve
 
     apps = serve.status().applications
+    # Each application once, named by its last component (layout "sets": "agents", not "detector").
+    named = {serve_apps.app_name(plan, component): component for component in components}
     out = {}
-    for component in components:
-        app = apps.get(deployments.app_name(plan, component))
+    for name, component in named.items():
+        app = apps.get(name)
         if app is not None and str(app.status).endswith("DEPLOY_FAILED"):
             reasons = [d.message for d in app.deployments.values() if d.message] or [app.message]
             out[component] = _last_error_line(reasons[-1])
@@ -157,10 +161,10 @@ class Ensemble(Board):
         import ray
 
         # The Serve components: the detector, then the agent set or one application per agent.
-        self._components = deployments.components(config.layout, names)
-        self.num_cpus_per_actor = deployments.cpus_per_replica(
+        self._components = serve_apps.components(config.layout, names)
+        self.num_cpus_per_actor = serve_apps.cpus_per_replica(
             config.num_cpus_per_actor, replicas=config.replicas, agents=len(self._components) - 1,
-            available=float(ray.cluster_resources().get("CPU", 0.0)))
+            available=float(ray.cluster_resources().get("CPU", 0.0)), detector_apart=config.layout == "agents")
         env = {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                **{key: os.environ[key] for key, _ in deployments.SERVE_ENV}}
         if ray_is_loopback_only():
@@ -169,9 +173,10 @@ class Ensemble(Board):
         self._plan = DeploymentPlan(
             prefix=f"fakeface-{uuid.uuid4().hex[:8]}", layout=config.layout, num_cpus=self.num_cpus_per_actor,
             num_gpus=config.num_gpus_per_actor, replicas=config.replicas, max_replicas=config.max_replicas,
-            max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, env_vars=tuple(sorted(env.items())))
+            max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, env_vars=tuple(sorted(env.items())),
+            warm_heatmaps=config.warm_heatmaps)
         # The bundle travels loaded: each replica verifies and loads only its own model file.
-        self._agents, self._detector = deployments.deploy(self._plan, self.bundle, names,
+        self._agents, self._detector = serve_apps.deploy(self._plan, self.bundle, names,
                                                           agent_class=self.agent_class,
                                                           set_class=self.set_class,
                                                           detector_class=self.detector_class)
@@ -191,7 +196,7 @@ class Ensemble(Board):
             failed = deploy_failures(self._plan, self._components)
             if failed:
                 raise RuntimeError("; ".join(f"{c} failed to start: {why}" for c, why in failed.items()))
-            running = deployments.running_replicas(self._plan, self._components)
+            running = serve_apps.running_replicas(self._plan, self._components)
             if running["detector"] >= 1 and all(running[c] >= self.config.replicas for c in self._components[1:]):
                 self.component_status()  # notes the first replicas, so replacements are counted
                 return True
@@ -206,11 +211,16 @@ class Ensemble(Board):
         """
         if component not in self._components:
             raise KeyError(f"Unknown component {component!r}; known: {', '.join(self._components)}.")
-        return deployments.replica_actors(self._plan, component)
+        return serve_apps.replica_actors(self._plan, component)
 
     def handle(self, component: str) -> Any:
         """The Serve deployment handle of a component (see `actors`)."""
         return self._detector if component == "detector" else self._agents[component]
+
+    def heatmap_renderer(self) -> RemoteHeatmaps:
+        """Heat maps rendered by the agent replicas with the models they vote with (this process
+        loads no TensorFlow for them): what the server hands the servicer (``render_png``)."""
+        return RemoteHeatmaps(self._agents, timeout_s=max(self.config.deadline_s, 30.0))
 
     def _retrying(self, component: str, call: Any, deadline: float) -> tuple[bool, Any, BaseException | None]:
         """`call_until_deadline` for a component, whose health keys go down on each lost replica."""
@@ -299,15 +309,16 @@ class Ensemble(Board):
         set's state. A component that comes back is counted in ``describe().restarts``.
         ``timeout_s`` is kept for callers; Serve answers from its state.
         """
-        running = deployments.running_replicas(self._plan, self._components)
+        running = serve_apps.running_replicas(self._plan, self._components)
         status = {}
         for component in self._components:
             keys = self._status_keys(component)
             # Serve replaces a dead replica with a new actor: a replica name not seen before,
             # beyond the component's own replicas, is a recovery.
             seen = self._replicas_seen.setdefault(component, set())
-            seen.update(deployments.replica_names(self._plan, component))
-            expected = 1 if component == "detector" else self.config.replicas
+            seen.update(serve_apps.replica_names(self._plan, component))
+            # The detector's own application has one replica; in layout "sets" it is the set's.
+            expected = 1 if component == "detector" and self.config.layout == "agents" else self.config.replicas
             for key in keys:
                 status[key] = running[component] > 0
                 self._recoveries[key] = max(self._recoveries.get(key, 0), len(seen) - expected)
@@ -319,7 +330,7 @@ class Ensemble(Board):
         import ray
 
         try:
-            deployments.undeploy(self._plan, self._components)
+            serve_apps.undeploy(self._plan, self._components)
         except Exception as err:  # noqa: BLE001 - Serve already gone (Ray stopped first): nothing to release
             log.debug("Serve applications of %s not deleted: %s", self._plan.prefix, err)
         if self._owns_ray and ray.is_initialized():

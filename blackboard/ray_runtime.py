@@ -4,7 +4,8 @@ Every command that runs the models in-process (`serve`, `classify`, `batch`, `ev
 tests start Ray through `init_ray`. A Ray it starts itself (no address, ``RAY_ADDRESS`` unset):
 
 * listens on 127.0.0.1 only: GCS, raylet, workers and agents (Ray binds every port to the node
-  address, which is loopback when clusters are switched off), and runs no dashboard;
+  address, which is loopback when clusters are switched off), and runs no dashboard and no
+  prestarted idle worker;
 * requires Ray's token authentication (``RAY_AUTH_MODE=token``): a fresh random token is made
   for this process and its children (``RAY_AUTH_TOKEN``) unless you export your own
   (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``); ``RAY_AUTH_MODE=disabled`` is respected as an
@@ -53,6 +54,10 @@ def local_ray_env() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     os.environ[CLUSTER_ENV] = "0"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Every Ray process (daemons, Serve replicas) inherits this: glibc's per-thread arenas held
+    # freed memory in each of a replica's many threads (agents, detector, gRPC); two arenas cut
+    # the agent replica's peak under an 8-client soak by ~130 MiB (issue 26, BENCHMARKS.md).
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     wanted = [name for name in FIXED_PORT_ENVS if not os.environ.get(name)]
     for name, port in zip(wanted, free_ports(len(wanted))):
         os.environ[name] = str(port)
@@ -109,7 +114,11 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, **kwarg
             # Before ray.init: a SIGTERM or kill -9 during start-up must not leave Ray behind.
             _start_reaper(_children())
         handlers = _own_signal_handlers()
-        ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, **kwargs)
+        # No worker started ahead for this driver: Serve's controller and replicas are actors with
+        # workers of their own, so the prestarted one only sat idle (85 MiB resident; issue 26).
+        system_config = {"prestart_worker_first_driver": False, **kwargs.pop("_system_config", {})}
+        ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, _system_config=system_config,
+                 **kwargs)
         # ray.init replaces SIGTERM's handler with one that exits at once; the caller's (a drain) wins.
         for sig, handler in handlers.items():
             signal.signal(sig, handler)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -128,11 +128,18 @@ class GradCamRenderer:
 
     Args:
         bundle: a bundle directory, a loaded `Bundle`, or None for the shipped default.
+        models: agents' models already loaded in this process, by agent name (a Serve replica
+            explains with the models it votes with instead of loading them a second time).
     """
 
-    def __init__(self, bundle: str | os.PathLike[str] | Bundle | None) -> None:
+    def __init__(self, bundle: str | os.PathLike[str] | Bundle | None, *,
+                 models: Mapping[str, object] | None = None) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self._models: dict[str, object] = {}
+        unknown = sorted(set(models or {}) - set(self.bundle.agent_names))
+        if unknown:
+            raise ValueError(f"models must be keyed by the bundle's agents {self.bundle.agent_names}, "
+                             f"received {unknown}.")
+        self._models: dict[str, object] = dict(models or {})
         self._lock = threading.Lock()
 
     def _model(self, agent: str):

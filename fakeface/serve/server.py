@@ -283,8 +283,9 @@ def create_server(
             picks a free port.
         ensemble: a `blackboard.ensemble.Ensemble`.
         config: server limits, security and feedback settings.
-        heatmaps: zero-argument factory of a `GradCamRenderer`; None builds one from
-            ``ensemble.bundle`` on the first request that asks for heatmaps.
+        heatmaps: zero-argument factory of a `GradCamRenderer`; None takes the ensemble's
+            replicas' (`Ensemble.heatmap_renderer`), or builds one from ``ensemble.bundle``, on
+            the first request that asks for heatmaps.
         metrics: metrics to update (a new registry when None).
 
     Returns:
@@ -348,7 +349,11 @@ def create_server(
 
 
 def _default_renderer(ensemble: Any) -> Any:
-    """A Grad-CAM renderer on the ensemble's bundle (imported lazily: TensorFlow is heavy)."""
-    from vision.gradcam import GradCamRenderer
+    """The ensemble's own heat maps when it renders them in its replicas (`Ensemble.heatmap_renderer`:
+    this process then never loads TensorFlow), else a Grad-CAM renderer here on its bundle."""
+    remote = getattr(ensemble, "heatmap_renderer", None)
+    if remote is not None:
+        return remote()
+    from vision.gradcam import GradCamRenderer  # lazily: TensorFlow is heavy
 
     return GradCamRenderer(ensemble.bundle)

@@ -136,6 +136,35 @@ def test_detector_deployment_finds_the_face(face_rgb):
     assert len(faces) == 1 and faces[0].crop.shape == (224, 224, 3) and faces[0].confidence > 0.9
 
 
+def test_agent_set_with_the_detector_finds_faces_as_the_detector_does(tiny_bundle, face_rgb):
+    bundle = load_bundle(tiny_bundle)
+    body = AgentSetDeployment(bundle, ("lenet",), detector=True)
+    try:
+        faces = asyncio.run(body.detect(face_rgb, "auto"))
+        alone = DetectorDeployment()(face_rgb, "auto")
+        assert len(faces) == len(alone) == 1
+        np.testing.assert_allclose(faces[0].box, alone[0].box, atol=1e-3)
+        assert asyncio.run(body.detect(face_rgb[:200, :200], "off"))[0].crop.shape == (224, 224, 3)
+    finally:
+        body.close()
+    plain = AgentSetDeployment(bundle, ("lenet",))
+    with pytest.raises(RuntimeError, match="without the face detector"):
+        asyncio.run(plain.detect(face_rgb, "auto"))
+
+
+@pytest.mark.slow
+def test_layout_sets_runs_detector_agents_and_heat_maps_in_one_replica(set_ensemble, face_rgb, face_crop):
+    """One TensorFlow process (issue 26): the detector component is the agent set's replica, and
+    the heat maps come from it too, one per agent."""
+    detector = {a._actor_id for a in set_ensemble.actors("detector")}
+    assert detector and detector == {a._actor_id for a in set_ensemble.actors("agents")}
+    case = set_ensemble.classify(face_rgb, detect="on")
+    assert len(case.faces) == 1 and not case.degraded
+    maps = set_ensemble.heatmap_renderer().render_png([case.faces[0].crop, face_crop])
+    assert [set(m) for m in maps] == [set(set_ensemble.agent_names)] * 2
+    assert all(png.startswith(b"\x89PNG") for m in maps for png in m.values())
+
+
 @pytest.mark.slow
 def test_in_process_board_decides_as_the_serve_ensemble(ensemble, session_bundle, face_rgb, face_crop):
     board = InProcessBoard(session_bundle)

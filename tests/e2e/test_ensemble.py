@@ -141,14 +141,14 @@ def test_feedback_evidence_changes_nothing_and_a_set_controller_can_be_rolled_ba
 def test_unschedulable_deployment_is_refused(ray_session, session_bundle):
     with pytest.raises(ValueError, match="needs 7 CPUs"):  # 2 x 3 agents + the detector
         Ensemble(session_bundle, EnsembleConfig(layout="agents", replicas=2, num_cpus_per_actor=1.0))
-    with pytest.raises(ValueError, match="needs 5 CPUs"):  # 4 agent sets + the detector
-        Ensemble(session_bundle, EnsembleConfig(layout="sets", replicas=4, num_cpus_per_actor=1.0))
+    with pytest.raises(ValueError, match="needs 5 CPUs"):  # 5 agent sets (each runs the detector too)
+        Ensemble(session_bundle, EnsembleConfig(layout="sets", replicas=5, num_cpus_per_actor=1.0))
     with pytest.raises(ValueError, match="'sets' or 'agents'"):
         EnsembleConfig(layout="pool")
 
 
 def test_cpu_share_spreads_the_cluster_over_every_replica():
-    from blackboard.deployments import cpus_per_replica
+    from blackboard.serve_apps import cpus_per_replica
 
     # Four agents + the detector on 2 CPUs: 0.4 each, so all five can be scheduled.
     share = cpus_per_replica(None, replicas=1, agents=4, available=2.0)
@@ -157,3 +157,7 @@ def test_cpu_share_spreads_the_cluster_over_every_replica():
     assert cpus_per_replica(0.25, replicas=2, agents=3, available=2.0) == 0.25
     with pytest.raises(ValueError, match="needs 3.5 CPUs"):
         cpus_per_replica(0.5, replicas=2, agents=3, available=2.0)
+    # Layout "sets": the detector runs in the set's replicas, so two replicas fit on 2 CPUs at 1 each.
+    assert cpus_per_replica(None, replicas=2, agents=1, available=2.0, detector_apart=False) == 0.99
+    with pytest.raises(ValueError, match=r"needs 3 CPUs \(3 replica\(s\) x 1 agent application\(s\) at 1"):
+        cpus_per_replica(1.0, replicas=3, agents=1, available=2.0, detector_apart=False)
