@@ -1,0 +1,71 @@
+"""Training copies cut as serving cuts a detected face (training/pipeline_crops.py)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from training.pipeline_crops import LandmarkCache, pipeline_crop
+from training.train_forensic import FeatureCache, cache_key
+from vision.alignment import align_face
+from vision.face_detector import FaceDetector
+from vision.faces import extract_faces
+
+
+def test_pipeline_crop_without_landmarks_keeps_the_image_whole(face_crop):
+    nan = np.full((5, 2), np.nan)
+    assert pipeline_crop(face_crop, None, face_crop.shape) is face_crop
+    assert pipeline_crop(face_crop, nan, face_crop.shape) is face_crop
+
+
+def test_pipeline_crop_refuses_an_empty_source_shape(face_rgb):
+    with pytest.raises(ValueError, match="source_shape"):
+        pipeline_crop(face_rgb, np.ones((5, 2)) * [[1, 2]], (0, 512))
+
+
+@pytest.mark.slow
+def test_landmarks_found_once_give_the_crop_serving_makes(tmp_path, face_rgb):
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((64, 64, 3), 127, np.uint8))
+
+    cache = LandmarkCache(tmp_path / "marks")
+    found = cache.landmarks([str(path), str(blank), str(path)], verbose=False)
+    assert set(found) == {str(path), str(blank)}
+    points, shape = found[str(path)]
+    assert shape == (512, 512) and np.all(np.isfinite(points))
+    assert np.all(np.isnan(found[str(blank)][0]))  # no face: the copy stays whole
+
+    # The same crop as serving's detect-and-align path on the clean image.
+    served = extract_faces(face_rgb, FaceDetector(), mode="on", all_faces=False)[0].crop
+    np.testing.assert_array_equal(pipeline_crop(face_rgb, points, shape), served)
+
+    # A copy resized as a screenshot would be is aligned from the scaled landmarks: the face
+    # lands on the same template, so the crop is close to the full-size one.
+    half = cv2.resize(face_rgb, (256, 256), interpolation=cv2.INTER_AREA)
+    small = pipeline_crop(half, points, shape)
+    assert small.shape == served.shape
+    assert np.abs(small.astype(float) - served).mean() < 12
+    assert np.abs(align_face(half, points).astype(float) - served).mean() > 40  # unscaled points miss
+
+    # A second cache on the same folder reads the shard instead of detecting again.
+    again = LandmarkCache(tmp_path / "marks")
+    assert len(again) == 2
+    np.testing.assert_array_equal(again.landmarks([str(path)], verbose=False)[str(path)][0], points)
+
+
+def test_aligned_copies_have_their_own_cache_keys():
+    assert cache_key("a.jpg", None) == "a.jpg"
+    assert cache_key("a.jpg", 7) == "a.jpg::degraded-7"
+    assert cache_key("a.jpg", 7, aligned=True) == "a.jpg::degraded-7::aligned"
+    assert len({cache_key("a.jpg", 7), cache_key("a.jpg", 7, True), cache_key("a.jpg", None, True)}) == 3
+
+
+def test_feature_cache_refuses_landmarks_of_another_length(tmp_path):
+    from agents.registry import get_agent
+
+    cache = FeatureCache(tmp_path / "feats", get_agent("forensic").contract())
+    with pytest.raises(ValueError, match="landmarks"):
+        cache.features(["a.jpg", "b.jpg"], landmarks=[None], verbose=False)
