@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_forensic_robust.py \\
-        --new-model runs/forensic/work/forensic/forensic.skops \\
+        --new-model [NAME=]runs/forensic/work/forensic/forensic.skops [NAME=PATH ...] \\
         [--old-model agents/default_bundle/forensic.skops --old-ref 1825b78] \\
         [--data /work/shared/data] [--manifest benchmarks/splits/mixed.csv] [--limit N]
 
@@ -10,7 +10,10 @@ For every dfdc-test crop and every benchmark degradation of `vision.degrade` tha
 screenshot composition (those need face detection: `fakeface evaluate --degrade`), the
 degraded crop is fed as the crop (the agent's contract resizes it to 224 px, as serving does),
 and ROC AUC is reported for both agents; so is AUC on the gan-faces and lfw-swaps test splits
-(the manifest's `test` rows of those folders). The old agent's features are computed by the
+(the manifest's `test` rows of those folders). Conditions named ``aligned`` or ``aligned+NAME``
+cut the face as serving cuts a detected one (MTCNN landmarks of the clean image, the
+degradation on the whole image, then `vision.alignment.align_face`; `training.pipeline_crops`):
+a face inside a photo or screenshot reaches the agents that way. The old agent's features are computed by the
 feature module of git revision ``--old-ref`` (version 1), loaded from the repository's history,
 so both agents see the very same pixels. Features are cached per condition under ``--cache``
 (an interrupted run resumes). Results: benchmarks/results/forensic_robust.json.
@@ -47,6 +50,10 @@ from agents.labels import FAKE_INDEX, label_to_index  # noqa: E402
 from agents.preprocessing import prepare_image  # noqa: E402
 from vision.media import read_image
 from vision import degrade  # noqa: E402
+from training.pipeline_crops import LandmarkCache, pipeline_crop  # noqa: E402
+
+# Serving's framing (detect + align), clean and under the degradations that hurt most.
+ALIGNED = ["aligned", "aligned+jpeg70", "aligned+scale0.5", "aligned+blur1", "aligned+scale1.5"]
 
 
 def old_feature_module(ref: str):
@@ -70,14 +77,20 @@ def old_estimator(path: Path, version: int):
     return payload["estimator"]
 
 
-def features_of(paths: list[str], condition: str, old_fn, workers: int) -> tuple[np.ndarray, np.ndarray]:
-    """(old, new) feature matrices of the files under one condition ("clean" or a degradation)."""
+def features_of(paths: list[str], condition: str, old_fn, workers: int,
+                marks: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(old, new) feature matrices of the files under one condition ("clean", a degradation,
+    "aligned" or "aligned+<degradation>"; the aligned ones need ``marks`` from `LandmarkCache`)."""
 
     def one(path: str) -> tuple[np.ndarray, np.ndarray]:
         image = read_image(path)
-        if condition != "clean":
+        aligned = condition.startswith("aligned")
+        name = condition.split("+", 1)[1] if "+" in condition else ("clean" if aligned else condition)
+        if name != "clean":
             # Seeded by the file, the same for every run and both agents.
-            image = degrade.apply(condition, image, seed=zlib.crc32(Path(path).name.encode()))
+            image = degrade.apply(name, image, seed=zlib.crc32(Path(path).name.encode()))
+        if aligned:
+            image = pipeline_crop(image, *marks[path])
         x = prepare_image(image, CONTRACT)
         return old_fn(x), image_features(x)
 
@@ -90,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import roc_auc_score
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--new-model", type=Path, help="the new agent's forensic.skops (required unless --features-only)")
+    p.add_argument("--new-model", nargs="+", default=[],
+                   help="[NAME=]forensic.skops of each new agent (required unless --features-only)")
     p.add_argument("--old-model", type=Path, default=REPO / "agents/default_bundle/forensic.skops")
     p.add_argument("--old-ref", default="1825b78", help="git revision whose features the old model was trained on")
     p.add_argument("--old-version", type=int, default=1)
@@ -109,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     old_features = old_feature_module(args.old_ref)
     if not args.features_only:
-        if args.new_model is None:
+        if not args.new_model:
             p.error("--new-model is required (or --features-only)")
-        old_model, new_model = old_estimator(args.old_model, args.old_version), load_forensic(args.new_model)
+        old_model = old_estimator(args.old_model, args.old_version)
+        named = [m.split("=", 1) if "=" in m else (f"new{i + 1}" if len(args.new_model) > 1 else "new", m)
+                 for i, m in enumerate(args.new_model)]
+        new_models = {name: load_forensic(path) for name, path in named}
     meta = pd.read_csv(args.data / "dfdc-test" / "metadata.csv")
     if args.limit:
         meta = meta.groupby("label", group_keys=False).head(args.limit)
@@ -123,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         sets[source] = ([str((manifest_dir / p).resolve()) for p in rows["path"]], rows["label"].tolist())
     conditions = [("dfdc-test", "clean")] + [("dfdc-test", n) for n in degrade.names() if not degrade.is_composition(n)]
     conditions += [("gan-faces", "clean"), ("lfw-swaps", "clean")]
+    conditions += [("dfdc-test", c) for c in ALIGNED] + [("gan-faces", "aligned"), ("lfw-swaps", "aligned")]
+    every = sorted({p for paths, _ in sets.values() for p in paths})
+    marks = LandmarkCache(args.cache / "landmarks").landmarks(every)
 
     args.cache.mkdir(parents=True, exist_ok=True)
     results = []
@@ -135,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             with np.load(cache) as data:
                 f_old, f_new = data["old"], data["new"]
         else:
-            f_old, f_new = features_of(paths, condition, old_features.image_features, args.workers)
+            f_old, f_new = features_of(paths, condition, old_features.image_features, args.workers, marks)
             tmp = cache.with_name(f".{cache.name}.tmp.npz")
             np.savez(tmp, old=f_old, new=f_new)
             os.replace(tmp, cache)
@@ -143,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{data_set:10s} {condition:10s} n={len(y):5d} features in {time.perf_counter() - start:.0f}s",
                   flush=True)
             continue
-        auc_old = float(roc_auc_score(y, old_model.predict_proba(f_old)[:, FAKE_INDEX]))
-        auc_new = float(roc_auc_score(y, new_model.predict_features(f_new)[:, FAKE_INDEX]))
-        row = {"data": data_set, "condition": condition, "n": int(len(y)), "auc_old": round(auc_old, 4),
-               "auc_new": round(auc_new, 4), "seconds": round(time.perf_counter() - start, 1)}
+        auc = {"old": float(roc_auc_score(y, old_model.predict_proba(f_old)[:, FAKE_INDEX]))}
+        auc.update({name: float(roc_auc_score(y, model.predict_features(f_new)[:, FAKE_INDEX]))
+                    for name, model in new_models.items()})
+        row = {"data": data_set, "condition": condition, "n": int(len(y)),
+               **{f"auc_{k}": round(v, 4) for k, v in auc.items()}, "seconds": round(time.perf_counter() - start, 1)}
         results.append(row)
-        print(f"{data_set:10s} {condition:10s} n={row['n']:5d}  old AUC {auc_old:.4f}  new AUC {auc_new:.4f}",
+        print(f"{data_set:10s} {condition:17s} n={row['n']:5d}  " + "  ".join(f"{k} {v:.4f}" for k, v in auc.items()),
               flush=True)
 
     if args.features_only:
@@ -156,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": "python benchmarks/bench_forensic_robust.py " + " ".join(argv or sys.argv[1:]),
-              "old_model": str(args.old_model), "old_ref": args.old_ref, "new_model": str(args.new_model),
+              "old_model": str(args.old_model), "old_ref": args.old_ref, "new_models": dict(named),
               "note": "degraded crop fed as the crop (contract resizes to 224); compositions excluded",
               "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@
     fakeface bundle keygen [--out DIR]                  a new ed25519 key pair (private key mode 600)
     fakeface bundle sign [--key PRIVATE] --bundle DIR   list every file in the manifest and sign it
     fakeface bundle verify --bundle DIR [--trusted-key PUB]...
+    fakeface bundle swap-agent --bundle DIR --from OTHER --agent NAME [--out NEW]
+                                                        take a retrained agent; refit the controller after
 
 ``verify`` loads the bundle exactly as `serve`, `classify`, `batch` and `evaluate` do (signature,
 inventory, checksums) and exits 1 with the reason when they would refuse it. See docs/usage/bundle.md.
@@ -33,6 +35,13 @@ def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
     sign.add_argument("--bundle", required=True, help="bundle directory")
     verify = sub.add_parser("verify", help="check signature, inventory and checksums as a load would")
     verify.add_argument("--bundle", default=None, help="bundle directory (None: the shipped bundle)")
+    swap = sub.add_parser("swap-agent", help="take agents from another bundle (drops the fitted controller and "
+                          "'can't tell' model: run fit-controller and fit-ood next)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    swap.add_argument("--bundle", required=True, help="bundle to change")
+    swap.add_argument("--from", dest="source", required=True, help="bundle holding the agents to take")
+    swap.add_argument("--agent", action="append", required=True, help="agent name (repeatable)")
+    swap.add_argument("--out", default=None, help="write the result here instead of changing --bundle")
     return parser
 
 
@@ -48,6 +57,14 @@ def main(argv: list[str]) -> int:
             print(f"private key {key_path} (mode 600: never commit it)\n"
                   f"public key  {pub_path} (id {key_id(load_public_key(pub_path))}): trust it with "
                   f"--trusted-key {pub_path}, or add it to agents/keys/ to ship it")
+            return 0
+        if args.action == "swap-agent":
+            from agents.bundle_edit import swap_agents
+
+            bundle = swap_agents(args.bundle, args.source, args.agent, out_dir=args.out)
+            print(f"{bundle.path}: took {', '.join(args.agent)} from {args.source} (bundle {bundle.version}, "
+                  "unsigned, no controller): run `fakeface fit-controller --allow-unsigned` and `fakeface fit-ood "
+                  "--allow-unsigned` on it, then `fakeface bundle sign`")
             return 0
         if args.action == "sign":
             bundle = sign_bundle(args.bundle, load_private_key(args.key))

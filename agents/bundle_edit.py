@@ -1,0 +1,86 @@
+"""Taking an agent from one bundle into another: ship a retrained agent without retraining the rest.
+
+A bundle's controller, its baselines, its replay set and its "can't tell" model were all fitted
+on the votes of the agents it held; once one agent changes they describe models that are gone.
+`swap_agents` therefore removes those fitted extras, and the bundle answers with mean voting
+until ``fakeface fit-controller`` and ``fakeface fit-ood`` fit them again on the new votes.
+The written bundle is unsigned (its files changed); ``fakeface bundle sign`` signs it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from agents import signing
+from agents.bundle import Bundle, BundleError, _replace_dir, _seal, load_bundle
+
+# Extras fitted on the agents' votes: stale as soon as an agent changes.
+FITTED_EXTRAS = ("controller", "baselines", "replay", "ood", "fragile", "borderline")
+
+
+def swap_agents(bundle_dir: str | os.PathLike[str], source_dir: str | os.PathLike[str],
+                names: Sequence[str], *, out_dir: str | os.PathLike[str] | None = None) -> Bundle:
+    """Replaces (or adds) agents of ``bundle_dir`` with those of ``source_dir``.
+
+    Args:
+        bundle_dir: the bundle to change (it must load: signed, or written by this process).
+        source_dir: a bundle holding the agents to take (e.g. `fakeface train --agents forensic`).
+        names: agent names to take from ``source_dir``.
+        out_dir: where to write the result (default: ``bundle_dir`` itself, replaced atomically).
+
+    Returns:
+        The new bundle, loaded (unsigned, with the fitted extras removed).
+
+    Raises:
+        BundleError: an agent missing from ``source_dir``, or bundles of different classes.
+    """
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise BundleError("swap_agents needs at least one agent name, received none.")
+    target = load_bundle(bundle_dir, trust=signing.WRITER)
+    source = load_bundle(source_dir, trust=signing.WRITER)
+    missing = [n for n in names if n not in source.manifest["agents"]]
+    if missing:
+        raise BundleError(f"{source.path} has no agent {missing}; it holds {sorted(source.manifest['agents'])}.")
+    if source.manifest["classes"] != target.manifest["classes"]:
+        raise BundleError(f"classes differ: {source.manifest['classes']} in {source.path}, "
+                          f"{target.manifest['classes']} in {target.path}.")
+    out_dir = Path(out_dir) if out_dir is not None else Path(target.path)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        shutil.copytree(target.path, tmp, dirs_exist_ok=True)
+        manifest = json.loads(json.dumps(target.manifest))
+        for name in names:
+            old = manifest["agents"].get(name)
+            for rel in ([old["file"], *old.get("files", {})] if old else []):
+                (tmp / rel).unlink(missing_ok=True)
+            entry = json.loads(json.dumps(source.manifest["agents"][name]))
+            for rel in [entry["file"], *entry.get("files", {})]:
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(source.path) / rel, tmp / rel)
+            manifest["agents"][name] = entry
+        for key in FITTED_EXTRAS:
+            extra = manifest.get("extras", {}).pop(key, None)
+            if extra and extra.get("file"):
+                path = tmp / extra["file"]
+                if path.parent != tmp:  # its folder holds its history too (versions kept for rollback)
+                    shutil.rmtree(path.parent, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        manifest.setdefault("description", {})["swapped_agents"] = {
+            name: str(source.manifest.get("description", {}).get("manifest", source.path)) for name in names}
+        manifest["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        _seal(tmp, manifest)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_bundle(out_dir, trust=signing.WRITER)
