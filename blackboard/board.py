@@ -38,8 +38,8 @@ from blackboard.combine import vote_matrix
 from blackboard.config import EnsembleConfig
 from blackboard.decision import context_for, decide, decider_name, decider_version
 from vision.context import face_context
+from vision.faces import DETECT_MODES
 
-DETECT_MODES = ("auto", "on", "off")
 # How to classify the whole image anyway, in each front end's words.
 NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off` (CLI), "
                 "face_detection=FACE_DETECTION_OFF (gRPC) or \"classify the whole image\" (web page)")

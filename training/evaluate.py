@@ -27,6 +27,7 @@ import pandas as pd
 
 from agents.bundle import load_bundle
 from agents.labels import CLASSES, label_to_index
+from vision.faces import DETECT_MODES
 from vision.media import IMAGE_EXTENSIONS
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
@@ -37,8 +38,6 @@ from training.evaluate_pipeline import CONTEXTS, EVAL, FIT, PROG, score_rows
 from training.metrics import BootstrapConfig, score_systems
 from training.systems import ablation, build_systems
 from training.report import atomic_write_text, write_report
-
-DETECT_MODES = ("auto", "on", "off")
 
 
 class EvaluationError(ValueError):
