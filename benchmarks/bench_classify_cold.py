@@ -21,7 +21,6 @@ Results go to benchmarks/results/classify_cold.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -30,10 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, RESULTS, use_checkout, write_json
 
-from agents.atomic import atomic_write_text  # noqa: E402
+use_checkout()
 
 
 def sample_images(folder: Path) -> dict[str, Path]:
@@ -73,10 +71,10 @@ def run(args: list[str], code: Path = REPO) -> tuple[float, int, str]:
     return time.perf_counter() - started, proc.returncode, (proc.stdout + proc.stderr)[-400:]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="cold runs per case")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "classify_cold.json"))
+    parser.add_argument("--out", default=str(RESULTS / "classify_cold.json"))
     parser.add_argument("--baseline-rev", default=None,
                         help="also time this git revision's code (exported to a temporary folder), run by run "
                              "alternating with the checked-out code, on the cases named by --baseline-cases")
@@ -136,12 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met_issue24_screenshot": (results["screenshot 1080p"]["best_s"] <= 4.0
                                         if "screenshot 1080p" in results else None),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2))
-    print(f"wrote {out}")
-    return 0
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

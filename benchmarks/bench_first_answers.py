@@ -13,28 +13,21 @@ two checkouts to compare (``--repo``). Results go to benchmarks/results/first_an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import tempfile
 import time
 from concurrent import futures
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, RESULTS, use_checkout, write_json
 
+use_checkout()
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from blackboard.ray_runtime import free_ports  # noqa: E402
 
 
 def _image() -> tuple[bytes, str]:
@@ -49,13 +42,13 @@ def _image() -> tuple[bytes, str]:
     return buf.tobytes(), source
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", default=str(REPO), help="checkout whose `fakeface serve` runs")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--deadline-s", type=float, default=2.0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/first_answers.json"))
+    parser.add_argument("--out", default=str(RESULTS / "first_answers.json"))
     args = parser.parse_args()
 
     import grpc
@@ -64,7 +57,7 @@ def main() -> int:
     from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
 
     image, source = _image()
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_ports(2)
     env = {**os.environ, "PYTHONPATH": args.repo, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
            # A state folder of its own: no feedback log or controller state of another run.
            "XDG_STATE_HOME": tempfile.mkdtemp(prefix="bench-first-answers-")}
@@ -116,11 +109,8 @@ def main() -> int:
         "load_average_1m": os.getloadavg()[0], "host": f"{platform.node()} ({os.cpu_count()} CPUs)",
         "calls_detail": sorted(results, key=lambda r: r["i"]),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=2))
-    print(json.dumps({k: v for k, v in summary.items() if k != "calls_detail"}, indent=2))
-    return 0
+    write_json(args.out, summary, echo=True, hide=("calls_detail",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
