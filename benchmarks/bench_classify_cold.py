@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, use_checkout, write_json
+from harness import REPO, RESULTS, stamp, use_checkout, write_json
 
 use_checkout()
 
@@ -122,11 +121,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(runs[-1][2], file=sys.stderr)
             cases[name] = cli
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **stamp(argv if argv is not None else sys.argv[1:]),
         "results": results,
         "load_average_after": round(os.getloadavg()[0], 2),
-        "command": "python benchmarks/bench_classify_cold.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "goal_s": 10.0,
         "goal_met": (max(results["in-process, photo (MTCNN)"]["wall_s"]) <= 10.0
                      if "in-process, photo (MTCNN)" in results else None),

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, now, setup, write_json
+from harness import REPO, RESULTS, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -85,8 +83,7 @@ def main() -> None:
     }
     videos = sorted(p for p in Path(args.videos).iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".webm"))
     result: dict = {
-        "created": now(),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        **stamp(),
         "every_nth_frame": args.every,
         "videos": {},
     }

@@ -21,7 +21,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import REPO, RESULTS, setup, write_json
+from harness import REPO, RESULTS, face_crop, setup, write_json
 
 setup()
 
@@ -31,20 +31,6 @@ from agents.bundle import DEFAULT_BUNDLE, load_bundle  # noqa: E402
 from agents.predictor import AgentPredictor  # noqa: E402
 
 SAMPLE_DIR = REPO.parent / "shared/data/dfdc-test"
-
-
-def face_crop() -> tuple[np.ndarray, str]:
-    """A real 224x224 face crop: a DFDC test crop when the data is here, else scikit-image's astronaut."""
-    import cv2
-
-    for path in sorted(SAMPLE_DIR.glob("*/*.jpg"))[:1]:
-        image = cv2.imread(str(path))
-        if image is not None:
-            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), str(path)
-    from skimage import data
-
-    crop = data.astronaut()[30:250, 120:340]
-    return cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA), "skimage astronaut"
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -119,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.bundle is None and not (DEFAULT_BUNDLE / "manifest.json").is_file():
         parser.error(f"no default bundle at {DEFAULT_BUNDLE}; pass --bundle DIR")
     bundle = load_bundle(args.bundle)
-    crop, crop_source = face_crop()
+    crop, crop_source = face_crop(sorted(SAMPLE_DIR.glob("*/*.jpg"))[:1])  # a DFDC test crop
 
     import ray
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ import tempfile
 import time
 from concurrent import futures
 
-from harness import REPO, RESULTS, use_checkout, write_json
+from harness import REPO, RESULTS, stop_server, use_checkout, write_json
 
 use_checkout()
 
@@ -34,9 +33,9 @@ def _image() -> tuple[bytes, str]:
     """A real frame with a face: the first DFDC test fake when the shared data is present."""
     import cv2
 
-    from benchmarks.bench_server import face_crop
+    from benchmarks.bench_server import first_dfdc_crop
 
-    rgb, source = face_crop()
+    rgb, source = first_dfdc_crop()
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
     return buf.tobytes(), source
@@ -91,11 +90,7 @@ def main() -> None:
             list(pool.map(call, range(args.calls)))
         channel.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     late = [r for r in results if r["code"] == "DEADLINE_EXCEEDED"]
     latencies = sorted(r["latency_s"] for r in results if r["code"] == "OK")
     summary = {

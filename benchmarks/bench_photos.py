@@ -29,14 +29,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, now, setup, write_json
+from harness import REPO, RESULTS, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -185,8 +184,7 @@ def main(argv: list[str] | None = None) -> None:
               f"recall {entry['current']['recall']:.3f} | x{entry['speedup']}  landmark shift median "
               f"{entry['landmark_shift_median']} max {entry['landmark_shift_max']}", flush=True)
     report = {
-        "created": now(),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        **stamp(),
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "baseline_rev": args.baseline_rev,
         "command": "python benchmarks/bench_photos.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -33,7 +33,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from harness import REPO, RESULTS, setup, write_json
+from harness import REPO, RESULTS, face_crop, setup, write_json
 
 setup()
 
@@ -45,21 +45,14 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples) * 1000.0, q))
 
 
-def face_crop() -> tuple[np.ndarray, str]:
+def first_dfdc_crop() -> tuple[np.ndarray, str]:
     """A real face crop: the first DFDC crop when the shared data is present, else the astronaut."""
     meta = REPO.parent / "shared/data/dfdc/metadata.csv"
-    if meta.is_file():
-        import pandas as pd
+    if not meta.is_file():
+        return face_crop()
+    import pandas as pd
 
-        row = pd.read_csv(meta).iloc[0]
-        path = meta.parent / row["path"]
-        bgr = cv2.imread(str(path))
-        if bgr is not None:
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), str(path)
-    from skimage import data
-
-    crop = data.astronaut()[30:250, 120:340]
-    return cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA), "skimage astronaut crop"
+    return face_crop([meta.parent / pd.read_csv(meta).iloc[0]["path"]])
 
 
 def pick_bundle(arg: str | None, workdir: Path) -> tuple[Path, str]:
@@ -305,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle, kind = pick_bundle(args.bundle, Path(tmp))
-        crop, crop_source = face_crop()
+        crop, crop_source = first_dfdc_crop()
         print(f"bundle: {bundle} ({kind}); crop: {crop_source} {crop.shape}", flush=True)
         direct = bench_direct(bundle, crop, repeats=args.repeats, batch=args.batch)
         for name, d in direct["agents"].items():

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, now, use_checkout, write_json
+from harness import REPO, RESULTS, stamp, use_checkout, write_json
 
 use_checkout()
 
@@ -100,10 +99,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{results[str(size)]['ray_s']:6.1f} s, identical rows: {results[str(size)]['identical_rows']} "
                   f"(runs {times})", flush=True)
     report = {
-        "created": now(),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        **stamp(argv if argv is not None else sys.argv[1:]),
         "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "command": "python benchmarks/bench_small_jobs.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sizes": results,
         "goal_s_3_screenshots": 6.0,
     }

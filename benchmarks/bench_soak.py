@@ -37,7 +37,7 @@ import grpc
 import numpy as np
 import psutil
 
-from harness import REPO, RESULTS, use_checkout, write_json
+from harness import REPO, RESULTS, stop_server, use_checkout, write_json
 
 use_checkout()
 
@@ -193,11 +193,7 @@ def main() -> None:
         for thread in threads:
             thread.join(90)
     finally:
-        server.terminate()
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     tenth = max(1, len(samples) // 10)
     first = float(np.mean([s for _, s in samples[:tenth]]))
     last = float(np.mean([s for _, s in samples[-tenth:]]))

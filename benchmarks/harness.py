@@ -13,10 +13,11 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection
+from typing import TYPE_CHECKING, Any, Collection, Iterable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,6 +65,32 @@ def machine_and_load(load_before: tuple[float, ...]) -> dict[str, Any]:
 def now() -> str:
     """The current UTC time to the second, ISO 8601, as a result records when it was measured."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def stop_server(proc: subprocess.Popen, *, timeout_s: float = 60.0) -> None:
+    """Stops a `fakeface serve` child: SIGTERM (it drains and exits), then SIGKILL if it has not
+    exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def face_crop(candidates: Iterable[Path] = ()) -> tuple[np.ndarray, str]:
+    """(RGB face crop, where it came from): the first candidate image that reads, else a 224x224
+    crop of scikit-image's astronaut, so a benchmark still runs where the shared data is absent."""
+    import cv2
+
+    for path in candidates:
+        bgr = cv2.imread(str(path))
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), str(path)
+    from skimage import data
+
+    crop = data.astronaut()[30:250, 120:340]
+    return cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA), "skimage astronaut crop"
 
 
 def stamp(argv: list[str] | None = None) -> dict[str, str]:

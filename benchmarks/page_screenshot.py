@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness import REPO, use_checkout
+from harness import REPO, stop_server, use_checkout
 
 use_checkout()
 
@@ -81,8 +80,7 @@ def main() -> None:
     finally:
         if driver is not None:
             driver.quit()
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        stop_server(server)
 
 
 if __name__ == "__main__":
