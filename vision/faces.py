@@ -60,18 +60,15 @@ def will_detect(paths: Sequence[Any], mode: str) -> bool:
     start loading MTCNN early, beside its other models, only when it will be needed."""
     if mode == "off":
         return False
-    from PIL import Image
-
-    from vision.media import is_video
+    from vision.media import image_file_size, is_video
 
     for path in paths:
         if mode == "on" or is_video(path):
             return True
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (OSError, ValueError):
+        size = image_file_size(path)
+        if size is None:
             continue  # unreadable: rejected before detection
+        width, height = size
         if not looks_like_crop(np.empty((height, width, 0), np.uint8), max_side=CROP_TRUST_SIDE):
             return True
     return False
