@@ -23,6 +23,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -99,26 +100,30 @@ def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
                              "`fakeface bundle keygen --out DIR`, or pass --key.") from err
     if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o077:
         log.warning("signing key %s can be read by other users; run `chmod 600 %s`", path, path)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as err:
-        raise SignatureError(f"{path} is not an unencrypted PEM private key ({err}).") from err
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SignatureError(f"{path} is not an ed25519 key; make one with `fakeface bundle keygen`.")
-    return key
+    return _parse_key(path, lambda: serialization.load_pem_private_key(data, password=None), Ed25519PrivateKey,
+                      what="an unencrypted PEM private key", other="key; make one with `fakeface bundle keygen`")
 
 
 def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     """Reads a PEM ed25519 public key."""
     path = Path(path).expanduser()
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        data = path.read_bytes()
     except OSError as err:
         raise SignatureError(f"Cannot read trusted key {path}: {err.strerror}.") from err
+    return _parse_key(path, lambda: serialization.load_pem_public_key(data), Ed25519PublicKey,
+                      what="a PEM public key", other="public key.")
+
+
+def _parse_key(path: Path, parse: Callable[[], Any], expected: type, *, what: str, other: str) -> Any:
+    """The key ``parse`` reads from a PEM file, checked to be an ``expected`` ed25519 key;
+    SignatureError naming the file (``what`` it should be) otherwise."""
+    try:
+        key = parse()
     except (ValueError, TypeError) as err:
-        raise SignatureError(f"{path} is not a PEM public key ({err}).") from err
-    if not isinstance(key, Ed25519PublicKey):
-        raise SignatureError(f"{path} is not an ed25519 public key.")
+        raise SignatureError(f"{path} is not {what} ({err}).") from err
+    if not isinstance(key, expected):
+        raise SignatureError(f"{path} is not an ed25519 {other}")
     return key
 
 
