@@ -112,6 +112,22 @@ class Admission:
         if self._on_change is not None:
             self._on_change(self.calls, self.pixels)
 
+    def _add(self, *, calls: int = 0, pixels: int = 0) -> None:
+        """Changes what is in flight (the caller holds the lock) and reports the new totals."""
+        self.calls += calls
+        self.pixels += pixels
+        self._changed()
+
+    @contextlib.contextmanager
+    def _given_back(self, *, calls: int = 0, pixels: int = 0) -> Iterator[None]:
+        """Gives held calls and pixels back when the block ends, however it ends, waking waiters."""
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._add(calls=-calls, pixels=-pixels)
+                self._cond.notify_all()
+
     @contextlib.contextmanager
     def call(self) -> Iterator[None]:
         """Holds one call slot; raises `Refused` when all are taken."""
@@ -119,15 +135,9 @@ class Admission:
             if self.calls >= self.max_calls:
                 raise Refused("overload", f"the server is at its limit of {self.max_calls} calls in flight; "
                                           "retry after a short back-off")
-            self.calls += 1
-            self._changed()
-        try:
+            self._add(calls=1)
+        with self._given_back(calls=1):
             yield
-        finally:
-            with self._cond:
-                self.calls -= 1
-                self._changed()
-                self._cond.notify_all()
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Blocks until no call is in flight (True) or ``timeout_s`` passed (False)."""
@@ -153,15 +163,9 @@ class Admission:
                                                   f"{self.max_pixels} decoded pixels in flight "
                                                   f"({self.pixels} taken); retry after a short back-off")
                 self._cond.wait(left)
-            self.pixels += count
-            self._changed()
-        try:
+            self._add(pixels=count)
+        with self._given_back(pixels=count):
             yield
-        finally:
-            with self._cond:
-                self.pixels -= count
-                self._changed()
-                self._cond.notify_all()
 
 
 @dataclass(frozen=True)
