@@ -75,20 +75,37 @@ class Preprocessing:
                    residual=data.get("residual", "none"))
 
 
+def as_rgb_uint8(image: np.ndarray, *, min_side: int = 1, clip: bool = True) -> np.ndarray:
+    """The one rule every image input follows: a gray image gets three channels, RGBA loses its
+    alpha, and other pixel types are clipped to uint8 [0, 255] (refused with ``clip=False``).
+
+    Raises:
+        ValueError: not shaped (H, W), (H, W, 3) or (H, W, 4); a side under ``min_side`` pixels;
+            or, with ``clip=False``, pixels that are not uint8.
+    """
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"Expected an RGB image (H, W, 3), received shape {image.shape}.")
+    if min(image.shape[:2]) < min_side:
+        raise ValueError(f"Image is too small to hold a face: {image.shape[1]}x{image.shape[0]} pixels "
+                         f"(at least {min_side}x{min_side}).")
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.dtype != np.uint8:
+        if not clip:
+            raise ValueError(f"Expected uint8 pixels, received dtype {image.dtype}.")
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return image
+
+
 def resize_rgb(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
     """The geometric half of the contract: an RGB uint8 image at the contract's size.
 
     Training caches this output (and augments it), so it must stay the exact first step of
     :func:`prepare_image`.
     """
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"Expected an RGB image (H, W, 3), received shape {image.shape}.")
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
+    image = as_rgb_uint8(image)
     if image.shape[:2] != (contract.height, contract.width):
         # INTER_AREA when shrinking avoids aliasing; crops are usually larger than inputs.
         shrinking = image.shape[0] >= contract.height and image.shape[1] >= contract.width

@@ -23,6 +23,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -92,33 +93,34 @@ def generate_key_pair(out_dir: str | os.PathLike[str], name: str = KEY_NAME) -> 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     """Reads an unencrypted PEM ed25519 private key; warns when others may read it."""
     path = Path(path).expanduser()
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise SignatureError(f"Cannot read signing key {path}: {err.strerror}. Make one with "
-                             "`fakeface bundle keygen --out DIR`, or pass --key.") from err
+    key = _read_key(path, lambda data: serialization.load_pem_private_key(data, password=None), Ed25519PrivateKey,
+                    role="signing key", fix=" Make one with `fakeface bundle keygen --out DIR`, or pass --key.",
+                    what="an unencrypted PEM private key", other="key; make one with `fakeface bundle keygen`")
     if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o077:
         log.warning("signing key %s can be read by other users; run `chmod 600 %s`", path, path)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as err:
-        raise SignatureError(f"{path} is not an unencrypted PEM private key ({err}).") from err
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SignatureError(f"{path} is not an ed25519 key; make one with `fakeface bundle keygen`.")
     return key
 
 
 def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     """Reads a PEM ed25519 public key."""
-    path = Path(path).expanduser()
+    return _read_key(Path(path).expanduser(), serialization.load_pem_public_key, Ed25519PublicKey,
+                     role="trusted key", fix="", what="a PEM public key", other="public key.")
+
+
+def _read_key(path: Path, parse: Callable[[bytes], Any], expected: type, *, role: str, fix: str, what: str,
+              other: str) -> Any:
+    """The key ``parse`` reads from a PEM file, checked to be an ``expected`` ed25519 key;
+    otherwise a SignatureError naming the file and what it should have been."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        data = path.read_bytes()
     except OSError as err:
-        raise SignatureError(f"Cannot read trusted key {path}: {err.strerror}.") from err
+        raise SignatureError(f"Cannot read {role} {path}: {err.strerror}.{fix}") from err
+    try:
+        key = parse(data)
     except (ValueError, TypeError) as err:
-        raise SignatureError(f"{path} is not a PEM public key ({err}).") from err
-    if not isinstance(key, Ed25519PublicKey):
-        raise SignatureError(f"{path} is not an ed25519 public key.")
+        raise SignatureError(f"{path} is not {what} ({err}).") from err
+    if not isinstance(key, expected):
+        raise SignatureError(f"{path} is not an ed25519 {other}")
     return key
 
 

@@ -11,20 +11,17 @@ the agent's contract size on this machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, RESULTS, now, setup, write_json
+
+setup(tf_log_level="3")
 
 import numpy as np  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def folder_items(root: Path, limit: int | None) -> list[tuple[Path, int]]:
@@ -60,7 +57,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/dfdc-test"))
     parser.add_argument("--limit", type=int, default=None, help="images per run (half real, half fake)")
     parser.add_argument("--train-seconds", type=float, default=20.0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/agents.json"))
+    parser.add_argument("--out", default=str(RESULTS / "agents.json"))
     args = parser.parse_args()
 
     from agents.bundle import load_bundle
@@ -73,7 +70,7 @@ def main() -> None:
     images = [read_image(p) for p, _ in items]
     result = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": now(),
         # Paths relative to the checkout: results carry no machine's absolute paths.
         "bundle": os.path.relpath(bundle.path, REPO), "bundle_version": bundle.version,
         "data": os.path.relpath(Path(args.data).resolve(), REPO), "n": len(items),
@@ -104,12 +101,7 @@ def main() -> None:
         result["agents"][name] = row
         print(f"{name:<8} AUC {row['auc']:.4f} acc {row['accuracy']:.4f} F1 {row['f1']:.4f} "
               f"infer {row['inference_images_per_s']:.0f} img/s train {row['train_images_per_s_measured']:.0f} img/s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
-    print(f"saved {out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
-import platform
 import secrets
 import subprocess
 import sys
@@ -33,18 +31,14 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from harness import REPO, RESULTS, machine_and_load, setup, write_json
 
-import numpy as np
+setup()
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np  # noqa: E402
 
 from blackboard.ray_runtime import free_ports, node_args, stop_node  # noqa: E402 - extra local Ray nodes
 DEFAULT_DATA = REPO.parent / "shared/data/dfdc-test"
-RESULTS = REPO / "benchmarks" / "results"
 RAY = str(Path(sys.executable).with_name("ray"))
 SHARD_SIZE = 100
 
@@ -233,17 +227,10 @@ def main() -> None:
         "bundle": args.bundle or "default (agents/default_bundle)",
         "batch_size": args.batch_size, "actors_per_agent": args.actors_per_agent,
         "threads_per_actor": args.threads_per_actor, "agent_set_actors": args.agent_set_actors,
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine_and_load(load_before),
         **result,
     }
-    out = args.out or RESULTS / f"batch_{args.mode}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_out, out)
-    print(json.dumps(result, indent=2))
+    write_json(args.out or RESULTS / f"batch_{args.mode}.json", result, echo=True)
 
 
 if __name__ == "__main__":

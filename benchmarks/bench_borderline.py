@@ -11,20 +11,18 @@ bundle's val replay set), and scores answered vs withheld faces. No model is run
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import RESULTS, use_checkout, write_json
+
+use_checkout()
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--predictions", default=str(REPO / "benchmarks/results/eval-dfdc-test/predictions.csv"))
+    parser.add_argument("--predictions", default=str(RESULTS / "eval-dfdc-test/predictions.csv"))
     parser.add_argument("--bundle", default=None, help="bundle (default: the shipped one)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/borderline.json"))
+    parser.add_argument("--out", default=str(RESULTS / "borderline.json"))
     args = parser.parse_args()
     import numpy as np
     import pandas as pd
@@ -50,10 +48,8 @@ def main() -> int:
            "accuracy_inside_band": rate(correct, inside), "accuracy_answered": rate(correct, answered),
            "false_alarm_all": rate(called_fake, y == 0), "false_alarm_answered": rate(called_fake, (y == 0) & answered),
            "miss_all": rate(~called_fake, y == 1), "miss_answered": rate(~called_fake, (y == 1) & answered)}
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
-    return 0
+    write_json(args.out, out, echo=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

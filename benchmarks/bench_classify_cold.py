@@ -21,19 +21,16 @@ Results go to benchmarks/results/classify_cold.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, RESULTS, stamp, use_checkout, write_json
 
-from agents.atomic import atomic_write_text  # noqa: E402
+use_checkout()
 
 
 def sample_images(folder: Path) -> dict[str, Path]:
@@ -73,10 +70,10 @@ def run(args: list[str], code: Path = REPO) -> tuple[float, int, str]:
     return time.perf_counter() - started, proc.returncode, (proc.stdout + proc.stderr)[-400:]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="cold runs per case")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "classify_cold.json"))
+    parser.add_argument("--out", default=str(RESULTS / "classify_cold.json"))
     parser.add_argument("--baseline-rev", default=None,
                         help="also time this git revision's code (exported to a temporary folder), run by run "
                              "alternating with the checked-out code, on the cases named by --baseline-cases")
@@ -124,11 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(runs[-1][2], file=sys.stderr)
             cases[name] = cli
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **stamp(argv if argv is not None else sys.argv[1:]),
         "results": results,
         "load_average_after": round(os.getloadavg()[0], 2),
-        "command": "python benchmarks/bench_classify_cold.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "goal_s": 10.0,
         "goal_met": (max(results["in-process, photo (MTCNN)"]["wall_s"]) <= 10.0
                      if "in-process, photo (MTCNN)" in results else None),
@@ -136,12 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met_issue24_screenshot": (results["screenshot 1080p"]["best_s"] <= 4.0
                                         if "screenshot 1080p" in results else None),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2))
-    print(f"wrote {out}")
-    return 0
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -23,18 +23,16 @@ import json
 import os
 import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, RESULTS, now, setup, write_json
 
-import cv2  # noqa: E402
+setup(tf_log_level="3")
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
 
@@ -66,7 +64,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--limit", type=int, default=None, help="class-balanced sample per set (CPU budget)")
     parser.add_argument("--degrade", default="scale0.5,jpeg70,h264", help="vision.degrade transforms of dfdc-test")
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/cnn_transfer.json"))
+    parser.add_argument("--out", default=str(RESULTS / "cnn_transfer.json"))
     args = parser.parse_args()
 
     from agents.bundle import load_bundle
@@ -101,10 +99,8 @@ def main() -> None:
         print(agent, json.dumps({k: v for k, v in row.items() if k not in ("preprocessing", "training")}))
     report = {"bundle": str(args.bundle), "limit": args.limit, "agents": results,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"saved {args.out}")
+              "date": now()}
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

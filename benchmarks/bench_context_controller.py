@@ -13,21 +13,20 @@ and the degraded rows alone. Nothing here touches a test split.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import zlib
 from pathlib import Path
 
-import numpy as np
+from harness import RESULTS, add_vote_args, setup, val_votes, write_json
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+setup()
 
-from agents.bundle import load_bundle  # noqa: E402
+import numpy as np  # noqa: E402
+
 from training.controller_cv import context_variants, cross_validate, default_variants, format_table  # noqa: E402
 from training.degraded_votes import collect_degraded  # noqa: E402
-from training.report import atomic_write_text  # noqa: E402
-from training.votes import collect_context, collect_votes, read_manifest_split  # noqa: E402
+from training.votes import collect_context  # noqa: E402
 from vision.context import CONTEXT_NAMES  # noqa: E402
 
 FEATURE_SETS = {
@@ -39,19 +38,15 @@ FEATURE_SETS = {
 }
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
-    parser.add_argument("--manifest", default="benchmarks/splits/mixed.csv", help="manifest with a val split")
-    parser.add_argument("--cache-dir", default=None, help="vote cache folder")
+    add_vote_args(parser, manifest="benchmarks/splits/mixed.csv")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradation chains")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/context_controller_cv.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "context_controller_cv.json")
     args = parser.parse_args(argv)
 
-    bundle = load_bundle(args.bundle)
+    bundle, paths, labels, groups, votes = val_votes(args)
     agents = bundle.agent_names
-    paths, labels, groups = read_manifest_split(args.manifest, "val", with_groups=True)
-    votes = collect_votes(bundle, paths, progress=False, cache_dir=args.cache_dir)
     context = collect_context(paths, CONTEXT_NAMES)
     keep = np.array([zlib.crc32(g.encode()) % 2 == 0 for g in groups])
     sub = [p for p, k in zip(paths, keep) if k]
@@ -80,11 +75,8 @@ def main(argv: list[str]) -> int:
     lines += [f"| {name} | {row['auc_clean']:.4f} | {row['auc_degraded']:.4f} |" for name, row in table.items()]
     text = "\n".join(lines)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=2))
-    atomic_write_text(args.out.with_suffix(".md"), text + "\n")
-    return 0
+    write_json(args.out, result, markdown=text)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -17,7 +17,6 @@ Nothing is tuned on test. Output: benchmarks/results/controller_cv.json (+ a mar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,14 +25,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import RESULTS, add_vote_args, use_checkout, val_votes, write_json
 
-from agents.bundle import load_bundle  # noqa: E402
+use_checkout()
+
 from blackboard.controllers.logodds import LogOddsConfig, LogOddsController  # noqa: E402
 from training.controller_cv import cross_validate, default_variants, format_table  # noqa: E402
 from training.metrics import BootstrapConfig, paired_bootstrap_auc  # noqa: E402
-from training.report import atomic_write_text  # noqa: E402
-from training.votes import collect_context, collect_votes, read_manifest_split  # noqa: E402
+from training.votes import collect_context  # noqa: E402
 
 
 def face_sizes(paths: list[Path], metadata: Path) -> np.ndarray:
@@ -45,21 +44,17 @@ def face_sizes(paths: list[Path], metadata: Path) -> np.ndarray:
     return np.log(np.array([size.get(os.path.realpath(p), np.nan) for p in paths], dtype=np.float64))
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
-    parser.add_argument("--manifest", default="benchmarks/splits/dfdc.csv", help="manifest with a val split")
-    parser.add_argument("--cache-dir", default=None, help="vote cache folder")
+    add_vote_args(parser, manifest="benchmarks/splits/dfdc.csv")
     parser.add_argument("--metadata", type=Path, default=None, help="DFDC metadata.csv (adds the face_size context)")
     parser.add_argument("--test-predictions", type=Path, default=None,
                         help="evaluate predictions.csv with per-agent p_fake: one final comparison on test")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/controller_cv.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "controller_cv.json")
     args = parser.parse_args(argv)
 
-    bundle = load_bundle(args.bundle)
+    bundle, paths, labels, groups, votes = val_votes(args)
     agents = bundle.agent_names
-    paths, labels, groups = read_manifest_split(args.manifest, "val", with_groups=True)
-    votes = collect_votes(bundle, paths, progress=False, cache_dir=args.cache_dir)
     context = {"blur": collect_context(paths, ("blur",))[:, 0]}
     if args.metadata is not None:
         context["face_size"] = face_sizes(paths, args.metadata)
@@ -92,10 +87,8 @@ def main(argv: list[str]) -> int:
             f"| {k} | {v:.4f} |" for k, v in aucs.items())
         print("\n".join(f"{k:<28}{v:.4f}" for k, v in aucs.items()))
         print(f"chosen vs {best}: {paired}")
-    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out.with_suffix(".md"), text + "\n")
-    return 0
+    write_json(args.out, result, markdown=text)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -23,10 +23,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, setup, write_json
+
+setup()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -268,12 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_dfdc:
         result["dfdc_no_detect"] = bench_manifest(Path(args.dfdc), args.dfdc_limit)
     result["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
-    print(json.dumps(result, indent=2))
+    write_json(args.out, result, echo=True)
     best = max(result["video_build"], key=lambda r: r["crops_per_cpu_s"])
     if not best["goal_met"]:
         print(f"note: below the goal of {GOAL_CROPS_PER_CORE_S} crops per CPU-second (best "

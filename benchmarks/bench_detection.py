@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, RESULTS, setup, stamp, write_json
 
-REPO = Path(__file__).resolve().parents[1]
+setup(tf_log_level="3")
+
 # Hand-marked region (x0, y0, x1, y1, in 1920x1080 pixels) holding the face's centre over the
 # whole clip, for the two videos in ../shared/data/videos/fake.
 REFERENCE = {
@@ -71,13 +68,12 @@ def main() -> None:
 
     from vision.face_detector import FaceDetector, FaceGate
     from vision.media import sample_frames
-    from training.report import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", default=str(REPO.parent / "shared/data/videos/fake"),
                         help="folder of videos (default: ../shared/data/videos/fake)")
     parser.add_argument("--every", type=int, default=10, help="use every N-th frame (default 10)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/detection.json"),
+    parser.add_argument("--out", default=str(RESULTS / "detection.json"),
                         help="JSON output (default: benchmarks/results/detection.json)")
     args = parser.parse_args()
     detectors = {
@@ -87,8 +83,7 @@ def main() -> None:
     }
     videos = sorted(p for p in Path(args.videos).iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".webm"))
     result: dict = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        **stamp(),
         "every_nth_frame": args.every,
         "videos": {},
     }
@@ -104,8 +99,7 @@ def main() -> None:
             entry[name] = measure(detector, frames, region)
         result["videos"][video.name] = entry
         print(video.name, json.dumps(entry))
-    atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -17,41 +17,20 @@ Prints a table and saves JSON to benchmarks/results/ensemble.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from harness import REPO, RESULTS, face_crop, setup, write_json
 
-import numpy as np
+setup()
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np  # noqa: E402
 
 from agents.bundle import DEFAULT_BUNDLE, load_bundle  # noqa: E402
 from agents.predictor import AgentPredictor  # noqa: E402
 
 SAMPLE_DIR = REPO.parent / "shared/data/dfdc-test"
-
-
-def face_crop() -> tuple[np.ndarray, str]:
-    """A real 224x224 face crop: a DFDC test crop when the data is here, else scikit-image's astronaut."""
-    import cv2
-
-    for path in sorted(SAMPLE_DIR.glob("*/*.jpg"))[:1]:
-        image = cv2.imread(str(path))
-        if image is not None:
-            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), str(path)
-    from skimage import data
-
-    crop = data.astronaut()[30:250, 120:340]
-    return cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA), "skimage astronaut"
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -114,19 +93,19 @@ def bench_ensemble(bundle, crop: np.ndarray, *, replicas: int, cpus: float, case
             "mean_crops_per_actor_call": {n: crops[n] / max(batches[n], 1) for n in batches}}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", help="bundle directory (default: the shipped default bundle)")
     parser.add_argument("--cases", type=int, default=40, help="timed cases per measurement")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8, help="client threads for throughput")
     parser.add_argument("--num-cpus", type=float, default=float(os.cpu_count() or 2), help="CPUs given to Ray")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ensemble.json"))
+    parser.add_argument("--out", default=str(RESULTS / "ensemble.json"))
     args = parser.parse_args(argv)
     if args.bundle is None and not (DEFAULT_BUNDLE / "manifest.json").is_file():
         parser.error(f"no default bundle at {DEFAULT_BUNDLE}; pass --bundle DIR")
     bundle = load_bundle(args.bundle)
-    crop, crop_source = face_crop()
+    crop, crop_source = face_crop(sorted(SAMPLE_DIR.glob("*/*.jpg"))[:1])  # a DFDC test crop
 
     import ray
 
@@ -138,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception on a start-up timeout
             ray.shutdown()
             if attempt == 2:
-                print(f"bench_ensemble: Ray did not start: {err}", file=sys.stderr)
-                return 2
+                raise SystemExit(f"bench_ensemble: Ray did not start: {err}") from err
     try:
         agents = bench_agents(bundle, crop, cases=args.cases, warmup=args.warmup)
         slowest = max(agents, key=lambda n: agents[n]["p50_ms"])
@@ -164,14 +142,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{run['throughput_cases_per_s']:6.1f} cases/s at {run['concurrency']} clients")
     print(f"  p50 ensemble / slowest agent ({slowest}) = {ratio:.2f} (goal <= 1.15: "
           f"{'met' if ratio <= 1.15 else 'NOT met'})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
-    print(f"saved {out}")
-    return 0
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,18 +17,15 @@ import argparse
 import csv
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from harness import REPO, RESULTS, machine_and_load, setup, write_json
 
-REPO = Path(__file__).resolve().parents[1]
+setup()
+
 DEFAULT_DATA = REPO.parent / "shared/data/dfdc-test"
-RESULTS = REPO / "benchmarks" / "results" / "evaluate.json"
 GOAL_IMAGES_PER_S = 60.0
 
 
@@ -63,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "evaluate.json")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="more `fakeface evaluate` arguments, e.g. --batch-size 64")
     args = parser.parse_args()
@@ -80,19 +77,13 @@ def main() -> None:
         "data": f"{args.data.name} ({n} crops, balanced real/fake)",
         "bundle": "default (agents/default_bundle)",
         "extra_arguments": args.extra,
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine_and_load(load_before),
         "first": first,
         "second_from_cache": second,
         "goal": f"first.images_per_s >= {GOAL_IMAGES_PER_S} on 2 cores; second run scores no image",
         "goal_met": bool((first["images_per_s"] or 0) >= GOAL_IMAGES_PER_S and second["images_scored"] == 0),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
-    print(json.dumps(result, indent=2))
+    write_json(args.out, result, echo=True)
 
 
 if __name__ == "__main__":

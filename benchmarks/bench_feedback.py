@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -31,14 +30,14 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import add_vote_args, use_checkout, val_votes, write_json
 
-from agents.bundle import load_bundle  # noqa: E402
+use_checkout()
+
 from blackboard.controllers.logodds import LogOddsConfig, LogOddsController  # noqa: E402
 from blackboard.controllers.store import ReplaySet  # noqa: E402
 from blackboard.feedback_learning import FeedbackLearner, PromotionConfig  # noqa: E402
-from training.report import atomic_write_bytes, atomic_write_text  # noqa: E402
-from training.votes import collect_votes, read_manifest_split  # noqa: E402
+from training.report import atomic_write_bytes  # noqa: E402
 
 
 def split_parts(groups: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,11 +109,9 @@ def plot(curves: dict[str, dict[str, list[float]]], title: str, lines: dict[str,
     return buffer.getvalue()
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
-    parser.add_argument("--manifest", default="benchmarks/splits/dfdc.csv", help="manifest with a val split")
-    parser.add_argument("--cache-dir", default=None, help="vote cache folder")
+    add_vote_args(parser, manifest="benchmarks/splits/dfdc.csv")
     parser.add_argument("--drift-agent", default=None, help="agent whose votes turn to noise (default: the best)")
     parser.add_argument("--events", type=int, default=2000, help="feedback events of the drift stream")
     parser.add_argument("--poison-events", type=int, default=1000, help="feedback events with wrong labels")
@@ -123,9 +120,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="benchmarks/results", help="folder for feedback.json and the PNGs")
     args = parser.parse_args(argv)
 
-    bundle = load_bundle(args.bundle)
-    paths, labels, groups = read_manifest_split(args.manifest, "val", with_groups=True)
-    votes = collect_votes(bundle, paths, progress=False, cache_dir=args.cache_dir)
+    bundle, paths, labels, groups, votes = val_votes(args)
     ok = np.isfinite(votes).all(axis=1)
     votes, labels, groups = votes[ok], labels[ok], groups[ok]
     agents = bundle.agent_names
@@ -165,7 +160,7 @@ def main(argv: list[str]) -> int:
                       "promotions": poison["guarded"]["promotions"][-1], "curves": poison},
     }
     out = Path(args.out)
-    atomic_write_text(out / "feedback.json", json.dumps(result, indent=2) + "\n")
+    write_json(out / "feedback.json", result)
     atomic_write_bytes(out / "feedback_drift.png", plot(drift, f"drift: {drift_agent} votes turn to noise",
                                                         {"refit on drifted data": oracle_auc, "before drift": clean_auc},
                                                         drift_agent))
@@ -176,8 +171,7 @@ def main(argv: list[str]) -> int:
     print(f"drift ({drift_agent} -> noise): AUC clean {clean_auc:.4f}, at drift {start_auc:.4f}, refit {oracle_auc:.4f}; "
           f"events to recover {d['events_to_recover']}; final {d['final_auc']}")
     print(f"poisoning ({args.poison_events} wrong labels): AUC before {clean_auc:.4f}, worst loss {p['auc_loss']}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, use_checkout
+
+use_checkout()
 
 
 def main() -> int:

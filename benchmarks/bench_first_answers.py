@@ -13,49 +13,41 @@ two checkouts to compare (``--repo``). Results go to benchmarks/results/first_an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import tempfile
 import time
 from concurrent import futures
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, RESULTS, stop_server, use_checkout, write_json
 
+use_checkout()
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from blackboard.ray_runtime import free_ports  # noqa: E402
 
 
 def _image() -> tuple[bytes, str]:
     """A real frame with a face: the first DFDC test fake when the shared data is present."""
     import cv2
 
-    from benchmarks.bench_server import face_crop
+    from benchmarks.bench_server import first_dfdc_crop
 
-    rgb, source = face_crop()
+    rgb, source = first_dfdc_crop()
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
     return buf.tobytes(), source
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", default=str(REPO), help="checkout whose `fakeface serve` runs")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--deadline-s", type=float, default=2.0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/first_answers.json"))
+    parser.add_argument("--out", default=str(RESULTS / "first_answers.json"))
     args = parser.parse_args()
 
     import grpc
@@ -64,7 +56,7 @@ def main() -> int:
     from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
 
     image, source = _image()
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_ports(2)
     env = {**os.environ, "PYTHONPATH": args.repo, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
            # A state folder of its own: no feedback log or controller state of another run.
            "XDG_STATE_HOME": tempfile.mkdtemp(prefix="bench-first-answers-")}
@@ -98,11 +90,7 @@ def main() -> int:
             list(pool.map(call, range(args.calls)))
         channel.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     late = [r for r in results if r["code"] == "DEADLINE_EXCEEDED"]
     latencies = sorted(r["latency_s"] for r in results if r["code"] == "OK")
     summary = {
@@ -116,11 +104,8 @@ def main() -> int:
         "load_average_1m": os.getloadavg()[0], "host": f"{platform.node()} ({os.cpu_count()} CPUs)",
         "calls_detail": sorted(results, key=lambda r: r["i"]),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=2))
-    print(json.dumps({k: v for k, v in summary.items() if k != "calls_detail"}, indent=2))
-    return 0
+    write_json(args.out, summary, echo=True, hide=("calls_detail",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,33 +17,15 @@ feature cache in WORK, so this reuses an earlier `fakeface train` run's extracti
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, RESULTS, setup, stamp, write_json
+
+setup(tf_log_level="3")
 
 import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-
-
-def _save(result: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
-    print(f"saved {out}")
-
-
-def _machine() -> dict:
-    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -73,13 +55,13 @@ def speed(args: argparse.Namespace) -> None:
         times.append((time.perf_counter() - start) * 1000.0)
     cpu_ms = (time.process_time() - cpu_start) * 1000.0 / len(prepared)
     times = np.array(times)
-    result = {**_machine(), "data": source, "n": len(times), "ms_per_crop_median": float(np.median(times)),
+    result = {**stamp(), "data": source, "n": len(times), "ms_per_crop_median": float(np.median(times)),
               "ms_per_crop_p90": float(np.percentile(times, 90)), "ms_per_crop_mean": float(times.mean()),
               "cpu_ms_per_crop": cpu_ms, "target_ms": 5.0, "load_average_1min": os.getloadavg()[0]}
     print(f"forensic features: wall median {result['ms_per_crop_median']:.2f} ms, p90 "
           f"{result['ms_per_crop_p90']:.2f} ms, CPU {cpu_ms:.2f} ms per 224 px crop on one core "
           f"({len(times)} crops, load {result['load_average_1min']:.1f})")
-    _save(result, Path(args.out or RESULTS / "forensic_speed.json"))
+    write_json(args.out or RESULTS / "forensic_speed.json", result)
 
 
 def ablation(args: argparse.Namespace) -> None:
@@ -120,9 +102,9 @@ def ablation(args: argparse.Namespace) -> None:
         print(f"{label:<22} {len(cols):>4} features  val AUC {row['val_auc']:.4f}  ({row['iterations']} iterations, "
               f"{row['fit_seconds']:.0f}s)" + (f"  internal test AUC {row['internal_test_auc']:.4f}"
                                               if "internal_test_auc" in row else ""), flush=True)
-    result = {**_machine(), "manifest": str(args.manifest),
+    result = {**stamp(), "manifest": str(args.manifest),
               "n": {s: int(len(v)) for s, v in y.items()}, "seed": args.seed, "results": rows}
-    _save(result, Path(args.out or RESULTS / "forensic_ablation.json"))
+    write_json(args.out or RESULTS / "forensic_ablation.json", result)
 
 
 def main() -> None:

@@ -23,26 +23,22 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, setup, stamp, write_json
+
+setup(tf_log_level="3")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's packages first, as `python -m` from its root would
 
 from agents.forensic import TRUSTED_TYPES, load_forensic, skops_io  # noqa: E402
 from agents.forensic_features import CONTRACT, image_features  # noqa: E402
@@ -99,7 +95,7 @@ def features_of(paths: list[str], condition: str, old_fn, workers: int,
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import roc_auc_score
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -173,20 +169,13 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     if args.features_only:
-        return 0
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": "python benchmarks/bench_forensic_robust.py " + " ".join(argv or sys.argv[1:]),
+        return
+    result = {**stamp(argv or sys.argv[1:]),
               "old_model": str(args.old_model), "old_ref": args.old_ref, "new_models": dict(named),
               "note": "degraded crop fed as the crop (contract resizes to 224); compositions excluded",
               "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, args.out)
-    print(f"saved {args.out}")
-    return 0
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

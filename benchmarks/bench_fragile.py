@@ -12,7 +12,6 @@ groups and applied to the other half: the answered faces' accuracy vs all faces'
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import zlib
@@ -20,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import RESULTS, use_checkout, write_json
 
-from blackboard.config import EnsembleConfig
+use_checkout()
+
+from blackboard.config import EnsembleConfig  # noqa: E402
 from blackboard.decision import decide_matrix  # noqa: E402
 from blackboard.fragile import DEFAULT_COPIES, fit_margin, fragile_reasons  # noqa: E402
 from blackboard.inprocess import InProcessBoard  # noqa: E402
 from training.degraded_votes import collect_copy_votes  # noqa: E402
-from training.report import atomic_write_text  # noqa: E402
 from training.votes import collect_votes, read_crop, read_manifest_split  # noqa: E402
 
 
@@ -44,13 +44,13 @@ def per_face_cost(crops: list[np.ndarray], fragile: bool) -> dict[str, float]:
     return {"wall_ms_median": float(np.median(wall)), "cpu_ms_median": float(np.median(cpu))}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", default="benchmarks/splits/mixed.csv")
     parser.add_argument("--faces", type=int, default=12, help="cases timed with the check off and on")
     parser.add_argument("--val", type=int, default=200, help="val faces for the margin and the gain")
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fragile.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "fragile.json")
     args = parser.parse_args(argv)
     paths, labels, groups = read_manifest_split(args.manifest, "val", with_groups=True)
     rng = np.random.default_rng(0)
@@ -81,11 +81,8 @@ def main(argv: list[str]) -> int:
                    "held_out_abstain": float(uncertain.mean()), "held_out_accuracy_all": float(correct.mean()),
                    "held_out_accuracy_answered": float(correct[~uncertain].mean()),
                    "flip_share": float(np.mean([bool(w) and "flips" in w for w in why]))})
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(result, indent=2))
-    return 0
+    write_json(args.out, result, echo=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

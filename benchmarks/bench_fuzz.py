@@ -26,26 +26,21 @@ from __future__ import annotations
 import argparse
 import collections
 import io
-import json
 import os
 import platform
-import sys
 import threading
 import time
 from concurrent import futures
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, RESULTS, setup, write_json
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+setup(tf_log_level="3")
 
 import cv2  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
-from agents.atomic import atomic_write_text  # noqa: E402
 from blackboard.ray_runtime import local_ray_env  # noqa: E402
 from tests.e2e.grpc_helpers import bomb_png  # noqa: E402  (one copy of the decompression-bomb PNG)
 
@@ -103,7 +98,7 @@ def call(fn, *args, **kwargs) -> tuple[str, float]:
     return code, time.perf_counter() - start
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--bundle", default=None, help="bundle directory (None: the shipped bundle)")
@@ -111,7 +106,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the load and fault phases")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the load and fault phases")
     parser.add_argument("--agent-kills", type=int, default=4, help="kills of one agent's actor in the fault phase")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/fuzz.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "fuzz.json")
     args = parser.parse_args()
 
     import ray
@@ -283,12 +278,8 @@ def main() -> int:
     server.drain(5)
     ensemble.shutdown()
     ray.shutdown()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(results, indent=2))
-    print(json.dumps({k: v for k, v in results.items() if k != "fuzz"}, indent=2))
-    print(f"wrote {args.out}")
-    return 0
+    write_json(args.out, results, echo=True, hide=("fuzz",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

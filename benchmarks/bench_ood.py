@@ -14,17 +14,13 @@ images, flat images and non-face natural pictures from scikit-image.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, RESULTS, now, setup, write_json
+
+setup(tf_log_level="3")
 
 import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def out_of_domain(videos: Path) -> dict[str, list[tuple[np.ndarray, tuple[float, float]]]]:
@@ -64,14 +60,13 @@ def main() -> None:
     from vision.faces import whole_image_crop
     from blackboard.ood import UncertaintyGate, load_ood
     from training.fit_ood import fit_ood
-    from training.report import atomic_write_text
     from training.votes import collect_votes, read_manifest_split, read_rgb
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default=str(REPO / "agents/default_bundle"), help="bundle (default: shipped)")
     parser.add_argument("--manifest", default=str(REPO / "benchmarks/splits/dfdc.csv"), help="split manifest")
     parser.add_argument("--videos", default=str(REPO.parent / "shared/data/videos/fake"), help="videos folder")
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/ood.json"), help="JSON output")
+    parser.add_argument("--out", default=str(RESULTS / "ood.json"), help="JSON output")
     args = parser.parse_args()
 
     bundle = load_bundle(args.bundle)
@@ -95,7 +90,7 @@ def main() -> None:
     reasons, scores = gate.assess(crops, [(224.0, 224.0)] * len(crops))
     answered = np.array([not r for r in reasons])
     result = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": now(),
         "bundle": str(args.bundle), "ood_model": source, "ood_threshold": model.threshold,
         "false_abstain_rate_on_val": model.false_abstain_rate,
         "test_split": {
@@ -111,8 +106,7 @@ def main() -> None:
     for name, items in out_of_domain(Path(args.videos)).items():
         why, _ = gate.assess([c for c, _ in items], [s for _, s in items])
         result["out_of_domain"][name] = {"inputs": len(items), "abstain_rate": round(float(np.mean([bool(w) for w in why])), 4)}
-    print(json.dumps(result, indent=2))
-    atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result, echo=True)
 
 
 if __name__ == "__main__":

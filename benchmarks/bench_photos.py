@@ -28,21 +28,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, RESULTS, setup, stamp, write_json
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+setup(tf_log_level="3")
+
 DATA = REPO.parent / "shared" / "data"
 # The last commit before the face-sized pyramid (issue 24): the detector to compare against.
 BASELINE_REV = "1825b78"
@@ -145,18 +141,17 @@ def landmark_shift(base, new) -> float | None:
     return float(np.linalg.norm(base.landmarks - new.landmarks, axis=1).mean()) / max(eyes, 1e-6)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the baseline detector")
     parser.add_argument("--baseline-path", default="vision/faces.py", help="its file at that revision")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per set and detector (best is kept)")
     parser.add_argument("--count", type=int, default=12, help="images per generated set (gan_256 gets 4x)")
     parser.add_argument("--every", type=int, default=10, help="every N-th video frame")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "photos.json"))
+    parser.add_argument("--out", default=str(RESULTS / "photos.json"))
     args = parser.parse_args(argv)
 
     from vision.face_detector import FaceDetector
-    from training.report import atomic_write_text
 
     baseline = load_baseline(args.baseline_rev, args.baseline_path)
     detectors = {"baseline": baseline.FaceDetector(), "current": FaceDetector()}
@@ -189,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
               f"recall {entry['current']['recall']:.3f} | x{entry['speedup']}  landmark shift median "
               f"{entry['landmark_shift_median']} max {entry['landmark_shift_max']}", flush=True)
     report = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        **stamp(),
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "baseline_rev": args.baseline_rev,
         "command": "python benchmarks/bench_photos.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -199,10 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": all(results[s]["current"]["ms_per_image"] <= 80.0 for s in ("portrait_1024", "screenshot_1080p")),
         "recall_kept": all(results[s]["current"]["recall"] >= results[s]["baseline"]["recall"] for s in results),
     }
-    atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,24 +17,19 @@ and its micro-batch limit made every such request end in DEADLINE_EXCEEDED.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from harness import REPO, RESULTS, now, setup, write_json
+
+setup()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-RESULTS = REPO / "benchmarks" / "results" / "screenshot.json"
 
 
 def inputs(frame_index: int = 60) -> dict[str, bytes]:
@@ -54,10 +49,10 @@ def inputs(frame_index: int = 60) -> dict[str, bytes]:
             "crowd_jpeg": cv2.imencode(".jpg", crowd, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()}
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=8, help="timed requests per input (after one warm-up)")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", default=str(RESULTS / "screenshot.json"))
     args = parser.parse_args()
 
     import grpc
@@ -97,17 +92,11 @@ def main() -> int:
         server.stop(5).wait()
         ray.shutdown()
     record = {"benchmark": "one client, one request at a time: full-HD screenshot and a crowd, detection on",
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "date": now(),
               "machine": {"cpus": os.cpu_count(), "processor": platform.machine()},
               "bundle": "default (agents/default_bundle)", "repeats": args.repeats, "inputs": results}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out)
-    print(f"wrote {out}")
-    return 0
+    write_json(args.out, record, indent=1)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

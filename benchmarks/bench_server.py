@@ -33,12 +33,9 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from harness import REPO, RESULTS, face_crop, setup, write_json
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+setup()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -48,21 +45,14 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples) * 1000.0, q))
 
 
-def face_crop() -> tuple[np.ndarray, str]:
+def first_dfdc_crop() -> tuple[np.ndarray, str]:
     """A real face crop: the first DFDC crop when the shared data is present, else the astronaut."""
     meta = REPO.parent / "shared/data/dfdc/metadata.csv"
-    if meta.is_file():
-        import pandas as pd
+    if not meta.is_file():
+        return face_crop()
+    import pandas as pd
 
-        row = pd.read_csv(meta).iloc[0]
-        path = meta.parent / row["path"]
-        bgr = cv2.imread(str(path))
-        if bgr is not None:
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), str(path)
-    from skimage import data
-
-    crop = data.astronaut()[30:250, 120:340]
-    return cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA), "skimage astronaut crop"
+    return face_crop([meta.parent / pd.read_csv(meta).iloc[0]["path"]])
 
 
 def pick_bundle(arg: str | None, workdir: Path) -> tuple[Path, str]:
@@ -170,7 +160,7 @@ class LoadProcess:
         self.proc.wait(timeout=60)
 
 
-def load_main(port: int, clients: int, image: str) -> int:
+def load_main(port: int, clients: int, image: str) -> None:
     """The ``--load`` side: ``clients`` threads, one channel each, send the image in a closed loop."""
     import grpc
 
@@ -197,7 +187,6 @@ def load_main(port: int, clients: int, image: str) -> int:
             t0 = time.perf_counter()
             latencies = list(pool.map(one, range(int(line))))
             print(json.dumps({"latencies": latencies, "wall_s": time.perf_counter() - t0}), flush=True)
-    return 0
 
 
 def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests: int, replicas: int,
@@ -283,10 +272,11 @@ def run_baseline(ref: str, argv: list[str]) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--load"]:  # the clients' process (LoadProcess)
-        return load_main(int(argv[1]), int(argv[2]), argv[3])
+        load_main(int(argv[1]), int(argv[2]), argv[3])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default=None, help="bundle directory (default: shipped, else a tiny one)")
     parser.add_argument("--requests", type=int, default=48, help="timed requests per concurrency level")
@@ -298,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="agents' Serve layout (default: the code's own EnsembleConfig default)")
     parser.add_argument("--max-wait-ms", type=float, default=None,
                         help="batching wait (default: the code's own EnsembleConfig default)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "server.json"))
+    parser.add_argument("--out", default=str(RESULTS / "server.json"))
     parser.add_argument("--baseline-ref", default=None,
                         help="also run this script on a git ref's code (e.g. the commit before a change) first, "
                              "in a temporary worktree, and put both results in --out")
@@ -308,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle, kind = pick_bundle(args.bundle, Path(tmp))
-        crop, crop_source = face_crop()
+        crop, crop_source = first_dfdc_crop()
         print(f"bundle: {bundle} ({kind}); crop: {crop_source} {crop.shape}", flush=True)
         direct = bench_direct(bundle, crop, repeats=args.repeats, batch=args.batch)
         for name, d in direct["agents"].items():
@@ -339,15 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": baseline,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp_out.write_text(json.dumps(report, indent=2))
-    os.replace(tmp_out, out)
     print(json.dumps(goals, indent=2))
-    print(f"wrote {out}")
-    return 0
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

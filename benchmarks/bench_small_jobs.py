@@ -21,16 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, RESULTS, stamp, use_checkout, write_json
+
+use_checkout()
 
 
 def make_screenshots(folder: Path, count: int) -> None:
@@ -69,13 +68,12 @@ def same_rows(a: Path, b: Path) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 48], help="job sizes (screenshots)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per size and path (best is kept)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "small_jobs.json"))
+    parser.add_argument("--out", default=str(RESULTS / "small_jobs.json"))
     args = parser.parse_args(argv)
-    from training.report import atomic_write_text
 
     load_before = os.getloadavg()[0]
     results = {}
@@ -101,10 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{results[str(size)]['ray_s']:6.1f} s, identical rows: {results[str(size)]['identical_rows']} "
                   f"(runs {times})", flush=True)
     report = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        **stamp(argv if argv is not None else sys.argv[1:]),
         "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "command": "python benchmarks/bench_small_jobs.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sizes": results,
         "goal_s_3_screenshots": 6.0,
     }
@@ -119,11 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             report["crossover_images"] = round((start["ray"] - start["local"]) / (per["local"] - per["ray"]))
     if "3" in results:
         report["goal_met"] = results["3"]["in_process_s"] <= 6.0
-    atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "sizes"}))
-    print(f"wrote {args.out}")
-    return 0
+    write_json(args.out, report, echo=True, hide=("sizes",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

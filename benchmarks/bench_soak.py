@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import threading
@@ -39,10 +37,11 @@ import grpc
 import numpy as np
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, RESULTS, stop_server, use_checkout, write_json
 
-from agents.atomic import atomic_write_text  # noqa: E402
+use_checkout()
+
+from blackboard.ray_runtime import free_ports  # noqa: E402
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb  # noqa: E402
 from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -50,12 +49,6 @@ GIB = 2**30
 # Statuses that are a correct answer for each kind of call.
 EXPECTED = {"bad": {"INVALID_ARGUMENT"}, "feedback": {"OK", "RESOURCE_EXHAUSTED", "NOT_FOUND"}}
 OK_LIKE = {"OK", "RESOURCE_EXHAUSTED"}  # overload is refused on purpose, not an error
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def role(proc: psutil.Process, server_pid: int) -> str:
@@ -156,7 +149,7 @@ def wait_serving(target: str, proc: subprocess.Popen, timeout_s: float) -> float
     raise SystemExit(f"fakeface serve not SERVING after {timeout_s:.0f} s")
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--bundle", default=None, help="bundle directory (default: the shipped bundle)")
@@ -164,10 +157,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1800.0, help="length of the soak")
     parser.add_argument("--settle", type=float, default=20.0, help="seconds idle after SERVING before measuring")
     parser.add_argument("--sample-s", type=float, default=10.0, help="RSS sampling period")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/soak.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args()
 
-    port, http_port = free_port(), free_port()
+    port, http_port = free_ports(2)
     cmd = [sys.executable, "-m", "fakeface.cli", "serve", "--port", str(port), "--http-port", str(http_port)]
     if args.bundle:
         cmd += ["--bundle", args.bundle]
@@ -200,11 +193,7 @@ def main() -> int:
         for thread in threads:
             thread.join(90)
     finally:
-        server.terminate()
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     tenth = max(1, len(samples) // 10)
     first = float(np.mean([s for _, s in samples[:tenth]]))
     last = float(np.mean([s for _, s in samples[-tenth:]]))
@@ -238,11 +227,8 @@ def main() -> int:
         "growth_le_5_pct": results["rss_growth_pct"] is not None and results["rss_growth_pct"] <= 5.0,
         "no_errors": errors == 0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(results, indent=2))
-    print(json.dumps({k: v for k, v in results.items() if k != "rss_samples_gib"}, indent=2))
-    return 0
+    write_json(args.out, results, echo=True, hide=("rss_samples_gib",))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

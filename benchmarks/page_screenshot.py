@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import REPO, stop_server, use_checkout
+
+use_checkout()
+
+from blackboard.ray_runtime import free_ports  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--image", nargs="+", default=[str(REPO / "../shared/data/dfdc-test/fake/aamvplpjbw.jpg")],
@@ -42,7 +38,7 @@ def main() -> int:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    http_port = free_port()
+    (http_port,) = free_ports(1)
     server = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--port", "0", "--http-port",
                                str(http_port)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     driver = None
@@ -84,10 +80,8 @@ def main() -> int:
     finally:
         if driver is not None:
             driver.quit()
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-    return 0
+        stop_server(server)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

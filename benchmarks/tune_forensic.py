@@ -16,21 +16,15 @@ new features add from what degraded training adds. Saves benchmarks/results/fore
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, setup, stamp, write_json
+
+setup(tf_log_level="3")
 
 import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 V1_GROUPS = ("colour", "saturation", "spectrum", "noise", "sharpness", "jpeg")
 CANDIDATES = {
@@ -41,7 +35,7 @@ CANDIDATES = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
@@ -98,17 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<20} {len(cols):>4} feats {model.n_iter_:>4} it " +
               " ".join(f"{k} {v:.4f}" for k, v in aucs.items()) + f"  ({results[name]['fit_seconds']:.0f}s)",
               flush=True)
-    out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "command": "python benchmarks/tune_forensic.py " + " ".join(argv or sys.argv[1:]),
+    out = {**stamp(argv or sys.argv[1:]),
            "n": {"train_rows": int(len(train)), "val_rows": int(len(val))}, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2))
-    os.replace(tmp, args.out)
-    print(f"saved {args.out}")
-    return 0
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -25,6 +25,7 @@ import numpy as np
 from cachetools import LRUCache
 
 from agents.bundle import Bundle, load_bundle
+from agents.preprocessing import as_rgb_uint8
 from blackboard.model_info import AgentInfo, EnsembleInfo
 from blackboard.case import Case, Decision, FaceRecord, Vote
 from blackboard.borderline import borderline_for, val_error_rates
@@ -38,8 +39,8 @@ from blackboard.combine import vote_matrix
 from blackboard.config import EnsembleConfig
 from blackboard.decision import context_for, decide, decider_name, decider_version
 from vision.context import face_context
+from vision.faces import DETECT_MODES
 
-DETECT_MODES = ("auto", "on", "off")
 # How to classify the whole image anyway, in each front end's words.
 NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off` (CLI), "
                 "face_detection=FACE_DETECTION_OFF (gRPC) or \"classify the whole image\" (web page)")
@@ -345,13 +346,5 @@ class Board:
 
 def _check_image(image: Any) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array, or a ValueError saying what was received."""
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 8:
-        raise ValueError(f"Expected an RGB image (H, W, 3) of at least 8x8 pixels, received shape {array.shape}.")
-    if array.shape[2] == 4:
-        array = array[:, :, :3]
-    if array.dtype != np.uint8:
-        raise ValueError(f"Expected uint8 pixels, received dtype {array.dtype}.")
-    return np.ascontiguousarray(array)
+    # Pixels are refused, not clipped, when not uint8: a caller that sends floats has a bug.
+    return np.ascontiguousarray(as_rgb_uint8(np.asarray(image), min_side=8, clip=False))

@@ -55,17 +55,31 @@ def _check(votes: np.ndarray, agents: Sequence[str], present: np.ndarray | None)
     return votes, mask
 
 
-class SingleAgent:
+def mean_vote(votes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean p_fake of the present votes per row; 0.5 ("don't know") where none is present."""
+    n = mask.sum(axis=1)
+    return np.where(n > 0, (votes * mask).sum(axis=1) / np.maximum(n, 1), 0.5)
+
+
+class _FixedRule:
+    """A combiner with nothing to learn: ``fit`` leaves it as it is."""
+
+    def __init__(self, agents: Sequence[str]):
+        self.agents = list(agents)
+
+    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "_FixedRule":
+        return self
+
+
+class SingleAgent(_FixedRule):
     """One agent alone (its own calibrated probability)."""
 
     def __init__(self, agents: Sequence[str], agent: str):
-        if agent not in agents:
+        super().__init__(agents)
+        if agent not in self.agents:
             raise ValueError(f"Agent {agent!r} not among {list(agents)}.")
-        self.agents, self.agent, self.name = list(agents), agent, agent
+        self.agent, self.name = agent, agent
         self._col = self.agents.index(agent)
-
-    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "SingleAgent":
-        return self
 
     def predict_proba(self, votes: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
         votes, mask = _check(votes, self.agents, present)
@@ -76,43 +90,29 @@ class SingleAgent:
         return {a: {c: float(a == self.agent) for c in CLASSES} for a in self.agents}
 
 
-class MeanCombiner:
+class MeanCombiner(_FixedRule):
     """Mean of the present agents' p_fake."""
 
     name = "mean"
 
-    def __init__(self, agents: Sequence[str]):
-        self.agents = list(agents)
-
-    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "MeanCombiner":
-        return self
-
     def predict_proba(self, votes: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
-        votes, mask = _check(votes, self.agents, present)
-        n = mask.sum(axis=1)
-        return np.where(n > 0, (votes * mask).sum(axis=1) / np.maximum(n, 1), 0.5)
+        return mean_vote(*_check(votes, self.agents, present))
 
     def weights(self) -> dict[str, dict[str, float]]:
         return {a: {c: 1.0 / len(self.agents) for c in CLASSES} for a in self.agents}
 
 
-class MajorityCombiner:
+class MajorityCombiner(_FixedRule):
     """Majority vote of the present agents' labels (p_fake >= 0.5); the score is the fake share."""
 
     name = "majority"
-
-    def __init__(self, agents: Sequence[str]):
-        self.agents = list(agents)
-
-    def fit(self, votes: np.ndarray, labels: np.ndarray) -> "MajorityCombiner":
-        return self
 
     def predict_proba(self, votes: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
         votes, mask = _check(votes, self.agents, present)
         n = mask.sum(axis=1)
         fake_votes = ((votes >= 0.5) & mask).sum(axis=1)
         # Ties break on the mean probability so the score still ranks cases.
-        mean = np.where(n > 0, (votes * mask).sum(axis=1) / np.maximum(n, 1), 0.5)
+        mean = mean_vote(votes, mask)
         share = np.where(n > 0, fake_votes / np.maximum(n, 1), 0.5)
         return np.clip(share + 1e-3 * (mean - 0.5), 0.0, 1.0)
 

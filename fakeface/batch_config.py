@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from vision.faces import DETECT_MODES
 from blackboard.stage_plan import VERBOSE_ENV
 
 DESCRIPTION = "`fakeface batch`: classify folders, manifests or lists of images and videos as a Ray Data job."
@@ -87,7 +88,7 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
                    "loopback-only local Ray with token auth (None: $RAY_ADDRESS, else in this process for small jobs "
                    "(blackboard.local_stages), else a local Ray)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.parts/")
-    p.add_argument("--detect", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--detect", choices=DETECT_MODES, default="auto",
                    help="face detection: on, off (inputs are crops) or auto (detect, else use whole image)")
     p.add_argument("--fps", type=float, default=1.0, help="frames per second sampled from videos")
     p.add_argument("--actors-per-agent", default=None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Self
 
 import grpc
 import numpy as np
@@ -82,7 +82,20 @@ class _StoppableRequests:
             self._busy.release()
 
 
-class DetectorClient:
+class _Closing:
+    """``with`` support: leaving the block calls :meth:`close`."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class DetectorClient(_Closing):
     """A thin gRPC client for `fakeface.v1.Detector`.
 
     Args:
@@ -117,12 +130,6 @@ class DetectorClient:
         else:
             self.channel = grpc.insecure_channel(target, options=options)
         self.stub = pb_grpc.DetectorStub(self.channel)
-
-    def __enter__(self) -> "DetectorClient":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def close(self) -> None:
         self.channel.close()
@@ -197,7 +204,7 @@ class DetectorClient:
         raise ClientError(f"server at {self.target} not SERVING after {timeout_s:.0f} s (last: {last})")
 
 
-class LocalDetector:
+class LocalDetector(_Closing):
     """The ensemble in this process, answering like the server does.
 
     Without a Ray address the detector and agents run in this process (`blackboard.inprocess`):
@@ -229,12 +236,6 @@ class LocalDetector:
             self.ensemble.shutdown()
             raise ClientError(f"the models did not load within {ready_timeout_s:.0f} s")
         self._renderer = None
-
-    def __enter__(self) -> "LocalDetector":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def close(self) -> None:
         self.ensemble.shutdown()

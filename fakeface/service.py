@@ -28,7 +28,7 @@ import numpy as np
 from cachetools import LRUCache
 
 from agents.labels import FAKE, REAL
-from blackboard.board import DETECT_MODES, DeadlineExceeded
+from blackboard.board import DeadlineExceeded
 from blackboard.case import Case
 from blackboard.feedback_log import FeedbackLog
 from blackboard.model_info import EnsembleInfo
@@ -37,6 +37,7 @@ from fakeface.serve.metrics import ServerMetrics
 from fakeface.serve.ratelimit import RateLimitConfig, RateLimiter, hashed_client
 from fakeface.service_calls import (BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Call, Caller, ServiceRefusal, Status,
                                     Stopping)
+from vision.faces import DETECT_MODES
 from vision.media import ImageError, decode_image
 
 log = logging.getLogger("fakeface.server")
@@ -55,7 +56,7 @@ STOP_POLL_S = 0.1
 class ClassifyOptions:
     """How to classify one image."""
 
-    detect: str = "auto"  # face detection: "auto", "on" or "off" (blackboard.board.DETECT_MODES)
+    detect: str = "auto"  # face detection: "auto", "on" or "off" (vision.faces.DETECT_MODES)
     heatmaps: bool = False  # render a Grad-CAM heat map per face and agent
     source: str = ""  # the caller's name for the image (a file name, "clip.mp4@12"), echoed back
 

@@ -7,6 +7,8 @@ mirror image for "real". Each alone ranks only the cases it is sure of.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 AGENTS = ["A", "B"]
@@ -23,3 +25,13 @@ def expert_stream(n: int, seed: int, noisy: str | None = None) -> tuple[np.ndarr
     if noisy is not None:
         votes[:, AGENTS.index(noisy)] = rng.uniform(0.01, 0.99, n)
     return votes, y, rng.normal(size=(n, 1))
+
+
+def live_and_replay(n: int, seed: int, *, fit: int) -> tuple[Any, Any]:
+    """(a log-odds controller fitted on the first ``fit`` votes of a stream of ``n``, the rest
+    as its replay set): the serving state the feedback and borderline tests start from."""
+    from blackboard.controllers.logodds import LogOddsController
+    from blackboard.controllers.store import ReplaySet
+
+    votes, y, _ = expert_stream(n, seed=seed)
+    return LogOddsController(AGENTS).fit(votes[:fit], y[:fit]), ReplaySet(tuple(AGENTS), votes[fit:], y[fit:])

@@ -27,6 +27,7 @@ import pandas as pd
 
 from agents.bundle import load_bundle
 from agents.labels import CLASSES, label_to_index
+from vision.faces import DETECT_MODES
 from vision.media import IMAGE_EXTENSIONS
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
@@ -36,9 +37,8 @@ from training.evaluate_gate import uncertain
 from training.evaluate_pipeline import CONTEXTS, EVAL, FIT, PROG, score_rows
 from training.metrics import BootstrapConfig, score_systems
 from training.systems import ablation, build_systems
+from training.votes import split_rows
 from training.report import atomic_write_text, write_report
-
-DETECT_MODES = ("auto", "on", "off")
 
 
 class EvaluationError(ValueError):
@@ -124,11 +124,10 @@ def images_from_manifest(path: Path, split: str) -> pd.DataFrame:
     Raises:
         EvaluationError: unknown split (naming the ones present) or bad labels.
     """
-    frame = _read_manifest(path)
-    rows = frame[frame["split"].astype(str) == split]
-    if rows.empty:
-        present = sorted(frame["split"].astype(str).unique())
-        raise EvaluationError(f"{path} has no rows in split {split!r}; its splits are {present}. Choose one with --split.")
+    try:
+        rows = split_rows(_read_manifest(path), split, where=str(path))
+    except ValueError as err:
+        raise EvaluationError(f"{err} Choose one with --split.") from None
     labels = [_label_index(v, f"{path}") for v in rows["label"]]
     return pd.DataFrame({"path": rows["path"].astype(str).to_list(), "label": labels})
 

@@ -72,20 +72,18 @@ def estimate_seconds(paths: Sequence[str], detect: str, cpus: float) -> float:
     with ``--detect on``, add MTCNN (``DETECT_IMAGES_PER_CPU_S``). Which is which is read from
     the headers of up to 200 evenly spaced files (PIL reads the size without decoding).
     """
-    from PIL import Image
-
     from vision.faces import CROP_TRUST_SIDE, looks_like_crop
+    from vision.media import image_file_size
 
     if not paths:
         return 0.0
     sample = [paths[i] for i in np.linspace(0, len(paths) - 1, min(200, len(paths))).astype(int)]
     crops = 0
     for path in sample:
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (OSError, ValueError):
+        size = image_file_size(path)
+        if size is None:
             continue
+        width, height = size
         # The face stage's own rule, on an empty array of the image's shape (no pixels decoded).
         shape_only = np.empty((max(height, 1), max(width, 1), 0), dtype=np.uint8)
         crops += detect == "off" or (detect == "auto" and looks_like_crop(shape_only, max_side=CROP_TRUST_SIDE))

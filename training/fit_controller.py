@@ -29,7 +29,7 @@ from blackboard.calibration import check_prior
 from blackboard.combine import CONTEXT_STACKING, baselines_to_json, fit_baselines
 from blackboard.combine_context import ContextStackingCombiner
 from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
-from blackboard.controllers.base import Controller, controller_kinds
+from blackboard.controllers.base import Controller, check_config_keys, controller_kinds
 from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
 from training.votes import collect_context, collect_votes, read_manifest_split
@@ -135,11 +135,7 @@ def load_config(path: str | None, args: argparse.Namespace) -> Any:
     context = getattr(args, "context", None)
     if "context" in config_class.__dataclass_fields__ and context is not None and "context" not in data:
         data["context"] = [] if context in ("", "none") else [c.strip() for c in context.split(",") if c.strip()]
-    known = set(config_class.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"Unknown {kind} config keys {unknown}; known keys: {sorted(known)}.")
-    return config_class(**data)
+    return config_class(**check_config_keys(config_class, data, kind=kind))
 
 
 def replay_holdout(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -76,6 +76,13 @@ def _none_if_nan(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def _bin_sums(y: np.ndarray, p: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(count, sum of p, sum of y) per equal-width bin of p on [0, 1] (p = 1 in the last bin)."""
+    idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    return (np.bincount(idx, minlength=n_bins), np.bincount(idx, weights=p, minlength=n_bins),
+            np.bincount(idx, weights=y, minlength=n_bins))
+
+
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, n_bins: int = 15) -> float:
     """Expected calibration error of p_fake over equal-width bins.
 
@@ -93,10 +100,7 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, n_bins: int = 15
     y, p = _check_inputs(y, p)
     if n_bins < 1:
         raise ValueError(f"n_bins must be positive, received {n_bins}.")
-    idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins)
-    sum_p = np.bincount(idx, weights=p, minlength=n_bins)
-    sum_y = np.bincount(idx, weights=y, minlength=n_bins)
+    count, sum_p, sum_y = _bin_sums(y, p, n_bins)
     used = count > 0
     gaps = np.abs(sum_y[used] - sum_p[used])  # = count * |mean_y - mean_p|
     return float(gaps.sum() / len(p))
@@ -105,10 +109,7 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, n_bins: int = 15
 def reliability_bins(y: np.ndarray, p: np.ndarray, *, n_bins: int = 15) -> dict[str, list[float | None]]:
     """Per-bin mean p_fake, observed fake fraction and count (for the reliability diagram)."""
     y, p = _check_inputs(y, p)
-    idx = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins)
-    sum_p = np.bincount(idx, weights=p, minlength=n_bins)
-    sum_y = np.bincount(idx, weights=y, minlength=n_bins)
+    count, sum_p, sum_y = _bin_sums(y, p, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = sum_p / count
         frac = sum_y / count

@@ -54,12 +54,18 @@ def _save_figure(fig: Figure, path: Path) -> str:
 save_figure = _save_figure  # for the report's other modules (selective risk, degrade)
 
 
-def plot_roc(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
-    """ROC curves of every system on one axes."""
+def _curves(display: Any, y: np.ndarray, scores: dict[str, np.ndarray]) -> tuple[Figure, Any]:
+    """(figure, axes) holding one curve per system, drawn by a scikit-learn display class."""
     fig = Figure(figsize=(6.5, 6))
     ax = fig.add_subplot()
     for name, p in scores.items():
-        RocCurveDisplay.from_predictions(y, p, name=name, ax=ax, pos_label=1)
+        display.from_predictions(y, p, name=name, ax=ax, pos_label=1)
+    return fig, ax
+
+
+def plot_roc(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
+    """ROC curves of every system on one axes."""
+    fig, ax = _curves(RocCurveDisplay, y, scores)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
     ax.set_title("ROC (fake = positive)")
     return _save_figure(fig, path)
@@ -67,10 +73,7 @@ def plot_roc(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
 
 def plot_pr(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
     """Precision-recall curves of every system on one axes, with the fake prevalence as a line."""
-    fig = Figure(figsize=(6.5, 6))
-    ax = fig.add_subplot()
-    for name, p in scores.items():
-        PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax, pos_label=1)
+    fig, ax = _curves(PrecisionRecallDisplay, y, scores)
     ax.axhline(float(np.mean(y)), linestyle=":", color="grey", linewidth=1, label="prevalence")
     ax.set_title("Precision-recall (fake = positive)")
     ax.legend(loc="lower left", fontsize="small")

@@ -22,7 +22,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from agents.atomic import atomic_write_text
 from agents.bundle import Bundle, load_model_file, save_model_file, write_bundle
-from agents.labels import CLASSES, label_to_index
+from agents.labels import CLASSES
 from agents.predictor import apply_temperature
 from agents.registry import get_agent
 from training.augment import AugmentConfig
@@ -30,7 +30,7 @@ from training.calibrate import binary_metrics, fit_temperature, p_fake_of
 from blackboard.calibration import choose_threshold
 from training.callbacks import ResumableEarlyStopping, ValMetrics
 from training.curves import plot_curves
-from training.splits import load_split
+from training.splits import finished_meta, split_labels, train_val
 from training.data import FaceSequence, resized_cache
 
 
@@ -112,10 +112,6 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.RMSprop(lr)
 
 
-def _labels(rows: pd.DataFrame) -> np.ndarray:
-    return np.array([label_to_index(v) for v in rows["label"]], dtype=np.int64)
-
-
 def train_agent(
     name: str,
     manifest: pd.DataFrame,
@@ -140,18 +136,15 @@ def train_agent(
     agent_dir = work_dir / name
     meta_path = agent_dir / "meta.json"
     model_path = agent_dir / f"{name}.keras"
-    if meta_path.is_file() and model_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if verbose:
-            print(f"[{name}] reusing finished training in {agent_dir}")
+    meta = finished_meta(name, agent_dir, model_path, verbose=verbose)
+    if meta is not None:
         return {**meta, "model": load_model_file(model_path), "preprocessing": contract,
                 "files": {f"logs/{name}.csv": str(agent_dir / "log.csv"), f"logs/{name}.png": str(agent_dir / "curves.png")}}
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
-    train = load_split(manifest, "train", limit=config.max_train_images, seed=config.seed)
-    val = load_split(manifest, "val", limit=config.max_val_images, seed=config.seed)
-    y_train, y_val = _labels(train), _labels(val)
+    train, val = train_val(manifest, config)
+    y_train, y_val = split_labels(train), split_labels(val)
     reader = {"workers": config.workers, "use_multiprocessing": False}
     caches = {"train": None, "val": None}
     if config.cache:

@@ -35,7 +35,6 @@ from tqdm import tqdm
 
 from agents.forensic import ForensicModel, load_forensic, save_forensic
 from agents.forensic_features import FEATURE_VERSION, GROUPS, N_FEATURES, image_features
-from agents.labels import label_to_index
 from agents.predictor import apply_temperature
 from agents.preprocessing import Preprocessing, prepare_image
 from agents.registry import get_agent
@@ -44,7 +43,7 @@ from training.calibrate import binary_metrics, fit_temperature, p_fake_of
 from blackboard.calibration import choose_threshold
 from training.curves import plot_curves
 from training.pipeline_crops import LandmarkCache, pipeline_crop
-from training.splits import load_split
+from training.splits import finished_meta, split_labels, train_val
 from vision.degrade import random_chain
 
 if TYPE_CHECKING:  # type only: training.train hands forensic agents to this module
@@ -193,10 +192,6 @@ def _copy_landmarks(train: pd.DataFrame, val: pd.DataFrame, work_dir: Path, *, v
     return per_row
 
 
-def _labels(rows: pd.DataFrame) -> np.ndarray:
-    return np.array([label_to_index(v) for v in rows["label"]], dtype=np.int64)
-
-
 def holdout_plan(labels: np.ndarray, groups: Sequence[str], *, class_weights: bool,
                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How train rows are used: (fit rows, early-stopping rows, per-row sample weights).
@@ -274,19 +269,16 @@ def train_forensic(
     model_path = agent_dir / f"{name}.skops"
     log_path, png_path = agent_dir / "log.csv", agent_dir / "curves.png"
     files = {f"logs/{name}.csv": str(log_path), f"logs/{name}.png": str(png_path)}
-    if meta_path.is_file() and model_path.is_file():
-        if verbose:
-            print(f"[{name}] reusing finished training in {agent_dir}")
-        meta = json.loads(meta_path.read_text())
+    meta = finished_meta(name, agent_dir, model_path, verbose=verbose)
+    if meta is not None:
         return {**meta, "kind": "forensic", "model": load_forensic(model_path), "preprocessing": contract,
                 "files": files}
 
-    train = load_split(manifest, "train", limit=config.max_train_images, seed=config.seed)
-    val = load_split(manifest, "val", limit=config.max_val_images, seed=config.seed)
+    train, val = train_val(manifest, config)
     copies = config.degraded_copies if config.augment else 0
     train = with_degraded_copies(train, copies, config.seed)
     val = with_degraded_copies(val, copies, config.seed)
-    y_train, y_val = _labels(train), _labels(val)
+    y_train, y_val = split_labels(train), split_labels(val)
     cache = FeatureCache.for_work_dir(work_dir, contract)
     start = time.perf_counter()
     marks = _copy_landmarks(train, val, work_dir, verbose=bool(verbose)) if config.pipeline_crops else None

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.labels import CLASSES
-from blackboard.controllers.base import Controller
+from blackboard.controllers.base import Controller, agent_class_table
 
 
 def trust_by_context(controller: Controller) -> dict[str, list[dict[str, Any]]]:
@@ -33,8 +32,7 @@ def trust_by_context(controller: Controller) -> dict[str, list[dict[str, Any]]]:
             w = controller.w + z * controller.v[k]
             value = controller.ctx_mean[k] + z * controller.ctx_std[k]
             rows.append({"bin": b, "label": f"{label} ({value:.2f})",
-                         "weights": {a: {c: float(w[i, j]) for j, c in enumerate(CLASSES)}
-                                     for i, a in enumerate(controller.agents)}})
+                         "weights": agent_class_table(controller.agents, w)})
         out[name] = rows
     return out
 

@@ -39,6 +39,16 @@ FIT_DETECT = "off"
 CACHE_SALT = f"fit-stages-v1\0detect={FIT_DETECT}\0crop={CROP_SIZE}\0{','.join(CONTEXT_NAMES)}"
 
 
+def split_rows(frame: pd.DataFrame, split: str, *, where: str) -> pd.DataFrame:
+    """The rows of one split of a manifest frame; ValueError naming the splits it has (``where``:
+    the manifest, as the message names it) when that one has no rows."""
+    rows = frame[frame["split"].astype(str) == split]
+    if rows.empty:
+        splits = sorted(frame["split"].astype(str).unique())
+        raise ValueError(f"{where} has no rows in split {split!r}; its splits are {splits}.")
+    return rows
+
+
 def read_manifest_split(manifest: str | os.PathLike[str], split: str, *,
                         with_groups: bool = False) -> tuple[list[Path], np.ndarray] | tuple[list[Path], np.ndarray, np.ndarray]:
     """Image paths and 0/1 labels (and, with ``with_groups``, source groups) of one manifest split.
@@ -46,11 +56,7 @@ def read_manifest_split(manifest: str | os.PathLike[str], split: str, *,
     Raises:
         ValueError: the manifest is missing or malformed (see read_manifest), or the split is empty.
     """
-    frame = read_manifest(manifest)
-    rows = frame[frame["split"].astype(str) == split]
-    if rows.empty:
-        splits = sorted(frame["split"].astype(str).unique())
-        raise ValueError(f"Manifest {manifest} has no rows in split {split!r}; its splits are {splits}.")
+    rows = split_rows(read_manifest(manifest), split, where=f"Manifest {manifest}")
     labels = np.array([label_to_index(v) for v in rows["label"]], dtype=int)
     paths = [Path(p) for p in rows["path"]]
     if with_groups:

@@ -18,7 +18,9 @@ from vision.alignment import align_face, check_size_margin
 from vision.face_detector import FaceDetector
 from vision.media import as_rgb
 
-MODES = ("off", "on", "auto")
+# Face detection modes every front end offers: "auto" detects unless the image looks like a
+# crop already, "on" always detects, "off" takes the whole image as the crop.
+DETECT_MODES = ("auto", "on", "off")
 
 # Images that already look like face crops (for mode "auto"): aspect range and largest side.
 CROP_ASPECT_RANGE = (0.75, 1.33)
@@ -58,18 +60,15 @@ def will_detect(paths: Sequence[Any], mode: str) -> bool:
     start loading MTCNN early, beside its other models, only when it will be needed."""
     if mode == "off":
         return False
-    from PIL import Image
-
-    from vision.media import is_video
+    from vision.media import image_file_size, is_video
 
     for path in paths:
         if mode == "on" or is_video(path):
             return True
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (OSError, ValueError):
+        size = image_file_size(path)
+        if size is None:
             continue  # unreadable: rejected before detection
+        width, height = size
         if not looks_like_crop(np.empty((height, width, 0), np.uint8), max_side=CROP_TRUST_SIDE):
             return True
     return False
@@ -110,8 +109,8 @@ def extract_faces(
     Returns:
         Crops, most confident first.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, received {mode!r}.")
+    if mode not in DETECT_MODES:
+        raise ValueError(f"mode must be one of {DETECT_MODES}, received {mode!r}.")
     check_size_margin(size, margin)
     image = as_rgb(image_rgb)
     if mode == "off" or (mode == "auto" and looks_like_crop(image, max_side=CROP_TRUST_SIDE)):

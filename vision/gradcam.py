@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -149,21 +149,25 @@ class GradCamRenderer:
 
     def render(self, crops: Sequence[np.ndarray], *, agents: Sequence[str] | None = None) -> list[dict[str, np.ndarray]]:
         """One dict per crop: agent -> RGB uint8 overlay of the crop with that agent's map."""
-        names = list(self.bundle.agent_names if agents is None else agents)
-        out: list[dict[str, np.ndarray]] = [{} for _ in crops]
+        def draw(name: str) -> list[np.ndarray]:
+            if self.bundle.agent(name).kind == "forensic":
+                return [contribution_panel(np.asarray(c), e) for c, e in zip(crops, self._explain(name, crops))]
+            maps = grad_cam(self._model(name), prepare_batch(list(crops), self.bundle.agent(name).preprocessing))
+            return [overlay(np.asarray(crop), maps[i]) for i, crop in enumerate(crops)]
+
+        return self._per_crop(crops, list(self.bundle.agent_names if agents is None else agents), draw)
+
+    def _per_crop(self, crops: Sequence[np.ndarray], names: list[str],
+                  per_agent: Callable[[str], list[Any]]) -> list[dict[str, Any]]:
+        """One dict per crop: agent -> its item of ``per_agent(agent)`` (one item per crop), the
+        agents taken one at a time under the lock (their models are shared)."""
+        out: list[dict[str, Any]] = [{} for _ in crops]
         if len(crops) == 0:
             return out
         with self._lock:
             for name in names:
-                if self.bundle.agent(name).kind == "forensic":
-                    for i, contributions in enumerate(self._explain(name, crops)):
-                        out[i][name] = contribution_panel(np.asarray(crops[i]), contributions)
-                    continue
-                model = self._model(name)
-                x = prepare_batch(list(crops), self.bundle.agent(name).preprocessing)
-                maps = grad_cam(model, x)
-                for i, crop in enumerate(crops):
-                    out[i][name] = overlay(np.asarray(crop), maps[i])
+                for i, item in enumerate(per_agent(name)):
+                    out[i][name] = item
         return out
 
     def _explain(self, name: str, crops: Sequence[np.ndarray]) -> list[dict[str, float]]:
@@ -179,14 +183,7 @@ class GradCamRenderer:
         """
         names = [n for n in (self.bundle.agent_names if agents is None else agents)
                  if self.bundle.agent(n).kind == "forensic"]
-        out: list[dict[str, dict[str, float]]] = [{} for _ in crops]
-        if len(crops) == 0:
-            return out
-        with self._lock:
-            for name in names:
-                for i, contributions in enumerate(self._explain(name, crops)):
-                    out[i][name] = contributions
-        return out
+        return self._per_crop(crops, names, lambda name: self._explain(name, crops))
 
     def render_png(self, crops: Sequence[np.ndarray], *, agents: Sequence[str] | None = None) -> list[dict[str, bytes]]:
         """Like :meth:`render`, PNG-encoded."""

@@ -20,6 +20,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from agents.preprocessing import as_rgb_uint8
+
 # File extensions (lower case, with the dot) of the inputs every command accepts.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -60,14 +62,13 @@ def is_image(path: str | os.PathLike[str]) -> bool:
 # --------------------------------------------------------------------------- images
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decodes JPEG/PNG/BMP/WebP/TIFF bytes to RGB uint8, refusing anything unsafe.
-
-    The header is read first (PIL reads the size without decoding pixels) so a small file that
-    claims a huge canvas is refused before any memory is spent on it.
+def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int, str]:
+    """(width, height, PIL format name) of an encoded image, from its header alone: PIL reads the
+    size without decoding pixels, so a small file that claims a huge canvas is refused before
+    any memory is spent on it.
 
     Raises:
-        ImageError: empty input, undecodable data, or more than ``max_pixels`` pixels.
+        ImageError: empty input, not an image, or more than ``max_pixels`` pixels.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -78,7 +79,7 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             # PIL warns (not raises) between its two bomb limits; our own limit decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
+                (width, height), kind = header.size, str(header.format)
     except Image.DecompressionBombError as exc:
         raise ImageError(f"refused a decompression bomb: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -88,6 +89,29 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             f"refused a decompression bomb: the header claims {width}x{height} = {width * height} pixels, "
             f"more than the limit of {max_pixels}"
         )
+    return int(width), int(height), kind
+
+
+def image_file_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(width, height) of an image file from its header (no pixels decoded); None when the file
+    cannot be read as an image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decodes JPEG/PNG/BMP/WebP/TIFF bytes to RGB uint8, refusing anything unsafe (the header
+    is checked first, :func:`read_header`).
+
+    Raises:
+        ImageError: empty input, undecodable data, or more than ``max_pixels`` pixels.
+    """
+    width, height, _ = read_header(data, max_pixels=max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
     bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
@@ -117,17 +141,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     """Validates an image array and returns it as contiguous RGB uint8 (H, W, 3)."""
     if not isinstance(image, np.ndarray):
         raise ValueError(f"Expected a numpy image array, received {type(image).__name__}.")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"Expected an RGB image of shape (H, W, 3), received shape {image.shape}.")
-    if image.shape[0] < 2 or image.shape[1] < 2:
-        raise ValueError(f"Image is too small to hold a face: {image.shape[1]}x{image.shape[0]} pixels.")
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(as_rgb_uint8(image, min_side=2))
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.labels import CLASSES
-from blackboard.controllers.base import register_controller
+from blackboard.controllers.base import agent_class_table, register_controller
 from blackboard.controllers.logodds import LogOddsConfig, LogOddsController
 
 
@@ -103,8 +103,7 @@ class BinnedLogOddsController(LogOddsController):
             for b in range(bins):
                 w = self.w + self.v[k * bins + b]
                 rows.append({"bin": b, "low": float(edges[b]), "high": float(edges[b + 1]),
-                             "weights": {a: {c: float(w[i, j]) for j, c in enumerate(CLASSES)}
-                                         for i, a in enumerate(self.agents)}})
+                             "weights": agent_class_table(self.agents, w)})
             out[name] = rows
         return out
 
@@ -115,15 +114,10 @@ class BinnedLogOddsController(LogOddsController):
         return state
 
     def _restore(self, obj: dict[str, Any]) -> None:
-        self.w = np.asarray(obj["w"], dtype=np.float64).reshape(self.w.shape)
-        self.v = np.asarray(obj["v"], dtype=np.float64).reshape(self.v.shape)
-        self.u = np.asarray(obj["u"], dtype=np.float64).reshape(self.u.shape)
-        self.bias = float(obj["bias"])
+        # The log-odds state (its ctx_mean/ctx_std unused by the bins, but part of the stored
+        # content and so of the version hash), plus the bins' edges.
+        super()._restore(obj)
         self.edges = np.asarray(obj["edges"], dtype=np.float64).reshape(self.edges.shape)
-        # Unused by the bins, but part of the stored content (and so of the version hash).
-        self.ctx_mean = np.asarray(obj["ctx_mean"], dtype=np.float64).reshape(self.ctx_mean.shape)
-        self.ctx_std = np.asarray(obj["ctx_std"], dtype=np.float64).reshape(self.ctx_std.shape)
-        self.baseline = float(obj.get("baseline", 0.0))
 
     def summary(self) -> dict[str, Any]:
         base = super(LogOddsController, self).summary()

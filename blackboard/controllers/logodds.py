@@ -30,8 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.labels import CLASSES, FAKE_INDEX
-from blackboard.calibration import CALIBRATIONS, check_prior, logit, parse_threshold_rule, sigmoid
-from blackboard.controllers.base import Controller, register_controller
+from blackboard.calibration import logit, sigmoid
+from blackboard.controllers.base import Controller, agent_class_table, check_rule_settings, register_controller
 
 REWARDS = ("log", "reinforce")
 _CONTEXT_CLIP = 3.0  # standardised context values are clipped to +/- this many deviations
@@ -61,18 +61,13 @@ class LogOddsConfig:
             raise ValueError(f"lr and online_lr must be in (0, 1], received {self.lr}, {self.online_lr}.")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be in (0, 1], received {self.lr_decay}.")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, received {self.epochs}.")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, received {self.reward!r}.")
         if self.l2 < 0:
             raise ValueError(f"l2 must be >= 0, received {self.l2}.")
         if len(set(self.context)) != len(self.context):
             raise ValueError(f"context names must be distinct, received {self.context}.")
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"calibration must be one of {CALIBRATIONS}, received {self.calibration!r}.")
-        parse_threshold_rule(self.threshold_rule)
-        check_prior(self.prior)
+        check_rule_settings(self)
 
 
 @register_controller
@@ -196,7 +191,7 @@ class LogOddsController(Controller):
     # ------------------------------------------------------------ explaining
     def weights(self) -> dict[str, dict[str, float]]:
         """agent -> class spoken -> W (log-odds taken per unit of the agent's log-odds; mean context)."""
-        return {a: {c: float(self.w[i, j]) for j, c in enumerate(CLASSES)} for i, a in enumerate(self.agents)}
+        return agent_class_table(self.agents, self.w)
 
     def trust(self) -> dict[str, dict[str, float]]:
         """The same table as :meth:`weights`: for this rule the weight is the trust."""
@@ -236,12 +231,11 @@ class LogOddsController(Controller):
         self.v = np.asarray(obj["v"], dtype=np.float64).reshape(self.v.shape)
         self.u = np.asarray(obj["u"], dtype=np.float64).reshape(self.u.shape)
         self.bias = float(obj["bias"])
-        self.ctx_mean = np.asarray(obj["ctx_mean"], dtype=np.float64).reshape(self.u.shape)
-        self.ctx_std = np.asarray(obj["ctx_std"], dtype=np.float64).reshape(self.u.shape)
+        self.ctx_mean = np.asarray(obj["ctx_mean"], dtype=np.float64).reshape(self.ctx_mean.shape)
+        self.ctx_std = np.asarray(obj["ctx_std"], dtype=np.float64).reshape(self.ctx_std.shape)
         self.baseline = float(obj.get("baseline", 0.0))
 
     def summary(self) -> dict[str, Any]:
         return {**super().summary(), "bias": float(self.bias), "context": list(self.config.context),
-                "context_slopes": {k: {a: {c: float(self.v[i, j, m]) for m, c in enumerate(CLASSES)}
-                                       for j, a in enumerate(self.agents)}
+                "context_slopes": {k: agent_class_table(self.agents, self.v[i])
                                    for i, k in enumerate(self.config.context)}}

@@ -17,8 +17,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.labels import CLASSES, FAKE_INDEX
-from blackboard.calibration import CALIBRATIONS, check_prior, parse_threshold_rule
-from blackboard.controllers.base import Controller, check_config_keys, register_controller
+from blackboard.combine import mean_vote
+from blackboard.controllers.base import (
+    Controller, agent_class_table, check_config_keys, check_rule_settings, register_controller,
+)
 
 WEIGHT_MAPS = ("power", "exp")
 
@@ -53,18 +55,13 @@ class ControllerConfig:
             raise ValueError(f"alpha_decay must be in (0, 1], received {self.alpha_decay}.")
         if not 0.0 <= self.epsilon_decay <= 1.0:
             raise ValueError(f"epsilon_decay must be in [0, 1], received {self.epsilon_decay}.")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, received {self.epochs}.")
         if self.weight_map not in WEIGHT_MAPS:
             raise ValueError(f"weight_map must be one of {WEIGHT_MAPS}, received {self.weight_map!r}.")
         if self.min_weight < 0:
             raise ValueError(f"min_weight must be >= 0, received {self.min_weight}.")
         if self.gamma <= 0 or self.beta <= 0:
             raise ValueError(f"gamma and beta must be positive, received gamma={self.gamma}, beta={self.beta}.")
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"calibration must be one of {CALIBRATIONS}, received {self.calibration!r}.")
-        parse_threshold_rule(self.threshold_rule)
-        check_prior(self.prior)
+        check_rule_settings(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ControllerConfig":
@@ -105,18 +102,15 @@ class QController(Controller):
         probs = np.stack([1.0 - votes, votes], axis=2)  # (N, A, 2) in CLASSES order
         s = ((self._w(self.q)[None, :, :] * mask[:, :, None]) * probs).sum(axis=1)
         total = s.sum(axis=1)
-        n = mask.sum(axis=1)
-        mean = np.where(n > 0, (votes * mask).sum(axis=1) / np.maximum(n, 1), 0.5)
-        return np.where(total > 1e-12, s[:, FAKE_INDEX] / np.maximum(total, 1e-12), mean)
+        return np.where(total > 1e-12, s[:, FAKE_INDEX] / np.maximum(total, 1e-12), mean_vote(votes, mask))
 
     def weights(self) -> dict[str, dict[str, float]]:
         """agent -> class -> the non-negative weight w(Q[agent][class]) used in decisions."""
-        w = self._w(self.q)
-        return {a: {c: float(w[i, j]) for j, c in enumerate(CLASSES)} for i, a in enumerate(self.agents)}
+        return agent_class_table(self.agents, self._w(self.q))
 
     def trust(self) -> dict[str, dict[str, float]]:
         """agent -> class -> learned trust Q (in [-1, 1])."""
-        return {a: {c: float(self.q[i, j]) for j, c in enumerate(CLASSES)} for i, a in enumerate(self.agents)}
+        return agent_class_table(self.agents, self.q)
 
     def explain(self, row_votes: np.ndarray, present: np.ndarray | None = None,
                 context: np.ndarray | None = None) -> dict[str, float]:

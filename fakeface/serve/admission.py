@@ -12,16 +12,14 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from google.protobuf.message import DecodeError
 
-from vision.media import ImageError
+from vision.media import ImageError, read_header
 
 # JPEG start-of-scan marker; inside entropy-coded data 0xFF is always stuffed, so each one is a scan.
 _JPEG_SOS = b"\xff\xda"
@@ -65,23 +63,8 @@ def inspect_image(data: bytes, limits: InputLimits) -> ImageHeader:
     Raises:
         ImageError: empty, not an image, or outside the limits (the message says which).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise ImageError("empty input: no image bytes were received")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                header = ImageHeader(width=int(image.size[0]), height=int(image.size[1]), format=str(image.format))
-    except Image.DecompressionBombError as err:
-        raise ImageError(f"refused a decompression bomb: {err}") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"not a decodable image ({len(data)} bytes; JPEG, PNG, BMP or WebP expected)") from err
-    w, h = header.width, header.height
-    if header.pixels > limits.max_pixels:
-        raise ImageError(f"refused a decompression bomb: the header claims {w}x{h} = {header.pixels} pixels, "
-                         f"more than the limit of {limits.max_pixels}")
+    w, h, kind = read_header(data, max_pixels=limits.max_pixels)
+    header = ImageHeader(width=w, height=h, format=kind)
     if min(w, h) < limits.min_side:
         raise ImageError(f"image too small: {w}x{h}, each side needs at least {limits.min_side} pixels")
     if max(w, h) / min(w, h) > limits.max_aspect:
@@ -129,6 +112,22 @@ class Admission:
         if self._on_change is not None:
             self._on_change(self.calls, self.pixels)
 
+    def _add(self, *, calls: int = 0, pixels: int = 0) -> None:
+        """Changes what is in flight (the caller holds the lock) and reports the new totals."""
+        self.calls += calls
+        self.pixels += pixels
+        self._changed()
+
+    @contextlib.contextmanager
+    def _given_back(self, *, calls: int = 0, pixels: int = 0) -> Iterator[None]:
+        """Gives held calls and pixels back when the block ends, however it ends, waking waiters."""
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._add(calls=-calls, pixels=-pixels)
+                self._cond.notify_all()
+
     @contextlib.contextmanager
     def call(self) -> Iterator[None]:
         """Holds one call slot; raises `Refused` when all are taken."""
@@ -136,15 +135,9 @@ class Admission:
             if self.calls >= self.max_calls:
                 raise Refused("overload", f"the server is at its limit of {self.max_calls} calls in flight; "
                                           "retry after a short back-off")
-            self.calls += 1
-            self._changed()
-        try:
+            self._add(calls=1)
+        with self._given_back(calls=1):
             yield
-        finally:
-            with self._cond:
-                self.calls -= 1
-                self._changed()
-                self._cond.notify_all()
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Blocks until no call is in flight (True) or ``timeout_s`` passed (False)."""
@@ -170,15 +163,9 @@ class Admission:
                                                   f"{self.max_pixels} decoded pixels in flight "
                                                   f"({self.pixels} taken); retry after a short back-off")
                 self._cond.wait(left)
-            self.pixels += count
-            self._changed()
-        try:
+            self._add(pixels=count)
+        with self._given_back(pixels=count):
             yield
-        finally:
-            with self._cond:
-                self.pixels -= count
-                self._changed()
-                self._cond.notify_all()
 
 
 @dataclass(frozen=True)

@@ -249,20 +249,15 @@ def _method_handlers(servicer: DetectorServicer) -> dict[str, grpc.RpcMethodHand
     def ser(message: Any) -> bytes:
         return message.SerializeToString()
 
-    return {
-        "Classify": grpc.unary_unary_rpc_method_handler(
-            servicer.Classify, request_deserializer=tolerant_deserializer(pb.ClassifyRequest),
-            response_serializer=ser),
-        "ClassifyStream": grpc.stream_stream_rpc_method_handler(
-            servicer.ClassifyStream, request_deserializer=tolerant_deserializer(pb.ClassifyRequest),
-            response_serializer=ser),
-        "Feedback": grpc.unary_unary_rpc_method_handler(
-            servicer.Feedback, request_deserializer=tolerant_deserializer(pb.FeedbackRequest),
-            response_serializer=ser),
-        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
-            servicer.GetModelInfo, request_deserializer=tolerant_deserializer(pb.GetModelInfoRequest),
-            response_serializer=ser),
+    methods = {  # name -> (how it streams, its request message)
+        "Classify": (grpc.unary_unary_rpc_method_handler, pb.ClassifyRequest),
+        "ClassifyStream": (grpc.stream_stream_rpc_method_handler, pb.ClassifyRequest),
+        "Feedback": (grpc.unary_unary_rpc_method_handler, pb.FeedbackRequest),
+        "GetModelInfo": (grpc.unary_unary_rpc_method_handler, pb.GetModelInfoRequest),
     }
+    return {name: handler(getattr(servicer, name), request_deserializer=tolerant_deserializer(request),
+                          response_serializer=ser)
+            for name, (handler, request) in methods.items()}
 
 
 def create_server(

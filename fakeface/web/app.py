@@ -51,8 +51,8 @@ from fakeface.rpc_convert import case_to_proto
 from fakeface.service import ClassifyOptions, DetectorService
 from fakeface.service_calls import BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Caller, ServiceRefusal
 from fakeface.web.admin import add_admin_routes
-from fakeface.web.guards import (FeedbackBody, WebRefusal, caller_of, read_json, scrub_paths, token_checker,
-                                 web_refusal)
+from fakeface.web.guards import (FeedbackBody, WebRefusal, caller_of, read_capped, read_json, scrub_paths,
+                                 token_checker, web_refusal)
 from fakeface.web.report import LIMITS, accuracy_statement, build_report, error_rates, trained_on
 from fakeface.web.video import VIDEO_SUFFIX, ServiceBackend, sniff_video
 from fakeface.web.views import face_view, png_data_uri, response_view
@@ -188,14 +188,8 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
         if declared and declared.isdigit() and int(declared) > cap:
             raise WebRefusal(413, f"This file is {_mib(int(declared))}; the limit is {_mib(max_image)} for an image "
                                   f"and {_mib(config.max_video_bytes)} for a video.", code="RESOURCE_EXHAUSTED")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > cap:
-                raise WebRefusal(413, f"This file is larger than {_mib(cap)}, the most this page accepts.",
-                                 code="RESOURCE_EXHAUSTED")
-            chunks.append(chunk)
-        data = b"".join(chunks)
+        data = await read_capped(request, cap, WebRefusal(
+            413, f"This file is larger than {_mib(cap)}, the most this page accepts.", code="RESOURCE_EXHAUSTED"))
         if not data:
             raise WebRefusal(400, "The upload was empty: choose, drop or paste an image or a video.",
                              code="INVALID_ARGUMENT")

@@ -14,7 +14,7 @@ the video reader name the server's temporary files.
 from __future__ import annotations
 
 import re
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -117,6 +117,18 @@ def _reason(err: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
+async def read_capped(request: Any, max_bytes: int, too_big: WebRefusal) -> bytes:
+    """The request body, read as it streams in; ``too_big`` is raised as soon as it passes
+    ``max_bytes``, whatever Content-Length claimed."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request, model: type[_M], *, max_bytes: int = MAX_JSON_BYTES, example: str = "") -> _M:
     """Reads a request's JSON body into ``model``, refusing big, deep, malformed or mistyped bodies.
 
@@ -134,14 +146,9 @@ async def read_json(request, model: type[_M], *, max_bytes: int = MAX_JSON_BYTES
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_big
-        chunks.append(chunk)
+    body = await read_capped(request, max_bytes, too_big)
     try:
-        return model.model_validate_json(b"".join(chunks))
+        return model.model_validate_json(body)
     except ValidationError as err:
         hint = f" Send {example}." if example else ""
         raise WebRefusal(400, f"Bad JSON body ({_reason(err)}).{hint}", code="INVALID_ARGUMENT") from None

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ports import bindable
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -62,17 +63,6 @@ def test_a_bundle_whose_model_does_not_load_ends_serve_with_the_reason(tiny_bund
     assert "without a valid signature" in err  # --allow-unsigned is never silent
 
 
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_user_ports_serve_and_ray_takes_no_fixed_port(tiny_bundle, tmp_path):
     import random
 
@@ -80,7 +70,7 @@ def test_user_ports_serve_and_ray_takes_no_fixed_port(tiny_bundle, tmp_path):
     # ever be: Ray's metrics servers no longer take fixed ones (44217, 44227 before, checked
     # below). 44217/44227 themselves are not used here: on a shared machine an older Ray holds them.
     rng = random.Random()
-    http_port, metrics_port = rng.sample([p for p in rng.sample(range(20000, 32000), 200) if _free(p)][:10], 2)
+    http_port, metrics_port = rng.sample([p for p in rng.sample(range(20000, 32000), 200) if bindable(p)][:10], 2)
     proc = _serve(tiny_bundle, tmp_path, "--http-port", str(http_port), "--metrics-port", str(metrics_port),
                   "--host", "127.0.0.1")
     try:

@@ -97,72 +97,66 @@ def test_untrusted_signer_is_refused(tmp_path, keys):
         load_bundle(path, trust=keys["trust"])
 
 
-def test_edited_model_file_is_refused(signed, keys):
-    with open(signed / "b.keras", "r+b") as f:
+def _edit_model_file(bundle: Path) -> None:
+    with open(bundle / "b.keras", "r+b") as f:
         f.write(b"X")
-    with pytest.raises(BundleError, match=r"Checksum mismatch for b\.keras"):
-        load_bundle(signed, trust=keys["trust"])
 
 
-def test_edited_controller_is_refused(signed, keys):
-    (signed / "controller" / "v1.json").write_bytes(b'{"q": 9}')
-    with pytest.raises(BundleError, match=r"Checksum mismatch for controller/v1\.json"):
-        load_bundle(signed, trust=keys["trust"])
+def _edit_controller(bundle: Path) -> None:
+    (bundle / "controller" / "v1.json").write_bytes(b'{"q": 9}')
 
 
-def test_edited_controller_with_rewritten_checksums_is_refused(signed, keys):
+def _edit_controller_and_its_checksums(bundle: Path) -> None:
     data = b'{"q": 9}'
-    (signed / "controller" / "v1.json").write_bytes(data)
-    manifest = _manifest(signed)
+    (bundle / "controller" / "v1.json").write_bytes(data)
+    manifest = _manifest(bundle)
     manifest["extras"]["controller"]["sha256"] = manifest["files"]["controller/v1.json"] = _sha(data)
-    _write_manifest(signed, manifest)
-    with pytest.raises(BundleError, match="signature does not match .*manifest was changed after it was signed"):
-        load_bundle(signed, trust=keys["trust"])
+    _write_manifest(bundle, manifest)
 
 
-def test_swapped_files_with_rewritten_checksums_are_refused(signed, keys):
-    a, b = (signed / "a.keras").read_bytes(), (signed / "b.keras").read_bytes()
-    (signed / "a.keras").write_bytes(b)
-    (signed / "b.keras").write_bytes(a)
-    manifest = _manifest(signed)
+def _swap_files_and_their_checksums(bundle: Path) -> None:
+    a, b = (bundle / "a.keras").read_bytes(), (bundle / "b.keras").read_bytes()
+    (bundle / "a.keras").write_bytes(b)
+    (bundle / "b.keras").write_bytes(a)
+    manifest = _manifest(bundle)
     manifest["agents"]["a"]["sha256"], manifest["agents"]["b"]["sha256"] = _sha(b), _sha(a)
     manifest["files"]["a.keras"], manifest["files"]["b.keras"] = _sha(b), _sha(a)
-    _write_manifest(signed, manifest)
-    with pytest.raises(BundleError, match="signature does not match"):
-        load_bundle(signed, trust=keys["trust"])
+    _write_manifest(bundle, manifest)
 
 
-def test_rewritten_manifest_is_refused(signed, keys):
-    manifest = _manifest(signed)
+def _rewrite_manifest(bundle: Path) -> None:
+    manifest = _manifest(bundle)
     manifest["agents"]["a"]["threshold"] = 0.01  # no file touched
-    _write_manifest(signed, manifest)
-    with pytest.raises(BundleError, match="signature does not match"):
-        load_bundle(signed, trust=keys["trust"])
+    _write_manifest(bundle, manifest)
 
 
-def test_deleted_file_is_refused(signed, keys):
-    (signed / "controller" / "v1.json").unlink()
-    with pytest.raises(BundleError, match=r"controller/v1\.json listed in its manifest is missing \(deleted\)"):
-        load_bundle(signed, trust=keys["trust"])
-
-
-def test_extra_file_is_refused(signed, keys):
-    (signed / "controller" / "v2.json").write_bytes(b"{}")
-    with pytest.raises(BundleError, match=r"holds controller/v2\.json, not listed in its manifest"):
-        load_bundle(signed, trust=keys["trust"])
-
-
-def test_symbolic_link_is_refused(signed, keys, tmp_path):
-    outside = tmp_path / "outside.bin"
+def _link_outside(bundle: Path) -> None:
+    outside = bundle.parent / "outside.bin"
     outside.write_bytes(b"x")
-    (signed / "link.bin").symlink_to(outside)
-    with pytest.raises(BundleError, match="symbolic link"):
-        load_bundle(signed, trust=keys["trust"])
+    (bundle / "link.bin").symlink_to(outside)
 
 
-def test_garbled_signature_is_refused(signed, keys):
-    (signed / SIGNATURE_FILE).write_bytes(b"\x00" * 10_000)
-    with pytest.raises(BundleError, match="unreadable"):
+# Each tampering -> the reason its refusal gives.
+TAMPERING = {
+    "edited model file": (_edit_model_file, r"Checksum mismatch for b\.keras"),
+    "edited controller": (_edit_controller, r"Checksum mismatch for controller/v1\.json"),
+    "edited controller, checksums rewritten": (_edit_controller_and_its_checksums,
+                                               "signature does not match .*manifest was changed after it was signed"),
+    "swapped files, checksums rewritten": (_swap_files_and_their_checksums, "signature does not match"),
+    "rewritten manifest": (_rewrite_manifest, "signature does not match"),
+    "deleted file": (lambda b: (b / "controller" / "v1.json").unlink(),
+                     r"controller/v1\.json listed in its manifest is missing \(deleted\)"),
+    "extra file": (lambda b: (b / "controller" / "v2.json").write_bytes(b"{}"),
+                   r"holds controller/v2\.json, not listed in its manifest"),
+    "symbolic link": (_link_outside, "symbolic link"),
+    "garbled signature": (lambda b: (b / SIGNATURE_FILE).write_bytes(b"\x00" * 10_000), "unreadable"),
+}
+
+
+@pytest.mark.parametrize("tamper, refusal", TAMPERING.values(), ids=list(TAMPERING))
+def test_tampered_bundle_is_refused_with_its_reason(signed, keys, tamper, refusal):
+    tamper(signed)
+    with pytest.raises(BundleError, match=refusal):
         load_bundle(signed, trust=keys["trust"])
 
 

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from blackboard.borderline import DEFAULT_HALF_WIDTH, KEY, Borderline, borderline_for, fit_borderline
-from blackboard.controllers.logodds import LogOddsController
-from blackboard.controllers.store import ReplaySet
 from blackboard.decision import decide
-from vote_streams import AGENTS, expert_stream
+from vote_streams import live_and_replay
 
 
 def noisy_val(n=4000, seed=0):
@@ -49,9 +47,7 @@ def test_decide_labels_the_band_uncertain_with_a_plain_reason():
 
 
 def test_band_comes_from_the_controller_else_its_replay_set_else_the_default():
-    votes, y, _ = expert_stream(3000, seed=5)
-    controller = LogOddsController(AGENTS).fit(votes[:2000], y[:2000])
-    replay = ReplaySet(tuple(AGENTS), votes[2000:], y[2000:])
+    controller, replay = live_and_replay(3000, 5, fit=2000)
     fitted = borderline_for(controller, replay)
     assert fitted.rule != "default" or fitted.half_width == DEFAULT_HALF_WIDTH
     assert borderline_for(controller, None).half_width == DEFAULT_HALF_WIDTH

@@ -5,19 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blackboard.controllers.logodds import LogOddsController
-from blackboard.controllers.store import ReplaySet
 from blackboard.feedback_learning import FeedbackLearner, PromotionConfig, replay_auc, replay_scores
 from fakeface.serve.ratelimit import RateLimitConfig, RateLimiter, client_key
-from vote_streams import AGENTS, expert_stream
+from vote_streams import expert_stream, live_and_replay
 
 
 @pytest.fixture(scope="module")
 def setup():
-    votes, y, _ = expert_stream(2000, seed=11)
-    live = LogOddsController(AGENTS).fit(votes[:1500], y[:1500])
-    replay = ReplaySet(tuple(AGENTS), votes[1500:], y[1500:])
-    return live, replay, expert_stream(600, seed=12)
+    return (*live_and_replay(2000, 11, fit=1500), expert_stream(600, seed=12))
 
 
 def test_guard_refuses_a_candidate_that_lowers_replay_auc_and_logs_why(setup, caplog):

@@ -10,22 +10,18 @@ import numpy as np
 import pytest
 
 from blackboard.controller_admin import ControllerAdmin
-from blackboard.controllers.logodds import LogOddsController
 from blackboard.controller_state import ControllerState, StateError, state_folder_for
-from blackboard.controllers.store import ReplaySet
 from blackboard.feedback_learning import PromotionConfig
 from blackboard.feedback_log import FeedbackLog
 from blackboard.feedback_promotion import PromotionRule, promote_from_log, read_evidence
-from vote_streams import AGENTS, expert_stream
+from vote_streams import AGENTS, expert_stream, live_and_replay
 
 LOOSE = PromotionConfig(max_auc_drop=1.0, max_logloss_rise=100.0)  # the guard out of the way
 
 
 @pytest.fixture(scope="module")
 def setup():
-    votes, y, _ = expert_stream(2000, seed=11)
-    live = LogOddsController(AGENTS).fit(votes[:1500], y[:1500])
-    return live, ReplaySet(tuple(AGENTS), votes[1500:], y[1500:]), expert_stream(400, seed=12)
+    return (*live_and_replay(2000, 11, fit=1500), expert_stream(400, seed=12))
 
 
 def write_log(path, rows, *, clients, labels=None, repeat=1):

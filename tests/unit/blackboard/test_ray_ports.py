@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 
 from blackboard.ray_runtime import FIXED_PORT_ENVS, local_ray_env
+from ports import bindable
 
 RAY_DEFAULTS = {44217, 44227}  # AUTOSCALER_METRIC_PORT, DASHBOARD_METRIC_PORT in Ray 2.60
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_metrics_ports_are_chosen_free_and_differ_between_starts(monkeypatch):
@@ -28,7 +19,7 @@ def test_metrics_ports_are_chosen_free_and_differ_between_starts(monkeypatch):
         chosen.append({name: int(os.environ[name]) for name in FIXED_PORT_ENVS})
     for ports in chosen:
         assert len(set(ports.values())) == 2 and not RAY_DEFAULTS & set(ports.values())
-        assert all(_bindable(port) for port in ports.values())
+        assert all(bindable(port) for port in ports.values())
     assert chosen[0] != chosen[1]
 
 

@@ -7,11 +7,11 @@ starts one ensemble per mode instead of two.
 from __future__ import annotations
 
 import json
-import socket
 
 import cv2
 import pytest
 
+from blackboard.ray_runtime import free_ports
 from fakeface import classify as classify_cli
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, face_rgb):
@@ -23,12 +23,6 @@ def files(tmp_path_factory, face_rgb):
     return {"photo": photo, "text": text, "folder": folder}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_missing_file_is_a_message_not_a_traceback(capsys, files):
     code = classify_cli.main([str(files["folder"] / "nope.jpg"), "--server", "127.0.0.1:1"])
     out, err = capsys.readouterr()
@@ -37,7 +31,7 @@ def test_missing_file_is_a_message_not_a_traceback(capsys, files):
 
 
 def test_unreachable_server_says_what_to_do(capsys, files):
-    port = free_port()
+    (port,) = free_ports(1)
     code = classify_cli.main([str(files["photo"]), "--server", f"127.0.0.1:{port}", "--timeout", "5"])
     out, err = capsys.readouterr()
     assert code == 1
@@ -153,7 +147,7 @@ def test_server_down_mid_video_is_a_clean_error_not_sigabrt(tmp_path):
     for i in range(20):
         writer.write(__import__("numpy").full((64, 64, 3), i * 10, dtype="uint8"))
     writer.release()
-    result = fakeface("classify", str(video), "--server", f"127.0.0.1:{free_port()}", "--timeout", "3")
+    result = fakeface("classify", str(video), "--server", f"127.0.0.1:{free_ports(1)[0]}", "--timeout", "3")
     assert result.returncode == 1, result.stderr
     assert "cannot reach server" in result.stderr and "terminate called" not in result.stderr
 

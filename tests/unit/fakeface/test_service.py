@@ -11,7 +11,6 @@ import io
 import json
 import logging
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,15 +20,10 @@ from fakeface.serve.server import ServerConfig
 from fakeface.service import ClassifyOptions, DetectorService
 from fakeface.service_calls import BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Caller, ServiceRefusal, Status
 from blackboard.feedback_log import FeedbackLog
+from vision.media import encode_png
 
 AGENTS = {"custom", "lenet", "vgg16"}
 CROP = ClassifyOptions(detect="off", source="crop.png")  # a face crop, used whole: no face detector needed
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return buf.tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +39,7 @@ def board(session_bundle):
 
 @pytest.fixture(scope="module")
 def crop_png(face_crop) -> bytes:
-    return _png(face_crop)
+    return encode_png(face_crop)
 
 
 def _service(board, tmp_path=None, *, feedback: bool = True, serving: bool = True, ensemble=None, **config):
@@ -100,7 +94,7 @@ def test_a_crop_is_classified_with_every_agent_and_logged_once(board, crop_png, 
 @pytest.mark.parametrize("data, words", [
     (b"", "empty input"),
     (b"these are my notes, not a picture\n" * 10, "not a decodable image"),
-    (_png(np.zeros((4, 40, 3), np.uint8)), "too small"),
+    (encode_png(np.zeros((4, 40, 3), np.uint8)), "too small"),
 ], ids=["empty", "not-an-image", "too-small"])
 def test_bad_bytes_are_invalid_argument_before_any_model_runs(board, tmp_path, data, words):
     service = _service(board, tmp_path)

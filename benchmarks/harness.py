@@ -1,0 +1,151 @@
+"""What every benchmark script shares: its process settings, the checkout it measures, and how
+it writes its result.
+
+The scripts run by path (``python benchmarks/bench_x.py``), so this folder is first on
+``sys.path`` and they reach this module as ``harness``; :func:`setup` then puts the checkout's
+root on ``sys.path``, so the packages measured are this checkout's (as ``python -m`` from its
+root would), whatever is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Collection, Iterable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def use_checkout() -> None:
+    """Puts this checkout first on ``sys.path`` (for a script that only starts others, or sets
+    its own environment); call it before importing the project's packages."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+def setup(*, tf_log_level: str = "2") -> None:
+    """Sets the process defaults the measured code reads at import (Keras on TensorFlow, quiet
+    TensorFlow logs, no Ray usage reports) and puts this checkout first on ``sys.path``.
+
+    Call it before importing numpy, TensorFlow, Ray or the project's packages; a variable the
+    caller's environment already sets is kept.
+
+    Args:
+        tf_log_level: TF_CPP_MIN_LOG_LEVEL default ("2": errors only, "3": none).
+    """
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", tf_log_level)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    use_checkout()
+
+
+def machine() -> str:
+    """The processor and CPU count, as a result records where it was measured."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def machine_and_load(load_before: tuple[float, ...]) -> dict[str, Any]:
+    """The machine and its load average (1, 5, 15 min) before and after a run: a throughput
+    result is read against how busy the machine was."""
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def now() -> str:
+    """The current UTC time to the second, ISO 8601, as a result records when it was measured."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def stop_server(proc: subprocess.Popen, *, timeout_s: float = 60.0) -> None:
+    """Stops a `fakeface serve` child: SIGTERM (it drains and exits), then SIGKILL if it has not
+    exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def face_crop(candidates: Iterable[Path] = ()) -> tuple[np.ndarray, str]:
+    """(RGB face crop, where it came from): the first candidate image that reads, else a 224x224
+    crop of scikit-image's astronaut, so a benchmark still runs where the shared data is absent."""
+    import cv2
+
+    for path in candidates:
+        bgr = cv2.imread(str(path))
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), str(path)
+    from skimage import data
+
+    crop = data.astronaut()[30:250, 120:340]
+    return cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA), "skimage astronaut crop"
+
+
+def stamp(argv: list[str] | None = None) -> dict[str, str]:
+    """Where and when a result was measured ("machine", "date") and, given the script's
+    arguments, the command that measured it ("command")."""
+    out = {"machine": machine(), "date": now()}
+    if argv is not None:
+        out["command"] = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *argv])
+    return out
+
+
+def write_json(path: str | os.PathLike[str], result: Any, *, indent: int = 2, echo: bool = False,
+               hide: Collection[str] = (), markdown: str | None = None) -> Path:
+    """Writes a result as JSON (its folder made when missing; written then renamed, so a reader
+    never sees half a file) and prints where.
+
+    Args:
+        path: the result file.
+        result: anything ``json.dumps`` takes.
+        indent: JSON indentation.
+        echo: also print the JSON itself, before the path.
+        hide: top-level keys echo leaves out (long per-call tables).
+        markdown: a table to write beside it, as the same name with suffix ``.md``.
+
+    Returns:
+        The path written.
+    """
+    from agents.atomic import atomic_write_text  # after setup(): this checkout's package
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=indent)
+    atomic_write_text(path, text + "\n")
+    if markdown is not None:
+        atomic_write_text(path.with_suffix(".md"), markdown + "\n")
+    if echo:
+        print(text if not hide else json.dumps({k: v for k, v in result.items() if k not in hide}, indent=indent))
+    print(f"wrote {path}")
+    return path
+
+
+def add_vote_args(parser: argparse.ArgumentParser, *, manifest: str) -> None:
+    """The arguments of a benchmark fed by the agents' votes on a manifest's val split."""
+    parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
+    parser.add_argument("--manifest", default=manifest, help="manifest with a val split")
+    parser.add_argument("--cache-dir", default=None, help="vote cache folder")
+
+
+def val_votes(args: argparse.Namespace) -> tuple[Any, list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(bundle, paths, labels, groups, votes) of the val split named by :func:`add_vote_args`'
+    arguments: the bundle's agents' p_fake per face, from the vote cache where it has them."""
+    from agents.bundle import load_bundle
+    from training.votes import collect_votes, read_manifest_split
+
+    bundle = load_bundle(args.bundle)
+    paths, labels, groups = read_manifest_split(args.manifest, "val", with_groups=True)
+    votes = collect_votes(bundle, paths, progress=False, cache_dir=args.cache_dir)
+    return bundle, paths, labels, groups, votes
