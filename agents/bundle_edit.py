@@ -1,9 +1,10 @@
 """Taking an agent from one bundle into another: ship a retrained agent without retraining the rest.
 
-A bundle's controller, its baselines, its replay set and its "can't tell" model were all fitted
-on the votes of the agents it held; once one agent changes they describe models that are gone.
-`swap_agents` therefore removes those fitted extras, and the bundle answers with mean voting
-until ``fakeface fit-controller`` and ``fakeface fit-ood`` fit them again on the new votes.
+A bundle's controller, its baselines and its replay set were fitted on the votes of the agents
+it held; once one agent changes they describe models that are gone. `swap_agents` therefore
+removes those fitted extras, and the bundle answers with mean voting until ``fakeface
+fit-controller`` fits them again on the new votes. The "can't tell" model (``ood``) stays: it
+reads image statistics of the crop, not the agents' votes.
 The written bundle is unsigned (its files changed); ``fakeface bundle sign`` signs it.
 """
 
@@ -21,7 +22,7 @@ from agents import signing
 from agents.bundle import Bundle, BundleError, _replace_dir, _seal, load_bundle
 
 # Extras fitted on the agents' votes: stale as soon as an agent changes.
-FITTED_EXTRAS = ("controller", "baselines", "replay", "ood", "fragile", "borderline")
+FITTED_EXTRAS = ("controller", "baselines", "replay", "fragile", "borderline")
 
 
 def swap_agents(bundle_dir: str | os.PathLike[str], source_dir: str | os.PathLike[str],
@@ -35,7 +36,7 @@ def swap_agents(bundle_dir: str | os.PathLike[str], source_dir: str | os.PathLik
         out_dir: where to write the result (default: ``bundle_dir`` itself, replaced atomically).
 
     Returns:
-        The new bundle, loaded (unsigned, with the fitted extras removed).
+        The new bundle, loaded (unsigned, with the extras fitted on votes removed).
 
     Raises:
         BundleError: an agent missing from ``source_dir``, or bundles of different classes.

@@ -35,8 +35,8 @@ def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
     sign.add_argument("--bundle", required=True, help="bundle directory")
     verify = sub.add_parser("verify", help="check signature, inventory and checksums as a load would")
     verify.add_argument("--bundle", default=None, help="bundle directory (None: the shipped bundle)")
-    swap = sub.add_parser("swap-agent", help="take agents from another bundle (drops the fitted controller and "
-                          "'can't tell' model: run fit-controller and fit-ood next)",
+    swap = sub.add_parser("swap-agent", help="take agents from another bundle (drops the controller fitted on the old "
+                          "votes: run fit-controller next)",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     swap.add_argument("--bundle", required=True, help="bundle to change")
     swap.add_argument("--from", dest="source", required=True, help="bundle holding the agents to take")
@@ -63,8 +63,8 @@ def main(argv: list[str]) -> int:
 
             bundle = swap_agents(args.bundle, args.source, args.agent, out_dir=args.out)
             print(f"{bundle.path}: took {', '.join(args.agent)} from {args.source} (bundle {bundle.version}, "
-                  "unsigned, no controller): run `fakeface fit-controller --allow-unsigned` and `fakeface fit-ood "
-                  "--allow-unsigned` on it, then `fakeface bundle sign`")
+                  "unsigned, no controller): run `fakeface fit-controller --allow-unsigned` on it, "
+                  "then `fakeface bundle sign`")
             return 0
         if args.action == "sign":
             bundle = sign_bundle(args.bundle, load_private_key(args.key))
