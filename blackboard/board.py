@@ -1,15 +1,17 @@
 """The blackboard: one case per request, its faces, every agent's vote and the controller's decision.
 
-A case: faces found (``_detect``) -> every agent votes on ALL the case's crops (``_vote``) ->
-the controller decides per face (`blackboard.decision`), the uncertainty gate may answer "can't
-tell" (`blackboard.ood`). Agents that have not voted by the deadline drop out of the decision and
-the face is marked degraded with their names; with no vote at all, or no detection in time,
+A case: faces found and every agent's votes on ALL of them, in one pass where the workers are
+(``_find``, `blackboard.ingress`; ``_vote`` for crops given) -> the controller decides per face
+(`blackboard.decision`), the uncertainty gate may answer "can't tell" (`blackboard.ood`).
+Agents that have not voted by the deadline drop out of the decision and the face is marked
+degraded with their names; with no vote at all, or no detection in time,
 :class:`DeadlineExceeded` is raised. ``classify`` is thread-safe (gRPC calls it from many threads).
 
 `Board` holds this logic once for every way of running the workers: `blackboard.ensemble.Ensemble`
 runs the detector and the agents as Ray Serve deployments (the service),
 `blackboard.inprocess.InProcessBoard` runs the same deployment bodies in this process (one image
-from the CLI, no Ray to start). A subclass provides ``_detect`` and ``_vote``.
+from the CLI, no Ray to start). A subclass provides ``_find`` and ``_vote``; the decision
+(controller, context, fragile copies, the uncertainty gate) happens here only.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from blackboard.controllers.store import (
     find_version, list_controller_versions, load_controller, load_replay, read_stored_controller,
 )
 from blackboard.fragile import FragileConfig, mark_fragile, vote_with_copies
+from blackboard.ingress import FindOptions, Found
 from blackboard.combine import vote_matrix
 from blackboard.config import EnsembleConfig
 from blackboard.decision import context_for, decide, decider_name, decider_version
@@ -93,8 +96,13 @@ class Board:
         self._numeric = threading.Lock()
 
     # ------------------------------------------------------------ the workers
-    def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
-        """Faces of an image (``vision.faces.extract_faces``) before ``deadline`` (time.monotonic)."""
+    def _find(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float, options: FindOptions) -> Found:
+        """The image's faces and every agent's votes on them, in one pass through the workers
+        (`blackboard.ingress.CasePipeline.find`), before ``deadline`` (time.monotonic).
+
+        Raises:
+            DeadlineExceeded: no answer at all by the deadline (e.g. the workers were restarting).
+        """
         raise NotImplementedError
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
@@ -116,7 +124,7 @@ class Board:
 
     # ------------------------------------------------------------------ cases
     def classify(self, image_rgb: np.ndarray, *, detect: str = "auto", deadline_s: float | None = None,
-                 request_id: str | None = None, source: str = "") -> Case:
+                 request_id: str | None = None, source: str = "", keep_crops: bool = True) -> Case:
         """Detects faces in an RGB image and decides each one.
 
         Args:
@@ -126,6 +134,8 @@ class Board:
             deadline_s: seconds for the whole case (default ``config.deadline_s``).
             request_id: id for logs and feedback (a new uuid when None).
             source: file name or client label.
+            keep_crops: bring the face crops back onto the case (``FaceRecord.crop``); a server
+                that needs no pixels (no heat maps) says False and the crops stay with the workers.
 
         Raises:
             ValueError: bad image or mode.
@@ -138,23 +148,22 @@ class Board:
         deadline_s = self._deadline(deadline_s)
         deadline = time.monotonic() + deadline_s
         case = Case(request_id=request_id or uuid.uuid4().hex, source=source, image_shape=tuple(image.shape))
-        if detect == "off":
-            from vision.faces import extract_faces
-
-            crops = extract_faces(image, None, mode="off")
-        else:
-            crops = self._detect(image, detect, deadline, deadline_s)
-        case.timings_ms["detect"] = (time.perf_counter() - start) * 1000.0
-        for i, crop in enumerate(crops):
-            landmarks = [] if crop.landmarks is None else [tuple(map(float, p)) for p in np.asarray(crop.landmarks)]
-            case.faces.append(FaceRecord(index=i, box=tuple(float(v) for v in crop.box), landmarks=landmarks,
-                                         confidence=float(crop.confidence), crop=crop.crop,
-                                         context=face_context(crop.crop, box=crop.box, source=image,
-                                                              detected=crop.aligned)))
+        # Faces and votes in one pass where the workers are; the crops come back only if asked.
+        found = self._find(image, detect, deadline, deadline_s,
+                           FindOptions(fragile=self._fragile, ood_features=self._gate.ood is not None,
+                                       keep_crops=keep_crops))
+        if found.faces is None:
+            raise DeadlineExceeded(f"face detection did not finish within the {deadline_s:g} s deadline")
+        case.timings_ms.update(found.timings_ms)
+        for i, face in enumerate(found.faces):
+            case.faces.append(FaceRecord(index=i, box=face.box, landmarks=list(face.landmarks),
+                                         confidence=face.confidence, crop=face.crop, context=dict(face.context)))
         if not case.faces:
             case.no_face_reason = ("no face found by the detector" if detect == "on" else
                                    "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
-        return self._gated(self._assess(case, deadline, start))
+        case = self._conclude(case, found.votes, found.copy_votes, start)
+        with self._numeric:
+            return self._gate.apply(case, features=found.ood_features)
 
     def classify_faces(self, crops: list[np.ndarray], *, deadline_s: float | None = None,
                        request_id: str | None = None, source: str = "") -> Case:
@@ -171,10 +180,10 @@ class Board:
             case.faces.append(FaceRecord(index=i, box=(0.0, 0.0, float(w), float(h)), landmarks=[], confidence=1.0,
                                          crop=crop, context=face_context(crop)))
         case.timings_ms["detect"] = 0.0
-        return self._gated(self._assess(case, deadline, start))
-
-    def _gated(self, case: Case) -> Case:
-        """The case with its undecidable faces marked ``uncertain`` (``UncertaintyGate``)."""
+        t_agents = time.perf_counter()
+        results, copy_votes = vote_with_copies(self._vote, checked, deadline, self._fragile)
+        case.timings_ms["agents"] = (time.perf_counter() - t_agents) * 1000.0
+        case = self._conclude(case, results, copy_votes, start)
         with self._numeric:
             return self._gate.apply(case)
 
@@ -184,17 +193,14 @@ class Board:
             raise ValueError(f"deadline_s must be positive, received {deadline_s!r}.")
         return value
 
-    def _assess(self, case: Case, deadline: float, start: float) -> Case:
-        """Posts the crops to every agent, waits for votes until the deadline, then decides."""
+    def _conclude(self, case: Case, results: dict[str, tuple[np.ndarray, float]], copy_votes: dict[str, np.ndarray],
+                  start: float) -> Case:
+        """Decides every face of the case on the votes that came in time (the one place a case is decided)."""
         case.bundle_version = self.bundle_version
         if not case.faces:
             case.controller_version = self.controller_version
             case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
             return case
-        crops = [face.crop for face in case.faces]
-        t_agents = time.perf_counter()
-        results, copy_votes = vote_with_copies(self._vote, crops, deadline, self._fragile)
-        case.timings_ms["agents"] = (time.perf_counter() - t_agents) * 1000.0
         if not results:
             raise DeadlineExceeded(
                 f"no agent voted within the deadline for case {case.request_id} "

@@ -3,18 +3,20 @@
 Two layouts of the agents (``EnsembleConfig.layout``):
 
 * "sets" (default): one application whose replicas each hold every agent and the face detector
-  (`AgentSetDeployment`): one call per case, and one TensorFlow runtime for the whole service
-  (each runtime is ~0.6 GiB resident; issue 26); the fast, small layout on a few cores.
-* "agents": one application per agent (`AgentDeployment`) and one for the detector
-  (`DetectorDeployment`): an agent's replica can die alone (its faces come back degraded naming
-  it), and agents scale and take GPUs separately.
+  (`AgentSetDeployment`), and are the ingress (`blackboard.ingress`): one call per case, and one
+  TensorFlow runtime for the whole service (each runtime is ~0.6 GiB resident; issue 26); the
+  fast, small layout on a few cores.
+* "agents": one application per agent (`AgentDeployment`) and one for the detector, whose
+  replica is the ingress holding handles to the agents' (`IngressDeployment`): an agent's
+  replica can die alone (its faces come back degraded naming it), and agents scale and take
+  GPUs separately.
 
 Agent replicas also render the heat maps, with the models they vote with (`blackboard.heatmaps`).
 
 In both, replicas load their models once and ``@serve.batch`` gathers concurrent cases into one
 forward pass (the batch size counts face crops, not requests, so a case with many faces does
 not overflow it). Serve owns replicas, autoscaling, health checks and restarts; the blackboard
-(`blackboard.ensemble.Ensemble`) holds the deployment handles and composes their answers.
+(`blackboard.ensemble.Ensemble`) calls the ingress and decides on its answers.
 
 The deployment bodies are plain classes: `serve.deployment` is applied in
 `blackboard.serve_apps.deploy` (which also names, counts and deletes the applications), so a unit
@@ -31,7 +33,7 @@ import logging
 import os
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -55,6 +57,7 @@ from ray import serve  # noqa: E402 - after the settings above
 from agents.bundle import Bundle
 from agents.predictor import AgentPredictor
 from blackboard.heatmaps import ReplicaHeatmaps
+from blackboard.ingress import CasePipeline, FindOptions, Found, Votes, vote_each
 from blackboard.ray_runtime import bind_serve_replica_to_loopback
 
 
@@ -254,7 +257,19 @@ class AgentSetDeployment(_MicroBatched):
             self._detector = detector_job.result()
         self._setup_heatmaps(bundle, self.workers, warm_heatmaps)
         self._setup_batching(max_batch_size, max_wait_ms)
+        # The ingress of layout "sets": a case's crops go from this replica's detector to its
+        # own micro-batcher (``__call__``) and never leave the process (`blackboard.ingress`).
+        self.pipeline = CasePipeline(detect=self.detect, vote=self.__call__, max_batch_size=max_batch_size)
         return_freed_heap()
+
+    async def find(self, image_rgb: np.ndarray, mode: str, deadline: float | None,
+                   options: FindOptions = FindOptions()) -> Found:
+        """One case in one call: faces, then every agent's votes (`CasePipeline.find`)."""
+        return await self.pipeline.find(image_rgb, mode, deadline, options)
+
+    async def vote(self, crops: Sequence[np.ndarray], deadline: float | None = None) -> Votes:
+        """Every agent's votes on crops of any number (`CasePipeline.vote`)."""
+        return await self.pipeline.vote(crops, deadline)
 
     async def detect(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
         """`DetectorDeployment` on this replica's detector thread: cases queue there, one at a
@@ -307,3 +322,42 @@ class DetectorDeployment:
 
     def ready(self) -> bool:
         return True
+
+
+class IngressDeployment(DetectorDeployment):
+    """Layout "agents": the detector's replica is the ingress, with handles to each agent's application.
+
+    Serve's model composition: a case comes in as an image and goes out as faces and votes
+    (`CasePipeline`); the crops go from here to the agents' replicas, never back to the driver.
+    Detection runs on a thread of its own (one at a time, as the detector's replica did), so the
+    event loop keeps waiting on other cases' votes meanwhile.
+
+    Args:
+        agent_apps: agent name -> the Serve application of that agent (its deployment "agent").
+        max_batch_size: crops per call to an agent (its micro-batch size).
+        min_face_size, min_confidence: the detector's (`DetectorDeployment`).
+    """
+
+    def __init__(self, agent_apps: Mapping[str, str], *, max_batch_size: int = 16, min_face_size: int = 40,
+                 min_confidence: float = 0.9) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not agent_apps:
+            raise ValueError("the ingress needs at least one agent application, received none.")
+        super().__init__(min_face_size=min_face_size, min_confidence=min_confidence)
+        self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
+        self.agents = {name: serve.get_deployment_handle("agent", app_name=app) for name, app in agent_apps.items()}
+        self.pipeline = CasePipeline(detect=self._detect, vote=lambda crops, deadline: vote_each(
+            self.agents, crops, deadline), max_batch_size=max_batch_size)
+
+    async def _detect(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
+        return await asyncio.get_running_loop().run_in_executor(self._detector_thread, self, image_rgb, mode)
+
+    async def find(self, image_rgb: np.ndarray, mode: str, deadline: float | None,
+                   options: FindOptions = FindOptions()) -> Found:
+        """One case in one call: faces, then every agent's votes (`CasePipeline.find`)."""
+        return await self.pipeline.find(image_rgb, mode, deadline, options)
+
+    async def vote(self, crops: Sequence[np.ndarray], deadline: float | None = None) -> Votes:
+        """Every agent's votes on crops of any number (`CasePipeline.vote`)."""
+        return await self.pipeline.vote(crops, deadline)

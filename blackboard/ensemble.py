@@ -1,17 +1,17 @@
 """The blackboard on Ray Serve: detector and agent deployments around a case, decided by the controller.
 
-Case flow (:meth:`Board.classify`)::
+Case flow (:meth:`Board.classify`), one call from this process to the ingress deployment
+(`blackboard.ingress`; the agent set in layout "sets", the detector's replica in layout "agents")::
 
-    image -> detector deployment (extract_faces) -> crops posted on the Case
-          -> every agent assesses ALL the case's crops (layout "sets": one call to the agent-set
-             deployment; layout "agents": one call per agent's deployment, all in flight at once;
-             micro-batched with concurrent cases by ``@serve.batch``) -> votes posted
-             (p_fake, latency, model sha)
-          -> controller decides per face (label, calibrated p_fake, threshold, vote weights)
+    image -> ingress: extract_faces -> every agent assesses ALL the case's crops (layout "sets":
+             the set's own micro-batcher; layout "agents": one call per agent's deployment, all
+             in flight at once; micro-batched with concurrent cases by ``@serve.batch``)
+          <- faces (box, landmarks, context), votes (p_fake, latency); crops only when asked
+          -> controller decides per face here (label, calibrated p_fake, threshold, weights)
 
 Agents that have not voted by the deadline, or whose replica died, drop out of the decision and
-the face is marked degraded with their names (an agent set whose replica died is asked again,
-on another replica or Serve's replacement, until the deadline); with no vote at all, or no
+the face is marked degraded with their names; an ingress whose replica died is asked again, on
+another replica or Serve's replacement, until the deadline. With no vote at all, or no
 detection in time, :class:`DeadlineExceeded` is raised. ``classify`` is thread-safe (gRPC calls it from many threads).
 Replicas, restarts and health checks are Ray Serve's (`blackboard.deployments`).
 """
@@ -35,8 +35,9 @@ from blackboard import deployments, serve_apps
 from blackboard.board import Board, DeadlineExceeded
 from blackboard.config import EnsembleConfig
 from blackboard.controllers.base import Controller
-from blackboard.deployments import AgentDeployment, AgentSetDeployment, DetectorDeployment
+from blackboard.deployments import AgentDeployment, AgentSetDeployment, IngressDeployment
 from blackboard.heatmaps import RemoteHeatmaps
+from blackboard.ingress import FindOptions, Found
 from blackboard.ray_runtime import SERVE_LOOPBACK_ENV, init_ray, ray_is_loopback_only
 from blackboard.serve_apps import AGENT_SET, DeploymentPlan
 
@@ -44,7 +45,7 @@ log = logging.getLogger("fakeface.ensemble")
 # Back-off between retries of a call whose replica died (doubling up to the cap) while Serve replaces it.
 RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_MAX_S = 2.0
-# How long before the case's deadline an agent-set replica answers with the votes it has.
+# How long before the case's deadline the ingress answers with the votes it has (the way back).
 SET_MARGIN_S = 0.2
 
 
@@ -149,7 +150,7 @@ class Ensemble(Board):
     # The deployment bodies (a subclass may swap them, e.g. to inject faults in tests).
     agent_class: type = AgentDeployment
     set_class: type = AgentSetDeployment
-    detector_class: type = DetectorDeployment
+    ingress_class: type = IngressDeployment
 
     def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
                  config: EnsembleConfig = EnsembleConfig(), *, ray_address: str | None = None,
@@ -176,10 +177,10 @@ class Ensemble(Board):
             max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms, env_vars=tuple(sorted(env.items())),
             warm_heatmaps=config.warm_heatmaps)
         # The bundle travels loaded: each replica verifies and loads only its own model file.
-        self._agents, self._detector = serve_apps.deploy(self._plan, self.bundle, names,
-                                                          agent_class=self.agent_class,
-                                                          set_class=self.set_class,
-                                                          detector_class=self.detector_class)
+        self._agents, self._ingress = serve_apps.deploy(self._plan, self.bundle, names,
+                                                         agent_class=self.agent_class,
+                                                         set_class=self.set_class,
+                                                         ingress_class=self.ingress_class)
         self._replicas_seen: dict[str, set[str]] = {}  # component -> replica actor names seen so far
 
 
@@ -214,75 +215,48 @@ class Ensemble(Board):
         return serve_apps.replica_actors(self._plan, component)
 
     def handle(self, component: str) -> Any:
-        """The Serve deployment handle of a component (see `actors`)."""
-        return self._detector if component == "detector" else self._agents[component]
+        """The Serve deployment handle of a component (see `actors`); "detector" is the ingress."""
+        return self._ingress if component == "detector" else self._agents[component]
 
     def heatmap_renderer(self) -> RemoteHeatmaps:
         """Heat maps rendered by the agent replicas with the models they vote with (this process
         loads no TensorFlow for them): what the server hands the servicer (``render_png``)."""
         return RemoteHeatmaps(self._agents, timeout_s=max(self.config.deadline_s, 30.0))
 
-    def _retrying(self, component: str, call: Any, deadline: float) -> tuple[bool, Any, BaseException | None]:
-        """`call_until_deadline` for a component, whose health keys go down on each lost replica."""
+    def _ask_ingress(self, method: str, deadline: float, *args: Any,
+                     **kwargs: Any) -> tuple[bool, Any, BaseException | None]:
+        """One call to the ingress (`blackboard.ingress`), asked again while Serve replaces a dead
+        replica (`call_until_deadline`); each lost replica marks what it runs down."""
+        handle = getattr(self._ingress, method)
+        # The agent set runs the detector and every agent; the detector's replica runs the detector.
+        keys = self._status_keys("detector") + (self._status_keys(AGENT_SET) if AGENT_SET in self._agents else [])
+
+        def call() -> Any:
+            remaining = deadline - time.monotonic()
+            # Wall clock: the ingress runs in another process. It answers shortly before the
+            # deadline with the votes it has, so a late agent degrades the answer instead of failing it.
+            return handle.remote(*args, time.time() + remaining - min(SET_MARGIN_S, remaining / 4), **kwargs)
 
         def mark_down(_: BaseException) -> None:
-            self._up.update(dict.fromkeys(self._status_keys(component), False))
+            self._up.update(dict.fromkeys(keys, False))
 
         return call_until_deadline(call, deadline, on_lost=mark_down)
 
-    def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
-        """Runs extraction on the detector deployment, retrying while Serve replaces a dead replica."""
-        answered, faces, last = self._retrying("detector", lambda: self._detector.remote(image, mode), deadline)
+    def _find(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float, options: FindOptions) -> Found:
+        """The case through the ingress in one call: faces and votes, crops only when asked."""
+        answered, found, last = self._ask_ingress("find", deadline, image, mode, options=options)
         if answered:
-            return faces
+            return found
         if last is not None:
-            raise DeadlineExceeded(f"the face detector was restarting and did not come back within the "
-                                   f"{deadline_s:g} s deadline") from last
-        raise DeadlineExceeded(f"face detection did not finish within the {deadline_s:g} s deadline")
+            raise DeadlineExceeded(f"the ingress (face detector and agents) was restarting and did not come back "
+                                   f"within the {deadline_s:g} s deadline") from last
+        raise DeadlineExceeded(f"the case did not finish within the {deadline_s:g} s deadline")
 
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
-        """Every agent's answer on all ``crops`` by the deadline; late or failed agents are left out.
-
-        A crowd's crops go in calls of at most ``max_batch_size``: Serve's micro-batcher refuses a
-        single call bigger than a batch (17 faces failed every time). An agent that missed any
-        part is left out of the whole case, so a vote always covers every face.
-        """
-        size = self.config.max_batch_size
-        if len(crops) <= size:
-            return self._vote_part(crops, deadline)
-        chunks = [crops[i:i + size] for i in range(0, len(crops), size)]
-        parts = [self._vote_part(chunk, deadline) for chunk in chunks]
-        answered = set(parts[0]).intersection(*parts[1:])
-        weights = [len(chunk) for chunk in chunks]  # the parts' ms per crop, averaged per crop
-        return {name: (np.concatenate([part[name][0] for part in parts]),
-                       float(np.average([part[name][1] for part in parts], weights=weights)))
-                for name in answered}
-
-    def _vote_part(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
-        """`_vote` for at most ``max_batch_size`` crops."""
-        if AGENT_SET in self._agents:
-            # One call for every agent; a replica that died is asked again (another replica or
-            # its replacement). The replica answers with the agents done shortly before the
-            # deadline (wall clock: it runs in another process), so a late agent degrades the
-            # answer instead of failing the case.
-            handle = self._agents[AGENT_SET]
-
-            def call() -> Any:
-                remaining = deadline - time.monotonic()
-                return handle.remote(crops, time.time() + remaining - min(SET_MARGIN_S, remaining / 4))
-
-            answered, results, _ = self._retrying("agents", call, deadline)
-            return results if answered else {}
-        responses = {name: handle.remote(crops) for name, handle in self._agents.items()}
-        results: dict[str, tuple[np.ndarray, float]] = {}
-        for name, response in responses.items():
-            try:
-                results[name] = response.result(timeout_s=max(deadline - time.monotonic(), 0.0))
-            except TimeoutError:
-                response.cancel()  # late: its vote is missing from this case
-            except Exception:  # noqa: BLE001 - whatever broke the call (a dead replica), this agent's vote is missing
-                continue
-        return results
+        """Every agent's answer on ``crops`` through the ingress by the deadline; late or failed
+        agents are left out (the ingress cuts a crowd into micro-batch sized calls)."""
+        answered, results, _ = self._ask_ingress("vote", deadline, crops)
+        return results if answered else {}
 
     def _replica_stats(self, timeout_s: float = 2.0) -> dict[str, dict[str, int]]:
         """Micro-batch counters per agent (one replica's; exact with one replica), {} where unknown."""

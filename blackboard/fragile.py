@@ -62,19 +62,29 @@ def make_copies(crops: Sequence[np.ndarray], names: Sequence[str]) -> list[np.nd
     return [make_copy(c, name) for name in names for c in crops]
 
 
+def with_copies(crops: Sequence[np.ndarray], config: FragileConfig) -> list[np.ndarray]:
+    """What one agent call carries: the faces, then (when the check is on) their copies.
+
+    The copies ride in the same batch as the faces, so they share the case's deadline and the
+    agents' batching.
+    """
+    return list(crops) + (make_copies(crops, config.copies) if config.enabled else [])
+
+
+def split_copies(results: Mapping[str, tuple[np.ndarray, float]], faces: int, config: FragileConfig
+                 ) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, np.ndarray]]:
+    """The votes on `with_copies` crops, split: (agent -> (p_fake per face, ms per crop),
+    agent -> (C, F) copy votes)."""
+    copies = len(config.copies) if config.enabled else 0
+    copy_votes = {name: p[faces:].reshape(copies, faces) for name, (p, _) in results.items()} if copies else {}
+    return {name: (p[:faces], ms) for name, (p, ms) in results.items()}, copy_votes
+
+
 def vote_with_copies(vote: Callable[[list[np.ndarray], float], dict[str, tuple[np.ndarray, float]]],
                      crops: list[np.ndarray], deadline: float,
                      config: FragileConfig) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, np.ndarray]]:
-    """One agent call for the faces and (when the check is on) their copies.
-
-    The copies ride in the same batch as the faces, so they share the case's deadline and the
-    agents' batching. Returns (agent -> (p_fake per face, ms per crop), agent -> (C, F) copy votes).
-    """
-    copies = make_copies(crops, config.copies) if config.enabled else []
-    results = vote(crops + copies, deadline)
-    n = len(crops)
-    copy_votes = {name: p[n:].reshape(len(config.copies), n) for name, (p, _) in results.items()} if copies else {}
-    return {name: (p[:n], ms) for name, (p, ms) in results.items()}, copy_votes
+    """One agent call for the faces and their copies (`with_copies`), split (`split_copies`)."""
+    return split_copies(vote(with_copies(crops, config), deadline), len(crops), config)
 
 
 def mark_fragile(faces: Sequence[FaceRecord], copy_votes: Mapping[str, np.ndarray], controller: Any,

@@ -3,14 +3,16 @@
 `fakeface classify FILE` (no ``--server``) asks one question and exits, so starting a Ray cluster
 and Serve applications costs more than the answer. `InProcessBoard` runs the same deployment
 bodies the service runs (`blackboard.deployments`: `AgentSetDeployment.assess` without Serve's
-micro-batcher, and `DetectorDeployment`) and the same case logic (`blackboard.board.Board`), so
-the answer is the service's answer. The agents load and vote on their own threads (TensorFlow and
+micro-batcher, and `DetectorDeployment`), on the same way from image to votes
+(`blackboard.ingress.CasePipeline`) and the same case logic (`blackboard.board.Board`), so the
+answer is the service's answer. The agents load and vote on their own threads (TensorFlow and
 scikit-learn release the GIL while they compute); MTCNN loads only when a case needs detection,
 or, when the caller knows one will (``preload_detector``), on a thread of its own beside the agents.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -23,6 +25,7 @@ from blackboard.board import Board
 from blackboard.config import EnsembleConfig
 from blackboard.controllers.base import Controller
 from blackboard.deployments import AgentSetDeployment, DetectorDeployment
+from blackboard.ingress import CasePipeline, FindOptions, Found, Votes
 
 
 class InProcessBoard(Board):
@@ -58,6 +61,8 @@ class InProcessBoard(Board):
                                           warm_up=False)
         self._detector: DetectorDeployment | None = None
         self._detector_lock = threading.Lock()
+        self._pipeline = CasePipeline(detect=self._detect_async, vote=self._vote_async,
+                                      max_batch_size=config.max_batch_size)
 
     def ready(self, timeout_s: float = 120) -> bool:
         """Always True: the agents are loaded when the constructor returns."""
@@ -66,15 +71,25 @@ class InProcessBoard(Board):
     def component_status(self, timeout_s: float = 2.0) -> dict[str, bool]:
         return {"detector": True, **{f"agent/{name}": True for name in self.agent_names}}
 
-    def _detect(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float) -> list[Any]:
+    def _detect(self, image: np.ndarray, mode: str) -> list[Any]:
         with self._detector_lock:  # MTCNN loads once, on the first case that needs it
             if self._detector is None:
                 self._detector = self._detector_job.result() if self._detector_job else DetectorDeployment()
             return self._detector(image, mode)
 
+    async def _detect_async(self, image: np.ndarray, mode: str) -> list[Any]:
+        return await asyncio.to_thread(self._detect, image, mode)
+
+    async def _vote_async(self, crops: list[np.ndarray], deadline: float | None) -> Votes:
+        # One micro-batch of crops, on the agents' own threads.
+        return (await asyncio.to_thread(self._agents.assess, [crops], deadline))[0]
+
+    def _find(self, image: np.ndarray, mode: str, deadline: float, deadline_s: float, options: FindOptions) -> Found:
+        # The pipeline's deadline is wall-clock time, as where it runs in a replica.
+        return asyncio.run(self._pipeline.find(image, mode, time.time() + deadline - time.monotonic(), options))
+
     def _vote(self, crops: list[np.ndarray], deadline: float) -> dict[str, tuple[np.ndarray, float]]:
-        # One micro-batch of this case's crops; the set's deadline is wall-clock time.
-        return self._agents.assess([crops], deadline=time.time() + deadline - time.monotonic())[0]
+        return asyncio.run(self._pipeline.vote(crops, time.time() + deadline - time.monotonic()))
 
     def _replica_stats(self) -> dict[str, dict[str, int]]:
         return self._agents.stats()

@@ -209,17 +209,20 @@ class UncertaintyGate:
     def from_bundle(cls, bundle: Any, *, min_face_px: int = MIN_FACE_PX) -> "UncertaintyGate":
         return cls(load_ood(bundle), min_face_px=min_face_px)
 
-    def assess(self, crops: Sequence[np.ndarray], sizes: Sequence[tuple[float, float]]
-               ) -> tuple[list[str], list[float | None]]:
+    def assess(self, crops: Sequence[np.ndarray], sizes: Sequence[tuple[float, float]],
+               features: np.ndarray | None = None) -> tuple[list[str], list[float | None]]:
         """Per face: the reason it cannot be judged ("" when it can) and its OOD score.
 
         Args:
             crops: the crops the agents see.
             sizes: (width, height) of each face's box in the input image.
+            features: the crops' :func:`crop_features`, computed where the crops are (the
+                serving ingress); None computes them from ``crops``.
         """
-        scores: list[float | None] = [None] * len(crops)
-        if self.ood is not None and len(crops):
-            scores = [float(s) for s in self.ood.score(crops)]
+        scores: list[float | None] = [None] * len(sizes)
+        if self.ood is not None and len(sizes):
+            rows = crop_features(crops) if features is None else np.asarray(features)
+            scores = [float(s) for s in self.ood.score_features(rows)]
         reasons = []
         for (width, height), score in zip(sizes, scores):
             reason = shape_reason(width, height, self.min_face_px)
@@ -229,10 +232,16 @@ class UncertaintyGate:
             reasons.append(reason)
         return reasons, scores
 
-    def apply(self, case: Case) -> Case:
-        """Marks the case's undecidable faces ``uncertain`` (p_fake and votes are kept)."""
-        faces = [f for f in case.faces if f.crop is not None]
-        reasons, scores = self.assess([f.crop for f in faces], [(f.box[2], f.box[3]) for f in faces])
+    def apply(self, case: Case, features: np.ndarray | None = None) -> Case:
+        """Marks the case's undecidable faces ``uncertain`` (p_fake and votes are kept).
+
+        Args:
+            case: the decided case.
+            features: :func:`crop_features` of every face, in order, when the crops stayed with
+                the workers; None: computed from the faces' crops (faces without one are skipped).
+        """
+        faces = list(case.faces) if features is not None else [f for f in case.faces if f.crop is not None]
+        reasons, scores = self.assess([f.crop for f in faces], [(f.box[2], f.box[3]) for f in faces], features)
         for face, reason, score in zip(faces, reasons, scores):
             face.ood_score = score
             if reason and face.decision is not None:

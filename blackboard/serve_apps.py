@@ -7,7 +7,7 @@ bodies are `blackboard.deployments`); the rest answers the ensemble's questions 
 Components are what the blackboard reports on: "detector", then "agents" (layout "sets") or one
 per agent (layout "agents"). In layout "sets" the detector runs in the agent set's replicas, so
 the component "detector" names the agent set's application (`app_name`): it is up, restarted or
-killed with them.
+killed with them; it is also the ingress (`blackboard.ingress`) in both layouts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from ray import serve
 
 from agents.bundle import Bundle
-from blackboard.deployments import AgentDeployment, AgentSetDeployment, DetectorDeployment
+from blackboard.deployments import AgentDeployment, AgentSetDeployment, IngressDeployment
 
 # Serve's own lines ("Application ... is ready", "Replica ... has died") go to Ray's log files,
 # not to the product's output; the blackboard reports replica health itself (component_status).
@@ -75,13 +75,14 @@ def _replica_options(plan: DeploymentPlan, *, gpus: float) -> dict[str, Any]:
 
 def deploy(plan: DeploymentPlan, bundle: Bundle, agents: Sequence[str], *,
            agent_class: type = AgentDeployment, set_class: type = AgentSetDeployment,
-           detector_class: type = DetectorDeployment) -> tuple[dict[str, Any], Any]:
-    """Starts the detector and the agents' applications; returns ({component: handle}, detector handle).
+           ingress_class: type = IngressDeployment) -> tuple[dict[str, Any], Any]:
+    """Starts the detector and the agents' applications; returns ({component: handle}, ingress handle).
 
     The agent handles are keyed ``"agents"`` (layout "sets") or by agent name (layout "agents").
-    In layout "sets" the detector handle calls the agent set's ``detect`` (no application of its
-    own: ``detector_class`` is not used). Returns at once: replicas load their models in the
-    background (see `running_replicas`).
+    The ingress (``find``: a case in one call, ``vote``: crops given; `blackboard.ingress`) is the
+    agent set in layout "sets" (it runs the detector too; ``ingress_class`` is not used), and
+    the detector's own application in layout "agents", holding handles to the agents'.
+    Returns at once: replicas load their models in the background (see `running_replicas`).
     """
     if plan.layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, received {plan.layout!r}.")
@@ -105,16 +106,17 @@ def deploy(plan: DeploymentPlan, bundle: Bundle, agents: Sequence[str], *,
                                        route_prefix=None, logging_config={"log_level": SERVE_LOG_LEVEL}))
         names.append(component)
     if plan.layout == "agents":
-        detector = serve.deployment(detector_class, name="detector", num_replicas=1, max_ongoing_requests=2,
-                                    **_replica_options(plan, gpus=0.0))
-        targets.append(serve.RunTarget(detector.bind(), name=app_name(plan, "detector"), route_prefix=None,
+        # Every case waits here on its agents' votes: as many in flight as an agent takes.
+        ingress = serve.deployment(ingress_class, name="detector", num_replicas=1, max_ongoing_requests=64,
+                                   **_replica_options(plan, gpus=0.0))
+        apps = {agent: app_name(plan, agent) for agent in agents}
+        targets.append(serve.RunTarget(ingress.bind(apps, max_batch_size=plan.max_batch_size),
+                                       name=app_name(plan, "detector"), route_prefix=None,
                                        logging_config={"log_level": SERVE_LOG_LEVEL}))
     handles = serve.run_many(targets, wait_for_ingress_deployment_creation=True,
                              wait_for_applications_running=False)
     agent_handles = dict(zip(names, handles))
-    if plan.layout == "sets":
-        return agent_handles, agent_handles[AGENT_SET].options(method_name="detect")
-    return agent_handles, handles[-1]
+    return agent_handles, agent_handles[AGENT_SET] if plan.layout == "sets" else handles[-1]
 
 
 def running_replicas(plan: DeploymentPlan, components: Sequence[str]) -> dict[str, int]:

@@ -301,8 +301,10 @@ class DetectorService:
             if not call.caller.is_active():
                 raise ServiceRefusal(Status.CANCELLED, "the client went away", "client cancelled")
             try:
+                # The face crops stay with the workers unless heat maps are to be drawn on them.
                 case = self._wait(lambda: self.ensemble.classify(rgb, detect=options.detect, deadline_s=budget,
-                                                                 source=options.source, request_id=call.request_id),
+                                                                 source=options.source, request_id=call.request_id,
+                                                                 keep_crops=options.heatmaps),
                                   budget)
             except TimeoutError as err:  # DeadlineExceeded
                 raise ServiceRefusal(Status.DEADLINE_EXCEEDED, f"deadline exceeded: {str(err)[:200]}") from err

@@ -4,7 +4,7 @@
 directly they must give the predictor's own numbers, micro-batch concurrent calls and split the
 answers back. An ensemble in layout "sets" (the default) must decide exactly as one in layout
 "agents" (the session's), and survive its replica dying. `InProcessBoard` (the CLI's Ray-free
-path) must decide exactly as the Serve ensemble does.
+path) must decide exactly as the Serve ensemble does, whose ingress takes a case in one call.
 """
 
 from __future__ import annotations
@@ -179,5 +179,33 @@ def test_in_process_board_decides_as_the_serve_ensemble(ensemble, session_bundle
         crops = board.classify_faces([face_crop, face_crop])
         assert len(crops.faces) == 2 and board.describe().agents[0].crops_sent == 3
         assert board.case_evidence("local")["agents"]  # the same feedback evidence as the service
+    finally:
+        board.shutdown()
+
+
+@pytest.mark.slow
+def test_served_ingress_gives_the_in_process_p_fake_per_face(set_ensemble, session_bundle, face_rgb):
+    """One call to the ingress (image -> faces -> votes in the agent set's replica) decides each
+    face of a generated image as the in-process board does, and keeps the crops unless asked."""
+    pair = np.ascontiguousarray(np.hstack([face_rgb, face_rgb[:, ::-1]]))  # two faces, 512x1024
+    noise = np.random.default_rng(5).integers(0, 256, (300, 260, 3), dtype=np.uint8)  # used whole
+    board = InProcessBoard(session_bundle)
+    try:
+        for image, detect in ((pair, "on"), (noise, "off")):
+            local = board.classify(image, detect=detect, deadline_s=60)
+            served = set_ensemble.classify(image, detect=detect, deadline_s=60, keep_crops=False)
+            assert len(served.faces) == len(local.faces) >= 1 and not served.degraded
+            for mine, theirs in zip(served.faces, local.faces):
+                assert mine.crop is None and theirs.crop is not None  # the pixels stayed in the replica
+                np.testing.assert_allclose(mine.box, theirs.box, atol=1e-3)
+                assert set(mine.votes) == set(theirs.votes) == set(set_ensemble.agent_names)
+                for name, vote in theirs.votes.items():
+                    assert mine.votes[name].p_fake == pytest.approx(vote.p_fake, abs=1e-5)
+                assert mine.decision.p_fake == pytest.approx(theirs.decision.p_fake, abs=1e-5)
+                assert mine.decision.label == theirs.decision.label
+                assert (mine.ood_score is None) == (theirs.ood_score is None)
+                assert theirs.ood_score is None or mine.ood_score == pytest.approx(theirs.ood_score)
+                assert mine.context == pytest.approx(theirs.context)
+        assert len(set_ensemble.classify(pair, detect="on", deadline_s=60).faces[1].crop) == 224  # asked: sent
     finally:
         board.shutdown()

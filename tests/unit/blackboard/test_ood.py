@@ -160,3 +160,16 @@ def test_batch_rows_say_uncertain_with_the_reason(model, tiny_bundle, tmp_path, 
     assert list(out["label"]) == ["fake", UNCERTAIN, UNCERTAIN, ""]
     assert out["reason"][1].startswith("too small") and "outside" in out["reason"][2]
     assert out["reason"][3] == "no face found" and np.isfinite(out["p_fake"][1])
+
+
+def test_statistics_computed_where_the_crops_stayed_give_the_same_verdicts(model, face_crop):
+    """The serving ingress sends the crops' statistics instead of the crops: same scores, same labels."""
+    noise = np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    items = [(face_crop, (0.0, 0.0, 224.0, 224.0)), (noise, (0.0, 0.0, 224.0, 224.0)),
+             (face_crop, (0.0, 0.0, 20.0, 20.0))]
+    from_crops = UncertaintyGate(model).apply(_case(items))
+    without_crops = _case([(None, box) for _, box in items])
+    UncertaintyGate(model).apply(without_crops, features=crop_features([crop for crop, _ in items]))
+    assert [f.decision.label for f in without_crops.faces] == [f.decision.label for f in from_crops.faces]
+    assert [f.decision.label for f in from_crops.faces] == ["fake", UNCERTAIN, UNCERTAIN]
+    assert [f.ood_score for f in without_crops.faces] == pytest.approx([f.ood_score for f in from_crops.faces])
