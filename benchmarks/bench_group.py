@@ -302,6 +302,8 @@ def main() -> int:
     parser.add_argument("--dim-grids", type=int, default=27, help="grids with one dim face (group)")
     parser.add_argument("--crop-min-face-share", type=float, default=None,
                         help="replace vision.faces.CROP_MIN_FACE_SHARE for this run (0.15 = the rule before 2026-12-03)")
+    parser.add_argument("--no-dim-pass", action="store_true",
+                        help="detect without the dark-region pass (vision.face_detector.DIM_REGIONS = 0): the 'before'")
     parser.add_argument("--only-dim", action="store_true", help="measure the dim-face recall alone (group)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="the shared data folder")
@@ -312,6 +314,10 @@ def main() -> int:
         import vision.faces
 
         vision.faces.CROP_MIN_FACE_SHARE = args.crop_min_face_share  # read at call time, in this process
+    if args.no_dim_pass:
+        import vision.face_detector
+
+        vision.face_detector.DIM_REGIONS = 0
     result = run_shares(args) if args.part == "shares" else run_group(args)
     result.update({"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
