@@ -321,7 +321,9 @@ def main() -> int:
     result = run_shares(args) if args.part == "shares" else run_group(args)
     result.update({"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
-                   "seconds": round(time.perf_counter() - start, 1), "args": vars(args)})
+                   "seconds": round(time.perf_counter() - start, 1),
+                   # no machine paths in the record: the data folder and output are the caller's
+                   "args": {k: v for k, v in vars(args).items() if k not in ("data", "out")}})
     out = Path(args.out or REPO / "benchmarks" / "results" / ("group_shares.json" if args.part == "shares"
                                                               else "group.json"))
     from agents.atomic import atomic_write_bytes
