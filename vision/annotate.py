@@ -18,33 +18,128 @@ GREY = (160, 160, 160)
 THUMB = 160  # heatmap thumbnail side in pixels
 
 
-def _label_box(img: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float) -> None:
-    """Text on a filled background, above (x, y) when there is room, else below."""
-    thickness = max(1, int(round(scale * 2)))
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    top = y - th - base - 4 if y - th - base - 4 >= 0 else y
-    cv2.rectangle(img, (x, top), (x + tw + 4, top + th + base + 4), colour, cv2.FILLED)
-    cv2.putText(img, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
-                cv2.LINE_AA)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    """True when two rectangles share area (touching edges do not count)."""
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _candidates(box: Rect, size: tuple[int, int], width: int, height: int) -> list[tuple[int, int]]:
+    """Where a box's label may go, best first: above, below, then inside it (left, then right
+    aligned), each moved into the image where it would stick out."""
+    x, y, w, h = box
+    lw, lh = size
+    spots = [(x, y - lh), (x, y + h), (x, y), (x + w - lw, y - lh), (x + w - lw, y + h), (x, y + h - lh),
+             (x + w - lw, y), (x + w - lw, y + h - lh)]
+    return [(min(max(0, sx), max(0, width - lw)), min(max(0, sy), max(0, height - lh))) for sx, sy in spots]
+
+
+def place_labels(boxes: Sequence[Rect], sizes: Sequence[tuple[int, int]], width: int,
+                 height: int) -> list[tuple[int, int]]:
+    """Top-left corners for the boxes' labels such that no two labels overlap.
+
+    Each label takes the first of its candidate spots (:func:`_candidates`) that overlaps no label
+    placed before it and no other face's box; failing that, the first that overlaps no label;
+    failing that, the free spot in the image nearest its first choice (searched on a grid of half
+    a label's height). A label with no free spot in the image goes below it (y >= ``height``),
+    in rows, so the caller must extend the canvas to ``max(y + label height)``.
+
+    Args:
+        boxes: each face's (x, y, width, height) in pixels, in the order labels are placed.
+        sizes: each label's (width, height) in pixels.
+        width: image width.
+        height: image height.
+    """
+    if len(boxes) != len(sizes):
+        raise ValueError(f"one label size per box is needed, received {len(boxes)} boxes and {len(sizes)} sizes.")
+    placed: list[Rect] = []
+    below_x, below_y, below_h = 0, height, 0  # the next free spot in the rows under the image
+    for i, (box, (lw, lh)) in enumerate(zip(boxes, sizes)):
+        spots = _candidates(box, (lw, lh), width, height)
+        others = [b for j, b in enumerate(boxes) if j != i]
+        free = [s for s in spots if not any(_overlaps((*s, lw, lh), r) for r in placed)]
+        clear = [s for s in free if not any(_overlaps((*s, lw, lh), b) for b in others)]
+        spot = (clear or free or [None])[0]
+        if spot is None:
+            spot = _nearest_free(spots[0], (lw, lh), placed, width, height)
+        if spot is None:  # the image is full: a row below it
+            if below_x > 0 and below_x + lw > width:
+                below_x, below_y, below_h = 0, below_y + below_h, 0
+            spot = (below_x, below_y)
+            below_x, below_h = below_x + lw, max(below_h, lh)
+        placed.append((*spot, lw, lh))
+    return [(x, y) for x, y, _, _ in placed]
+
+
+def _nearest_free(start: tuple[int, int], size: tuple[int, int], placed: Sequence[Rect], width: int,
+                  height: int) -> tuple[int, int] | None:
+    """The spot nearest ``start`` on a grid over the image where a label overlaps none placed."""
+    lw, lh = size
+    step = max(1, lh // 2)
+    xs = np.unique(np.append(np.arange(0, max(1, width - lw + 1), step), max(0, width - lw)))
+    ys = np.unique(np.append(np.arange(0, max(1, height - lh + 1), step), max(0, height - lh)))
+    grid = np.array(np.meshgrid(xs, ys)).reshape(2, -1).T
+    order = np.argsort(np.hypot(grid[:, 0] - start[0], grid[:, 1] - start[1]), kind="stable")
+    for sx, sy in grid[order]:
+        if not any(_overlaps((int(sx), int(sy), lw, lh), r) for r in placed):
+            return int(sx), int(sy)
+    return None
+
+
+def _label_size(text: str, scale: float) -> tuple[int, int]:
+    """Width and height in pixels of a label drawn by :func:`_draw_label`."""
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, _thickness(scale))
+    return tw + 4, th + base + 4
+
+
+def _thickness(scale: float) -> int:
+    return max(1, int(round(scale * 2)))
+
+
+def _draw_label(img: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float) -> None:
+    """White text on a filled background whose top-left corner is (x, y)."""
+    lw, lh = _label_size(text, scale)
+    (_, th), _ = cv2.getTextSize(text, FONT, scale, _thickness(scale))
+    cv2.rectangle(img, (x, y), (x + lw - 1, y + lh - 1), colour, cv2.FILLED)
+    cv2.putText(img, text, (x + 2, y + th + 2), FONT, scale, (255, 255, 255), _thickness(scale), cv2.LINE_AA)
+
+
+def label_text(face: dict[str, Any]) -> str:
+    """"#0 FAKE p=0.87"; a "can't tell" shows no probability, as it is no verdict."""
+    if face["verdict"] == "uncertain":
+        return f"#{face['index']} CAN'T TELL"
+    p = face.get("p_fake")
+    return f"#{face['index']} {face['verdict'].upper()}" + ("" if p is None else f" p={p:.2f}")
 
 
 def draw_faces(rgb: np.ndarray, faces: Sequence[dict[str, Any]]) -> np.ndarray:
     """Returns a BGR copy of ``rgb`` with each face's box and "FAKE 0.87"-style label.
+
+    Labels never overlap one another (:func:`place_labels`); when the picture has no room left
+    for one, a white band is added below it for the rest.
 
     Args:
         rgb: the classified image, RGB uint8.
         faces: dicts with ``box`` (x, y, w, h), ``verdict``, ``p_fake`` and ``index``.
     """
     img = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    scale = max(0.4, min(img.shape[:2]) / 900.0)
-    for face in faces:
-        x, y, w, h = (int(round(v)) for v in face["box"])
-        colour = COLOURS.get(face["verdict"], GREY)
+    height, width = img.shape[:2]
+    scale = max(0.4, min(height, width) / 900.0)
+    boxes = [tuple(int(round(v)) for v in face["box"]) for face in faces]
+    texts = [label_text(face) for face in faces]
+    colours = [COLOURS.get(face["verdict"], GREY) for face in faces]
+    for (x, y, w, h), colour in zip(boxes, colours):
         cv2.rectangle(img, (x, y), (x + w, y + h), colour, max(2, int(scale * 3)))
-        p = None if face["verdict"] == "uncertain" else face.get("p_fake")  # "can't tell" is no verdict percentage
-        word = "CAN'T TELL" if face["verdict"] == "uncertain" else face["verdict"].upper()
-        text = f"#{face['index']} {word}" + ("" if p is None else f" p={p:.2f}")
-        _label_box(img, text, x, y, colour, scale)
+    sizes = [_label_size(text, scale) for text in texts]
+    spots = place_labels(boxes, sizes, width, height)
+    bottom = max([y + lh for (_, y), (_, lh) in zip(spots, sizes)], default=height)
+    if bottom > height:
+        img = cv2.copyMakeBorder(img, 0, bottom - height, 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    for text, (x, y), colour in zip(texts, spots, colours):
+        _draw_label(img, text, x, y, colour, scale)
     return img
 
 
@@ -58,7 +153,7 @@ def heatmap_strip(faces: Sequence[dict[str, Any]], width: int) -> np.ndarray | N
             if tile is None:
                 continue
             tile = cv2.resize(tile, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-            _label_box(tile, f"#{face['index']} {agent}", 0, 0, (50, 50, 50), 0.45)
+            _draw_label(tile, f"#{face['index']} {agent}", 0, 0, (50, 50, 50), 0.45)
             tiles.append(tile)
         if tiles:
             rows.append(np.hstack(tiles))

@@ -59,12 +59,22 @@ FLAT_STD = 30.0
 # in a 1080p frame, 82 px in a 1024 px portrait. The shared DFDC videos' faces and the gan-faces
 # portraits are all found at this share (benchmarks/bench_photos.py); smaller faces need 0.
 MIN_FACE_SHARE = 0.08
+# A picture whose faces were found may still hide one in shadow (a group with one face unlit):
+# connected blocks darker than DIM_BLOCK_MEAN (mean luma, 0-255), together at least the smallest
+# face on each side, get a pass of their own, brightened by their own statistics; at most
+# DIM_REGIONS of them, largest first. Blocks are a quarter of the smallest face. Regions darker
+# than DIM_BLACK on average are left alone: a face there has under 3 grey levels of contrast
+# (a DFDC face at 10 % of its light averages 12), and black sky or clothing costs a pass.
+DIM_BLOCK_MEAN = 50.0
+DIM_BLACK = 10.0
+DIM_REGIONS = 2
 # Side of the aligned crop the gate's second look runs on, and the smallest face it looks for.
 VERIFY_SIZE = 112
 VERIFY_MIN_FACE = 24
 
 
-def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False) -> tuple[np.ndarray, bool]:
+def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False,
+                          dark_mean: float | None = None) -> tuple[np.ndarray, bool]:
     """Brightens dark and stretches flat images so MTCNN can see their faces.
 
     Only the detector sees the corrected pixels; the agents get crops of the original image.
@@ -73,12 +83,14 @@ def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False) -> tupl
         image_rgb: RGB uint8 image.
         force: apply CLAHE (and the gamma curve when dark) whatever the statistics say (the
             retry pass for images in which nothing was found).
+        dark_mean: brighten as if the mean luma were this (the mean of a dark region's dark
+            blocks, so that a dim face beside brighter parts is lifted enough); default: the image's.
 
     Returns:
         The image to detect on and whether it was changed.
     """
     luma = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-    mean, std = float(luma.mean()), float(luma.std())
+    mean, std = float(luma.mean() if dark_mean is None else dark_mean), float(luma.std())
     out, changed = image_rgb, False
     if mean < DARK_MEAN and mean > 0:
         exponent = float(np.clip(np.log(BRIGHT_TARGET) / np.log(mean / 255.0), 0.25, 1.0))
@@ -89,6 +101,36 @@ def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False) -> tupl
         lab[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[:, :, 0])
         out, changed = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), True
     return out, changed
+
+
+def dim_regions(image_rgb: np.ndarray, *, min_side: float) -> list[tuple[tuple[int, int, int, int], float]]:
+    """Rectangles (x, y, width, height) around the dark parts of an image where a face of at
+    least ``min_side`` px could hide, each with the mean luma of its dark blocks; largest first
+    (at most ``DIM_REGIONS``).
+
+    Dark means blocks (a quarter of ``min_side``) whose mean luma is under ``DIM_BLOCK_MEAN``;
+    each group of touching dark blocks at least ``min_side`` on both sides and not black (mean
+    at least ``DIM_BLACK``) gives one rectangle, grown by a block on every side (a face's bright
+    edge may lie just outside).
+    """
+    luma = cv2.cvtColor(as_rgb(image_rgb), cv2.COLOR_RGB2GRAY)
+    height, width = luma.shape
+    block = max(4, int(min_side // 4))
+    if height < 2 * block or width < 2 * block:
+        return []
+    small = cv2.resize(luma, (width // block, height // block), interpolation=cv2.INTER_AREA)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((small < DIM_BLOCK_MEAN).astype(np.uint8),
+                                                               connectivity=8)
+    regions = []
+    for label in range(1, count):
+        x, y, w, h, _ = stats[label]
+        mean = float(small[labels == label].mean())
+        if min(w, h) * block < min_side or mean < DIM_BLACK:
+            continue
+        x0, y0 = max(0, (x - 1) * block), max(0, (y - 1) * block)
+        x1, y1 = min(width, (x + w + 1) * block), min(height, (y + h + 1) * block)
+        regions.append(((int(x0), int(y0), int(x1 - x0), int(y1 - y0)), mean))
+    return sorted(regions, key=lambda r: r[0][2] * r[0][3], reverse=True)[:DIM_REGIONS]
 
 
 def plausible_landmarks(box: Sequence[float], points: np.ndarray, eye_ratio: tuple[float, float]) -> bool:
@@ -190,6 +232,7 @@ class FaceDetector:
             return []
         factors = [self._factor(image) for image in images]
         seen = [_rescale(image, f) for image, f in zip(images, factors)]
+        plain = list(seen)  # before the light correction: where the dim-face pass looks
         if self.enhance:
             seen = [enhance_for_detection(image)[0] for image in seen]
         found = [self._candidates(raw, f) for raw, f in zip(self._run(seen, factors), factors)]
@@ -199,9 +242,44 @@ class FaceDetector:
             again = [enhance_for_detection(_rescale(images[i], f), force=True)[0] for i, f in zip(empty, scales)]
             for i, f, image, raw in zip(empty, scales, again, self._run(again, scales)):
                 seen[i], factors[i], found[i] = image, f, self._candidates(raw, f)
+                plain[i] = _rescale(images[i], f)
         if self.gate.verify:
             found = self._verify(seen, factors, found)
+        if self.enhance:
+            for i, extra in enumerate(self._dim_faces(plain, seen, factors, found)):
+                found[i] = found[i] + extra
         return [sorted(faces, key=lambda face: face.confidence, reverse=True) for faces in found]
+
+    def _dim_faces(self, plain: list[np.ndarray], seen: list[np.ndarray], factors: list[float],
+                   found: list[list[DetectedFace]]) -> list[list[DetectedFace]]:
+        """Faces in the dark regions (:func:`dim_regions`) of images where others were found, each
+        region searched after brightening it by its own darkness; faces found are not repeated.
+
+        ``plain`` are the detection images before light correction, ``seen`` after it."""
+        lit = list(seen)  # the detection images with their dark regions brightened
+        extra: list[list[DetectedFace]] = [[] for _ in seen]
+        for i, faces in enumerate(found):
+            if not faces:
+                continue  # nothing found at all: the retry pass already looked, brightened
+            least = max(12.0, self.min_face_size * factors[i], self.min_face_share * min(seen[i].shape[:2]))
+            for (x, y, w, h), dark_mean in dim_regions(plain[i], min_side=least):
+                part, _ = enhance_for_detection(plain[i][y:y + h, x:x + w], force=True, dark_mean=dark_mean)
+                if lit[i] is seen[i]:
+                    lit[i] = seen[i].copy()
+                lit[i][y:y + h, x:x + w] = part
+                # MTCNN on the region; boxes and landmarks back to the input's pixels.
+                for face in self._candidates(self._run([part], [factors[i]])[0], factors[i]):
+                    shift = np.array([x, y], dtype=np.float64) / factors[i]
+                    bx, by, bw, bh = face.box
+                    points = face.landmarks + shift
+                    points.setflags(write=False)
+                    moved = DetectedFace(box=(bx + shift[0], by + shift[1], bw, bh), landmarks=points,
+                                         confidence=face.confidence)
+                    if not any(_same_face(moved, other) for other in faces + extra[i]):
+                        extra[i].append(moved)
+        if self.gate.verify and any(extra):
+            extra = self._verify(lit, factors, extra)
+        return extra
 
     def _factor(self, image: np.ndarray) -> float:
         longest = max(image.shape[:2])
@@ -266,6 +344,15 @@ class FaceDetector:
                     keep.add(owner)
                     break
         return [[face for j, face in enumerate(faces) if (i, j) in keep] for i, faces in enumerate(found)]
+
+
+def _same_face(a: DetectedFace, b: DetectedFace) -> bool:
+    """True when one face's box centre lies inside the other's box."""
+    def inside(p: DetectedFace, q: DetectedFace) -> bool:
+        cx, cy = p.box[0] + p.box[2] / 2, p.box[1] + p.box[3] / 2
+        return q.box[0] <= cx <= q.box[0] + q.box[2] and q.box[1] <= cy <= q.box[1] + q.box[3]
+
+    return inside(a, b) or inside(b, a)
 
 
 def _rescale(image: np.ndarray, factor: float) -> np.ndarray:

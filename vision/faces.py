@@ -39,8 +39,15 @@ class FaceCrop:
     aligned: bool  # True when made by align_face from detected landmarks
 
 
-# A detected face covering at least this share of a crop-shaped image means the image is a crop.
-CROP_MIN_FACE_SHARE = 0.15
+# A detected face covering at least this share of a crop-shaped image (257-512 px) means the
+# image is a crop like those the agents were trained on, used whole; a face covering less is a face
+# cut out with its surroundings, detected and aligned as the same face in a group picture is, so
+# both get the same crop. Face-box shares measured with FaceDetector (benchmarks/bench_group.py
+# shares, 2026-12-03): dfdc-test crops (the training kind) 0.649-0.991 at 224 px (189 crops),
+# 0.603-0.996 upscaled to 448 px (1st percentile 0.626, 96 crops); the same faces cut 1.5x their
+# box 0.356-0.608 (116 cuts), 2x 0.212-0.363. gan-faces (0.29-0.55) and lfw-swaps (0.06-0.34) frame
+# the face loosely, like a cut: at their own 256/224 px they are used whole by the side rule above.
+CROP_MIN_FACE_SHARE = 0.62
 
 
 def _area_share(box: tuple[float, float, float, float], image: np.ndarray) -> float:
@@ -101,7 +108,8 @@ def extract_faces(
         mode: "off" uses the whole image as one crop; "on" detects and aligns (no face -> []);
             "auto" detects and aligns, except for an image shaped like a face crop (aspect 0.75-1.33):
             up to ``CROP_TRUST_SIDE`` px it is used whole without running the detector; up to 512 px
-            it is used whole when nothing, or one face covering ``CROP_MIN_FACE_SHARE`` of it, is found.
+            it is used whole when nothing, or one face covering ``CROP_MIN_FACE_SHARE`` of it, is found
+            (a face cut out with its surroundings is aligned, as the same face in a group is).
         all_faces: every face found, or only the most confident one.
         size: side of each crop.
         margin: context around the face (see :func:`template_points`).

@@ -3,7 +3,9 @@ TestClient, and the page itself in headless Chromium (Selenium, the system brows
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -607,3 +609,124 @@ def test_page_on_the_unspecified_ipv6_address_answers_ipv4_too(served):
                 assert resp.status == 200 and "serving" in json.loads(resp.read())
     finally:
         web.stop()
+
+
+def _label_rects(driver):
+    """Each box's and each label's rectangle on the page (x, y, width, height), in face order."""
+    return driver.execute_script(
+        "const r = (n) => { const b = n.getBoundingClientRect(); return [b.left, b.top, b.width, b.height]; };"
+        "return [...document.querySelectorAll('#boxes .box')].map((b) => [r(b), r(b.querySelector('span'))]);")
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+@contextlib.contextmanager
+def _page_in_process(bundle):
+    """The page's URL, on a gRPC service whose board runs in this process (no Ray replicas)."""
+    from blackboard.inprocess import InProcessBoard
+
+    board = InProcessBoard(bundle)
+    server = _serve(board)
+    web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
+    try:
+        yield web.url
+    finally:
+        web.stop()
+        server.stop(0).wait()
+        board.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_page(session_bundle):
+    with _page_in_process(session_bundle) as url:
+        yield url
+
+
+def test_browser_group_picture_labels_every_face_without_overlaps(browser, local_page, face_rgb, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = browser
+    driver.get(local_page)
+    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    # Six tight cuts of the astronaut's face side by side (some mirrored, in other light): faces
+    # closer together on the page than their labels are wide.
+    tile = face_rgb[55:178, 176:274]
+    tiles = [np.clip(tile.astype(np.float32) * f, 0, 255).astype(np.uint8) for f in (1.0, 0.9, 1.1, 0.95, 1.05, 0.85)]
+    row = np.hstack([t[:, ::-1] if i % 2 else t for i, t in enumerate(tiles)])
+    upload = tmp_path / "group.png"
+    upload.write_bytes(png_bytes(cv2.copyMakeBorder(row, 30, 30, 10, 10, cv2.BORDER_CONSTANT, value=(235, 235, 235))))
+    driver.find_element(By.ID, "file-input").send_keys(str(upload))
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card"))
+    _wait(driver, lambda d: d.execute_script("return document.getElementById('picture').complete"), 30)
+    assert len(driver.find_elements(By.CSS_SELECTOR, ".face-card")) == 6
+    assert driver.find_element(By.ID, "summary").text.startswith("6 faces:")
+    rects = _label_rects(driver)
+    assert len(rects) == 6
+    labels = [label for _, label in rects]
+    assert not [(i, j) for i, j in itertools.combinations(range(6), 2) if _overlap(labels[i], labels[j])], labels
+    # The layout was crowded: labels all set above their boxes' left corners would have collided.
+    naive = [(box[0], box[1] - label[3], label[2], label[3]) for box, label in rects]
+    assert any(_overlap(a, b) for a, b in itertools.combinations(naive, 2)), rects
+    # Every label stays by its own face: it touches the box or the band just above or below it.
+    for box, label in rects:
+        near = (box[0] - label[2], box[1] - 2 * label[3], box[2] + 2 * label[2], box[3] + 4 * label[3])
+        assert _overlap(label, near), (box, label)
+    _screenshot(driver, "group")
+
+
+@pytest.fixture(scope="module")
+def ood_page(session_bundle, face_crop, tmp_path_factory):
+    """The page on an in-process board whose bundle has an out-of-distribution model (fitted on
+    variations of the astronaut's face crop), for answers about faces unlike its training data."""
+    import shutil
+
+    from agents.bundle import update_bundle
+    from blackboard.inprocess import InProcessBoard
+    from blackboard.ood import BUNDLE_FILE, BUNDLE_KEY, crop_features, fit_ood_model
+
+    rng = np.random.default_rng(0)
+
+    def variations(n):
+        out = []
+        for _ in range(n):
+            m = cv2.getRotationMatrix2D((112 + rng.uniform(-6, 6), 112 + rng.uniform(-6, 6)), rng.uniform(-8, 8),
+                                        rng.uniform(0.92, 1.08))
+            img = cv2.warpAffine(face_crop, m, (224, 224), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+            out.append(np.clip(img * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20), 0, 255).astype(np.uint8))
+        return out
+
+    model = fit_ood_model(crop_features(variations(100)), crop_features(variations(50)), false_abstain_rate=0.05)
+    bundle = tmp_path_factory.mktemp("ood-bundle") / "tiny"
+    shutil.copytree(session_bundle, bundle)
+    update_bundle(bundle, extras={BUNDLE_KEY: (BUNDLE_FILE, model.to_json(), {"threshold": model.threshold})})
+    with _page_in_process(bundle) as url:
+        yield url
+
+
+def test_browser_out_of_kind_face_says_cant_tell_up_front_without_a_percentage(browser, ood_page, face_crop,
+                                                                              tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = browser
+    driver.get(ood_page)
+    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    # A face in colours no training face has (the crop's negative): the gate answers "can't tell".
+    upload = tmp_path / "negative.png"
+    upload.write_bytes(png_bytes(255 - face_crop))
+    driver.find_element(By.ID, "file-input").send_keys(str(upload))
+    card = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card"))[0]
+    assert "uncertain" in card.get_attribute("class").split()
+    assert card.find_element(By.CSS_SELECTOR, ".verdict").text == "Face #0: can't tell — unlike its training faces"
+    summary = driver.find_element(By.ID, "summary").text
+    # Up front, before any card: what the answer is and why there is no verdict.
+    assert summary.startswith("1 face: 1 can't tell.") and "No verdict on face #0: it is unlike the faces" in summary
+    words = card.find_element(By.CSS_SELECTOR, ".probability").text
+    assert words.startswith("No score is given: not a face, or far outside what the agents were trained on"), words
+    # No verdict percentage anywhere outside the folded-away agents' table: not in the summary, on the box or the scale.
+    assert "%" not in summary and "%" not in driver.find_element(By.CSS_SELECTOR, "#boxes .box").text
+    assert not card.find_elements(By.CSS_SELECTOR, ".scale .mark")
+    assert not card.find_element(By.CSS_SELECTOR, "details .votes").is_displayed()
+    assert [b.text for b in card.find_elements(By.CSS_SELECTOR, ".truth-button")] == ["It is real", "It is fake"]
+    _screenshot(driver, "out-of-kind")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import vision.face_detector as fd
 from vision.face_detector import DetectedFace, FaceDetector, FaceGate, enhance_for_detection, plausible_landmarks
 
 
@@ -89,3 +90,30 @@ def test_face_gate_validates():
     with pytest.raises(ValueError, match="confidences"):
         FaceGate(verify_confidence=1.5)
 
+
+
+def test_dim_regions_finds_dark_areas_big_enough_for_a_face_but_not_black_ones():
+    image = np.full((300, 400, 3), 160, np.uint8)
+    image[40:160, 30:150] = 25  # a dim patch where a face could hide
+    image[200:290, 250:390] = 3  # black: no face there has contrast to find
+    image[10:30, 300:320] = 25  # dark, but smaller than a face
+    regions = fd.dim_regions(image, min_side=40)
+    assert len(regions) == 1
+    (x, y, w, h), mean = regions[0]
+    assert x <= 30 and y <= 40 and x + w >= 150 and y + h >= 160 and w < 200 and h < 200
+    assert mean == pytest.approx(25, abs=1)
+    assert fd.dim_regions(np.full((300, 400, 3), 160, np.uint8), min_side=40) == []
+
+
+def test_a_dim_face_beside_a_lit_one_is_found_by_the_dark_region_pass(detector, face_rgb, monkeypatch):
+    # The astronaut twice: lit, and in hazy shadow (7 % of the light over a raised black level).
+    shadow = (face_rgb * 0.07 + 12).astype(np.uint8)
+    pair = np.ascontiguousarray(np.hstack([face_rgb, shadow]))
+    found = detector.detect(pair)
+    assert sorted(int(f.box[0] // 512) for f in found) == [0, 1]
+    dim = next(f for f in found if f.box[0] >= 512)
+    assert plausible_landmarks(dim.box, dim.landmarks, (0.2, 0.8))
+    lit = next(f for f in found if f.box[0] < 512)
+    assert abs(dim.box[0] - 512 - lit.box[0]) < 15 and abs(dim.box[1] - lit.box[1]) < 15  # the same place
+    monkeypatch.setattr(fd, "DIM_REGIONS", 0)  # without the pass, the shadowed face is missed
+    assert [int(f.box[0] // 512) for f in detector.detect(pair)] == [0]
