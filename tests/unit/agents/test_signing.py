@@ -98,8 +98,11 @@ def test_untrusted_signer_is_refused(tmp_path, keys):
 
 
 def _edit_model_file(bundle: Path) -> None:
+    # Flip the first byte: writing a fixed byte left the random file unchanged 1 time in 256.
     with open(bundle / "b.keras", "r+b") as f:
-        f.write(b"X")
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
 
 
 def _edit_controller(bundle: Path) -> None:
