@@ -242,9 +242,11 @@ class AgentSetDeployment(_MicroBatched):
             raise ValueError("an agent set needs at least one agent, received none.")
         self._detector: DetectorDeployment | None = None
         self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
-        if detector:
-            import keras  # noqa: F401 - imported once before the threads: a parallel first import fails half-way
+        # Keras (and TensorFlow under it) is imported once here, before the loading threads: a
+        # first import from two threads at once fails half-way, or crashes the replica.
+        import keras  # noqa: F401
 
+        if detector:
             detector_job = self._detector_thread.submit(DetectorDeployment)  # loads while the agents do
         # One thread per agent: agents load and vote in parallel (TensorFlow and scikit-learn
         # release the GIL while they compute), and an agent that hangs holds only its own thread.
