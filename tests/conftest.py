@@ -27,7 +27,7 @@ def _trust_a_throwaway_key() -> None:
     keys = tempfile.mkdtemp(prefix="fakeface-test-keys-")
     atexit.register(shutil.rmtree, keys, ignore_errors=True)
     private, public = generate_key_pair(keys, "test-signing")
-    os.environ[SIGNING_KEY_ENV] = str(private)  # bundle writers sign with it (agents.bundle._seal)
+    os.environ[SIGNING_KEY_ENV] = str(private)  # bundle writers sign with it (agents.bundle_staging.seal)
     os.environ[TRUSTED_KEYS_ENV] = str(public)  # inherited by the servers and Ray workers tests start
 
 
