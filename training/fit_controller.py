@@ -32,6 +32,7 @@ from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
 from blackboard.controllers.base import Controller, check_config_keys, controller_kinds
 from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
+from training.fit_args import fit_parser
 from training.votes import collect_context, collect_votes, read_manifest_split
 from vision.context import ALIASES, CONTEXT_NAMES, check_names
 
@@ -58,9 +59,7 @@ def _prior(text: str) -> float | str:
 
 def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentParser:
     """The command's arguments."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", required=True, help="model bundle directory (updated in place, atomically)")
-    parser.add_argument("--manifest", required=True, help="dataset manifest CSV (path,label,group,split,...)")
+    parser = fit_parser(prog, __doc__)
     parser.add_argument("--split", default="val", help="split to fit on (default val; test is refused)")
     parser.add_argument("--kind", choices=sorted(KINDS), default=DEFAULT_KIND,
                         help=f"learning rule (default {DEFAULT_KIND}; qtrust = the original trust table)")
