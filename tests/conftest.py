@@ -56,6 +56,16 @@ def face_rgb() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def face_photo(face_rgb, tmp_path_factory) -> Path:
+    """`face_rgb` as a PNG file (read-only: the classify and batch tests take it as an input)."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("face-photo") / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope="session")
 def face_crop(face_rgb) -> np.ndarray:
     """A 224x224 RGB crop around the astronaut's face."""
     import cv2
@@ -203,6 +213,16 @@ def session_bundle(tiny_bundle, tmp_path_factory) -> Path:
     return bundle_with_controller(tiny_bundle, tmp_path_factory.mktemp("session-bundle") / "tiny")
 
 
+def _loaded_until_teardown(ens, *, failure: str):
+    """A fixture's body for a Ray Serve ensemble: waits for its models (``failure`` if they do not
+    load within five minutes), yields it, and shuts it down at teardown whatever happened."""
+    try:
+        assert ens.ready(timeout_s=300), failure
+        yield ens
+    finally:
+        ens.shutdown()
+
+
 @pytest.fixture(scope="session")
 def ensemble(ray_session, session_bundle):
     """THE ensemble of the test session, on Ray Serve, with a delay knob on every agent.
@@ -219,11 +239,7 @@ def ensemble(ray_session, session_bundle):
     # Layout "agents": one replica per agent, so a test can slow down or kill one agent alone.
     # The default layout ("sets") has its own ensemble: `set_ensemble` below.
     ens = FaultyEnsemble(session_bundle, EnsembleConfig(layout="agents", num_cpus_per_actor=0.25, deadline_s=30.0))
-    try:
-        assert ens.ready(timeout_s=300), "replicas did not load their models"
-        yield ens
-    finally:
-        ens.shutdown()
+    yield from _loaded_until_teardown(ens, failure="replicas did not load their models")
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +253,4 @@ def set_ensemble(ray_session, session_bundle):
 
     ens = FaultySetEnsemble(session_bundle, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=60.0))
     assert ens.config.layout == "sets"
-    try:
-        assert ens.ready(timeout_s=300), "the agent set did not load its models"
-        yield ens
-    finally:
-        ens.shutdown()
+    yield from _loaded_until_teardown(ens, failure="the agent set did not load its models")

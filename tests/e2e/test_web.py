@@ -28,22 +28,33 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
+@contextlib.contextmanager
 def _serve(ensemble, **overrides):
+    """A gRPC server on the ensemble (its config: ``overrides``), stopped when the block ends."""
     server, _ = create_server("127.0.0.1:0", ensemble, ServerConfig(max_message_bytes=MAX_IMAGE, **overrides))
-    assert server.wait_until_serving(timeout=300)
-    return server
+    try:
+        assert server.wait_until_serving(timeout=300)
+        yield server
+    finally:
+        server.stop(0).wait()
+
+
+@contextlib.contextmanager
+def _page_client(ensemble, **overrides):
+    """A test client of the page's app, on a gRPC server of its own (`_serve`)."""
+    from fastapi.testclient import TestClient
+
+    with _serve(ensemble, **overrides) as server, TestClient(create_app(server.service)) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
 def served(ensemble, tmp_path_factory):
     """A gRPC server with a feedback log, and the page's app on the same service."""
     folder = tmp_path_factory.mktemp("web-feedback")
-    server = _serve(ensemble, feedback_path=str(folder / "feedback.jsonl"))
-    app = create_app(server.service, WebConfig(max_video_bytes=MAX_VIDEO, video_fps=4.0, video_max_frames=6))
-    try:
+    with _serve(ensemble, feedback_path=str(folder / "feedback.jsonl")) as server:
+        app = create_app(server.service, WebConfig(max_video_bytes=MAX_VIDEO, video_fps=4.0, video_max_frames=6))
         yield {"server": server, "app": app, "feedback": folder / "feedback.jsonl", "uploads": folder / "feedback-uploads"}
-    finally:
-        server.stop(0).wait()
 
 
 @pytest.fixture(scope="module")
@@ -199,22 +210,16 @@ def test_video_shows_progress_then_tracks_and_clip_verdict(client, face_rgb, tmp
 
 
 def test_token_is_required_when_set(ensemble):
-    from fastapi.testclient import TestClient
-
-    server = _serve(ensemble, tokens=(TOKEN,))
-    try:
-        with TestClient(create_app(server.service)) as c:
-            assert c.get("/").status_code == 200  # the page itself carries no data
-            assert c.get("/api/health").json() == {"serving": True, "auth": True}
-            missing = c.get("/api/info")
-            assert missing.status_code == 401 and "token" in missing.json()["error"]
-            assert c.get("/api/info", headers={"authorization": "Bearer wrong"}).status_code == 401
-            assert c.post("/api/classify", content=b"x").status_code == 401
-            info = c.get("/api/info", headers={"authorization": f"Bearer {TOKEN}"})
-            assert info.status_code == 200
-            assert {a["name"] for a in info.json()["agents"]} == AGENTS
-    finally:
-        server.stop(0).wait()
+    with _page_client(ensemble, tokens=(TOKEN,)) as c:
+        assert c.get("/").status_code == 200  # the page itself carries no data
+        assert c.get("/api/health").json() == {"serving": True, "auth": True}
+        missing = c.get("/api/info")
+        assert missing.status_code == 401 and "token" in missing.json()["error"]
+        assert c.get("/api/info", headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/api/classify", content=b"x").status_code == 401
+        info = c.get("/api/info", headers={"authorization": f"Bearer {TOKEN}"})
+        assert info.status_code == 200
+        assert {a["name"] for a in info.json()["agents"]} == AGENTS
 
 
 # --------------------------------------------------------------------------- browser
@@ -384,22 +389,21 @@ def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    server = _serve(ensemble, tokens=(TOKEN,))
-    web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
-    try:
-        driver.get(web.url)
-        driver.execute_script("sessionStorage.clear();")
-        driver.get(web.url)
-        _wait(driver, lambda d: "access token" in d.find_element(By.ID, "model-line").text, 30)
-        login = driver.find_element(By.ID, "login")
-        assert login.is_displayed()
-        login.find_element(By.ID, "token").send_keys(TOKEN)
-        login.find_element(By.ID, "token-button").click()
-        _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 30)
-        assert not login.is_displayed()
-    finally:
-        web.stop()
-        server.stop(0).wait()
+    with _serve(ensemble, tokens=(TOKEN,)) as server:
+        web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
+        try:
+            driver.get(web.url)
+            driver.execute_script("sessionStorage.clear();")
+            driver.get(web.url)
+            _wait(driver, lambda d: "access token" in d.find_element(By.ID, "model-line").text, 30)
+            login = driver.find_element(By.ID, "login")
+            assert login.is_displayed()
+            login.find_element(By.ID, "token").send_keys(TOKEN)
+            login.find_element(By.ID, "token-button").click()
+            _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 30)
+            assert not login.is_displayed()
+        finally:
+            web.stop()
 
 
 def test_accuracy_statement_reads_the_held_out_replay_metrics():
@@ -429,59 +433,41 @@ def _screenshot(driver, name):
 
 
 def test_feedback_on_the_http_path_is_rate_limited_per_client_and_changes_nothing(ensemble, face_png, tmp_path):
-    from fastapi.testclient import TestClient
-
-    server = _serve(ensemble, feedback_path=str(tmp_path / "fb.jsonl"))  # its own buckets: a full burst of 5
-    try:
-        with TestClient(create_app(server.service)) as c:
-            first = c.post("/api/classify?name=a.png", content=face_png).json()
-            acks = [c.post("/api/feedback", json={"request_id": first["request_id"], "label": "fake"})
-                    for _ in range(6)]
-            assert [a.status_code for a in acks[:5]] == [200] * 5, [a.text for a in acks]
-            assert acks[5].status_code == 429 and "Wait a minute" in acks[5].json()["error"]
-            assert all(not a.json()["applied"] for a in acks[:5])
-            again = c.post("/api/classify?name=a.png", content=face_png).json()
-    finally:
-        server.stop(0).wait()
+    with _page_client(ensemble, feedback_path=str(tmp_path / "fb.jsonl")) as c:  # its own buckets: a full burst of 5
+        first = c.post("/api/classify?name=a.png", content=face_png).json()
+        acks = [c.post("/api/feedback", json={"request_id": first["request_id"], "label": "fake"})
+                for _ in range(6)]
+        assert [a.status_code for a in acks[:5]] == [200] * 5, [a.text for a in acks]
+        assert acks[5].status_code == 429 and "Wait a minute" in acks[5].json()["error"]
+        assert all(not a.json()["applied"] for a in acks[:5])
+        again = c.post("/api/classify?name=a.png", content=face_png).json()
     assert [f["p_fake"] for f in again["faces"]] == [f["p_fake"] for f in first["faces"]]
     assert again["controller_version"] == first["controller_version"]
 
 
 def test_admin_endpoints_need_the_server_token(client, ensemble, face_png):
-    from fastapi.testclient import TestClient
-
     off = client.post("/api/admin/promote", json={})
     assert off.status_code == 403 and "--token" in off.json()["error"]
-    server = _serve(ensemble, tokens=(TOKEN,), feedback_path=None)
-    try:
-        with TestClient(create_app(server.service)) as c:
-            assert c.post("/api/admin/promote", json={}).status_code == 401
-            assert c.get("/api/admin/controllers", headers={"authorization": "Bearer nope"}).status_code == 401
-            ok = {"authorization": f"Bearer {TOKEN}"}
-            assert c.post("/api/admin/promote", json={}, headers=ok).status_code == 409  # no feedback log
-    finally:
-        server.stop(0).wait()
+    with _page_client(ensemble, tokens=(TOKEN,), feedback_path=None) as c:
+        assert c.post("/api/admin/promote", json={}).status_code == 401
+        assert c.get("/api/admin/controllers", headers={"authorization": "Bearer nope"}).status_code == 401
+        ok = {"authorization": f"Bearer {TOKEN}"}
+        assert c.post("/api/admin/promote", json={}, headers=ok).status_code == 409  # no feedback log
 
 
 def test_admin_promotion_is_refused_without_enough_clients(ensemble, face_png, tmp_path):
-    from fastapi.testclient import TestClient
-
-    server = _serve(ensemble, tokens=(TOKEN,), feedback_path=str(tmp_path / "fb.jsonl"))
     ok = {"authorization": f"Bearer {TOKEN}"}
-    try:
-        with TestClient(create_app(server.service)) as c:
-            answer = c.post("/api/classify", content=face_png, headers=ok).json()
-            assert c.post("/api/feedback", json={"request_id": answer["request_id"], "label": "fake"},
-                          headers=ok).status_code == 200
-            result = c.post("/api/admin/promote", json={"min_clients": 2, "min_cases": 1}, headers=ok).json()
-            assert not result["promoted"] and "1 distinct client(s), at least 2" in result["detail"]
-            assert c.post("/api/admin/promote", json={"min_clients": "all"}, headers=ok).status_code == 400
-            listed = c.get("/api/admin/controllers", headers=ok).json()
-            assert listed["live"] == answer["controller_version"] and listed["versions"][0]["active"]
-            missing = c.post("/api/admin/rollback", json={"version": "9-deadbeef"}, headers=ok)
-            assert missing.status_code == 404 and "Unknown controller version" in missing.json()["error"]
-    finally:
-        server.stop(0).wait()
+    with _page_client(ensemble, tokens=(TOKEN,), feedback_path=str(tmp_path / "fb.jsonl")) as c:
+        answer = c.post("/api/classify", content=face_png, headers=ok).json()
+        assert c.post("/api/feedback", json={"request_id": answer["request_id"], "label": "fake"},
+                      headers=ok).status_code == 200
+        result = c.post("/api/admin/promote", json={"min_clients": 2, "min_cases": 1}, headers=ok).json()
+        assert not result["promoted"] and "1 distinct client(s), at least 2" in result["detail"]
+        assert c.post("/api/admin/promote", json={"min_clients": "all"}, headers=ok).status_code == 400
+        listed = c.get("/api/admin/controllers", headers=ok).json()
+        assert listed["live"] == answer["controller_version"] and listed["versions"][0]["active"]
+        missing = c.post("/api/admin/rollback", json={"version": "9-deadbeef"}, headers=ok)
+        assert missing.status_code == 404 and "Unknown controller version" in missing.json()["error"]
 
 
 def test_browser_shows_a_borderline_score_on_a_scale_not_as_a_verdict(browser, page_url):
@@ -628,13 +614,14 @@ def _page_in_process(bundle):
     from blackboard.inprocess import InProcessBoard
 
     board = InProcessBoard(bundle)
-    server = _serve(board)
-    web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
     try:
-        yield web.url
+        with _serve(board) as server:
+            web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
+            try:
+                yield web.url
+            finally:
+                web.stop()
     finally:
-        web.stop()
-        server.stop(0).wait()
         board.shutdown()
 
 
