@@ -216,11 +216,9 @@ def session_bundle(tiny_bundle, tmp_path_factory) -> Path:
 def _loaded_until_teardown(ens, *, failure: str):
     """A fixture's body for a Ray Serve ensemble: waits for its models (``failure`` if they do not
     load within five minutes), yields it, and shuts it down at teardown whatever happened."""
-    try:
+    with ens:
         assert ens.ready(timeout_s=300), failure
         yield ens
-    finally:
-        ens.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -266,12 +266,24 @@ def _wait(driver, condition, timeout=180):
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
 
 
+def _model_line_loaded(driver, timeout=60):
+    """Waits until the page shows the model line: it has fetched /api/info and is ready."""
+    from selenium.webdriver.common.by import By
+
+    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, timeout)
+
+
+def _open(driver, url):
+    """Opens the page and waits until it is ready."""
+    driver.get(url)
+    _model_line_loaded(driver)
+
+
 def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, page_url, face_png, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver, downloads = browser
-    driver.get(page_url)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, page_url)
     upload = tmp_path / "astronaut.png"
     upload.write_bytes(face_png)
     driver.find_element(By.ID, "file-input").send_keys(str(upload))
@@ -311,8 +323,7 @@ def test_browser_sends_an_oversized_screenshot_as_a_jpeg_copy(browser, page_url,
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    driver.get(page_url)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, page_url)
     # A big, noisy PNG "screenshot" (as from a large screen): over the page's image limit.
     big = cv2.resize(face_rgb, (1024, 1024)).astype(np.float32)
     big += np.random.default_rng(0).normal(0, 12, big.shape)
@@ -400,7 +411,7 @@ def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
             assert login.is_displayed()
             login.find_element(By.ID, "token").send_keys(TOKEN)
             login.find_element(By.ID, "token-button").click()
-            _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 30)
+            _model_line_loaded(driver, timeout=30)
             assert not login.is_displayed()
         finally:
             web.stop()
@@ -474,8 +485,7 @@ def test_browser_shows_a_borderline_score_on_a_scale_not_as_a_verdict(browser, p
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    driver.get(page_url)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, page_url)
     driver.execute_script("state.info.borderline = {half_width: 0.09, accuracy_inside: 0.59};")
     reason = "borderline: the fake score 52 % is between 42 % and 60 %, too close to the threshold (51 %) to call"
     face = {"index": 0, "box": [10, 10, 50, 50], "label": "uncertain", "reason": reason, "p_fake": 0.52,
@@ -506,8 +516,7 @@ def test_browser_clip_answer_agrees_with_its_frame_and_shows_a_timeline(browser,
     from vision.video import shown_frame, track_video
 
     driver, _ = browser
-    driver.get(page_url)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, page_url)
     ps = [0.56, 0.58, 0.57, 0.55, 0.59, 0.56, 0.30, 0.35, 0.40, 0.12]
     frames = [[{"box": (10, 10, 40, 40), "p_fake": p, "threshold": 0.51, "votes": {}, "time_s": float(i)}]
               for i, p in enumerate(ps)]
@@ -613,16 +622,12 @@ def _page_in_process(bundle):
     """The page's URL, on a gRPC service whose board runs in this process (no Ray replicas)."""
     from blackboard.inprocess import InProcessBoard
 
-    board = InProcessBoard(bundle)
-    try:
-        with _serve(board) as server:
-            web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
-            try:
-                yield web.url
-            finally:
-                web.stop()
-    finally:
-        board.shutdown()
+    with InProcessBoard(bundle) as board, _serve(board) as server:
+        web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
+        try:
+            yield web.url
+        finally:
+            web.stop()
 
 
 @pytest.fixture(scope="module")
@@ -635,8 +640,7 @@ def test_browser_group_picture_labels_every_face_without_overlaps(browser, local
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    driver.get(local_page)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, local_page)
     # Six tight cuts of the astronaut's face side by side (some mirrored, in other light): faces
     # closer together on the page than their labels are wide.
     tile = face_rgb[55:178, 176:274]
@@ -697,8 +701,7 @@ def test_browser_out_of_kind_face_says_cant_tell_up_front_without_a_percentage(b
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    driver.get(ood_page)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, ood_page)
     # A face in colours no training face has (the crop's negative): the gate answers "can't tell".
     upload = tmp_path / "negative.png"
     upload.write_bytes(png_bytes(255 - face_crop))
