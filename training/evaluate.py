@@ -31,6 +31,7 @@ from vision.faces import DETECT_MODES
 from vision.media import IMAGE_EXTENSIONS
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
+from training.cli_args import add_vote_cache_args
 from training.degrade_eval import CLEAN, load_registry, resolve_transforms, seeds
 from training.evaluate_analyses import analyse
 from training.evaluate_gate import uncertain
@@ -287,9 +288,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray Data's per-operator progress bars and stats instead of one bar")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="vote cache folder (default $FAKEFACE_CACHE/votes or ~/.cache/fakeface/votes)")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the vote cache")
+    add_vote_cache_args(parser)
     parser.add_argument("--degrade", default="", metavar="NAME[,NAME...]|all",
                         help="also score every image through these transforms of vision/degrade.py (JPEG, "
                              "scaling, blur, screenshots...; 'all' for every one): a table and plot per "

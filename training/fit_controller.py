@@ -32,7 +32,7 @@ from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
 from blackboard.controllers.base import Controller, check_config_keys, controller_kinds
 from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
-from training.fit_args import fit_parser
+from training.cli_args import add_vote_cache_args, fit_parser
 from training.votes import collect_context, collect_votes, read_manifest_split
 from vision.context import ALIASES, CONTEXT_NAMES, check_names
 
@@ -97,8 +97,7 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     parser.add_argument("--ray-address", default=None,
                         help="collect the votes on this Ray cluster with Ray Data ('local': a new loopback-only local "
                              "Ray; default: in this process, unless $RAY_ADDRESS names a cluster)")
-    parser.add_argument("--cache-dir", help="vote cache folder (default ~/.cache/fakeface/votes)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute votes, do not cache them")
+    add_vote_cache_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser

@@ -20,7 +20,7 @@ import numpy as np
 from agents.bundle import BundleError, load_bundle, update_bundle
 from vision.faces import whole_image_crop
 from blackboard.ood import BUNDLE_FILE, BUNDLE_KEY, OODModel, crop_features, fit_ood_model
-from training.fit_args import fit_parser
+from training.cli_args import fit_parser
 from training.votes import read_manifest_split, read_rgb
 
 CROP_SIZE = 224  # the agents' crop side (vision.faces.extract_faces' default)

@@ -1,0 +1,28 @@
+"""Arguments the training commands share, each defined once with one help text: the bundle and
+manifest of the `fakeface fit-*` commands, and the vote cache of the commands that collect the
+agents' votes (`training.votes`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def fit_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A fit command's parser with ``--bundle`` and ``--manifest``, both required.
+
+    Args:
+        prog: the command, e.g. "fakeface fit-ood".
+        doc: its module docstring; the first line describes it in ``--help``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("--bundle", required=True, help="model bundle directory (updated in place, atomically)")
+    parser.add_argument("--manifest", required=True, help="dataset manifest CSV (path,label,group,split,...)")
+    return parser
+
+
+def add_vote_cache_args(parser: argparse.ArgumentParser) -> None:
+    """``--cache-dir`` and ``--no-cache``: where `training.vote_cache` keeps the votes, or not at all."""
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="vote cache folder (default $FAKEFACE_CACHE/votes or ~/.cache/fakeface/votes)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the vote cache")
