@@ -27,6 +27,7 @@ import pandas as pd
 
 from agents.bundle import load_bundle
 from agents.labels import CLASSES, label_to_index
+from vision.cli_args import add_detect_arg
 from vision.faces import DETECT_MODES
 from vision.media import IMAGE_EXTENSIONS
 from blackboard.stage_plan import VERBOSE_ENV
@@ -273,9 +274,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--fit-manifest", type=Path, default=None,
                         help="manifest whose --fit-split fits stacking / a missing controller (folder input)")
     parser.add_argument("--fit-split", default="val", help="split used for fitting (default: val)")
-    parser.add_argument("--detect", choices=DETECT_MODES, default="auto",
-                        help="face detection: auto = images that are face crops already are used whole, "
-                             "others are detected and aligned")
+    add_detect_arg(parser)
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per Ray Data batch")
     parser.add_argument("--workers", type=int, default=0,
