@@ -40,6 +40,16 @@ def _serve(ensemble, **overrides):
 
 
 @contextlib.contextmanager
+def _web(app, host="127.0.0.1"):
+    """The page's app on a web server of its own (a free port on ``host``), stopped when the block ends."""
+    web = WebServer(app, host, 0).start()
+    try:
+        yield web
+    finally:
+        web.stop()
+
+
+@contextlib.contextmanager
 def _page_client(ensemble, **overrides):
     """A test client of the page's app, on a gRPC server of its own (`_serve`)."""
     from fastapi.testclient import TestClient
@@ -253,11 +263,8 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page_url(served):
-    web = WebServer(served["app"], "127.0.0.1", 0).start()
-    try:
+    with _web(served["app"]) as web:
         yield web.url
-    finally:
-        web.stop()
 
 
 def _wait(driver, condition, timeout=180):
@@ -383,12 +390,8 @@ def test_web_server_reports_a_busy_port_and_warns_when_exposed(served, caplog):
 
     from fakeface.web.serve import warn_if_exposed
 
-    first = WebServer(served["app"], "127.0.0.1", 0).start()
-    try:
-        with pytest.raises(OSError, match="port in use"):
-            WebServer(served["app"], "127.0.0.1", first.port).start(timeout_s=10)
-    finally:
-        first.stop()
+    with _web(served["app"]) as first, pytest.raises(OSError, match="port in use"):
+        WebServer(served["app"], "127.0.0.1", first.port).start(timeout_s=10)
     with caplog.at_level(logging.WARNING, logger="fakeface.web"):
         assert warn_if_exposed("0.0.0.0", tls=False, auth=True)
         assert not warn_if_exposed("127.0.0.1", tls=False, auth=False)
@@ -400,21 +403,17 @@ def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    with _serve(ensemble, tokens=(TOKEN,)) as server:
-        web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
-        try:
-            driver.get(web.url)
-            driver.execute_script("sessionStorage.clear();")
-            driver.get(web.url)
-            _wait(driver, lambda d: "access token" in d.find_element(By.ID, "model-line").text, 30)
-            login = driver.find_element(By.ID, "login")
-            assert login.is_displayed()
-            login.find_element(By.ID, "token").send_keys(TOKEN)
-            login.find_element(By.ID, "token-button").click()
-            _model_line_loaded(driver, timeout=30)
-            assert not login.is_displayed()
-        finally:
-            web.stop()
+    with _serve(ensemble, tokens=(TOKEN,)) as server, _web(create_app(server.service)) as web:
+        driver.get(web.url)
+        driver.execute_script("sessionStorage.clear();")
+        driver.get(web.url)
+        _wait(driver, lambda d: "access token" in d.find_element(By.ID, "model-line").text, 30)
+        login = driver.find_element(By.ID, "login")
+        assert login.is_displayed()
+        login.find_element(By.ID, "token").send_keys(TOKEN)
+        login.find_element(By.ID, "token-button").click()
+        _model_line_loaded(driver, timeout=30)
+        assert not login.is_displayed()
 
 
 def test_accuracy_statement_reads_the_held_out_replay_metrics():
@@ -597,13 +596,10 @@ def test_page_on_the_unspecified_ipv6_address_answers_ipv4_too(served):
 
     if not socket.has_dualstack_ipv6():
         pytest.skip("no dual-stack IPv6 on this host")
-    web = WebServer(served["app"], "::", 0).start()
-    try:
+    with _web(served["app"], "::") as web:
         for host in ("127.0.0.1", "[::1]"):
             with urllib.request.urlopen(f"http://{host}:{web.port}/api/health", timeout=10) as resp:
                 assert resp.status == 200 and "serving" in json.loads(resp.read())
-    finally:
-        web.stop()
 
 
 def _label_rects(driver):
@@ -622,12 +618,8 @@ def _page_in_process(bundle):
     """The page's URL, on a gRPC service whose board runs in this process (no Ray replicas)."""
     from blackboard.inprocess import InProcessBoard
 
-    with InProcessBoard(bundle) as board, _serve(board) as server:
-        web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
-        try:
-            yield web.url
-        finally:
-            web.stop()
+    with InProcessBoard(bundle) as board, _serve(board) as server, _web(create_app(server.service)) as web:
+        yield web.url
 
 
 @pytest.fixture(scope="module")
