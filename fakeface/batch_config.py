@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from vision.cli_args import add_detect_arg, add_fps_arg
+from vision.face_args import add_detect_arg, add_fps_arg
 from blackboard.stage_plan import VERBOSE_ENV
 
 DESCRIPTION = "`fakeface batch`: classify folders, manifests or lists of images and videos as a Ray Data job."

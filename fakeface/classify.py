@@ -22,7 +22,7 @@ import numpy as np
 
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 from fakeface.rpc_convert import verdict_name
-from vision.cli_args import add_detect_arg, add_fps_arg
+from vision.face_args import add_detect_arg, add_fps_arg
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
 

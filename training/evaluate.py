@@ -27,7 +27,7 @@ import pandas as pd
 
 from agents.bundle import load_bundle
 from agents.labels import CLASSES, label_to_index
-from vision.cli_args import add_detect_arg
+from vision.face_args import add_detect_arg
 from vision.faces import DETECT_MODES
 from vision.media import IMAGE_EXTENSIONS
 from blackboard.stage_plan import VERBOSE_ENV
