@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
 from blackboard.controllers.base import Controller, check_config_keys, controller_kinds
 from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
-from training.cli_args import add_vote_cache_args, fit_parser
+from training.cli_args import add_vote_cache_args, fit_parser, run_command
 from training.votes import collect_context, collect_votes, read_manifest_split
 from vision.context import ALIASES, CONTEXT_NAMES, check_names
 
@@ -280,9 +279,5 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of `fakeface fit-controller`; errors are one line and exit code 2."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (BundleError, ValueError, OSError) as err:
-        print(f"fakeface fit-controller: {err}", file=sys.stderr)
-        return 2
+    return run_command("fakeface fit-controller", run, build_parser().parse_args(argv),
+                       (BundleError, ValueError, OSError))

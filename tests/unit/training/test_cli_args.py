@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.cli_args import add_vote_cache_args, fit_parser
+from training.cli_args import add_vote_cache_args, fit_parser, run_command
 
 
 def test_a_fit_command_needs_its_bundle_and_manifest(capsys):
@@ -26,3 +26,15 @@ def test_vote_cache_arguments_default_to_the_shared_cache(tmp_path):
     assert args.cache_dir is None and not args.no_cache
     args = parser.parse_args(["--bundle", "b", "--manifest", "m", "--cache-dir", str(tmp_path), "--no-cache"])
     assert args.cache_dir == Path(tmp_path) and args.no_cache
+
+
+def test_a_refused_input_is_one_line_and_exit_code_2_and_a_bug_still_raises(capsys):
+    def refuse(args):
+        raise ValueError(f"no manifest at {args.manifest}")
+
+    args = fit_parser("fakeface fit-x", "Fits x.").parse_args(["--bundle", "b", "--manifest", "m.csv"])
+    assert run_command("fakeface fit-x", refuse, args, (ValueError,)) == 2
+    assert capsys.readouterr().err == "fakeface fit-x: no manifest at m.csv\n"
+    assert run_command("fakeface fit-x", lambda a: 0, args, (ValueError,)) == 0
+    with pytest.raises(ValueError):
+        run_command("fakeface fit-x", refuse, args, (OSError,))
