@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Mapping
 from agents import bundle_files, signing
 from agents.atomic import atomic_write_bytes
 from agents.bundle_files import MANIFEST, sha256_file
+from agents.bundle_staging import staged_bundle
 from agents.labels import CLASSES, POSITIVE
 from agents.model_files import load_model_file, save_model_file  # noqa: F401 - their old home
 from agents.preprocessing import Preprocessing
@@ -71,22 +71,6 @@ class AgentInfo:
     val_metrics: dict[str, Any]  # metrics on the val split at that threshold
     training: dict[str, Any]  # data description, hyper-parameters, epochs, timings
     kind: str = "keras"  # "keras" (a .keras model) or "forensic" (a skops gradient-boosting model)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, data)
-
-
-def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
-    """Moves a complete directory into place, replacing an older one."""
-    out_dir = Path(out_dir)
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(tmp_dir, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 class Bundle:
@@ -246,19 +230,6 @@ def load_bundle(path: str | os.PathLike[str] | None = None, *,
     return Bundle(path, manifest, signer)
 
 
-def _seal(bundle_dir: Path, manifest: dict[str, Any]) -> None:
-    """Lists every file in the manifest, writes it, and signs it with ``$FAKEFACE_SIGNING_KEY`` if set."""
-    (bundle_dir / signing.SIGNATURE_FILE).unlink(missing_ok=True)  # it signed the old manifest
-    manifest["files"] = bundle_files.scan(bundle_dir)
-    _atomic_write_bytes(bundle_dir / MANIFEST, json.dumps(manifest, indent=2).encode())
-    key = os.environ.get(signing.SIGNING_KEY_ENV)
-    if key:
-        signing.sign_manifest(bundle_dir, signing.load_private_key(key), _atomic_write_bytes)
-    else:
-        signing.log.warning("the bundle is written unsigned; commands will refuse it until it is signed: "
-                            "`fakeface bundle sign --bundle DIR` (or set $%s)", signing.SIGNING_KEY_ENV)
-
-
 def sign_bundle(bundle_dir: str | os.PathLike[str], private_key: Any) -> Bundle:
     """Signs a bundle as it is, after verifying it (a bundle written before inventories gets one).
 
@@ -272,8 +243,8 @@ def sign_bundle(bundle_dir: str | os.PathLike[str], private_key: Any) -> Bundle:
     bundle = load_bundle(bundle_dir, trust=signing.WRITER)
     if "files" not in bundle.manifest:  # only the manifest changes: the files were just verified
         manifest = dict(bundle.manifest, files=bundle_files.scan(bundle.path))
-        _atomic_write_bytes(bundle.path / MANIFEST, json.dumps(manifest, indent=2).encode())
-    signing.sign_manifest(bundle.path, private_key, _atomic_write_bytes)
+        atomic_write_bytes(bundle.path / MANIFEST, json.dumps(manifest, indent=2).encode())
+    signing.sign_manifest(bundle.path, private_key, atomic_write_bytes)
     public = private_key.public_key()
     return load_bundle(bundle.path, trust=signing.TrustPolicy(keys={signing.key_id(public): (public, "signer")}))
 
@@ -299,23 +270,19 @@ def write_bundle(
     Returns:
         The verified bundle.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
-    try:
-        manifest: dict[str, Any] = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "libraries": library_versions(),
-            "classes": list(CLASSES),
-            "positive_class": POSITIVE,
-            "description": dict(description or {}),
-            "storage_dtype": storage_dtype,
-            "agents": {},
-            "extras": {},
-        }
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "libraries": library_versions(),
+        "classes": list(CLASSES),
+        "positive_class": POSITIVE,
+        "description": dict(description or {}),
+        "storage_dtype": storage_dtype,
+        "agents": {},
+        "extras": {},
+    }
+    with staged_bundle(out_dir, manifest) as tmp:
         for name, art in agents.items():
             kind = str(art.get("kind", "keras"))
             if kind == "forensic":
@@ -347,11 +314,6 @@ def write_bundle(
                 "training": dict(art.get("training", {})),
                 "files": extra_files,
             }
-        _seal(tmp, manifest)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return load_bundle(out_dir, trust=signing.WRITER)
 
 
@@ -375,26 +337,16 @@ def update_bundle(
     """
     # Its signature cannot survive the edit: the new manifest is signed again only with a key at hand.
     current = load_bundle(bundle_dir, trust=signing.WRITER)
-    bundle_dir = Path(bundle_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.tmp-", dir=bundle_dir.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        shutil.copytree(bundle_dir, tmp, dirs_exist_ok=True)
-        manifest = json.loads(json.dumps(current.manifest))
+    manifest = json.loads(json.dumps(current.manifest))
+    with staged_bundle(bundle_dir, manifest, copy_of=bundle_dir, stamp_updated=True) as tmp:
         manifest.setdefault("extras", {})
         for key, (rel, data, fields) in dict(extras or {}).items():
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(dest, data)
+            atomic_write_bytes(dest, data)
             manifest["extras"][key] = {**dict(fields), "file": rel, "sha256": sha256_file(dest)}
         for name, fields in dict(agent_updates or {}).items():
             if name not in manifest["agents"]:
                 raise BundleError(f"Bundle {bundle_dir} has no agent {name!r}.")
             manifest["agents"][name].update(dict(fields))
-        manifest["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        _seal(tmp, manifest)
-        _replace_dir(tmp, bundle_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return load_bundle(bundle_dir, trust=signing.WRITER)

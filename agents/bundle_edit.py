@@ -10,16 +10,15 @@ The written bundle is unsigned (its files changed); ``fakeface bundle sign`` sig
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from agents import signing
-from agents.bundle import Bundle, BundleError, _replace_dir, _seal, load_bundle
+from agents.bundle import Bundle, BundleError, load_bundle
+from agents.bundle_staging import staged_bundle
 
 # Extras fitted on the agents' votes: stale as soon as an agent changes.
 FITTED_EXTRAS = ("controller", "baselines", "replay", "fragile", "borderline")
@@ -52,13 +51,9 @@ def swap_agents(bundle_dir: str | os.PathLike[str], source_dir: str | os.PathLik
     if source.manifest["classes"] != target.manifest["classes"]:
         raise BundleError(f"classes differ: {source.manifest['classes']} in {source.path}, "
                           f"{target.manifest['classes']} in {target.path}.")
-    out_dir = Path(out_dir) if out_dir is not None else Path(target.path)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        shutil.copytree(target.path, tmp, dirs_exist_ok=True)
-        manifest = json.loads(json.dumps(target.manifest))
+    out_dir = out_dir if out_dir is not None else target.path
+    manifest = json.loads(json.dumps(target.manifest))
+    with staged_bundle(out_dir, manifest, copy_of=target.path, stamp_updated=True) as tmp:
         for name in names:
             old = manifest["agents"].get(name)
             for rel in ([old["file"], *old.get("files", {})] if old else []):
@@ -78,10 +73,4 @@ def swap_agents(bundle_dir: str | os.PathLike[str], source_dir: str | os.PathLik
                     path.unlink(missing_ok=True)
         manifest.setdefault("description", {})["swapped_agents"] = {
             name: str(source.manifest.get("description", {}).get("manifest", source.path)) for name in names}
-        manifest["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        _seal(tmp, manifest)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return load_bundle(out_dir, trust=signing.WRITER)

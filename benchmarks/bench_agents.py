@@ -10,13 +10,12 @@ the agent's contract size on this machine.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, now, setup, write_json
+from harness import REPO, RESULTS, bench_parser, now, setup, write_json
 
 setup(tf_log_level="3")
 
@@ -52,7 +51,7 @@ def train_throughput(name: str, contract, seconds: float, precision: str) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--bundle", default=None, help="bundle dir (default: the shipped default)")
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/dfdc-test"))
     parser.add_argument("--limit", type=int, default=None, help="images per run (half real, half fake)")

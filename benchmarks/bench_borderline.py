@@ -10,16 +10,14 @@ bundle's val replay set), and scores answered vs withheld faces. No model is run
 
 from __future__ import annotations
 
-import argparse
 
-from harness import RESULTS, use_checkout, write_json
+from harness import RESULTS, bench_parser, use_checkout, write_json
 
 use_checkout()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = bench_parser(__doc__, show_defaults=True)
     parser.add_argument("--predictions", default=str(RESULTS / "eval-dfdc-test/predictions.csv"))
     parser.add_argument("--bundle", default=None, help="bundle (default: the shipped one)")
     parser.add_argument("--out", default=str(RESULTS / "borderline.json"))

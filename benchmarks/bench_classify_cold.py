@@ -20,7 +20,6 @@ Results go to benchmarks/results/classify_cold.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, stamp, use_checkout, write_json
+from harness import REPO, RESULTS, bench_parser, stamp, use_checkout, write_json
 
 use_checkout()
 
@@ -71,7 +70,7 @@ def run(args: list[str], code: Path = REPO) -> tuple[float, int, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="cold runs per case")
     parser.add_argument("--out", default=str(RESULTS / "classify_cold.json"))
     parser.add_argument("--baseline-rev", default=None,

@@ -18,14 +18,13 @@ The crops are used whole (they already are face crops), so this scores the agent
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, now, setup, write_json
+from harness import REPO, RESULTS, bench_parser, now, setup, write_json
 
 setup(tf_log_level="3")
 
@@ -58,7 +57,7 @@ def score(p_fake: np.ndarray, y: np.ndarray, threshold: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--bundle", required=True, help="bundle dir written by `fakeface train`")
     parser.add_argument("--agents", default=None, help="comma-separated agents (default: every keras agent)")
     parser.add_argument("--data", default=str(DATA))

@@ -12,13 +12,11 @@ and the degraded rows alone. Nothing here touches a test split.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import zlib
-from pathlib import Path
 
-from harness import RESULTS, add_vote_args, setup, val_votes, write_json
+from harness import add_vote_args, bench_parser, setup, val_votes, write_json
 
 setup()
 
@@ -39,10 +37,9 @@ FEATURE_SETS = {
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_vote_args(parser, manifest="benchmarks/splits/mixed.csv")
+    parser = bench_parser(__doc__)
+    add_vote_args(parser, manifest="benchmarks/splits/mixed.csv", out="context_controller_cv.json")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradation chains")
-    parser.add_argument("--out", type=Path, default=RESULTS / "context_controller_cv.json")
     args = parser.parse_args(argv)
 
     bundle, paths, labels, groups, votes = val_votes(args)

@@ -16,7 +16,6 @@ Nothing is tuned on test. Output: benchmarks/results/controller_cv.json (+ a mar
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from harness import RESULTS, add_vote_args, use_checkout, val_votes, write_json
+from harness import add_vote_args, bench_parser, use_checkout, val_votes, write_json
 
 use_checkout()
 
@@ -45,12 +44,11 @@ def face_sizes(paths: list[Path], metadata: Path) -> np.ndarray:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_vote_args(parser, manifest="benchmarks/splits/dfdc.csv")
+    parser = bench_parser(__doc__)
+    add_vote_args(parser, manifest="benchmarks/splits/dfdc.csv", out="controller_cv.json")
     parser.add_argument("--metadata", type=Path, default=None, help="DFDC metadata.csv (adds the face_size context)")
     parser.add_argument("--test-predictions", type=Path, default=None,
                         help="evaluate predictions.csv with per-agent p_fake: one final comparison on test")
-    parser.add_argument("--out", type=Path, default=RESULTS / "controller_cv.json")
     args = parser.parse_args(argv)
 
     bundle, paths, labels, groups, votes = val_votes(args)

@@ -14,7 +14,6 @@ benchmarks/results/dataset.json. Goal: >= 20 face crops per CPU-second from vide
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from harness import REPO, setup, write_json
+from harness import REPO, bench_parser, setup, write_json
 
 setup()
 
@@ -226,7 +225,7 @@ def bench_manifest(dfdc: Path, limit: int | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--videos", default=str(REPO.parent / "shared/data/videos"))
     parser.add_argument("--dfdc", default=str(REPO.parent / "shared/data/dfdc"))
     parser.add_argument("--fps", type=float, default=10.0, help="frames sampled per second of video")

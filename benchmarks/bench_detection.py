@@ -15,12 +15,11 @@ in the region.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, setup, stamp, write_json
+from harness import REPO, RESULTS, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -69,7 +68,7 @@ def main() -> None:
     from vision.face_detector import FaceDetector, FaceGate
     from vision.media import sample_frames
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--videos", default=str(REPO.parent / "shared/data/videos/fake"),
                         help="folder of videos (default: ../shared/data/videos/fake)")
     parser.add_argument("--every", type=int, default=10, help="use every N-th frame (default 10)")

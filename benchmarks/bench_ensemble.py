@@ -16,12 +16,11 @@ Prints a table and saves JSON to benchmarks/results/ensemble.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import REPO, RESULTS, face_crop, setup, write_json
+from harness import REPO, RESULTS, bench_parser, face_crop, setup, write_json
 
 setup()
 
@@ -94,7 +93,7 @@ def bench_ensemble(bundle, crop: np.ndarray, *, replicas: int, cpus: float, case
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--bundle", help="bundle directory (default: the shipped default bundle)")
     parser.add_argument("--cases", type=int, default=40, help="timed cases per measurement")
     parser.add_argument("--warmup", type=int, default=5)

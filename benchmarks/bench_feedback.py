@@ -20,7 +20,6 @@ goes live), so the curves show what the guard costs and what it saves. Output: J
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
-from harness import add_vote_args, use_checkout, val_votes, write_json
+from harness import add_vote_args, bench_parser, use_checkout, val_votes, write_json
 
 use_checkout()
 
@@ -110,7 +109,7 @@ def plot(curves: dict[str, dict[str, list[float]]], title: str, lines: dict[str,
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     add_vote_args(parser, manifest="benchmarks/splits/dfdc.csv")
     parser.add_argument("--drift-agent", default=None, help="agent whose votes turn to noise (default: the best)")
     parser.add_argument("--events", type=int, default=2000, help="feedback events of the drift stream")

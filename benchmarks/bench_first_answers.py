@@ -12,7 +12,6 @@ two checkouts to compare (``--repo``). Results go to benchmarks/results/first_an
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import subprocess
@@ -22,7 +21,7 @@ import tempfile
 import time
 from concurrent import futures
 
-from harness import REPO, RESULTS, stop_server, use_checkout, write_json
+from harness import REPO, RESULTS, bench_parser, stop_server, use_checkout, write_json
 
 use_checkout()
 
@@ -42,7 +41,7 @@ def _image() -> tuple[bytes, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--repo", default=str(REPO), help="checkout whose `fakeface serve` runs")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, setup, stamp, write_json
+from harness import REPO, RESULTS, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -108,7 +108,7 @@ def ablation(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("speed", help="ms per crop of the feature extractor on one core")
     p.add_argument("--data", default=str(REPO.parent / "shared/data/dfdc-test"))

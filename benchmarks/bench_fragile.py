@@ -11,7 +11,6 @@ groups and applied to the other half: the answered faces' accuracy vs all faces'
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import zlib
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import RESULTS, use_checkout, write_json
+from harness import RESULTS, bench_parser, use_checkout, write_json
 
 use_checkout()
 
@@ -45,7 +44,7 @@ def per_face_cost(crops: list[np.ndarray], fragile: bool) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--manifest", default="benchmarks/splits/mixed.csv")
     parser.add_argument("--faces", type=int, default=12, help="cases timed with the check off and on")
     parser.add_argument("--val", type=int, default=200, help="val faces for the margin and the gain")

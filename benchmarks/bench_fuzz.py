@@ -23,7 +23,6 @@ answered OK (degraded allowed), RSS growth < 20 %. Results go to benchmarks/resu
 
 from __future__ import annotations
 
-import argparse
 import collections
 import io
 import os
@@ -33,7 +32,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from harness import REPO, RESULTS, setup, write_json
+from harness import REPO, RESULTS, bench_parser, setup, write_json
 
 setup(tf_log_level="3")
 
@@ -99,8 +98,7 @@ def call(fn, *args, **kwargs) -> tuple[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = bench_parser(__doc__, show_defaults=True)
     parser.add_argument("--bundle", default=None, help="bundle directory (None: the shipped bundle)")
     parser.add_argument("--rounds", type=int, default=30, help="requests per hostile payload kind")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the load and fault phases")

@@ -13,10 +13,9 @@ images, flat images and non-face natural pictures from scikit-image.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from harness import REPO, RESULTS, now, setup, write_json
+from harness import REPO, RESULTS, bench_parser, now, setup, write_json
 
 setup(tf_log_level="3")
 
@@ -62,7 +61,7 @@ def main() -> None:
     from training.fit_ood import fit_ood
     from training.votes import collect_votes, read_manifest_split, read_rgb
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--bundle", default=str(REPO / "agents/default_bundle"), help="bundle (default: shipped)")
     parser.add_argument("--manifest", default=str(REPO / "benchmarks/splits/dfdc.csv"), help="split manifest")
     parser.add_argument("--videos", default=str(REPO.parent / "shared/data/videos/fake"), help="videos folder")

@@ -26,7 +26,6 @@ whether the aligned crops stay the same.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import subprocess
@@ -35,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, setup, stamp, write_json
+from harness import REPO, RESULTS, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -142,7 +141,7 @@ def landmark_shift(base, new) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the baseline detector")
     parser.add_argument("--baseline-path", default="vision/faces.py", help="its file at that revision")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per set and detector (best is kept)")

@@ -16,13 +16,12 @@ and its micro-batch limit made every such request end in DEADLINE_EXCEEDED.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
 import time
 
-from harness import REPO, RESULTS, now, setup, write_json
+from harness import REPO, RESULTS, bench_parser, now, serving, setup, write_json
 
 setup()
 
@@ -50,7 +49,7 @@ def inputs(frame_index: int = 60) -> dict[str, bytes]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=8, help="timed requests per input (after one warm-up)")
     parser.add_argument("--out", default=str(RESULTS / "screenshot.json"))
     args = parser.parse_args()
@@ -62,16 +61,14 @@ def main() -> None:
     from blackboard.config import EnsembleConfig
     from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
     from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc
-    from fakeface.serve.server import ServerConfig, create_server
+    from fakeface.serve.server import ServerConfig
 
     requests = inputs()
     ray.init(address="local", include_dashboard=False, num_cpus=os.cpu_count(), log_to_driver=False)
-    server, port = create_server("127.0.0.1:0", Ensemble(None, EnsembleConfig(deadline_s=60.0)), ServerConfig())
     results: dict = {}
     try:
-        if not server.wait_until_serving(timeout=600):
-            raise RuntimeError("server not SERVING within 600 s")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with serving(Ensemble(None, EnsembleConfig(deadline_s=60.0)), ServerConfig(), grace_s=5) as (_, port), \
+                grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.DetectorStub(channel)
             for name, image in requests.items():
                 request = pb.ClassifyRequest(image=image, options=pb.ClassifyOptions(source=name))
@@ -89,7 +86,6 @@ def main() -> None:
                 print(f"{name:>16}: {answer.image_width}x{answer.image_height}, {len(answer.faces)} faces, "
                       f"p50 {results[name]['p50_ms']:.0f} ms  {results[name]['server_timings_ms']}", flush=True)
     finally:
-        server.stop(5).wait()
         ray.shutdown()
     record = {"benchmark": "one client, one request at a time: full-HD screenshot and a crowd, detection on",
               "date": now(),

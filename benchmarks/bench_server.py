@@ -22,7 +22,6 @@ compared in one run. Results go to benchmarks/results/server.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,7 +32,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from harness import REPO, RESULTS, face_crop, setup, write_json
+from harness import REPO, RESULTS, bench_parser, face_crop, serving, setup, write_json
 
 setup()
 
@@ -195,7 +194,7 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
 
     from blackboard.ensemble import Ensemble
     from blackboard.config import EnsembleConfig
-    from fakeface.serve.server import ServerConfig, create_server
+    from fakeface.serve.server import ServerConfig
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     assert ok
@@ -206,12 +205,10 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
                                                max_batch_size=max_batch_size,
                                                **({} if max_wait_ms is None else {"max_wait_ms": max_wait_ms}),
                                                deadline_s=60.0))
-    server, port = create_server("127.0.0.1:0", ensemble, ServerConfig(workers=32, max_in_flight=128))
     results: dict = {}
     try:
-        if not server.wait_until_serving(timeout=600):
-            raise RuntimeError("server not SERVING within 600 s")
-        with tempfile.NamedTemporaryFile(suffix=".png") as image:
+        with serving(ensemble, ServerConfig(workers=32, max_in_flight=128)) as (_, port), \
+                tempfile.NamedTemporaryFile(suffix=".png") as image:
             image.write(buf.tobytes())
             image.flush()
             for clients in levels:
@@ -230,7 +227,6 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
                       f"p99 {results[str(clients)]['p99_ms']:.1f} ms, "
                       f"{results[str(clients)]['throughput_rps']:.1f} req/s", flush=True)
     finally:
-        server.stop(0).wait()
         ensemble.shutdown()
         ray.shutdown()
     return {"levels": results, "layout": getattr(ensemble.config, "layout", "agents"),
@@ -277,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["--load"]:  # the clients' process (LoadProcess)
         load_main(int(argv[1]), int(argv[2]), argv[3])
         return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--bundle", default=None, help="bundle directory (default: shipped, else a tiny one)")
     parser.add_argument("--requests", type=int, default=48, help="timed requests per concurrency level")
     parser.add_argument("--repeats", type=int, default=30, help="direct single-crop timings per agent")

@@ -18,7 +18,6 @@ Goal (issue 24): 3 screenshots <= 6 s end to end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, stamp, use_checkout, write_json
+from harness import REPO, RESULTS, bench_parser, stamp, use_checkout, write_json
 
 use_checkout()
 
@@ -69,7 +68,7 @@ def same_rows(a: Path, b: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 48], help="job sizes (screenshots)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per size and path (best is kept)")
     parser.add_argument("--out", default=str(RESULTS / "small_jobs.json"))

@@ -15,9 +15,10 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Iterable
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,6 +48,42 @@ def setup(*, tf_log_level: str = "2") -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", tf_log_level)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     use_checkout()
+
+
+def bench_parser(doc: str, *, show_defaults: bool = False) -> argparse.ArgumentParser:
+    """A benchmark script's argument parser, described by the first line of its docstring.
+
+    Args:
+        doc: the script's ``__doc__``.
+        show_defaults: print each option's default in ``--help``.
+    """
+    return argparse.ArgumentParser(
+        description=doc.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter if show_defaults else argparse.HelpFormatter)
+
+
+@contextmanager
+def serving(service: Any, config: Any, *, timeout_s: float = 600.0, grace_s: float = 0.0) -> Iterator[tuple[Any, int]]:
+    """Runs `fakeface serve`'s gRPC server in this process on a free loopback port.
+
+    Args:
+        service: what answers the calls (an ``Ensemble``, an ``InProcessBoard``...).
+        config: its ``fakeface.serve.server.ServerConfig``.
+        timeout_s: how long the models may take to load before the run is given up.
+        grace_s: how long calls still running may finish when the block ends.
+
+    Yields:
+        (server, port), once the server reports SERVING; it is stopped when the block ends.
+    """
+    from fakeface.serve.server import create_server  # after setup(): this checkout's package
+
+    server, port = create_server("127.0.0.1:0", service, config)
+    try:
+        if not server.wait_until_serving(timeout=timeout_s):
+            raise RuntimeError(f"server not SERVING within {timeout_s:.0f} s")
+        yield server, port
+    finally:
+        server.stop(grace_s).wait()
 
 
 def machine() -> str:
@@ -132,11 +169,20 @@ def write_json(path: str | os.PathLike[str], result: Any, *, indent: int = 2, ec
     return path
 
 
-def add_vote_args(parser: argparse.ArgumentParser, *, manifest: str) -> None:
-    """The arguments of a benchmark fed by the agents' votes on a manifest's val split."""
+def add_vote_args(parser: argparse.ArgumentParser, *, manifest: str, out: str | None = None) -> None:
+    """The arguments of a benchmark fed by the agents' votes on a manifest's val split.
+
+    Args:
+        parser: the script's parser.
+        manifest: the default manifest.
+        out: the default result file's name in benchmarks/results/ (None: the script adds its own
+            ``--out``).
+    """
     parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
     parser.add_argument("--manifest", default=manifest, help="manifest with a val split")
     parser.add_argument("--cache-dir", default=None, help="vote cache folder")
+    if out is not None:
+        parser.add_argument("--out", type=Path, default=RESULTS / out)
 
 
 def val_votes(args: argparse.Namespace) -> tuple[Any, list[str], np.ndarray, np.ndarray, np.ndarray]:

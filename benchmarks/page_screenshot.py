@@ -10,14 +10,13 @@ screenshot, stops the server.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness import REPO, stop_server, use_checkout
+from harness import REPO, bench_parser, stop_server, use_checkout
 
 use_checkout()
 
@@ -25,8 +24,7 @@ from blackboard.ray_runtime import free_ports  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = bench_parser(__doc__, show_defaults=True)
     parser.add_argument("--image", nargs="+", default=[str(REPO / "../shared/data/dfdc-test/fake/aamvplpjbw.jpg")],
                         help="files to upload, one screenshot each (one server start for all)")
     parser.add_argument("--out", nargs="+", default=[str(REPO / "docs/page.png")], help="a PNG per --image")

@@ -210,7 +210,23 @@ class AgentDeployment(_MicroBatched):
         return self.worker.stats()
 
 
-class AgentSetDeployment(_MicroBatched):
+class _CaseEntry:
+    """The two calls a case enters by (layout "sets": the agent set; layout "agents": the
+    ingress), both answered by the deployment's `CasePipeline` in ``self.pipeline``."""
+
+    pipeline: CasePipeline
+
+    async def find(self, image_rgb: np.ndarray, mode: str, deadline: float | None,
+                   options: FindOptions = FindOptions()) -> Found:
+        """One case in one call: faces, then every agent's votes (`CasePipeline.find`)."""
+        return await self.pipeline.find(image_rgb, mode, deadline, options)
+
+    async def vote(self, crops: Sequence[np.ndarray], deadline: float | None = None) -> Votes:
+        """Every agent's votes on crops of any number (`CasePipeline.vote`)."""
+        return await self.pipeline.vote(crops, deadline)
+
+
+class AgentSetDeployment(_CaseEntry, _MicroBatched):
     """Every agent in one replica (layout "sets"): ``{agent: (p_fake per crop, ms per crop)}`` per case.
 
     One call per case instead of one per agent: on a few cores the per-call cost of Serve, paid
@@ -263,15 +279,6 @@ class AgentSetDeployment(_MicroBatched):
         # own micro-batcher (``__call__``) and never leave the process (`blackboard.ingress`).
         self.pipeline = CasePipeline(detect=self.detect, vote=self.__call__, max_batch_size=max_batch_size)
         return_freed_heap()
-
-    async def find(self, image_rgb: np.ndarray, mode: str, deadline: float | None,
-                   options: FindOptions = FindOptions()) -> Found:
-        """One case in one call: faces, then every agent's votes (`CasePipeline.find`)."""
-        return await self.pipeline.find(image_rgb, mode, deadline, options)
-
-    async def vote(self, crops: Sequence[np.ndarray], deadline: float | None = None) -> Votes:
-        """Every agent's votes on crops of any number (`CasePipeline.vote`)."""
-        return await self.pipeline.vote(crops, deadline)
 
     async def detect(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
         """`DetectorDeployment` on this replica's detector thread: cases queue there, one at a
@@ -326,7 +333,7 @@ class DetectorDeployment:
         return True
 
 
-class IngressDeployment(DetectorDeployment):
+class IngressDeployment(_CaseEntry, DetectorDeployment):
     """Layout "agents": the detector's replica is the ingress, with handles to each agent's application.
 
     Serve's model composition: a case comes in as an image and goes out as faces and votes
@@ -354,12 +361,3 @@ class IngressDeployment(DetectorDeployment):
 
     async def _detect(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
         return await asyncio.get_running_loop().run_in_executor(self._detector_thread, self, image_rgb, mode)
-
-    async def find(self, image_rgb: np.ndarray, mode: str, deadline: float | None,
-                   options: FindOptions = FindOptions()) -> Found:
-        """One case in one call: faces, then every agent's votes (`CasePipeline.find`)."""
-        return await self.pipeline.find(image_rgb, mode, deadline, options)
-
-    async def vote(self, crops: Sequence[np.ndarray], deadline: float | None = None) -> Votes:
-        """Every agent's votes on crops of any number (`CasePipeline.vote`)."""
-        return await self.pipeline.vote(crops, deadline)

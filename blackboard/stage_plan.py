@@ -140,6 +140,27 @@ def ray_data_output(verbose: bool) -> None:
         logging.NOTSET if verbose else logging.WARNING)
 
 
+def add_actor_stage(ds: Any, stage: type, kwargs: dict[str, Any], *, actors: int, cpus: float,
+                    **options: Any) -> Any:
+    """Appends ``stage`` to a Ray Data dataset as a pool of ``actors`` actors, each reserving
+    ``cpus`` Ray CPUs, each call taking one whole block, at most two in flight per actor (why:
+    :func:`add_stages`).
+
+    Args:
+        ds: the dataset.
+        stage: a callable class, constructed once per actor with ``kwargs``.
+        kwargs: its constructor's keyword arguments.
+        actors: the pool's size.
+        cpus: Ray CPUs reserved per actor.
+        **options: more ``map_batches`` options (e.g. ``scheduling_strategy``).
+    """
+    import ray.data
+
+    return ds.map_batches(stage, fn_constructor_kwargs=kwargs, batch_size=None, num_cpus=cpus,
+                          compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=2),
+                          **options)
+
+
 def add_stages(ds: Any, plan: StagePlan) -> Any:
     """Appends the face stage and one actor pool per agent to a Ray Data dataset of inputs.
 
@@ -154,31 +175,20 @@ def add_stages(ds: Any, plan: StagePlan) -> Any:
     and blocks split evenly run a little short, so it merged them in pairs: half the work units,
     and on a small job one agent set got everything while the other only loaded its models.
     """
-    import ray.data
-
-    def pool(size: int) -> ray.data.ActorPoolStrategy:
-        return ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=2)
-
     where = {"scheduling_strategy": "SPREAD"} if plan.spread else {}
-    ds = ds.map_batches(
-        FaceStage,
-        fn_constructor_kwargs={"detect": plan.detect, "fps": plan.fps, "min_face_size": plan.min_face_size,
-                               "threads": plan.threads, "all_faces": plan.all_faces, "context": plan.context},
-        batch_size=None, num_cpus=plan.cpus_per_actor, compute=pool(plan.face_actors), **where,
-    )
+    ds = add_actor_stage(
+        ds, FaceStage, {"detect": plan.detect, "fps": plan.fps, "min_face_size": plan.min_face_size,
+                        "threads": plan.threads, "all_faces": plan.all_faces, "context": plan.context},
+        actors=plan.face_actors, cpus=plan.cpus_per_actor, **where)
     if plan.agent_set_actors:
-        return ds.map_batches(
-            AgentSetStage,
-            fn_constructor_kwargs={"bundle": plan.bundle, "agents": plan.agents, "batch_size": plan.batch_size,
-                                   "threads": plan.threads, "keep": plan.keep},
-            batch_size=None, num_cpus=plan.cpus_per_actor, compute=pool(plan.agent_set_actors), **where,
-        )
+        return add_actor_stage(
+            ds, AgentSetStage, {"bundle": plan.bundle, "agents": plan.agents, "batch_size": plan.batch_size,
+                                "threads": plan.threads, "keep": plan.keep},
+            actors=plan.agent_set_actors, cpus=plan.cpus_per_actor, **where)
     for i, (agent, size) in enumerate(zip(plan.agents, plan.agent_actors)):
         last = i == len(plan.agents) - 1
-        ds = ds.map_batches(
-            AgentStage,
-            fn_constructor_kwargs={"bundle": plan.bundle, "agent": agent, "batch_size": plan.batch_size,
-                                   "threads": plan.threads, "keep": plan.keep if last else None},
-            batch_size=None, num_cpus=plan.cpus_per_actor, compute=pool(size), **where,
-        )
+        ds = add_actor_stage(
+            ds, AgentStage, {"bundle": plan.bundle, "agent": agent, "batch_size": plan.batch_size,
+                             "threads": plan.threads, "keep": plan.keep if last else None},
+            actors=size, cpus=plan.cpus_per_actor, **where)
     return ds

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from vision.faces import DETECT_MODES
+from vision.face_args import add_detect_arg, add_fps_arg
 from blackboard.stage_plan import VERBOSE_ENV
 
 DESCRIPTION = "`fakeface batch`: classify folders, manifests or lists of images and videos as a Ray Data job."
@@ -88,9 +88,8 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
                    "loopback-only local Ray with token auth (None: $RAY_ADDRESS, else in this process for small jobs "
                    "(blackboard.local_stages), else a local Ray)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.parts/")
-    p.add_argument("--detect", choices=DETECT_MODES, default="auto",
-                   help="face detection: on, off (inputs are crops) or auto (detect, else use whole image)")
-    p.add_argument("--fps", type=float, default=1.0, help="frames per second sampled from videos")
+    add_detect_arg(p)
+    add_fps_arg(p)
     p.add_argument("--actors-per-agent", default=None,
                    help="one actor pool per agent: K actors each, or per-agent sizes such as 1,vgg16=2 (see "
                         "deploy/README.md: size each pool by the agent's cost). None: --agent-set-actors")

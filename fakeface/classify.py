@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
-from fakeface.rpc_convert import DETECT_ENUMS, verdict_name
+from fakeface.rpc_convert import verdict_name
+from vision.face_args import add_detect_arg, add_fps_arg
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
 
@@ -41,9 +42,8 @@ def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
     parser.add_argument("--heatmaps", action="store_true", help="add a Grad-CAM heatmap per agent to --annotate")
     parser.add_argument("--token", default=None, help=f"bearer token for --server (None: ${TOKEN_ENV})")
     parser.add_argument("--tls-ca", default=None, help="PEM certificate to trust for a TLS --server")
-    parser.add_argument("--detect", choices=list(DETECT_ENUMS), default="auto",
-                        help="face detection: auto, on, or off (input is a face crop)")
-    parser.add_argument("--fps", type=float, default=1.0, help="video frames sampled per second")
+    add_detect_arg(parser)
+    add_fps_arg(parser)
     parser.add_argument("--max-frames", type=int, default=60, help="most frames sampled per video")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per server call")
     return parser

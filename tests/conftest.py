@@ -27,7 +27,7 @@ def _trust_a_throwaway_key() -> None:
     keys = tempfile.mkdtemp(prefix="fakeface-test-keys-")
     atexit.register(shutil.rmtree, keys, ignore_errors=True)
     private, public = generate_key_pair(keys, "test-signing")
-    os.environ[SIGNING_KEY_ENV] = str(private)  # bundle writers sign with it (agents.bundle._seal)
+    os.environ[SIGNING_KEY_ENV] = str(private)  # bundle writers sign with it (agents.bundle_staging.seal)
     os.environ[TRUSTED_KEYS_ENV] = str(public)  # inherited by the servers and Ray workers tests start
 
 
@@ -53,6 +53,16 @@ def face_rgb() -> np.ndarray:
     from skimage import data
 
     return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def face_photo(face_rgb, tmp_path_factory) -> Path:
+    """`face_rgb` as a PNG file (read-only: the classify and batch tests take it as an input)."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("face-photo") / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -203,6 +213,14 @@ def session_bundle(tiny_bundle, tmp_path_factory) -> Path:
     return bundle_with_controller(tiny_bundle, tmp_path_factory.mktemp("session-bundle") / "tiny")
 
 
+def _loaded_until_teardown(ens, *, failure: str):
+    """A fixture's body for a Ray Serve ensemble: waits for its models (``failure`` if they do not
+    load within five minutes), yields it, and shuts it down at teardown whatever happened."""
+    with ens:
+        assert ens.ready(timeout_s=300), failure
+        yield ens
+
+
 @pytest.fixture(scope="session")
 def ensemble(ray_session, session_bundle):
     """THE ensemble of the test session, on Ray Serve, with a delay knob on every agent.
@@ -219,11 +237,7 @@ def ensemble(ray_session, session_bundle):
     # Layout "agents": one replica per agent, so a test can slow down or kill one agent alone.
     # The default layout ("sets") has its own ensemble: `set_ensemble` below.
     ens = FaultyEnsemble(session_bundle, EnsembleConfig(layout="agents", num_cpus_per_actor=0.25, deadline_s=30.0))
-    try:
-        assert ens.ready(timeout_s=300), "replicas did not load their models"
-        yield ens
-    finally:
-        ens.shutdown()
+    yield from _loaded_until_teardown(ens, failure="replicas did not load their models")
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +251,4 @@ def set_ensemble(ray_session, session_bundle):
 
     ens = FaultySetEnsemble(session_bundle, EnsembleConfig(num_cpus_per_actor=0.25, deadline_s=60.0))
     assert ens.config.layout == "sets"
-    try:
-        assert ens.ready(timeout_s=300), "the agent set did not load its models"
-        yield ens
-    finally:
-        ens.shutdown()
+    yield from _loaded_until_teardown(ens, failure="the agent set did not load its models")

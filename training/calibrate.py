@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    fbeta_score,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 
 from agents.labels import FAKE_INDEX
 from agents.predictor import apply_temperature
 from blackboard.calibration import THRESHOLD_RULES as _RULES
+from training.metrics import point_metrics
 
 THRESHOLD_RULES = (*_RULES, "fixed:<t>")  # for help texts
 
@@ -42,21 +34,17 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def binary_metrics(p_fake: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
-    """The metrics stored in a bundle for one agent on val (fake is positive)."""
-    p_fake = np.asarray(p_fake, dtype=np.float64)
-    labels = np.asarray(labels, dtype=int)
-    pred = (p_fake >= threshold).astype(int)
-    both = len(np.unique(labels)) == 2
+    """The metrics stored in a bundle for one agent on val (fake is positive): a subset of
+    `training.metrics.point_metrics`, under the names bundles have always used ("f0.5"; AUC NaN,
+    not None, when val holds one class)."""
+    m = point_metrics(labels, p_fake, threshold=threshold)
     return {
         "n": int(len(labels)),
-        "auc": float(roc_auc_score(labels, p_fake)) if both else float("nan"),
-        "accuracy": float(accuracy_score(labels, pred)),
-        "precision": float(precision_score(labels, pred, zero_division=0)),
-        "recall": float(recall_score(labels, pred, zero_division=0)),
-        "f1": float(f1_score(labels, pred, zero_division=0)),
-        "f0.5": float(fbeta_score(labels, pred, beta=0.5, zero_division=0)),
-        "log_loss": float(log_loss(labels, np.clip(p_fake, 1e-7, 1 - 1e-7), labels=[0, 1])),
-        "threshold": float(threshold),
+        "auc": float("nan") if m["auc"] is None else m["auc"],
+        **{key: m[key] for key in ("accuracy", "precision", "recall", "f1")},
+        "f0.5": m["f0_5"],
+        "log_loss": m["log_loss"],
+        "threshold": m["threshold"],
     }
 
 

@@ -162,13 +162,10 @@ class DegradeStage:
 
 def add_degrade_stage(ds: Any, *, detect: str, registry: Any, cpus: float, threads: int) -> Any:
     """Appends `DegradeStage` (one actor) to a dataset of ``{source, transform, seed, ...}`` rows."""
-    import ray.data
+    from blackboard.stage_plan import add_actor_stage
 
-    return ds.map_batches(
-        DegradeStage, fn_constructor_kwargs={"detect": detect, "registry": registry, "threads": threads},
-        batch_size=None, num_cpus=cpus,
-        compute=ray.data.ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=2),
-    )
+    return add_actor_stage(ds, DegradeStage, {"detect": detect, "registry": registry, "threads": threads},
+                           actors=1, cpus=cpus)
 
 
 def seeds(paths: Sequence[str], name: str, root: Path) -> list[int]:

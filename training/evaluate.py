@@ -27,10 +27,12 @@ import pandas as pd
 
 from agents.bundle import load_bundle
 from agents.labels import CLASSES, label_to_index
+from vision.face_args import add_detect_arg
 from vision.faces import DETECT_MODES
 from vision.media import IMAGE_EXTENSIONS
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
+from training.cli_args import add_vote_cache_args
 from training.degrade_eval import CLEAN, load_registry, resolve_transforms, seeds
 from training.evaluate_analyses import analyse
 from training.evaluate_gate import uncertain
@@ -272,9 +274,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--fit-manifest", type=Path, default=None,
                         help="manifest whose --fit-split fits stacking / a missing controller (folder input)")
     parser.add_argument("--fit-split", default="val", help="split used for fitting (default: val)")
-    parser.add_argument("--detect", choices=DETECT_MODES, default="auto",
-                        help="face detection: auto = images that are face crops already are used whole, "
-                             "others are detected and aligned")
+    add_detect_arg(parser)
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per Ray Data batch")
     parser.add_argument("--workers", type=int, default=0,
@@ -287,9 +287,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray Data's per-operator progress bars and stats instead of one bar")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="vote cache folder (default $FAKEFACE_CACHE/votes or ~/.cache/fakeface/votes)")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the vote cache")
+    add_vote_cache_args(parser)
     parser.add_argument("--degrade", default="", metavar="NAME[,NAME...]|all",
                         help="also score every image through these transforms of vision/degrade.py (JPEG, "
                              "scaling, blur, screenshots...; 'all' for every one): a table and plot per "

@@ -55,13 +55,9 @@ class GateStage:
 
 def add_gate_stage(ds: Any, *, bundle: str | None, keep: tuple[str, ...], cpus: float, threads: int) -> Any:
     """Appends `GateStage` (one actor) after the agent stages."""
-    import ray.data
+    from blackboard.stage_plan import add_actor_stage
 
-    return ds.map_batches(
-        GateStage, fn_constructor_kwargs={"bundle": bundle, "keep": keep, "threads": threads},
-        batch_size=None, num_cpus=cpus,
-        compute=ray.data.ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=2),
-    )
+    return add_actor_stage(ds, GateStage, {"bundle": bundle, "keep": keep, "threads": threads}, actors=1, cpus=cpus)
 
 
 def uncertain(status: Any, reason: Any) -> np.ndarray:

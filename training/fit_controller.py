@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
 from blackboard.controllers.base import Controller, check_config_keys, controller_kinds
 from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
+from training.cli_args import add_vote_cache_args, fit_parser, run_command
 from training.votes import collect_context, collect_votes, read_manifest_split
 from vision.context import ALIASES, CONTEXT_NAMES, check_names
 
@@ -58,9 +58,7 @@ def _prior(text: str) -> float | str:
 
 def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentParser:
     """The command's arguments."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", required=True, help="model bundle directory (updated in place, atomically)")
-    parser.add_argument("--manifest", required=True, help="dataset manifest CSV (path,label,group,split,...)")
+    parser = fit_parser(prog, __doc__)
     parser.add_argument("--split", default="val", help="split to fit on (default val; test is refused)")
     parser.add_argument("--kind", choices=sorted(KINDS), default=DEFAULT_KIND,
                         help=f"learning rule (default {DEFAULT_KIND}; qtrust = the original trust table)")
@@ -98,8 +96,7 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     parser.add_argument("--ray-address", default=None,
                         help="collect the votes on this Ray cluster with Ray Data ('local': a new loopback-only local "
                              "Ray; default: in this process, unless $RAY_ADDRESS names a cluster)")
-    parser.add_argument("--cache-dir", help="vote cache folder (default ~/.cache/fakeface/votes)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute votes, do not cache them")
+    add_vote_cache_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
@@ -282,9 +279,5 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of `fakeface fit-controller`; errors are one line and exit code 2."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (BundleError, ValueError, OSError) as err:
-        print(f"fakeface fit-controller: {err}", file=sys.stderr)
-        return 2
+    return run_command("fakeface fit-controller", run, build_parser().parse_args(argv),
+                       (BundleError, ValueError, OSError))

@@ -20,6 +20,7 @@ import numpy as np
 from agents.bundle import BundleError, load_bundle, update_bundle
 from vision.faces import whole_image_crop
 from blackboard.ood import BUNDLE_FILE, BUNDLE_KEY, OODModel, crop_features, fit_ood_model
+from training.cli_args import fit_parser
 from training.votes import read_manifest_split, read_rgb
 
 CROP_SIZE = 224  # the agents' crop side (vision.faces.extract_faces' default)
@@ -27,9 +28,7 @@ CROP_SIZE = 224  # the agents' crop side (vision.faces.extract_faces' default)
 
 def build_parser(prog: str = "fakeface fit-ood") -> argparse.ArgumentParser:
     """The command's arguments."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", required=True, help="model bundle directory (updated in place, atomically)")
-    parser.add_argument("--manifest", required=True, help="dataset manifest CSV (path,label,group,split,...)")
+    parser = fit_parser(prog, __doc__)
     parser.add_argument("--false-abstain", type=float, default=0.03,
                         help="share of val faces allowed to be answered uncertain (default 0.03)")
     parser.add_argument("--max-train", type=int, default=4000, help="train crops sampled for the fit (default 4000)")

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from agents.bundle import BundleError, load_bundle
 from blackboard.controller_state import ControllerState, StateError, state_folder_for
 from blackboard.controllers.store import load_controller, load_replay
 from blackboard.feedback_promotion import PromotionRule, promote_from_log
+from training.cli_args import run_command
 
 
 def build_parser(prog: str = "fakeface promote-feedback") -> argparse.ArgumentParser:
@@ -62,9 +62,5 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point; errors are one line and exit code 2 (1 = nothing promoted)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (BundleError, StateError, ValueError, OSError) as err:
-        print(f"fakeface promote-feedback: {err}", file=sys.stderr)
-        return 2
+    return run_command("fakeface promote-feedback", run, build_parser().parse_args(argv),
+                       (BundleError, StateError, ValueError, OSError))

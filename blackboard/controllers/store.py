@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,7 @@ BASELINES_KEY = "baselines"
 REPLAY_KEY = "replay"
 REPLAY_SCHEMA = "fakeface-replay"
 REFIT_HINT = "run `fakeface fit-controller --bundle DIR --manifest M` to store them"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,17 @@ def _as_bundle(bundle: Bundle | str | os.PathLike[str] | None) -> Bundle:
     return bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
 
 
+def _parsed(bundle: Bundle, key: str, data: bytes | None, parse: Callable[[bytes], T]) -> T | None:
+    """``parse(data)`` of the bundle's extra ``key`` (None when it has none); a file that does not
+    parse is a BundleError that names it (a KeyError too: a JSON object without a field it needs)."""
+    if data is None:
+        return None
+    try:
+        return parse(data)
+    except (ValueError, KeyError) as err:  # json.JSONDecodeError is a ValueError
+        raise BundleError(f"{bundle.extra_path(key)}: {err}") from err
+
+
 def load_controller(bundle: Bundle | str | os.PathLike[str] | None) -> Controller | None:
     """The bundle's active controller (checksum-verified, any kind), or None when it has none.
 
@@ -142,13 +154,7 @@ def load_controller(bundle: Bundle | str | os.PathLike[str] | None) -> Controlle
         BundleError: the controller file was modified (checksum mismatch) or is not a table.
     """
     bundle = _as_bundle(bundle)
-    data = bundle.read_extra(CONTROLLER_KEY)
-    if data is None:
-        return None
-    try:
-        return controller_from_json(data)
-    except ValueError as err:
-        raise BundleError(f"{bundle.extra_path(CONTROLLER_KEY)}: {err}") from err
+    return _parsed(bundle, CONTROLLER_KEY, bundle.read_extra(CONTROLLER_KEY), controller_from_json)
 
 
 def _companion_of_active(bundle: Bundle, key: str) -> bytes | None:
@@ -166,25 +172,13 @@ def load_baselines(bundle: Bundle | str | os.PathLike[str] | None) -> dict[str, 
         BundleError: the stored file was modified or is not a baselines file.
     """
     bundle = _as_bundle(bundle)
-    data = _companion_of_active(bundle, BASELINES_KEY)
-    if data is None:
-        return None
-    try:
-        return baselines_from_json(data)
-    except (ValueError, KeyError) as err:
-        raise BundleError(f"{bundle.extra_path(BASELINES_KEY)}: {err}") from err
+    return _parsed(bundle, BASELINES_KEY, _companion_of_active(bundle, BASELINES_KEY), baselines_from_json)
 
 
 def load_replay(bundle: Bundle | str | os.PathLike[str] | None) -> ReplaySet | None:
     """The held-out replay votes stored with the active controller, or None (older bundles)."""
     bundle = _as_bundle(bundle)
-    data = _companion_of_active(bundle, REPLAY_KEY)
-    if data is None:
-        return None
-    try:
-        return ReplaySet.from_json(data)
-    except (ValueError, KeyError, json.JSONDecodeError) as err:
-        raise BundleError(f"{bundle.extra_path(REPLAY_KEY)}: {err}") from err
+    return _parsed(bundle, REPLAY_KEY, _companion_of_active(bundle, REPLAY_KEY), ReplaySet.from_json)
 
 
 def list_controller_versions(bundle: Bundle | str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from concurrent import futures
 
 import numpy as np
 import pytest
+from slow_agents import classify_with_a_late_agent
 
 from agents.bundle import load_bundle
 from agents.predictor import AgentPredictor
@@ -100,14 +101,7 @@ def test_agent_set_replica_killed_is_replaced_and_no_case_is_lost(set_ensemble, 
 
 @pytest.mark.slow
 def test_a_late_agent_in_the_set_degrades_the_answer_in_time(set_ensemble, face_crop):
-    set_ensemble.classify_faces([face_crop])  # warm
-    assert set_ensemble.handle("agents").set_delay.remote("vgg16", 4.0).result(timeout_s=30) == 4.0
-    try:
-        start = time.monotonic()
-        case = set_ensemble.classify_faces([face_crop], deadline_s=1.5)
-        elapsed = time.monotonic() - start
-    finally:
-        set_ensemble.handle("agents").set_delay.remote("vgg16", 0.0).result(timeout_s=30)
+    case, elapsed = classify_with_a_late_agent(set_ensemble, face_crop, agent="vgg16", delay_s=4.0, deadline_s=1.5)
     assert elapsed < 2.5
     assert case.degraded and case.missing_agents == ["vgg16"]
     assert set(case.faces[0].votes) == set(set_ensemble.agent_names) - {"vgg16"}

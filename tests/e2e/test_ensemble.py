@@ -14,17 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import ray
+from slow_agents import classify_with_a_late_agent, late, set_delay
 
 from agents.bundle import load_bundle
 from blackboard.ensemble import DeadlineExceeded, Ensemble
 from blackboard.config import EnsembleConfig
 
 pytestmark = pytest.mark.slow
-
-
-def set_delay(ens: Ensemble, agent: str, seconds: float) -> None:
-    assert ens.config.replicas == 1  # a handle call reaches one replica
-    assert ens.handle(agent).set_delay.remote(seconds).result(timeout_s=60) == seconds
 
 
 def test_case_flows_from_board_to_agents_to_controller(ensemble, face_rgb, session_bundle):
@@ -76,14 +72,7 @@ def test_killed_agent_gives_degraded_decision_and_comes_back(ensemble, face_crop
 
 
 def test_deadline_shorter_than_an_agent_gives_degraded_decision_in_time(ensemble, face_crop):
-    ensemble.classify_faces([face_crop])  # warm
-    set_delay(ensemble, "vgg16", 4.0)
-    try:
-        start = time.monotonic()
-        case = ensemble.classify_faces([face_crop], deadline_s=1.5)
-        elapsed = time.monotonic() - start
-    finally:
-        set_delay(ensemble, "vgg16", 0.0)
+    case, elapsed = classify_with_a_late_agent(ensemble, face_crop, agent="vgg16", delay_s=4.0, deadline_s=1.5)
     assert elapsed < 1.5 + 1.0, elapsed
     assert case.degraded and case.missing_agents == ["vgg16"]
     assert case.faces[0].decision.p_fake == pytest.approx(
@@ -93,14 +82,8 @@ def test_deadline_shorter_than_an_agent_gives_degraded_decision_in_time(ensemble
 
 
 def test_no_vote_in_time_raises_deadline_exceeded(ensemble, face_crop):
-    for name in ensemble.agent_names:
-        set_delay(ensemble, name, 2.0)
-    try:
-        with pytest.raises(DeadlineExceeded, match="no agent voted"):
-            ensemble.classify_faces([face_crop], deadline_s=0.5)
-    finally:
-        for name in ensemble.agent_names:
-            set_delay(ensemble, name, 0.0)
+    with late(ensemble, ensemble.agent_names, 2.0), pytest.raises(DeadlineExceeded, match="no agent voted"):
+        ensemble.classify_faces([face_crop], deadline_s=0.5)
     assert not ensemble.classify_faces([face_crop]).degraded
 
 

@@ -438,10 +438,8 @@ def test_drain_finishes_in_flight_calls_then_refuses(ensemble, face_png):
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, face_rgb):
+def inputs(tmp_path_factory, face_rgb, face_photo):
     folder = tmp_path_factory.mktemp("cli-inputs")
-    photo = folder / "astronaut.png"
-    cv2.imwrite(str(photo), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
     # Two faces side by side (the photo and its mirror image): a "screenshot" with two rows.
     pair = folder / "pair.jpg"
     cv2.imwrite(str(pair), cv2.cvtColor(np.hstack([face_rgb, face_rgb[:, ::-1]]), cv2.COLOR_RGB2BGR))
@@ -450,7 +448,7 @@ def inputs(tmp_path_factory, face_rgb):
     for i in range(10):  # one second, the face sliding right by 3 px per frame
         writer.write(cv2.cvtColor(np.ascontiguousarray(np.roll(face_rgb, 3 * i, axis=1)), cv2.COLOR_RGB2BGR))
     writer.release()
-    return {"photo": photo, "pair": pair, "video": video}
+    return {"photo": face_photo, "pair": pair, "video": video}
 
 
 def test_classify_cli_server_mode_json(served, inputs, capsys):

@@ -28,22 +28,43 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
+@contextlib.contextmanager
 def _serve(ensemble, **overrides):
+    """A gRPC server on the ensemble (its config: ``overrides``), stopped when the block ends."""
     server, _ = create_server("127.0.0.1:0", ensemble, ServerConfig(max_message_bytes=MAX_IMAGE, **overrides))
-    assert server.wait_until_serving(timeout=300)
-    return server
+    try:
+        assert server.wait_until_serving(timeout=300)
+        yield server
+    finally:
+        server.stop(0).wait()
+
+
+@contextlib.contextmanager
+def _web(app, host="127.0.0.1"):
+    """The page's app on a web server of its own (a free port on ``host``), stopped when the block ends."""
+    web = WebServer(app, host, 0).start()
+    try:
+        yield web
+    finally:
+        web.stop()
+
+
+@contextlib.contextmanager
+def _page_client(ensemble, **overrides):
+    """A test client of the page's app, on a gRPC server of its own (`_serve`)."""
+    from fastapi.testclient import TestClient
+
+    with _serve(ensemble, **overrides) as server, TestClient(create_app(server.service)) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
 def served(ensemble, tmp_path_factory):
     """A gRPC server with a feedback log, and the page's app on the same service."""
     folder = tmp_path_factory.mktemp("web-feedback")
-    server = _serve(ensemble, feedback_path=str(folder / "feedback.jsonl"))
-    app = create_app(server.service, WebConfig(max_video_bytes=MAX_VIDEO, video_fps=4.0, video_max_frames=6))
-    try:
+    with _serve(ensemble, feedback_path=str(folder / "feedback.jsonl")) as server:
+        app = create_app(server.service, WebConfig(max_video_bytes=MAX_VIDEO, video_fps=4.0, video_max_frames=6))
         yield {"server": server, "app": app, "feedback": folder / "feedback.jsonl", "uploads": folder / "feedback-uploads"}
-    finally:
-        server.stop(0).wait()
 
 
 @pytest.fixture(scope="module")
@@ -199,22 +220,16 @@ def test_video_shows_progress_then_tracks_and_clip_verdict(client, face_rgb, tmp
 
 
 def test_token_is_required_when_set(ensemble):
-    from fastapi.testclient import TestClient
-
-    server = _serve(ensemble, tokens=(TOKEN,))
-    try:
-        with TestClient(create_app(server.service)) as c:
-            assert c.get("/").status_code == 200  # the page itself carries no data
-            assert c.get("/api/health").json() == {"serving": True, "auth": True}
-            missing = c.get("/api/info")
-            assert missing.status_code == 401 and "token" in missing.json()["error"]
-            assert c.get("/api/info", headers={"authorization": "Bearer wrong"}).status_code == 401
-            assert c.post("/api/classify", content=b"x").status_code == 401
-            info = c.get("/api/info", headers={"authorization": f"Bearer {TOKEN}"})
-            assert info.status_code == 200
-            assert {a["name"] for a in info.json()["agents"]} == AGENTS
-    finally:
-        server.stop(0).wait()
+    with _page_client(ensemble, tokens=(TOKEN,)) as c:
+        assert c.get("/").status_code == 200  # the page itself carries no data
+        assert c.get("/api/health").json() == {"serving": True, "auth": True}
+        missing = c.get("/api/info")
+        assert missing.status_code == 401 and "token" in missing.json()["error"]
+        assert c.get("/api/info", headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/api/classify", content=b"x").status_code == 401
+        info = c.get("/api/info", headers={"authorization": f"Bearer {TOKEN}"})
+        assert info.status_code == 200
+        assert {a["name"] for a in info.json()["agents"]} == AGENTS
 
 
 # --------------------------------------------------------------------------- browser
@@ -248,11 +263,8 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page_url(served):
-    web = WebServer(served["app"], "127.0.0.1", 0).start()
-    try:
+    with _web(served["app"]) as web:
         yield web.url
-    finally:
-        web.stop()
 
 
 def _wait(driver, condition, timeout=180):
@@ -261,12 +273,24 @@ def _wait(driver, condition, timeout=180):
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
 
 
+def _model_line_loaded(driver, timeout=60):
+    """Waits until the page shows the model line: it has fetched /api/info and is ready."""
+    from selenium.webdriver.common.by import By
+
+    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, timeout)
+
+
+def _open(driver, url):
+    """Opens the page and waits until it is ready."""
+    driver.get(url)
+    _model_line_loaded(driver)
+
+
 def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, page_url, face_png, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver, downloads = browser
-    driver.get(page_url)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, page_url)
     upload = tmp_path / "astronaut.png"
     upload.write_bytes(face_png)
     driver.find_element(By.ID, "file-input").send_keys(str(upload))
@@ -306,8 +330,7 @@ def test_browser_sends_an_oversized_screenshot_as_a_jpeg_copy(browser, page_url,
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    driver.get(page_url)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, page_url)
     # A big, noisy PNG "screenshot" (as from a large screen): over the page's image limit.
     big = cv2.resize(face_rgb, (1024, 1024)).astype(np.float32)
     big += np.random.default_rng(0).normal(0, 12, big.shape)
@@ -367,12 +390,8 @@ def test_web_server_reports_a_busy_port_and_warns_when_exposed(served, caplog):
 
     from fakeface.web.serve import warn_if_exposed
 
-    first = WebServer(served["app"], "127.0.0.1", 0).start()
-    try:
-        with pytest.raises(OSError, match="port in use"):
-            WebServer(served["app"], "127.0.0.1", first.port).start(timeout_s=10)
-    finally:
-        first.stop()
+    with _web(served["app"]) as first, pytest.raises(OSError, match="port in use"):
+        WebServer(served["app"], "127.0.0.1", first.port).start(timeout_s=10)
     with caplog.at_level(logging.WARNING, logger="fakeface.web"):
         assert warn_if_exposed("0.0.0.0", tls=False, auth=True)
         assert not warn_if_exposed("127.0.0.1", tls=False, auth=False)
@@ -384,9 +403,7 @@ def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    server = _serve(ensemble, tokens=(TOKEN,))
-    web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
-    try:
+    with _serve(ensemble, tokens=(TOKEN,)) as server, _web(create_app(server.service)) as web:
         driver.get(web.url)
         driver.execute_script("sessionStorage.clear();")
         driver.get(web.url)
@@ -395,11 +412,8 @@ def test_browser_asks_for_the_token_and_then_works(browser, ensemble):
         assert login.is_displayed()
         login.find_element(By.ID, "token").send_keys(TOKEN)
         login.find_element(By.ID, "token-button").click()
-        _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 30)
+        _model_line_loaded(driver, timeout=30)
         assert not login.is_displayed()
-    finally:
-        web.stop()
-        server.stop(0).wait()
 
 
 def test_accuracy_statement_reads_the_held_out_replay_metrics():
@@ -429,67 +443,48 @@ def _screenshot(driver, name):
 
 
 def test_feedback_on_the_http_path_is_rate_limited_per_client_and_changes_nothing(ensemble, face_png, tmp_path):
-    from fastapi.testclient import TestClient
-
-    server = _serve(ensemble, feedback_path=str(tmp_path / "fb.jsonl"))  # its own buckets: a full burst of 5
-    try:
-        with TestClient(create_app(server.service)) as c:
-            first = c.post("/api/classify?name=a.png", content=face_png).json()
-            acks = [c.post("/api/feedback", json={"request_id": first["request_id"], "label": "fake"})
-                    for _ in range(6)]
-            assert [a.status_code for a in acks[:5]] == [200] * 5, [a.text for a in acks]
-            assert acks[5].status_code == 429 and "Wait a minute" in acks[5].json()["error"]
-            assert all(not a.json()["applied"] for a in acks[:5])
-            again = c.post("/api/classify?name=a.png", content=face_png).json()
-    finally:
-        server.stop(0).wait()
+    with _page_client(ensemble, feedback_path=str(tmp_path / "fb.jsonl")) as c:  # its own buckets: a full burst of 5
+        first = c.post("/api/classify?name=a.png", content=face_png).json()
+        acks = [c.post("/api/feedback", json={"request_id": first["request_id"], "label": "fake"})
+                for _ in range(6)]
+        assert [a.status_code for a in acks[:5]] == [200] * 5, [a.text for a in acks]
+        assert acks[5].status_code == 429 and "Wait a minute" in acks[5].json()["error"]
+        assert all(not a.json()["applied"] for a in acks[:5])
+        again = c.post("/api/classify?name=a.png", content=face_png).json()
     assert [f["p_fake"] for f in again["faces"]] == [f["p_fake"] for f in first["faces"]]
     assert again["controller_version"] == first["controller_version"]
 
 
 def test_admin_endpoints_need_the_server_token(client, ensemble, face_png):
-    from fastapi.testclient import TestClient
-
     off = client.post("/api/admin/promote", json={})
     assert off.status_code == 403 and "--token" in off.json()["error"]
-    server = _serve(ensemble, tokens=(TOKEN,), feedback_path=None)
-    try:
-        with TestClient(create_app(server.service)) as c:
-            assert c.post("/api/admin/promote", json={}).status_code == 401
-            assert c.get("/api/admin/controllers", headers={"authorization": "Bearer nope"}).status_code == 401
-            ok = {"authorization": f"Bearer {TOKEN}"}
-            assert c.post("/api/admin/promote", json={}, headers=ok).status_code == 409  # no feedback log
-    finally:
-        server.stop(0).wait()
+    with _page_client(ensemble, tokens=(TOKEN,), feedback_path=None) as c:
+        assert c.post("/api/admin/promote", json={}).status_code == 401
+        assert c.get("/api/admin/controllers", headers={"authorization": "Bearer nope"}).status_code == 401
+        ok = {"authorization": f"Bearer {TOKEN}"}
+        assert c.post("/api/admin/promote", json={}, headers=ok).status_code == 409  # no feedback log
 
 
 def test_admin_promotion_is_refused_without_enough_clients(ensemble, face_png, tmp_path):
-    from fastapi.testclient import TestClient
-
-    server = _serve(ensemble, tokens=(TOKEN,), feedback_path=str(tmp_path / "fb.jsonl"))
     ok = {"authorization": f"Bearer {TOKEN}"}
-    try:
-        with TestClient(create_app(server.service)) as c:
-            answer = c.post("/api/classify", content=face_png, headers=ok).json()
-            assert c.post("/api/feedback", json={"request_id": answer["request_id"], "label": "fake"},
-                          headers=ok).status_code == 200
-            result = c.post("/api/admin/promote", json={"min_clients": 2, "min_cases": 1}, headers=ok).json()
-            assert not result["promoted"] and "1 distinct client(s), at least 2" in result["detail"]
-            assert c.post("/api/admin/promote", json={"min_clients": "all"}, headers=ok).status_code == 400
-            listed = c.get("/api/admin/controllers", headers=ok).json()
-            assert listed["live"] == answer["controller_version"] and listed["versions"][0]["active"]
-            missing = c.post("/api/admin/rollback", json={"version": "9-deadbeef"}, headers=ok)
-            assert missing.status_code == 404 and "Unknown controller version" in missing.json()["error"]
-    finally:
-        server.stop(0).wait()
+    with _page_client(ensemble, tokens=(TOKEN,), feedback_path=str(tmp_path / "fb.jsonl")) as c:
+        answer = c.post("/api/classify", content=face_png, headers=ok).json()
+        assert c.post("/api/feedback", json={"request_id": answer["request_id"], "label": "fake"},
+                      headers=ok).status_code == 200
+        result = c.post("/api/admin/promote", json={"min_clients": 2, "min_cases": 1}, headers=ok).json()
+        assert not result["promoted"] and "1 distinct client(s), at least 2" in result["detail"]
+        assert c.post("/api/admin/promote", json={"min_clients": "all"}, headers=ok).status_code == 400
+        listed = c.get("/api/admin/controllers", headers=ok).json()
+        assert listed["live"] == answer["controller_version"] and listed["versions"][0]["active"]
+        missing = c.post("/api/admin/rollback", json={"version": "9-deadbeef"}, headers=ok)
+        assert missing.status_code == 404 and "Unknown controller version" in missing.json()["error"]
 
 
 def test_browser_shows_a_borderline_score_on_a_scale_not_as_a_verdict(browser, page_url):
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    driver.get(page_url)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, page_url)
     driver.execute_script("state.info.borderline = {half_width: 0.09, accuracy_inside: 0.59};")
     reason = "borderline: the fake score 52 % is between 42 % and 60 %, too close to the threshold (51 %) to call"
     face = {"index": 0, "box": [10, 10, 50, 50], "label": "uncertain", "reason": reason, "p_fake": 0.52,
@@ -520,8 +515,7 @@ def test_browser_clip_answer_agrees_with_its_frame_and_shows_a_timeline(browser,
     from vision.video import shown_frame, track_video
 
     driver, _ = browser
-    driver.get(page_url)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, page_url)
     ps = [0.56, 0.58, 0.57, 0.55, 0.59, 0.56, 0.30, 0.35, 0.40, 0.12]
     frames = [[{"box": (10, 10, 40, 40), "p_fake": p, "threshold": 0.51, "votes": {}, "time_s": float(i)}]
               for i, p in enumerate(ps)]
@@ -602,13 +596,10 @@ def test_page_on_the_unspecified_ipv6_address_answers_ipv4_too(served):
 
     if not socket.has_dualstack_ipv6():
         pytest.skip("no dual-stack IPv6 on this host")
-    web = WebServer(served["app"], "::", 0).start()
-    try:
+    with _web(served["app"], "::") as web:
         for host in ("127.0.0.1", "[::1]"):
             with urllib.request.urlopen(f"http://{host}:{web.port}/api/health", timeout=10) as resp:
                 assert resp.status == 200 and "serving" in json.loads(resp.read())
-    finally:
-        web.stop()
 
 
 def _label_rects(driver):
@@ -627,15 +618,8 @@ def _page_in_process(bundle):
     """The page's URL, on a gRPC service whose board runs in this process (no Ray replicas)."""
     from blackboard.inprocess import InProcessBoard
 
-    board = InProcessBoard(bundle)
-    server = _serve(board)
-    web = WebServer(create_app(server.service), "127.0.0.1", 0).start()
-    try:
+    with InProcessBoard(bundle) as board, _serve(board) as server, _web(create_app(server.service)) as web:
         yield web.url
-    finally:
-        web.stop()
-        server.stop(0).wait()
-        board.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -648,8 +632,7 @@ def test_browser_group_picture_labels_every_face_without_overlaps(browser, local
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    driver.get(local_page)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, local_page)
     # Six tight cuts of the astronaut's face side by side (some mirrored, in other light): faces
     # closer together on the page than their labels are wide.
     tile = face_rgb[55:178, 176:274]
@@ -710,8 +693,7 @@ def test_browser_out_of_kind_face_says_cant_tell_up_front_without_a_percentage(b
     from selenium.webdriver.common.by import By
 
     driver, _ = browser
-    driver.get(ood_page)
-    _wait(driver, lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text, 60)
+    _open(driver, ood_page)
     # A face in colours no training face has (the crop's negative): the gate answers "can't tell".
     upload = tmp_path / "negative.png"
     upload.write_bytes(png_bytes(255 - face_crop))

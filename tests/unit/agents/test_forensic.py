@@ -269,15 +269,13 @@ def mixed_bundle(tiny_bundle, forensic_bundle, out):
 
 
 @pytest.mark.slow
-def test_mixed_bundle_classifies_with_heatmaps_in_process(trained, tiny_bundle, tmp_path, face_rgb, capsys):
+def test_mixed_bundle_classifies_with_heatmaps_in_process(trained, tiny_bundle, tmp_path, face_photo, capsys):
     """The in-process classify path and Grad-CAM/explanation tiles for 3 CNNs + forensic."""
     from fakeface import classify as classify_cli
     bundle = mixed_bundle(tiny_bundle, trained["out"], tmp_path / "mixed")
     assert bundle.agent("forensic").kind == "forensic" and bundle.agent("lenet").kind == "keras"
-    photo = tmp_path / "astronaut.png"
-    cv2.imwrite(str(photo), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
     out_png = tmp_path / "annotated.png"
-    code = classify_cli.main([str(photo), "--bundle", str(bundle.path), "--annotate", str(out_png),
+    code = classify_cli.main([str(face_photo), "--bundle", str(bundle.path), "--annotate", str(out_png),
                               "--heatmaps", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err

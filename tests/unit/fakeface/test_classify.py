@@ -14,13 +14,11 @@ import pytest
 from blackboard.ray_runtime import free_ports
 from fakeface import classify as classify_cli
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, face_rgb):
+def files(tmp_path_factory, face_photo):
     folder = tmp_path_factory.mktemp("classify-inputs")
-    photo = folder / "astronaut.png"
-    cv2.imwrite(str(photo), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
     text = folder / "notes.png"
     text.write_text("not an image")
-    return {"photo": photo, "text": text, "folder": folder}
+    return {"photo": face_photo, "text": text, "folder": folder}
 
 
 def test_missing_file_is_a_message_not_a_traceback(capsys, files):

@@ -30,11 +30,8 @@ CROP = ClassifyOptions(detect="off", source="crop.png")  # a face crop, used who
 def board(session_bundle):
     from blackboard.inprocess import InProcessBoard
 
-    ens = InProcessBoard(session_bundle)  # read-only use: feedback is stored, never promoted here
-    try:
+    with InProcessBoard(session_bundle) as ens:  # read-only use: feedback is stored, never promoted here
         yield ens
-    finally:
-        ens.shutdown()
 
 
 @pytest.fixture(scope="module")
