@@ -50,19 +50,20 @@ def test_window_patch_pads_outside_the_image_with_mid_grey():
     assert np.all(patch[:, :23] == 128) and np.all(patch[:, 25:] == 200)
 
 
-def test_refined_face_is_the_same_in_any_picture_and_near_from_any_start():
+def test_refined_face_is_the_same_from_any_start_and_in_any_picture():
     refiner = LandmarkRefiner(_blob_network)
     alone = _square_picture(300, 300, [(90, 80, 110)])
     # The same square (same pixels) at another place in a larger picture, beside another square.
     group = _square_picture(400, 700, [(390, 150, 110)])
     group[150:260, 390:500] = alone[80:190, 90:200]
     group[40:130, 60:150] = 230
-    starts = [(85.0, 75.0, 120.0, 120.0), (97.0, 88.0, 100.0, 104.0), (80.0, 90.0, 125.0, 112.0)]
+    starts = [(85.0, 75.0, 120.0, 120.0), (97.0, 88.0, 100.0, 104.0), (80.0, 90.0, 125.0, 112.0), (70.0, 60.0, 140.0, 140.0)]
     results = refiner.refine(alone, starts)
     shifted = refiner.refine(group, [(x + 300, y + 70, w, h) for x, y, w, h in starts])
     for (box, points), (other_box, other_points) in zip(results, shifted):
-        # Paths from other starts may stop one ladder step apart (a box size near a step's edge).
-        np.testing.assert_allclose(points, results[0][1], atol=1.5)
+        # The first paths stop on two cycles a ladder step apart (the square's box size lies near
+        # a rung's edge); the second path from across that edge makes every start pick the same.
+        np.testing.assert_allclose(points, results[0][1], atol=1e-9)
         np.testing.assert_allclose(other_points - [300, 70], points, atol=1e-9)
         np.testing.assert_allclose(np.array(other_box) - [300, 70, 0, 0], box, atol=1e-9)
     box = results[0][0]
