@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/bench_group.py shares [--per-set 100] [--cuts 40]
     python benchmarks/bench_group.py group [--seed 0]
+    python benchmarks/bench_group.py refine [--repeats 15] [--per-set 60]
 
 ``shares`` measures how much of a crop-shaped image the detected face box covers (the rule
 `vision.faces.CROP_MIN_FACE_SHARE` decides on): on data set crops as they are (dfdc-test,
@@ -15,7 +16,12 @@ the shipped bundle on the in-process board (``detect="auto"``), then cuts each f
 the group (1.5x and 2x its box) and classifies the cut alone. It reports |p_fake(cut) -
 p_fake(group)| (median, max, share within 0.02), the faces found, and the dimmed faces found.
 
-Results go to ``benchmarks/results/group_shares.json`` and ``benchmarks/results/group.json``.
+``refine`` measures what the landmark refinement (`vision.face_refine`) costs and changes:
+detection time with and without it (interleaved, median wall and process CPU) on the astronaut
+upscaled to 1024x1024 and on a 1920x1080 page with four dfdc-test crops and the astronaut, and
+whether dfdc-test crops (224 px and upscaled to 448 px) are still used whole, with the same crops.
+
+Results go to ``benchmarks/results/group_shares.json``, ``group.json`` and ``group_refine.json``.
 """
 
 from __future__ import annotations
@@ -292,11 +298,60 @@ def run_group(args) -> dict:
     return result
 
 
+def run_refine(args) -> dict:
+    import cv2
+    from skimage import data
+
+    from vision.face_detector import FaceDetector
+    from vision.faces import extract_faces
+
+    detectors = {"refine": FaceDetector(), "refine=False": FaceDetector(refine=False)}
+    astronaut = np.ascontiguousarray(data.astronaut())
+    crops = sample_paths(Path(args.data) / "dfdc-test", args.per_set, args.seed)
+    page = np.full((1080, 1920, 3), 245, np.uint8)
+    page[:80] = (40, 60, 90)  # a title bar
+    for i, path in enumerate(crops[:4]):
+        page[200:424, 100 + 300 * i:324 + 300 * i] = read_rgb(path)
+    page[520:1000, 1300:1780] = cv2.resize(astronaut, (480, 480), interpolation=cv2.INTER_AREA)
+    images = {"astronaut 1024x1024": cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC),
+              "page 1920x1080, 5 faces": page}
+    out: dict = {"speed": {}, "crops": {}}
+    for name, image in images.items():
+        wall: dict[str, list[float]] = {k: [] for k in detectors}
+        cpu: dict[str, list[float]] = {k: [] for k in detectors}
+        for detector in detectors.values():
+            detector.detect(image)  # warm up
+        for _ in range(args.repeats):
+            for key, detector in detectors.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                detector.detect(image)
+                wall[key].append(time.perf_counter() - start)
+                cpu[key].append(time.process_time() - start_cpu)
+        out["speed"][name] = {key: {"faces": len(detectors[key].detect(image)),
+                                    "median_ms": round(1000 * float(np.median(wall[key])), 1),
+                                    "cpu_median_ms": round(1000 * float(np.median(cpu[key])), 1)} for key in detectors}
+        print(name, json.dumps(out["speed"][name]), flush=True)
+    for side in (224, 448):
+        whole, same = {k: 0 for k in detectors}, 0
+        for path in crops:
+            image = read_rgb(path)
+            image = image if side == image.shape[0] else cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+            found = {k: extract_faces(image, d, mode="auto") for k, d in detectors.items()}
+            for key, faces in found.items():
+                whole[key] += int(len(faces) == 1 and not faces[0].aligned)
+            a, b = found.values()
+            same += int(len(a) == len(b) and all(np.array_equal(x.crop, y.crop) for x, y in zip(a, b)))
+        out["crops"][f"{side}px"] = {"crops": len(crops), "used_whole": whole, "same_crops": same}
+        print(side, json.dumps(out["crops"][f"{side}px"]), flush=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("part", choices=("shares", "group"))
-    parser.add_argument("--per-set", type=int, default=100, help="crops per data set (shares)")
+    parser.add_argument("part", choices=("shares", "group", "refine"))
+    parser.add_argument("--per-set", type=int, default=100, help="crops per data set (shares, refine)")
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per image and detector (refine)")
     parser.add_argument("--cuts", type=int, default=40, help="of those, how many are also cut loose (shares)")
     parser.add_argument("--upscaled", type=int, default=100, help="of those, how many also at 448 px (shares)")
     parser.add_argument("--dim-grids", type=int, default=27, help="grids with one dim face (group)")
@@ -318,14 +373,14 @@ def main() -> int:
         import vision.face_detector
 
         vision.face_detector.DIM_REGIONS = 0
-    result = run_shares(args) if args.part == "shares" else run_group(args)
+    result = {"shares": run_shares, "group": run_group, "refine": run_refine}[args.part](args)
     result.update({"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
                    "seconds": round(time.perf_counter() - start, 1),
                    # no machine paths in the record: the data folder and output are the caller's
                    "args": {k: v for k, v in vars(args).items() if k not in ("data", "out")}})
-    out = Path(args.out or REPO / "benchmarks" / "results" / ("group_shares.json" if args.part == "shares"
-                                                              else "group.json"))
+    names = {"shares": "group_shares.json", "group": "group.json", "refine": "group_refine.json"}
+    out = Path(args.out or REPO / "benchmarks" / "results" / names[args.part])
     from agents.atomic import atomic_write_bytes
 
     atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode("utf-8"))

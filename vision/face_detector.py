@@ -4,7 +4,9 @@ Detection is MTCNN (``mtcnn`` 1.0.0's networks, TensorFlow), driven by
 :class:`vision.face_pyramid.FacePyramid` so that its cost follows the smallest face worth
 finding rather than the image size. Each candidate must pass :class:`FaceGate`: confidence, a
 face-like layout of its landmarks, and a second look at its own aligned crop
-(`vision.alignment`).
+(`vision.alignment`). The box and landmarks of each face kept are then read again from the
+face's own neighbourhood (:class:`vision.face_refine.LandmarkRefiner`), so a face gets the same
+crop in a group picture as cut out alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import cv2
 import numpy as np
 
 from vision.alignment import LANDMARK_NAMES, align_face
+from vision.face_refine import LandmarkRefiner
 from vision.media import as_rgb
 
 
@@ -170,11 +173,13 @@ class FaceDetector:
         gate: the rest of the face gate (its min_confidence is replaced by ``min_confidence``).
         enhance: brighten dark and stretch flat images before detection.
         retry: run the second pass on images where nothing was found.
+        refine: read each face's box and landmarks again on canonical windows around it, at
+            full resolution (`vision.face_refine`); False keeps MTCNN's own (whole-picture) ones.
     """
 
     def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9, max_side: int | None = 1024,
                  gate: FaceGate | None = None, enhance: bool = True, retry: bool = True,
-                 min_face_share: float = MIN_FACE_SHARE) -> None:
+                 min_face_share: float = MIN_FACE_SHARE, refine: bool = True) -> None:
         if not isinstance(min_face_size, (int, np.integer)) or min_face_size < 12:
             raise ValueError(f"min_face_size must be an integer >= 12 (MTCNN's window), received {min_face_size!r}.")
         if not 0.0 <= float(min_confidence) <= 1.0:
@@ -199,6 +204,10 @@ class FaceDetector:
         from vision.face_pyramid import FacePyramid
 
         self._mtcnn = FacePyramid()
+        self.refine = bool(refine)
+        # The light correction of a refined face sees only the pixels around it (both views alike).
+        self._refiner = LandmarkRefiner(self._mtcnn.onet,
+                                        light=(lambda region: enhance_for_detection(region)[0]) if self.enhance else None)
 
     def detect(self, image_rgb: np.ndarray) -> list[DetectedFace]:
         """Finds faces in an RGB uint8 image.
@@ -248,7 +257,22 @@ class FaceDetector:
         if self.enhance:
             for i, extra in enumerate(self._dim_faces(plain, seen, factors, found)):
                 found[i] = found[i] + extra
+        if self.refine:
+            found = [self._refined(image, faces) for image, faces in zip(images, found)]
         return [sorted(faces, key=lambda face: face.confidence, reverse=True) for faces in found]
+
+    def _refined(self, image: np.ndarray, faces: list[DetectedFace]) -> list[DetectedFace]:
+        """Faces with box and landmarks read again around each (`vision.face_refine`), on the input
+        image at full resolution; a face whose refined landmarks are not face-like keeps its own.
+
+        Which faces are returned is the gate's decision alone: refining never adds or drops one."""
+        out = []
+        for face, (box, points) in zip(faces, self._refiner.refine(image, [face.box for face in faces])):
+            if np.all(np.isfinite(points)) and plausible_landmarks(box, points, self.gate.eye_ratio):
+                points.setflags(write=False)
+                face = DetectedFace(box=box, landmarks=points, confidence=face.confidence)
+            out.append(face)
+        return out
 
     def _dim_faces(self, plain: list[np.ndarray], seen: list[np.ndarray], factors: list[float],
                    found: list[list[DetectedFace]]) -> list[list[DetectedFace]]:

@@ -85,6 +85,11 @@ class FacePyramid:
             nets.append(net)
         self._pnet, self._rnet, self._onet = nets
 
+    def onet(self, patches: np.ndarray) -> Sequence[np.ndarray]:
+        """ONet alone on 48 px patches (float32, MTCNN's normalisation): box offsets (n, 4),
+        landmarks (n, 10, shares of the patch: five x then five y) and scores (n, 2)."""
+        return [np.asarray(out) for out in self._onet(np.asarray(patches, dtype=np.float32))]
+
     def detect_faces(self, images: Sequence[np.ndarray], min_face_size: float) -> list[list[dict[str, Any]]]:
         """Faces of about ``min_face_size`` px and larger in images of one size.
 

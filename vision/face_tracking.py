@@ -30,15 +30,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from vision.face_detector import DetectedFace, FaceDetector, enhance_for_detection, plausible_landmarks
+from vision.face_refine import PIXEL_CENTRE, PIXEL_SCALE, window_patch
 from vision.video import iou
-
-# ONet's input side in pixels, and MTCNN's normalisation of pixel values to [-1, 1].
-ONET_SIDE = 48
-PIXEL_CENTRE, PIXEL_SCALE = 127.5, 128.0
 
 
 @dataclass(frozen=True)
@@ -93,28 +89,6 @@ def square_windows(box: tuple[float, float, float, float], shift: float) -> np.n
     if shift > 0:
         offsets += [(-shift, 0.0), (shift, 0.0), (0.0, -shift), (0.0, shift)]
     return np.array([(cx - side / 2.0 + dx * side, cy - side / 2.0 + dy * side, side) for dx, dy in offsets])
-
-
-def window_patch(image: np.ndarray, window: np.ndarray, size: int = ONET_SIDE) -> np.ndarray:
-    """The square ``window`` (x, y, side) of ``image`` resized to ``size`` x ``size``.
-
-    Outside the image the patch is mid-grey, which MTCNN's normalisation maps to 0 (as its own
-    patch extraction pads).
-    """
-    x, y, side = (int(round(v)) for v in window)
-    side = max(side, 1)
-    height, width = image.shape[:2]
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, width), min(y + side, height)
-    if x1 <= x0 or y1 <= y0:
-        return np.full((size, size, 3), 128, np.uint8)
-    patch = image[y0:y1, x0:x1]
-    if (x0, y0, x1, y1) != (x, y, x + side, y + side):
-        patch = cv2.copyMakeBorder(patch, y0 - y, y + side - y1, x0 - x, x + side - x1, cv2.BORDER_CONSTANT,
-                                   value=(128, 128, 128))
-    if side == size:
-        return np.ascontiguousarray(patch)
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(patch, (size, size), interpolation=interpolation)
 
 
 class FaceFollower:

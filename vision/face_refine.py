@@ -1,0 +1,205 @@
+"""Landmarks that depend on the face alone: MTCNN's last stage re-run on a canonical window.
+
+MTCNN's ONet reads a face's box and five landmarks off a 48 px patch of the square box that the
+stages before it proposed, and that box depends on the pyramid levels of the whole picture (its
+size, the faces and clutter around). The same face in a group and cut out alone therefore got
+landmarks 1-9 px apart, and the agents' scores of the aligned crops moved by up to 0.15 for 2 px
+(benchmarks/bench_group.py, 2026-12-03).
+
+:class:`LandmarkRefiner` makes the landmarks a function of the face's own neighbourhood. Starting
+from the detector's box, it looks at a *window state*: a square with its centre on whole pixels
+and its side on a fixed ladder (steps of :data:`SIDE_STEP`). ONet scores the window and four
+copies shifted by :data:`WINDOW_SHIFT` of its side, each resampled to 48 px by area averaging
+(no aliasing, unlike bilinear sampling of a large face), and the mean of their boxes gives the
+next state. Two pictures holding the same pixels around a face (shifted by whole pixels) give a
+state the same patches, so they walk the same path once their paths meet, and both stop on the
+same cycle of states. A path from that cycle one ladder step across the nearer edge of its side's
+rung is walked too, and of the two cycles reached the smaller (comparing their sorted states) is
+kept: a picture whose first path stopped on the other cycle usually reaches the first one with
+its second path, and picks the same. The face's landmarks and box are the mean over that cycle.
+
+Exactly equal matters: the agents' scores move by up to 0.015 for landmarks 0.05 px apart (the
+aligned crop is resampled at another phase), so a face whose landmarks are near, not equal, may
+still score differently. Windows that reach past the picture's edge see grey there, so a cut
+tighter than the window (about 1.3x the face box) can still differ.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+# ONet's input side in pixels, and MTCNN's normalisation of pixel values to about [-1, 1].
+ONET_SIDE = 48
+PIXEL_CENTRE, PIXEL_SCALE = 127.5, 128.0
+# Window sides are 12 * SIDE_STEP**k px: a face's box size wobbles by a few % between views,
+# far less than a step, so both views usually snap to the same side.
+SIDE_STEP = 2.0 ** 0.125
+# The four extra windows of a state are shifted by this share of the side (left, right, up, down):
+# their mean smooths ONet's response to where the face sits in the window. Measured with six extra
+# starts (a ladder step up and down, 2 px left, right, up and down): without the extra windows
+# 85 % of 78 faces cut 1.5x and 2x out of group pictures (benchmarks/bench_group.py's) got the
+# very same landmarks as in the group; 1/16 gave 92 % (the windows then reach past a tight cut's
+# edge more often), 1/32 96 %.
+WINDOW_SHIFT = 1.0 / 32.0
+# The one extra start is the first cycle one ladder step across the nearer edge of its rung (a box
+# size near a rung's edge is where two views part). Of the same 78 faces, 88 % got the same
+# landmarks from the first cycle alone; with this start, 92 % keeping the union of both cycles and
+# 94 % keeping the smaller cycle (1.6x the ONet work); 94 % / 96 % with a step up and down (2.2x) /
+# with the six starts above (both keeping the union).
+# At most this many states per path; paths end on a cycle after 2-5 in practice.
+MAX_STEPS = 12
+
+State = tuple[int, int, int]  # window centre x, y (whole pixels) and side (px, on the ladder)
+Network = Callable[[np.ndarray], Sequence[np.ndarray]]  # float patches -> offsets, points, scores
+
+
+def window_patch(image: np.ndarray, window: np.ndarray, size: int = ONET_SIDE) -> np.ndarray:
+    """The square ``window`` (x, y, side) of ``image`` resized to ``size`` x ``size``.
+
+    Outside the image the patch is mid-grey, which MTCNN's normalisation maps to 0 (as its own
+    patch extraction pads).
+    """
+    x, y, side = (int(round(v)) for v in window)
+    side = max(side, 1)
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, width), min(y + side, height)
+    if x1 <= x0 or y1 <= y0:
+        return np.full((size, size, 3), 128, np.uint8)
+    patch = image[y0:y1, x0:x1]
+    if (x0, y0, x1, y1) != (x, y, x + side, y + side):
+        patch = cv2.copyMakeBorder(patch, y0 - y, y + side - y1, x0 - x, x + side - x1, cv2.BORDER_CONSTANT,
+                                   value=(128, 128, 128))
+    if side == size:
+        return np.ascontiguousarray(patch)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def ladder_side(side: float) -> int:
+    """The window side on the ladder nearest ``side`` (in log scale), at least 12 px (PNet's window)."""
+    step = int(round(np.log(max(float(side), 12.0) / 12.0) / np.log(SIDE_STEP)))
+    return int(round(12.0 * SIDE_STEP ** step))
+
+
+def state_of(box: Sequence[float]) -> State:
+    """The window state of a box (x, y, width, height): its centre rounded, its longer side snapped."""
+    x, y, w, h = (float(v) for v in box)
+    return int(round(x + w / 2.0)), int(round(y + h / 2.0)), ladder_side(max(w, h))
+
+
+def _across_the_edge(cycle: list[State], seen: dict[State, tuple[np.ndarray, np.ndarray]]) -> State:
+    """The state of a cycle's mean box, but one ladder step towards the nearer edge of its rung:
+    where a view whose box size fell on the other side of that edge would be."""
+    x1, y1, x2, y2 = np.mean([seen[s][0] for s in sorted(cycle)], axis=0)
+    cx, cy, _ = state_of((x1, y1, x2 - x1, y2 - y1))
+    rung = np.log(max(x2 - x1, y2 - y1, 12.0) / 12.0) / np.log(SIDE_STEP)
+    other = int(round(rung)) + (1 if rung >= round(rung) else -1)
+    return cx, cy, int(round(12.0 * SIDE_STEP ** other))
+
+
+def _windows(state: State) -> np.ndarray:
+    """A state's five windows (x, y, side): centred, then shifted left, right, up and down."""
+    cx, cy, side = state
+    shift = int(round(side * WINDOW_SHIFT))
+    x, y = cx - side // 2, cy - side // 2
+    return np.array([(x + dx, y + dy, side) for dx, dy in ((0, 0), (-shift, 0), (shift, 0), (0, -shift), (0, shift))],
+                    dtype=np.float64)
+
+
+class LandmarkRefiner:
+    """Re-reads each face's box and landmarks from ONet on canonical windows (module docstring).
+
+    Args:
+        network: ONet: float32 patches (n, 48, 48, 3) in MTCNN's normalisation -> box offsets
+            (n, 4), landmarks (n, 10: five x then five y, as shares of the window) and scores.
+        light: light correction applied to the pixels around each state before its patches are
+            cut (a function of those pixels alone, so both views correct a face alike); None = none.
+    """
+
+    def __init__(self, network: Network, *, light: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self._network = network
+        self._light = light
+
+    def refine(self, image_rgb: np.ndarray,
+               boxes: Sequence[Sequence[float]]) -> list[tuple[tuple[float, float, float, float], np.ndarray]]:
+        """The refined (box, landmarks) of each face whose detected box is given, in image pixels.
+
+        Args:
+            image_rgb: the RGB uint8 image the boxes are in (full resolution).
+            boxes: the detector's (x, y, width, height) of each face.
+
+        Returns:
+            Per face: the box (x, y, width, height), clipped to the image, and a (5, 2) float64
+            landmark array, as the mean over the cycle of window states kept (module docstring).
+        """
+        if not len(boxes):
+            return []
+        seen: dict[State, tuple[np.ndarray, np.ndarray]] = {}
+        cycles = self._walk(image_rgb, [state_of(box) for box in boxes], seen)
+        # Two views may stop on neighbouring cycles (a box size near a rung's edge). A second path
+        # from across that edge usually reaches the other view's cycle, and the smaller of the two
+        # cycles (comparing their sorted states) is then the same pick in both views.
+        reached = self._walk(image_rgb, [_across_the_edge(cycle, seen) for cycle in cycles], seen)
+        out = []
+        height, width = image_rgb.shape[:2]
+        for i, cycle in enumerate(cycles):
+            members = min(sorted(cycle), sorted(reached[i]))  # the same pick whichever path came first
+            x1, y1, x2, y2 = np.mean([seen[s][0] for s in members], axis=0)
+            x1, y1 = min(max(x1, 0.0), width - 1.0), min(max(y1, 0.0), height - 1.0)
+            x2, y2 = min(max(x2, x1 + 1.0), float(width)), min(max(y2, y1 + 1.0), float(height))
+            points = np.mean([seen[s][1] for s in members], axis=0)
+            out.append(((float(x1), float(y1), float(x2 - x1), float(y2 - y1)), points))
+        return out
+
+    def _walk(self, image: np.ndarray, starts: list[State],
+              seen: dict[State, tuple[np.ndarray, np.ndarray]]) -> list[list[State]]:
+        """From each start, state to next state until one repeats: the cycle each path ends on
+        (its last state when none repeats within MAX_STEPS). Paths advance together, one ONet
+        batch per step; states already in ``seen`` are not looked at again."""
+        paths: list[list[State]] = [[start] for start in starts]
+        ends: list[int | None] = [None] * len(starts)  # index in its path where a cycle starts
+        for _ in range(MAX_STEPS):
+            todo = [i for i, end in enumerate(ends) if end is None]
+            if not todo:
+                break
+            self._evaluate(image, {paths[i][-1] for i in todo} - set(seen), seen)
+            for i in todo:
+                box, _ = seen[paths[i][-1]]
+                nxt = state_of((box[0], box[1], box[2] - box[0], box[3] - box[1]))
+                if nxt in paths[i]:
+                    ends[i] = paths[i].index(nxt)
+                else:
+                    paths[i].append(nxt)
+        self._evaluate(image, {path[-1] for path in paths} - set(seen), seen)  # paths cut short
+        return [path[end:] if end is not None else path[-1:] for path, end in zip(paths, ends)]
+
+    def _evaluate(self, image: np.ndarray, states: set[State], seen: dict[State, tuple[np.ndarray, np.ndarray]]) -> None:
+        """ONet on the five windows of each state (one batch); stores each state's mean box
+        (x1, y1, x2, y2) and landmarks in ``seen``."""
+        if not states:
+            return
+        order = sorted(states)
+        patches = np.concatenate([self._patches(image, state) for state in order])
+        offsets, points, _ = (np.asarray(a, dtype=np.float64) for a in self._network(
+            (patches.astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE))
+        for k, state in enumerate(order):
+            rows = slice(5 * k, 5 * k + 5)
+            wins = _windows(state)
+            x, y, side = wins[:, 0:1], wins[:, 1:2], wins[:, 2:3]
+            box = np.concatenate([x, y, x + side, y + side], axis=1) + offsets[rows] * side
+            marks = np.stack([x + side * points[rows, :5], y + side * points[rows, 5:]], axis=2)
+            seen[state] = (box.mean(axis=0), marks.mean(axis=0))
+
+    def _patches(self, image: np.ndarray, state: State) -> np.ndarray:
+        """The five 48 px patches of a state, cut from the light-corrected pixels around it."""
+        wins = _windows(state)
+        x0, y0 = int(wins[:, 0].min()), int(wins[:, 1].min())
+        span = int(max((wins[:, 0] + wins[:, 2]).max() - x0, (wins[:, 1] + wins[:, 2]).max() - y0))
+        region = window_patch(image, np.array([x0, y0, span]), size=span)
+        if self._light is not None:
+            region = self._light(region)
+        local = wins - np.array([x0, y0, 0.0])
+        return np.stack([window_patch(region, w) for w in local])
