@@ -187,8 +187,8 @@ def heatmap_strip(faces: Sequence[dict[str, Any]], width: int) -> np.ndarray | N
             rows.append(np.hstack([cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 4, cv2.BORDER_CONSTANT,
                                                       value=(255, 255, 255)) for t in tiles]))
         notes = [f"#{face['index']} {text}" for _, text in sorted((face.get("heatmap_notes") or {}).items())]
-        if notes:
-            rows.append(_note_block(notes, max(width, THUMB)))
+        if notes:  # as wide as the picture or the face's tiles, whichever is wider
+            rows.append(_note_block(notes, max(width, THUMB, rows[-1].shape[1] if tiles else 0)))
     if not rows:
         return None
     out_w = max(width, max(r.shape[1] for r in rows))
