@@ -30,6 +30,13 @@ class AgentSpec:
     # `training.train.TrainConfig` fields this agent trains with unless the command line overrides
     # them (plain values: the registry must not import the training package).
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    # The convolution Grad-CAM reads (`vision.gradcam.target_layer_index`); None: the rule's pick,
+    # the last convolution whose map is still fine enough to place evidence on a face.
+    heatmap_layer: str | None = None
+    # Why this agent's Grad-CAM maps are never shown ("" shows them): one line for a person,
+    # declared from `benchmarks/bench_heatmaps.py` on the shipped bundle (BENCHMARKS.md, "Heat
+    # maps"), where its maps did not follow the blended region of synthetic fakes.
+    heatmap_withheld: str = ""
 
     @property
     def builder(self) -> Callable[..., Any]:
@@ -67,6 +74,9 @@ _REGISTRY: dict[str, AgentSpec] = {
             # Rotations and zooms would resample every training face (and so its pixel cells)
             # while served crops are not; screenshot-like rescales teach it the resampled ones.
             train_defaults={"geometric_augment": False, "screenshot_augment": 0.5},
+            # On synthetic blends 0.76x a uniform map's mass inside the blended region.
+            heatmap_withheld="custom's map shows no location (on synthetic fakes it falls mostly outside the altered "
+                             "region): not shown.",
         ),
         AgentSpec(
             name="lenet",
@@ -75,12 +85,18 @@ _REGISTRY: dict[str, AgentSpec] = {
             # puts the chroma of a swapped face apart from its luma.
             preprocessing=Preprocessing(height=128, width=128, channels=3, scale="unit", color="ycrcb"),
             description="LeNet-like CNN, 128x128 YCrCb",
+            # 1.13x a uniform map inside the blended region, 1.24x against other faces' masks:
+            # it prefers the middle of the crop, not the altered region.
+            heatmap_withheld="lenet's map shows no location (it marks the middle of any face, not the altered "
+                             "region): not shown.",
         ),
         AgentSpec(
             name="vgg16",
             builder_path="agents.vgg16:build_vgg16",
             preprocessing=Preprocessing(height=224, width=224, channels=3, scale="raw"),
             description="VGG-16 conv base + BN + dropout + GAP + dense, RGB",
+            # Maps nearly uniform (concentration 0.02) and the same on a fake as on its original.
+            heatmap_withheld="vgg16's map shows no location (it is nearly the same tint on every face): not shown.",
         ),
         AgentSpec(
             name="forensic",

@@ -59,6 +59,7 @@ from agents.predictor import AgentPredictor
 from blackboard.heatmaps import ReplicaHeatmaps
 from blackboard.ingress import CasePipeline, FindOptions, Found, Votes, vote_each
 from blackboard.ray_runtime import bind_serve_replica_to_loopback
+from vision.heatmap_quality import AgentMap
 
 
 def return_freed_heap() -> None:
@@ -132,8 +133,8 @@ class _MicroBatched:
         if warm_up:  # before the replica is RUNNING, i.e. before the service says SERVING
             self.explainer.warm_up()
 
-    async def heatmaps(self, crops: Sequence[np.ndarray]) -> list[dict[str, bytes]]:
-        """Heat-map PNGs of this replica's agents, one dict per crop (`blackboard.heatmaps`)."""
+    async def heatmaps(self, crops: Sequence[np.ndarray]) -> list[dict[str, AgentMap]]:
+        """Heat-map tiles of this replica's agents (or why withheld), one dict per crop (`blackboard.heatmaps`)."""
         return await self.explainer.render_async(crops)
 
     def _setup_batching(self, max_batch_size: int, max_wait_ms: float) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from agents.bundle import Bundle
+from vision.heatmap_quality import AgentMap
 
 log = logging.getLogger("fakeface.heatmaps")
 # A blank face crop's side for the warm-up render (the agents' inputs are at most this large).
@@ -35,13 +36,16 @@ class ReplicaHeatmaps:
     Args:
         bundle: the loaded bundle the replica's agents come from.
         models: the replica's loaded models by agent name (only these agents are explained).
+        withheld: agent -> why its maps are never shown (`GradCamRenderer`'s; None: the registry's).
     """
 
-    def __init__(self, bundle: Bundle, models: Mapping[str, object]) -> None:
+    def __init__(self, bundle: Bundle, models: Mapping[str, object], *,
+                 withheld: Mapping[str, str] | None = None) -> None:
         if not models:
             raise ValueError("heat maps need at least one agent's model, received none.")
         self.bundle = bundle
         self.models = dict(models)
+        self.withheld = None if withheld is None else dict(withheld)
         self._renderer: Any = None
         self._lock = threading.Lock()
 
@@ -51,18 +55,18 @@ class ReplicaHeatmaps:
             if self._renderer is None:
                 from vision.gradcam import GradCamRenderer
 
-                self._renderer = GradCamRenderer(self.bundle, models=self.models)
+                self._renderer = GradCamRenderer(self.bundle, models=self.models, withheld=self.withheld)
             return self._renderer
 
-    def render_png(self, crops: Sequence[np.ndarray]) -> list[dict[str, bytes]]:
-        """One dict per crop: agent -> PNG of the crop with that agent's map."""
+    def render_png(self, crops: Sequence[np.ndarray]) -> list[dict[str, AgentMap]]:
+        """One dict per crop: agent -> its tile (PNG), or why it is withheld."""
         return self.renderer().render_png(list(crops), agents=list(self.models))
 
     def warm_up(self) -> None:
         """Renders one blank crop, so the first face asked for pays no gradient-tape trace."""
         self.render_png([np.zeros((WARM_SIDE, WARM_SIDE, 3), dtype=np.uint8)])
 
-    async def render_async(self, crops: Sequence[np.ndarray]) -> list[dict[str, bytes]]:
+    async def render_async(self, crops: Sequence[np.ndarray]) -> list[dict[str, AgentMap]]:
         """`render_png` on a worker thread (TensorFlow releases the GIL while it computes)."""
         return await asyncio.to_thread(self.render_png, crops)
 
@@ -87,9 +91,9 @@ class RemoteHeatmaps:
         self.handles = dict(handles)
         self.timeout_s = float(timeout_s)
 
-    def render_png(self, crops: Sequence[np.ndarray]) -> list[dict[str, bytes]]:
-        """One dict per crop: agent -> PNG of the crop with that agent's map."""
-        out: list[dict[str, bytes]] = [{} for _ in crops]
+    def render_png(self, crops: Sequence[np.ndarray]) -> list[dict[str, AgentMap]]:
+        """One dict per crop: agent -> its tile (PNG), or why it is withheld."""
+        out: list[dict[str, AgentMap]] = [{} for _ in crops]
         if len(crops) == 0:
             return out
         crops = [np.asarray(crop) for crop in crops]

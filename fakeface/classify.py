@@ -39,7 +39,7 @@ def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--annotate", metavar="OUT.png", default=None,
                         help="write the image with boxes and verdicts (several inputs: OUT-<n>-<name>.png)")
-    parser.add_argument("--heatmaps", action="store_true", help="add a Grad-CAM heatmap per agent to --annotate")
+    parser.add_argument("--heatmaps", action="store_true", help="add each agent's heat map to --annotate (or why it shows none)")
     parser.add_argument("--token", default=None, help=f"bearer token for --server (None: ${TOKEN_ENV})")
     parser.add_argument("--tls-ca", default=None, help="PEM certificate to trust for a TLS --server")
     add_detect_arg(parser)
@@ -53,7 +53,8 @@ def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
 
 
 def face_to_dict(face: pb.Face, *, time_s: float | None = None) -> dict[str, Any]:
-    """A plain view of one face answer (heatmaps kept as PNG bytes, dropped from JSON later)."""
+    """A plain view of one face answer (heatmaps kept as PNG bytes, dropped from JSON later; the
+    reasons agents' maps were withheld kept as text, ``heatmap_notes``)."""
     out = {
         "index": int(face.index),
         "box": (face.box.x, face.box.y, face.box.width, face.box.height),
@@ -68,7 +69,8 @@ def face_to_dict(face: pb.Face, *, time_s: float | None = None) -> dict[str, Any
         "degraded": bool(face.degraded),
         "missing_agents": list(face.missing_agents),
         "detector_confidence": float(face.detector_confidence),
-        "heatmaps": {h.agent: h.png for h in face.heatmaps},
+        "heatmaps": {h.agent: h.png for h in face.heatmaps if h.png},
+        "heatmap_notes": {h.agent: h.withheld for h in face.heatmaps if h.withheld},
     }
     if time_s is not None:
         out["time_s"] = time_s

@@ -13,6 +13,7 @@ from agents.labels import FAKE, REAL
 from blackboard.case import UNCERTAIN, Case
 from blackboard.model_info import EnsembleInfo
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
+from vision.heatmap_quality import AgentMap
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Detector"].full_name
 # FaceDetection value -> the ensemble's mode (an unset value means the default, "auto").
@@ -69,12 +70,13 @@ def feedback_label(label: int) -> str:
     return enum_name(pb.Label, label)
 
 
-def case_to_proto(case: Case, *, heatmaps: Sequence[dict[str, bytes]] | None = None) -> pb.ClassifyResponse:
+def case_to_proto(case: Case, *, heatmaps: Sequence[dict[str, AgentMap]] | None = None) -> pb.ClassifyResponse:
     """Converts a blackboard `Case` into the wire answer.
 
     Args:
         case: the decided case.
-        heatmaps: optional per-face dicts agent -> PNG bytes (same order as ``case.faces``).
+        heatmaps: optional per-face dicts agent -> its tile or why it is withheld (same order as
+            ``case.faces``).
     """
     resp = pb.ClassifyResponse(
         request_id=case.request_id,
@@ -114,8 +116,8 @@ def case_to_proto(case: Case, *, heatmaps: Sequence[dict[str, bytes]] | None = N
                 latency_ms=float(vote.latency_ms), model_sha=vote.model_sha, context_shift=float(vote.context_shift),
             )
         if heatmaps is not None and i < len(heatmaps):
-            for agent, png in heatmaps[i].items():
-                face.heatmaps.add(agent=agent, png=png)
+            for agent, tile in heatmaps[i].items():
+                face.heatmaps.add(agent=agent, png=tile.png, withheld=tile.withheld)
     return resp
 
 

@@ -38,6 +38,7 @@ from fakeface.serve.ratelimit import RateLimitConfig, RateLimiter, hashed_client
 from fakeface.service_calls import (BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Call, Caller, ServiceRefusal, Status,
                                     Stopping)
 from vision.faces import DETECT_MODES
+from vision.heatmap_quality import AgentMap
 from vision.media import ImageError, decode_image
 
 log = logging.getLogger("fakeface.server")
@@ -57,16 +58,16 @@ class ClassifyOptions:
     """How to classify one image."""
 
     detect: str = "auto"  # face detection: "auto", "on" or "off" (vision.faces.DETECT_MODES)
-    heatmaps: bool = False  # render a Grad-CAM heat map per face and agent
+    heatmaps: bool = False  # render a heat-map tile per face and agent (or say why it is withheld)
     source: str = ""  # the caller's name for the image (a file name, "clip.mp4@12"), echoed back
 
 
 @dataclass
 class Answer:
-    """A decided case and, when asked for, its heat maps (per face: agent -> PNG bytes)."""
+    """A decided case and, when asked for, its heat maps (per face: agent -> `AgentMap`)."""
 
     case: Case
-    heatmaps: list[dict[str, bytes]] | None = None
+    heatmaps: list[dict[str, AgentMap]] | None = None
 
 
 @dataclass(frozen=True)

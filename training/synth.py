@@ -59,12 +59,22 @@ def _face_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(mask, 0, 1)[..., None]
 
 
-def self_blend(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Makes one synthetic fake from a real RGB uint8 face crop (same shape)."""
+def self_blend_with_mask(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Makes one synthetic fake from a real RGB uint8 face crop, with the mask it was blended through.
+
+    Returns:
+        The fake (same shape and dtype as ``image``) and the float32 (H, W) blend weight of the
+        jittered copy at each pixel, in [0, 1]: where the face was "swapped", and how much.
+    """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"self_blend needs an RGB image (H, W, 3), received shape {image.shape}.")
     h, w = image.shape[:2]
     source = _jitter_source(image, rng)
     mask = _face_mask(h, w, rng)
     out = mask * source.astype(np.float32) + (1.0 - mask) * image.astype(np.float32)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), mask[..., 0]
+
+
+def self_blend(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Makes one synthetic fake from a real RGB uint8 face crop (same shape)."""
+    return self_blend_with_mask(image, rng)[0]

@@ -15,7 +15,7 @@ from agents.atomic import atomic_write_bytes
 # BGR colours: red for fake, green for real, grey when undecided.
 COLOURS = {"fake": (40, 40, 230), "real": (60, 180, 60)}
 GREY = (160, 160, 160)
-THUMB = 160  # heatmap thumbnail side in pixels
+THUMB = 224  # heat-map tile side in pixels: the size a Grad-CAM map can be read at
 
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -143,8 +143,34 @@ def draw_faces(rgb: np.ndarray, faces: Sequence[dict[str, Any]]) -> np.ndarray:
     return img
 
 
+def _note_lines(text: str, width: int, scale: float) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` px (a longer word stands alone)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _label_size(f"{lines[-1]} {word}", scale)[0] <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _note_block(texts: Sequence[str], width: int, scale: float = 0.45) -> np.ndarray:
+    """Grey text lines on white, BGR, ``width`` px wide: why some agents' maps are not shown."""
+    lines = [line for text in texts for line in _note_lines(text, width - 8, scale)]
+    line_h = _label_size("Ag", scale)[1] + 2
+    block = np.full((line_h * len(lines) + 4, width, 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(block, line, (4, 2 + line_h * (i + 1) - 6), FONT, scale, (90, 90, 90), 1, cv2.LINE_AA)
+    return block
+
+
 def heatmap_strip(faces: Sequence[dict[str, Any]], width: int) -> np.ndarray | None:
-    """Rows of Grad-CAM thumbnails (one row per face, one tile per agent), BGR, or None."""
+    """Rows of heat-map tiles (one row per face, one tile per agent), BGR, or None.
+
+    Square Grad-CAM overlays are drawn at :data:`THUMB` px, wider tiles (the forensic chart) at
+    their own size: smaller, their labels could not be read. Under a face's tiles, one line per
+    agent whose map was withheld says why (the face's ``heatmap_notes``).
+    """
     rows = []
     for face in faces:
         tiles = []
@@ -152,17 +178,43 @@ def heatmap_strip(faces: Sequence[dict[str, Any]], width: int) -> np.ndarray | N
             tile = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
             if tile is None:
                 continue
-            tile = cv2.resize(tile, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-            _draw_label(tile, f"#{face['index']} {agent}", 0, 0, (50, 50, 50), 0.45)
+            if tile.shape[0] == tile.shape[1]:
+                tile = cv2.resize(tile, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+            _draw_label(tile, f"#{face['index']} {agent}", 0, 0, (50, 50, 50), 0.5)
             tiles.append(tile)
         if tiles:
-            rows.append(np.hstack(tiles))
+            height = max(t.shape[0] for t in tiles)
+            rows.append(np.hstack([cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 4, cv2.BORDER_CONSTANT,
+                                                      value=(255, 255, 255)) for t in tiles]))
+        notes = [f"#{face['index']} {text}" for _, text in sorted((face.get("heatmap_notes") or {}).items())]
+        if notes:  # as wide as the picture or the face's tiles, whichever is wider
+            rows.append(_note_block(notes, max(width, THUMB, rows[-1].shape[1] if tiles else 0)))
     if not rows:
         return None
     out_w = max(width, max(r.shape[1] for r in rows))
     padded = [cv2.copyMakeBorder(r, 2, 2, 0, out_w - r.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
               for r in rows]
     return np.vstack(padded)
+
+
+def face_crop(rgb: np.ndarray, box: Sequence[float], *, side: int = THUMB) -> np.ndarray:
+    """The face's box cut from the image (clipped to it), scaled so its longer side is ``side`` px.
+
+    Raises:
+        ValueError: a box that does not overlap the image, or ``side`` < 1.
+    """
+    if int(side) < 1:
+        raise ValueError(f"side must be >= 1, received {side}.")
+    height, width = rgb.shape[:2]
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = max(0, int(np.floor(x))), max(0, int(np.floor(y)))
+    x1, y1 = min(width, int(np.ceil(x + w))), min(height, int(np.ceil(y + h)))
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"the box {tuple(box)} does not overlap the {width}x{height} image.")
+    cut = rgb[y0:y1, x0:x1]
+    scale = int(side) / max(cut.shape[:2])
+    size = (max(1, round(cut.shape[1] * scale)), max(1, round(cut.shape[0] * scale)))
+    return cv2.resize(np.ascontiguousarray(cut), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
 
 
 def annotate(rgb: np.ndarray, faces: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -190,42 +242,3 @@ def write_image(path: str | os.PathLike[str], bgr: np.ndarray) -> Path:
     if not ok:
         raise ValueError(f"cannot write {path}: OpenCV has no encoder for {ext!r}; use .png or .jpg")
     return atomic_write_bytes(path, buf.tobytes())
-
-
-def contribution_panel(crop: np.ndarray, contributions: dict[str, float], *, size: int = 224) -> np.ndarray:
-    """The forensic agent's explanation drawn over its crop, in place of a Grad-CAM overlay.
-
-    One bar per feature group, from a centre line: red to the right for a group that pushed
-    towards fake (positive log-odds contribution), green to the left for one that pushed towards
-    real, scaled to the largest magnitude; the value is printed beside the group's name.
-
-    Args:
-        crop: the RGB uint8 face crop.
-        contributions: group -> contribution to the log-odds of fake (``ForensicModel.explain``).
-        size: side of the returned square image.
-
-    Returns:
-        RGB uint8 ``(size, size, 3)``.
-    """
-    img = cv2.resize(np.ascontiguousarray(crop, dtype=np.uint8), (size, size), interpolation=cv2.INTER_AREA)
-    img = (img.astype(np.float32) * 0.45).astype(np.uint8)  # darkened so the bars read
-    if not contributions:
-        return img
-    rows = len(contributions)
-    row_h = max(12, min(32, (size - 8) // rows))
-    scale = row_h / 64.0
-    text_w = size // 2  # names and values on the left half, bars on the right half
-    centre = text_w + (size - text_w) // 2
-    half = (size - text_w) // 2 - 3
-    peak = max(max(abs(float(v)) for v in contributions.values()), 1e-6)
-    top = (size - rows * row_h) // 2
-    for i, (group, value) in enumerate(contributions.items()):
-        y = top + i * row_h
-        length = int(round(abs(float(value)) / peak * half))
-        colour = COLOURS["fake"][::-1] if value > 0 else COLOURS["real"][::-1]  # BGR table -> RGB
-        x0, x1 = (centre, centre + length) if value > 0 else (centre - length, centre)
-        cv2.rectangle(img, (x0, y + 3), (x1, y + row_h - 3), colour, cv2.FILLED)
-        cv2.putText(img, f"{group} {float(value):+.2f}", (3, y + (row_h + int(22 * scale)) // 2),
-                    cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    cv2.line(img, (centre, top), (centre, top + rows * row_h), (255, 255, 255), 1)
-    return img

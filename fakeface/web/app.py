@@ -53,7 +53,7 @@ from fakeface.service_calls import BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Cal
 from fakeface.web.admin import add_admin_routes
 from fakeface.web.guards import (FeedbackBody, WebRefusal, caller_of, read_capped, read_json, scrub_paths,
                                  token_checker, web_refusal)
-from fakeface.web.report import LIMITS, accuracy_statement, build_report, error_rates, trained_on
+from fakeface.web.report import LIMITS, TILE_PX, accuracy_statement, build_report, error_rates, trained_on
 from fakeface.web.video import VIDEO_SUFFIX, ServiceBackend, sniff_video
 from fakeface.web.views import face_view, png_data_uri, response_view
 
@@ -354,8 +354,8 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
 
     @app.get("/api/report/{request_id}", dependencies=[Depends(auth)])
     def report(request_id: str, request: Request) -> Response:
-        from vision.annotate import annotate
-        from vision.media import decode_image
+        from vision.annotate import annotate, face_crop
+        from vision.media import decode_image, encode_png
 
         entry = results.get(request_id)
         if entry is None:
@@ -363,11 +363,16 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
                                   f"the last {config.keep_results}); classify the file again.")
         _, details = model_details(request)
         rgb = entry["frame"] if entry["kind"] == "video" else decode_image(entry["keep"])
-        png = b""
+        png, crops = b"", {}
         if rgb is not None:
-            ok, buf = cv2.imencode(".png", annotate(rgb, entry["raw_faces"]))
+            # The maps go beside each face at full size (`build_report`), not in a strip under a
+            # picture the report shrinks to its width.
+            faces = [{k: v for k, v in f.items() if k != "heatmaps"} for f in entry["raw_faces"]]
+            ok, buf = cv2.imencode(".png", annotate(rgb, faces))
             png = buf.tobytes() if ok else b""
-        html = build_report(entry, details, png_data_uri(png))
+            crops = {int(f["index"]): png_data_uri(encode_png(face_crop(rgb, f["box"], side=TILE_PX)))
+                     for f in entry["raw_faces"] if f.get("heatmaps")}
+        html = build_report(entry, details, png_data_uri(png), face_crops=crops)
         filename = f"fakeface-report-{entry['sha256'][:12]}.html"
         return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                            "Cache-Control": "no-store"})

@@ -125,7 +125,27 @@ def _votes_table(votes: dict[str, dict[str, float]], thresholds: dict[str, float
             "<th>share of this decision</th></tr>" + "".join(rows) + "</table>" if rows else "<p>No agent voted.</p>")
 
 
-def _face_section(face: dict[str, Any], title: str, thresholds: dict[str, float] | None = None) -> str:
+# Side of a face crop and of a Grad-CAM tile in the report: smaller maps cannot be read.
+TILE_PX = 224
+
+
+def _maps_block(face: dict[str, Any], crop_uri: str | None) -> str:
+    """The face crop beside its agents' heat maps at full size, and why any agent's is missing."""
+    esc = html.escape
+    tiles = [f'<figure><img class="map" src="{esc(uri)}" alt="heat map of {esc(agent)}" style="min-width:{TILE_PX}px">'
+             f"<figcaption>{esc(agent)}</figcaption></figure>" for agent, uri in sorted((face.get("heatmaps") or {}).items())]
+    notes = [f'<p class="map-note">{esc(str(note))}</p>' for _, note in sorted((face.get("heatmap_notes") or {}).items())]
+    if not tiles and not notes:
+        return ""
+    if crop_uri and tiles:
+        tiles.insert(0, f'<figure><img class="crop" src="{esc(crop_uri)}" alt="the face" width="{TILE_PX}">'
+                        "<figcaption>the face</figcaption></figure>")
+    return ('<div class="maps"><h4>Where the agents looked</h4>'
+            + (f'<div class="tiles">{"".join(tiles)}</div>' if tiles else "") + "".join(notes) + "</div>")
+
+
+def _face_section(face: dict[str, Any], title: str, thresholds: dict[str, float] | None = None,
+                  crop_uri: str | None = None) -> str:
     p, thr = face.get("p_fake"), face.get("threshold")
     label = face.get("label") or face.get("verdict", "")
     parts = [f"<h3>{html.escape(title)}: {html.escape(_verdict_text(label, face.get('reason', '')))}</h3>"]
@@ -137,10 +157,12 @@ def _face_section(face: dict[str, Any], title: str, thresholds: dict[str, float]
     if face.get("degraded"):
         parts.append("<p>Some agents did not vote: " + html.escape(", ".join(face.get("missing_agents", []))) + ".</p>")
     parts.append(_votes_table(face.get("votes") or {}, thresholds))
+    parts.append(_maps_block(face, crop_uri))
     return "\n".join(parts)
 
 
-def build_report(record: dict[str, Any], info: dict[str, Any], annotated_png_uri: str) -> str:
+def build_report(record: dict[str, Any], info: dict[str, Any], annotated_png_uri: str, *,
+                 face_crops: dict[int, str] | None = None) -> str:
     """The report's HTML.
 
     Args:
@@ -148,6 +170,7 @@ def build_report(record: dict[str, Any], info: dict[str, Any], annotated_png_uri
             ``size``, ``received`` (ISO time), ``result`` (the page's JSON for the answer).
         info: `Ensemble.model_info()`-style dict (bundle manifest, agents, controller).
         annotated_png_uri: the annotated image (or the video's deciding frame) as a data URI.
+        face_crops: face index -> its crop as a data URI, shown beside that face's heat maps.
     """
     result = record["result"]
     esc = html.escape
@@ -184,7 +207,8 @@ def build_report(record: dict[str, Any], info: dict[str, Any], annotated_png_uri
         body.append(f"<h2>No face found</h2><p>{esc(result.get('no_face_reason', ''))}</p>")
     else:
         for face in result["faces"]:
-            body.append(_face_section(face, f"Face #{face['index']}", thresholds))
+            body.append(_face_section(face, f"Face #{face['index']}", thresholds,
+                                      (face_crops or {}).get(int(face["index"]))))
     threshold = info.get("threshold")
     meaning = ("<p>The threshold: a face whose probability of being fake is at or above "
                f"{_pct(threshold) if threshold is not None else 'the threshold shown with it'} is called fake, "
@@ -200,6 +224,8 @@ def build_report(record: dict[str, Any], info: dict[str, Any], annotated_png_uri
 body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}}
 table{{border-collapse:collapse;margin:.5rem 0}}td,th{{border:1px solid #bbb;padding:.25rem .6rem;text-align:left;vertical-align:top}}
 td{{font-family:ui-monospace,monospace;word-break:break-all}}img{{max-width:100%;border:1px solid #888}}
+.tiles{{display:flex;flex-wrap:wrap;gap:.6rem;align-items:flex-start}}figure{{margin:0;text-align:center}}
+.map-note{{color:#555;margin:.2rem 0}}
 </style></head><body>
 <h1>Deepfake detector: evidence report</h1>
 <p>Made by fakeface, an ensemble of image classifiers that judges each face separately.</p>

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+from html import escape
 
 import cv2
 import numpy as np
@@ -109,8 +110,11 @@ def test_image_answer_has_votes_threshold_and_heatmaps(client, face_png):
     assert len(body["faces"]) >= 1
     face = body["faces"][0]
     _check_face(face)
-    assert set(face["heatmaps"]) == AGENTS
+    # Every agent has its map or a line saying why not (the registered CNNs' maps show no location).
+    assert set(face["heatmaps"]) | set(face["heatmap_notes"]) == AGENTS
+    assert not set(face["heatmaps"]) & set(face["heatmap_notes"])
     assert all(uri.startswith("data:image/png;base64,") for uri in face["heatmaps"].values())
+    assert all("not shown" in note for note in face["heatmap_notes"].values())
     x, y, w, h = face["box"]
     assert 0 <= x < 512 and 0 <= y < 512 and w > 20 and h > 20
 
@@ -180,6 +184,10 @@ def test_report_is_self_contained_with_hash_and_accuracy(client, face_png):
     if answer["faces"][0]["reason"].startswith("borderline"):
         assert "too close to the threshold" in page
     assert 'id="trained-on"' in page and "training data" not in page
+    # Beside the votes, each agent's map or why it shows none.
+    assert "Where the agents looked" in page
+    for agent, note in answer["faces"][0]["heatmap_notes"].items():
+        assert escape(note) in page, agent
     # The tiny bundle records no agent accuracy: the report says so instead of inventing one.
     assert "Measured accuracy" in page and "Limits" in page
 
@@ -306,7 +314,12 @@ def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, pag
     maps = card.find_element(By.CSS_SELECTOR, ".heatmaps")
     assert not maps.is_displayed()
     driver.find_element(By.ID, "heatmap-toggle").click()
-    assert maps.is_displayed() and len(maps.find_elements(By.TAG_NAME, "img")) == len(AGENTS)
+    assert maps.is_displayed()
+    # Each agent's map at a readable size, or the line saying why it shows none.
+    images = maps.find_elements(By.TAG_NAME, "img")
+    notes = maps.find_elements(By.CSS_SELECTOR, ".heatmap-note")
+    assert len(images) + len(notes) == len(AGENTS) and all(n.text.endswith("not shown.") for n in notes)
+    assert all(img.size["width"] >= 224 for img in images)
 
     card.find_elements(By.CSS_SELECTOR, ".wrong-button, .truth-button")[0].click()
     status = _wait(driver, lambda d: card.find_element(By.CSS_SELECTOR, ".feedback-status").text)
@@ -378,6 +391,34 @@ def test_browser_shows_cant_tell_and_offers_both_labels(browser, page_url):
     assert [b.text for b in card.find_elements(By.CSS_SELECTOR, ".truth-button")] == ["It is real", "It is fake"]
     assert not card.find_elements(By.CSS_SELECTOR, ".wrong-button")
 
+
+
+def test_browser_shows_the_face_beside_its_maps_at_full_size_and_says_why_one_is_missing(browser, page_url, face_rgb):
+    """An answer with one agent's map and one withheld: the face crop, the map at 224 px, and the reason."""
+    from selenium.webdriver.common.by import By
+
+    from fakeface.web.views import png_data_uri
+    from vision.gradcam import overlay
+
+    driver, _ = browser
+    driver.get(page_url)
+    crop = cv2.resize(face_rgb[30:250, 120:340], (224, 224))
+    cam = np.zeros((8, 8), np.float32)
+    cam[2:4, 3:5] = 1.0
+    face = {"index": 0, "box": [120, 30, 220, 220], "label": "fake", "reason": "", "p_fake": 0.9, "threshold": 0.5,
+            "votes": {"custom": {"p_fake": 0.9, "weight": 1.0}}, "degraded": False, "missing_agents": [],
+            "heatmaps": {"custom": png_data_uri(png_bytes(overlay(crop, cam)))},
+            "heatmap_notes": {"lenet": "lenet's map shows no location: not shown."}}
+    driver.execute_script("showImageResult(arguments[0]);",
+                          {"request_id": "r2", "width": 512, "height": 512, "faces": [face], "no_face_reason": ""})
+    driver.find_element(By.ID, "heatmap-toggle").click()
+    maps = driver.find_element(By.CSS_SELECTOR, ".face-card .heatmaps")
+    assert maps.is_displayed()
+    tiles = maps.find_elements(By.CSS_SELECTOR, ".heatmap-tiles figure")
+    assert [t.find_element(By.TAG_NAME, "figcaption").text for t in tiles] == ["the face", "custom"]
+    assert tiles[0].find_element(By.CSS_SELECTOR, "canvas.face-crop").size["width"] >= 224
+    assert tiles[1].find_element(By.TAG_NAME, "img").size["width"] >= 224
+    assert [n.text for n in maps.find_elements(By.CSS_SELECTOR, ".heatmap-note")] == [face["heatmap_notes"]["lenet"]]
 
 def test_serve_refuses_a_bad_http_port_before_loading_models(capsys):
     from fakeface.serve import cli as serve_cli

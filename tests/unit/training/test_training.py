@@ -16,7 +16,7 @@ from training.augment import AugmentConfig, augment
 from training.calibrate import binary_metrics, fit_temperature
 from blackboard.calibration import choose_threshold
 from training.data import FaceSequence
-from training.synth import self_blend
+from training.synth import self_blend, self_blend_with_mask
 
 
 def test_augment_keeps_shape_and_changes_pixels(face_crop):
@@ -64,6 +64,14 @@ def test_self_blend_changes_the_inner_face_not_the_border(face_crop):
     assert border < 0.5, "pixels outside the face mask must stay as they were"
     with pytest.raises(ValueError, match="RGB"):
         self_blend(face_crop[..., 0], np.random.default_rng(0))
+
+
+def test_the_blend_mask_is_where_the_fake_differs(face_crop):
+    fake, mask = self_blend_with_mask(face_crop, np.random.default_rng(3))
+    assert np.array_equal(fake, self_blend(face_crop, np.random.default_rng(3)))  # the same fake
+    assert mask.shape == face_crop.shape[:2] and mask.dtype == np.float32 and 0 <= mask.min() <= mask.max() <= 1
+    diff = np.abs(fake.astype(int) - face_crop.astype(int)).mean(axis=2)
+    assert diff[mask >= 0.5].mean() > 4 * diff[mask < 0.01].mean() + 1.0
 
 
 def test_temperature_fixes_overconfidence():

@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from vision.annotate import annotate, draw_faces, label_text, place_labels
+from vision.annotate import THUMB, annotate, draw_faces, face_crop, label_text, place_labels
+from vision.media import encode_png
 
 
 def _overlap(a, b) -> bool:
@@ -65,3 +66,28 @@ def test_drawn_group_picture_has_disjoint_labels_and_grows_only_when_needed():
 def test_label_text_gives_no_probability_for_cant_tell():
     assert label_text({"verdict": "fake", "p_fake": 0.874, "index": 2}) == "#2 FAKE p=0.87"
     assert label_text({"verdict": "uncertain", "p_fake": 0.5, "index": 0}) == "#0 CAN'T TELL"
+
+
+def test_heat_map_tiles_are_drawn_at_224_px_and_withheld_maps_say_why():
+    rgb = np.full((300, 400, 3), 180, np.uint8)
+    small = encode_png(np.full((96, 96, 3), 40, np.uint8))  # a map smaller than the tile: scaled up
+    face = {"box": (50, 50, 100, 100), "verdict": "fake", "p_fake": 0.8, "index": 0, "heatmaps": {"custom": small},
+            "heatmap_notes": {"lenet": "lenet's map shows no location: not shown."}}
+    img = annotate(rgb, [face])
+    assert THUMB == 224 and img.shape[0] >= 300 + 224 + 15
+    tile = img[300 + 2 + 30:300 + 2 + 224, 0:224]  # under the tile's label
+    assert (tile == 40).all()
+    notes = img[300 + 4 + 224:]
+    assert (notes < 128).any() and (notes == 255).any()  # a dark line of text on white
+    only_notes = annotate(rgb, [{**face, "heatmaps": {}}])
+    assert 300 < only_notes.shape[0] < 300 + 224
+
+
+def test_a_face_crop_keeps_its_aspect_and_is_clipped_to_the_image():
+    rgb = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3).astype(np.uint8)
+    assert face_crop(rgb, (10, 10, 40, 20), side=224).shape == (112, 224, 3)
+    assert face_crop(rgb, (180, 80, 50, 50), side=100).shape == (100, 100, 3)  # clipped to 20x20, then scaled
+    with pytest.raises(ValueError, match="does not overlap"):
+        face_crop(rgb, (300, 10, 20, 20))
+    with pytest.raises(ValueError, match="side must be >= 1"):
+        face_crop(rgb, (10, 10, 20, 20), side=0)

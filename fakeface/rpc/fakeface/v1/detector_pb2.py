@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'fakeface/rpc/fakeface/v1/detector.proto\x12\x0b\x66\x61keface.v1\"|\n\x0f\x43lassifyOptions\x12\x32\n\x0e\x66\x61\x63\x65_detection\x18\x01 \x01(\x0e\x32\x1a.fakeface.v1.FaceDetection\x12\x15\n\rwant_heatmaps\x18\x02 \x01(\x08\x12\x13\n\x06source\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_source\"d\n\x0f\x43lassifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12-\n\x07options\x18\x02 \x01(\x0b\x32\x1c.fakeface.v1.ClassifyOptions\x12\x13\n\x0bsequence_id\x18\x03 \x01(\x04\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"s\n\x04Vote\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06p_fake\x18\x02 \x01(\x02\x12\x0e\n\x06weight\x18\x03 \x01(\x02\x12\x12\n\nlatency_ms\x18\x04 \x01(\x02\x12\x11\n\tmodel_sha\x18\x05 \x01(\t\x12\x15\n\rcontext_shift\x18\x06 \x01(\x02\"%\n\x07Heatmap\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0b\n\x03png\x18\x02 \x01(\x0c\"\xe5\x03\n\x04\x46\x61\x63\x65\x12\r\n\x05index\x18\x01 \x01(\r\x12\x1d\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x10.fakeface.v1.Box\x12%\n\tlandmarks\x18\x03 \x03(\x0b\x32\x12.fakeface.v1.Point\x12!\n\x05label\x18\x04 \x01(\x0e\x32\x12.fakeface.v1.Label\x12\x0e\n\x06p_fake\x18\x05 \x01(\x02\x12\x11\n\tthreshold\x18\x06 \x01(\x02\x12 \n\x05votes\x18\x07 \x03(\x0b\x32\x11.fakeface.v1.Vote\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\x12\x16\n\x0emissing_agents\x18\t \x03(\t\x12\x1b\n\x13\x64\x65tector_confidence\x18\n \x01(\x02\x12&\n\x08heatmaps\x18\x0b \x03(\x0b\x32\x14.fakeface.v1.Heatmap\x12\x10\n\x08\x63ombiner\x18\x0c \x01(\t\x12\x18\n\x10uncertain_reason\x18\r \x01(\t\x12\x16\n\tood_score\x18\x0e \x01(\x02H\x00\x88\x01\x01\x12/\n\x07\x63ontext\x18\x0f \x03(\x0b\x32\x1e.fakeface.v1.Face.ContextEntry\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x0c\n\n_ood_score\"\x83\x03\n\x10\x43lassifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\t\x12\x1a\n\x12\x63ontroller_version\x18\x03 \x01(\t\x12@\n\ntimings_ms\x18\x04 \x03(\x0b\x32,.fakeface.v1.ClassifyResponse.TimingsMsEntry\x12 \n\x05\x66\x61\x63\x65s\x18\x05 \x03(\x0b\x32\x11.fakeface.v1.Face\x12\x16\n\x0eno_face_reason\x18\x06 \x01(\t\x12\x13\n\x0bsequence_id\x18\x07 \x01(\x04\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x13\n\x0bimage_width\x18\t \x01(\r\x12\x14\n\x0cimage_height\x18\n \x01(\r\x12\x12\n\nerror_code\x18\x0b \x01(\t\x12\x15\n\rerror_message\x18\x0c \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"p\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05label\x18\x02 \x01(\x0e\x32\x12.fakeface.v1.Label\x12\x17\n\nface_index\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_face_index\"\x84\x01\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x1a\n\x12\x63ontroller_version\x18\x02 \x01(\t\x12#\n\x1bprevious_controller_version\x18\x03 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x04 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xac\x01\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmodel_sha\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x13\n\x0btemperature\x18\x04 \x01(\x02\x12\x14\n\x0cinput_height\x18\x05 \x01(\r\x12\x13\n\x0binput_width\x18\x06 \x01(\r\x12\x16\n\x0einput_channels\x18\x07 \x01(\r\x12\x13\n\x0binput_scale\x18\x08 \x01(\t\"\x82\x01\n\nTrustEntry\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x35\n\x07weights\x18\x02 \x03(\x0b\x32$.fakeface.v1.TrustEntry.WeightsEntry\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc2\x02\n\tModelInfo\x12\x16\n\x0e\x62undle_version\x18\x01 \x01(\t\x12\x1a\n\x12\x63ontroller_version\x18\x02 \x01(\t\x12\x15\n\rmanifest_json\x18\x03 \x01(\t\x12&\n\x06\x61gents\x18\x04 \x03(\x0b\x32\x16.fakeface.v1.AgentInfo\x12&\n\x05trust\x18\x05 \x03(\x0b\x32\x17.fakeface.v1.TrustEntry\x12:\n\nthresholds\x18\x06 \x03(\x0b\x32&.fakeface.v1.ModelInfo.ThresholdsEntry\x12\x11\n\tinfo_json\x18\x07 \x01(\t\x12\x18\n\x10\x66\x65\x65\x64\x62\x61\x63k_records\x18\x08 \x01(\x04\x1a\x31\n\x0fThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*w\n\rFaceDetection\x12\x1e\n\x1a\x46\x41\x43\x45_DETECTION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41\x43\x45_DETECTION_AUTO\x10\x01\x12\x15\n\x11\x46\x41\x43\x45_DETECTION_ON\x10\x02\x12\x16\n\x12\x46\x41\x43\x45_DETECTION_OFF\x10\x03*S\n\x05Label\x12\x15\n\x11LABEL_UNSPECIFIED\x10\x00\x12\x0e\n\nLABEL_REAL\x10\x01\x12\x0e\n\nLABEL_FAKE\x10\x02\x12\x13\n\x0fLABEL_UNCERTAIN\x10\x03\x32\xb9\x02\n\x08\x44\x65tector\x12G\n\x08\x43lassify\x12\x1c.fakeface.v1.ClassifyRequest\x1a\x1d.fakeface.v1.ClassifyResponse\x12Q\n\x0e\x43lassifyStream\x12\x1c.fakeface.v1.ClassifyRequest\x1a\x1d.fakeface.v1.ClassifyResponse(\x01\x30\x01\x12G\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1c.fakeface.v1.FeedbackRequest\x1a\x1d.fakeface.v1.FeedbackResponse\x12H\n\x0cGetModelInfo\x12 .fakeface.v1.GetModelInfoRequest\x1a\x16.fakeface.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'fakeface/rpc/fakeface/v1/detector.proto\x12\x0b\x66\x61keface.v1\"|\n\x0f\x43lassifyOptions\x12\x32\n\x0e\x66\x61\x63\x65_detection\x18\x01 \x01(\x0e\x32\x1a.fakeface.v1.FaceDetection\x12\x15\n\rwant_heatmaps\x18\x02 \x01(\x08\x12\x13\n\x06source\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_source\"d\n\x0f\x43lassifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12-\n\x07options\x18\x02 \x01(\x0b\x32\x1c.fakeface.v1.ClassifyOptions\x12\x13\n\x0bsequence_id\x18\x03 \x01(\x04\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"s\n\x04Vote\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06p_fake\x18\x02 \x01(\x02\x12\x0e\n\x06weight\x18\x03 \x01(\x02\x12\x12\n\nlatency_ms\x18\x04 \x01(\x02\x12\x11\n\tmodel_sha\x18\x05 \x01(\t\x12\x15\n\rcontext_shift\x18\x06 \x01(\x02\"7\n\x07Heatmap\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0b\n\x03png\x18\x02 \x01(\x0c\x12\x10\n\x08withheld\x18\x03 \x01(\t\"\xe5\x03\n\x04\x46\x61\x63\x65\x12\r\n\x05index\x18\x01 \x01(\r\x12\x1d\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x10.fakeface.v1.Box\x12%\n\tlandmarks\x18\x03 \x03(\x0b\x32\x12.fakeface.v1.Point\x12!\n\x05label\x18\x04 \x01(\x0e\x32\x12.fakeface.v1.Label\x12\x0e\n\x06p_fake\x18\x05 \x01(\x02\x12\x11\n\tthreshold\x18\x06 \x01(\x02\x12 \n\x05votes\x18\x07 \x03(\x0b\x32\x11.fakeface.v1.Vote\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\x12\x16\n\x0emissing_agents\x18\t \x03(\t\x12\x1b\n\x13\x64\x65tector_confidence\x18\n \x01(\x02\x12&\n\x08heatmaps\x18\x0b \x03(\x0b\x32\x14.fakeface.v1.Heatmap\x12\x10\n\x08\x63ombiner\x18\x0c \x01(\t\x12\x18\n\x10uncertain_reason\x18\r \x01(\t\x12\x16\n\tood_score\x18\x0e \x01(\x02H\x00\x88\x01\x01\x12/\n\x07\x63ontext\x18\x0f \x03(\x0b\x32\x1e.fakeface.v1.Face.ContextEntry\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x0c\n\n_ood_score\"\x83\x03\n\x10\x43lassifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\t\x12\x1a\n\x12\x63ontroller_version\x18\x03 \x01(\t\x12@\n\ntimings_ms\x18\x04 \x03(\x0b\x32,.fakeface.v1.ClassifyResponse.TimingsMsEntry\x12 \n\x05\x66\x61\x63\x65s\x18\x05 \x03(\x0b\x32\x11.fakeface.v1.Face\x12\x16\n\x0eno_face_reason\x18\x06 \x01(\t\x12\x13\n\x0bsequence_id\x18\x07 \x01(\x04\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x13\n\x0bimage_width\x18\t \x01(\r\x12\x14\n\x0cimage_height\x18\n \x01(\r\x12\x12\n\nerror_code\x18\x0b \x01(\t\x12\x15\n\rerror_message\x18\x0c \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"p\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05label\x18\x02 \x01(\x0e\x32\x12.fakeface.v1.Label\x12\x17\n\nface_index\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_face_index\"\x84\x01\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x1a\n\x12\x63ontroller_version\x18\x02 \x01(\t\x12#\n\x1bprevious_controller_version\x18\x03 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x04 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xac\x01\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmodel_sha\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x13\n\x0btemperature\x18\x04 \x01(\x02\x12\x14\n\x0cinput_height\x18\x05 \x01(\r\x12\x13\n\x0binput_width\x18\x06 \x01(\r\x12\x16\n\x0einput_channels\x18\x07 \x01(\r\x12\x13\n\x0binput_scale\x18\x08 \x01(\t\"\x82\x01\n\nTrustEntry\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x35\n\x07weights\x18\x02 \x03(\x0b\x32$.fakeface.v1.TrustEntry.WeightsEntry\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc2\x02\n\tModelInfo\x12\x16\n\x0e\x62undle_version\x18\x01 \x01(\t\x12\x1a\n\x12\x63ontroller_version\x18\x02 \x01(\t\x12\x15\n\rmanifest_json\x18\x03 \x01(\t\x12&\n\x06\x61gents\x18\x04 \x03(\x0b\x32\x16.fakeface.v1.AgentInfo\x12&\n\x05trust\x18\x05 \x03(\x0b\x32\x17.fakeface.v1.TrustEntry\x12:\n\nthresholds\x18\x06 \x03(\x0b\x32&.fakeface.v1.ModelInfo.ThresholdsEntry\x12\x11\n\tinfo_json\x18\x07 \x01(\t\x12\x18\n\x10\x66\x65\x65\x64\x62\x61\x63k_records\x18\x08 \x01(\x04\x1a\x31\n\x0fThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*w\n\rFaceDetection\x12\x1e\n\x1a\x46\x41\x43\x45_DETECTION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41\x43\x45_DETECTION_AUTO\x10\x01\x12\x15\n\x11\x46\x41\x43\x45_DETECTION_ON\x10\x02\x12\x16\n\x12\x46\x41\x43\x45_DETECTION_OFF\x10\x03*S\n\x05Label\x12\x15\n\x11LABEL_UNSPECIFIED\x10\x00\x12\x0e\n\nLABEL_REAL\x10\x01\x12\x0e\n\nLABEL_FAKE\x10\x02\x12\x13\n\x0fLABEL_UNCERTAIN\x10\x03\x32\xb9\x02\n\x08\x44\x65tector\x12G\n\x08\x43lassify\x12\x1c.fakeface.v1.ClassifyRequest\x1a\x1d.fakeface.v1.ClassifyResponse\x12Q\n\x0e\x43lassifyStream\x12\x1c.fakeface.v1.ClassifyRequest\x1a\x1d.fakeface.v1.ClassifyResponse(\x01\x30\x01\x12G\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1c.fakeface.v1.FeedbackRequest\x1a\x1d.fakeface.v1.FeedbackResponse\x12H\n\x0cGetModelInfo\x12 .fakeface.v1.GetModelInfoRequest\x1a\x16.fakeface.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,10 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRUSTENTRY_WEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_MODELINFO_THRESHOLDSENTRY']._loaded_options = None
   _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_options = b'8\001'
-  _globals['_FACEDETECTION']._serialized_start=2314
-  _globals['_FACEDETECTION']._serialized_end=2433
-  _globals['_LABEL']._serialized_start=2435
-  _globals['_LABEL']._serialized_end=2518
+  _globals['_FACEDETECTION']._serialized_start=2332
+  _globals['_FACEDETECTION']._serialized_end=2451
+  _globals['_LABEL']._serialized_start=2453
+  _globals['_LABEL']._serialized_end=2536
   _globals['_CLASSIFYOPTIONS']._serialized_start=56
   _globals['_CLASSIFYOPTIONS']._serialized_end=180
   _globals['_CLASSIFYREQUEST']._serialized_start=182
@@ -54,31 +54,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VOTE']._serialized_start=375
   _globals['_VOTE']._serialized_end=490
   _globals['_HEATMAP']._serialized_start=492
-  _globals['_HEATMAP']._serialized_end=529
-  _globals['_FACE']._serialized_start=532
-  _globals['_FACE']._serialized_end=1017
-  _globals['_FACE_CONTEXTENTRY']._serialized_start=957
-  _globals['_FACE_CONTEXTENTRY']._serialized_end=1003
-  _globals['_CLASSIFYRESPONSE']._serialized_start=1020
-  _globals['_CLASSIFYRESPONSE']._serialized_end=1407
-  _globals['_CLASSIFYRESPONSE_TIMINGSMSENTRY']._serialized_start=1359
-  _globals['_CLASSIFYRESPONSE_TIMINGSMSENTRY']._serialized_end=1407
-  _globals['_FEEDBACKREQUEST']._serialized_start=1409
-  _globals['_FEEDBACKREQUEST']._serialized_end=1521
-  _globals['_FEEDBACKRESPONSE']._serialized_start=1524
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1656
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1658
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1679
-  _globals['_AGENTINFO']._serialized_start=1682
-  _globals['_AGENTINFO']._serialized_end=1854
-  _globals['_TRUSTENTRY']._serialized_start=1857
-  _globals['_TRUSTENTRY']._serialized_end=1987
-  _globals['_TRUSTENTRY_WEIGHTSENTRY']._serialized_start=1941
-  _globals['_TRUSTENTRY_WEIGHTSENTRY']._serialized_end=1987
-  _globals['_MODELINFO']._serialized_start=1990
-  _globals['_MODELINFO']._serialized_end=2312
-  _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_start=2263
-  _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_end=2312
-  _globals['_DETECTOR']._serialized_start=2521
-  _globals['_DETECTOR']._serialized_end=2834
+  _globals['_HEATMAP']._serialized_end=547
+  _globals['_FACE']._serialized_start=550
+  _globals['_FACE']._serialized_end=1035
+  _globals['_FACE_CONTEXTENTRY']._serialized_start=975
+  _globals['_FACE_CONTEXTENTRY']._serialized_end=1021
+  _globals['_CLASSIFYRESPONSE']._serialized_start=1038
+  _globals['_CLASSIFYRESPONSE']._serialized_end=1425
+  _globals['_CLASSIFYRESPONSE_TIMINGSMSENTRY']._serialized_start=1377
+  _globals['_CLASSIFYRESPONSE_TIMINGSMSENTRY']._serialized_end=1425
+  _globals['_FEEDBACKREQUEST']._serialized_start=1427
+  _globals['_FEEDBACKREQUEST']._serialized_end=1539
+  _globals['_FEEDBACKRESPONSE']._serialized_start=1542
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1674
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1676
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1697
+  _globals['_AGENTINFO']._serialized_start=1700
+  _globals['_AGENTINFO']._serialized_end=1872
+  _globals['_TRUSTENTRY']._serialized_start=1875
+  _globals['_TRUSTENTRY']._serialized_end=2005
+  _globals['_TRUSTENTRY_WEIGHTSENTRY']._serialized_start=1959
+  _globals['_TRUSTENTRY_WEIGHTSENTRY']._serialized_end=2005
+  _globals['_MODELINFO']._serialized_start=2008
+  _globals['_MODELINFO']._serialized_end=2330
+  _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_start=2281
+  _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_end=2330
+  _globals['_DETECTOR']._serialized_start=2539
+  _globals['_DETECTOR']._serialized_end=2852
 # @@protoc_insertion_point(module_scope)

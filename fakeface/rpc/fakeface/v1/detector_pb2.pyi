@@ -86,12 +86,14 @@ class Vote(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., p_fake: _Optional[float] = ..., weight: _Optional[float] = ..., latency_ms: _Optional[float] = ..., model_sha: _Optional[str] = ..., context_shift: _Optional[float] = ...) -> None: ...
 
 class Heatmap(_message.Message):
-    __slots__ = ("agent", "png")
+    __slots__ = ("agent", "png", "withheld")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     PNG_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
     agent: str
     png: bytes
-    def __init__(self, agent: _Optional[str] = ..., png: _Optional[bytes] = ...) -> None: ...
+    withheld: str
+    def __init__(self, agent: _Optional[str] = ..., png: _Optional[bytes] = ..., withheld: _Optional[str] = ...) -> None: ...
 
 class Face(_message.Message):
     __slots__ = ("index", "box", "landmarks", "label", "p_fake", "threshold", "votes", "degraded", "missing_agents", "detector_confidence", "heatmaps", "combiner", "uncertain_reason", "ood_score", "context")
