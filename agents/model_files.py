@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,11 @@ def load_model_file(path: str | os.PathLike[str]):
 
     import agents.vgg16  # noqa: F401  registers VGGPreprocess for deserialisation
 
-    model = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
+    try:
+        model = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as err:
+        # Keras says "File not found" of a file that is there but not a model archive; name it.
+        raise ValueError(f"{Path(path).name} does not load as a Keras model: {type(err).__name__}: {err}") from err
     if any(np.asarray(w).dtype != np.float32 for w in model.get_weights()):
         model = _recast(model, "float32")
     return model

@@ -32,6 +32,7 @@ import ctypes
 import logging
 import os
 import time
+from concurrent import futures
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Mapping, Sequence
 
@@ -271,6 +272,13 @@ class AgentSetDeployment(_CaseEntry, _MicroBatched):
                          for name in agents}
         jobs = {name: self._threads[name].submit(self.worker_class, bundle, name, batch_size=max_batch_size,
                                                  warm_up=warm_up) for name in agents}
+        # A model that does not load fails the replica as soon as it fails, not once every other
+        # model has loaded: Serve gives up on the first failed start, so `serve` exits sooner.
+        loading = [*jobs.values(), *([detector_job] if detector else [])]
+        futures.wait(loading, return_when=futures.FIRST_EXCEPTION)
+        for job in loading:
+            if job.done() and job.exception() is not None:
+                raise job.exception()
         self.workers = {name: job.result() for name, job in jobs.items()}
         if detector:
             self._detector = detector_job.result()

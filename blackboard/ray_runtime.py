@@ -6,17 +6,21 @@ tests start Ray through `init_ray`. A Ray it starts itself (no address, ``RAY_AD
 * listens on 127.0.0.1 only: GCS, raylet, workers and agents (Ray binds every port to the node
   address, which is loopback when clusters are switched off), and runs no dashboard and no
   prestarted idle worker;
+* runs only the processes one node serving itself needs (`LeanHeadNode`): no autoscaler monitor
+  (nothing to scale to), no log monitor (worker logs are not sent to the driver) and no
+  dashboard head (with the dashboard off it only reported usage statistics, which are off too),
+  ~300 MiB resident less (issue 26). GCS, raylet, the dashboard agent (metrics, health) and the
+  runtime-env agent run as usual;
 * requires Ray's token authentication (``RAY_AUTH_MODE=token``): a fresh random token is made
   for this process and its children (``RAY_AUTH_TOKEN``) unless you export your own
   (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``); ``RAY_AUTH_MODE=disabled`` is respected as an
   explicit opt-out;
 * is reaped when this process dies, even by SIGKILL (`blackboard.ray_reaper`);
-* takes no fixed port: Ray's two metrics servers (autoscaler, default 44217, and dashboard,
-  default 44227) get free ports chosen at each start (unless ``AUTOSCALER_METRIC_PORT`` /
-  ``DASHBOARD_METRIC_PORT`` are exported); every other Ray port is picked free by the OS from
-  its ephemeral range (``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 by default), so a
-  ``--port`` / ``--http-port`` / ``--metrics-port`` below that range never meets a Ray port. The
-  ports are logged once Ray is up (logger ``fakeface.ray``).
+* takes no fixed port: the two Ray servers that had one (the autoscaler's and the dashboard's
+  metrics, 44217 and 44227) are not started, and every other Ray port is picked free by the OS
+  from its ephemeral range (``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 by
+  default), so a ``--port`` / ``--http-port`` / ``--metrics-port`` below that range never meets
+  a Ray port. The ports are logged once Ray is up (logger ``fakeface.ray``).
 
 Joining a cluster (``--ray-address`` or ``RAY_ADDRESS``) changes none of these settings: the
 cluster's own token and TLS settings apply (see deploy/README.md).
@@ -24,6 +28,7 @@ cluster's own token and TLS settings apply (see deploy/README.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -33,15 +38,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 AUTH_TOKEN_ENVS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 # Ray's switch for multi-node support on a laptop OS; "0" makes the node address loopback on Linux too.
 CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-# Ray's processes read these at import; unset, they bind the same fixed ports on every start.
-FIXED_PORT_ENVS = ("AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT")
 
 log = logging.getLogger("fakeface.ray")
 _reaper: subprocess.Popen | None = None
@@ -58,9 +60,6 @@ def local_ray_env() -> None:
     # freed memory in each of a replica's many threads (agents, detector, gRPC); two arenas cut
     # the agent replica's peak under an 8-client soak by ~130 MiB (issue 26, BENCHMARKS.md).
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    wanted = [name for name in FIXED_PORT_ENVS if not os.environ.get(name)]
-    for name, port in zip(wanted, free_ports(len(wanted))):
-        os.environ[name] = str(port)
     if "ray._private.ray_constants" in sys.modules:  # imported before the variable was set
         sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
     if "ray._raylet" in sys.modules:
@@ -117,8 +116,9 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, **kwarg
         # No worker started ahead for this driver: Serve's controller and replicas are actors with
         # workers of their own, so the prestarted one only sat idle (85 MiB resident; issue 26).
         system_config = {"prestart_worker_first_driver": False, **kwargs.pop("_system_config", {})}
-        ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, _system_config=system_config,
-                 **kwargs)
+        with lean_head_node():
+            ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, _system_config=system_config,
+                     **kwargs)
         # ray.init replaces SIGTERM's handler with one that exits at once; the caller's (a drain) wins.
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -126,6 +126,40 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, **kwarg
     else:
         ray.init(address=address, **kwargs)
     return True
+
+
+@contextlib.contextmanager
+def lean_head_node() -> Iterator[None]:
+    """While inside, a head node that ``ray.init`` starts is a `LeanHeadNode` (Ray's own otherwise).
+
+    ``ray.init`` offers no switch for the autoscaler monitor, the log monitor or the dashboard
+    head (``ray start`` has the first two, never the third), and it looks its node class up when
+    it starts one, so the class is swapped for that call only.
+    """
+    from ray._private import node as ray_node
+
+    base = ray_node.Node
+
+    class LeanHeadNode(base):  # type: ignore[misc, valid-type]
+        """Ray's head node without the processes an embedded one-node Ray never uses.
+
+        If a later Ray renames what is overridden here, the node simply starts them again.
+        """
+
+        def __init__(self, ray_params: Any, *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("head"):
+                ray_params.no_monitor = True  # the autoscaler: one fixed node, nothing to scale
+                ray_params.include_log_monitor = False  # it only streams worker logs to drivers
+            super().__init__(ray_params, *args, **kwargs)
+
+        def start_api_server(self, **_: Any) -> None:
+            """No dashboard head: ``include_dashboard=False`` left it reporting usage stats only."""
+
+    ray_node.Node = LeanHeadNode
+    try:
+        yield
+    finally:
+        ray_node.Node = base
 
 
 def _start_reaper(old_children: set[int]) -> None:
@@ -150,9 +184,6 @@ def local_ray_ports() -> dict[str, int]:
                       ("MetricsExportPort", "metrics_export"), ("RuntimeEnvAgentPort", "runtime_env_agent")):
         if node.get(key):
             out[name] = int(node[key])
-    for name in FIXED_PORT_ENVS:
-        if os.environ.get(name, "").isdigit():
-            out[name.lower().removesuffix("_port")] = int(os.environ[name])
     return out
 
 

@@ -209,6 +209,12 @@ def test_serve_binds_ray_to_loopback_with_auth_and_kill_9_leaves_no_ray_behind(t
         assert ray_pids
         listening = _listening_addresses(ray_pids)
         assert listening and listening <= LOOPBACK_HEX, listening
+        # The lean head (issue 26): no autoscaler monitor, log monitor or dashboard head.
+        cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in ray_pids if Path(f"/proc/{pid}").exists()]
+        assert any(b"gcs_server" in c for c in cmdlines) and any(b"raylet" in c for c in cmdlines)
+        skipped = (b"autoscaler/_private/monitor.py", b"autoscaler/v2/monitor.py", b"log_monitor.py",
+                   b"dashboard/dashboard.py")
+        assert not [c for c in cmdlines if any(name in c for name in skipped)], cmdlines
         # Ray's processes were started with token auth on and a token of their own.
         raylet = next(p for p in ray_pids if b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0])
         environ = Path(f"/proc/{raylet}/environ").read_bytes().split(b"\0")
