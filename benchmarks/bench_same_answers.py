@@ -23,7 +23,6 @@ Results go to benchmarks/results/same_answers.json.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -36,13 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import REPO, RESULTS, setup, stamp, stop_server, write_json
+from harness import REPO, RESULTS, bench_parser, serve_process, setup, stamp, write_json
 
 setup(tf_log_level="3")
-
-import grpc  # noqa: E402
-
-from blackboard.ray_runtime import free_ports  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 Key = tuple[str, float]  # (real path of the input, frame time in s; -1 for an image)
@@ -120,32 +115,13 @@ def compare(reference: dict[Key, list[float]], other: dict[Key, list[float]], *,
 
 def serve_answers(paths: list[str], work: Path) -> tuple[dict[Key, list[float]], float]:
     """Starts `fakeface serve`, classifies the inputs through it, stops it."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    port, http_port = free_ports(2)
-    log = open(work / "serve.log", "w")  # noqa: SIM115 - lives as long as the server
-    server = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--port", str(port),
-                               "--http-port", str(http_port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
-        deadline = time.monotonic() + 600
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"fakeface serve did not become SERVING; see {work / 'serve.log'}")
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
-                    break
-            except grpc.RpcError:
-                time.sleep(0.5)
+    with serve_process(work / "serve.log") as (_, port, _):
         seconds = run(["classify", "--server", f"127.0.0.1:{port}", "--json", *paths], work / "serve.json")
-        return from_classify_json((work / "serve.json").read_text()), seconds
-    finally:
-        stop_server(server)
-        log.close()
+    return from_classify_json((work / "serve.json").read_text()), seconds
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--data", type=Path, default=DATA / "dfdc-test", help="folder with real/ and fake/ crops")
     parser.add_argument("--videos", type=Path, default=DATA / "videos", help="folder of clips (searched recursively)")
     parser.add_argument("--per-class", type=int, default=200, help="crops drawn from each of real/ and fake/")

@@ -22,12 +22,9 @@ Results go to benchmarks/results/soak.json.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import platform
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -37,11 +34,10 @@ import grpc
 import numpy as np
 import psutil
 
-from harness import REPO, RESULTS, stop_server, use_checkout, write_json
+from harness import RESULTS, bench_parser, serve_process, use_checkout, write_json
 
 use_checkout()
 
-from blackboard.ray_runtime import free_ports  # noqa: E402
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb  # noqa: E402
 from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -132,26 +128,8 @@ def client_loop(target: str, data: dict, stop: threading.Event, seed: int, out: 
         out.append((kind, code, time.perf_counter() - start))
 
 
-def wait_serving(target: str, proc: subprocess.Popen, timeout_s: float) -> float:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    start = time.monotonic()
-    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
-    while time.monotonic() - start < timeout_s:
-        if proc.poll() is not None:
-            raise SystemExit(f"fakeface serve exited with {proc.returncode} before SERVING")
-        try:
-            if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
-                return time.monotonic() - start
-        except grpc.RpcError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"fakeface serve not SERVING after {timeout_s:.0f} s")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = bench_parser(__doc__, show_defaults=True)
     parser.add_argument("--bundle", default=None, help="bundle directory (default: the shipped bundle)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=1800.0, help="length of the soak")
@@ -160,15 +138,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args()
 
-    port, http_port = free_ports(2)
-    cmd = [sys.executable, "-m", "fakeface.cli", "serve", "--port", str(port), "--http-port", str(http_port)]
-    if args.bundle:
-        cmd += ["--bundle", args.bundle]
-    log = open(args.out.with_suffix(".serve.log"), "w")  # noqa: SIM115 - lives as long as the server
-    server = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    target = f"127.0.0.1:{port}"
-    try:
-        started_s = wait_serving(target, server, 600)
+    serve_args = ["--bundle", args.bundle] if args.bundle else []
+    with serve_process(args.out.with_suffix(".serve.log"), *serve_args) as (server, port, started_s):
+        target = f"127.0.0.1:{port}"
         time.sleep(args.settle)
         idle_total, idle_roles = tree_rss(server.pid)
         print(f"SERVING after {started_s:.1f} s; idle tree RSS {idle_total / GIB:.2f} GiB", flush=True)
@@ -192,8 +164,6 @@ def main() -> None:
         stop.set()
         for thread in threads:
             thread.join(90)
-    finally:
-        stop_server(server)
     tenth = max(1, len(samples) // 10)
     first = float(np.mean([s for _, s in samples[:tenth]]))
     last = float(np.mean([s for _, s in samples[-tenth:]]))

@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -113,6 +114,55 @@ def stop_server(proc: subprocess.Popen, *, timeout_s: float = 60.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextmanager
+def serve_process(log: Path, *args: str, timeout_s: float = 600.0) -> Iterator[tuple[subprocess.Popen, int, float]]:
+    """Starts `fakeface serve` as a user does: a child process from this checkout, gRPC and the
+    web page on free loopback ports, its output to ``log``; waits until its health service
+    reports SERVING.
+
+    Args:
+        log: the file the server's stdout and stderr go to.
+        *args: more ``fakeface serve`` arguments (``--bundle DIR``...).
+        timeout_s: how long the models may take to load before the run is given up.
+
+    Yields:
+        (the process, its gRPC port, seconds from start to SERVING); the server is stopped
+        (:func:`stop_server`) when the block ends.
+
+    Raises:
+        SystemExit: the server exited, or was not SERVING within ``timeout_s``.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from blackboard.ray_runtime import free_ports  # after setup(): this checkout's package
+
+    port, http_port = free_ports(2)
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--port", str(port),
+                                 "--http-port", str(http_port), *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            start = time.monotonic()
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                while True:
+                    if proc.poll() is not None:
+                        raise SystemExit(f"fakeface serve exited with {proc.returncode} before SERVING; see {log}")
+                    if time.monotonic() - start > timeout_s:
+                        raise SystemExit(f"fakeface serve not SERVING after {timeout_s:.0f} s; see {log}")
+                    try:
+                        if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
+                                health_pb2.HealthCheckResponse.SERVING:
+                            serving_s = time.monotonic() - start
+                            break
+                    except grpc.RpcError:
+                        pass  # not listening yet
+                    time.sleep(0.5)
+            yield proc, port, serving_s
+        finally:
+            stop_server(proc)
 
 
 def face_crop(candidates: Iterable[Path] = ()) -> tuple[np.ndarray, str]:
