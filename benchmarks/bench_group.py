@@ -26,21 +26,19 @@ Results go to ``benchmarks/results/group_shares.json``, ``group.json`` and ``gro
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import REPO, RESULTS, bench_parser, now, setup, write_json
 
-REPO = Path(__file__).resolve().parents[1]
+setup(tf_log_level="3")
+
 SETS = ("dfdc-test", "gan-faces", "lfw-swaps")
 CUT_FACTORS = (1.5, 2.0)
 UPSCALED = 448  # side the crops are also measured at (the share rule applies from 257 to 512 px)
@@ -347,8 +345,7 @@ def run_refine(args) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = bench_parser(__doc__, show_defaults=True)
     parser.add_argument("part", choices=("shares", "group", "refine"))
     parser.add_argument("--per-set", type=int, default=100, help="crops per data set (shares, refine)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per image and detector (refine)")
@@ -374,17 +371,13 @@ def main() -> int:
 
         vision.face_detector.DIM_REGIONS = 0
     result = {"shares": run_shares, "group": run_group, "refine": run_refine}[args.part](args)
-    result.update({"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    result.update({"created": now(),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
                    "seconds": round(time.perf_counter() - start, 1),
                    # no machine paths in the record: the data folder and output are the caller's
                    "args": {k: v for k, v in vars(args).items() if k not in ("data", "out")}})
     names = {"shares": "group_shares.json", "group": "group.json", "refine": "group_refine.json"}
-    out = Path(args.out or REPO / "benchmarks" / "results" / names[args.part])
-    from agents.atomic import atomic_write_bytes
-
-    atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode("utf-8"))
-    print(f"saved {out}")
+    write_json(args.out or RESULTS / names[args.part], result, indent=1)
     return 0
 
 

@@ -29,13 +29,12 @@ scored here. Writes benchmarks/results/heatmaps.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, setup, stamp, write_json
+from harness import REPO, RESULTS, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -75,7 +74,7 @@ def _score(maps: np.ndarray, real_maps: np.ndarray, masks: list[np.ndarray]) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--data", default="/work/shared/data/dfdc", help="folder with real/*.jpg crops")
     parser.add_argument("--n", type=int, default=32, help="synthetic fakes to make")
     parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
