@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, machine_and_load, setup, write_json
+from harness import REPO, RESULTS, bench_parser, machine_and_load, setup, write_json
 
 setup()
 
@@ -185,7 +185,7 @@ def local(paths: list[str], tmp: Path, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--mode", choices=("local", "scaling", "cluster"), default="local")
     parser.add_argument("--address", default=None, help="Ray cluster address (mode cluster)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, machine_and_load, setup, write_json
+from harness import REPO, RESULTS, bench_parser, machine_and_load, setup, write_json
 
 setup()
 
@@ -57,7 +57,7 @@ def run_once(folder: Path, out: Path, cache: Path, extra: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=RESULTS / "evaluate.json")

@@ -21,7 +21,6 @@ so both agents see the very same pixels. Features are cached per condition under
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import subprocess
@@ -32,7 +31,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness import REPO, setup, stamp, write_json
+from harness import REPO, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -98,7 +97,7 @@ def features_of(paths: list[str], condition: str, old_fn, workers: int,
 def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import roc_auc_score
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = bench_parser(__doc__)
     p.add_argument("--new-model", nargs="+", default=[],
                    help="[NAME=]forensic.skops of each new agent (required unless --features-only)")
     p.add_argument("--old-model", type=Path, default=REPO / "agents/default_bundle/forensic.skops")

@@ -15,11 +15,10 @@ Results: benchmarks/results/framing.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from harness import RESULTS, setup, stamp, write_json
+from harness import RESULTS, bench_parser, setup, stamp, write_json
 
 setup()
 
@@ -63,7 +62,7 @@ CUTS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = bench_parser(__doc__)
     p.add_argument("--bundle", default=None, help="bundle directory (default: the shipped one)")
     p.add_argument("--per-class", type=int, default=60)
     p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data")

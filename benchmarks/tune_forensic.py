@@ -15,12 +15,11 @@ new features add from what degraded training adds. Saves benchmarks/results/fore
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from harness import REPO, setup, stamp, write_json
+from harness import REPO, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     from training.train import load_split
     from training.train_forensic import FeatureCache, _labels, _seeds, holdout_plan, with_degraded_copies
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = bench_parser(__doc__)
     p.add_argument("--manifest", required=True, type=Path)
     p.add_argument("--work", required=True, type=Path, help="the training work dir (its feature cache)")
     p.add_argument("--max-train-images", type=int, default=None)
