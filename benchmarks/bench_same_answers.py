@@ -115,8 +115,8 @@ def compare(reference: dict[Key, list[float]], other: dict[Key, list[float]], *,
 
 def serve_answers(paths: list[str], work: Path) -> tuple[dict[Key, list[float]], float]:
     """Starts `fakeface serve`, classifies the inputs through it, stops it."""
-    with serve_process(work / "serve.log") as (_, port, _):
-        seconds = run(["classify", "--server", f"127.0.0.1:{port}", "--json", *paths], work / "serve.json")
+    with serve_process(work / "serve.log") as served:
+        seconds = run(["classify", "--server", f"127.0.0.1:{served.port}", "--json", *paths], work / "serve.json")
     return from_classify_json((work / "serve.json").read_text()), seconds
 
 

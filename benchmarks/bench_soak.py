@@ -139,8 +139,8 @@ def main() -> None:
     args = parser.parse_args()
 
     serve_args = ["--bundle", args.bundle] if args.bundle else []
-    with serve_process(args.out.with_suffix(".serve.log"), *serve_args) as (server, port, started_s):
-        target = f"127.0.0.1:{port}"
+    with serve_process(args.out.with_suffix(".serve.log"), *serve_args) as served:
+        server, target, started_s = served.process, f"127.0.0.1:{served.port}", served.serving_s
         time.sleep(args.settle)
         idle_total, idle_roles = tree_rss(server.pid)
         print(f"SERVING after {started_s:.1f} s; idle tree RSS {idle_total / GIB:.2f} GiB", flush=True)

@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, NamedTuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -116,8 +116,17 @@ def stop_server(proc: subprocess.Popen, *, timeout_s: float = 60.0) -> None:
         proc.wait()
 
 
+class Served(NamedTuple):
+    """A `fakeface serve` child started by :func:`serve_process`."""
+
+    process: subprocess.Popen
+    port: int  # gRPC
+    http_port: int  # the web page
+    serving_s: float  # from its start to SERVING
+
+
 @contextmanager
-def serve_process(log: Path, *args: str, timeout_s: float = 600.0) -> Iterator[tuple[subprocess.Popen, int, float]]:
+def serve_process(log: Path, *args: str, timeout_s: float = 600.0) -> Iterator[Served]:
     """Starts `fakeface serve` as a user does: a child process from this checkout, gRPC and the
     web page on free loopback ports, its output to ``log``; waits until its health service
     reports SERVING.
@@ -128,15 +137,11 @@ def serve_process(log: Path, *args: str, timeout_s: float = 600.0) -> Iterator[t
         timeout_s: how long the models may take to load before the run is given up.
 
     Yields:
-        (the process, its gRPC port, seconds from start to SERVING); the server is stopped
-        (:func:`stop_server`) when the block ends.
+        The server, once SERVING; it is stopped (:func:`stop_server`) when the block ends.
 
     Raises:
         SystemExit: the server exited, or was not SERVING within ``timeout_s``.
     """
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     from blackboard.ray_runtime import free_ports  # after setup(): this checkout's package
 
     port, http_port = free_ports(2)
@@ -144,25 +149,33 @@ def serve_process(log: Path, *args: str, timeout_s: float = 600.0) -> Iterator[t
         proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--port", str(port),
                                  "--http-port", str(http_port), *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         try:
-            start = time.monotonic()
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                health = health_pb2_grpc.HealthStub(channel)
-                while True:
-                    if proc.poll() is not None:
-                        raise SystemExit(f"fakeface serve exited with {proc.returncode} before SERVING; see {log}")
-                    if time.monotonic() - start > timeout_s:
-                        raise SystemExit(f"fakeface serve not SERVING after {timeout_s:.0f} s; see {log}")
-                    try:
-                        if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
-                                health_pb2.HealthCheckResponse.SERVING:
-                            serving_s = time.monotonic() - start
-                            break
-                    except grpc.RpcError:
-                        pass  # not listening yet
-                    time.sleep(0.5)
-            yield proc, port, serving_s
+            serving_s = _wait_serving(proc, port, log=log, timeout_s=timeout_s)
+            yield Served(proc, port, http_port, serving_s)
         finally:
             stop_server(proc)
+
+
+def _wait_serving(proc: subprocess.Popen, port: int, *, log: Path, timeout_s: float) -> float:
+    """Polls the health service of the server ``proc`` on ``port`` until SERVING; returns the
+    seconds it took. Gives up (SystemExit naming ``log``) when the process exits first or
+    ``timeout_s`` passes."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    start = time.monotonic()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() - start <= timeout_s:
+            if proc.poll() is not None:
+                raise SystemExit(f"fakeface serve exited with {proc.returncode} before SERVING; see {log}")
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    return time.monotonic() - start
+            except grpc.RpcError:
+                pass  # not listening yet
+            time.sleep(0.5)
+    raise SystemExit(f"fakeface serve not SERVING after {timeout_s:.0f} s; see {log}")
 
 
 def face_crop(candidates: Iterable[Path] = ()) -> tuple[np.ndarray, str]:

@@ -11,16 +11,13 @@ screenshot, stops the server.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, bench_parser, stop_server, use_checkout
+from harness import REPO, bench_parser, serve_process, use_checkout
 
 use_checkout()
-
-from blackboard.ray_runtime import free_ports  # noqa: E402
 
 
 def main() -> None:
@@ -36,49 +33,41 @@ def main() -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    (http_port,) = free_ports(1)
-    server = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--port", "0", "--http-port",
-                               str(http_port)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    driver = None
-    try:
-        # Ray may print its own notices on stdout before the server's SERVING line.
-        line = ""
-        while "SERVING" not in line:
-            line = server.stdout.readline()
-            if not line:
-                raise SystemExit("the server did not start (its output ended before SERVING)")
-        os.environ.setdefault("SE_OFFLINE", "true")
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=1200,1400"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-        for image, out in zip(args.image, args.out):
-            driver.set_window_size(1200, 1400)
-            driver.get(f"http://127.0.0.1:{http_port}/")
-            wait = WebDriverWait(driver, 600)  # a clip takes a while on 2 cores
-            wait.until(lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text)
-            driver.find_element(By.ID, "file-input").send_keys(str(Path(image).resolve()))
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card, .track-card")
-                       or d.find_element(By.ID, "error").text)
-            if driver.find_element(By.ID, "heatmap-toggle").is_displayed():
-                driver.find_element(By.ID, "heatmap-toggle").click()
-            driver.find_element(By.CSS_SELECTOR, "#about summary").click()
-            time.sleep(1.0)
-            height = driver.execute_script("return document.body.scrollHeight")
-            driver.set_window_size(1200, min(int(height) + 40, 2400))
-            driver.execute_script("window.scrollTo(0, 0);")  # the heat-map click scrolled the page
-            time.sleep(0.5)
-            tmp = Path(out).with_name(f".{Path(out).stem}.{os.getpid()}.png")
-            driver.save_screenshot(str(tmp))
-            os.replace(tmp, out)
-            print(f"saved {out}")
-    finally:
-        if driver is not None:
-            driver.quit()
-        stop_server(server)
+    # The server's output (Ray's notices, its log) goes to a file beside the system's temporary files.
+    with serve_process(Path(tempfile.gettempdir()) / "page_screenshot.serve.log") as served:
+        driver = None
+        try:
+            os.environ.setdefault("SE_OFFLINE", "true")
+            options = webdriver.ChromeOptions()
+            options.binary_location = "/usr/bin/chromium"
+            for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--window-size=1200,1400"):
+                options.add_argument(flag)
+            driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+            for image, out in zip(args.image, args.out):
+                driver.set_window_size(1200, 1400)
+                driver.get(f"http://127.0.0.1:{served.http_port}/")
+                wait = WebDriverWait(driver, 600)  # a clip takes a while on 2 cores
+                wait.until(lambda d: "Model bundle" in d.find_element(By.ID, "model-line").text)
+                driver.find_element(By.ID, "file-input").send_keys(str(Path(image).resolve()))
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card, .track-card")
+                           or d.find_element(By.ID, "error").text)
+                if driver.find_element(By.ID, "heatmap-toggle").is_displayed():
+                    driver.find_element(By.ID, "heatmap-toggle").click()
+                driver.find_element(By.CSS_SELECTOR, "#about summary").click()
+                time.sleep(1.0)
+                height = driver.execute_script("return document.body.scrollHeight")
+                driver.set_window_size(1200, min(int(height) + 40, 2400))
+                driver.execute_script("window.scrollTo(0, 0);")  # the heat-map click scrolled the page
+                time.sleep(0.5)
+                tmp = Path(out).with_name(f".{Path(out).stem}.{os.getpid()}.png")
+                driver.save_screenshot(str(tmp))
+                os.replace(tmp, out)
+                print(f"saved {out}")
+        finally:
+            if driver is not None:
+                driver.quit()
 
 
 if __name__ == "__main__":
