@@ -21,7 +21,7 @@ import tempfile
 import time
 from concurrent import futures
 
-from harness import REPO, RESULTS, bench_parser, stop_server, use_checkout, write_json
+from harness import REPO, RESULTS, bench_parser, stop_server, timed_call, use_checkout, write_json
 
 use_checkout()
 
@@ -75,15 +75,10 @@ def main() -> None:
         t0 = time.monotonic()
 
         def call(i: int) -> None:
-            began = time.monotonic()
-            try:
-                stub.Classify(request, timeout=args.deadline_s)
-                code = "OK"
-            except grpc.RpcError as err:
-                code = err.code().name
+            sent_s = time.monotonic() - t0
+            code, seconds = timed_call(stub.Classify, request, timeout=args.deadline_s)
             with lock:
-                results.append({"i": i, "sent_s": round(began - t0, 3), "code": code,
-                                "latency_s": round(time.monotonic() - began, 3)})
+                results.append({"i": i, "sent_s": round(sent_s, 3), "code": code, "latency_s": round(seconds, 3)})
 
         with futures.ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(call, range(args.calls)))

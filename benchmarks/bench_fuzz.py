@@ -32,7 +32,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, setup, write_json
+from harness import REPO, RESULTS, bench_parser, setup, timed_call, write_json
 
 setup(tf_log_level="3")
 
@@ -85,16 +85,6 @@ def stats(codes: collections.Counter, latencies: list[float]) -> dict:
     lat = np.asarray(latencies or [0.0]) * 1000.0
     return {"codes": dict(codes), "n": int(sum(codes.values())), "p50_ms": round(float(np.percentile(lat, 50)), 1),
             "p99_ms": round(float(np.percentile(lat, 99)), 1)}
-
-
-def call(fn, *args, **kwargs) -> tuple[str, float]:
-    start = time.perf_counter()
-    try:
-        fn(*args, **kwargs)
-        code = "OK"
-    except grpc.RpcError as err:
-        code = err.code().name
-    return code, time.perf_counter() - start
 
 
 def main() -> None:
@@ -172,7 +162,7 @@ def main() -> None:
         codes: collections.Counter = collections.Counter()
         lat = []
         for i in range(args.rounds):
-            code, seconds = call(fn, i)
+            code, seconds = timed_call(fn, i)
             codes[code] += 1
             lat.append(seconds)
         fuzz[kind] = stats(codes, lat)
@@ -188,7 +178,7 @@ def main() -> None:
 
     def steady() -> None:
         while not stop.is_set():
-            code, seconds = call(ok_request)
+            code, seconds = timed_call(ok_request)
             if code == "OK":
                 normal.append(seconds)
 
@@ -199,7 +189,7 @@ def main() -> None:
         bomb_codes: collections.Counter = collections.Counter()
         bomb_lat = []
         for _ in range(5):
-            code, seconds = call(stub.Classify, pb.ClassifyRequest(image=bomb), timeout=2)
+            code, seconds = timed_call(stub.Classify, pb.ClassifyRequest(image=bomb), timeout=2)
             bomb_codes[code] += 1
             bomb_lat.append(seconds)
         during = normal[len(baseline):]
@@ -222,7 +212,7 @@ def main() -> None:
             with grpc.insecure_channel(target) as ch:
                 s = pb_grpc.DetectorStub(ch)
                 while time.monotonic() < end:
-                    code, sec = call(s.Classify, pb.ClassifyRequest(image=photo_png), timeout=30)
+                    code, sec = timed_call(s.Classify, pb.ClassifyRequest(image=photo_png), timeout=30)
                     with lock:
                         codes[code] += 1
                         lat.append(sec)

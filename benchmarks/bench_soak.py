@@ -34,7 +34,7 @@ import grpc
 import numpy as np
 import psutil
 
-from harness import RESULTS, bench_parser, serve_process, use_checkout, write_json
+from harness import RESULTS, bench_parser, serve_process, timed_call, use_checkout, write_json
 
 use_checkout()
 
@@ -104,28 +104,27 @@ def client_loop(target: str, data: dict, stop: threading.Event, seed: int, out: 
     off = pb.ClassifyOptions(face_detection=pb.FACE_DETECTION_OFF)
     last_id = ""
     kinds, weights = ["crop", "screen", "clip", "feedback", "bad"], [0.45, 0.2, 0.1, 0.1, 0.15]
+
+    def send(kind: str) -> None:
+        nonlocal last_id
+        if kind == "crop":
+            last_id = stub.Classify(pb.ClassifyRequest(image=data["crop"], options=off), timeout=30).request_id
+        elif kind == "screen":
+            stub.Classify(pb.ClassifyRequest(image=data["screen"]), timeout=30)
+        elif kind == "clip":
+            requests = (pb.ClassifyRequest(image=f, options=off) for f in data["frames"])
+            for _ in stub.ClassifyStream(requests, timeout=60):
+                pass
+        elif kind == "feedback":
+            stub.Feedback(pb.FeedbackRequest(request_id=last_id, label=pb.LABEL_REAL), timeout=10)
+        else:
+            stub.Classify(pb.ClassifyRequest(image=data[str(rng.choice(["garbage", "tiny"]))]), timeout=10)
+
     while not stop.is_set():
         kind = str(rng.choice(kinds, p=weights))
-        start = time.perf_counter()
-        try:
-            if kind == "crop":
-                last_id = stub.Classify(pb.ClassifyRequest(image=data["crop"], options=off), timeout=30).request_id
-            elif kind == "screen":
-                stub.Classify(pb.ClassifyRequest(image=data["screen"]), timeout=30)
-            elif kind == "clip":
-                requests = (pb.ClassifyRequest(image=f, options=off) for f in data["frames"])
-                for _ in stub.ClassifyStream(requests, timeout=60):
-                    pass
-            elif kind == "feedback":
-                if not last_id:
-                    continue
-                stub.Feedback(pb.FeedbackRequest(request_id=last_id, label=pb.LABEL_REAL), timeout=10)
-            else:
-                stub.Classify(pb.ClassifyRequest(image=data[str(rng.choice(["garbage", "tiny"]))]), timeout=10)
-            code = "OK"
-        except grpc.RpcError as err:
-            code = err.code().name
-        out.append((kind, code, time.perf_counter() - start))
+        if kind == "feedback" and not last_id:
+            continue  # nothing answered yet to give feedback on
+        out.append((kind, *timed_call(send, kind)))
 
 
 def main() -> None:

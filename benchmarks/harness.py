@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator, NamedTuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -176,6 +176,20 @@ def _wait_serving(proc: subprocess.Popen, port: int, *, log: Path, timeout_s: fl
                 pass  # not listening yet
             time.sleep(0.5)
     raise SystemExit(f"fakeface serve not SERVING after {timeout_s:.0f} s; see {log}")
+
+
+def timed_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, float]:
+    """Makes one gRPC call; returns its status name ("OK" when it returned, else the code the
+    RpcError carries, such as "DEADLINE_EXCEEDED") and its wall time in seconds."""
+    import grpc
+
+    start = time.perf_counter()
+    try:
+        fn(*args, **kwargs)
+        code = "OK"
+    except grpc.RpcError as err:
+        code = err.code().name
+    return code, time.perf_counter() - start
 
 
 def face_crop(candidates: Iterable[Path] = ()) -> tuple[np.ndarray, str]:
