@@ -1,4 +1,4 @@
-"""Taking an agent from one bundle into another: ship a retrained agent without retraining the rest.
+"""Editing a bundle's agents: take a retrained agent from another bundle, or drop one that adds nothing.
 
 A bundle's controller, its baselines and its replay set were fitted on the votes of the agents
 it held; once one agent changes they describe models that are gone. `swap_agents` therefore
@@ -63,14 +63,59 @@ def swap_agents(bundle_dir: str | os.PathLike[str], source_dir: str | os.PathLik
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(source.path) / rel, tmp / rel)
             manifest["agents"][name] = entry
-        for key in FITTED_EXTRAS:
-            extra = manifest.get("extras", {}).pop(key, None)
-            if extra and extra.get("file"):
-                path = tmp / extra["file"]
-                if path.parent != tmp:  # its folder holds its history too (versions kept for rollback)
-                    shutil.rmtree(path.parent, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+        _drop_fitted_extras(tmp, manifest)
         manifest.setdefault("description", {})["swapped_agents"] = {
             name: str(source.manifest.get("description", {}).get("manifest", source.path)) for name in names}
     return load_bundle(out_dir, trust=signing.WRITER)
+
+
+def drop_agents(bundle_dir: str | os.PathLike[str], names: Sequence[str], *, reason: str,
+                out_dir: str | os.PathLike[str] | None = None) -> Bundle:
+    """Removes agents (their model files too) from a bundle, e.g. one measured at chance.
+
+    Args:
+        bundle_dir: the bundle to change (it must load: signed, or written by this process).
+        names: agents to remove; at least one agent must remain.
+        reason: why, kept in the manifest's description (``dropped_agents``) for the model card.
+        out_dir: where to write the result (default: ``bundle_dir`` itself, replaced atomically).
+
+    Returns:
+        The new bundle, loaded (unsigned, with the extras fitted on votes removed: the controller
+        weighed the dropped agent's votes, so ``fakeface fit-controller`` fits it again).
+
+    Raises:
+        BundleError: an agent the bundle lacks, no agent left, or an empty reason.
+    """
+    names = list(dict.fromkeys(names))
+    if not names or not reason.strip():
+        raise BundleError(f"drop_agents needs agent names and a reason, received {names!r} and {reason!r}.")
+    target = load_bundle(bundle_dir, trust=signing.WRITER)
+    held = target.manifest["agents"]
+    missing = [n for n in names if n not in held]
+    if missing:
+        raise BundleError(f"{target.path} has no agent {missing}; it holds {sorted(held)}.")
+    if not set(held) - set(names):
+        raise BundleError(f"dropping {names} would leave {target.path} with no agent.")
+    out_dir = out_dir if out_dir is not None else target.path
+    manifest = json.loads(json.dumps(target.manifest))
+    with staged_bundle(out_dir, manifest, copy_of=target.path, stamp_updated=True) as tmp:
+        for name in names:
+            entry = manifest["agents"].pop(name)
+            for rel in [entry["file"], *entry.get("files", {})]:
+                (tmp / rel).unlink(missing_ok=True)
+        _drop_fitted_extras(tmp, manifest)
+        dropped = manifest.setdefault("description", {}).setdefault("dropped_agents", {})
+        dropped.update({name: reason for name in names})
+    return load_bundle(out_dir, trust=signing.WRITER)
+
+
+def _drop_fitted_extras(tmp: Path, manifest: dict) -> None:
+    """Removes the extras fitted on the old agents' votes, files and history folders included."""
+    for key in FITTED_EXTRAS:
+        extra = manifest.get("extras", {}).pop(key, None)
+        if extra and extra.get("file"):
+            path = tmp / extra["file"]
+            if path.parent != tmp:  # its folder holds its history too (versions kept for rollback)
+                shutil.rmtree(path.parent, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

@@ -91,7 +91,7 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
     add_detect_arg(p)
     add_fps_arg(p)
     p.add_argument("--actors-per-agent", default=None,
-                   help="one actor pool per agent: K actors each, or per-agent sizes such as 1,vgg16=2 (see "
+                   help="one actor pool per agent: K actors each, or per-agent sizes such as 1,custom=2 (see "
                         "deploy/README.md: size each pool by the agent's cost). None: --agent-set-actors")
     p.add_argument("--agent-set-actors", type=int, default=0,
                    help="one pool of K actors that each run every agent in turn (0: one per cluster CPU, at "
@@ -109,7 +109,7 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
 
 
 def parse_pool_sizes(spec: str) -> tuple[int, tuple[tuple[str, int], ...]]:
-    """``"2"`` -> (2, ()); ``"1,vgg16=2"`` -> (1, (("vgg16", 2),)): a default pool size per agent
+    """``"2"`` -> (2, ()); ``"1,custom=2"`` -> (1, (("custom", 2),)): a default pool size per agent
     and per-agent overrides.
 
     Raises:
@@ -120,7 +120,7 @@ def parse_pool_sizes(spec: str) -> tuple[int, tuple[tuple[str, int], ...]]:
         name, _, value = part.rpartition("=")
         if not value.isdigit() or int(value) < 1 or (name and name in named):
             raise BatchError(f"--actors-per-agent {spec!r}: expected K or K,AGENT=K,... with K >= 1 "
-                             f"(e.g. 1,vgg16=2); {part!r} is not.")
+                             f"(e.g. 1,custom=2); {part!r} is not.")
         if name:
             named[name] = int(value)
         else:

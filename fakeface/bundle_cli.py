@@ -5,6 +5,8 @@
     fakeface bundle verify --bundle DIR [--trusted-key PUB]...
     fakeface bundle swap-agent --bundle DIR --from OTHER --agent NAME [--out NEW]
                                                         take a retrained agent; refit the controller after
+    fakeface bundle drop-agent --bundle DIR --agent NAME --reason WHY [--out NEW]
+                                                        remove an agent; refit the controller after
 
 ``verify`` loads the bundle exactly as `serve`, `classify`, `batch` and `evaluate` do (signature,
 inventory, checksums) and exits 1 with the reason when they would refuse it. See docs/usage/bundle.md.
@@ -42,6 +44,13 @@ def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
     swap.add_argument("--from", dest="source", required=True, help="bundle holding the agents to take")
     swap.add_argument("--agent", action="append", required=True, help="agent name (repeatable)")
     swap.add_argument("--out", default=None, help="write the result here instead of changing --bundle")
+    drop = sub.add_parser("drop-agent", help="remove agents, e.g. one measured at chance (drops the controller "
+                          "fitted on their votes: run fit-controller next)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    drop.add_argument("--bundle", required=True, help="bundle to change")
+    drop.add_argument("--agent", action="append", required=True, help="agent name (repeatable)")
+    drop.add_argument("--reason", required=True, help="why, kept in the manifest for the model card")
+    drop.add_argument("--out", default=None, help="write the result here instead of changing --bundle")
     return parser
 
 
@@ -65,6 +74,13 @@ def main(argv: list[str]) -> int:
             print(f"{bundle.path}: took {', '.join(args.agent)} from {args.source} (bundle {bundle.version}, "
                   "unsigned, no controller): run `fakeface fit-controller --allow-unsigned` on it, "
                   "then `fakeface bundle sign`")
+            return 0
+        if args.action == "drop-agent":
+            from agents.bundle_edit import drop_agents
+
+            bundle = drop_agents(args.bundle, args.agent, reason=args.reason, out_dir=args.out)
+            print(f"{bundle.path}: dropped {', '.join(args.agent)} (bundle {bundle.version}, unsigned, no "
+                  "controller): run `fakeface fit-controller --allow-unsigned` on it, then `fakeface bundle sign`")
             return 0
         if args.action == "sign":
             bundle = sign_bundle(args.bundle, load_private_key(args.key))

@@ -2,5 +2,5 @@
   "format": "fakeface-bundle-signature",
   "algorithm": "ed25519",
   "key_id": "d10d92a8675cc2b5",
-  "signature": "6aRLHpy2zi/QBhkeRhFoYCrwL+ddyLjCrqPLdVBAG1Quxe70e9r8aC8j5/7E0Bed4Gs4avRi8VqTzSTScLXsCg=="
+  "signature": "Kkt76rglrFMBGkp78uOVoMtiA4lLDjrX49h96WFguy9EL3tOj/iWh5CvaoSREp5wCfHdp++YBNWmsQgqhDKcDA=="
 }

@@ -1,4 +1,4 @@
-"""Taking a retrained agent from one bundle into another (agents/bundle_edit.py)."""
+"""Editing a bundle's agents: taking a retrained one from another bundle, dropping one (agents/bundle_edit.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from agents import signing
 from agents.bundle import BundleError, load_bundle
-from agents.bundle_edit import swap_agents
+from agents.bundle_edit import drop_agents, swap_agents
 from fakeface.bundle_cli import main as bundle_main
 
 
@@ -58,4 +58,36 @@ def test_swap_agent_command_changes_the_bundle_in_place(tiny_bundle, other_bundl
     manifest = json.loads((target / "manifest.json").read_text())
     assert list(manifest["description"]["swapped_agents"]) == ["custom"]
     assert bundle_main(["swap-agent", "--bundle", str(target), "--from", str(other_bundle), "--agent", "nope"]) == 1
+    assert "no agent" in capsys.readouterr().err
+
+
+def test_drop_removes_the_agent_its_file_and_the_votes_fitted_on_it(controlled_bundle, tmp_path):
+    target = controlled_bundle()
+    before = load_bundle(target, trust=signing.WRITER)
+    dropped = drop_agents(target, ["lenet"], reason="at chance on dfdc-test", out_dir=tmp_path / "new")
+    assert "lenet" not in dropped.manifest["agents"]
+    assert set(dropped.manifest["agents"]) == set(before.manifest["agents"]) - {"lenet"}
+    assert not (tmp_path / "new" / before.manifest["agents"]["lenet"]["file"]).exists()
+    assert dropped.extra("controller") is None and not (tmp_path / "new" / "controller").exists()
+    assert dropped.manifest["description"]["dropped_agents"] == {"lenet": "at chance on dfdc-test"}
+    assert dropped.signer is None
+    assert load_bundle(target, trust=signing.WRITER).manifest == before.manifest  # the input is untouched
+
+
+def test_drop_refuses_an_unknown_agent_the_last_agent_and_no_reason(tiny_bundle, tmp_path):
+    everyone = list(load_bundle(tiny_bundle, trust=signing.WRITER).manifest["agents"])
+    for names, reason, match in ((["nope"], "why", "no agent"), (everyone, "why", "no agent"),
+                                 (["lenet"], " ", "a reason")):
+        with pytest.raises(BundleError, match=match):
+            drop_agents(tiny_bundle, names, reason=reason, out_dir=tmp_path / "new")
+        assert not (tmp_path / "new").exists()
+
+
+def test_drop_agent_command_changes_the_bundle_in_place(tiny_bundle, tmp_path, capsys):
+    target = tmp_path / "b"
+    shutil.copytree(tiny_bundle, target)
+    assert bundle_main(["drop-agent", "--bundle", str(target), "--agent", "custom", "--reason", "at chance"]) == 0
+    assert "fit-controller" in capsys.readouterr().out
+    assert "custom" not in json.loads((target / "manifest.json").read_text())["agents"]
+    assert bundle_main(["drop-agent", "--bundle", str(target), "--agent", "custom", "--reason", "x"]) == 1
     assert "no agent" in capsys.readouterr().err
