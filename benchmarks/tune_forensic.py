@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     from agents.forensic import DEFAULT_PARAMS
     from agents.forensic_features import CONTRACT, GROUPS
     from training.dataset import read_manifest
-    from training.train import load_split
+    from training.splits import load_split
     from training.train_forensic import FeatureCache, _labels, _seeds, holdout_plan, with_degraded_copies
 
     p = bench_parser(__doc__)
