@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     from agents.forensic import DEFAULT_PARAMS
     from agents.forensic_features import CONTRACT, GROUPS
     from training.dataset import read_manifest
-    from training.splits import load_split
-    from training.train_forensic import FeatureCache, _labels, _seeds, holdout_plan, with_degraded_copies
+    from training.splits import load_split, split_labels
+    from training.train_forensic import FeatureCache, _seeds, holdout_plan, with_degraded_copies
 
     p = bench_parser(__doc__)
     p.add_argument("--manifest", required=True, type=Path)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = FeatureCache.for_work_dir(args.work, CONTRACT)
     x_train = cache.features(train["path"].tolist(), degrade_seeds=_seeds(train))
     x_val = cache.features(val["path"].tolist(), degrade_seeds=_seeds(val))
-    y_train, y_val = _labels(train), _labels(val)
+    y_train, y_val = split_labels(train), split_labels(val)
     fit, stop, weights = holdout_plan(y_train, train["group"].tolist(), class_weights=True, seed=args.seed)
     clean = val["degrade_seed"].isna().to_numpy()
     source = val["path"].str.extract(r"/(dfdc|gan-faces|lfw-swaps)[/-]")[0].fillna("dfdc").to_numpy()
