@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -51,19 +53,14 @@ def swap_agents(bundle_dir: str | os.PathLike[str], source_dir: str | os.PathLik
     if source.manifest["classes"] != target.manifest["classes"]:
         raise BundleError(f"classes differ: {source.manifest['classes']} in {source.path}, "
                           f"{target.manifest['classes']} in {target.path}.")
-    out_dir = out_dir if out_dir is not None else target.path
-    manifest = json.loads(json.dumps(target.manifest))
-    with staged_bundle(out_dir, manifest, copy_of=target.path, stamp_updated=True) as tmp:
+    with _editing(target, out_dir) as (tmp, manifest, out_dir):
         for name in names:
-            old = manifest["agents"].get(name)
-            for rel in ([old["file"], *old.get("files", {})] if old else []):
-                (tmp / rel).unlink(missing_ok=True)
+            _remove_files(tmp, manifest["agents"].get(name))
             entry = json.loads(json.dumps(source.manifest["agents"][name]))
-            for rel in [entry["file"], *entry.get("files", {})]:
+            for rel in _files_of(entry):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(source.path) / rel, tmp / rel)
             manifest["agents"][name] = entry
-        _drop_fitted_extras(tmp, manifest)
         manifest.setdefault("description", {})["swapped_agents"] = {
             name: str(source.manifest.get("description", {}).get("manifest", source.path)) for name in names}
     return load_bundle(out_dir, trust=signing.WRITER)
@@ -96,17 +93,33 @@ def drop_agents(bundle_dir: str | os.PathLike[str], names: Sequence[str], *, rea
         raise BundleError(f"{target.path} has no agent {missing}; it holds {sorted(held)}.")
     if not set(held) - set(names):
         raise BundleError(f"dropping {names} would leave {target.path} with no agent.")
-    out_dir = out_dir if out_dir is not None else target.path
-    manifest = json.loads(json.dumps(target.manifest))
-    with staged_bundle(out_dir, manifest, copy_of=target.path, stamp_updated=True) as tmp:
+    with _editing(target, out_dir) as (tmp, manifest, out_dir):
         for name in names:
-            entry = manifest["agents"].pop(name)
-            for rel in [entry["file"], *entry.get("files", {})]:
-                (tmp / rel).unlink(missing_ok=True)
-        _drop_fitted_extras(tmp, manifest)
+            _remove_files(tmp, manifest["agents"].pop(name))
         dropped = manifest.setdefault("description", {}).setdefault("dropped_agents", {})
         dropped.update({name: reason for name in names})
     return load_bundle(out_dir, trust=signing.WRITER)
+
+
+@contextmanager
+def _editing(target: Bundle, out_dir: str | os.PathLike[str] | None) -> Iterator[tuple[Path, dict, Path]]:
+    """(staging folder, manifest to edit, destination) of an edit of ``target``'s agents; on exit the
+    extras fitted on the old votes are removed and the result replaces the destination."""
+    out = Path(out_dir if out_dir is not None else target.path)
+    manifest = json.loads(json.dumps(target.manifest))
+    with staged_bundle(out, manifest, copy_of=target.path, stamp_updated=True) as tmp:
+        yield tmp, manifest, out
+        _drop_fitted_extras(tmp, manifest)
+
+
+def _files_of(entry: dict) -> list[str]:
+    """An agent entry's files: its model and its artefacts (curves, logs)."""
+    return [entry["file"], *entry.get("files", {})]
+
+
+def _remove_files(tmp: Path, entry: dict | None) -> None:
+    for rel in _files_of(entry) if entry else []:
+        (tmp / rel).unlink(missing_ok=True)
 
 
 def _drop_fitted_extras(tmp: Path, manifest: dict) -> None:

@@ -37,21 +37,21 @@ def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
     sign.add_argument("--bundle", required=True, help="bundle directory")
     verify = sub.add_parser("verify", help="check signature, inventory and checksums as a load would")
     verify.add_argument("--bundle", default=None, help="bundle directory (None: the shipped bundle)")
-    swap = sub.add_parser("swap-agent", help="take agents from another bundle (drops the controller fitted on the old "
-                          "votes: run fit-controller next)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    swap.add_argument("--bundle", required=True, help="bundle to change")
+    swap = _agent_edit(sub, "swap-agent", "take agents from another bundle")
     swap.add_argument("--from", dest="source", required=True, help="bundle holding the agents to take")
-    swap.add_argument("--agent", action="append", required=True, help="agent name (repeatable)")
-    swap.add_argument("--out", default=None, help="write the result here instead of changing --bundle")
-    drop = sub.add_parser("drop-agent", help="remove agents, e.g. one measured at chance (drops the controller "
-                          "fitted on their votes: run fit-controller next)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    drop.add_argument("--bundle", required=True, help="bundle to change")
-    drop.add_argument("--agent", action="append", required=True, help="agent name (repeatable)")
+    drop = _agent_edit(sub, "drop-agent", "remove agents, e.g. one measured at chance")
     drop.add_argument("--reason", required=True, help="why, kept in the manifest for the model card")
-    drop.add_argument("--out", default=None, help="write the result here instead of changing --bundle")
     return parser
+
+
+def _agent_edit(sub: argparse._SubParsersAction, name: str, what: str) -> argparse.ArgumentParser:
+    """A sub-command that edits a bundle's agents (and so drops the controller fitted on their votes)."""
+    edit = sub.add_parser(name, help=f"{what} (drops the controller fitted on the old votes: run fit-controller next)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    edit.add_argument("--bundle", required=True, help="bundle to change")
+    edit.add_argument("--agent", action="append", required=True, help="agent name (repeatable)")
+    edit.add_argument("--out", default=None, help="write the result here instead of changing --bundle")
+    return edit
 
 
 def main(argv: list[str]) -> int:
