@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -145,6 +146,11 @@ def serve_process(log: Path, *args: str, timeout_s: float = 600.0) -> Iterator[S
     from blackboard.ray_runtime import free_ports  # after setup(): this checkout's package
 
     port, http_port = free_ports(2)
+    if "--feedback-log" not in args:
+        # A benchmark's feedback (and the controller state kept beside it) never lands in the
+        # user's own state folder.
+        state = Path(tempfile.mkdtemp(prefix="fakeface-bench-state-"))
+        args = (*args, "--feedback-log", str(state / "feedback.jsonl"))
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--port", str(port),
                                  "--http-port", str(http_port), *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
