@@ -1,7 +1,7 @@
 """Do the agents' heat maps point at the manipulated region? Measured on self-blended fakes.
 
 Usage:
-    python benchmarks/bench_heatmaps.py [--data /work/shared/data/dfdc] [--n 32] [--bundle DIR]
+    python benchmarks/bench_heatmaps.py [--data ../shared/data/dfdc] [--n 32] [--bundle DIR]
 
 Each of ``n`` real DFDC crops (every k-th of ``real/``, sorted, so the run is repeatable) is made
 into a synthetic fake by `training.synth.self_blend_with_mask`, whose blend mask is the known
@@ -75,7 +75,8 @@ def _score(maps: np.ndarray, real_maps: np.ndarray, masks: list[np.ndarray]) -> 
 
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--data", default="/work/shared/data/dfdc", help="folder with real/*.jpg crops")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "dfdc"),
+                        help="folder with real/*.jpg crops (default: ../shared/data/dfdc beside the checkout)")
     parser.add_argument("--n", type=int, default=32, help="synthetic fakes to make")
     parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
     parser.add_argument("--seed", type=int, default=0)
