@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_forensic_robust.py \\
         --new-model [NAME=]runs/forensic/work/forensic/forensic.skops [NAME=PATH ...] \\
         [--old-model agents/default_bundle/forensic.skops --old-ref 1825b78] \\
-        [--data /work/shared/data] [--manifest benchmarks/splits/mixed.csv] [--limit N]
+        [--data ../shared/data] [--manifest benchmarks/splits/mixed.csv] [--limit N]
 
 For every dfdc-test crop and every benchmark degradation of `vision.degrade` that is not a
 screenshot composition (those need face detection: `fakeface evaluate --degrade`), the

@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/tune_forensic.py --manifest benchmarks/splits/mixed.csv \\
-        --work /work/runs/forensic/work [--max-train-images 12000 --max-val-images 4000]
+        --work runs/forensic/work [--max-train-images 12000 --max-val-images 4000]
 
 Rebuilds the training run's rows exactly as `fakeface train` does (the same split limits and
 degraded copies), reads their features from the run's cache (computing any missing), and fits
