@@ -146,12 +146,11 @@ def serve_process(log: Path, *args: str, timeout_s: float = 600.0) -> Iterator[S
     from blackboard.ray_runtime import free_ports  # after setup(): this checkout's package
 
     port, http_port = free_ports(2)
-    if "--feedback-log" not in args:
-        # A benchmark's feedback (and the controller state kept beside it) never lands in the
-        # user's own state folder.
-        state = Path(tempfile.mkdtemp(prefix="fakeface-bench-state-"))
-        args = (*args, "--feedback-log", str(state / "feedback.jsonl"))
-    with open(log, "w") as out:
+    # A benchmark's feedback (and the controller state kept beside it) never lands in the user's
+    # own state folder; the throwaway one goes when the server does.
+    with tempfile.TemporaryDirectory(prefix="fakeface-bench-state-") as state, open(log, "w") as out:
+        if "--feedback-log" not in args:
+            args = (*args, "--feedback-log", str(Path(state) / "feedback.jsonl"))
         proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--port", str(port),
                                  "--http-port", str(http_port), *args], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         try:
