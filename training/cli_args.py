@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from agents.command_line import command_parser
+
 
 def fit_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     """A fit command's parser with ``--bundle`` and ``--manifest``, both required.
@@ -17,7 +19,7 @@ def fit_parser(prog: str, doc: str) -> argparse.ArgumentParser:
         prog: the command, e.g. "fakeface fit-ood".
         doc: its module docstring; the first line describes it in ``--help``.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser = command_parser(prog, doc, show_defaults=False)
     parser.add_argument("--bundle", required=True, help="model bundle directory (updated in place, atomically)")
     parser.add_argument("--manifest", required=True, help="dataset manifest CSV (path,label,group,split,...)")
     return parser

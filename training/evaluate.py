@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from agents.bundle import load_bundle
+from agents.command_line import add_bundle_arg, add_config_options, config_values
 from agents.labels import CLASSES, label_to_index
 from vision.face_args import add_detect_arg
 from vision.faces import DETECT_MODES
@@ -260,30 +261,39 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- CLI
+# `EvalConfig` fields the command line sets as they are, with their help (each option's name, type
+# and default are the field's): what is evaluated and fitted on...
+SPLIT_OPTIONS = {
+    "split": f"manifest split to evaluate (default: {EvalConfig.split})",
+    "fit_manifest": "manifest whose --fit-split fits stacking / a missing controller (folder input)",
+    "fit_split": f"split used for fitting (default: {EvalConfig.fit_split})",
+}
+# ...and how the Ray Data stages run.
+RAY_OPTIONS = {
+    "ray_address": "Ray cluster address (default: start a local Ray)",
+    "batch_size": "images per Ray Data batch",
+    "workers": "N actors for the face stage and for each agent's own pool (0: one face actor and one actor per "
+               "CPU that runs every agent, as `fakeface batch`)",
+    "cpus_per_actor": "Ray CPUs reserved per actor (0 = the largest share that fits every actor)",
+}
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The `fakeface evaluate` argument parser."""
+    """The `fakeface evaluate` argument parser; its defaults are `EvalConfig`'s and `BootstrapConfig`'s."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Score each agent, the baseline combiners and the RL ensemble on one labelled set.",
     )
-    parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped bundle)")
+    add_bundle_arg(parser, type=Path, help="model bundle (default: the shipped bundle)")
     parser.add_argument("--data", type=Path, required=True,
                         help="manifest CSV (its --split is evaluated) or a folder with real/ and fake/")
     parser.add_argument("--out", type=Path, required=True, help="output directory for metrics, predictions, report")
-    parser.add_argument("--split", default="test", help="manifest split to evaluate (default: test)")
-    parser.add_argument("--fit-manifest", type=Path, default=None,
-                        help="manifest whose --fit-split fits stacking / a missing controller (folder input)")
-    parser.add_argument("--fit-split", default="val", help="split used for fitting (default: val)")
+    add_config_options(parser, EvalConfig, SPLIT_OPTIONS)
     add_detect_arg(parser)
-    parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per Ray Data batch")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="N actors for the face stage and for each agent's own pool (0: one face actor and "
-                             "one actor per CPU that runs every agent, as `fakeface batch`)")
-    parser.add_argument("--cpus-per-actor", type=float, default=0.0,
-                        help="Ray CPUs reserved per actor (0 = the largest share that fits every actor)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_config_options(parser, EvalConfig, RAY_OPTIONS)
+    parser.add_argument("--bootstrap", type=int, default=BootstrapConfig.n_resamples,
+                        help=f"bootstrap resamples (default {BootstrapConfig.n_resamples})")
+    parser.add_argument("--seed", type=int, default=BootstrapConfig.seed, help="bootstrap seed")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray Data's per-operator progress bars and stats instead of one bar")
@@ -300,10 +310,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = EvalConfig(
-            data=args.data, out=args.out, bundle=args.bundle, split=args.split,
-            fit_manifest=args.fit_manifest, fit_split=args.fit_split, detect=args.detect,
-            ray_address=args.ray_address, batch_size=args.batch_size, workers=args.workers,
-            cpus_per_actor=args.cpus_per_actor,
+            data=args.data, out=args.out, bundle=args.bundle, detect=args.detect,
+            **config_values(args, [*SPLIT_OPTIONS, *RAY_OPTIONS]),
             bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
             progress=not args.no_progress, verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
             cache_dir=args.cache_dir, use_cache=not args.no_cache,
