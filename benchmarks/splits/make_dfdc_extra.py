@@ -15,18 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from agents.command_line import command_parser
-from split_files import write_split
-
-HERE = Path(__file__).resolve().parent
+from split_files import SHARED_DATA, split_parser, write_split
 
 
 def main() -> int:
-    parser = command_parser(None, __doc__)
-    parser.add_argument("--base", default=str(HERE / "dfdc.csv"), help="the group split to extend")
-    parser.add_argument("--extra", default=str(HERE / "../../../shared/data/dfdc-extra-fakes"),
+    parser = split_parser(__doc__, base="dfdc.csv", base_help="the group split to extend", out="dfdc-extra.csv")
+    parser.add_argument("--extra", default=str(SHARED_DATA / "dfdc-extra-fakes"),
                         help="folder with metadata.csv and fake/")
-    parser.add_argument("--out", default=str(HERE / "dfdc-extra.csv"))
     args = parser.parse_args()
     base = pd.read_csv(args.base, dtype=str, keep_default_na=False)
     extra_dir = Path(args.extra)

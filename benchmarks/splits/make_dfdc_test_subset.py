@@ -27,8 +27,7 @@ import pandas as pd
 
 from agents.atomic import atomic_write_text
 from agents.command_line import command_parser
-
-HERE = Path(__file__).resolve().parent
+from split_files import HERE, SHARED_DATA
 
 
 def pick(rows: pd.DataFrame, per_class: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -44,7 +43,7 @@ def pick(rows: pd.DataFrame, per_class: int, rng: np.random.Generator) -> pd.Dat
 
 def main() -> None:
     parser = command_parser(None, __doc__, show_defaults=False)
-    parser.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--per-class", type=int, default=250)
     parser.add_argument("--val", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

@@ -17,10 +17,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from agents.command_line import command_parser
-from split_files import write_split
+from split_files import SHARED_DATA, split_parser, write_split
 
-HERE = Path(__file__).resolve().parent
 SOURCES = ("gan-faces", "lfw-swaps")
 
 
@@ -39,13 +37,10 @@ def split_source(folder: Path, out_dir: Path, *, val: float, seed: int) -> pd.Da
 
 
 def main() -> int:
-    parser = command_parser(None, __doc__)
-    parser.add_argument("--base", default=str(HERE / "dfdc-extra.csv"), help="the DFDC group split")
-    parser.add_argument("--data", default=str(HERE / "../../../shared/data"),
-                        help="folder holding gan-faces/ and lfw-swaps/")
+    parser = split_parser(__doc__, base="dfdc-extra.csv", base_help="the DFDC group split", out="mixed.csv")
+    parser.add_argument("--data", default=str(SHARED_DATA), help="folder holding gan-faces/ and lfw-swaps/")
     parser.add_argument("--val", type=float, default=0.15, help="share of each source's train groups for val")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(HERE / "mixed.csv"))
     args = parser.parse_args()
     out_dir = Path(args.out).resolve().parent
     base = pd.read_csv(args.base, dtype=str, keep_default_na=False)[["path", "label", "group", "split"]]
