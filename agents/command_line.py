@@ -52,25 +52,33 @@ def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
                        helps: Mapping[str, str]) -> None:
     """One option per field of a config dataclass named in ``helps``: ``--min-face-size`` for the
     field ``min_face_size``, parsed as the field's type and defaulting to the field's default, so
-    the command line never restates what the config already says.
+    the command line never restates what the config already says. A bool field that is False by
+    default becomes a flag that sets it.
 
     Args:
         parser: the command's parser, or an argument group of it.
         config: a dataclass (stdlib or pydantic) whose fields have scalar types (int, float, str,
-            Path, or one of them or None) and defaults.
+            Path, or one of them or None; or bool, False by default) and defaults.
         helps: field name -> the option's help text, in the order the options are listed.
 
     Raises:
         ValueError: a name in ``helps`` that is not a field of ``config`` with a default.
-        TypeError: a field whose type is not one scalar type (or it or None).
+        TypeError: a field whose type is not one scalar type (or it or None), or a bool field that
+            is True by default (a flag could not turn it off).
     """
     hints = typing.get_type_hints(config)
     for name, text in helps.items():
         if name not in hints or not hasattr(config, name):
             raise ValueError(f"{config.__name__} has no field {name!r} with a default; "
                              f"fields with defaults: {sorted(n for n in hints if hasattr(config, n))}.")
-        parser.add_argument("--" + name.replace("_", "-"), type=_scalar(config, name, hints[name]),
-                            default=getattr(config, name), help=text)
+        flag, default = "--" + name.replace("_", "-"), getattr(config, name)
+        if hints[name] is bool:
+            if default is not False:
+                raise TypeError(f"{config.__name__}.{name} is True by default; a flag can only set it, so the "
+                                "command needs an option of its own (e.g. --no-...).")
+            parser.add_argument(flag, action="store_true", help=text)
+        else:
+            parser.add_argument(flag, type=_scalar(config, name, hints[name]), default=default, help=text)
 
 
 def config_values(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def build_parser(prog: str = "fakeface dataset") -> argparse.ArgumentParser:
                        help="a CSV manifest path,label[,group] (repeatable; same as giving it as an INPUT)")
     build.add_argument("--no-detect", action="store_true",
                        help="inputs are face crops already: use each image whole, resized")
-    build.add_argument("--all-faces", action="store_true", help="keep every face, not only the most confident")
+    add_config_options(build, BuildConfig, {"all_faces": "keep every face, not only the most confident"})
     rate = build.add_mutually_exclusive_group()
     add_config_options(rate, BuildConfig, RATE_OPTIONS)
     build.add_argument("--keyframe-every", type=int, default=BuildConfig.keyframe_every, metavar="N",
@@ -80,8 +80,8 @@ def main(argv: list[str]) -> int:
         print("fakeface dataset build: give at least one INPUT folder or --manifest-in CSV", file=sys.stderr)
         return 2
     try:
-        config = BuildConfig(detect=not args.no_detect, all_faces=args.all_faces, keyframe_every=args.keyframe_every,
-                             **config_values(args, [*RATE_OPTIONS, *SPLIT_OPTIONS]))
+        config = BuildConfig(detect=not args.no_detect, keyframe_every=args.keyframe_every,
+                             **config_values(args, ["all_faces", *RATE_OPTIONS, *SPLIT_OPTIONS]))
         sources, rejects = discover_sources(inputs)
         if not sources:
             # Nothing to build: say why instead of writing an empty manifest.

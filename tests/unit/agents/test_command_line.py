@@ -21,6 +21,8 @@ class _Plain:
     folder: Path | None = None
     label: str = "test"
     pairs: tuple[int, ...] = ()
+    all_faces: bool = False
+    detect: bool = True
 
 
 @pydantic_dataclass(frozen=True)
@@ -90,6 +92,20 @@ def test_a_field_without_a_default_or_unknown_is_refused_listing_the_fields():
     for name in ("name", "colour"):
         with pytest.raises(ValueError, match=rf"no field '{name}'.*'size'"):
             add_config_options(argparse.ArgumentParser(), _Plain, {name: "x"})
+
+
+def test_a_bool_field_false_by_default_is_a_flag_that_sets_it():
+    parser = argparse.ArgumentParser(prog="t")
+    add_config_options(parser, _Plain, {"all_faces": "every face"})
+    assert parser.parse_args([]).all_faces is False
+    assert parser.parse_args(["--all-faces"]).all_faces is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--all-faces", "yes"])
+
+
+def test_a_bool_field_true_by_default_is_refused_as_a_flag():
+    with pytest.raises(TypeError, match=r"_Plain.detect is True by default"):
+        add_config_options(argparse.ArgumentParser(), _Plain, {"detect": "x"})
 
 
 def test_a_field_of_no_scalar_type_is_refused():
