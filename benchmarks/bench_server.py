@@ -32,7 +32,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from harness import REPO, bench_parser, face_crop, serving, setup, write_json
+from harness import REPO, add_repeats_arg, bench_parser, face_crop, serving, setup, write_json
 
 setup()
 
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, out="server.json")
     parser.add_argument("--bundle", default=None, help="bundle directory (default: shipped, else a tiny one)")
     parser.add_argument("--requests", type=int, default=48, help="timed requests per concurrency level")
-    parser.add_argument("--repeats", type=int, default=30, help="direct single-crop timings per agent")
+    add_repeats_arg(parser, default=30, per="agent (direct single-crop calls)")
     parser.add_argument("--batch", type=int, default=EnsembleConfig.max_batch_size,
                         help="direct batch size (= server max batch)")
     parser.add_argument("--levels", default="1,4,16", help="concurrent clients, comma-separated")

@@ -71,6 +71,17 @@ def bench_parser(doc: str, *, show_defaults: bool = False, out: str | None = Non
     return parser
 
 
+def add_repeats_arg(parser: argparse.ArgumentParser, *, default: int, per: str) -> None:
+    """``--repeats``: how many times a benchmark times each of its measurements.
+
+    Args:
+        parser: the script's parser.
+        default: the default count.
+        per: what one measurement is (and how the runs are summed up), as the help names it.
+    """
+    parser.add_argument("--repeats", type=int, default=default, help=f"timed runs per {per}")
+
+
 def add_load_args(parser: argparse.ArgumentParser, *, clients: int, seconds: float | None = None,
                   phase: str = "the load") -> None:
     """``--clients``, the concurrent clients a load benchmark drives a server with, and (given a
