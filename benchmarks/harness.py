@@ -1,5 +1,5 @@
-"""What every benchmark script shares: its process settings, the checkout it measures, and how
-it writes its result.
+"""What every benchmark script shares: its process settings, the checkout it measures, the
+options several scripts take (each defined once here), and how it writes its result.
 
 The scripts run by path (``python benchmarks/bench_x.py``), so this folder is first on
 ``sys.path`` and they reach this module as ``harness``; :func:`setup` then puts the checkout's
