@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from blackboard.config_errors import one_line
+
 
 def fit_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     """A fit command's parser with ``--bundle`` and ``--manifest``, both required.
@@ -44,5 +46,5 @@ def run_command(prog: str, run: Callable[[argparse.Namespace], int], args: argpa
     try:
         return run(args)
     except refused as err:
-        print(f"{prog}: {err}", file=sys.stderr)
+        print(f"{prog}: {one_line(err)}", file=sys.stderr)
         return 2
