@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from agents.command_line import command_parser
+from blackboard.config_errors import one_line
 
 
 def fit_parser(prog: str, doc: str) -> argparse.ArgumentParser:
@@ -46,5 +47,5 @@ def run_command(prog: str, run: Callable[[argparse.Namespace], int], args: argpa
     try:
         return run(args)
     except refused as err:
-        print(f"{prog}: {err}", file=sys.stderr)
+        print(f"{prog}: {one_line(err)}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from agents.command_line import add_config_options, config_values
+from blackboard.config_errors import one_line
 from training.dataset import BuildConfig, BuildSummary, build_dataset
 from training.dataset_sources import discover_sources
 
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> int:
             return 2
         summary = build_dataset(inputs, args.out, config, show_progress=not args.quiet)
     except ValueError as exc:
-        print(f"fakeface dataset build: {exc}", file=sys.stderr)
+        print(f"fakeface dataset build: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"fakeface dataset build: {exc.filename or args.out}: {exc.strerror or exc}; "

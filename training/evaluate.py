@@ -18,19 +18,21 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from agents.bundle import load_bundle
 from agents.command_line import add_bundle_arg, add_config_options, config_values
 from agents.labels import CLASSES, label_to_index
 from vision.face_args import add_detect_arg
-from vision.faces import DETECT_MODES
+from vision.faces import DetectMode
 from vision.media import IMAGE_EXTENSIONS
+from blackboard.config_errors import one_line
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
 from training.cli_args import add_vote_cache_args
@@ -48,7 +50,8 @@ class EvaluationError(ValueError):
     """A user-facing problem with the inputs of an evaluation (printed as one line)."""
 
 
-@dataclass(frozen=True)
+# The command prints a refused setting in one line (blackboard.config_errors).
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class EvalConfig:
     """Everything one evaluation run needs (built from the command line)."""
 
@@ -58,11 +61,12 @@ class EvalConfig:
     split: str = "test"  # manifest split to evaluate
     fit_manifest: Path | None = None  # manifest whose val split fits stacking/controller (folder input)
     fit_split: str = "val"  # split of the (fit) manifest used for fitting
-    detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
+    detect: DetectMode = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray
-    batch_size: int = 32  # images per Ray Data batch
-    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stage_plan)
-    cpus_per_actor: float = 0.0  # Ray CPUs per actor (0 = the largest share that packs every pool)
+    batch_size: int = Field(32, ge=1)  # images per Ray Data batch
+    # Actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stage_plan).
+    workers: int = Field(0, ge=0)
+    cpus_per_actor: float = Field(0.0, ge=0, le=16)  # Ray CPUs per actor (0 = the largest share that packs every pool)
     bootstrap: BootstrapConfig = BootstrapConfig()  # intervals and the paired test
     progress: bool = True  # one tqdm bar over the images
     verbose: bool = False  # Ray Data's own per-operator bars and stats instead
@@ -70,16 +74,6 @@ class EvalConfig:
     use_cache: bool = True  # read and write the vote cache
     degrade: tuple[str, ...] = ()  # transforms of training.degrade_eval to score the images under too
     degrade_registry: Any = None  # where the transforms come from; None = vision.degrade (tests pass a fake)
-
-    def __post_init__(self) -> None:
-        if self.detect not in DETECT_MODES:
-            raise EvaluationError(f"--detect must be one of {DETECT_MODES}, received {self.detect!r}.")
-        if self.batch_size < 1:
-            raise EvaluationError(f"--batch-size must be positive, received {self.batch_size}.")
-        if self.workers < 0:
-            raise EvaluationError(f"--workers must be >= 0, received {self.workers}.")
-        if not 0 <= self.cpus_per_actor <= 16:
-            raise EvaluationError(f"--cpus-per-actor must be in [0, 16], received {self.cpus_per_actor}.")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -319,7 +313,7 @@ def main(argv: list[str]) -> int:
         )
         result = evaluate(config)
     except (ValueError, OSError) as err:  # EvaluationError, BundleError, config validation, unwritable --out
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return 2
     data = result["data"]
     print(f"Scored {data['n']} images ({data['n_real']} real, {data['n_fake']} fake; "

@@ -11,13 +11,15 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
+import pydantic
+from pydantic import ConfigDict, Field
 from sklearn.utils.class_weight import compute_class_weight
 
 from agents.atomic import atomic_write_text
@@ -34,29 +36,30 @@ from training.splits import finished_meta, split_labels, train_val
 from training.data import FaceSequence, resized_cache
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TrainConfig:
     """Hyper-parameters of one training run (shared by all agents unless overridden)."""
 
-    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    epochs: int = Field(30, ge=1)  # upper bound; early stopping usually ends sooner
     batch_size: int = 64  # images per step
-    optimizer: str = "rmsprop"  # "rmsprop" or "adam"
-    learning_rate: float = 1e-4  # the report's RMSprop(1e-4)
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    learning_rate: float = Field(1e-4, gt=0)  # the report's RMSprop(1e-4)
     patience: int = 4  # early-stopping patience on val ROC AUC (best epoch's weights kept)
-    lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 0 over `epochs`)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # "cosine" decays to 0 over `epochs`
     cache: bool = True  # decode and resize every image once into OUT.work/cache (RAM/disk for speed)
     threshold_rule: str = "f0.5"  # how the decision threshold is chosen on val
     synth_fakes: float = 0.0  # extra self-blended fakes per real training image
     # Forensic agent: screenshot-like degraded copies (vision.degrade.random_chain) per train and val
     # image, besides the clean one; 0 trains on clean crops only. Needs `augment`.
-    degraded_copies: int = 1
+    degraded_copies: int = Field(1, ge=0)
     # Forensic agent: cut those copies as serving cuts a detected face (MTCNN landmarks + alignment)
     pipeline_crops: bool = False
     augment: bool = True  # train-time augmentation
     geometric_augment: bool = True  # random rotation/zoom/shift (resampling: off for NPR inputs)
-    screenshot_augment: float = 0.0  # probability of a screenshot-like degradation chain (vision.degrade)
+    # Probability of a screenshot-like degradation chain (vision.degrade).
+    screenshot_augment: float = Field(0.0, ge=0, le=1)
     class_weights: bool = True  # re-weight classes by inverse frequency
-    precision: str = "float32"  # "float32" or "mixed_bfloat16" (fast on CPUs with AMX)
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"  # bfloat16 is fast on CPUs with AMX
     max_train_images: int | None = None  # cap on train images (group-preserving sample) for CPU budgets
     max_val_images: int | None = None  # cap on val images
     workers: int = 2  # PyDataset reader threads
@@ -76,22 +79,6 @@ class TrainConfig:
         if unknown or "overrides" in fields:
             raise ValueError(f"Unknown training option(s) {sorted(unknown)} for agent {name!r}.")
         return replace(self, **fields) if fields else self
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, received {self.epochs}.")
-        if self.optimizer not in ("rmsprop", "adam"):
-            raise ValueError(f"optimizer must be 'rmsprop' or 'adam', received {self.optimizer!r}.")
-        if self.precision not in ("float32", "mixed_bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'mixed_bfloat16', received {self.precision!r}.")
-        if self.degraded_copies < 0:
-            raise ValueError(f"degraded_copies must be >= 0, received {self.degraded_copies}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, received {self.learning_rate}.")
-        if not 0.0 <= self.screenshot_augment <= 1.0:
-            raise ValueError(f"screenshot_augment is a probability in [0, 1], received {self.screenshot_augment}.")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', received {self.lr_schedule!r}.")
 
 
 def augment_config(config: TrainConfig) -> AugmentConfig | None:

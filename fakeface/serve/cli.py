@@ -96,6 +96,7 @@ def main(argv: list[str]) -> int:
         bundle = load_bundle(args.bundle)
     except BundleError as err:
         return _fail(str(err))
+    from blackboard.config_errors import one_line
     from fakeface.serve.server import ServerConfig, create_server, format_address
     from fakeface.serve.metrics import ServerMetrics
     try:
@@ -119,8 +120,8 @@ def main(argv: list[str]) -> int:
             # that answer, measured on 2 cores).
             warm_heatmaps=bool(args.http_port),
         )
-    except ValueError as err:
-        return _fail(str(err))
+    except ValueError as err:  # a ServerConfig or EnsembleConfig field out of range
+        return _fail(one_line(err))
 
     stop = threading.Event()
     # Installed before the slow start so a SIGTERM during model loading still stops cleanly.
