@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from agents.bundle import load_bundle
+from agents.errors import raised_as
 from agents.labels import CLASSES, label_to_index
 from vision.face_args import add_detect_arg
 from vision.faces import DETECT_MODES
@@ -83,10 +84,8 @@ class EvalConfig:
 
 # ----------------------------------------------------------------------------- inputs
 def _label_index(value: Any, where: str) -> int:
-    try:
+    with raised_as(EvaluationError, where):
         return label_to_index(value)
-    except ValueError as err:
-        raise EvaluationError(f"{where}: {err}") from None
 
 
 def images_from_folder(folder: Path) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from agents.errors import lookup
 from vision import screens
 
 Op = Callable[..., np.ndarray]  # op(image, rng, **params) -> image
@@ -190,10 +191,7 @@ def names() -> list[str]:
 
 
 def _get(name: str) -> Transform:
-    try:
-        return TRANSFORMS[name]
-    except KeyError:
-        raise ValueError(f"Unknown degradation {name!r}; known: {', '.join(TRANSFORMS)}.") from None
+    return lookup(TRANSFORMS, name, what="degradation")
 
 
 def is_composition(name: str) -> bool:
