@@ -143,7 +143,7 @@ def _parsed(bundle: Bundle, key: str, data: bytes | None, parse: Callable[[bytes
     parse is a BundleError that names it (a KeyError too: a JSON object without a field it needs)."""
     if data is None:
         return None
-    # json.JSONDecodeError is a ValueError; a KeyError is a JSON object without a field it needs.
+    # json.JSONDecodeError is a ValueError.
     with raised_as(BundleError, bundle.extra_path(key), catch=(ValueError, KeyError)):
         return parse(data)
 
