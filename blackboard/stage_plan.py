@@ -10,6 +10,7 @@ the pools on the cluster's CPUs and `add_stages` lays them out.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Sequence
 
@@ -124,23 +125,27 @@ class StagePlan:
         return self
 
 
+# The DataContext switches of Ray Data's own output: bars, per-operator bars, the banner when a
+# dataset starts executing and the stats logged when it ends. All on or all off together.
+RAY_DATA_OUTPUT_SWITCHES = ("enable_progress_bars", "enable_operator_progress_bars", "print_on_execution_start",
+                            "enable_auto_log_stats")
+# Without its bars Ray Data logs a warning telling how to turn them back on (progress), and an
+# INFO line per finished dataset (executor); our own bar replaces both. Its other warnings stay.
+# Logger -> level when not verbose.
+RAY_DATA_QUIET_LOGGERS = {"ray.data._internal.progress": logging.ERROR,
+                          "ray.data._internal.execution.streaming_executor": logging.WARNING}
+
+
 def ray_data_output(verbose: bool) -> None:
     """Ray Data's own progress output: per-operator bars, execution banners and stats logs when
     ``verbose``, none otherwise (the command then shows one tqdm bar of its own)."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = verbose
-    context.enable_operator_progress_bars = verbose
-    context.print_on_execution_start = verbose
-    context.enable_auto_log_stats = verbose
-    # Without its bars Ray Data logs a warning telling how to turn them back on, and an INFO line
-    # per finished dataset; our own bar replaces both (shown with --verbose). Its other warnings stay.
-    import logging
-
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.NOTSET if verbose else logging.ERROR)
-    logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(
-        logging.NOTSET if verbose else logging.WARNING)
+    for switch in RAY_DATA_OUTPUT_SWITCHES:
+        setattr(context, switch, verbose)
+    for logger, quiet in RAY_DATA_QUIET_LOGGERS.items():
+        logging.getLogger(logger).setLevel(logging.NOTSET if verbose else quiet)
 
 
 def add_actor_stage(ds: Any, stage: type, kwargs: dict[str, Any], *, actors: int, cpus: float,

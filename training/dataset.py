@@ -19,6 +19,7 @@ Output folder::
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -31,6 +32,7 @@ import pydantic
 from pydantic import ConfigDict, Field, model_validator
 import pandas as pd
 
+from agents.errors import raised_as, read_bytes
 from agents.labels import CLASSES
 from training.dataset_sources import Reject, Source, discover_sources
 from training.dataset_work import SourceResult, open_detector, open_follower, process_source, write_atomic
@@ -203,11 +205,11 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: manifest not found; build one with `fakeface dataset build INPUT --out DIR`")
-    try:
-        df = pd.read_csv(path, dtype={"path": str, "label": str, "group": str, "split": str, "source": str,
+    data = io.BytesIO(read_bytes(path, error=ValueError, what="manifest"))
+    with raised_as(ValueError, f"{path}: not a readable CSV manifest",
+                   catch=(pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError)):
+        df = pd.read_csv(data, dtype={"path": str, "label": str, "group": str, "split": str, "source": str,
                                       "hash": str}, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable CSV manifest ({exc})") from exc
     missing = [c for c in ("path", "label", "group", "split") if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: manifest lacks column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")

@@ -28,6 +28,7 @@ from pydantic.dataclasses import dataclass
 
 from agents.bundle import load_bundle
 from agents.command_line import add_bundle_arg, add_config_options, config_values
+from agents.errors import raised_as
 from agents.labels import CLASSES, label_to_index
 from vision.face_args import add_detect_arg
 from vision.faces import DetectMode
@@ -78,10 +79,8 @@ class EvalConfig:
 
 # ----------------------------------------------------------------------------- inputs
 def _label_index(value: Any, where: str) -> int:
-    try:
+    with raised_as(EvaluationError, where):
         return label_to_index(value)
-    except ValueError as err:
-        raise EvaluationError(f"{where}: {err}") from None
 
 
 def images_from_folder(folder: Path) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from sklearn.metrics import fbeta_score
 
+from agents.errors import parse_json
 from agents.labels import CLASSES, label_to_index
 from blackboard.calibration import Calibrator, choose_threshold, labels_to_int
 
@@ -324,10 +325,7 @@ def controller_from_json(data: bytes | str) -> Controller:
         ValueError: not JSON, another schema or kind, other classes, or content that no longer
             matches its version string.
     """
-    try:
-        obj = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"Controller table is not valid JSON: {err}") from err
+    obj = parse_json(data, what="Controller table")
     if not isinstance(obj, dict):
         raise ValueError(f"Controller table must be a JSON object, received {type(obj).__name__}.")
     kinds = controller_kinds()

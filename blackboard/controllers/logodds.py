@@ -194,28 +194,30 @@ class LogOddsController(Controller):
         """The same table as :meth:`weights`: for this rule the weight is the trust."""
         return self.weights()
 
+    def _spoken_weights(self, row_votes: np.ndarray, present: np.ndarray | None,
+                        context: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One face's (votes (1, A), mask (1, A), each agent's context-free W for the class it
+        spoke (A,), and what the face's context adds to it (A,))."""
+        votes, mask = self._row(row_votes, present)
+        z = self._z(None if context is None else np.asarray(context).reshape(1, -1), 1)
+        spoken = (votes[0] >= 0.5).astype(int)
+        idx = np.arange(len(self.agents))
+        return votes, mask, self.w[idx, spoken], np.einsum("k,ka->a", z[0], self.v[:, idx, spoken])
+
     def explain(self, row_votes: np.ndarray, present: np.ndarray | None = None,
                 context: np.ndarray | None = None) -> dict[str, float]:
         """Share of the evidence for the decided class each agent's weighted log-odds carried."""
-        votes, mask = self._row(row_votes, present)
-        z = self._z(None if context is None else np.asarray(context).reshape(1, -1), 1)
+        votes, mask, w, shift = self._spoken_weights(row_votes, present, context)
         decided = int(self.predict_proba(votes, mask, None if context is None else context)[0] >= self.threshold)
-        spoken = (votes[0] >= 0.5).astype(int)
-        idx = np.arange(len(self.agents))
-        w_eff = self.w[idx, spoken] + np.einsum("k,ka->a", z[0], self.v[:, idx, spoken])
-        contrib = w_eff * logit(votes[0])
+        contrib = (w + shift) * logit(votes[0])
         shares = self._shares(contrib if decided == FAKE_INDEX else -contrib, mask[0])
         return {a: float(shares[i]) for i, a in enumerate(self.agents)}
 
     def context_shift(self, row_votes: np.ndarray, present: np.ndarray | None = None,
                       context: np.ndarray | None = None) -> dict[str, float]:
         """How the face's context moved each voting agent's weight: applied minus context-free W."""
-        votes, mask = self._row(row_votes, present)
-        z = self._z(None if context is None else np.asarray(context).reshape(1, -1), 1)
-        spoken = (votes[0] >= 0.5).astype(int)
-        idx = np.arange(len(self.agents))
-        shift = np.einsum("k,ka->a", z[0], self.v[:, idx, spoken]) * mask[0]
-        return {a: float(shift[i]) for i, a in enumerate(self.agents)}
+        _, mask, _, shift = self._spoken_weights(row_votes, present, context)
+        return {a: float(shift[i] * mask[0][i]) for i, a in enumerate(self.agents)}
 
     # ----------------------------------------------------------- persistence
     def _state(self) -> dict[str, Any]:
