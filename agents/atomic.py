@@ -13,23 +13,28 @@ from pathlib import Path
 from typing import Callable
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], *, mode: int = 0o644) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], *, mode: int = 0o644,
+                 parents: bool = False) -> Path:
     """Calls ``write(tmp)`` on a unique temporary sibling of ``path``, then renames it onto ``path``.
 
     The temporary name keeps all of ``path``'s suffixes (``.x.tmp-abc123.weights.h5``), so writers
     that pick a format from the extension (NumPy, Keras, Matplotlib, Parquet) behave as for
     ``path``. The
-    folder must exist. On failure the temporary file is removed and the target is untouched.
+    folder must exist unless ``parents``. On failure the temporary file is removed and the target is
+    untouched.
 
     Args:
         path: the file to (re)place.
         write: writes the whole content to the path it is given.
         mode: permission bits of the new file (temporary files start private).
+        parents: create the file's folder (and the folders above it) when missing.
 
     Returns:
         ``path`` as a `Path`.
     """
     path = Path(path)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)  # Keras, for one, insists on ".weights.h5", not ".h5"
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[: len(path.name) - len(suffix)]}.tmp-",
                                 suffix=suffix)
@@ -52,6 +57,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
-    """Writes ``text`` to ``path`` atomically (see `atomic_write`)."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8", *,
+                      parents: bool = False) -> Path:
+    """Writes ``text`` to ``path`` atomically (see `atomic_write`, which also says what ``parents`` does)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding), parents=parents)

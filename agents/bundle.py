@@ -31,6 +31,7 @@ from agents import bundle_files, signing
 from agents.atomic import atomic_write_bytes
 from agents.bundle_files import MANIFEST, sha256_file
 from agents.bundle_staging import staged_bundle
+from agents.errors import parse_json
 from agents.labels import CLASSES, POSITIVE
 from agents.model_files import load_model_file, save_model_file  # noqa: F401 - their old home
 from agents.preprocessing import Preprocessing
@@ -196,10 +197,7 @@ def load_bundle(path: str | os.PathLike[str] | None = None, *,
         signer = signing.check_signature(raw, path, trust)
     except signing.SignatureError as err:
         raise BundleError(str(err)) from err
-    try:
-        manifest = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise BundleError(f"{manifest_path} is not valid JSON: {err}") from err
+    manifest = parse_json(raw, what=str(manifest_path), error=BundleError)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise BundleError(f"{manifest_path} is not a fakeface bundle (format={found!r}).")

@@ -7,7 +7,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from agents.labels import CLASSES
+from agents.cnn import NUM_CLASSES, check_dropout, conv_bn_relu_block, image_shape, pooled_classifier
 
 
 def build_custom(
@@ -16,7 +16,7 @@ def build_custom(
     filters: Sequence[int] = (32, 64, 128, 256),
     dropout: float = 0.4,
     patch_stem: bool = False,
-    num_classes: int = len(CLASSES),
+    num_classes: int = NUM_CLASSES,
     name: str = "custom",
 ) -> keras.Model:
     """Builds the custom CNN.
@@ -38,13 +38,10 @@ def build_custom(
     Returns:
         An uncompiled `keras.Model` that outputs class probabilities.
     """
-    input_shape = tuple(int(v) for v in input_shape)
-    if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be (height, width, channels), received {input_shape}.")
+    input_shape = image_shape(input_shape)
     if not filters or any(int(f) < 1 for f in filters):
         raise ValueError(f"filters must be a non-empty list of positive ints, received {filters}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), received {dropout}.")
+    check_dropout(dropout)
     min_side = 2 ** (len(filters) + int(bool(patch_stem)))
     if input_shape[0] < min_side or input_shape[1] < min_side:
         raise ValueError(
@@ -59,13 +56,5 @@ def build_custom(
         x = layers.BatchNormalization(name="stem_bn")(x)
         x = layers.Activation("relu", name="stem_relu")(x)
     for b, f in enumerate(filters, start=1):
-        for c in (1, 2):
-            x = layers.Conv2D(int(f), 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(x)
-            x = layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
-            x = layers.Activation("relu", name=f"block{b}_relu{c}")(x)
-        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
-    # float32 softmax keeps probabilities exact under mixed-precision training.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+        x = conv_bn_relu_block(x, block=b, filters=f)
+    return pooled_classifier(inputs, x, dropout=dropout, num_classes=num_classes, name=name)

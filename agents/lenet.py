@@ -7,7 +7,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from agents.labels import CLASSES
+from agents.cnn import NUM_CLASSES, check_dropout, classifier, image_shape
 
 
 def build_lenet(
@@ -16,7 +16,7 @@ def build_lenet(
     filters: Sequence[int] = (20, 50),
     dense_units: int = 128,
     dropout: float = 0.5,
-    num_classes: int = len(CLASSES),
+    num_classes: int = NUM_CLASSES,
     name: str = "lenet",
 ) -> keras.Model:
     """Builds the LeNet-like model: two 5x5 conv + max-pool stages, a dense layer, softmax.
@@ -32,15 +32,14 @@ def build_lenet(
     Returns:
         An uncompiled `keras.Model` that outputs class probabilities.
     """
-    input_shape = tuple(int(v) for v in input_shape)
-    if len(input_shape) != 3 or input_shape[0] < 16 or input_shape[1] < 16:
-        raise ValueError(f"input_shape must be (height>=16, width>=16, channels), received {input_shape}.")
+    input_shape = image_shape(input_shape)
+    if input_shape[0] < 16 or input_shape[1] < 16:
+        raise ValueError(f"input_shape must be at least 16x16 for the two pooling stages, received {input_shape}.")
     if len(filters) != 2 or any(int(f) < 1 for f in filters):
         raise ValueError(f"filters must be two positive ints, received {filters}.")
     if dense_units < 1:
         raise ValueError(f"dense_units must be positive, received {dense_units}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), received {dropout}.")
+    check_dropout(dropout)
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
@@ -50,6 +49,4 @@ def build_lenet(
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(int(dense_units), activation="relu", name="fc1")(x)
     x = layers.Dropout(dropout, name="fc1_dropout")(x)
-    # float32 softmax keeps probabilities exact under mixed-precision training.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return classifier(inputs, x, num_classes=num_classes, name=name)

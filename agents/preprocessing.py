@@ -6,23 +6,27 @@ stored beside the model, so no caller re-implements resizing, colour conversion 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Literal, Optional, Sequence
 
 import cv2
 import numpy as np
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
 
-SCALES = ("unit", "raw")
+from agents.records import JsonRecord
+
+Scale = Literal["unit", "raw"]
 # "npr": the input minus its 2x nearest-neighbour down-and-up-sampled copy (Tan et al., CVPR 2024,
 # "Neighboring Pixel Relationships"): what is left is how each pixel differs from the anchor of
 # its 2x2 cell, which is where up-sampling layers of generators leave their trace.
-RESIDUALS = ("none", "npr")
-# Colour spaces an agent can ask for; channels follow from the colour space.
-COLORS = {"gray": 1, "rgb": 3, "ycrcb": 3}
+Residual = Literal["none", "npr"]
+Color = Literal["gray", "rgb", "ycrcb"]
+# Channels of each colour space an agent can ask for (`Color`): channels follow from the colour space.
+COLORS: dict[str, int] = {"gray": 1, "rgb": 3, "ycrcb": 3}
 
 
-@dataclass(frozen=True)
-class Preprocessing:
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class Preprocessing(JsonRecord):
     """How an agent wants its input.
 
     Attributes:
@@ -34,45 +38,29 @@ class Preprocessing:
         color: "gray", "rgb" or "ycrcb"; None derives it from `channels` (1 -> gray,
             3 -> rgb), which is how bundles written before colour spaces existed read.
         residual: "none" feeds the image itself; "npr" feeds its neighbouring-pixel residual
-            (see RESIDUALS), taken after colour conversion and scaling.
+            (see `Residual`), taken after colour conversion and scaling.
     """
 
-    height: int = 96  # input rows
-    width: int = 96  # input columns
-    channels: int = 1  # 1 = grayscale (luma of the RGB crop), 3 = a colour space
-    scale: str = "unit"  # "unit" -> x/255, "raw" -> x as float
-    color: str | None = None  # "gray" | "rgb" | "ycrcb"; YCrCb separates the blending seams' chroma
-    residual: str = "none"  # "none" | "npr"; bundles written before residuals read as "none"
+    height: int = Field(96, ge=8)  # input rows (8: the smallest input every agent's layers accept)
+    width: int = Field(96, ge=8)  # input columns
+    channels: Literal[1, 3] = 1  # 1 = grayscale (luma of the RGB crop), 3 = a colour space
+    scale: Scale = "unit"  # "unit" -> x/255, "raw" -> x as float
+    color: Optional[Color] = None  # YCrCb separates the blending seams' chroma
+    residual: Residual = "none"  # bundles written before residuals read as "none"
 
-    def __post_init__(self) -> None:
-        if self.height < 8 or self.width < 8:
-            raise ValueError(f"Input size must be at least 8x8, received {self.height}x{self.width}.")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, received {self.channels}.")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, received {self.scale!r}.")
-        if self.color is None:
+    @model_validator(mode="after")
+    def _color_matches_channels(self) -> "Preprocessing":
+        if self.color is None:  # bundles written before colour spaces existed
             object.__setattr__(self, "color", "gray" if self.channels == 1 else "rgb")
-        if self.color not in COLORS:
-            raise ValueError(f"color must be one of {tuple(COLORS)}, received {self.color!r}.")
-        if self.residual not in RESIDUALS:
-            raise ValueError(f"residual must be one of {RESIDUALS}, received {self.residual!r}.")
         if COLORS[self.color] != self.channels:
             raise ValueError(f"color {self.color!r} has {COLORS[self.color]} channel(s), received "
                              f"channels={self.channels}.")
+        return self
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """Shape of one model input, channels last."""
         return (self.height, self.width, self.channels)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
-        return cls(**{k: data[k] for k in ("height", "width", "channels", "scale")}, color=data.get("color"),
-                   residual=data.get("residual", "none"))
 
 
 def as_rgb_uint8(image: np.ndarray, *, min_side: int = 1, clip: bool = True) -> np.ndarray:

@@ -11,6 +11,7 @@ import importlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from agents.errors import lookup
 from agents.forensic_features import CONTRACT as FORENSIC_CONTRACT
 from agents.preprocessing import Preprocessing
 
@@ -121,10 +122,7 @@ def get_agent(name: str) -> AgentSpec:
     Raises:
         ValueError: naming the known agents when ``name`` is not registered.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"Unknown agent {name!r}; known agents: {', '.join(_REGISTRY)}.") from None
+    return lookup(_REGISTRY, name, what="agent")
 
 
 def build_agent(name: str, *, input_size: int | None = None, **kwargs: Any) -> Any:

@@ -29,6 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from agents.errors import read_bytes
+
 SIGNATURE_FILE = "manifest.json.sig"
 SIGNATURE_FORMAT = "fakeface-bundle-signature"
 ALGORITHM = "ed25519"
@@ -111,10 +113,7 @@ def _read_key(path: Path, parse: Callable[[bytes], Any], expected: type, *, role
               other: str) -> Any:
     """The key ``parse`` reads from a PEM file, checked to be an ``expected`` ed25519 key;
     otherwise a SignatureError naming the file and what it should have been."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise SignatureError(f"Cannot read {role} {path}: {err.strerror}.{fix}") from err
+    data = read_bytes(path, error=lambda message: SignatureError(message + fix), what=role)
     try:
         key = parse(data)
     except (ValueError, TypeError) as err:

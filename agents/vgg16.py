@@ -8,7 +8,7 @@ from typing import Sequence
 import keras
 from keras import layers, ops
 
-from agents.labels import CLASSES
+from agents.cnn import NUM_CLASSES, check_dropout, conv_bn_relu_block, image_shape, pooled_classifier
 
 # ImageNet per-channel means in BGR order, as used by the original VGG ("caffe" mode).
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -75,12 +75,7 @@ def _vgg16_bn_base(input_shape: tuple[int, int, int]) -> keras.Model:
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for block, convs, filters in _VGG16_LAYOUT:
-        for c in range(1, convs + 1):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                              kernel_initializer="he_normal", name=f"block{block}_conv{c}")(x)
-            x = layers.BatchNormalization(name=f"block{block}_bn{c}")(x)
-            x = layers.Activation("relu", name=f"block{block}_relu{c}")(x)
-        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+        x = conv_bn_relu_block(x, block=block, filters=filters, convs=convs, kernel_initializer="he_normal")
     return keras.Model(inputs, x)
 
 
@@ -91,7 +86,7 @@ def build_vgg16(
     trainable_blocks: int | None = None,
     dropout: float = 0.5,
     batch_norm: bool = False,
-    num_classes: int = len(CLASSES),
+    num_classes: int = NUM_CLASSES,
     name: str = "vgg16",
 ) -> keras.Model:
     """Builds the VGG-16 transfer model.
@@ -113,15 +108,12 @@ def build_vgg16(
         An uncompiled `keras.Model` that takes raw RGB pixels in [0, 255] and outputs class
         probabilities.
     """
-    input_shape = tuple(int(v) for v in input_shape)
-    if len(input_shape) != 3 or input_shape[2] != 3:
-        raise ValueError(f"input_shape must be (height, width, 3), received {input_shape}.")
+    input_shape = image_shape(input_shape, channels=3)
     if input_shape[0] < 32 or input_shape[1] < 32:
         raise ValueError(f"VGG-16 needs inputs of at least 32x32, received {input_shape}.")
     if trainable_blocks is not None and not 0 <= trainable_blocks <= len(VGG_BLOCKS):
         raise ValueError(f"trainable_blocks must be None or 0..5, received {trainable_blocks}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), received {dropout}.")
+    check_dropout(dropout)
     if batch_norm and backbone_weights not in (None, "none"):
         raise ValueError(f"batch_norm=True trains VGG-16-BN from scratch; backbone_weights must be 'none', "
                          f"received {backbone_weights!r}.")
@@ -137,8 +129,4 @@ def build_vgg16(
     x = VGGPreprocess(name="vgg_preprocess")(inputs)
     x = base(x)
     x = layers.BatchNormalization(name="head_bn")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
-    # float32 softmax keeps probabilities exact under mixed-precision training.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return pooled_classifier(inputs, x, dropout=dropout, num_classes=num_classes, name=name)

@@ -15,12 +15,14 @@ import platform
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, now, setup, write_json
+from harness import REPO, bench_parser, now, setup, write_json
 
 setup(tf_log_level="3")
 
 import numpy as np  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score  # noqa: E402
+
+from agents.command_line import add_bundle_arg  # noqa: E402
 
 
 def folder_items(root: Path, limit: int | None) -> list[tuple[Path, int]]:
@@ -51,12 +53,11 @@ def train_throughput(name: str, contract, seconds: float, precision: str) -> flo
 
 
 def main() -> None:
-    parser = bench_parser(__doc__)
-    parser.add_argument("--bundle", default=None, help="bundle dir (default: the shipped default)")
+    parser = bench_parser(__doc__, out="agents.json")
+    add_bundle_arg(parser)
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/dfdc-test"))
     parser.add_argument("--limit", type=int, default=None, help="images per run (half real, half fake)")
     parser.add_argument("--train-seconds", type=float, default=20.0)
-    parser.add_argument("--out", default=str(RESULTS / "agents.json"))
     args = parser.parse_args()
 
     from agents.bundle import load_bundle

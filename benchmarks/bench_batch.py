@@ -37,6 +37,7 @@ setup()
 
 import numpy as np  # noqa: E402
 
+from agents.command_line import add_bundle_arg  # noqa: E402
 from blackboard.ray_runtime import free_ports, node_args, stop_node  # noqa: E402 - extra local Ray nodes
 DEFAULT_DATA = REPO.parent / "shared/data/dfdc-test"
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -190,7 +191,7 @@ def main() -> None:
     parser.add_argument("--address", default=None, help="Ray cluster address (mode cluster)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=4000)
-    parser.add_argument("--bundle", default=None, help="bundle directory (default: the shipped one)")
+    add_bundle_arg(parser)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--actors-per-agent", default=None,
                         help="as `fakeface batch`, e.g. 1,vgg16=2 (default: its default layout, agent sets)")

@@ -15,12 +15,13 @@ from harness import RESULTS, bench_parser, use_checkout, write_json
 
 use_checkout()
 
+from agents.command_line import add_bundle_arg  # noqa: E402
+
 
 def main() -> None:
-    parser = bench_parser(__doc__, show_defaults=True)
+    parser = bench_parser(__doc__, show_defaults=True, out="borderline.json")
     parser.add_argument("--predictions", default=str(RESULTS / "eval-dfdc-test/predictions.csv"))
-    parser.add_argument("--bundle", default=None, help="bundle (default: the shipped one)")
-    parser.add_argument("--out", default=str(RESULTS / "borderline.json"))
+    add_bundle_arg(parser)
     args = parser.parse_args()
     import numpy as np
     import pandas as pd

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, stamp, use_checkout, write_json
+from harness import REPO, add_repeats_arg, bench_parser, stamp, use_checkout, write_json
 
 use_checkout()
 
@@ -70,9 +70,8 @@ def run(args: list[str], code: Path = REPO) -> tuple[float, int, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = bench_parser(__doc__)
-    parser.add_argument("--repeats", type=int, default=3, help="cold runs per case")
-    parser.add_argument("--out", default=str(RESULTS / "classify_cold.json"))
+    parser = bench_parser(__doc__, out="classify_cold.json")
+    add_repeats_arg(parser, default=3, per="case (each a cold start)")
     parser.add_argument("--baseline-rev", default=None,
                         help="also time this git revision's code (exported to a temporary folder), run by run "
                              "alternating with the checked-out code, on the cases named by --baseline-cases")

@@ -24,7 +24,7 @@ import platform
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, now, setup, write_json
+from harness import REPO, bench_parser, now, setup, write_json
 
 setup(tf_log_level="3")
 
@@ -57,13 +57,12 @@ def score(p_fake: np.ndarray, y: np.ndarray, threshold: float) -> dict:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="cnn_transfer.json")
     parser.add_argument("--bundle", required=True, help="bundle dir written by `fakeface train`")
     parser.add_argument("--agents", default=None, help="comma-separated agents (default: every keras agent)")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--limit", type=int, default=None, help="class-balanced sample per set (CPU budget)")
     parser.add_argument("--degrade", default="scale0.5,jpeg70,h264", help="vision.degrade transforms of dfdc-test")
-    parser.add_argument("--out", default=str(RESULTS / "cnn_transfer.json"))
     args = parser.parse_args()
 
     from agents.bundle import load_bundle

@@ -37,8 +37,8 @@ FEATURE_SETS = {
 
 
 def main(argv: list[str]) -> None:
-    parser = bench_parser(__doc__)
-    add_vote_args(parser, manifest="benchmarks/splits/mixed.csv", out="context_controller_cv.json")
+    parser = bench_parser(__doc__, out="context_controller_cv.json")
+    add_vote_args(parser, manifest="benchmarks/splits/mixed.csv")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradation chains")
     args = parser.parse_args(argv)
 

@@ -44,8 +44,8 @@ def face_sizes(paths: list[Path], metadata: Path) -> np.ndarray:
 
 
 def main(argv: list[str]) -> None:
-    parser = bench_parser(__doc__)
-    add_vote_args(parser, manifest="benchmarks/splits/dfdc.csv", out="controller_cv.json")
+    parser = bench_parser(__doc__, out="controller_cv.json")
+    add_vote_args(parser, manifest="benchmarks/splits/dfdc.csv")
     parser.add_argument("--metadata", type=Path, default=None, help="DFDC metadata.csv (adds the face_size context)")
     parser.add_argument("--test-predictions", type=Path, default=None,
                         help="evaluate predictions.csv with per-agent p_fake: one final comparison on test")

@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, setup, stamp, write_json
+from harness import REPO, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -68,12 +68,10 @@ def main() -> None:
     from vision.face_detector import FaceDetector, FaceGate
     from vision.media import sample_frames
 
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="detection.json")
     parser.add_argument("--videos", default=str(REPO.parent / "shared/data/videos/fake"),
                         help="folder of videos (default: ../shared/data/videos/fake)")
     parser.add_argument("--every", type=int, default=10, help="use every N-th frame (default 10)")
-    parser.add_argument("--out", default=str(RESULTS / "detection.json"),
-                        help="JSON output (default: benchmarks/results/detection.json)")
     args = parser.parse_args()
     detectors = {
         "before": FaceDetector(enhance=False, retry=False,

@@ -20,12 +20,13 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import REPO, RESULTS, bench_parser, face_crop, setup, write_json
+from harness import REPO, bench_parser, face_crop, setup, write_json
 
 setup()
 
 import numpy as np  # noqa: E402
 
+from agents.command_line import add_bundle_arg  # noqa: E402
 from agents.bundle import DEFAULT_BUNDLE, load_bundle  # noqa: E402
 from agents.predictor import AgentPredictor  # noqa: E402
 
@@ -93,13 +94,12 @@ def bench_ensemble(bundle, crop: np.ndarray, *, replicas: int, cpus: float, case
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = bench_parser(__doc__)
-    parser.add_argument("--bundle", help="bundle directory (default: the shipped default bundle)")
+    parser = bench_parser(__doc__, out="ensemble.json")
+    add_bundle_arg(parser)
     parser.add_argument("--cases", type=int, default=40, help="timed cases per measurement")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8, help="client threads for throughput")
     parser.add_argument("--num-cpus", type=float, default=float(os.cpu_count() or 2), help="CPUs given to Ray")
-    parser.add_argument("--out", default=str(RESULTS / "ensemble.json"))
     args = parser.parse_args(argv)
     if args.bundle is None and not (DEFAULT_BUNDLE / "manifest.json").is_file():
         parser.error(f"no default bundle at {DEFAULT_BUNDLE}; pass --bundle DIR")

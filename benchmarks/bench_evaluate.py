@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, machine_and_load, setup, write_json
+from harness import REPO, bench_parser, machine_and_load, setup, write_json
 
 setup()
 
@@ -57,10 +57,9 @@ def run_once(folder: Path, out: Path, cache: Path, extra: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="evaluate.json")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=RESULTS / "evaluate.json")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="more `fakeface evaluate` arguments, e.g. --batch-size 64")
     args = parser.parse_args()

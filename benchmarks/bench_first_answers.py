@@ -21,7 +21,7 @@ import tempfile
 import time
 from concurrent import futures
 
-from harness import REPO, RESULTS, bench_parser, stop_server, timed_call, use_checkout, write_json
+from harness import REPO, add_load_args, bench_parser, stop_server, timed_call, use_checkout, write_json
 
 use_checkout()
 
@@ -41,12 +41,11 @@ def _image() -> tuple[bytes, str]:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="first_answers.json")
     parser.add_argument("--repo", default=str(REPO), help="checkout whose `fakeface serve` runs")
     parser.add_argument("--calls", type=int, default=20)
-    parser.add_argument("--clients", type=int, default=4)
+    add_load_args(parser, clients=4, phase="the burst of first calls")
     parser.add_argument("--deadline-s", type=float, default=2.0)
-    parser.add_argument("--out", default=str(RESULTS / "first_answers.json"))
     args = parser.parse_args()
 
     import grpc

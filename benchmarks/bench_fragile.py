@@ -14,11 +14,10 @@ from __future__ import annotations
 import sys
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 
-from harness import RESULTS, bench_parser, use_checkout, write_json
+from harness import bench_parser, use_checkout, write_json
 
 use_checkout()
 
@@ -44,12 +43,11 @@ def per_face_cost(crops: list[np.ndarray], fragile: bool) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="fragile.json")
     parser.add_argument("--manifest", default="benchmarks/splits/mixed.csv")
     parser.add_argument("--faces", type=int, default=12, help="cases timed with the check off and on")
     parser.add_argument("--val", type=int, default=200, help="val faces for the margin and the gain")
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS / "fragile.json")
     args = parser.parse_args(argv)
     paths, labels, groups = read_manifest_split(args.manifest, "val", with_groups=True)
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness import RESULTS, bench_parser, setup, stamp, write_json
+from harness import bench_parser, setup, stamp, write_json
 
 setup()
 
@@ -26,6 +26,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from agents.command_line import add_bundle_arg  # noqa: E402
 from blackboard.inprocess import InProcessBoard  # noqa: E402
 from vision.alignment import align_face, template_points  # noqa: E402
 from vision.face_detector import FaceDetector  # noqa: E402
@@ -62,11 +63,10 @@ CUTS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = bench_parser(__doc__)
-    p.add_argument("--bundle", default=None, help="bundle directory (default: the shipped one)")
+    p = bench_parser(__doc__, out="framing.json")
+    add_bundle_arg(p)
     p.add_argument("--per-class", type=int, default=60)
     p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data")
-    p.add_argument("--out", type=Path, default=RESULTS / "framing.json")
     args = p.parse_args(argv)
 
     board, detector = InProcessBoard(args.bundle), FaceDetector()

@@ -32,7 +32,7 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, setup, timed_call, write_json
+from harness import REPO, add_load_args, bench_parser, setup, timed_call, tree_rss, write_json
 
 setup(tf_log_level="3")
 
@@ -40,6 +40,7 @@ import cv2  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
+from agents.command_line import add_bundle_arg  # noqa: E402
 from blackboard.ray_runtime import local_ray_env  # noqa: E402
 from tests.e2e.grpc_helpers import bomb_png  # noqa: E402  (one copy of the decompression-bomb PNG)
 
@@ -65,20 +66,7 @@ def scan_bomb(side: int = 6000, scans: int = 2000) -> bytes:
 
 def rss_mb(root: int) -> float:
     """Resident memory of ``root`` and every process below it, in MiB."""
-    import psutil
-
-    try:
-        top = psutil.Process(root)
-        procs = [top, *top.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total / 2**20
+    return sum(rss for _, rss in tree_rss(root)) / 2**20
 
 
 def stats(codes: collections.Counter, latencies: list[float]) -> dict:
@@ -88,13 +76,11 @@ def stats(codes: collections.Counter, latencies: list[float]) -> dict:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, show_defaults=True)
-    parser.add_argument("--bundle", default=None, help="bundle directory (None: the shipped bundle)")
+    parser = bench_parser(__doc__, show_defaults=True, out="fuzz.json")
+    add_bundle_arg(parser)
     parser.add_argument("--rounds", type=int, default=30, help="requests per hostile payload kind")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the load and fault phases")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the load and fault phases")
+    add_load_args(parser, clients=16, seconds=20.0, phase="the load and fault phases")
     parser.add_argument("--agent-kills", type=int, default=4, help="kills of one agent's actor in the fault phase")
-    parser.add_argument("--out", type=Path, default=RESULTS / "fuzz.json")
     args = parser.parse_args()
 
     import ray

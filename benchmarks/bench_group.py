@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import REPO, RESULTS, bench_parser, now, setup, write_json
+from harness import REPO, RESULTS, add_repeats_arg, bench_parser, now, setup, write_json
 
 setup(tf_log_level="3")
 
@@ -348,7 +348,7 @@ def main() -> int:
     parser = bench_parser(__doc__, show_defaults=True)
     parser.add_argument("part", choices=("shares", "group", "refine"))
     parser.add_argument("--per-set", type=int, default=100, help="crops per data set (shares, refine)")
-    parser.add_argument("--repeats", type=int, default=15, help="timed runs per image and detector (refine)")
+    add_repeats_arg(parser, default=15, per="image and detector (refine)")
     parser.add_argument("--cuts", type=int, default=40, help="of those, how many are also cut loose (shares)")
     parser.add_argument("--upscaled", type=int, default=100, help="of those, how many also at 448 px (shares)")
     parser.add_argument("--dim-grids", type=int, default=27, help="grids with one dim face (group)")

@@ -34,11 +34,13 @@ import sys
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, setup, stamp, write_json
+from harness import REPO, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
 import numpy as np  # noqa: E402
+
+from agents.command_line import add_bundle_arg  # noqa: E402
 
 
 def _crops(data: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
@@ -74,13 +76,12 @@ def _score(maps: np.ndarray, real_maps: np.ndarray, masks: list[np.ndarray]) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="heatmaps.json")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "dfdc"),
                         help="folder with real/*.jpg crops (default: ../shared/data/dfdc beside the checkout)")
     parser.add_argument("--n", type=int, default=32, help="synthetic fakes to make")
-    parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
+    add_bundle_arg(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(RESULTS / "heatmaps.json"))
     args = parser.parse_args(argv)
     if args.n < 2:
         parser.error(f"--n must be at least 2, received {args.n}.")

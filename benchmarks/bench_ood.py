@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, now, setup, write_json
+from harness import REPO, bench_parser, now, setup, write_json
 
 setup(tf_log_level="3")
 
@@ -61,11 +61,10 @@ def main() -> None:
     from training.fit_ood import fit_ood
     from training.votes import collect_votes, read_manifest_split, read_rgb
 
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="ood.json")
     parser.add_argument("--bundle", default=str(REPO / "agents/default_bundle"), help="bundle (default: shipped)")
     parser.add_argument("--manifest", default=str(REPO / "benchmarks/splits/dfdc.csv"), help="split manifest")
     parser.add_argument("--videos", default=str(REPO.parent / "shared/data/videos/fake"), help="videos folder")
-    parser.add_argument("--out", default=str(RESULTS / "ood.json"), help="JSON output")
     args = parser.parse_args()
 
     bundle = load_bundle(args.bundle)

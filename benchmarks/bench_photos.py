@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, setup, stamp, write_json
+from harness import REPO, add_repeats_arg, bench_parser, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -141,13 +141,12 @@ def landmark_shift(base, new) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="photos.json")
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the baseline detector")
     parser.add_argument("--baseline-path", default="vision/faces.py", help="its file at that revision")
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes per set and detector (best is kept)")
+    add_repeats_arg(parser, default=2, per="set and detector (best is kept)")
     parser.add_argument("--count", type=int, default=12, help="images per generated set (gan_256 gets 4x)")
     parser.add_argument("--every", type=int, default=10, help="every N-th video frame")
-    parser.add_argument("--out", default=str(RESULTS / "photos.json"))
     args = parser.parse_args(argv)
 
     from vision.face_detector import FaceDetector

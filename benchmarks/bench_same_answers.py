@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import REPO, RESULTS, bench_parser, serve_process, setup, stamp, write_json
+from harness import REPO, bench_parser, serve_process, setup, stamp, write_json
 
 setup(tf_log_level="3")
 
@@ -121,13 +121,12 @@ def serve_answers(paths: list[str], work: Path) -> tuple[dict[Key, list[float]],
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="same_answers.json")
     parser.add_argument("--data", type=Path, default=DATA / "dfdc-test", help="folder with real/ and fake/ crops")
     parser.add_argument("--videos", type=Path, default=DATA / "videos", help="folder of clips (searched recursively)")
     parser.add_argument("--per-class", type=int, default=200, help="crops drawn from each of real/ and fake/")
     parser.add_argument("--seed", type=int, default=0, help="seed of the crops drawn")
     parser.add_argument("--tolerance", type=float, default=1e-6, help="largest |delta p_fake| called identical")
-    parser.add_argument("--out", type=Path, default=RESULTS / "same_answers.json")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)

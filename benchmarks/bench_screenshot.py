@@ -21,7 +21,7 @@ import platform
 import statistics
 import time
 
-from harness import REPO, RESULTS, bench_parser, now, serving, setup, write_json
+from harness import REPO, add_repeats_arg, bench_parser, now, serving, setup, write_json
 
 setup()
 
@@ -49,9 +49,8 @@ def inputs(frame_index: int = 60) -> dict[str, bytes]:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__)
-    parser.add_argument("--repeats", type=int, default=8, help="timed requests per input (after one warm-up)")
-    parser.add_argument("--out", default=str(RESULTS / "screenshot.json"))
+    parser = bench_parser(__doc__, out="screenshot.json")
+    add_repeats_arg(parser, default=8, per="input (after one warm-up)")
     args = parser.parse_args()
 
     import grpc

@@ -32,12 +32,14 @@ import time
 from concurrent import futures
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, face_crop, serving, setup, write_json
+from harness import REPO, add_repeats_arg, bench_parser, face_crop, serving, setup, write_json
 
 setup()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from blackboard.config import EnsembleConfig  # noqa: E402
 
 
 def percentile_ms(samples: list[float], q: float) -> float:
@@ -193,7 +195,6 @@ def bench_server(bundle: Path, crop: np.ndarray, *, levels: list[int], requests:
     import ray
 
     from blackboard.ensemble import Ensemble
-    from blackboard.config import EnsembleConfig
     from fakeface.serve.server import ServerConfig
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
@@ -273,18 +274,18 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["--load"]:  # the clients' process (LoadProcess)
         load_main(int(argv[1]), int(argv[2]), argv[3])
         return
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="server.json")
     parser.add_argument("--bundle", default=None, help="bundle directory (default: shipped, else a tiny one)")
     parser.add_argument("--requests", type=int, default=48, help="timed requests per concurrency level")
-    parser.add_argument("--repeats", type=int, default=30, help="direct single-crop timings per agent")
-    parser.add_argument("--batch", type=int, default=16, help="direct batch size (= server max batch)")
+    add_repeats_arg(parser, default=30, per="agent (direct single-crop calls)")
+    parser.add_argument("--batch", type=int, default=EnsembleConfig.max_batch_size,
+                        help="direct batch size (= server max batch)")
     parser.add_argument("--levels", default="1,4,16", help="concurrent clients, comma-separated")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--layout", choices=["sets", "agents"], default=None,
                         help="agents' Serve layout (default: the code's own EnsembleConfig default)")
     parser.add_argument("--max-wait-ms", type=float, default=None,
                         help="batching wait (default: the code's own EnsembleConfig default)")
-    parser.add_argument("--out", default=str(RESULTS / "server.json"))
     parser.add_argument("--baseline-ref", default=None,
                         help="also run this script on a git ref's code (e.g. the commit before a change) first, "
                              "in a temporary worktree, and put both results in --out")

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import REPO, RESULTS, bench_parser, stamp, use_checkout, write_json
+from harness import REPO, add_repeats_arg, bench_parser, stamp, use_checkout, write_json
 
 use_checkout()
 
@@ -68,10 +68,9 @@ def same_rows(a: Path, b: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = bench_parser(__doc__)
+    parser = bench_parser(__doc__, out="small_jobs.json")
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 48], help="job sizes (screenshots)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per size and path (best is kept)")
-    parser.add_argument("--out", default=str(RESULTS / "small_jobs.json"))
+    add_repeats_arg(parser, default=2, per="size and path (best is kept)")
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()[0]

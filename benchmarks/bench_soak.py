@@ -27,17 +27,17 @@ import os
 import platform
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import grpc
 import numpy as np
 import psutil
 
-from harness import RESULTS, bench_parser, serve_process, timed_call, use_checkout, write_json
+from harness import add_load_args, bench_parser, serve_process, timed_call, tree_rss, use_checkout, write_json
 
 use_checkout()
 
+from agents.command_line import add_bundle_arg  # noqa: E402
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb  # noqa: E402
 from fakeface.rpc.fakeface.v1 import detector_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -64,19 +64,11 @@ def role(proc: psutil.Process, server_pid: int) -> str:
     return name[:40]
 
 
-def tree_rss(server_pid: int) -> tuple[int, dict[str, int]]:
+def rss_by_role(server_pid: int) -> tuple[int, dict[str, int]]:
     """Total RSS of the server and its descendants, and RSS by role (bytes)."""
-    try:
-        top = psutil.Process(server_pid)
-        procs = [top, *top.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0, {}
     by_role: dict[str, int] = collections.Counter()
-    for proc in procs:
-        try:
-            by_role[role(proc, server_pid)] += proc.memory_info().rss
-        except psutil.Error:
-            continue
+    for proc, rss in tree_rss(server_pid):
+        by_role[role(proc, server_pid)] += rss
     return sum(by_role.values()), dict(by_role)
 
 
@@ -128,20 +120,18 @@ def client_loop(target: str, data: dict, stop: threading.Event, seed: int, out: 
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, show_defaults=True)
-    parser.add_argument("--bundle", default=None, help="bundle directory (default: the shipped bundle)")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=1800.0, help="length of the soak")
+    parser = bench_parser(__doc__, show_defaults=True, out="soak.json")
+    add_bundle_arg(parser)
+    add_load_args(parser, clients=8, seconds=1800.0, phase="the soak")
     parser.add_argument("--settle", type=float, default=20.0, help="seconds idle after SERVING before measuring")
     parser.add_argument("--sample-s", type=float, default=10.0, help="RSS sampling period")
-    parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args()
 
     serve_args = ["--bundle", args.bundle] if args.bundle else []
     with serve_process(args.out.with_suffix(".serve.log"), *serve_args) as served:
         server, target, started_s = served.process, f"127.0.0.1:{served.port}", served.serving_s
         time.sleep(args.settle)
-        idle_total, idle_roles = tree_rss(server.pid)
+        idle_total, idle_roles = rss_by_role(server.pid)
         print(f"SERVING after {started_s:.1f} s; idle tree RSS {idle_total / GIB:.2f} GiB", flush=True)
         data = payloads()
         stop = threading.Event()
@@ -155,7 +145,7 @@ def main() -> None:
         peak_roles: dict[str, int] = {}
         while time.monotonic() - t0 < args.seconds:
             time.sleep(args.sample_s)
-            total, roles = tree_rss(server.pid)
+            total, roles = rss_by_role(server.pid)
             samples.append((time.monotonic() - t0, total))
             if total >= max(s for _, s in samples):
                 peak_roles = roles

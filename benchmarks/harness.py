@@ -1,5 +1,5 @@
-"""What every benchmark script shares: its process settings, the checkout it measures, and how
-it writes its result.
+"""What every benchmark script shares: its process settings, the checkout it measures, the
+options several scripts take (each defined once here), and how it writes its result.
 
 The scripts run by path (``python benchmarks/bench_x.py``), so this folder is first on
 ``sys.path`` and they reach this module as ``harness``; :func:`setup` then puts the checkout's
@@ -52,16 +52,50 @@ def setup(*, tf_log_level: str = "2") -> None:
     use_checkout()
 
 
-def bench_parser(doc: str, *, show_defaults: bool = False) -> argparse.ArgumentParser:
+def bench_parser(doc: str, *, show_defaults: bool = False, out: str | None = None) -> argparse.ArgumentParser:
     """A benchmark script's argument parser, described by the first line of its docstring.
 
     Args:
         doc: the script's ``__doc__``.
         show_defaults: print each option's default in ``--help``.
+        out: the name of the script's result file in benchmarks/results/, which ``--out`` (a
+            `Path`) replaces (None: the script declares its own ``--out``, or has none).
     """
-    return argparse.ArgumentParser(
-        description=doc.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter if show_defaults else argparse.HelpFormatter)
+    from agents.command_line import command_parser  # after setup(): this checkout's package
+
+    parser = command_parser(None, doc, show_defaults=show_defaults)
+    if out is not None:
+        # With show_defaults the formatter adds the (absolute) default itself.
+        parser.add_argument("--out", type=Path, default=RESULTS / out,
+                            help="JSON result" if show_defaults else f"JSON result (default: benchmarks/results/{out})")
+    return parser
+
+
+def add_repeats_arg(parser: argparse.ArgumentParser, *, default: int, per: str) -> None:
+    """``--repeats``: how many times a benchmark times each of its measurements.
+
+    Args:
+        parser: the script's parser.
+        default: the default count.
+        per: what one measurement is (and how the runs are summed up), as the help names it.
+    """
+    parser.add_argument("--repeats", type=int, default=default, help=f"timed runs per {per}")
+
+
+def add_load_args(parser: argparse.ArgumentParser, *, clients: int, seconds: float | None = None,
+                  phase: str = "the load") -> None:
+    """``--clients``, the concurrent clients a load benchmark drives a server with, and (given a
+    default length) ``--seconds``, how long it does.
+
+    Args:
+        parser: the script's parser.
+        clients: the default number of clients.
+        seconds: the default length in seconds (None: the script runs no timed load, no option).
+        phase: what the clients and the length are of, as the help names it.
+    """
+    parser.add_argument("--clients", type=int, default=clients, help=f"concurrent clients in {phase}")
+    if seconds is not None:
+        parser.add_argument("--seconds", type=float, default=seconds, help=f"length of {phase}")
 
 
 @contextmanager
@@ -99,6 +133,26 @@ def machine_and_load(load_before: tuple[float, ...]) -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def tree_rss(root: int) -> list[tuple[Any, int]]:
+    """(process, resident bytes) of ``root`` and of every process below it, as a memory result
+    counts a server with its Ray workers; a process that ends while being read is left out, and
+    a ``root`` that is gone gives an empty list."""
+    import psutil
+
+    try:
+        top = psutil.Process(root)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for proc in procs:
+        try:
+            out.append((proc, proc.memory_info().rss))
+        except psutil.Error:
+            continue
+    return out
 
 
 def now() -> str:
@@ -239,10 +293,8 @@ def write_json(path: str | os.PathLike[str], result: Any, *, indent: int = 2, ec
     """
     from agents.atomic import atomic_write_text  # after setup(): this checkout's package
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=indent)
-    atomic_write_text(path, text + "\n")
+    path = atomic_write_text(path, text + "\n", parents=True)
     if markdown is not None:
         atomic_write_text(path.with_suffix(".md"), markdown + "\n")
     if echo:
@@ -251,20 +303,18 @@ def write_json(path: str | os.PathLike[str], result: Any, *, indent: int = 2, ec
     return path
 
 
-def add_vote_args(parser: argparse.ArgumentParser, *, manifest: str, out: str | None = None) -> None:
+def add_vote_args(parser: argparse.ArgumentParser, *, manifest: str) -> None:
     """The arguments of a benchmark fed by the agents' votes on a manifest's val split.
 
     Args:
         parser: the script's parser.
         manifest: the default manifest.
-        out: the default result file's name in benchmarks/results/ (None: the script adds its own
-            ``--out``).
     """
-    parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped bundle)")
+    from agents.command_line import add_bundle_arg  # after setup(): this checkout's package
+
+    add_bundle_arg(parser)
     parser.add_argument("--manifest", default=manifest, help="manifest with a val split")
     parser.add_argument("--cache-dir", default=None, help="vote cache folder")
-    if out is not None:
-        parser.add_argument("--out", type=Path, default=RESULTS / out)
 
 
 def val_votes(args: argparse.Namespace) -> tuple[Any, list[str], np.ndarray, np.ndarray, np.ndarray]:

@@ -60,20 +60,19 @@ class AgentSetStage:
     Args:
         bundle: bundle directory (None = shipped default).
         agents: agent names in the bundle.
-        batch_size: images per forward pass.
-        threads: CPU threads this actor may use.
+        threads: CPU threads of the actor, each agent's stage using them all in its turn.
         keep: the columns it returns (None: every column in, plus the votes).
-        warm_up: see `AgentStage`.
+        **stage: the other options of `AgentStage` (``batch_size``, ``warm_up``), the same for
+            every agent.
     """
 
-    def __init__(self, *, bundle: str | None, agents: tuple[str, ...], batch_size: int = 32, threads: int = 1,
-                 keep: tuple[str, ...] | None = None, warm_up: bool = True) -> None:
-        limit_threads(threads)
+    def __init__(self, *, bundle: str | None, agents: tuple[str, ...], threads: int = 1,
+                 keep: tuple[str, ...] | None = None, **stage: Any) -> None:
+        limit_threads(threads)  # before the bundle's loading can start TensorFlow
         from agents.bundle import load_bundle
 
         loaded = load_bundle(bundle)  # read and checked once for all its agents
-        self.stages = [AgentStage(bundle=loaded, agent=a, batch_size=batch_size, threads=threads, warm_up=warm_up)
-                       for a in agents]
+        self.stages = [AgentStage(bundle=loaded, agent=a, threads=threads, **stage) for a in agents]
         self.keep = keep
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:

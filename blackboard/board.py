@@ -16,6 +16,7 @@ from the CLI, no Ray to start). A subclass provides ``_find`` and ``_vote``; the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import threading
@@ -57,7 +58,7 @@ class DeadlineExceeded(TimeoutError):
     """No agent voted in time, or face detection did not finish before the deadline."""
 
 
-class Board:
+class Board(contextlib.AbstractContextManager):
     """The case logic: faces -> votes -> decision, feedback and rollback, whatever runs the workers.
 
     Args:
@@ -274,6 +275,10 @@ class Board:
         if not set(controller.agents) <= set(self.agent_names):
             raise ValueError(f"Controller agents {list(controller.agents)} are not all served here "
                              f"({self.agent_names}).")
+        return self._activate(controller)
+
+    def _activate(self, controller: Controller) -> str:
+        """Makes ``controller`` live and remembers it (the last CONTROLLER_HISTORY); returns its version."""
         with self._lock:
             self._controller = controller
             if controller not in self._history:
@@ -300,11 +305,7 @@ class Board:
                 known = [ctrl.version for ctrl in self._history]
                 raise ValueError(f"Unknown controller version {version!r}; known in this process: {known}.")
             restored = read_stored_controller(self.bundle, record)
-        with self._lock:
-            self._controller = restored
-            if restored not in self._history:
-                self._history.append(restored)
-        return restored.version
+        return self._activate(restored)
 
     # ------------------------------------------------------------------- info
     def describe(self) -> EnsembleInfo:
@@ -339,9 +340,6 @@ class Board:
     def model_info(self) -> dict[str, Any]:
         """`describe` as a plain dict (agents keyed by name)."""
         return self.describe().to_dict()
-
-    def __enter__(self) -> "Board":
-        return self
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()

@@ -14,11 +14,13 @@ from its replay set (held-out val votes), and a bundle without either gets ``DEF
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
+from agents.records import JsonRecord
 from blackboard.combine import vote_matrix
 
 KEY = "borderline"  # in Controller.fitted_on
@@ -27,19 +29,15 @@ GRID = tuple(round(0.01 * k, 2) for k in range(1, 21))  # 0.01 .. 0.20
 MIN_INSIDE = 10  # val cases needed inside a band to judge its accuracy
 
 
-@dataclass(frozen=True)
-class Borderline:
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class Borderline(JsonRecord):
     """A band of ±``half_width`` around the decision threshold."""
 
-    half_width: float
+    half_width: Annotated[float, Field(ge=0, lt=0.5)]  # a band of 0.5 would hold every score
     accuracy_inside: float | None = None  # val accuracy of the cases inside the band (None: not fitted)
     share_inside: float | None = None  # share of val cases inside it
     accuracy_outside: float | None = None  # val accuracy of the cases answered
     rule: str = "default"  # how it was chosen
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.half_width < 0.5:
-            raise ValueError(f"borderline half_width must be in [0, 0.5), received {self.half_width!r}.")
 
     def inside(self, p_fake: np.ndarray, threshold: float) -> np.ndarray:
         """(N,) True where p_fake lies strictly within the band around ``threshold``."""
@@ -57,14 +55,6 @@ class Borderline:
         if self.accuracy_inside is not None:
             text += f"; on validation faces this close, the detector was right only {self.accuracy_inside * 100:.0f} % of the time"
         return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> "Borderline":
-        fields = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
-        return cls(**fields)
 
 
 def fit_borderline(p_fake: np.ndarray, labels: np.ndarray, threshold: float, *, max_accuracy: float = 0.65,

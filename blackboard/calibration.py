@@ -15,10 +15,12 @@ mix of fakes; the decisions do not change, because the threshold is chosen on th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, field
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
+from pydantic import AfterValidator, ConfigDict
+from pydantic.dataclasses import dataclass
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve, roc_curve
@@ -26,7 +28,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from agents.labels import label_to_index
 
 THRESHOLD_RULES = ("f0.5", "f1", "youden")  # plus "fixed:<p>" with 0 < p < 1
-CALIBRATIONS = ("platt", "isotonic", "none")
+CalibrationKind = Literal["platt", "isotonic", "none"]
 EPS = 1e-6  # probabilities are clipped this far from 0 and 1 before a logit
 
 
@@ -76,14 +78,29 @@ def labels_to_int(labels: Any) -> np.ndarray:
     return arr
 
 
-def check_prior(prior: float | None) -> None:
+def check_prior(prior: float | None) -> float | None:
     """Refuses a prior outside (0, 1) (None = keep the fitting data's fake share).
+
+    Returns:
+        ``prior`` itself, so that it can serve as a pydantic validator (`Prior`).
 
     Raises:
         ValueError: naming the value received.
     """
     if prior is not None and not 0.0 < float(prior) < 1.0:
         raise ValueError(f"prior must be a fake share in (0, 1) or None, received {prior!r}.")
+    return prior
+
+
+def check_threshold_rule(rule: str) -> str:
+    """``rule`` itself when :func:`parse_threshold_rule` accepts it (a pydantic validator: `ThresholdRule`)."""
+    parse_threshold_rule(rule)
+    return rule
+
+
+# Config field types of the settings every decider shares, checked by the functions above.
+Prior = Annotated[Optional[float], AfterValidator(check_prior)]
+ThresholdRule = Annotated[str, AfterValidator(check_threshold_rule)]
 
 
 def choose_threshold(p_fake: np.ndarray, labels: np.ndarray, rule: str = "f0.5") -> float:
@@ -116,20 +133,16 @@ def choose_threshold(p_fake: np.ndarray, labels: np.ndarray, rule: str = "f0.5")
     return float(thr[int(np.argmax(f))])
 
 
-@dataclass
+@dataclass(config=ConfigDict(extra="forbid"))
 class Calibrator:
     """Maps a raw combined score in (0, 1) to a probability (plain numbers, for JSON)."""
 
-    kind: str = "none"  # "platt", "isotonic" or "none" (the raw score)
+    kind: CalibrationKind = "none"  # "none": the raw score
     coef: float = 1.0  # Platt: p = sigmoid(coef * logit(s) + intercept)
     intercept: float = 0.0
     x: list[float] = field(default_factory=list)  # isotonic knots (raw score)
     y: list[float] = field(default_factory=list)  # isotonic knots (probability)
     prior_shift: float = 0.0  # added to the calibrated log-odds: logit(prior) - logit(fitting share)
-
-    def __post_init__(self) -> None:
-        if self.kind not in CALIBRATIONS:
-            raise ValueError(f"calibration must be one of {CALIBRATIONS}, received {self.kind!r}.")
 
     def fit(self, s: np.ndarray, labels: np.ndarray, *, prior: float | None = None) -> "Calibrator":
         """Fits on raw scores and 0/1 labels; one-class labels leave the score as it is.

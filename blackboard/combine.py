@@ -15,6 +15,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from agents.errors import parse_json
 from agents.labels import CLASSES, FAKE, REAL
 
 
@@ -203,10 +204,7 @@ def baselines_from_json(data: bytes | str) -> dict[str, Combiner]:
     Raises:
         ValueError: not a baselines file, or its stacking does not match its agents.
     """
-    try:
-        obj = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"Baselines file is not valid JSON: {err}") from err
+    obj = parse_json(data, what="Baselines file")
     if not isinstance(obj, dict) or obj.get("schema") != BASELINES_SCHEMA or obj.get("schema_version") != 1:
         raise ValueError(f"Not a fakeface baselines file (expected {BASELINES_SCHEMA} v1).")
     agents = [str(a) for a in obj["agents"]]

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.atomic import atomic_write_bytes
-from blackboard.controllers.base import Controller, controller_from_json
+from blackboard.controllers.base import Controller
+from blackboard.controllers.store import read_controller_file
 
 log = logging.getLogger("fakeface.server")
 SCHEMA = "fakeface-controller-state"
@@ -107,17 +108,8 @@ class ControllerState:
         if record is None:
             known = [self.base_version] + [h["version"] for h in self.history if h.get("event") == "promote"]
             raise StateError(f"Unknown controller version {version!r}; known: {', '.join(known)}.")
-        path = self.folder / record["file"]
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise StateError(f"The stored controller {path} cannot be read ({err.strerror}).") from err
-        if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise StateError(f"Checksum mismatch for {path}: the promoted controller was modified; refusing it.")
-        try:
-            return controller_from_json(data)
-        except ValueError as err:
-            raise StateError(f"{path}: {err}") from err
+        return read_controller_file(self.folder / record["file"], record["sha256"], error=StateError,
+                                    what="promoted controller")
 
     def promote(self, controller: Controller, detail: dict[str, Any]) -> dict[str, Any]:
         """Stores ``controller`` and makes it the live version; returns the history record."""

@@ -177,9 +177,6 @@ class _MicroBatched:
         return await asyncio.to_thread(self.assess, [crops for crops, _ in requests],
                                        min(deadlines) if deadlines else None)
 
-    def ready(self) -> bool:
-        return True
-
 
 class AgentDeployment(_MicroBatched):
     """One agent's replica (layout "agents"): ``(p_fake per crop, ms per crop)`` for each case.
@@ -337,9 +334,6 @@ class DetectorDeployment:
         from vision.faces import extract_faces
 
         return extract_faces(image_rgb, self.detector, mode=mode, all_faces=True)
-
-    def ready(self) -> bool:
-        return True
 
 
 class IngressDeployment(_CaseEntry, DetectorDeployment):

@@ -21,6 +21,8 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+import pydantic
+from pydantic import ConfigDict, Field
 from sklearn.metrics import log_loss, roc_auc_score
 
 from blackboard.controllers.base import Controller
@@ -30,23 +32,17 @@ from blackboard.combine import vote_matrix
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class PromotionConfig:
     """When a candidate controller may replace the live one."""
 
-    max_auc_drop: float = 0.005  # largest replay-AUC loss (reference minus candidate) a promotion may cost
-    max_logloss_rise: float = 0.005  # largest replay log-loss rise a promotion may cost (wrong labels wreck
-    # calibration before they move AUC much, so this catches poisoning earlier)
-    check_every: int = 1  # feedback events between replay checks (1 = after every event)
-    keep_rejected: int = 16  # refused candidates kept aside (newest last) for inspection
-
-    def __post_init__(self) -> None:
-        if self.max_auc_drop < 0 or self.max_logloss_rise < 0:
-            raise ValueError(f"max_auc_drop and max_logloss_rise must be >= 0, received {self.max_auc_drop}, "
-                             f"{self.max_logloss_rise}.")
-        if self.check_every < 1 or self.keep_rejected < 0:
-            raise ValueError(f"check_every must be >= 1 and keep_rejected >= 0, received "
-                             f"{self.check_every}, {self.keep_rejected}.")
+    # Largest replay-AUC loss (reference minus candidate) a promotion may cost.
+    max_auc_drop: float = Field(0.005, ge=0)
+    # Largest replay log-loss rise a promotion may cost (wrong labels wreck calibration before
+    # they move AUC much, so this catches poisoning earlier).
+    max_logloss_rise: float = Field(0.005, ge=0)
+    check_every: int = Field(1, ge=1)  # feedback events between replay checks (1 = after every event)
+    keep_rejected: int = Field(16, ge=0)  # refused candidates kept aside (newest last) for inspection
 
 
 @dataclass(frozen=True)

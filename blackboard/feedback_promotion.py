@@ -22,24 +22,21 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pydantic
+from pydantic import ConfigDict, Field
 
 from blackboard.controllers.base import Controller
 from blackboard.controllers.store import ReplaySet
 from blackboard.feedback_learning import FeedbackLearner, PromotionConfig
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class PromotionRule:
     """What a batch of feedback must satisfy before it may become the live controller."""
 
-    min_clients: int = 5  # distinct clients among the cases used
-    min_cases: int = 10  # distinct request ids with usable votes
+    min_clients: int = Field(5, ge=1)  # distinct clients among the cases used
+    min_cases: int = Field(10, ge=1)  # distinct request ids with usable votes
     guard: PromotionConfig = PromotionConfig()  # the replay check's margins
-
-    def __post_init__(self) -> None:
-        if self.min_clients < 1 or self.min_cases < 1:
-            raise ValueError(f"min_clients and min_cases must be >= 1, received {self.min_clients}, "
-                             f"{self.min_cases}.")
 
 
 @dataclass(frozen=True)

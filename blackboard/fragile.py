@@ -13,11 +13,13 @@ copies' votes it collected with the case's own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Annotated, Any, Callable, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
+from pydantic import AfterValidator, ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from blackboard.case import UNCERTAIN, FaceRecord
 from blackboard.decision import decide
@@ -30,21 +32,20 @@ DEFAULT_COPIES = ("jpeg70", "rescale0.5")
 DEFAULT_MARGIN = 0.25  # used until a controller stores a fitted margin: a quarter of the p range
 
 
-@dataclass(frozen=True)
+def _known_copy(name: str) -> str:
+    if name not in COPIES:
+        raise ValueError(f"copies must name some of {sorted(COPIES)}, received {name!r}.")
+    return name
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class FragileConfig:
     """Whether and how the degraded-copy check runs."""
 
     enabled: bool = False  # off by default: see BENCHMARKS.md for its cost per face
-    copies: tuple[str, ...] = DEFAULT_COPIES
-    margin: float | None = None  # None: the controller's fitted margin, else DEFAULT_MARGIN
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "copies", tuple(self.copies))
-        unknown = sorted(set(self.copies) - set(COPIES))
-        if unknown or not self.copies:
-            raise ValueError(f"copies must name some of {sorted(COPIES)}, received {list(self.copies)}.")
-        if self.margin is not None and not 0.0 < self.margin < 1.0:
-            raise ValueError(f"margin must be in (0, 1), received {self.margin}.")
+    # Names from COPIES (a list reads as a tuple); at least one, or the check has nothing to compare.
+    copies: tuple[Annotated[str, AfterValidator(_known_copy)], ...] = Field(DEFAULT_COPIES, min_length=1)
+    margin: Optional[float] = Field(None, gt=0, lt=1)  # None: the controller's fitted margin, else DEFAULT_MARGIN
 
 
 def make_copy(crop: np.ndarray, name: str) -> np.ndarray:

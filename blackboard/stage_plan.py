@@ -10,12 +10,16 @@ the pools on the cluster's CPUs and `add_stages` lays them out.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
+
+from pydantic import ConfigDict, PositiveInt, model_validator
+from pydantic.dataclasses import dataclass
 
 from blackboard.agent_stages import AgentSetStage, AgentStage
 from blackboard.face_stage import FaceStage
+from vision.faces import DetectMode
 
 # Set to "1" by `fakeface --verbose` (fakeface/cli.py strips the flag before the command sees it).
 VERBOSE_ENV = "FAKEFACE_VERBOSE"
@@ -91,34 +95,45 @@ def plan_stages(node_cpus: Sequence[float], *, bundle: str | None, agents: tuple
                      spread=len(node_cpus) > 1, **fields)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class StagePlan:
     """How the shared stages are laid out on Ray Data (used by `fakeface batch` and `evaluate`)."""
 
     bundle: str | None  # bundle directory; None = shipped default
     agents: tuple[str, ...]  # the bundle's agents, one actor pool each, in bundle order
-    detect: str  # "auto", "on" or "off" (vision.faces.extract_faces)
+    detect: DetectMode  # vision.faces.extract_faces
     fps: float = 1.0  # frames per second sampled from videos
     min_face_size: int = 40  # smallest face (pixels) MTCNN looks for
     all_faces: bool = True  # every face of an input (batch), or only the most confident (evaluate)
     context: tuple[str, ...] = ()  # context features computed on each crop (ctx_<name> columns)
-    face_actors: int = 1  # actor pool size of the face stage
-    agent_actors: tuple[int, ...] = ()  # actor pool size per agent (same order as agents)
+    face_actors: PositiveInt = 1  # actor pool size of the face stage
+    agent_actors: tuple[PositiveInt, ...] = ()  # actor pool size per agent (same order as agents)
     agent_set_actors: int = 0  # >0: instead, one pool of this many actors each running every agent
-    batch_size: int = 32  # faces per agent forward pass (each stage call takes one whole block)
+    batch_size: PositiveInt = 32  # faces per agent forward pass (each stage call takes one whole block)
     cpus_per_actor: float = 0.5  # Ray CPUs reserved per actor (fractional packs the pools on small nodes)
-    threads: int = 1  # TensorFlow / OpenMP / OpenCV threads per actor
+    threads: PositiveInt = 1  # TensorFlow / OpenMP / OpenCV threads per actor
     spread: bool = True  # spread each pool's actors over the nodes (SPREAD scheduling)
     # Columns the last agent actor returns (None: all). Projecting there, not in a Ray Data task
     # after the pools, keeps the face crops off the driver without a task that must first get a
     # worker of its own (measured: first results of evaluate 12.0 -> 10.4 s).
     keep: tuple[str, ...] | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _pool_per_agent(self) -> "StagePlan":
         if len(self.agent_actors) != len(self.agents):
             raise ValueError(f"agent_actors {self.agent_actors} needs one pool size per agent {self.agents}.")
-        if min((self.face_actors, self.batch_size, self.threads, *self.agent_actors)) < 1:
-            raise ValueError(f"pool sizes, batch sizes and threads must be at least 1: {self}.")
+        return self
+
+
+# The DataContext switches of Ray Data's own output: bars, per-operator bars, the banner when a
+# dataset starts executing and the stats logged when it ends. All on or all off together.
+RAY_DATA_OUTPUT_SWITCHES = ("enable_progress_bars", "enable_operator_progress_bars", "print_on_execution_start",
+                            "enable_auto_log_stats")
+# Without its bars Ray Data logs a warning telling how to turn them back on (progress), and an
+# INFO line per finished dataset (executor); our own bar replaces both. Its other warnings stay.
+# Logger -> level when not verbose.
+RAY_DATA_QUIET_LOGGERS = {"ray.data._internal.progress": logging.ERROR,
+                          "ray.data._internal.execution.streaming_executor": logging.WARNING}
 
 
 def ray_data_output(verbose: bool) -> None:
@@ -127,17 +142,10 @@ def ray_data_output(verbose: bool) -> None:
     import ray.data
 
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = verbose
-    context.enable_operator_progress_bars = verbose
-    context.print_on_execution_start = verbose
-    context.enable_auto_log_stats = verbose
-    # Without its bars Ray Data logs a warning telling how to turn them back on, and an INFO line
-    # per finished dataset; our own bar replaces both (shown with --verbose). Its other warnings stay.
-    import logging
-
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.NOTSET if verbose else logging.ERROR)
-    logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(
-        logging.NOTSET if verbose else logging.WARNING)
+    for switch in RAY_DATA_OUTPUT_SWITCHES:
+        setattr(context, switch, verbose)
+    for logger, quiet in RAY_DATA_QUIET_LOGGERS.items():
+        logging.getLogger(logger).setLevel(logging.NOTSET if verbose else quiet)
 
 
 def add_actor_stage(ds: Any, stage: type, kwargs: dict[str, Any], *, actors: int, cpus: float,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from agents.command_line import add_bundle_arg, add_config_options, command_parser, config_values
 from vision.face_args import add_detect_arg, add_fps_arg
 from blackboard.stage_plan import VERBOSE_ENV
 
@@ -36,12 +37,12 @@ class BatchConfig:
     detect: str  # face detection: "auto", "on" or "off"
     fps: float  # frames per second sampled from videos
     actors_per_agent: int | None  # one pool per agent of this size (None: not asked for; see agent_actors)
-    detect_actors: int  # actor pool size of the face stage
-    batch_size: int  # rows per agent/decision batch
-    shard_size: int  # inputs per resumable shard
-    min_face_size: int  # smallest face (pixels) MTCNN looks for
-
     keep_parts: bool  # keep OUT.parts after assembly (to re-export in another format)
+    # The defaults below are also the command line's (SIZE_OPTIONS).
+    detect_actors: int = 1  # actor pool size of the face stage
+    batch_size: int = 32  # rows per agent/decision batch
+    shard_size: int = 64  # inputs per resumable shard
+    min_face_size: int = 40  # smallest face (pixels) MTCNN looks for
     agent_actors: tuple[tuple[str, int], ...] = ()  # per-agent pool sizes overriding actors_per_agent
     agent_set_actors: int = 0  # >0: one pool of actors each running every agent (0 with no pool sizes: auto)
     threads: int = 0  # TensorFlow/OpenMP threads per actor (0 = whole CPUs reserved per actor, at least 1)
@@ -69,6 +70,14 @@ class BatchConfig:
         return self.output.with_name(self.output.name + ".rejects.csv")
 
 
+# `BatchConfig` fields the command line sets as they are (each at least 1), with their help; each
+# option's name, type and default are the field's.
+SIZE_OPTIONS = {
+    "detect_actors": "actor pool size of face detection",
+    "batch_size": "faces per agent batch",
+    "shard_size": "inputs per resumable shard",
+    "min_face_size": "smallest face in pixels",
+}
 FORMATS = ("parquet", "csv")
 # Output suffixes that name a format.
 SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -76,14 +85,13 @@ SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
     """The `fakeface batch` command line."""
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = command_parser(prog, DESCRIPTION)
     p.add_argument("--input", required=True, help="folder (recursive), manifest CSV with a path column, or list file")
     p.add_argument("--output", required=True, help="output file, e.g. results.parquet or results.csv (its folder "
                    "must exist)")
     p.add_argument("--format", choices=FORMATS, default=None, dest="fmt",
                    help="output format (None: from the --output suffix, .csv or .parquet; parquet otherwise)")
-    p.add_argument("--bundle", default=None, help="model bundle directory (None: the shipped bundle)")
+    add_bundle_arg(p)
     p.add_argument("--ray-address", default=None, help="Ray cluster to join, 'local' for a new "
                    "loopback-only local Ray with token auth (None: $RAY_ADDRESS, else in this process for small jobs "
                    "(blackboard.local_stages), else a local Ray)")
@@ -93,16 +101,13 @@ def build_parser(prog: str = "fakeface batch") -> argparse.ArgumentParser:
     p.add_argument("--actors-per-agent", default=None,
                    help="one actor pool per agent: K actors each, or per-agent sizes such as 1,custom=2 (see "
                         "deploy/README.md: size each pool by the agent's cost). None: --agent-set-actors")
-    p.add_argument("--agent-set-actors", type=int, default=0,
+    p.add_argument("--agent-set-actors", type=int, default=BatchConfig.agent_set_actors,
                    help="one pool of K actors that each run every agent in turn (0: one per cluster CPU, at "
                         "most 16, unless --actors-per-agent is given)")
-    p.add_argument("--threads-per-actor", type=int, default=0,
+    p.add_argument("--threads-per-actor", type=int, default=BatchConfig.threads,
                    help="TensorFlow/OpenMP threads per actor (0: the whole CPUs Ray reserves for it, at least 1)")
     p.add_argument("--verbose", action="store_true", help="Ray Data's per-operator progress and stats")
-    p.add_argument("--detect-actors", type=int, default=1, help="actor pool size of face detection")
-    p.add_argument("--batch-size", type=int, default=32, help="faces per agent batch")
-    p.add_argument("--shard-size", type=int, default=64, help="inputs per resumable shard")
-    p.add_argument("--min-face-size", type=int, default=40, help="smallest face in pixels")
+    add_config_options(p, BatchConfig, SIZE_OPTIONS)
     p.add_argument("--keep-parts", action="store_true",
                    help="keep the OUT.parts shards after writing OUT (re-export with --resume --format ...)")
     return p
@@ -149,7 +154,7 @@ def config_from_args(args: argparse.Namespace) -> BatchConfig:
                          "every agent) are two layouts; pass one of them.")
     if args.threads_per_actor < 0 or args.agent_set_actors < 0:
         raise BatchError("--threads-per-actor and --agent-set-actors must be >= 0.")
-    for name in ("detect_actors", "batch_size", "shard_size", "min_face_size"):
+    for name in SIZE_OPTIONS:
         if getattr(args, name) < 1:
             raise BatchError(f"--{name.replace('_', '-')} must be at least 1, received {getattr(args, name)}.")
     if not (args.fps > 0 and math.isfinite(args.fps)):
@@ -164,8 +169,7 @@ def config_from_args(args: argparse.Namespace) -> BatchConfig:
     return BatchConfig(
         input=args.input, output=output, fmt=fmt, bundle=bundle, ray_address=args.ray_address,
         resume=args.resume, detect=args.detect, fps=float(args.fps), actors_per_agent=default_actors,
-        detect_actors=args.detect_actors, batch_size=args.batch_size, shard_size=args.shard_size,
-        min_face_size=args.min_face_size, keep_parts=args.keep_parts, agent_actors=agent_actors,
+        keep_parts=args.keep_parts, agent_actors=agent_actors, **config_values(args, SIZE_OPTIONS),
         threads=args.threads_per_actor, agent_set_actors=args.agent_set_actors,
         verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
     )

@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from agents.command_line import add_bundle_arg, command_parser
+
 
 def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
     from agents.signing import default_signing_key
 
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="--trusted-key PUB (repeatable) and --allow-unsigned apply to verify as to every command.")
+    parser = command_parser(prog, __doc__)
+    parser.epilog = "--trusted-key PUB (repeatable) and --allow-unsigned apply to verify as to every command."
     sub = parser.add_subparsers(dest="action", required=True)
     keygen = sub.add_parser("keygen", help="write NAME.key (private, mode 600) and NAME.pub",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -36,7 +37,7 @@ def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
                       help="ed25519 private key (PEM); default $FAKEFACE_SIGNING_KEY, else this path")
     sign.add_argument("--bundle", required=True, help="bundle directory")
     verify = sub.add_parser("verify", help="check signature, inventory and checksums as a load would")
-    verify.add_argument("--bundle", default=None, help="bundle directory (None: the shipped bundle)")
+    add_bundle_arg(verify, help="bundle directory (None: the shipped bundle)")
     swap = _agent_edit(sub, "swap-agent", "take agents from another bundle")
     swap.add_argument("--from", dest="source", required=True, help="bundle holding the agents to take")
     drop = _agent_edit(sub, "drop-agent", "remove agents, e.g. one measured at chance")

@@ -6,10 +6,12 @@ annotated images, video tracks) has one code path whether or not a server is inv
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import os
 import threading
 import time
-from typing import Any, Iterable, Iterator, Self
+from typing import Any, Iterable, Iterator
 
 import grpc
 import numpy as np
@@ -82,17 +84,15 @@ class _StoppableRequests:
             self._busy.release()
 
 
-class _Closing:
-    """``with`` support: leaving the block calls :meth:`close`."""
-
-    def __enter__(self) -> Self:
-        return self
+class _Closing(contextlib.AbstractContextManager):
+    """``with`` support: entering gives the detector itself, leaving the block calls :meth:`close`."""
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Releases what the detector holds (its channel, or the models and workers)."""
 
 
 class DetectorClient(_Closing):

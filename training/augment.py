@@ -7,41 +7,43 @@ lean on compression level as a cue.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
 import cv2
 import numpy as np
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
 
 from agents.preprocessing import Preprocessing, resize_rgb
 from vision.degrade import random_chain
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+JpegQuality = Annotated[int, Field(ge=1, le=100)]  # OpenCV's IMWRITE_JPEG_QUALITY range
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class AugmentConfig:
     """Probabilities and ranges of each augmentation."""
 
-    flip: float = 0.5  # probability of a horizontal flip
+    flip: Probability = 0.5  # probability of a horizontal flip
     max_shift: float = 0.06  # largest translation, as a fraction of the side
     max_rotate: float = 8.0  # largest rotation, degrees
     max_scale: float = 0.08  # largest zoom in/out, as a fraction
     brightness: float = 0.15  # largest brightness change, fraction of 255
     contrast: float = 0.2  # largest contrast change, fraction
-    blur: float = 0.15  # probability of a Gaussian blur
-    jpeg: float = 0.5  # probability of JPEG re-compression
-    jpeg_quality: tuple[int, int] = (35, 95)  # quality range of that re-compression
+    blur: Probability = 0.15  # probability of a Gaussian blur
+    jpeg: Probability = 0.5  # probability of JPEG re-compression
+    jpeg_quality: tuple[JpegQuality, JpegQuality] = (35, 95)  # quality range (low, high) of that re-compression
     # Probability of a screenshot-like degradation chain (`vision.degrade.random_chain`: one to
     # three of rescaling with a player's interpolation, JPEG, blur, display gamma, H.264), after
     # which the face is brought back to the crop size as the face cropper would.
-    screenshot: float = 0.0
+    screenshot: Probability = 0.0
 
-    def __post_init__(self) -> None:
-        for name in ("flip", "blur", "jpeg", "screenshot"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} is a probability in [0, 1], received {value}.")
-        lo, hi = self.jpeg_quality
-        if not 1 <= lo <= hi <= 100:
-            raise ValueError(f"jpeg_quality must satisfy 1 <= lo <= hi <= 100, received {self.jpeg_quality}.")
+    @model_validator(mode="after")
+    def _quality_range(self) -> "AugmentConfig":
+        if self.jpeg_quality[0] > self.jpeg_quality[1]:
+            raise ValueError(f"jpeg_quality must be (low, high) with low <= high, received {self.jpeg_quality}.")
+        return self
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:

@@ -6,12 +6,14 @@ default threshold rule maximises F0.5 (precision weighted twice recall) on val.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 
 from agents.labels import FAKE_INDEX
 from agents.predictor import apply_temperature
-from blackboard.calibration import THRESHOLD_RULES as _RULES
+from blackboard.calibration import THRESHOLD_RULES as _RULES, choose_threshold
 from training.metrics import point_metrics
 
 THRESHOLD_RULES = (*_RULES, "fixed:<t>")  # for help texts
@@ -50,3 +52,29 @@ def binary_metrics(p_fake: np.ndarray, labels: np.ndarray, threshold: float) -> 
 
 def p_fake_of(probs: np.ndarray) -> np.ndarray:
     return np.asarray(probs)[:, FAKE_INDEX]
+
+
+def calibrate(raw: np.ndarray, labels: np.ndarray, rule: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Calibrates an agent on val: the temperature, then the threshold ``rule`` picks, then metrics.
+
+    Args:
+        raw: (N, C) class probabilities of the val rows, before calibration.
+        labels: (N,) class indices of the val rows.
+        rule: the threshold rule (see `blackboard.calibration.choose_threshold`).
+
+    Returns:
+        (calibrated p_fake per val row, the calibration fields of an agent's bundle meta:
+        ``temperature``, ``threshold``, ``threshold_rule`` and ``val_metrics``).
+    """
+    temperature = fit_temperature(raw, labels)
+    p_val = p_fake_of(apply_temperature(raw, temperature))
+    threshold = choose_threshold(p_val, labels, rule)
+    return p_val, {"temperature": temperature, "threshold": threshold, "threshold_rule": rule,
+                   "val_metrics": binary_metrics(p_val, labels, threshold)}
+
+
+def calibration_summary(meta: dict[str, Any]) -> str:
+    """One line on what `calibrate` fitted, for a trainer's closing message."""
+    metrics = meta["val_metrics"]
+    return (f"T={meta['temperature']:.3f} threshold={meta['threshold']:.3f} "
+            f"val AUC={metrics['auc']:.4f} acc={metrics['accuracy']:.4f}")

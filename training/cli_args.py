@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from agents.command_line import command_parser
+from blackboard.config_errors import one_line
+
 
 def fit_parser(prog: str, doc: str) -> argparse.ArgumentParser:
     """A fit command's parser with ``--bundle`` and ``--manifest``, both required.
@@ -17,7 +20,7 @@ def fit_parser(prog: str, doc: str) -> argparse.ArgumentParser:
         prog: the command, e.g. "fakeface fit-ood".
         doc: its module docstring; the first line describes it in ``--help``.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser = command_parser(prog, doc, show_defaults=False)
     parser.add_argument("--bundle", required=True, help="model bundle directory (updated in place, atomically)")
     parser.add_argument("--manifest", required=True, help="dataset manifest CSV (path,label,group,split,...)")
     return parser
@@ -44,5 +47,5 @@ def run_command(prog: str, run: Callable[[argparse.Namespace], int], args: argpa
     try:
         return run(args)
     except refused as err:
-        print(f"{prog}: {err}", file=sys.stderr)
+        print(f"{prog}: {one_line(err)}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ Output folder::
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -27,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydantic
+from pydantic import ConfigDict, Field, model_validator
 import pandas as pd
 
+from agents.errors import raised_as, read_bytes
 from agents.labels import CLASSES
 from training.dataset_sources import Reject, Source, discover_sources
 from training.dataset_work import SourceResult, open_detector, open_follower, process_source, write_atomic
@@ -42,53 +46,39 @@ PROGRESS_NAME = "progress.jsonl"
 CONFIG_NAME = "build_config.json"
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class BuildConfig:
     """How to build a dataset."""
 
     detect: bool = True  # False: inputs are crops already, used whole (resized to `size`)
     all_faces: bool = False  # every face of an image/frame, or only the most confident
-    fps: float | None = None  # video frames sampled per second (default 2 when frames is None too)
-    frames: int | None = None  # or this many frames spread over each video
-    hash_distance: int = 6  # drop a crop within this phash Hamming distance of a kept one (same video+label)
-    min_face: int = 40  # faces smaller than this (pixels, shorter box side) are rejected as too small
-    val: float = 0.15  # fraction of rows (by group) for validation
-    test: float = 0.15  # fraction of rows (by group) for test
+    fps: float | None = Field(None, gt=0)  # video frames sampled per second (default 2 when frames is None too)
+    frames: int | None = Field(None, ge=1)  # or this many frames spread over each video
+    # Drop a crop within this phash Hamming distance of a kept one (same video+label); a phash has 64 bits.
+    hash_distance: int = Field(6, ge=0, le=64)
+    # Faces smaller than this (pixels, shorter box side) are rejected as too small; 12 is MTCNN's window.
+    min_face: int = Field(40, ge=12)
+    val: float = Field(0.15, ge=0)  # fraction of rows (by group) for validation
+    test: float = Field(0.15, ge=0)  # fraction of rows (by group) for test
     seed: int = 0  # split seed
-    size: int = 224  # crop side in pixels
+    size: int = Field(224, ge=32)  # crop side in pixels
     margin: float = 0.3  # context around the aligned face (vision.faces.template_points)
-    jpeg_quality: int = 95  # JPEG quality of written crops
-    batch_frames: int = 8  # video keyframes per MTCNN batch (batching halves detection cost)
-    detect_max_side: int = 640  # frames are shrunk to this longer side for detection (1080p: 3x faster)
+    jpeg_quality: int = Field(95, ge=1, le=100)  # JPEG quality of written crops
+    batch_frames: int = Field(8, ge=1)  # video keyframes per MTCNN batch (batching halves detection cost)
+    # Frames are shrunk to this longer side for detection (1080p: 3x faster).
+    detect_max_side: int = Field(640, ge=64)
     # Full-frame detection on every N-th sampled video frame; in between, each face is followed by
     # MTCNN's last stage near its last box (vision.face_tracking); 1 = detect on every frame.
-    keyframe_every: int = 8
+    keyframe_every: int = Field(8, ge=1)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _one_sampling_and_splits_below_one(self) -> "BuildConfig":
         if self.fps is not None and self.frames is not None:
             raise ValueError(f"Give fps or frames, not both (received fps={self.fps}, frames={self.frames}).")
-        if self.fps is not None and not self.fps > 0:
-            raise ValueError(f"fps must be positive, received {self.fps}.")
-        if self.frames is not None and self.frames < 1:
-            raise ValueError(f"frames must be at least 1, received {self.frames}.")
-        if not 0 <= self.hash_distance <= 64:
-            raise ValueError(f"hash_distance must be 0..64 (bits of a 64-bit phash), received {self.hash_distance}.")
-        if self.min_face < 12:
-            raise ValueError(f"min_face must be at least 12 pixels (MTCNN's window), received {self.min_face}.")
-        if self.val < 0 or self.test < 0 or self.val + self.test >= 1:
-            raise ValueError(f"val and test must be >= 0 with val + test < 1, received val={self.val}, "
+        if self.val + self.test >= 1:
+            raise ValueError(f"val and test must leave rows for training (val + test < 1), received val={self.val}, "
                              f"test={self.test}.")
-        if self.size < 32:
-            raise ValueError(f"size must be at least 32, received {self.size}.")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be 1..100, received {self.jpeg_quality}.")
-        if self.detect_max_side < 64:
-            raise ValueError(f"detect_max_side must be at least 64, received {self.detect_max_side}.")
-        if self.batch_frames < 1:
-            raise ValueError(f"batch_frames must be at least 1, received {self.batch_frames}.")
-        if self.keyframe_every < 1:
-            raise ValueError(f"keyframe_every must be at least 1 (1: detect on every frame), received "
-                             f"{self.keyframe_every}.")
+        return self
 
     @property
     def video_fps(self) -> float | None:
@@ -215,11 +205,11 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: manifest not found; build one with `fakeface dataset build INPUT --out DIR`")
-    try:
-        df = pd.read_csv(path, dtype={"path": str, "label": str, "group": str, "split": str, "source": str,
+    data = io.BytesIO(read_bytes(path, error=ValueError, what="manifest"))
+    with raised_as(ValueError, f"{path}: not a readable CSV manifest",
+                   catch=(pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError)):
+        df = pd.read_csv(data, dtype={"path": str, "label": str, "group": str, "split": str, "source": str,
                                       "hash": str}, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable CSV manifest ({exc})") from exc
     missing = [c for c in ("path", "label", "group", "split") if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: manifest lacks column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")

@@ -5,12 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 
+from agents.command_line import add_config_options, config_values
+from blackboard.config_errors import one_line
 from training.dataset import BuildConfig, BuildSummary, build_dataset
 from training.dataset_sources import discover_sources
 
+# `BuildConfig` fields the command line sets as they are, with their help (each option's name,
+# type and default are the field's): how often video frames are sampled (one or the other)...
+RATE_OPTIONS = {"fps": "video frames sampled per second (None: 2)",
+                "frames": "or this many frames spread over each video"}
+# ...and how crops are kept and split.
+SPLIT_OPTIONS = {
+    "hash_distance": "drop a crop within this phash distance of one kept from the same video",
+    "min_face": "reject faces smaller than this, in pixels",
+    "val": "validation fraction, by group",
+    "test": "test fraction, by group",
+    "seed": "split seed",
+    "size": "crop side in pixels",
+}
+
 
 def build_parser(prog: str = "fakeface dataset") -> argparse.ArgumentParser:
-    """The `dataset` command's parser (one sub-command: build)."""
+    """The `dataset` command's parser (one sub-command: build); the defaults are `BuildConfig`'s."""
     parser = argparse.ArgumentParser(prog=prog, description="Build face-crop datasets.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="build")
     build = commands.add_parser(
@@ -27,21 +43,14 @@ def build_parser(prog: str = "fakeface dataset") -> argparse.ArgumentParser:
                        help="a CSV manifest path,label[,group] (repeatable; same as giving it as an INPUT)")
     build.add_argument("--no-detect", action="store_true",
                        help="inputs are face crops already: use each image whole, resized")
-    build.add_argument("--all-faces", action="store_true", help="keep every face, not only the most confident")
+    add_config_options(build, BuildConfig, {"all_faces": "keep every face, not only the most confident"})
     rate = build.add_mutually_exclusive_group()
-    rate.add_argument("--fps", type=float, default=None, help="video frames sampled per second (None: 2)")
-    rate.add_argument("--frames", type=int, default=None, help="or this many frames spread over each video")
+    add_config_options(rate, BuildConfig, RATE_OPTIONS)
     build.add_argument("--keyframe-every", type=int, default=BuildConfig.keyframe_every, metavar="N",
                        help="detect faces in the whole video frame on every N-th sampled frame and follow them "
                        "near their last box in between (a lost face triggers full detection); 1 = detect on "
                        "every frame")
-    build.add_argument("--hash-distance", type=int, default=6,
-                       help="drop a crop within this phash distance of one kept from the same video")
-    build.add_argument("--min-face", type=int, default=40, help="reject faces smaller than this, in pixels")
-    build.add_argument("--val", type=float, default=0.15, help="validation fraction, by group")
-    build.add_argument("--test", type=float, default=0.15, help="test fraction, by group")
-    build.add_argument("--seed", type=int, default=0, help="split seed")
-    build.add_argument("--size", type=int, default=224, help="crop side in pixels")
+    add_config_options(build, BuildConfig, SPLIT_OPTIONS)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -72,11 +81,8 @@ def main(argv: list[str]) -> int:
         print("fakeface dataset build: give at least one INPUT folder or --manifest-in CSV", file=sys.stderr)
         return 2
     try:
-        config = BuildConfig(
-            detect=not args.no_detect, all_faces=args.all_faces, fps=args.fps, frames=args.frames,
-            hash_distance=args.hash_distance, min_face=args.min_face, val=args.val, test=args.test,
-            seed=args.seed, size=args.size, keyframe_every=args.keyframe_every,
-        )
+        config = BuildConfig(detect=not args.no_detect, keyframe_every=args.keyframe_every,
+                             **config_values(args, ["all_faces", *RATE_OPTIONS, *SPLIT_OPTIONS]))
         sources, rejects = discover_sources(inputs)
         if not sources:
             # Nothing to build: say why instead of writing an empty manifest.
@@ -88,7 +94,7 @@ def main(argv: list[str]) -> int:
             return 2
         summary = build_dataset(inputs, args.out, config, show_progress=not args.quiet)
     except ValueError as exc:
-        print(f"fakeface dataset build: {exc}", file=sys.stderr)
+        print(f"fakeface dataset build: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"fakeface dataset build: {exc.filename or args.out}: {exc.strerror or exc}; "

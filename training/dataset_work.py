@@ -7,7 +7,7 @@ recorded as finished, so an interrupted build never leaves a half-written JPEG i
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from agents.atomic import atomic_write_bytes
+from agents.records import JsonRecord
 from vision.face_tracking import FaceFollower, FollowConfig
 from vision.alignment import align_face
 from vision.face_detector import FaceDetector
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # imported for annotations only: dataset imports this module
 
 
 @dataclass
-class SourceResult:
+class SourceResult(JsonRecord):
     """What one source gave: manifest rows (without label/group/split), rejects and counts."""
 
     source: str  # the source file
@@ -38,14 +39,6 @@ class SourceResult:
     dropped: int = 0  # near-duplicate crops not kept
     frames_sampled: int = 0  # video frames looked at (0 for images)
     frames_without_face: int = 0  # sampled frames with no usable face
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SourceResult":
-        return cls(**{k: data[k] for k in ("source", "rows", "rejects", "dropped", "frames_sampled",
-                                            "frames_without_face")})
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -34,6 +34,23 @@ def degraded_copy(image: np.ndarray, *, seed: int, index: int, copy: int) -> np.
     """The ``copy``-th screenshot-like copy of image number ``index`` (deterministic)."""
     rng = np.random.default_rng([seed, index, copy])
     return random_chain(rng, compositions=False)(image)
+
+
+def _predictors(bundle: Bundle | str | os.PathLike[str] | None,
+                batch_size: int) -> tuple[Bundle, list[AgentPredictor]]:
+    """The loaded bundle and a predictor per agent, in the bundle's agent order."""
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    return bundle, [AgentPredictor(bundle, name, batch_size=batch_size) for name in bundle.agent_names]
+
+
+def _readable_batches(paths: Sequence[str | os.PathLike[str]],
+                      per_batch: int) -> Iterator[tuple[int, list[tuple[int, np.ndarray]]]]:
+    """``paths`` in batches of ``per_batch``: (paths in the batch, (index, RGB image) of each one
+    that reads; an unreadable file is left out, its rows stay NaN)."""
+    for start in range(0, len(paths), per_batch):
+        indices = range(start, min(start + per_batch, len(paths)))
+        images = [(index, read_rgb(paths[index])) for index in indices]
+        yield len(indices), [(index, image) for index, image in images if image is not None]
 
 
 def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths: Sequence[str | os.PathLike[str]],
@@ -58,7 +75,7 @@ def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths
     """
     if copies < 1:
         raise ValueError(f"copies must be >= 1, received {copies}.")
-    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    bundle, predictors = _predictors(bundle, batch_size)
     agents = bundle.agent_names
     paths = [Path(p) for p in image_paths]
     source = np.repeat(np.arange(len(paths)), copies)
@@ -73,15 +90,10 @@ def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths
                     return np.asarray(cached["votes"]), np.asarray(cached["context"]), source
     votes = np.full((len(source), len(agents)), np.nan)
     context = np.full((len(source), len(CONTEXT_NAMES)), np.nan)
-    predictors = [AgentPredictor(bundle, name, batch_size=batch_size) for name in agents]
     bar = tqdm(total=len(paths), desc="degraded votes", unit="img", disable=not progress)
-    per_batch = max(1, batch_size // copies)
-    for start in range(0, len(paths), per_batch):
+    for batch_len, images in _readable_batches(paths, max(1, batch_size // copies)):
         crops, rows = [], []
-        for index in range(start, min(start + per_batch, len(paths))):
-            image = read_rgb(paths[index])
-            if image is None:
-                continue
+        for index, image in images:
             for c in range(copies):
                 copy = degraded_copy(image, seed=seed, index=index, copy=c)
                 crop = whole_image_crop(copy, size=CROP_SIZE)
@@ -92,7 +104,7 @@ def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths
         if crops:
             for col, predictor in enumerate(predictors):
                 votes[rows, col] = predictor.predict_p_fake(crops)
-        bar.update(min(per_batch, len(paths) - start))
+        bar.update(batch_len)
     bar.close()
     if cache_file is not None:
         try:
@@ -110,19 +122,13 @@ def collect_copy_votes(bundle: Bundle | str | os.PathLike[str] | None, image_pat
     crop, to fit the check's margin; NaN for unreadable images. Not cached: replay rows are few."""
     from blackboard.fragile import make_copies
 
-    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    predictors = [AgentPredictor(bundle, name, batch_size=batch_size) for name in bundle.agent_names]
+    _, predictors = _predictors(bundle, batch_size)
     out = np.full((len(names), len(image_paths), len(predictors)), np.nan)
-    per_batch = max(1, batch_size // len(names))
-    for start in range(0, len(image_paths), per_batch):
-        rows, crops = [], []
-        for index in range(start, min(start + per_batch, len(image_paths))):
-            image = read_rgb(image_paths[index])
-            if image is not None:
-                rows.append(index)
-                crops.append(whole_image_crop(image, size=CROP_SIZE).crop)
-        if not crops:
+    for _, images in _readable_batches(image_paths, max(1, batch_size // len(names))):
+        if not images:
             continue
+        rows = [index for index, _ in images]
+        crops = [whole_image_crop(image, size=CROP_SIZE).crop for _, image in images]
         copies = make_copies(crops, names)  # copy-major
         for col, predictor in enumerate(predictors):
             p = predictor.predict_p_fake(copies).reshape(len(names), len(crops))

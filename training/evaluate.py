@@ -18,18 +18,22 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from agents.bundle import load_bundle
+from agents.command_line import add_bundle_arg, add_config_options, config_values
+from agents.errors import raised_as
 from agents.labels import CLASSES, label_to_index
 from vision.face_args import add_detect_arg
-from vision.faces import DETECT_MODES
+from vision.faces import DetectMode
 from vision.media import IMAGE_EXTENSIONS
+from blackboard.config_errors import one_line
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
 from training.cli_args import add_vote_cache_args
@@ -47,7 +51,8 @@ class EvaluationError(ValueError):
     """A user-facing problem with the inputs of an evaluation (printed as one line)."""
 
 
-@dataclass(frozen=True)
+# The command prints a refused setting in one line (blackboard.config_errors).
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class EvalConfig:
     """Everything one evaluation run needs (built from the command line)."""
 
@@ -57,11 +62,12 @@ class EvalConfig:
     split: str = "test"  # manifest split to evaluate
     fit_manifest: Path | None = None  # manifest whose val split fits stacking/controller (folder input)
     fit_split: str = "val"  # split of the (fit) manifest used for fitting
-    detect: str = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
+    detect: DetectMode = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
     ray_address: str | None = None  # Ray cluster address; None = start a local Ray
-    batch_size: int = 32  # images per Ray Data batch
-    workers: int = 0  # actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stage_plan)
-    cpus_per_actor: float = 0.0  # Ray CPUs per actor (0 = the largest share that packs every pool)
+    batch_size: int = Field(32, ge=1)  # images per Ray Data batch
+    # Actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stage_plan).
+    workers: int = Field(0, ge=0)
+    cpus_per_actor: float = Field(0.0, ge=0, le=16)  # Ray CPUs per actor (0 = the largest share that packs every pool)
     bootstrap: BootstrapConfig = BootstrapConfig()  # intervals and the paired test
     progress: bool = True  # one tqdm bar over the images
     verbose: bool = False  # Ray Data's own per-operator bars and stats instead
@@ -70,23 +76,11 @@ class EvalConfig:
     degrade: tuple[str, ...] = ()  # transforms of training.degrade_eval to score the images under too
     degrade_registry: Any = None  # where the transforms come from; None = vision.degrade (tests pass a fake)
 
-    def __post_init__(self) -> None:
-        if self.detect not in DETECT_MODES:
-            raise EvaluationError(f"--detect must be one of {DETECT_MODES}, received {self.detect!r}.")
-        if self.batch_size < 1:
-            raise EvaluationError(f"--batch-size must be positive, received {self.batch_size}.")
-        if self.workers < 0:
-            raise EvaluationError(f"--workers must be >= 0, received {self.workers}.")
-        if not 0 <= self.cpus_per_actor <= 16:
-            raise EvaluationError(f"--cpus-per-actor must be in [0, 16], received {self.cpus_per_actor}.")
-
 
 # ----------------------------------------------------------------------------- inputs
 def _label_index(value: Any, where: str) -> int:
-    try:
+    with raised_as(EvaluationError, where):
         return label_to_index(value)
-    except ValueError as err:
-        raise EvaluationError(f"{where}: {err}") from None
 
 
 def images_from_folder(folder: Path) -> pd.DataFrame:
@@ -260,30 +254,39 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- CLI
+# `EvalConfig` fields the command line sets as they are, with their help (each option's name, type
+# and default are the field's): what is evaluated and fitted on...
+SPLIT_OPTIONS = {
+    "split": f"manifest split to evaluate (default: {EvalConfig.split})",
+    "fit_manifest": "manifest whose --fit-split fits stacking / a missing controller (folder input)",
+    "fit_split": f"split used for fitting (default: {EvalConfig.fit_split})",
+}
+# ...and how the Ray Data stages run.
+RAY_OPTIONS = {
+    "ray_address": "Ray cluster address (default: start a local Ray)",
+    "batch_size": "images per Ray Data batch",
+    "workers": "N actors for the face stage and for each agent's own pool (0: one face actor and one actor per "
+               "CPU that runs every agent, as `fakeface batch`)",
+    "cpus_per_actor": "Ray CPUs reserved per actor (0 = the largest share that fits every actor)",
+}
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The `fakeface evaluate` argument parser."""
+    """The `fakeface evaluate` argument parser; its defaults are `EvalConfig`'s and `BootstrapConfig`'s."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Score each agent, the baseline combiners and the RL ensemble on one labelled set.",
     )
-    parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped bundle)")
+    add_bundle_arg(parser, type=Path, help="model bundle (default: the shipped bundle)")
     parser.add_argument("--data", type=Path, required=True,
                         help="manifest CSV (its --split is evaluated) or a folder with real/ and fake/")
     parser.add_argument("--out", type=Path, required=True, help="output directory for metrics, predictions, report")
-    parser.add_argument("--split", default="test", help="manifest split to evaluate (default: test)")
-    parser.add_argument("--fit-manifest", type=Path, default=None,
-                        help="manifest whose --fit-split fits stacking / a missing controller (folder input)")
-    parser.add_argument("--fit-split", default="val", help="split used for fitting (default: val)")
+    add_config_options(parser, EvalConfig, SPLIT_OPTIONS)
     add_detect_arg(parser)
-    parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per Ray Data batch")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="N actors for the face stage and for each agent's own pool (0: one face actor and "
-                             "one actor per CPU that runs every agent, as `fakeface batch`)")
-    parser.add_argument("--cpus-per-actor", type=float, default=0.0,
-                        help="Ray CPUs reserved per actor (0 = the largest share that fits every actor)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_config_options(parser, EvalConfig, RAY_OPTIONS)
+    parser.add_argument("--bootstrap", type=int, default=BootstrapConfig.n_resamples,
+                        help=f"bootstrap resamples (default {BootstrapConfig.n_resamples})")
+    parser.add_argument("--seed", type=int, default=BootstrapConfig.seed, help="bootstrap seed")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray Data's per-operator progress bars and stats instead of one bar")
@@ -300,10 +303,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = EvalConfig(
-            data=args.data, out=args.out, bundle=args.bundle, split=args.split,
-            fit_manifest=args.fit_manifest, fit_split=args.fit_split, detect=args.detect,
-            ray_address=args.ray_address, batch_size=args.batch_size, workers=args.workers,
-            cpus_per_actor=args.cpus_per_actor,
+            data=args.data, out=args.out, bundle=args.bundle, detect=args.detect,
+            **config_values(args, [*SPLIT_OPTIONS, *RAY_OPTIONS]),
             bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
             progress=not args.no_progress, verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
             cache_dir=args.cache_dir, use_cache=not args.no_cache,
@@ -311,7 +312,7 @@ def main(argv: list[str]) -> int:
         )
         result = evaluate(config)
     except (ValueError, OSError) as err:  # EvaluationError, BundleError, config validation, unwritable --out
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return 2
     data = result["data"]
     print(f"Scored {data['n']} images ({data['n_real']} real, {data['n_fake']} fake; "

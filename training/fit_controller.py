@@ -23,6 +23,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
 from agents.bundle import BundleError, load_bundle
+from agents.errors import raised_as, read_bytes
 from agents.labels import CLASSES
 from blackboard.calibration import check_prior
 from blackboard.combine import CONTEXT_STACKING, baselines_to_json, fit_baselines
@@ -107,14 +108,11 @@ def load_config(path: str | None, args: argparse.Namespace) -> Any:
     data: dict[str, Any] = {}
     if path:
         file = Path(path)
-        if not file.is_file():
-            raise ValueError(f"Config file {file} not found.")
+        text = read_bytes(file, error=ValueError, what="config file")
         import yaml  # YAML is a superset of JSON, so one parser reads both
 
-        try:
-            loaded = yaml.safe_load(file.read_text())
-        except yaml.YAMLError as err:
-            raise ValueError(f"Config file {file} is not valid YAML/JSON: {err}") from err
+        with raised_as(ValueError, f"Config file {file} is not valid YAML/JSON", catch=(yaml.YAMLError,)):
+            loaded = yaml.safe_load(text)
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"Config file {file} must hold a mapping of config fields.")
         data.update(loaded or {})

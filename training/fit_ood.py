@@ -24,15 +24,21 @@ from training.cli_args import fit_parser
 from training.votes import read_manifest_split, read_rgb
 
 CROP_SIZE = 224  # the agents' crop side (vision.faces.extract_faces' default)
+# The defaults of `fit_ood` and of the command's options alike.
+FALSE_ABSTAIN_RATE = 0.03  # share of in-distribution val faces the gate may answer uncertain
+MAX_TRAIN = 4000  # train crops sampled for the fit
+MAX_VAL = 2000  # val crops sampled for the threshold
 
 
 def build_parser(prog: str = "fakeface fit-ood") -> argparse.ArgumentParser:
     """The command's arguments."""
     parser = fit_parser(prog, __doc__)
-    parser.add_argument("--false-abstain", type=float, default=0.03,
-                        help="share of val faces allowed to be answered uncertain (default 0.03)")
-    parser.add_argument("--max-train", type=int, default=4000, help="train crops sampled for the fit (default 4000)")
-    parser.add_argument("--max-val", type=int, default=2000, help="val crops sampled for the threshold (default 2000)")
+    parser.add_argument("--false-abstain", type=float, default=FALSE_ABSTAIN_RATE,
+                        help=f"share of val faces allowed to be answered uncertain (default {FALSE_ABSTAIN_RATE})")
+    parser.add_argument("--max-train", type=int, default=MAX_TRAIN,
+                        help=f"train crops sampled for the fit (default {MAX_TRAIN})")
+    parser.add_argument("--max-val", type=int, default=MAX_VAL,
+                        help=f"val crops sampled for the threshold (default {MAX_VAL})")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--dry-run", action="store_true", help="fit and report, but do not write the bundle")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -55,8 +61,9 @@ def split_features(manifest: str | Path, split: str, limit: int, seed: int) -> t
     return crop_features(crops), unreadable
 
 
-def fit_ood(bundle: str | Path, manifest: str | Path, *, false_abstain_rate: float = 0.03, max_train: int = 4000,
-            max_val: int = 2000, seed: int = 0, write: bool = True) -> tuple[OODModel, dict[str, Any]]:
+def fit_ood(bundle: str | Path, manifest: str | Path, *, false_abstain_rate: float = FALSE_ABSTAIN_RATE,
+            max_train: int = MAX_TRAIN, max_val: int = MAX_VAL, seed: int = 0,
+            write: bool = True) -> tuple[OODModel, dict[str, Any]]:
     """Fits the OOD model on train crops, calibrates it on val and (``write``) stores it in the bundle.
 
     Returns:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import pydantic
+from pydantic import ConfigDict, Field
 from scipy.stats import binomtest, rankdata
 from sklearn.metrics import (
     accuracy_score,
@@ -39,19 +41,13 @@ from sklearn.metrics import (
 _EPS = 1e-7
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class BootstrapConfig:
     """How confidence intervals and the paired test resample the evaluated images."""
 
-    n_resamples: int = 1000  # bootstrap resamples per interval / test
-    confidence: float = 0.95  # two-sided coverage of the percentile intervals
+    n_resamples: int = Field(1000, ge=10)  # bootstrap resamples per interval / test
+    confidence: float = Field(0.95, gt=0.5, lt=1)  # two-sided coverage of the percentile intervals
     seed: int = 0  # numpy Generator seed, so a rerun reproduces every interval
-
-    def __post_init__(self) -> None:
-        if self.n_resamples < 10:
-            raise ValueError(f"n_resamples must be at least 10, received {self.n_resamples}.")
-        if not 0.5 < self.confidence < 1.0:
-            raise ValueError(f"confidence must lie in (0.5, 1), received {self.confidence}.")
 
 
 def _check_inputs(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

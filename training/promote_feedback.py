@@ -16,6 +16,7 @@ import argparse
 import json
 
 from agents.bundle import BundleError, load_bundle
+from agents.command_line import add_bundle_arg, command_parser
 from blackboard.controller_state import ControllerState, StateError, state_folder_for
 from blackboard.controllers.store import load_controller, load_replay
 from blackboard.feedback_promotion import PromotionRule, promote_from_log
@@ -23,10 +24,9 @@ from training.cli_args import run_command
 
 
 def build_parser(prog: str = "fakeface promote-feedback") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = command_parser(prog, __doc__)
     parser.add_argument("--feedback-log", required=True, help="the server's feedback JSONL")
-    parser.add_argument("--bundle", default=None, help="model bundle the server runs (default: the shipped one)")
+    add_bundle_arg(parser, help="model bundle the server runs (default: the shipped one)")
     parser.add_argument("--min-clients", type=int, default=PromotionRule.min_clients,
                         help="distinct clients the feedback must come from")
     parser.add_argument("--min-cases", type=int, default=PromotionRule.min_cases,

@@ -11,52 +11,52 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
+import pydantic
+from pydantic import ConfigDict, Field
 from sklearn.utils.class_weight import compute_class_weight
 
-from agents.atomic import atomic_write_text
 from agents.bundle import Bundle, load_model_file, save_model_file, write_bundle
 from agents.labels import CLASSES
-from agents.predictor import apply_temperature
 from agents.registry import get_agent
 from training.augment import AugmentConfig
-from training.calibrate import binary_metrics, fit_temperature, p_fake_of
-from blackboard.calibration import choose_threshold
+from training.calibrate import calibrate, calibration_summary
 from training.callbacks import ResumableEarlyStopping, ValMetrics
 from training.curves import plot_curves
-from training.splits import finished_meta, split_labels, train_val
+from training.splits import AgentRun, split_labels, train_val
 from training.data import FaceSequence, resized_cache
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TrainConfig:
     """Hyper-parameters of one training run (shared by all agents unless overridden)."""
 
-    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    epochs: int = Field(30, ge=1)  # upper bound; early stopping usually ends sooner
     batch_size: int = 64  # images per step
-    optimizer: str = "rmsprop"  # "rmsprop" or "adam"
-    learning_rate: float = 1e-4  # the report's RMSprop(1e-4)
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    learning_rate: float = Field(1e-4, gt=0)  # the report's RMSprop(1e-4)
     patience: int = 4  # early-stopping patience on val ROC AUC (best epoch's weights kept)
-    lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 0 over `epochs`)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # "cosine" decays to 0 over `epochs`
     cache: bool = True  # decode and resize every image once into OUT.work/cache (RAM/disk for speed)
     threshold_rule: str = "f0.5"  # how the decision threshold is chosen on val
     synth_fakes: float = 0.0  # extra self-blended fakes per real training image
     # Forensic agent: screenshot-like degraded copies (vision.degrade.random_chain) per train and val
     # image, besides the clean one; 0 trains on clean crops only. Needs `augment`.
-    degraded_copies: int = 1
+    degraded_copies: int = Field(1, ge=0)
     # Forensic agent: cut those copies as serving cuts a detected face (MTCNN landmarks + alignment)
     pipeline_crops: bool = False
     augment: bool = True  # train-time augmentation
     geometric_augment: bool = True  # random rotation/zoom/shift (resampling: off for NPR inputs)
-    screenshot_augment: float = 0.0  # probability of a screenshot-like degradation chain (vision.degrade)
+    # Probability of a screenshot-like degradation chain (vision.degrade).
+    screenshot_augment: float = Field(0.0, ge=0, le=1)
     class_weights: bool = True  # re-weight classes by inverse frequency
-    precision: str = "float32"  # "float32" or "mixed_bfloat16" (fast on CPUs with AMX)
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"  # bfloat16 is fast on CPUs with AMX
     max_train_images: int | None = None  # cap on train images (group-preserving sample) for CPU budgets
     max_val_images: int | None = None  # cap on val images
     workers: int = 2  # PyDataset reader threads
@@ -76,22 +76,6 @@ class TrainConfig:
         if unknown or "overrides" in fields:
             raise ValueError(f"Unknown training option(s) {sorted(unknown)} for agent {name!r}.")
         return replace(self, **fields) if fields else self
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, received {self.epochs}.")
-        if self.optimizer not in ("rmsprop", "adam"):
-            raise ValueError(f"optimizer must be 'rmsprop' or 'adam', received {self.optimizer!r}.")
-        if self.precision not in ("float32", "mixed_bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'mixed_bfloat16', received {self.precision!r}.")
-        if self.degraded_copies < 0:
-            raise ValueError(f"degraded_copies must be >= 0, received {self.degraded_copies}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, received {self.learning_rate}.")
-        if not 0.0 <= self.screenshot_augment <= 1.0:
-            raise ValueError(f"screenshot_augment is a probability in [0, 1], received {self.screenshot_augment}.")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', received {self.lr_schedule!r}.")
 
 
 def augment_config(config: TrainConfig) -> AugmentConfig | None:
@@ -125,21 +109,16 @@ def train_agent(
     The trained model and a `meta.json` are written to `work_dir/<name>/` (atomically) so a
     re-run reuses them.
     """
-    spec = get_agent(name)
-    if spec.kind == "forensic":  # features + gradient boosting: its own module, same artefact
+    run = AgentRun.of(name, config, work_dir)
+    if run.kind == "forensic":  # features + gradient boosting: its own module, same artefact
         from training.train_forensic import train_forensic
 
-        return train_forensic(name, manifest, config, work_dir, verbose=verbose)
-    config = config.for_agent(name)
-    size = config.input_sizes.get(name)
-    contract = spec.contract(size)
-    agent_dir = work_dir / name
-    meta_path = agent_dir / "meta.json"
+        return train_forensic(run, manifest, verbose=verbose)
+    config, contract, agent_dir = run.config, run.contract, run.agent_dir
     model_path = agent_dir / f"{name}.keras"
-    meta = finished_meta(name, agent_dir, model_path, verbose=verbose)
+    meta = run.finished_meta(model_path, verbose=verbose)
     if meta is not None:
-        return {**meta, "model": load_model_file(model_path), "preprocessing": contract,
-                "files": {f"logs/{name}.csv": str(agent_dir / "log.csv"), f"logs/{name}.png": str(agent_dir / "curves.png")}}
+        return run.artefact(meta, load_model_file(model_path))
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
@@ -165,11 +144,11 @@ def train_agent(
         w = compute_class_weight("balanced", classes=np.arange(len(CLASSES)), y=all_y)
         class_weight = {i: float(v) for i, v in enumerate(w)}
 
-    model = spec.build(input_size=size, **config.agent_kwargs.get(name, {}))
+    model = get_agent(name).build(input_size=run.size, **config.agent_kwargs.get(name, {}))
     model.compile(optimizer=_optimizer(config, len(train_seq)), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     agent_dir.mkdir(parents=True, exist_ok=True)
-    log_path = agent_dir / "log.csv"
+    log_path = run.log_path
     stopper = ResumableEarlyStopping(agent_dir, monitor="val_auc", patience=config.patience)
     backup = keras.callbacks.BackupAndRestore(str(agent_dir / "backup"))
     callbacks = [
@@ -201,17 +180,11 @@ def train_agent(
     save_model_file(model, model_path)
     model = load_model_file(model_path)
     raw = np.concatenate([np.asarray(model.predict_on_batch(val_seq[i][0])) for i in range(len(val_seq))])
-    temperature = fit_temperature(raw, y_val)
-    p_val = p_fake_of(apply_temperature(raw, temperature))
-    threshold = choose_threshold(p_val, y_val, config.threshold_rule)
-    metrics = binary_metrics(p_val, y_val, threshold)
-    plot_curves(log_path, agent_dir / "curves.png", title=f"{name} training")
+    _, calibration = calibrate(raw, y_val, config.threshold_rule)
+    plot_curves(log_path, run.curves_path, title=f"{name} training")
 
     meta = {
-        "temperature": temperature,
-        "threshold": threshold,
-        "threshold_rule": config.threshold_rule,
-        "val_metrics": metrics,
+        **calibration,
         "training": {
             "train_files": int(len(train)),
             "train_samples": int(len(train_seq.items)),
@@ -229,12 +202,10 @@ def train_agent(
             "backend": keras.backend.backend(),
         },
     }
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    run.write_meta(meta)
     if verbose:
-        print(f"[{name}] done in {train_s:.0f}s ({images_per_s:.1f} img/s): T={temperature:.3f} "
-              f"threshold={threshold:.3f} val AUC={metrics['auc']:.4f} acc={metrics['accuracy']:.4f}")
-    return {**meta, "model": model, "preprocessing": contract,
-            "files": {f"logs/{name}.csv": str(log_path), f"logs/{name}.png": str(agent_dir / "curves.png")}}
+        print(f"[{name}] done in {train_s:.0f}s ({images_per_s:.1f} img/s): {calibration_summary(meta)}")
+    return run.artefact(meta, model)
 
 
 def _backup_epoch(backup_dir: Path) -> int:

@@ -19,13 +19,12 @@ threshold hold for degraded faces as well as clean ones.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,19 +34,14 @@ from tqdm import tqdm
 
 from agents.forensic import ForensicModel, load_forensic, save_forensic
 from agents.forensic_features import FEATURE_VERSION, GROUPS, N_FEATURES, image_features
-from agents.predictor import apply_temperature
 from agents.preprocessing import Preprocessing, prepare_image
 from agents.registry import get_agent
 from vision.media import read_image
-from training.calibrate import binary_metrics, fit_temperature, p_fake_of
-from blackboard.calibration import choose_threshold
+from training.calibrate import binary_metrics, calibrate, calibration_summary
 from training.curves import plot_curves
 from training.pipeline_crops import LandmarkCache, pipeline_crop
-from training.splits import finished_meta, split_labels, train_val
+from training.splits import AgentRun, split_labels, train_val
 from vision.degrade import random_chain
-
-if TYPE_CHECKING:  # type only: training.train hands forensic agents to this module
-    from training.train import TrainConfig
 
 # Share of the train GROUPS held out for early stopping (never val: val calibrates).
 EARLY_STOP_FRACTION = 0.1
@@ -247,32 +241,19 @@ def fit_forensic(
                      val_features=x_train[stop_idx], val_labels=y_train[stop_idx], val_weight=weights[stop_idx])
 
 
-def train_forensic(
-    name: str,
-    manifest: pd.DataFrame,
-    config: TrainConfig,
-    work_dir: Path,
-    *,
-    verbose: int = 1,
-) -> dict[str, Any]:
-    """Trains and calibrates a forensic agent; returns its bundle artefact (like `train_agent`).
+def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -> dict[str, Any]:
+    """Trains and calibrates a forensic agent; returns its bundle artefact (like `train_agent`,
+    which hands ``run`` over).
 
     The fitted model and `meta.json` go to `work_dir/<name>/` (atomically); a rerun reuses
     them, and the feature cache in `work_dir/cache/` makes an interrupted extraction resume.
     """
-    spec = get_agent(name)
-    config = config.for_agent(name)
-    size = config.input_sizes.get(name)
-    contract = spec.contract(size)
-    agent_dir = Path(work_dir) / name
-    meta_path = agent_dir / "meta.json"
+    name, config, contract, work_dir = run.name, run.config, run.contract, run.work_dir
+    agent_dir = run.agent_dir
     model_path = agent_dir / f"{name}.skops"
-    log_path, png_path = agent_dir / "log.csv", agent_dir / "curves.png"
-    files = {f"logs/{name}.csv": str(log_path), f"logs/{name}.png": str(png_path)}
-    meta = finished_meta(name, agent_dir, model_path, verbose=verbose)
+    meta = run.finished_meta(model_path, verbose=verbose)
     if meta is not None:
-        return {**meta, "kind": "forensic", "model": load_forensic(model_path), "preprocessing": contract,
-                "files": files}
+        return run.artefact(meta, load_forensic(model_path), kind="forensic")
 
     train, val = train_val(manifest, config)
     copies = config.degraded_copies if config.augment else 0
@@ -293,7 +274,7 @@ def train_forensic(
 
     start = time.perf_counter()
     params = dict(config.agent_kwargs.get(name, {}))
-    model = fit_forensic(name, x_train, y_train, train["group"].tolist(), contract_size=size, params=params,
+    model = fit_forensic(name, x_train, y_train, train["group"].tolist(), contract_size=run.size, params=params,
                          class_weights=config.class_weights, seed=config.seed)
     fit_s = time.perf_counter() - start
 
@@ -301,23 +282,18 @@ def train_forensic(
     save_forensic(model, model_path)
     model = load_forensic(model_path)  # calibrate exactly what the bundle will hold
     raw = model.predict_features(x_val)
-    temperature = fit_temperature(raw, y_val)
-    p_val = p_fake_of(apply_temperature(raw, temperature))
-    threshold = choose_threshold(p_val, y_val, config.threshold_rule)
-    metrics = binary_metrics(p_val, y_val, threshold)
+    p_val, calibration = calibrate(raw, y_val, config.threshold_rule)
+    threshold, temperature = calibration["threshold"], calibration["temperature"]
     clean = val["degrade_seed"].isna().to_numpy()
     parts = {"clean": clean, "degraded": ~clean}
     part_metrics = {k: binary_metrics(p_val[m], y_val[m], threshold) for k, m in parts.items() if m.any()}
     contributions = model.explain_features(x_val, temperature=temperature)
     mean_abs = {g: float(np.mean([abs(c[g]) for c in contributions])) for g in GROUPS}
-    _write_log(model, log_path)
-    plot_curves(log_path, png_path, title=f"{name} boosting (log loss per iteration)")
+    _write_log(model, run.log_path)
+    plot_curves(run.log_path, run.curves_path, title=f"{name} boosting (log loss per iteration)")
 
     meta = {
-        "temperature": temperature,
-        "threshold": threshold,
-        "threshold_rule": config.threshold_rule,
-        "val_metrics": metrics,
+        **calibration,
         "training": {
             "train_files": int(train["degrade_seed"].isna().sum()),
             "val_files": int(val["degrade_seed"].isna().sum()),
@@ -340,10 +316,7 @@ def train_forensic(
             "backend": "scikit-learn",
         },
     }
-    tmp = meta_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(tmp, meta_path)
+    run.write_meta(meta)
     if verbose:
-        print(f"[{name}] done: {model.estimator.n_iter_} iterations in {fit_s:.0f}s, T={temperature:.3f} "
-              f"threshold={threshold:.3f} val AUC={metrics['auc']:.4f} acc={metrics['accuracy']:.4f}")
-    return {**meta, "kind": "forensic", "model": model, "preprocessing": contract, "files": files}
+        print(f"[{name}] done: {model.estimator.n_iter_} iterations in {fit_s:.0f}s, {calibration_summary(meta)}")
+    return run.artefact(meta, model, kind="forensic")

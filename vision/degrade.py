@@ -23,6 +23,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from agents.errors import lookup
 from vision import screens
 
 Op = Callable[..., np.ndarray]  # op(image, rng, **params) -> image
@@ -169,18 +170,22 @@ def h264(image: np.ndarray, rng: np.random.Generator, *, crf: int, frames: int) 
     return np.ascontiguousarray(decoded[-1].to_ndarray(format="rgb24")[:h, :w])
 
 
-@register("player", composition=True)
-@kind("player", lambda rng: {"face_scale": tuple(sorted(rng.uniform(0.2, 0.75, 2)))}, composition=True)
-def player(image: np.ndarray, rng: np.random.Generator, **params: Any) -> np.ndarray:
-    """The face in a desktop video player screenshot (see :func:`vision.screens.player`)."""
-    return screens.player(image, rng, **params)[0]
+def _screenshot_op(name: str) -> Op:
+    """The face in a screenshot of kind ``name`` (`vision.screens.screenshot`): the whole screen."""
+    def op(image: np.ndarray, rng: np.random.Generator, **params: Any) -> np.ndarray:
+        return screens.screenshot(name, image, rng, **params)[0]
+    return op
 
 
-@register("phone", composition=True)
-@kind("phone", lambda rng: {"face_scale": tuple(sorted(rng.uniform(0.25, 0.9, 2)))}, composition=True)
-def phone(image: np.ndarray, rng: np.random.Generator, **params: Any) -> np.ndarray:
-    """The face in a portrait phone app screenshot (see :func:`vision.screens.phone`)."""
-    return screens.phone(image, rng, **params)[0]
+def _face_scales(low: float, high: float) -> Callable[[np.random.Generator], dict[str, Any]]:
+    """A sampler of a random ``face_scale`` range inside [low, high], for random chains."""
+    return lambda rng: {"face_scale": tuple(sorted(rng.uniform(low, high, 2)))}
+
+
+# The screenshot compositions, each with the range random chains draw the face's size from
+# (a little wider than the screen's own default, which the benchmark transforms use).
+for _name, _scales in (("player", (0.2, 0.75)), ("phone", (0.25, 0.9))):
+    register(_name, composition=True)(kind(_name, _face_scales(*_scales), composition=True)(_screenshot_op(_name)))
 
 
 # --------------------------------------------------------------------------- API
@@ -190,10 +195,7 @@ def names() -> list[str]:
 
 
 def _get(name: str) -> Transform:
-    try:
-        return TRANSFORMS[name]
-    except KeyError:
-        raise ValueError(f"Unknown degradation {name!r}; known: {', '.join(TRANSFORMS)}.") from None
+    return lookup(TRANSFORMS, name, what="degradation")
 
 
 def is_composition(name: str) -> bool:
@@ -216,8 +218,7 @@ def compose(name: str, image: np.ndarray, *, seed: int) -> tuple[np.ndarray, tup
     transform = _get(name)
     if not transform.composition:
         raise ValueError(f"Degradation {name!r} is not a composition.")
-    builder = getattr(screens, name)
-    return builder(_check(image), np.random.default_rng(seed), **transform.params)
+    return screens.screenshot(name, _check(image), np.random.default_rng(seed), **transform.params)
 
 
 def random_chain(rng: np.random.Generator, *, compositions: bool = False) -> Callable[[np.ndarray], np.ndarray]:

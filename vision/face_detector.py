@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+import pydantic
+from pydantic import ConfigDict, Field, model_validator
 
 from vision.alignment import LANDMARK_NAMES, align_face
 from vision.face_refine import LandmarkRefiner
@@ -32,7 +34,7 @@ class DetectedFace:
     confidence: float  # detector probability that this is a face, 0..1
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class FaceGate:
     """What an MTCNN detection must pass to be returned as a face.
 
@@ -40,17 +42,17 @@ class FaceGate:
     geometry check and a second look at the face in its own aligned crop drop most of it.
     """
 
-    min_confidence: float = 0.9  # MTCNN's face probability (ONet), 0..1
+    min_confidence: float = Field(0.9, ge=0, le=1)  # MTCNN's face probability (ONet)
     eye_ratio: tuple[float, float] = (0.2, 0.8)  # allowed eye distance / box width
     geometry: bool = True  # require a face-like layout of the five landmarks (plausible_landmarks)
     verify: bool = True  # re-detect each face in its aligned crop; keep it only when found again
-    verify_confidence: float = 0.9  # MTCNN probability the second look needs
+    verify_confidence: float = Field(0.9, ge=0, le=1)  # MTCNN probability the second look needs
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.min_confidence <= 1.0 or not 0.0 <= self.verify_confidence <= 1.0:
-            raise ValueError(f"confidences must be in [0, 1], received {self.min_confidence}, {self.verify_confidence}.")
+    @model_validator(mode="after")
+    def _eye_ratio_range(self) -> "FaceGate":
         if not 0.0 <= self.eye_ratio[0] < self.eye_ratio[1]:
             raise ValueError(f"eye_ratio must be (low, high) with 0 <= low < high, received {self.eye_ratio}.")
+        return self
 
 
 # Light correction before detection: frames darker than DARK_MEAN (mean luma, 0-255) are

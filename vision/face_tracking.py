@@ -31,34 +31,28 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import numpy as np
+import pydantic
+from pydantic import ConfigDict, Field
 
 from vision.face_detector import DetectedFace, FaceDetector, enhance_for_detection, plausible_landmarks
 from vision.face_refine import PIXEL_CENTRE, PIXEL_SCALE, window_patch
 from vision.video import iou
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class FollowConfig:
     """How :class:`FaceFollower` alternates full detection and following."""
 
-    keyframe_every: int = 8  # full-frame detection on every N-th sampled frame; 1 = every frame (no following)
-    shift: float = 0.15  # extra search windows are offset by this share of the face box side (up/down/left/right)
-    min_overlap: float = 0.3  # a followed box must overlap its previous box by this IoU, else the track is lost
+    # Full-frame detection on every N-th sampled frame; 1 = every frame (no following).
+    keyframe_every: int = Field(8, ge=1)
+    # Extra search windows are offset by this share of the face box side (up/down/left/right).
+    shift: float = Field(0.15, ge=0, le=0.5)
+    # A followed box must overlap its previous box by this IoU, else the track is lost.
+    min_overlap: float = Field(0.3, gt=0, le=1)
     refine: bool = True  # look a second time in the square of the box found (steadier landmarks)
-    batch_frames: int = 8  # keyframes per batched MTCNN call (batching halves detection cost)
-    buffer_mb: int = 256  # at most this many MB of frames are held to batch keyframes (fewer per batch if need be)
-
-    def __post_init__(self) -> None:
-        if self.keyframe_every < 1:
-            raise ValueError(f"keyframe_every must be at least 1, received {self.keyframe_every}.")
-        if not 0.0 <= self.shift <= 0.5:
-            raise ValueError(f"shift must be between 0 and 0.5 box sides, received {self.shift}.")
-        if not 0.0 < self.min_overlap <= 1.0:
-            raise ValueError(f"min_overlap must be in (0, 1], received {self.min_overlap}.")
-        if self.batch_frames < 1:
-            raise ValueError(f"batch_frames must be at least 1, received {self.batch_frames}.")
-        if self.buffer_mb < 1:
-            raise ValueError(f"buffer_mb must be at least 1, received {self.buffer_mb}.")
+    batch_frames: int = Field(8, ge=1)  # keyframes per batched MTCNN call (batching halves detection cost)
+    # At most this many MB of frames are held to batch keyframes (fewer per batch if need be).
+    buffer_mb: int = Field(256, ge=1)
 
 
 @dataclass

@@ -9,7 +9,7 @@ is used whole (:func:`looks_like_crop`), any other is searched with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import cv2
 import numpy as np
@@ -20,7 +20,8 @@ from vision.media import as_rgb
 
 # Face detection modes every front end offers: "auto" detects unless the image looks like a
 # crop already, "on" always detects, "off" takes the whole image as the crop.
-DETECT_MODES = ("auto", "on", "off")
+DetectMode = Literal["auto", "on", "off"]
+DETECT_MODES = get_args(DetectMode)
 
 # Images that already look like face crops (for mode "auto"): aspect range and largest side.
 CROP_ASPECT_RANGE = (0.75, 1.33)

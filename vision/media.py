@@ -20,6 +20,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from agents.errors import raised_as, read_bytes
 from agents.preprocessing import as_rgb_uint8
 
 # File extensions (lower case, with the dot) of the inputs every command accepts.
@@ -126,15 +127,9 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
     Raises:
         ImageError: naming the file, when it cannot be read or decoded.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-    try:
+    data = read_bytes(path, error=ImageError)
+    with raised_as(ImageError, Path(path), catch=(ImageError,)):
         return decode_image(data, max_pixels=max_pixels)
-    except ImageError as exc:
-        raise ImageError(f"{path}: {exc}") from exc
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:

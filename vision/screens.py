@@ -6,14 +6,19 @@ chrome, seek bar, buttons, status bar, text) and paste the face into the video a
 seeded scale and position, so a detector can be tested on finding and judging a face inside
 a whole screen. Screens are returned as arrays (lossless, like a PNG screenshot).
 
-Each function returns the canvas and the face's box ``(x, y, width, height)`` in it, so tests
+`screenshot` returns the canvas and the face's box ``(x, y, width, height)`` in it, so tests
 and benchmarks can check where the face went.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import cv2
 import numpy as np
+
+from agents.errors import lookup
 
 Box = tuple[int, int, int, int]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -45,17 +50,10 @@ def _scene(canvas: np.ndarray, area: Box, rng: np.random.Generator) -> None:
     canvas[y:y + h, x:x + w] = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def player(face: np.ndarray, rng: np.random.Generator, *, sizes: tuple[tuple[int, int], ...] = ((1280, 720), (1920, 1080)),
-           face_scale: tuple[float, float] = (0.25, 0.7)) -> tuple[np.ndarray, Box]:
-    """A desktop video player window (title bar, video, seek bar, controls) showing ``face``.
-
-    Args:
-        face: RGB uint8 face image.
-        rng: draws the screen size, the face's scale and position, the progress and colours.
-        sizes: candidate (width, height) screens.
-        face_scale: range of the face's height as a share of the video area's height.
-    """
-    width, height = sizes[int(rng.integers(len(sizes)))]
+def _player(face: np.ndarray, rng: np.random.Generator, width: int, height: int,
+            face_scale: tuple[float, float]) -> tuple[np.ndarray, Box]:
+    """A desktop video player window (title bar, video, seek bar, controls) showing ``face``;
+    ``rng`` draws the title, the face's scale and position, the progress and the colours."""
     canvas = np.full((height, width, 3), 24, np.uint8)
     unit = height / 720.0  # chrome scales with the screen
     title_h, bar_h = int(32 * unit), int(64 * unit)
@@ -89,17 +87,10 @@ def player(face: np.ndarray, rng: np.random.Generator, *, sizes: tuple[tuple[int
     return canvas, box
 
 
-def phone(face: np.ndarray, rng: np.random.Generator, *, sizes: tuple[tuple[int, int], ...] = ((1080, 2340), (750, 1334)),
-          face_scale: tuple[float, float] = (0.3, 0.85)) -> tuple[np.ndarray, Box]:
-    """A portrait phone screenshot: status bar, app header, a 16:9 video, title, buttons, comments.
-
-    Args:
-        face: RGB uint8 face image.
-        rng: draws the screen size, light or dark theme, the face's scale and position.
-        sizes: candidate (width, height) screens.
-        face_scale: range of the face's height as a share of the video area's height.
-    """
-    width, height = sizes[int(rng.integers(len(sizes)))]
+def _phone(face: np.ndarray, rng: np.random.Generator, width: int, height: int,
+           face_scale: tuple[float, float]) -> tuple[np.ndarray, Box]:
+    """A portrait phone screenshot (status bar, app header, a 16:9 video, title, buttons,
+    comments) showing ``face``; ``rng`` draws light or dark theme, the face's scale and position."""
     dark = bool(rng.integers(2))
     bg, fg, muted = ((18, 18, 18), (240, 240, 240), (70, 70, 70)) if dark else \
         ((250, 250, 250), (20, 20, 20), (215, 215, 215))
@@ -148,3 +139,39 @@ def phone(face: np.ndarray, rng: np.random.Generator, *, sizes: tuple[tuple[int,
     cv2.line(canvas, (width // 2 - int(140 * unit), height - int(30 * unit)),
              (width // 2 + int(140 * unit), height - int(30 * unit)), fg, max(3, int(10 * unit)))  # home indicator
     return canvas, box
+
+
+@dataclass(frozen=True)
+class Screen:
+    """One kind of screenshot: how it is drawn and the defaults `screenshot` draws it with."""
+
+    draw: Callable[[np.ndarray, np.random.Generator, int, int, tuple[float, float]], tuple[np.ndarray, Box]]
+    sizes: tuple[tuple[int, int], ...]  # candidate (width, height) screens
+    face_scale: tuple[float, float]  # range of the face's height as a share of the video area's height
+
+
+SCREENS: dict[str, Screen] = {
+    "player": Screen(_player, sizes=((1280, 720), (1920, 1080)), face_scale=(0.25, 0.7)),
+    "phone": Screen(_phone, sizes=((1080, 2340), (750, 1334)), face_scale=(0.3, 0.85)),
+}
+
+
+def screenshot(name: str, face: np.ndarray, rng: np.random.Generator, *,
+               sizes: tuple[tuple[int, int], ...] | None = None,
+               face_scale: tuple[float, float] | None = None) -> tuple[np.ndarray, Box]:
+    """A screenshot of kind ``name`` (a key of SCREENS) showing ``face``, and the face's box in it.
+
+    Args:
+        name: "player" (a desktop video player window) or "phone" (a portrait phone app).
+        face: RGB uint8 face image.
+        rng: draws the screen size, then the screen's look and the face's scale and position.
+        sizes: candidate (width, height) screens (None: the kind's).
+        face_scale: range of the face's height as a share of the video area's height (None: the kind's).
+
+    Raises:
+        ValueError: naming the known kinds, for an unknown ``name``.
+    """
+    screen = lookup(SCREENS, name, what="screenshot kind")
+    sizes = screen.sizes if sizes is None else sizes
+    width, height = sizes[int(rng.integers(len(sizes)))]
+    return screen.draw(face, rng, width, height, screen.face_scale if face_scale is None else face_scale)

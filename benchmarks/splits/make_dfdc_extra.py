@@ -10,24 +10,18 @@ dfdc.csv does not list are left out (and counted).
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from agents.atomic import atomic_write_text
-
-HERE = Path(__file__).resolve().parent
+from split_files import SHARED_DATA, split_parser, write_split
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--base", default=str(HERE / "dfdc.csv"), help="the group split to extend")
-    parser.add_argument("--extra", default=str(HERE / "../../../shared/data/dfdc-extra-fakes"),
+    parser = split_parser(__doc__, base="dfdc.csv", base_help="the group split to extend", out="dfdc-extra.csv")
+    parser.add_argument("--extra", default=str(SHARED_DATA / "dfdc-extra-fakes"),
                         help="folder with metadata.csv and fake/")
-    parser.add_argument("--out", default=str(HERE / "dfdc-extra.csv"))
     args = parser.parse_args()
     base = pd.read_csv(args.base, dtype=str, keep_default_na=False)
     extra_dir = Path(args.extra)
@@ -42,12 +36,9 @@ def main() -> int:
         "group": meta.loc[known, "group"].to_numpy(),
         "split": split_of.loc[meta.loc[known, "group"]].to_numpy(),
     })
+    # write_split checks the invariant in code, not just by construction.
     merged = pd.concat([base[["path", "label", "group", "split"]], rows], ignore_index=True)
-    # Check the invariant in code, not just by construction.
-    sides = merged.groupby("group")["split"].nunique()
-    if (sides > 1).any():
-        raise SystemExit(f"groups on two sides of the split: {list(sides[sides > 1].index[:5])}")
-    atomic_write_text(args.out, merged.to_csv(index=False))
+    write_split(args.out, merged)
     print(f"{args.out}: {len(merged)} rows ({len(rows)} extra fakes, {int((~known).sum())} without a known group)")
     print(merged.groupby(["split", "label"]).size().to_string())
     return 0

@@ -19,7 +19,6 @@ busy 2-core box, and their copies are the same as in the larger run (seeds follo
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -27,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from agents.atomic import atomic_write_text
-
-HERE = Path(__file__).resolve().parent
+from agents.command_line import command_parser
+from split_files import HERE, SHARED_DATA
 
 
 def pick(rows: pd.DataFrame, per_class: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -43,8 +42,8 @@ def pick(rows: pd.DataFrame, per_class: int, rng: np.random.Generator) -> pd.Dat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=HERE.parents[2] / "shared" / "data")
+    parser = command_parser(None, __doc__, show_defaults=False)
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--per-class", type=int, default=250)
     parser.add_argument("--val", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

@@ -11,16 +11,14 @@ step ever reads them. Groups never sit on two sides (checked).
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from agents.atomic import atomic_write_text
+from split_files import SHARED_DATA, split_parser, write_split
 
-HERE = Path(__file__).resolve().parent
 SOURCES = ("gan-faces", "lfw-swaps")
 
 
@@ -39,24 +37,17 @@ def split_source(folder: Path, out_dir: Path, *, val: float, seed: int) -> pd.Da
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--base", default=str(HERE / "dfdc-extra.csv"), help="the DFDC group split")
-    parser.add_argument("--data", default=str(HERE / "../../../shared/data"),
-                        help="folder holding gan-faces/ and lfw-swaps/")
+    parser = split_parser(__doc__, base="dfdc-extra.csv", base_help="the DFDC group split", out="mixed.csv")
+    parser.add_argument("--data", default=str(SHARED_DATA), help="folder holding gan-faces/ and lfw-swaps/")
     parser.add_argument("--val", type=float, default=0.15, help="share of each source's train groups for val")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(HERE / "mixed.csv"))
     args = parser.parse_args()
     out_dir = Path(args.out).resolve().parent
     base = pd.read_csv(args.base, dtype=str, keep_default_na=False)[["path", "label", "group", "split"]]
     parts = [base] + [split_source(Path(args.data) / name, out_dir, val=args.val, seed=args.seed)
                       for name in SOURCES]
     merged = pd.concat(parts, ignore_index=True)
-    sides = merged.groupby("group")["split"].nunique()
-    if (sides > 1).any():
-        raise SystemExit(f"groups on two sides of the split: {list(sides[sides > 1].index[:5])}")
-    atomic_write_text(args.out, merged.to_csv(index=False))
+    write_split(args.out, merged)
     print(f"{args.out}: {len(merged)} rows")
     source = merged["path"].str.extract(r"data/([^/]+)/")[0]
     print(merged.assign(source=source).groupby(["source", "split", "label"]).size().to_string())

@@ -26,10 +26,9 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from sklearn.metrics import fbeta_score
 
+from agents.errors import parse_json
 from agents.labels import CLASSES, label_to_index
-from blackboard.calibration import (
-    CALIBRATIONS, Calibrator, check_prior, choose_threshold, labels_to_int, parse_threshold_rule,
-)
+from blackboard.calibration import Calibrator, choose_threshold, labels_to_int
 
 SCHEMA = "fakeface-controller"
 
@@ -42,17 +41,6 @@ def check_config_keys(cls: type, data: dict[str, Any], *, kind: str = "controlle
     if unknown:
         raise ValueError(f"Unknown {kind} config keys {unknown}; known keys: {sorted(known)}.")
     return data
-
-
-def check_rule_settings(config: Any) -> None:
-    """Checks the settings every learning rule's config shares: ``epochs``, ``calibration``,
-    ``threshold_rule`` and ``prior`` (ValueError naming the one received)."""
-    if config.epochs < 1:
-        raise ValueError(f"epochs must be at least 1, received {config.epochs}.")
-    if config.calibration not in CALIBRATIONS:
-        raise ValueError(f"calibration must be one of {CALIBRATIONS}, received {config.calibration!r}.")
-    parse_threshold_rule(config.threshold_rule)
-    check_prior(config.prior)
 
 
 def agent_class_table(agents: Sequence[str], matrix: np.ndarray) -> dict[str, dict[str, float]]:
@@ -337,10 +325,7 @@ def controller_from_json(data: bytes | str) -> Controller:
         ValueError: not JSON, another schema or kind, other classes, or content that no longer
             matches its version string.
     """
-    try:
-        obj = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"Controller table is not valid JSON: {err}") from err
+    obj = parse_json(data, what="Controller table")
     if not isinstance(obj, dict):
         raise ValueError(f"Controller table must be a JSON object, received {type(obj).__name__}.")
     kinds = controller_kinds()

@@ -16,29 +16,23 @@ A face whose context is unknown (NaN) falls in no bin and gets ``W`` alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from agents.labels import CLASSES
 from blackboard.controllers.base import agent_class_table, register_controller
-from blackboard.controllers.logodds import LogOddsConfig, LogOddsController
+from blackboard.controllers.logodds import ContextNames, LogOddsConfig, LogOddsController
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class BinnedConfig(LogOddsConfig):
     """The log-odds rule's settings plus how many quantile bins each context feature gets."""
 
-    context: tuple[str, ...] = ("sharpness",)
-    bins: int = 3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 2 <= self.bins <= 10:
-            raise ValueError(f"bins must be in [2, 10], received {self.bins}.")
-        if not self.context:
-            raise ValueError("the binned controller needs at least one context feature.")
+    context: ContextNames = Field(("sharpness",), min_length=1)  # the bins need a feature to cut
+    bins: int = Field(3, ge=2, le=10)  # quantile bins per context feature
 
 
 @register_controller

@@ -24,50 +24,47 @@ every weight gets a slope along it, ``W[a, c] + sum_k V[k, a, c] * z_k``, plus a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 import numpy as np
+from pydantic import AfterValidator, ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from agents.labels import CLASSES, FAKE_INDEX
-from blackboard.calibration import logit, sigmoid
-from blackboard.controllers.base import Controller, agent_class_table, check_rule_settings, register_controller
+from blackboard.calibration import CalibrationKind, Prior, ThresholdRule, logit, sigmoid
+from blackboard.controllers.base import Controller, agent_class_table, register_controller
 
-REWARDS = ("log", "reinforce")
 _CONTEXT_CLIP = 3.0  # standardised context values are clipped to +/- this many deviations
 
 
-@dataclass(frozen=True)
+def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(names)) != len(names):
+        raise ValueError(f"context names must be distinct, received {names}.")
+    return names
+
+
+# Case-context feature names (a JSON list reads as a tuple); each names one column of the context.
+ContextNames = Annotated[tuple[str, ...], AfterValidator(_distinct)]
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class LogOddsConfig:
     """How the log-odds controller learns, calibrates and decides."""
 
-    lr: float = 0.05  # policy-gradient step size in the first fitting epoch
-    lr_decay: float = 0.7  # the step is multiplied by this after every epoch
-    online_lr: float = 0.02  # step size of one feedback update while serving
-    epochs: int = 8  # passes over the fitting votes (shuffled per epoch)
-    reward: str = "log"  # "log": log-likelihood of the truth; "reinforce": +1/-1 of a sampled announcement
-    l2: float = 1e-3  # pull of every step toward the starting weights (1/A, bias 0)
+    lr: float = Field(0.05, gt=0, le=1)  # policy-gradient step size in the first fitting epoch
+    lr_decay: float = Field(0.7, gt=0, le=1)  # the step is multiplied by this after every epoch
+    online_lr: float = Field(0.02, gt=0, le=1)  # step size of one feedback update while serving
+    epochs: int = Field(8, ge=1)  # passes over the fitting votes (shuffled per epoch)
+    # "log": log-likelihood of the truth; "reinforce": +1/-1 of a sampled announcement
+    reward: Literal["log", "reinforce"] = "log"
+    l2: float = Field(1e-3, ge=0)  # pull of every step toward the starting weights (1/A, bias 0)
     seed: int = 0  # seeds shuffling and sampled announcements, so fitting is reproducible
-    context: tuple[str, ...] = ()  # case-context features the weights may depend on (e.g. "blur")
-    calibration: str = "platt"  # "platt", "isotonic" or "none" (sigmoid of the raw log-odds)
-    threshold_rule: str = "f0.5"  # "f0.5", "f1", "youden" or "fixed:<p>"
+    context: ContextNames = ()  # case-context features the weights may depend on (e.g. "blur")
+    calibration: CalibrationKind = "platt"  # "none": sigmoid of the raw log-odds
+    threshold_rule: ThresholdRule = "f0.5"  # "f0.5", "f1", "youden" or "fixed:<p>"
     # Fake share the ensemble's probabilities assume (None: the fitting split's own, e.g. 65 % fake
     # on DFDC val). One image sent by a user comes with no such mix, so the default states even odds.
-    prior: float | None = 0.5
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "context", tuple(str(c) for c in self.context))  # lists from JSON
-        if not 0.0 < self.lr <= 1.0 or not 0.0 < self.online_lr <= 1.0:
-            raise ValueError(f"lr and online_lr must be in (0, 1], received {self.lr}, {self.online_lr}.")
-        if not 0.0 < self.lr_decay <= 1.0:
-            raise ValueError(f"lr_decay must be in (0, 1], received {self.lr_decay}.")
-        if self.reward not in REWARDS:
-            raise ValueError(f"reward must be one of {REWARDS}, received {self.reward!r}.")
-        if self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0, received {self.l2}.")
-        if len(set(self.context)) != len(self.context):
-            raise ValueError(f"context names must be distinct, received {self.context}.")
-        check_rule_settings(self)
+    prior: Prior = 0.5
 
 
 @register_controller
@@ -197,28 +194,30 @@ class LogOddsController(Controller):
         """The same table as :meth:`weights`: for this rule the weight is the trust."""
         return self.weights()
 
+    def _spoken_weights(self, row_votes: np.ndarray, present: np.ndarray | None,
+                        context: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One face's (votes (1, A), mask (1, A), each agent's context-free W for the class it
+        spoke (A,), and what the face's context adds to it (A,))."""
+        votes, mask = self._row(row_votes, present)
+        z = self._z(None if context is None else np.asarray(context).reshape(1, -1), 1)
+        spoken = (votes[0] >= 0.5).astype(int)
+        idx = np.arange(len(self.agents))
+        return votes, mask, self.w[idx, spoken], np.einsum("k,ka->a", z[0], self.v[:, idx, spoken])
+
     def explain(self, row_votes: np.ndarray, present: np.ndarray | None = None,
                 context: np.ndarray | None = None) -> dict[str, float]:
         """Share of the evidence for the decided class each agent's weighted log-odds carried."""
-        votes, mask = self._row(row_votes, present)
-        z = self._z(None if context is None else np.asarray(context).reshape(1, -1), 1)
+        votes, mask, w, shift = self._spoken_weights(row_votes, present, context)
         decided = int(self.predict_proba(votes, mask, None if context is None else context)[0] >= self.threshold)
-        spoken = (votes[0] >= 0.5).astype(int)
-        idx = np.arange(len(self.agents))
-        w_eff = self.w[idx, spoken] + np.einsum("k,ka->a", z[0], self.v[:, idx, spoken])
-        contrib = w_eff * logit(votes[0])
+        contrib = (w + shift) * logit(votes[0])
         shares = self._shares(contrib if decided == FAKE_INDEX else -contrib, mask[0])
         return {a: float(shares[i]) for i, a in enumerate(self.agents)}
 
     def context_shift(self, row_votes: np.ndarray, present: np.ndarray | None = None,
                       context: np.ndarray | None = None) -> dict[str, float]:
         """How the face's context moved each voting agent's weight: applied minus context-free W."""
-        votes, mask = self._row(row_votes, present)
-        z = self._z(None if context is None else np.asarray(context).reshape(1, -1), 1)
-        spoken = (votes[0] >= 0.5).astype(int)
-        idx = np.arange(len(self.agents))
-        shift = np.einsum("k,ka->a", z[0], self.v[:, idx, spoken]) * mask[0]
-        return {a: float(shift[i]) for i, a in enumerate(self.agents)}
+        _, mask, _, shift = self._spoken_weights(row_votes, present, context)
+        return {a: float(shift[i] * mask[0][i]) for i, a in enumerate(self.agents)}
 
     # ----------------------------------------------------------- persistence
     def _state(self) -> dict[str, Any]:

@@ -11,57 +11,41 @@ mean reward of its greedy and exploring announcements per epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 from agents.labels import CLASSES, FAKE_INDEX
+from blackboard.calibration import CalibrationKind, Prior, ThresholdRule
 from blackboard.combine import mean_vote
-from blackboard.controllers.base import (
-    Controller, agent_class_table, check_config_keys, check_rule_settings, register_controller,
-)
-
-WEIGHT_MAPS = ("power", "exp")
+from blackboard.controllers.base import Controller, agent_class_table, check_config_keys, register_controller
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class ControllerConfig:
     """How the Q-trust controller learns, weighs and calibrates."""
 
-    alpha: float = 0.02  # learning rate of the trust update Q += alpha * (r - Q)
-    alpha_decay: float = 0.5  # alpha is multiplied by this after every fitting epoch (online updates use alpha)
-    epsilon: float = 0.1  # probability the controller explores (announces a random class) while learning
-    epsilon_decay: float = 0.5  # epsilon is multiplied by this after every epoch
-    epochs: int = 3  # passes over the val votes (shuffled per epoch)
+    alpha: float = Field(0.02, gt=0, le=1)  # learning rate of the trust update Q += alpha * (r - Q)
+    # alpha is multiplied by this after every fitting epoch (online updates use alpha)
+    alpha_decay: float = Field(0.5, gt=0, le=1)
+    # probability the controller explores (announces a random class) while learning
+    epsilon: float = Field(0.1, ge=0, le=1)
+    epsilon_decay: float = Field(0.5, ge=0, le=1)  # epsilon is multiplied by this after every epoch
+    epochs: int = Field(3, ge=1)  # passes over the val votes (shuffled per epoch)
     seed: int = 0  # seeds the shuffling and exploration, so fitting is reproducible
-    weight_map: str = "power"  # "power": max(q,0)**gamma; "exp": exp(beta*q)
-    gamma: float = 2.0  # exponent of the power map (higher = trust matters more)
-    beta: float = 3.0  # slope of the exp map
-    min_weight: float = 0.01  # floor added to the power map: an untrusted agent keeps a whisper of a say,
-    # so the score still ranks cases when no agent is trusted on one class (else it would be constant)
-    calibration: str = "platt"  # "platt", "isotonic" or "none" (raw combined score)
-    threshold_rule: str = "f0.5"  # "f0.5", "f1", "youden" or "fixed:<p>"
+    weight_map: Literal["power", "exp"] = "power"  # "power": max(q,0)**gamma; "exp": exp(beta*q)
+    gamma: float = Field(2.0, gt=0)  # exponent of the power map (higher = trust matters more)
+    beta: float = Field(3.0, gt=0)  # slope of the exp map
+    # Floor added to the power map: an untrusted agent keeps a whisper of a say, so the score
+    # still ranks cases when no agent is trusted on one class (else it would be constant).
+    min_weight: float = Field(0.01, ge=0)
+    calibration: CalibrationKind = "platt"  # "none": the raw combined score
+    threshold_rule: ThresholdRule = "f0.5"  # "f0.5", "f1", "youden" or "fixed:<p>"
     # Fake share the ensemble's probabilities assume (None: the fitting split's own, e.g. 65 % fake
     # on DFDC val). One image sent by a user comes with no such mix, so the default states even odds.
-    prior: float | None = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1], received {self.alpha}.")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], received {self.epsilon}.")
-        if not 0.0 < self.alpha_decay <= 1.0:
-            raise ValueError(f"alpha_decay must be in (0, 1], received {self.alpha_decay}.")
-        if not 0.0 <= self.epsilon_decay <= 1.0:
-            raise ValueError(f"epsilon_decay must be in [0, 1], received {self.epsilon_decay}.")
-        if self.weight_map not in WEIGHT_MAPS:
-            raise ValueError(f"weight_map must be one of {WEIGHT_MAPS}, received {self.weight_map!r}.")
-        if self.min_weight < 0:
-            raise ValueError(f"min_weight must be >= 0, received {self.min_weight}.")
-        if self.gamma <= 0 or self.beta <= 0:
-            raise ValueError(f"gamma and beta must be positive, received gamma={self.gamma}, beta={self.beta}.")
-        check_rule_settings(self)
+    prior: Prior = 0.5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ControllerConfig":

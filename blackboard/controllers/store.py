@@ -20,11 +20,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
 from agents.bundle import Bundle, BundleError, load_bundle, update_bundle
+from agents.errors import ErrorFactory, raised_as, read_verified
 from blackboard.combine import Combiner, baselines_from_json
 from blackboard.controllers.base import Controller, controller_from_json
 
@@ -141,10 +143,9 @@ def _parsed(bundle: Bundle, key: str, data: bytes | None, parse: Callable[[bytes
     parse is a BundleError that names it (a KeyError too: a JSON object without a field it needs)."""
     if data is None:
         return None
-    try:
+    # json.JSONDecodeError is a ValueError.
+    with raised_as(BundleError, bundle.extra_path(key), catch=(ValueError, KeyError)):
         return parse(data)
-    except (ValueError, KeyError) as err:  # json.JSONDecodeError is a ValueError
-        raise BundleError(f"{bundle.extra_path(key)}: {err}") from err
 
 
 def load_controller(bundle: Bundle | str | os.PathLike[str] | None) -> Controller | None:
@@ -188,14 +189,16 @@ def list_controller_versions(bundle: Bundle | str | os.PathLike[str]) -> list[di
     return [{**h, "active": h["file"] == active} for h in _history(bundle)]
 
 
-def _verified(bundle: Bundle, rel: str, sha256: str, what: str) -> bytes:
-    path = bundle.path / rel
-    if not path.is_file():
-        raise BundleError(f"{what} file {path} is missing; cannot restore it.")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise BundleError(f"Checksum mismatch for {path}: the stored {what} was modified; refusing to restore it.")
-    return data
+def read_controller_file(path: Path, sha256: str, *, error: ErrorFactory, what: str) -> Controller:
+    """The controller table stored in ``path``, checked against the ``sha256`` recorded with it.
+
+    Raises:
+        error: naming the file, when it cannot be read, was modified after it was stored, or
+            holds no controller table.
+    """
+    data = read_verified(path, sha256, error=error, what=what)
+    with raised_as(error, path):
+        return controller_from_json(data)
 
 
 def find_version(versions: Sequence[dict[str, Any]], version: str | int) -> dict[str, Any] | None:
@@ -207,11 +210,8 @@ def find_version(versions: Sequence[dict[str, Any]], version: str | int) -> dict
 
 def read_stored_controller(bundle: Bundle, record: dict[str, Any]) -> Controller:
     """A stored (not necessarily active) controller version, after verifying its checksum."""
-    data = _verified(bundle, record["file"], record["sha256"], "controller")
-    try:
-        return controller_from_json(data)
-    except ValueError as err:
-        raise BundleError(f"{bundle.path / record['file']}: {err}") from err
+    return read_controller_file(bundle.path / record["file"], record["sha256"], error=BundleError,
+                                what="stored controller")
 
 
 def rollback_controller(bundle_dir: str | os.PathLike[str], version: str | int | None = None) -> Bundle:
@@ -241,11 +241,12 @@ def rollback_controller(bundle_dir: str | os.PathLike[str], version: str | int |
             known = ", ".join(f"v{v['n']} ({v['version']})" for v in versions)
             raise BundleError(f"Bundle {bundle.path} has no controller version {version!r}; stored: {known}.")
     controller = read_stored_controller(bundle, target)
-    data = _verified(bundle, target["file"], target["sha256"], "controller")
+    data = read_verified(bundle.path / target["file"], target["sha256"], error=BundleError, what="stored controller")
     n = int(target["n"])
     extras: dict[str, tuple[str, bytes, dict[str, Any]]] = {}
     for key, comp in dict(target.get("companions", {})).items():
-        extras[key] = (comp["file"], _verified(bundle, comp["file"], comp["sha256"], key),
+        extras[key] = (comp["file"], read_verified(bundle.path / comp["file"], comp["sha256"], error=BundleError,
+                                                   what=f"stored {key}"),
                        {"n": n, "controller_version": target["version"]})
     fields = {"n": n, "version": target["version"], "kind": controller.kind, "agents": list(controller.agents),
               "fitted_on": dict(controller.fitted_on),

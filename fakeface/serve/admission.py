@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import pydantic
 from google.protobuf.message import DecodeError
+from pydantic import ConfigDict, Field, PositiveInt
 
 from vision.media import ImageError, read_header
 
@@ -25,23 +27,16 @@ from vision.media import ImageError, read_header
 _JPEG_SOS = b"\xff\xda"
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class InputLimits:
     """Bounds on one request's content."""
 
-    max_pixels: int = 40_000_000  # decoded image size limit (decompression-bomb guard)
-    min_side: int = 8  # smallest image side the agents can use
-    max_aspect: float = 32.0  # longest side / shortest side; beyond it no face can be found
-    max_jpeg_scans: int = 64  # progressive JPEG scans (encoders write about 10)
-    max_source_chars: int = 256  # ClassifyOptions.source length
-    max_request_id_chars: int = 64  # FeedbackRequest.request_id length (the server's ids are 32)
-
-    def __post_init__(self) -> None:
-        for name in ("max_pixels", "min_side", "max_jpeg_scans", "max_source_chars", "max_request_id_chars"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"InputLimits.{name} must be >= 1, received {getattr(self, name)!r}.")
-        if not float(self.max_aspect) >= 1.0:
-            raise ValueError(f"InputLimits.max_aspect must be >= 1, received {self.max_aspect!r}.")
+    max_pixels: PositiveInt = 40_000_000  # decoded image size limit (decompression-bomb guard)
+    min_side: PositiveInt = 8  # smallest image side the agents can use
+    max_aspect: float = Field(32.0, ge=1)  # longest side / shortest side; beyond it no face can be found
+    max_jpeg_scans: PositiveInt = 64  # progressive JPEG scans (encoders write about 10)
+    max_source_chars: PositiveInt = 256  # ClassifyOptions.source length
+    max_request_id_chars: PositiveInt = 64  # FeedbackRequest.request_id length (the server's ids are 32)
 
 
 @dataclass(frozen=True)

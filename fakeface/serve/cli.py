@@ -17,7 +17,19 @@ import sys
 import threading
 from pathlib import Path
 
+from agents.command_line import add_bundle_arg, add_config_options, command_parser, config_values
+from blackboard.config import EnsembleConfig
+
 TOKEN_ENV = "FAKEFACE_TOKEN"
+# `EnsembleConfig` fields the command line sets as they are, with their help (each option's
+# name, type and default are the field's).
+ENSEMBLE_OPTIONS = {
+    "replicas": "Ray Serve replicas of the agent set, or of each agent (the minimum when autoscaling)",
+    "max_replicas": "autoscale each agent up to this many replicas on load (default: fixed --replicas)",
+    "max_batch_size": "faces per agent batch",
+    "max_wait_ms": "how long a micro-batch waits to fill under load, in ms (a lone request never waits)",
+    "deadline_s": "deadline when a client sets none",
+}
 
 
 def default_feedback_log() -> Path:
@@ -27,23 +39,16 @@ def default_feedback_log() -> Path:
 
 
 def build_parser(prog: str = "fakeface serve") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--bundle", default=None, help="model bundle directory (None: the shipped bundle)")
+    parser = command_parser(prog, __doc__)
+    add_bundle_arg(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one")
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster (None: start a loopback-only local Ray with token auth)")
-    parser.add_argument("--layout", choices=["sets", "agents"], default="sets",
+    # The Ray deployment's options default to EnsembleConfig's own values (a light import).
+    parser.add_argument("--layout", choices=["sets", "agents"], default=EnsembleConfig.layout,
                         help="sets: every agent in each Serve replica, one call per case (fastest on a few cores); "
                              "agents: one Serve application per agent (faults and scaling per agent)")
-    parser.add_argument("--replicas", type=int, default=1,
-                        help="Ray Serve replicas of the agent set, or of each agent (the minimum when autoscaling)")
-    parser.add_argument("--max-replicas", type=int, default=None,
-                        help="autoscale each agent up to this many replicas on load (default: fixed --replicas)")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="faces per agent batch")
-    parser.add_argument("--max-wait-ms", type=float, default=60.0,
-                        help="how long a micro-batch waits to fill under load, in ms (a lone request never waits)")
-    parser.add_argument("--deadline-s", type=float, default=10.0, help="deadline when a client sets none")
+    add_config_options(parser, EnsembleConfig, ENSEMBLE_OPTIONS)
     parser.add_argument("--token", action="append", default=None,
                         help=f"accepted bearer token (repeatable; default: ${TOKEN_ENV}); none = no auth")
     parser.add_argument("--tls-cert", default=None, help="PEM certificate chain; with --tls-key enables TLS")
@@ -91,6 +96,7 @@ def main(argv: list[str]) -> int:
         bundle = load_bundle(args.bundle)
     except BundleError as err:
         return _fail(str(err))
+    from blackboard.config_errors import one_line
     from fakeface.serve.server import ServerConfig, create_server, format_address
     from fakeface.serve.metrics import ServerMetrics
     try:
@@ -106,19 +112,16 @@ def main(argv: list[str]) -> int:
             drain_grace_s=args.drain_grace_s,
         )
         from blackboard.ensemble import Ensemble
-        from blackboard.config import EnsembleConfig
 
         ens_config = EnsembleConfig(
-            layout=args.layout, replicas=args.replicas, max_replicas=args.max_replicas,
-            max_batch_size=args.max_batch_size,
-            max_wait_ms=args.max_wait_ms, deadline_s=args.deadline_s,
+            layout=args.layout, **config_values(args, ENSEMBLE_OPTIONS),
             # The page asks for heat maps with every image: traced by the agent replicas (which
             # render them) before SERVING, not on the first visitor's image (4.6 s -> 0.5 s for
             # that answer, measured on 2 cores).
             warm_heatmaps=bool(args.http_port),
         )
-    except ValueError as err:
-        return _fail(str(err))
+    except ValueError as err:  # a ServerConfig or EnsembleConfig field out of range
+        return _fail(one_line(err))
 
     stop = threading.Event()
     # Installed before the slow start so a SIGTERM during model loading still stops cleanly.

@@ -11,24 +11,20 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from cachetools import LRUCache
+from pydantic import ConfigDict, PositiveFloat, PositiveInt
+from pydantic.dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class RateLimitConfig:
     """How fast one client may call a rate-limited method."""
 
-    rate_per_s: float = 1.0  # tokens added per second per client (sustained rate)
-    burst: int = 10  # bucket size: calls a client may make at once after being idle
-    max_keys: int = 10_000  # clients tracked at once; the least recently seen are forgotten beyond it
-
-    def __post_init__(self) -> None:
-        if self.rate_per_s <= 0 or self.burst < 1 or self.max_keys < 1:
-            raise ValueError(f"rate_per_s must be > 0, burst >= 1 and max_keys >= 1, received "
-                             f"{self.rate_per_s}, {self.burst}, {self.max_keys}.")
+    rate_per_s: PositiveFloat = 1.0  # tokens added per second per client (sustained rate)
+    burst: PositiveInt = 10  # bucket size: calls a client may make at once after being idle
+    max_keys: PositiveInt = 10_000  # clients tracked at once; the least recently seen are forgotten beyond it
 
 
 class RateLimiter:

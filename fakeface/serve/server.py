@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic.dataclasses import dataclass
 
 from fakeface.serve.admission import InputLimits, tolerant_deserializer
 from fakeface.serve.auth import BearerTokenInterceptor, is_loopback
@@ -61,47 +62,39 @@ GRPC_BOUND_FACTOR = 4
 HEALTH_PERIOD_S = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class ServerConfig:
     """How the gRPC server runs (the models' batching lives in `EnsembleConfig`)."""
 
-    max_message_bytes: int = 8 * 1024 * 1024  # largest request/response; bigger -> RESOURCE_EXHAUSTED
-    max_pixels: int = 40_000_000  # decoded size limit of one image (decompression-bomb guard)
-    max_pixels_in_flight: int = 64_000_000  # decoded pixels of all images being handled; more waits, then RESOURCE_EXHAUSTED
-    max_in_flight: int = 64  # detector calls handled at once; more -> RESOURCE_EXHAUSTED (health not counted)
-    workers: int = 32  # handler threads at least (max_in_flight + a few spare are always provided)
-    tokens: tuple[str, ...] = ()  # accepted bearer tokens; empty = no authentication
+    max_message_bytes: PositiveInt = 8 * 1024 * 1024  # largest request/response; bigger -> RESOURCE_EXHAUSTED
+    max_pixels: PositiveInt = 40_000_000  # decoded size limit of one image (decompression-bomb guard)
+    max_pixels_in_flight: PositiveInt = 64_000_000  # decoded pixels of all images being handled; more waits, then RESOURCE_EXHAUSTED
+    max_in_flight: PositiveInt = 64  # detector calls handled at once; more -> RESOURCE_EXHAUSTED (health not counted)
+    workers: PositiveInt = 32  # handler threads at least (max_in_flight + a few spare are always provided)
+    # Accepted bearer tokens, each non-empty; no tokens = no authentication.
+    tokens: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     tls_cert: str | None = None  # PEM certificate chain path; with tls_key turns TLS on
     tls_key: str | None = None  # PEM private key path
     feedback_path: str | None = None  # append-only JSONL feedback log; None = Feedback refused
-    default_deadline_s: float = 10.0  # ensemble deadline when the client sets none (a client's own wins)
-    ready_timeout_s: float = 600.0  # how long to wait for the models before giving up
-    drain_grace_s: float = 10.0  # in-flight calls get this long to finish on SIGTERM/SIGINT
-    recent_cases: int = 4096  # recent answers remembered so feedback records carry the votes
-    feedback_rate_per_s: float = 0.1  # sustained Feedback calls per second per client (token or peer host)
-    feedback_burst: int = 5  # Feedback calls a client may make at once; beyond the bucket -> RESOURCE_EXHAUSTED
-    health_period_s: float = HEALTH_PERIOD_S  # how often the detector and agent actors are probed
+    default_deadline_s: PositiveFloat = 10.0  # ensemble deadline when the client sets none (a client's own wins)
+    ready_timeout_s: PositiveFloat = 600.0  # how long to wait for the models before giving up
+    drain_grace_s: NonNegativeFloat = 10.0  # in-flight calls get this long to finish on SIGTERM/SIGINT
+    recent_cases: PositiveInt = 4096  # recent answers remembered so feedback records carry the votes
+    feedback_rate_per_s: PositiveFloat = 0.1  # sustained Feedback calls per second per client (token or peer host)
+    feedback_burst: PositiveInt = 5  # Feedback calls a client may make at once; beyond the bucket -> RESOURCE_EXHAUSTED
+    health_period_s: PositiveFloat = HEALTH_PERIOD_S  # how often the detector and agent actors are probed
     # Load and trace the heat maps while the replicas load, and say SERVING only after: warmed
     # after SERVING, they competed with the first answers for the CPU (issue 26).
     warm_heatmaps: bool = False
 
-    def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_pixels", "max_pixels_in_flight", "max_in_flight", "workers",
-                     "recent_cases", "feedback_burst"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"ServerConfig.{name} must be >= 1, received {getattr(self, name)!r}.")
-        for name in ("default_deadline_s", "ready_timeout_s", "health_period_s", "feedback_rate_per_s"):
-            if float(getattr(self, name)) <= 0:
-                raise ValueError(f"ServerConfig.{name} must be > 0, received {getattr(self, name)!r}.")
-        if float(self.drain_grace_s) < 0:
-            raise ValueError(f"ServerConfig.drain_grace_s must be >= 0, received {self.drain_grace_s!r}.")
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "ServerConfig":
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError(
                 "TLS needs both a certificate and a key; received "
                 f"tls_cert={self.tls_cert!r}, tls_key={self.tls_key!r}."
             )
-        if any(not t for t in self.tokens):
-            raise ValueError("tokens must be non-empty strings; received an empty token.")
+        return self
 
     @property
     def tls(self) -> bool:

@@ -37,7 +37,6 @@ import threading
 import types
 import uuid
 from concurrent import futures
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,8 @@ import cv2
 from cachetools import LRUCache
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ConfigDict, PositiveFloat, PositiveInt
+from pydantic.dataclasses import dataclass
 
 from fakeface.rpc_convert import case_to_proto
 from fakeface.service import ClassifyOptions, DetectorService
@@ -65,25 +66,18 @@ CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline
        "media-src blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class WebConfig:
     """How the page's API runs (the image limits come from the service's `ServerConfig`)."""
 
-    max_video_bytes: int = 64 * MIB  # largest video upload; bigger -> 413
-    video_fps: float = 1.0  # frames sampled per second of video (as `fakeface classify`)
-    video_max_frames: int = 60  # most frames sampled per video (60 s at 1 fps)
-    video_workers: int = 1  # videos classified at the same time; more wait in the queue
-    video_queue: int = 4  # videos waiting or running; more -> 429
-    keep_results: int = 16  # recent answers (with their uploads) held in memory for report/feedback
+    max_video_bytes: PositiveInt = 64 * MIB  # largest video upload; bigger -> 413
+    video_fps: PositiveFloat = 1.0  # frames sampled per second of video (as `fakeface classify`)
+    video_max_frames: PositiveInt = 60  # most frames sampled per video (60 s at 1 fps)
+    video_workers: PositiveInt = 1  # videos classified at the same time; more wait in the queue
+    video_queue: PositiveInt = 4  # videos waiting or running; more -> 429
+    keep_results: PositiveInt = 16  # recent answers (with their uploads) held in memory for report/feedback
     heatmaps: bool = True  # compute Grad-CAM heatmaps for image answers (the page's toggle shows them)
     upload_dir: str | None = None  # where feedback keeps uploads; None = "feedback-uploads" by the feedback log
-
-    def __post_init__(self) -> None:
-        for name in ("max_video_bytes", "video_max_frames", "video_workers", "video_queue", "keep_results"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"WebConfig.{name} must be >= 1, received {getattr(self, name)!r}.")
-        if float(self.video_fps) <= 0:
-            raise ValueError(f"WebConfig.video_fps must be > 0, received {self.video_fps!r}.")
 
 
 def _mib(n: int) -> str:

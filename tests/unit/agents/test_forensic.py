@@ -21,6 +21,7 @@ from agents.labels import FAKE_INDEX
 from agents.predictor import AgentPredictor, apply_temperature
 from agents.preprocessing import prepare_batch
 from agents.registry import agent_names, get_agent
+from bundle_damage import append_byte, damaged_copy
 
 N_TRAIN, N_VAL = 160, 80
 
@@ -198,9 +199,7 @@ def test_feature_cache_resumes_from_its_shards(tmp_path, manifest):
 def test_tampered_or_untrusted_model_file_is_refused(trained, tmp_path):
     import skops.io as sio
 
-    tampered = shutil.copytree(trained["out"], tmp_path / "tampered")
-    with open(tampered / "forensic.skops", "ab") as f:
-        f.write(b"\0")
+    tampered = damaged_copy(trained["out"], tmp_path / "tampered", lambda b: append_byte(b / "forensic.skops"))
     with pytest.raises(BundleError, match="Checksum mismatch.*forensic.skops"):
         load_bundle(tampered)
 

@@ -32,8 +32,8 @@ def test_a_clean_val_set_gets_the_default_band():
     p = np.r_[np.full(50, 0.1), np.full(50, 0.9)]
     band = fit_borderline(p, np.r_[np.zeros(50), np.ones(50)].astype(int), 0.5)
     assert band.half_width == DEFAULT_HALF_WIDTH and band.rule == "default"
-    with pytest.raises(ValueError, match="half_width"):
-        Borderline(0.7)
+    with pytest.raises(ValueError, match=r"half_width\n.*less than 0\.5.*input_value=0\.7"):
+        Borderline(half_width=0.7)
 
 
 def test_decide_labels_the_band_uncertain_with_a_plain_reason():

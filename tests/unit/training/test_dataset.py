@@ -337,4 +337,13 @@ def test_cli_keyframe_flag(tmp_path, capsys):
     noise_images(tmp_path / "data", groups=1)
     assert dataset_main(["build", str(tmp_path / "data"), "--out", str(tmp_path / "o"),
                          "--keyframe-every", "0"]) == 2
-    assert "keyframe_every must be at least 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # One line naming the field and the value received.
+    assert err.count("\n") == 1 and "keyframe_every" in err and "received 0." in err
+
+
+def test_rules_across_build_settings_say_what_they_received():
+    with pytest.raises(ValueError, match=r"val \+ test < 1\), received val=0.5, test=0.5"):
+        BuildConfig(val=0.5, test=0.5)
+    with pytest.raises(ValueError, match=r"Give fps or frames, not both \(received fps=2.0, frames=4\)"):
+        BuildConfig(fps=2.0, frames=4)

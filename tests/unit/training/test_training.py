@@ -27,8 +27,10 @@ def test_augment_keeps_shape_and_changes_pixels(face_crop):
     same = augment(face_crop, np.random.default_rng(1), AugmentConfig(
         flip=0.0, max_shift=0.0, max_rotate=0.0, max_scale=0.0, brightness=0.0, contrast=0.0, blur=0.0, jpeg=0.0))
     np.testing.assert_array_equal(same, face_crop)
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(ValueError, match=r"flip\n.*less than or equal to 1.*input_value=1\.5"):
         AugmentConfig(flip=1.5)
+    with pytest.raises(ValueError, match=r"jpeg_quality.*low <= high, received \(90, 40\)"):
+        AugmentConfig(jpeg_quality=(90, 40))
 
 
 def test_screenshot_chain_keeps_the_size_and_npr_agent_skips_geometric_warps(face_crop):
@@ -50,7 +52,7 @@ def test_screenshot_chain_keeps_the_size_and_npr_agent_skips_geometric_warps(fac
     assert augment_config(TrainConfig(geometric_augment=False)).max_rotate == 0.0
     assert augment_config(config.for_agent("lenet")).max_rotate > 0
     assert augment_config(TrainConfig(augment=False)) is None
-    with pytest.raises(ValueError, match="screenshot_augment"):
+    with pytest.raises(ValueError, match=r"screenshot_augment\n.*less than or equal to 1.*input_value=2\.0"):
         TrainConfig(screenshot_augment=2.0)
 
 

@@ -87,7 +87,7 @@ def test_images_too_narrow_for_a_face_give_no_face_not_an_error(detector):
 def test_face_gate_validates():
     with pytest.raises(ValueError, match="eye_ratio"):
         FaceGate(eye_ratio=(0.8, 0.2))
-    with pytest.raises(ValueError, match="confidences"):
+    with pytest.raises(ValueError, match=r"verify_confidence\n.*less than or equal to 1.*input_value=1\.5"):
         FaceGate(verify_confidence=1.5)
 
 

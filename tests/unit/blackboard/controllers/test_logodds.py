@@ -100,3 +100,7 @@ def test_one_class_fit_is_refused_clearly():
     votes, _, _ = expert_stream(50, seed=7)
     with pytest.raises(ValueError, match="one class"):
         LogOddsController(AGENTS).fit(votes, np.ones(50, int))
+
+
+def test_a_context_list_from_json_reads_as_a_tuple():
+    assert LogOddsConfig(context=["blur", "sharpness"]).context == ("blur", "sharpness")

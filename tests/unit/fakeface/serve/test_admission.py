@@ -39,9 +39,9 @@ def test_bad_images_are_refused_with_the_reason(data, limits, words):
 
 
 def test_limits_are_validated_with_what_was_received():
-    with pytest.raises(ValueError, match="max_pixels must be >= 1, received 0"):
+    with pytest.raises(ValueError, match=r"max_pixels\n.*greater than 0.*input_value=0,"):
         InputLimits(max_pixels=0)
-    with pytest.raises(ValueError, match="max_aspect"):
+    with pytest.raises(ValueError, match=r"max_aspect\n.*greater than or equal to 1.*input_value=0\.5"):
         InputLimits(max_aspect=0.5)
 
 

@@ -1,0 +1,50 @@
+"""Votes on degraded copies of val faces: the same numbers whatever the batching, NaN where a file does not read."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from agents.bundle import load_bundle
+from blackboard.fragile import COPIES
+from training.degraded_votes import collect_copy_votes, collect_degraded
+from vision.context import CONTEXT_NAMES
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, face_crop):
+    """Three face files and, second, one that is not an image."""
+    folder = tmp_path_factory.mktemp("degraded-votes")
+    paths = []
+    for i, flip in enumerate((None, "broken", 1, 0)):
+        path = folder / f"{i}.png"
+        if flip == "broken":
+            path.write_bytes(b"not an image")
+        else:
+            face = face_crop if flip is None else cv2.flip(face_crop, flip)
+            cv2.imwrite(str(path), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+def test_degraded_copies_vote_alike_in_any_batch_size(tiny_bundle, images):
+    bundle = load_bundle(tiny_bundle)
+    one_by_one = collect_degraded(bundle, images, copies=2, seed=3, batch_size=2, progress=False, use_cache=False)
+    together = collect_degraded(bundle, images, copies=2, seed=3, batch_size=64, progress=False, use_cache=False)
+    votes, context, source = one_by_one
+    assert votes.shape == (8, len(bundle.agent_names)) and context.shape == (8, len(CONTEXT_NAMES))
+    assert source.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert np.isnan(votes[2:4]).all() and np.isnan(context[2:4]).all()  # the file that is no image
+    assert np.isfinite(np.delete(votes, [2, 3], axis=0)).all()
+    np.testing.assert_allclose(votes, together[0], atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(context, together[1], equal_nan=True)
+
+
+def test_copy_votes_vote_alike_in_any_batch_size(tiny_bundle, images):
+    names = list(COPIES)
+    small = collect_copy_votes(tiny_bundle, images, names, batch_size=len(names))
+    large = collect_copy_votes(tiny_bundle, images, names, batch_size=64)
+    assert small.shape == (len(names), len(images), len(load_bundle(tiny_bundle).agent_names))
+    assert np.isnan(small[:, 1]).all() and np.isfinite(np.delete(small, 1, axis=1)).all()
+    np.testing.assert_allclose(small, large, atol=1e-5, equal_nan=True)
