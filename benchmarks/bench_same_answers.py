@@ -43,13 +43,15 @@ DATA = REPO.parent / "shared" / "data"
 Key = tuple[str, float]  # (real path of the input, frame time in s; -1 for an image)
 
 
-def run(cmd: list[str], log: Path) -> float:
+def run(cmd: list[str], log: Path, *, checkout: Path = REPO) -> float:
     """Runs a fakeface command to completion, its stdout to ``log`` and its stderr beside it
-    (``.err``); returns its wall time."""
+    (``.err``); returns its wall time. ``checkout``: the source tree whose code (and shipped
+    bundle) runs it, e.g. a worktree of the commit before a change."""
     start = time.monotonic()
+    env = dict(os.environ, PYTHONPATH=str(checkout)) if checkout != REPO else os.environ
     with open(log, "w") as out, open(log.with_suffix(".err"), "w") as err:
-        proc = subprocess.run([sys.executable, "-m", "fakeface.cli", *cmd], cwd=REPO, stdout=out, stderr=err,
-                              env=os.environ)
+        proc = subprocess.run([sys.executable, "-m", "fakeface.cli", *cmd], cwd=checkout, stdout=out, stderr=err,
+                              env=env)
     if proc.returncode != 0:
         raise SystemExit(f"`fakeface {' '.join(cmd[:2])} ...` failed ({proc.returncode}); see {log}")
     return time.monotonic() - start
@@ -127,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-class", type=int, default=200, help="crops drawn from each of real/ and fake/")
     parser.add_argument("--seed", type=int, default=0, help="seed of the crops drawn")
     parser.add_argument("--tolerance", type=float, default=1e-6, help="largest |delta p_fake| called identical")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="a checkout of the code before a change (git worktree): its `classify` is "
+                             "compared with this one's too, as path 'classify-before'")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -148,6 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     seconds["classify"] = run(["classify", "--json", *paths], work / "classify.json")
     reference = from_classify_json((work / "classify.json").read_text())
     answers = {}
+    if args.before is not None:
+        seconds["classify-before"] = run(["classify", "--json", *paths], work / "before.json",
+                                         checkout=args.before.resolve())
+        answers["classify-before"] = from_classify_json((work / "before.json").read_text())
     answers["serve"], seconds["serve"] = serve_answers(paths, work)
     seconds["batch"] = run(["batch", "--input", str(work / "inputs.txt"), "--output", str(work / "batch.parquet")],
                            work / "batch.log")
@@ -166,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         **stamp(sys.argv[1:] if argv is None else argv), "issue": 23,
         "inputs": {"crops": len(crops), "clips": [Path(c).name for c in clips], "seed": args.seed,
                    "faces_in_reference": sum(len(v) for v in reference.values())},
+        "before": None if args.before is None else str(args.before),
         "tolerance": args.tolerance, "reference": "fakeface classify --json (in process, no Ray)",
         "paths": report, "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "load_average_after": [round(x, 2) for x in os.getloadavg()],

@@ -41,18 +41,10 @@ import pytest
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Every test of the end-to-end tier (tests/e2e: real Ray, Serve, gRPC, browser) is `slow`;
-    units elsewhere carry the mark themselves when they need several seconds of CPU.
-
-    Under pytest-xdist (`make test` runs ``-n 2 --dist loadgroup``) every test on the session's
-    Ray goes to one worker, so the session's Ray, bundle and served ensemble are built once; the
-    other tests go a file at a time to whichever worker is free (module fixtures built once)."""
-    parallel = config.pluginmanager.hasplugin("xdist")
+    units elsewhere carry the mark themselves when they need several seconds of CPU."""
     for item in items:
         if "e2e" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.slow)
-        if parallel:
-            group = "session-ray" if "ray_session" in item.fixturenames else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -146,3 +146,12 @@ def test_front_doors_live_in_fakeface():
                 assert not re.search(rf"^\s*(from|import) {re.escape(word)}\b", text, flags=re.M), (
                     f"{name} imports {word}: training/ holds nothing that serves"
                 )
+
+
+def test_test_files_have_unique_names():
+    # pytest imports each test file by its base name (tests/ has no __init__.py, so the e2e
+    # helpers import as plain modules); two files of one name stop the whole run at collection.
+    seen: dict[str, Path] = {}
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        assert path.name not in seen, f"{path.relative_to(REPO)} has the name of {seen[path.name].relative_to(REPO)}"
+        seen[path.name] = path
