@@ -175,7 +175,10 @@ def main(argv: list[str] | None = None) -> None:
         **stamp(sys.argv[1:] if argv is None else argv), "issue": 23,
         "inputs": {"crops": len(crops), "clips": [Path(c).name for c in clips], "seed": args.seed,
                    "faces_in_reference": sum(len(v) for v in reference.values())},
-        "before": None if args.before is None else str(args.before),
+        # The commit, not the folder: the record stays meaningful on another machine.
+        "before": None if args.before is None else subprocess.run(
+            ["git", "-C", str(args.before), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            check=False).stdout.strip() or "not a git checkout",
         "tolerance": args.tolerance, "reference": "fakeface classify --json (in process, no Ray)",
         "paths": report, "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
