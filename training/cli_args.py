@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from agents.command_line import command_parser
-from blackboard.config_errors import one_line
+from agents.config_errors import one_line
 
 
 def fit_parser(prog: str, doc: str) -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from agents.command_line import add_config_options, config_values
-from blackboard.config_errors import one_line
+from agents.config_errors import one_line
 from training.dataset import BuildConfig, BuildSummary, build_dataset
 from training.dataset_sources import discover_sources
 

@@ -33,7 +33,7 @@ from agents.labels import CLASSES, label_to_index
 from vision.face_args import add_detect_arg
 from vision.faces import DetectMode
 from vision.media import IMAGE_EXTENSIONS
-from blackboard.config_errors import one_line
+from agents.config_errors import one_line
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
 from training.cli_args import add_vote_cache_args
@@ -51,7 +51,7 @@ class EvaluationError(ValueError):
     """A user-facing problem with the inputs of an evaluation (printed as one line)."""
 
 
-# The command prints a refused setting in one line (blackboard.config_errors).
+# The command prints a refused setting in one line (agents.config_errors).
 @dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class EvalConfig:
     """Everything one evaluation run needs (built from the command line)."""

@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         bundle = load_bundle(args.bundle)
     except BundleError as err:
         return _fail(str(err))
-    from blackboard.config_errors import one_line
+    from agents.config_errors import one_line
     from fakeface.serve.server import ServerConfig, create_server, format_address
     from fakeface.serve.metrics import ServerMetrics
     try:

@@ -2,8 +2,8 @@
 
 pydantic's own report spans several lines (and a link to its docs); a command says what was wrong
 in one line on stderr, so the commands (training's and `fakeface serve`), whose configs are
-pydantic dataclasses, print their errors through :func:`one_line`. It lives here, the lowest
-package both import.
+pydantic dataclasses, print their errors through :func:`one_line`. It lives in `agents`, the
+lowest package, beside `agents.command_line` whose options fill those configs.
 """
 
 from __future__ import annotations

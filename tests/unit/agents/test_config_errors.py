@@ -6,7 +6,7 @@ import pytest
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
-from blackboard.config_errors import one_line
+from agents.config_errors import one_line
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid"))
