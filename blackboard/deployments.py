@@ -21,19 +21,15 @@ not overflow it). Serve owns replicas, autoscaling, health checks and restarts; 
 The deployment bodies are plain classes: `serve.deployment` is applied in
 `blackboard.serve_apps.deploy` (which also names, counts and deletes the applications), so a unit
 test calls their work methods (``assess``, ``DetectorDeployment.__call__``) directly, without
-Ray; ``@serve.batch`` itself needs a running replica. `AgentWorker` is one agent's model, run
-by both layouts and by the in-process board.
+Ray; ``@serve.batch`` itself needs a running replica. The work itself (one agent's model, every
+agent of a set, the detector) is `blackboard.workers`', which the in-process board runs without
+importing Ray.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import logging
 import os
-import time
-from concurrent import futures
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -56,73 +52,16 @@ for _key, _value in SERVE_ENV:
 from ray import serve  # noqa: E402 - after the settings above
 
 from agents.bundle import Bundle
-from agents.predictor import AgentPredictor
 from blackboard.heatmaps import ReplicaHeatmaps
 from blackboard.ingress import CasePipeline, FindOptions, Found, Votes, vote_each
 from blackboard.ray_runtime import bind_serve_replica_to_loopback
+from blackboard.workers import AgentSet, AgentWorker, DetectorWorker, return_freed_heap
 from vision.heatmap_quality import AgentMap
-
-
-def return_freed_heap() -> None:
-    """Hands the heap that loading and warm-up freed back to the OS.
-
-    glibc keeps freed memory in its arenas for reuse; after a replica's start-up (models read,
-    graphs traced on blank batches) that is 50-130 MiB resident for nothing (measured; issue 26).
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: its allocator returns memory its own way
 
 
 def _crop_count(requests: Sequence[tuple[Sequence[np.ndarray], float | None]]) -> int:
     """A micro-batch's size for ``@serve.batch``: the crops of every request in it."""
     return sum(len(crops) for crops, _ in requests)
-
-
-class AgentWorker:
-    """One agent's model in this process: calibrated p(fake) for the crops of several requests.
-
-    A plain class: the Serve deployments below and the in-process board (`blackboard.inprocess`)
-    run it, so every path computes a vote the same way.
-
-    Args:
-        bundle: the loaded bundle (the worker verifies and loads only its own model file).
-        agent: the agent's name in the bundle.
-        batch_size: crops per forward pass.
-        warm_up: run blank batches first, so a service's first cases pay no graph trace.
-    """
-
-    # The predictor class a worker runs (a test subclass may add fault knobs).
-    predictor_class: type = AgentPredictor
-
-    def __init__(self, bundle: Bundle, agent: str, *, batch_size: int = 16, warm_up: bool = False) -> None:
-        self.predictor = self.predictor_class(bundle, agent, batch_size=max(int(batch_size), 1))
-        if warm_up:
-            self.predictor.warm_up()
-        self.batches = 0  # forward passes so far (micro-batches), for model_info and benchmarks
-        self.crops = 0  # crops assessed so far
-
-    def assess(self, requests: Sequence[Sequence[np.ndarray]]) -> list[tuple[np.ndarray, float]]:
-        """One forward pass for every request's crops; each request gets its own slice back,
-        with the compute milliseconds per crop of that pass."""
-        crops = [crop for request in requests for crop in request]
-        if not crops:
-            return [(np.zeros(0, dtype=np.float64), 0.0) for _ in requests]
-        started = time.perf_counter()
-        p = np.asarray(self.predictor.predict_p_fake(crops), dtype=np.float64)
-        per_crop_ms = (time.perf_counter() - started) * 1000.0 / len(crops)
-        self.batches += 1
-        self.crops += len(crops)
-        out, offset = [], 0
-        for request in requests:
-            out.append((p[offset:offset + len(request)], per_crop_ms))
-            offset += len(request)
-        return out
-
-    def stats(self) -> dict[str, int]:
-        """This worker's counters: ``{"batches": ..., "crops": ...}``."""
-        return {"batches": self.batches, "crops": self.crops}
 
 
 class _MicroBatched:
@@ -225,60 +164,30 @@ class _CaseEntry:
         return await self.pipeline.vote(crops, deadline)
 
 
-class AgentSetDeployment(_CaseEntry, _MicroBatched):
+class AgentSetDeployment(_CaseEntry, AgentSet, _MicroBatched):
     """Every agent in one replica (layout "sets"): ``{agent: (p_fake per crop, ms per crop)}`` per case.
 
     One call per case instead of one per agent: on a few cores the per-call cost of Serve, paid
-    four times per case, is what limits throughput (BENCHMARKS.md). An agent that fails on a
-    micro-batch is left out of those cases' answers (their faces are marked degraded with its
-    name); the other agents still vote.
+    four times per case, is what limits throughput (BENCHMARKS.md). The agents' work is
+    `blackboard.workers.AgentSet`'s; this adds Serve's micro-batching, the heat maps and the
+    replica's ingress (``find``/``vote``).
 
     Args:
         bundle: the loaded bundle (each replica verifies and loads only the named agents' files).
         agents: the agents this replica runs.
         max_batch_size: crops per forward pass before the batch is sent.
         max_wait_ms: how long a batch waits to fill.
-        warm_up: trace each agent's graph on blank crops while loading (a service: yes; one
-            image from the CLI: no, its one case traces what it needs).
+        warm_up: trace each agent's graph on blank crops while loading.
         detector: run the face detector here too (``detect``), on a thread of its own: the
             service's detector then shares this process's TensorFlow instead of loading its own.
         warm_heatmaps: trace the heat maps too while loading.
     """
 
-    worker_class: type = AgentWorker
-
     def __init__(self, bundle: Bundle, agents: Sequence[str], *, max_batch_size: int = 16,
                  max_wait_ms: float = 60.0, warm_up: bool = True, detector: bool = False,
                  warm_heatmaps: bool = False) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         bind_serve_replica_to_loopback()
-        if not agents:
-            raise ValueError("an agent set needs at least one agent, received none.")
-        self._detector: DetectorDeployment | None = None
-        self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
-        # Keras (and TensorFlow under it) is imported once here, before the loading threads: a
-        # first import from two threads at once fails half-way, or crashes the replica.
-        import keras  # noqa: F401
-
-        if detector:
-            detector_job = self._detector_thread.submit(DetectorDeployment)  # loads while the agents do
-        # One thread per agent: agents load and vote in parallel (TensorFlow and scikit-learn
-        # release the GIL while they compute), and an agent that hangs holds only its own thread.
-        self._threads = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"agent-{name}")
-                         for name in agents}
-        jobs = {name: self._threads[name].submit(self.worker_class, bundle, name, batch_size=max_batch_size,
-                                                 warm_up=warm_up) for name in agents}
-        # A model that does not load fails the replica as soon as it fails, not once every other
-        # model has loaded: Serve gives up on the first failed start, so `serve` exits sooner.
-        loading = [*jobs.values(), *([detector_job] if detector else [])]
-        futures.wait(loading, return_when=futures.FIRST_EXCEPTION)
-        for job in loading:
-            if job.done() and job.exception() is not None:
-                raise job.exception()
-        self.workers = {name: job.result() for name, job in jobs.items()}
-        if detector:
-            self._detector = detector_job.result()
+        super().__init__(bundle, agents, batch_size=max_batch_size, warm_up=warm_up, detector=detector)
         self._setup_heatmaps(bundle, self.workers, warm_heatmaps)
         self._setup_batching(max_batch_size, max_wait_ms)
         # The ingress of layout "sets": a case's crops go from this replica's detector to its
@@ -286,54 +195,13 @@ class AgentSetDeployment(_CaseEntry, _MicroBatched):
         self.pipeline = CasePipeline(detect=self.detect, vote=self.__call__, max_batch_size=max_batch_size)
         return_freed_heap()
 
-    async def detect(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
-        """`DetectorDeployment` on this replica's detector thread: cases queue there, one at a
-        time, while the event loop keeps batching the agents' calls and answering health checks."""
-        if self._detector is None:
-            raise RuntimeError("this agent set was deployed without the face detector (detector=False).")
-        return await asyncio.get_running_loop().run_in_executor(self._detector_thread, self._detector,
-                                                                image_rgb, mode)
 
-    def assess(self, requests: Sequence[Sequence[np.ndarray]],
-               deadline: float | None = None) -> list[dict[str, tuple[np.ndarray, float]]]:
-        """Every agent on the micro-batch, in parallel threads; an agent that fails, or is not
-        done by ``deadline`` (``time.time()``), is left out of the answers (it finishes in the
-        background; its thread then takes this agent's next batch)."""
-        jobs = {name: self._threads[name].submit(worker.assess, requests) for name, worker in self.workers.items()}
-        per_agent = {}
-        for name, job in jobs.items():
-            try:
-                per_agent[name] = job.result(timeout=None if deadline is None else max(deadline - time.time(), 0.0))
-            except FutureTimeout:
-                continue  # late: the case is answered without this agent's vote
-            except Exception:  # noqa: BLE001 - one agent failing leaves the others' votes standing
-                logging.getLogger("fakeface.deployments").exception("agent %s failed on a micro-batch", name)
-        return [{name: answers[i] for name, answers in per_agent.items()} for i in range(len(requests))]
-
-    def stats(self) -> dict[str, dict[str, int]]:
-        """Counters per agent: ``{agent: {"batches": ..., "crops": ...}}``."""
-        return {name: worker.stats() for name, worker in self.workers.items()}
-
-    def close(self) -> None:
-        """Stops the agents' threads (a late call still running is left to finish)."""
-        for thread in (*self._threads.values(), self._detector_thread):
-            thread.shutdown(wait=False, cancel_futures=True)
-
-
-class DetectorDeployment:
-    """The face detector's replica: MTCNN detection, gate and alignment (`vision.faces`)."""
+class DetectorDeployment(DetectorWorker):
+    """The face detector's replica (`blackboard.workers.DetectorWorker`), bound to loopback where Ray is."""
 
     def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9) -> None:
-        from vision.face_detector import FaceDetector
-
         bind_serve_replica_to_loopback()
-        self.detector = FaceDetector(min_face_size=min_face_size, min_confidence=min_confidence)
-
-    def __call__(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
-        """``extract_faces`` on this replica's detector; returns ``FaceCrop`` objects."""
-        from vision.faces import extract_faces
-
-        return extract_faces(image_rgb, self.detector, mode=mode, all_faces=True)
+        super().__init__(min_face_size=min_face_size, min_confidence=min_confidence)
 
 
 class IngressDeployment(_CaseEntry, DetectorDeployment):

@@ -1,9 +1,9 @@
 """The blackboard with its workers in this process: one image answered without starting Ray.
 
 `fakeface classify FILE` (no ``--server``) asks one question and exits, so starting a Ray cluster
-and Serve applications costs more than the answer. `InProcessBoard` runs the same deployment
-bodies the service runs (`blackboard.deployments`: `AgentSetDeployment.assess` without Serve's
-micro-batcher, and `DetectorDeployment`), on the same way from image to votes
+and Serve applications costs more than the answer. `InProcessBoard` runs the same workers the
+service's replicas run (`blackboard.workers`: `AgentSet` without Serve's micro-batcher, and
+`DetectorWorker`), without importing Ray, on the same way from image to votes
 (`blackboard.ingress.CasePipeline`) and the same case logic (`blackboard.board.Board`), so the
 answer is the service's answer. The agents load and vote on their own threads (TensorFlow and
 scikit-learn release the GIL while they compute); MTCNN loads only when a case needs detection,
@@ -24,8 +24,8 @@ from agents.bundle import Bundle
 from blackboard.board import Board
 from blackboard.config import EnsembleConfig
 from blackboard.controllers.base import Controller
-from blackboard.deployments import AgentSetDeployment, DetectorDeployment
 from blackboard.ingress import CasePipeline, FindOptions, Found, Votes
+from blackboard.workers import AgentSet, DetectorWorker
 
 
 class InProcessBoard(Board):
@@ -53,13 +53,12 @@ class InProcessBoard(Board):
 
             # Loading overlaps the agents' (TensorFlow releases the GIL while it builds and reads).
             loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector-load")
-            self._detector_job = loader.submit(DetectorDeployment)
+            self._detector_job = loader.submit(DetectorWorker)
             loader.shutdown(wait=False)
-        # The service's agent-set body without Serve: the agents load and vote on their own
-        # threads, and one late or failing agent is left out exactly as in the service.
-        self._agents = AgentSetDeployment(self.bundle, self.agent_names, max_batch_size=config.max_batch_size,
-                                          warm_up=False)
-        self._detector: DetectorDeployment | None = None
+        # The service's agent set without Serve: the agents load and vote on their own threads,
+        # and one late or failing agent is left out exactly as in the service.
+        self._agents = AgentSet(self.bundle, self.agent_names, batch_size=config.max_batch_size, warm_up=False)
+        self._detector: DetectorWorker | None = None
         self._detector_lock = threading.Lock()
         self._pipeline = CasePipeline(detect=self._detect_async, vote=self._vote_async,
                                       max_batch_size=config.max_batch_size)
@@ -74,7 +73,7 @@ class InProcessBoard(Board):
     def _detect(self, image: np.ndarray, mode: str) -> list[Any]:
         with self._detector_lock:  # MTCNN loads once, on the first case that needs it
             if self._detector is None:
-                self._detector = self._detector_job.result() if self._detector_job else DetectorDeployment()
+                self._detector = self._detector_job.result() if self._detector_job else DetectorWorker()
             return self._detector(image, mode)
 
     async def _detect_async(self, image: np.ndarray, mode: str) -> list[Any]:

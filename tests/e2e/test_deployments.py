@@ -19,7 +19,8 @@ from slow_agents import classify_with_a_late_agent
 
 from agents.bundle import load_bundle
 from agents.predictor import AgentPredictor
-from blackboard.deployments import AgentDeployment, AgentSetDeployment, AgentWorker, DetectorDeployment
+from blackboard.deployments import AgentDeployment, AgentSetDeployment, DetectorDeployment
+from blackboard.workers import AgentWorker
 from blackboard.inprocess import InProcessBoard
 
 

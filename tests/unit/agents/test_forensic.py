@@ -289,26 +289,33 @@ def test_mixed_bundle_classifies_with_heatmaps_in_process(trained, tiny_bundle, 
     assert image.shape[0] >= 512 + 336 + 3 * 15 and image.shape[1] >= 448
 
 
-def test_skops_is_imported_without_pytorch_and_trusts_the_same_types():
-    """Loading the forensic agent must not pay for importing PyTorch (skops' estimator walk would)."""
+def test_skops_is_imported_without_walking_scikit_learn_and_trusts_only_our_types(tmp_path):
+    """Loading the forensic agent must not pay for skops' walk over every scikit-learn estimator
+    (it imports every sklearn package, pytest and PyTorch): a fresh process loads a saved model
+    without them, sklearn's walk is put back afterwards, and only the listed types are trusted."""
     import subprocess
     import sys
     from pathlib import Path
 
+    from agents.forensic import TRUSTED_TYPES, build_forensic, save_forensic
+
+    rng = np.random.default_rng(0)
+    model = build_forensic(input_shape=(64, 64, 3), max_iter=5, early_stopping=False)
+    model.fit(rng.normal(size=(40, N_FEATURES)), np.array([0, 1] * 20))
+    path = tmp_path / "f.skops"
+    save_forensic(model, path)
     probe = (
         "import sys, json\n"
-        "{how}\n"
-        "import skops.io._trusted_types as t\n"
-        "print(json.dumps({{'torch': 'torch' in sys.modules, 'types': sorted(t.SKLEARN_ESTIMATOR_TYPE_NAMES)}}))\n"
+        "from agents.forensic import load_forensic\n"
+        f"load_forensic({str(path)!r})\n"
+        "import sklearn.utils, skops.io._trusted_types as t\n"
+        "print(json.dumps({'imported': sorted(m for m in ('torch', 'pytest', 'sklearn.utils._testing') if m in sys.modules),"
+        " 'walk': sklearn.utils.all_estimators.__module__, 'skops': sorted(t.SKLEARN_ESTIMATOR_TYPE_NAMES)}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-
-    def run(how: str) -> dict:
-        proc = subprocess.run([sys.executable, "-c", probe.format(how=how)], capture_output=True, text=True,
-                              env=env, timeout=120, check=True)
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-
-    guarded = run("from agents.forensic import skops_io; skops_io()")
-    plain = run("import skops.io")
-    assert guarded["torch"] is False
-    assert guarded["types"] == plain["types"] and len(plain["types"]) > 100
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
+                          check=True)
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["imported"] == []
+    assert seen["walk"] == "sklearn.utils.discovery"  # the real walk is back for everyone else
+    assert seen["skops"] and set(seen["skops"]) <= set(TRUSTED_TYPES)

@@ -271,12 +271,12 @@ def test_a_preloaded_detector_is_the_one_the_first_case_uses(tiny_bundle, face_r
 
     made = []
 
-    class Counting(inprocess.DetectorDeployment):
+    class Counting(inprocess.DetectorWorker):
         def __init__(self, **kwargs):
             made.append(self)
             super().__init__(**kwargs)
 
-    monkeypatch.setattr(inprocess, "DetectorDeployment", Counting)
+    monkeypatch.setattr(inprocess, "DetectorWorker", Counting)
     board = inprocess.InProcessBoard(tiny_bundle, preload_detector=True)
     try:
         assert board._detector_job is not None  # loading started with the agents, before any case

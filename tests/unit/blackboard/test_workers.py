@@ -1,0 +1,62 @@
+"""The plain workers (`blackboard.workers`): what the in-process board runs without Ray.
+
+Their votes are checked against the Serve deployments' in tests/e2e/test_deployments.py; here,
+that the one-shot paths never import Ray (importing Ray Serve alone costs about a second of a
+cold `fakeface classify`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.bundle import load_bundle
+from blackboard.workers import AgentSet
+
+
+def test_the_in_process_board_and_classify_import_no_ray():
+    probe = ("import sys, json\n"
+             "import blackboard.inprocess, blackboard.workers, fakeface.classify\n"
+             "print(json.dumps(sorted(m for m in ('ray', 'ray.serve', 'fastapi') if m in sys.modules)))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
+                          check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_an_agent_set_votes_with_each_agent_and_leaves_a_failing_one_out(tiny_bundle, face_crop):
+    bundle = load_bundle(tiny_bundle)
+    agents = AgentSet(bundle, ("custom", "lenet"), batch_size=4, warm_up=False)
+    try:
+        answers = agents.assess([[face_crop], [face_crop, face_crop]])
+        assert [sorted(a) for a in answers] == [["custom", "lenet"]] * 2
+        assert [len(a["lenet"][0]) for a in answers] == [1, 2]
+        assert np.all((answers[1]["custom"][0] >= 0) & (answers[1]["custom"][0] <= 1))
+
+        def broken(requests):
+            raise RuntimeError("this agent's model failed")
+
+        agents.workers["lenet"].assess = broken
+        assert [sorted(a) for a in agents.assess([[face_crop]])] == [["custom"]]
+        assert agents.stats()["custom"]["crops"] == 4
+    finally:
+        agents.close()
+
+
+def test_an_agent_set_needs_an_agent_and_a_detector_to_detect(tiny_bundle, face_rgb):
+    import asyncio
+
+    with pytest.raises(ValueError, match="received none"):
+        AgentSet(load_bundle(tiny_bundle), ())
+    agents = AgentSet(load_bundle(tiny_bundle), ("lenet",), warm_up=False)
+    try:
+        with pytest.raises(RuntimeError, match="without the face detector"):
+            asyncio.run(agents.detect(face_rgb, "auto"))
+    finally:
+        agents.close()
