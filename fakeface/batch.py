@@ -128,8 +128,6 @@ def run_shards(cfg: BatchConfig, *, plan: dict[str, Any], agents: Sequence[str],
 
 def run(cfg: BatchConfig) -> dict[str, Any]:
     """Runs (or resumes) a batch job end to end; returns a summary."""
-    import ray
-
     from agents.bundle import load_bundle
     from vision.inputs import list_inputs
 
@@ -150,6 +148,8 @@ def run(cfg: BatchConfig) -> dict[str, Any]:
         # A small job: the same stages in this process, no Ray to start (blackboard.local_stages).
         written, ran_on = run_shards(cfg, plan=plan, agents=agents, node_cpus=local_cpus(), local=True), "in-process"
     elif todo:
+        import ray  # here only: a small job in this process does not pay for importing Ray
+
         own_ray = init_ray(cfg.ray_address)  # loopback-only and token-authenticated when local
         try:
             written, ran_on = run_shards(cfg, plan=plan, agents=agents, node_cpus=_node_cpus()), "ray"
