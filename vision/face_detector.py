@@ -95,8 +95,7 @@ def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False,
         The image to detect on and whether it was changed.
     """
     luma = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-    # Sums of whole numbers (exact in float64): the same mean as numpy's, at a fraction of the cost.
-    total = cv2.sumElems(luma)[0]
+    total = cv2.sumElems(luma)[0]  # whole numbers, exact in float64: the mean is numpy's, bit for bit
     mean = float(total / luma.size if dark_mean is None else dark_mean)
     out, changed = image_rgb, False
     if mean < DARK_MEAN and mean > 0:
@@ -111,12 +110,9 @@ def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False,
 
 
 def _flat(luma: np.ndarray, total: float) -> bool:
-    """Whether the luma's standard deviation is under FLAT_STD.
-
-    Decided on whole numbers (count**2 * variance = count * sum of squares - sum**2), which the
-    per-region light correction of `vision.face_refine` can afford; only a spread within a hair
-    of the limit is left to numpy's float std, so the answer is always the one it gives.
-    """
+    """Whether the luma's standard deviation is under FLAT_STD, from whole numbers (count**2 *
+    variance = count * sum of squares - sum**2: cheap for each region `vision.face_refine` lights);
+    a spread within a hair of the limit is left to numpy's std, so the answer is always numpy's."""
     count, squares = luma.size, int(cv2.norm(luma, cv2.NORM_L2SQR))
     spread, limit = count * squares - int(total) ** 2, FLAT_STD ** 2 * count ** 2
     if abs(spread - limit) <= 1e-9 * limit:
