@@ -95,17 +95,29 @@ def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False,
         The image to detect on and whether it was changed.
     """
     luma = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-    mean, std = float(luma.mean() if dark_mean is None else dark_mean), float(luma.std())
+    total = cv2.sumElems(luma)[0]  # whole numbers, exact in float64: the mean is numpy's, bit for bit
+    mean = float(total / luma.size if dark_mean is None else dark_mean)
     out, changed = image_rgb, False
     if mean < DARK_MEAN and mean > 0:
         exponent = float(np.clip(np.log(BRIGHT_TARGET) / np.log(mean / 255.0), 0.25, 1.0))
         table = np.clip(255.0 * (np.arange(256) / 255.0) ** exponent, 0, 255).astype(np.uint8)
         out, changed = cv2.LUT(out, table), True
-    if force or std < FLAT_STD:
+    if force or _flat(luma, total):
         lab = cv2.cvtColor(out, cv2.COLOR_RGB2LAB)
         lab[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[:, :, 0])
         out, changed = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), True
     return out, changed
+
+
+def _flat(luma: np.ndarray, total: float) -> bool:
+    """Whether the luma's standard deviation is under FLAT_STD, from whole numbers (count**2 *
+    variance = count * sum of squares - sum**2: cheap for each region `vision.face_refine` lights);
+    a spread within a hair of the limit is left to numpy's std, so the answer is always numpy's."""
+    count, squares = luma.size, int(cv2.norm(luma, cv2.NORM_L2SQR))
+    spread, limit = count * squares - int(total) ** 2, FLAT_STD ** 2 * count ** 2
+    if abs(spread - limit) <= 1e-9 * limit:
+        return float(luma.std()) < FLAT_STD
+    return spread < limit
 
 
 def dim_regions(image_rgb: np.ndarray, *, min_side: float) -> list[tuple[tuple[int, int, int, int], float]]:

@@ -198,7 +198,11 @@ class LandmarkRefiner:
         wins = _windows(state)
         x0, y0 = int(wins[:, 0].min()), int(wins[:, 1].min())
         span = int(max((wins[:, 0] + wins[:, 2]).max() - x0, (wins[:, 1] + wins[:, 2]).max() - y0))
-        region = window_patch(image, np.array([x0, y0, span]), size=span)
+        height, width = image.shape[:2]
+        if x0 >= 0 and y0 >= 0 and x0 + span <= width and y0 + span <= height:
+            region = image[y0:y0 + span, x0:x0 + span]  # a view: the same pixels, no copy to make
+        else:
+            region = window_patch(image, np.array([x0, y0, span]), size=span)
         if self._light is not None:
             region = self._light(region)
         local = wins - np.array([x0, y0, 0.0])

@@ -80,6 +80,19 @@ def test_enhance_brightens_dark_images_and_leaves_normal_ones(face_rgb):
     assert not changed and same is face_rgb
 
 
+def test_flatness_from_whole_numbers_is_numpys_decision_even_at_the_limit():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        low, spread = int(rng.integers(0, 200)), int(rng.integers(1, 120))
+        luma = rng.integers(low, min(256, low + spread), size=tuple(rng.integers(1, 200, 2))).astype(np.uint8)
+        assert fd._flat(luma, float(luma.sum())) == (float(luma.std()) < fd.FLAT_STD)
+    limit = np.zeros((10, 10), np.uint8)
+    limit[:5] = 2 * int(fd.FLAT_STD)  # std exactly FLAT_STD: not flat, as numpy says
+    assert limit.std() == fd.FLAT_STD and not fd._flat(limit, float(limit.sum()))
+    limit[0, 0] = 1  # a hair under
+    assert fd._flat(limit, float(limit.sum())) == (float(limit.std()) < fd.FLAT_STD)
+
+
 def test_images_too_narrow_for_a_face_give_no_face_not_an_error(detector):
     assert detector.detect_batch([np.zeros((8, 5000, 3), np.uint8), np.zeros((30, 30, 3), np.uint8)]) == [[], []]
 

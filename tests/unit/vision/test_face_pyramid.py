@@ -53,6 +53,22 @@ def test_onet_patches_equal_crop_and_resize_on_the_whole_image(pyramid, face_rgb
     np.testing.assert_allclose(np.asarray(pyramid._patches_full(face_rgb, boxes)), np.asarray(whole), atol=1e-4)
 
 
+def test_networks_answer_bit_for_bit_as_their_traced_functions(pyramid):
+    import tensorflow as tf
+
+    # Detections must not move when only the way a network is called changes: the concrete
+    # function is the same graph as the traced function it comes from.
+    keras = FacePyramid(compiled=False)
+    rng = np.random.default_rng(0)
+    for name, shape in (("_pnet", (2, 61, 47, 3)), ("_rnet", (7, 24, 24, 3)), ("_onet", (5, 48, 48, 3))):
+        traced = tf.function(getattr(keras, name), input_signature=[tf.TensorSpec([None, *shape[1:]], tf.float32)])
+        batch = rng.normal(0.0, 0.5, shape).astype(np.float32)
+        ours, theirs = getattr(pyramid, name)(batch), traced(batch)
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_batch_of_one_size_gives_each_image_its_own_faces(pyramid, face_rgb):
     blank = np.full_like(face_rgb, 128)
     found = pyramid.detect_faces([blank, face_rgb, np.roll(face_rgb, 30, axis=1)], min_face_size=40)
