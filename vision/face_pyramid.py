@@ -21,7 +21,7 @@ The output is ``mtcnn``'s JSON form (``box`` as x, y, width, height; ``confidenc
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -80,11 +80,11 @@ class FacePyramid:
             if compiled:
                 traced = tf.function(net, input_signature=[tf.TensorSpec(shape, tf.float32)])
                 # Trace now, while loading (on a loader thread when the caller preloads), not on
-                # the first image: one trace serves every later shape. Its graph is then called
-                # directly (_graph_call), without the ~1 ms per call that tf.function spends
+                # the first image: one trace serves every later shape. Its concrete function is
+                # called directly: the same graph, without the ~1 ms per call tf.function spends
                 # matching arguments to a signature that is fixed anyway (~30 calls per image).
-                net = _graph_call(traced.get_concrete_function(), tf)
-                net(np.zeros([1] + [s or 12 for s in shape[1:]], np.float32))
+                net = traced.get_concrete_function()
+                net(tf.zeros([1] + [s or 12 for s in shape[1:]], tf.float32))
             nets.append(net)
         self._pnet, self._rnet, self._onet = nets
 
@@ -206,24 +206,6 @@ class FacePyramid:
         coords = np.stack([(ys[:, 0] - top) / rh, (xs[:, 0] - left) / rw,
                            (ys[:, 1] - top) / rh, (xs[:, 1] - left) / rw], axis=1).astype(np.float32)
         return self._tf.image.crop_and_resize(region[None], coords, np.zeros(len(boxes), np.int32), (48, 48))
-
-
-def _graph_call(concrete: Any, tf: Any) -> Callable[[np.ndarray], Sequence[Any]]:
-    """``concrete``'s graph as a callable on one float32 batch, giving the flat list of outputs.
-
-    A concrete function's own call still binds its arguments in Python (~0.4 ms a call); its
-    graph function takes the flat inputs as they are. That is a private name of TensorFlow
-    2.21 (``_inference_function``), so the concrete function itself answers where it is missing.
-    """
-    graph = getattr(concrete, "_inference_function", None)
-    if not hasattr(graph, "call_preflattened"):
-        return concrete
-    captured = list(concrete.captured_inputs)  # the weights, passed as inputs in the graph's order
-
-    def call(batch: np.ndarray) -> Sequence[Any]:
-        return graph.call_preflattened([tf.convert_to_tensor(batch, tf.float32)] + captured)
-
-    return call
 
 
 def _to_json(boxes: np.ndarray, count: int, height: int, width: int) -> list[list[dict[str, Any]]]:
