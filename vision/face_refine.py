@@ -157,8 +157,8 @@ class LandmarkRefiner:
     def _walk(self, image: np.ndarray, starts: list[State],
               seen: dict[State, tuple[np.ndarray, np.ndarray]]) -> list[list[State]]:
         """From each start, state to next state until one repeats: the cycle each path ends on
-        (its last state when none repeats within MAX_STEPS). Paths advance together, one ONet
-        batch per step; states already in ``seen`` are not looked at again."""
+        (its last state when none repeats within MAX_STEPS). Paths advance together, step by step;
+        states already in ``seen`` are not looked at again."""
         paths: list[list[State]] = [[start] for start in starts]
         ends: list[int | None] = [None] * len(starts)  # index in its path where a cycle starts
         for _ in range(MAX_STEPS):
@@ -177,14 +177,23 @@ class LandmarkRefiner:
         return [path[end:] if end is not None else path[-1:] for path, end in zip(paths, ends)]
 
     def _evaluate(self, image: np.ndarray, states: set[State], seen: dict[State, tuple[np.ndarray, np.ndarray]]) -> None:
-        """ONet on the five windows of each state (one batch); stores each state's mean box
-        (x1, y1, x2, y2) and landmarks in ``seen``."""
+        """ONet on the five windows of each state, one call per state; stores each state's mean
+        box (x1, y1, x2, y2) and landmarks in ``seen``.
+
+        One call per state, not one batch for all: ONet's answer for a row depends on the batch's
+        size and the row's place in it (TensorFlow picks other kernels and summation orders;
+        measured 2026-12-03: 41 numerically different variants for batches of up to 40 rows), so
+        a face batched beside its group's other faces got landmarks ~1e-6 px from the same face
+        cut out alone, and 3 of 56 reached another cycle. Alone in its call, a state's answer
+        depends on its pixels only: 53 of those 56 faces became equal to 1e-13 px, for no more
+        time in all (fewer rows per call, more calls)."""
         if not states:
             return
         order = sorted(states)
-        patches = np.concatenate([self._patches(image, state) for state in order])
-        offsets, points, _ = (np.asarray(a, dtype=np.float64) for a in self._network(
-            (patches.astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE))
+        answers = [[np.asarray(a, dtype=np.float64) for a in self._network(
+            (self._patches(image, state).astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE)] for state in order]
+        offsets = np.concatenate([answer[0] for answer in answers])
+        points = np.concatenate([answer[1] for answer in answers])
         for k, state in enumerate(order):
             rows = slice(5 * k, 5 * k + 5)
             wins = _windows(state)

@@ -70,6 +70,24 @@ def test_refined_face_is_the_same_from_any_start_and_in_any_picture():
     assert abs(box[0] + box[2] / 2 - 145) < 3 and abs(box[1] + box[3] / 2 - 135) < 3  # framed on the square
 
 
+def test_a_face_refined_beside_others_gets_what_it_gets_alone_though_the_network_depends_on_its_batch():
+    # ONet's answer for a row moves with the batch's size (other kernels, other summation order):
+    # here by 1e-4 of the window per extra row. Each state is scored in a call of its own, so two
+    # faces refined together get exactly what each gets refined alone.
+    def batch_sensitive(patches: np.ndarray) -> list[np.ndarray]:
+        offsets, points, scores = _blob_network(patches)
+        return [offsets + 1e-4 * (len(patches) - 5), points, scores]
+
+    refiner = LandmarkRefiner(batch_sensitive)
+    picture = _square_picture(300, 600, [(90, 80, 110), (380, 100, 90)])
+    boxes = [(85.0, 75.0, 120.0, 120.0), (375.0, 95.0, 100.0, 100.0)]
+    together = refiner.refine(picture, boxes)
+    for box, (joint_box, joint_points) in zip(boxes, together):
+        [(alone_box, alone_points)] = refiner.refine(picture, [box])
+        np.testing.assert_array_equal(joint_points, alone_points)
+        assert joint_box == alone_box
+
+
 def test_refiner_with_no_boxes_returns_nothing():
     assert LandmarkRefiner(_blob_network).refine(np.zeros((60, 60, 3), np.uint8), []) == []
 
@@ -100,7 +118,7 @@ def test_a_face_gets_the_same_landmarks_and_crop_alone_and_in_a_group(detector, 
     cut = np.ascontiguousarray(group[y0:y0 + int(1.6 * h), x0:x0 + int(1.6 * w)])
     for image, offset in ((cut, (x0, y0)), (head, (41, 37))):
         own = _central(detector.detect(image), image)
-        np.testing.assert_allclose(own.landmarks + offset, face.landmarks, atol=0.25)
+        np.testing.assert_allclose(own.landmarks + offset, face.landmarks, atol=1e-3)
         crop_alone = align_face(image, own.landmarks)
         crop_group = align_face(group, face.landmarks)
         assert float(np.abs(crop_alone.astype(float) - crop_group.astype(float)).mean()) < 1.0
