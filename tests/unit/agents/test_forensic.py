@@ -40,6 +40,22 @@ def synthetic_crop(rng: np.random.Generator, fake: bool) -> np.ndarray:
     return np.clip(base, 0, 255).astype(np.uint8)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_openmp_thread():
+    """scikit-learn's boosting runs on one OpenMP thread in this module.
+
+    It starts an OpenMP thread per core; on the 2-core box, with the session's Ray (or another
+    job) busy beside the tests, the threads spin waiting for each other: the fixture's fit took
+    ~20 s on two threads and ~4 s on one. The fitted model does not depend on the thread count.
+    """
+    from threadpoolctl import threadpool_limits
+
+    import sklearn.ensemble  # noqa: F401 - loads scikit-learn's OpenMP runtime, so the limit reaches it
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> pd.DataFrame:
     folder = tmp_path_factory.mktemp("forensic-data")
@@ -60,7 +76,9 @@ def trained(manifest, tmp_path_factory) -> dict:
     from training.train import TrainConfig, train_bundle
 
     out = tmp_path_factory.mktemp("forensic-run") / "bundle"
-    small = {"max_iter": 60, "max_leaf_nodes": 8, "min_samples_leaf": 8}  # a few hundred rows, not 23k
+    # A few hundred rows, not 23k: 32 bins per feature, not 255, since weighted binning costs a
+    # percentile per bin and feature (~25 s at 255 bins on 2 cores, for no more than the fixture shows).
+    small = {"max_iter": 60, "max_leaf_nodes": 8, "min_samples_leaf": 8, "max_bins": 32}
     config = TrainConfig(workers=2, agent_kwargs={"forensic": small})
     bundle = train_bundle(manifest, ["forensic"], out, config, description={"data": "synthetic fixture"},
                           keep_work=True, verbose=0)
