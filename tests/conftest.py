@@ -39,13 +39,6 @@ import numpy as np
 import pytest
 
 
-# Session fixtures that keep Ray processes (and their share of the 2 cores) alive: each is finished
-# right after the last test that uses it, not at the end of the session, so the unit tier after
-# tests/e2e runs beside no idle Ray. Finishing `ray_session` first finishes what depends on it.
-EARLY_FINISH = ("set_ensemble", "ensemble", "ray_session")
-_last_user: dict[str, pytest.Item] = {}
-
-
 def _module_users_together(items: list, fixture: str) -> list:
     """``items`` with every module that uses ``fixture`` moved up to the first such module, so a
     session fixture shared by few modules is finished soon; each module's tests stay together,
@@ -63,32 +56,18 @@ def pytest_collection_modifyitems(config, items) -> None:
     """Every test of the end-to-end tier (tests/e2e: real Ray, Serve, gRPC, browser) is `slow`;
     units elsewhere carry the mark themselves when they need several seconds of CPU.
 
-    The modules sharing the agent-set ensemble (one Serve application) run one after the other.
+    Modules whose tests use the session's Ray run last (in their order), so the session's Ray
+    processes (and their share of the 2 cores, ~0.13 cores idle) are not alive while the other
+    tests run; the modules sharing the agent-set ensemble (one Serve application) run one after
+    the other.
     """
     for item in items:
         if "e2e" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.slow)
+    on_ray = {getattr(item, "module", None) for item in items if "ray_session" in item.fixturenames} - {None}
+    items[:] = [item for item in items if getattr(item, "module", None) not in on_ray] + \
+               [item for item in items if getattr(item, "module", None) in on_ray]
     items[:] = _module_users_together(items, "set_ensemble")
-
-
-def pytest_collection_finish(session) -> None:
-    """Notes the last test (after selection) that uses each of `EARLY_FINISH`."""
-    for item in session.items:
-        for name in EARLY_FINISH:
-            if name in item.fixturenames:
-                _last_user[name] = item
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item, nextitem):
-    """After the last test that uses one of `EARLY_FINISH`, that fixture is torn down."""
-    result = yield
-    if nextitem is not None:  # the last test of the run: the session's own teardown does it
-        for name in EARLY_FINISH:
-            if _last_user.get(name) is item:
-                fixturedef = item._fixtureinfo.name2fixturedefs[name][-1]
-                fixturedef.finish(request=item._request)
-    return result
 
 
 @pytest.fixture(scope="session")
@@ -288,8 +267,8 @@ def ensemble(ray_session, session_bundle):
 def set_ensemble(ray_session, session_bundle):
     """An ensemble in the default layout ("sets": every agent in one replica), with a delay knob.
 
-    Started once for the modules that use it (they run one after the other) and stopped after
-    the last of their tests (`EARLY_FINISH`). Tests that kill its replica wait for the replacement.
+    Started once for the modules that use it (they run one after the other). Tests that kill its
+    replica wait for the replacement.
     """
     from blackboard.ensemble import Ensemble
     from blackboard.config import EnsembleConfig
