@@ -209,13 +209,13 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, received {args.batch_size}.")
     config = load_config(args.config, args)
+    names = tuple(getattr(config, "context", ()))
+    check_names(names)  # a misspelt feature is refused before any model loads or votes
     bundle = load_bundle(args.bundle)
     paths, labels, groups = read_manifest_split(args.manifest, args.split, with_groups=True)
     votes = collect_votes(bundle, paths, batch_size=args.batch_size, progress=not args.no_progress,
                           cache_dir=args.cache_dir, use_cache=not args.no_cache,
                           ray_address=getattr(args, "ray_address", None))
-    names = tuple(getattr(config, "context", ()))
-    check_names(names)
     # Every feature is kept (the replay set carries them all); the rule reads its own columns.
     all_context = collect_context(paths, CONTEXT_NAMES)
     n_clean = len(paths)
