@@ -44,9 +44,6 @@ TRUSTED_TYPES = (
     "sklearn.preprocessing._label.LabelEncoder",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 )
-# The estimator classes among them, as (module, class) for `skops_io`.
-_TRUSTED_ESTIMATORS = (("sklearn.ensemble", "HistGradientBoostingClassifier"),
-                       ("sklearn.preprocessing", "LabelEncoder"))
 # Gradient-boosting settings chosen on val (see training/train_forensic.py and the report).
 # On dfdc-extra val (all features): 31 leaves/lr 0.05 0.845, 63 leaves 0.859, 127 leaves/lr 0.1 0.860.
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -182,8 +179,13 @@ _SKOPS_IMPORT = threading.Lock()
 
 
 def _trusted_estimators(*_args: Any, **_kwargs: Any) -> list[tuple[str, type]]:
-    """What skops' estimator walk is shown while it is imported: the estimators this agent stores."""
-    return [(name, getattr(importlib.import_module(module), name)) for module, name in _TRUSTED_ESTIMATORS]
+    """What skops' estimator walk is shown while it is imported: the estimators among
+    :data:`TRUSTED_TYPES` (the types a forensic file holds)."""
+    from sklearn.base import BaseEstimator
+
+    classes = [getattr(importlib.import_module(module), name)
+               for module, _, name in (path.rpartition(".") for path in TRUSTED_TYPES)]
+    return [(cls.__name__, cls) for cls in classes if issubclass(cls, BaseEstimator)]
 
 
 def skops_io() -> Any:

@@ -189,17 +189,13 @@ class LandmarkRefiner:
         time in all (fewer rows per call, more calls)."""
         if not states:
             return
-        order = sorted(states)
-        answers = [[np.asarray(a, dtype=np.float64) for a in self._network(
-            (self._patches(image, state).astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE)] for state in order]
-        offsets = np.concatenate([answer[0] for answer in answers])
-        points = np.concatenate([answer[1] for answer in answers])
-        for k, state in enumerate(order):
-            rows = slice(5 * k, 5 * k + 5)
+        for state in sorted(states):
+            offsets, points, _ = (np.asarray(a, dtype=np.float64) for a in self._network(
+                (self._patches(image, state).astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE))
             wins = _windows(state)
             x, y, side = wins[:, 0:1], wins[:, 1:2], wins[:, 2:3]
-            box = np.concatenate([x, y, x + side, y + side], axis=1) + offsets[rows] * side
-            marks = np.stack([x + side * points[rows, :5], y + side * points[rows, 5:]], axis=2)
+            box = np.concatenate([x, y, x + side, y + side], axis=1) + offsets * side
+            marks = np.stack([x + side * points[:, :5], y + side * points[:, 5:]], axis=2)
             seen[state] = (box.mean(axis=0), marks.mean(axis=0))
 
     def _patches(self, image: np.ndarray, state: State) -> np.ndarray:
