@@ -52,12 +52,9 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "e2e" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.slow)
-    on_ray = {getattr(item, "module", None) for item in items if "ray_session" in item.fixturenames} - {None}
-    items[:] = [item for item in items if getattr(item, "module", None) not in on_ray] + \
-               [item for item in items if getattr(item, "module", None) in on_ray]
-    on_sets = {getattr(item, "module", None) for item in items if "set_ensemble" in item.fixturenames} - {None}
-    items[:] = [item for item in items if getattr(item, "module", None) not in on_sets] + \
-               [item for item in items if getattr(item, "module", None) in on_sets]
+    for fixture in ("ray_session", "set_ensemble"):
+        users = {getattr(item, "module", None) for item in items if fixture in item.fixturenames} - {None}
+        items.sort(key=lambda item: getattr(item, "module", None) in users)  # stable: order kept within each part
 
 
 @pytest.fixture(scope="session")
