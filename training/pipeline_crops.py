@@ -7,7 +7,7 @@ on 117 dfdc-test faces with the shipped bundle, the same faces cut the serving w
 used whole lose 0.12 ensemble AUC (0.816 → 0.698) and move p_fake by 0.10 (median): agents that
 only ever saw the data set's framing read the change of framing as evidence.
 
-With ``TrainConfig.pipeline_crops`` the forensic agent's degraded copies are cut this way: the
+With ``TrainConfig.aligned_copies`` the forensic agent's first degraded copies are cut this way: the
 landmarks are found once on the clean image (cached in ``OUT.work/cache/landmarks/``), the
 degradation chain runs on the whole image (as a screenshot degrades the frame before anyone
 crops it), and the copy is aligned from the landmarks scaled to the degraded image's size.

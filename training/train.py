@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pydantic
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 from sklearn.utils.class_weight import compute_class_weight
 
 from agents.bundle import Bundle, load_model_file, save_model_file, write_bundle
@@ -49,8 +49,9 @@ class TrainConfig:
     # Forensic agent: screenshot-like degraded copies (vision.degrade.random_chain) per train and val
     # image, besides the clean one; 0 trains on clean crops only. Needs `augment`.
     degraded_copies: int = Field(1, ge=0)
-    # Forensic agent: cut those copies as serving cuts a detected face (MTCNN landmarks + alignment)
-    pipeline_crops: bool = False
+    # Forensic agent: how many of those copies (the first ones) are cut as serving cuts a detected
+    # face (MTCNN landmarks + alignment, `training.pipeline_crops`); the others stay whole crops
+    aligned_copies: int = Field(0, ge=0)
     augment: bool = True  # train-time augmentation
     geometric_augment: bool = True  # random rotation/zoom/shift (resampling: off for NPR inputs)
     # Probability of a screenshot-like degradation chain (vision.degrade).
@@ -64,6 +65,13 @@ class TrainConfig:
     input_sizes: dict[str, int] = field(default_factory=dict)  # agent -> square input size override
     agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent -> builder kwargs
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent -> fields of this config
+
+    @model_validator(mode="after")
+    def _aligned_within_copies(self) -> "TrainConfig":
+        if self.aligned_copies > self.degraded_copies:
+            raise ValueError(f"aligned_copies must be at most degraded_copies ({self.degraded_copies}), "
+                             f"received {self.aligned_copies}.")
+        return self
 
     def for_agent(self, name: str) -> "TrainConfig":
         """This config with the agent's registry defaults, then its overrides applied.

@@ -13,7 +13,9 @@ With ``TrainConfig.degraded_copies`` (default 1) every train and val image also 
 copy as a screenshot-like degraded version (`vision.degrade.random_chain`: re-encoding, resizing,
 blur, gamma, H.264), seeded by the image's path so a rerun makes the same copies; the copy then
 takes the same serving path (contract, features). Val's degraded copies make calibration and the
-threshold hold for degraded faces as well as clean ones.
+threshold hold for degraded faces as well as clean ones. With ``TrainConfig.aligned_copies`` the
+first copies are cut as serving cuts a face it detects in a photo or screenshot
+(`training.pipeline_crops`), the others stay whole crops.
 """
 
 from __future__ import annotations
@@ -161,27 +163,35 @@ class FeatureCache:
 def with_degraded_copies(rows: pd.DataFrame, copies: int, seed: int) -> pd.DataFrame:
     """``rows`` followed by ``copies`` degraded versions of each, with a ``degrade_seed`` column.
 
-    The clean rows have ``degrade_seed`` None; a copy keeps its row's label and group, so a
-    group-wise split keeps an image and its copies on one side.
+    The clean rows have ``degrade_seed`` and ``degrade_copy`` None; a copy keeps its row's label
+    and group, so a group-wise split keeps an image and its copies on one side.
     """
-    parts = [rows.assign(degrade_seed=None)]
+    parts = [rows.assign(degrade_seed=None, degrade_copy=None)]
     for copy in range(copies):
         seeds = [degrade_seed(p, copy, seed) for p in rows["path"].astype(str)]
-        parts.append(rows.assign(degrade_seed=seeds))
-    return pd.concat(parts, ignore_index=True).astype({"degrade_seed": object})
+        parts.append(rows.assign(degrade_seed=seeds, degrade_copy=copy))
+    return pd.concat(parts, ignore_index=True).astype({"degrade_seed": object, "degrade_copy": object})
 
 
 def _seeds(rows: pd.DataFrame) -> list[int | None]:
     return [None if s is None or pd.isna(s) else int(s) for s in rows["degrade_seed"]]
 
 
-def _copy_landmarks(train: pd.DataFrame, val: pd.DataFrame, work_dir: Path, *, verbose: bool):
-    """Per-row landmarks for the degraded copies (None for clean rows), found once per image."""
+def _is_aligned(rows: pd.DataFrame, aligned_copies: int) -> np.ndarray:
+    """Which rows are degraded copies cut the serving way (the first ``aligned_copies`` copies)."""
+    return np.array([c is not None and not pd.isna(c) and int(c) < aligned_copies for c in rows["degrade_copy"]],
+                    dtype=bool)
+
+
+def _copy_landmarks(train: pd.DataFrame, val: pd.DataFrame, work_dir: Path, aligned_copies: int, *,
+                    verbose: bool):
+    """Per-row landmarks for the first ``aligned_copies`` degraded copies (None for clean rows and
+    the copies kept whole), found once per image."""
     found = LandmarkCache(Path(work_dir) / "cache" / "landmarks").landmarks(
         pd.concat([train["path"], val["path"]]).astype(str).tolist(), verbose=verbose)
 
     def per_row(rows: pd.DataFrame) -> list[tuple[np.ndarray, tuple[int, int]] | None]:
-        return [None if s is None else found[str(p)] for p, s in zip(rows["path"], _seeds(rows))]
+        return [found[str(p)] if cut else None for p, cut in zip(rows["path"], _is_aligned(rows, aligned_copies))]
 
     return per_row
 
@@ -262,7 +272,8 @@ def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -
     y_train, y_val = split_labels(train), split_labels(val)
     cache = FeatureCache.for_work_dir(work_dir, contract)
     start = time.perf_counter()
-    marks = _copy_landmarks(train, val, work_dir, verbose=bool(verbose)) if config.pipeline_crops else None
+    aligned = config.aligned_copies if copies else 0  # no copies without augmentation
+    marks = _copy_landmarks(train, val, work_dir, aligned, verbose=bool(verbose)) if aligned else None
     x_train = cache.features(train["path"].tolist(), degrade_seeds=_seeds(train),
                              landmarks=marks(train) if marks else None, workers=config.workers, verbose=bool(verbose))
     x_val = cache.features(val["path"].tolist(), degrade_seeds=_seeds(val),
@@ -285,7 +296,8 @@ def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -
     p_val, calibration = calibrate(raw, y_val, config.threshold_rule)
     threshold, temperature = calibration["threshold"], calibration["temperature"]
     clean = val["degrade_seed"].isna().to_numpy()
-    parts = {"clean": clean, "degraded": ~clean}
+    cut = _is_aligned(val, aligned)
+    parts = {"clean": clean, "degraded": ~clean, "degraded_whole": ~clean & ~cut, "degraded_aligned": cut}
     part_metrics = {k: binary_metrics(p_val[m], y_val[m], threshold) for k, m in parts.items() if m.any()}
     contributions = model.explain_features(x_val, temperature=temperature)
     mean_abs = {g: float(np.mean([abs(c[g]) for c in contributions])) for g in GROUPS}
@@ -300,7 +312,7 @@ def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -
             "train_rows": int(len(train)),
             "val_rows": int(len(val)),
             "degraded_copies": int(copies),
-            "pipeline_crops": bool(config.pipeline_crops),
+            "aligned_copies": int(aligned),
             "val_metrics_by_copy": part_metrics,
             "features": N_FEATURES,
             "feature_version": FEATURE_VERSION,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from training.pipeline_crops import LandmarkCache, pipeline_crop
@@ -69,3 +70,30 @@ def test_feature_cache_refuses_landmarks_of_another_length(tmp_path):
     cache = FeatureCache(tmp_path / "feats", get_agent("forensic").contract())
     with pytest.raises(ValueError, match="landmarks"):
         cache.features(["a.jpg", "b.jpg"], landmarks=[None], verbose=False)
+
+
+def test_only_the_first_aligned_copies_are_cut_the_serving_way(tmp_path):
+    from training.train_forensic import _copy_landmarks, with_degraded_copies
+
+    rows = pd.DataFrame({"path": ["a.jpg", "b.jpg"], "label": ["real", "fake"], "group": ["g1", "g2"]})
+    points = np.arange(20, dtype=np.float32).reshape(2, 5, 2)
+    marks_dir = tmp_path / "cache" / "landmarks"
+    marks_dir.mkdir(parents=True)
+    np.savez(marks_dir / "shard.npz", paths=np.array(["a.jpg", "b.jpg"]), landmarks=points,
+             shapes=np.array([[64, 48], [32, 32]], dtype=np.int32))
+
+    copies = with_degraded_copies(rows, 2, seed=0)
+    assert copies["degrade_copy"].tolist() == [None, None, 0, 0, 1, 1]
+    per_row = _copy_landmarks(copies.iloc[:0], copies, tmp_path, 1, verbose=False)(copies)
+    assert [m is None for m in per_row] == [True, True, False, False, True, True]
+    np.testing.assert_array_equal(per_row[3][0], points[1])
+    assert per_row[2][1] == (64, 48)
+
+
+def test_aligned_copies_cannot_exceed_the_degraded_copies():
+    from training.train import TrainConfig
+
+    assert TrainConfig(degraded_copies=2, aligned_copies=2).aligned_copies == 2
+    with pytest.raises(ValueError, match="aligned_copies must be at most degraded_copies \\(1\\), received 2"):
+        TrainConfig(degraded_copies=1, aligned_copies=2)
+
