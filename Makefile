@@ -38,10 +38,12 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 # Rebuilds the shipped default bundle from ../shared/data (README "What ships"): the custom and
-# LeNet CNNs on the DFDC group split (VGG-16 is not shipped until it learns: README), the forensic agent on the mixed split (DFDC + gan-faces + lfw-swaps, each
-# image also as a screenshot-like degraded copy), taken into the bundle with `bundle swap-agent`,
-# then the controller with its baselines and replay set (on the mixed split's val) and the "can't
-# tell" model. About 3.5 h on 2 CPU cores; every agent checkpoints (the forensic features are
+# LeNet CNNs on the DFDC group split (VGG-16 is not shipped until it learns: README), the forensic
+# agent on the mixed split (DFDC + gan-faces + lfw-swaps, each image also as a screenshot-like
+# degraded copy cut the way serving cuts a detected face), taken into the bundle with `bundle
+# swap-agent`, then the controller with its baselines and replay set (on the mixed split's val,
+# clean and degraded; no context: grouped CV found none that helps these agents, BENCHMARKS.md)
+# and the "can't tell" model. About 3.5 h on 2 CPU cores; every agent checkpoints (the forensic features are
 # cached), so rerunning `make bundle` resumes.
 # It ends by signing the bundle with the project's private key, kept outside the repository
 # (docs/usage/bundle.md); the steps before load the half-built bundle with --allow-unsigned.
@@ -59,9 +61,10 @@ bundle: $(STAMP)
 	    --agent-option lenet:epochs=8 --agent-option lenet:learning_rate=1e-4 \
 	    --agent-option lenet:precision=mixed_bfloat16
 	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents forensic --out agents/default_bundle.forensic \
-	    --work-dir agents/default_bundle.forensic.work --keep-work --workers 2
+	    --work-dir agents/default_bundle.forensic.work --keep-work --workers 2 --agent-option forensic:aligned_copies=1
 	$(BIN)/fakeface bundle swap-agent --bundle agents/default_bundle --from agents/default_bundle.forensic --agent forensic
-	$(BIN)/fakeface fit-controller --allow-unsigned --bundle agents/default_bundle --manifest $(MIXED_MANIFEST) --no-fragile
+	$(BIN)/fakeface fit-controller --allow-unsigned --bundle agents/default_bundle --manifest $(MIXED_MANIFEST) \
+	    --context none --degraded-copies 1
 	$(BIN)/fakeface fit-ood --allow-unsigned --bundle agents/default_bundle --manifest $(BUNDLE_MANIFEST)
 	$(BIN)/fakeface bundle sign --key $(SIGNING_KEY) --bundle agents/default_bundle
 	$(BIN)/fakeface bundle verify --bundle agents/default_bundle
