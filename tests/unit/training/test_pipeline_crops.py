@@ -96,4 +96,3 @@ def test_aligned_copies_cannot_exceed_the_degraded_copies():
     assert TrainConfig(degraded_copies=2, aligned_copies=2).aligned_copies == 2
     with pytest.raises(ValueError, match="aligned_copies must be at most degraded_copies \\(1\\), received 2"):
         TrainConfig(degraded_copies=1, aligned_copies=2)
-
