@@ -34,8 +34,12 @@ browser:
 	  || echo "could not install chromium; the browser tests will be skipped" >&2; \
 	fi
 
+# Two passes: the unit tests mostly keep one core busy, so two pytest-xdist workers run them side
+# by side; the end-to-end tier (real Ray, Serve replicas, gRPC, the browser) uses both cores on its
+# own and runs after, one test at a time (measured: BENCHMARKS.md, "Suite time").
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --ignore=tests/e2e
+	$(BIN)/python -m pytest -q tests/e2e
 
 # Rebuilds the shipped default bundle from ../shared/data (README "What ships"): the custom and
 # LeNet CNNs on the DFDC group split (VGG-16 is not shipped until it learns: README), the forensic

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -51,7 +51,8 @@ def _blocks(items: Sequence[dict[str, Any]], blocks: int) -> list[list[dict[str,
 
 
 def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, block_size: int = 0,
-               decision_bundle: str | None | bool = False) -> Iterator[Any]:
+               decision_bundle: str | None | bool = False, before: Callable[[dict], dict] | None = None,
+               after: Callable[[dict], dict] | None = None) -> Iterator[Any]:
     """Runs the face and agent stages (and the decision, for batch) over ``items`` here.
 
     Args:
@@ -62,6 +63,9 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
             agents' forward passes then hold the same faces as a loop over chunks of that size.
         decision_bundle: False for no decision stage (evaluate); else the bundle (None: shipped
             default) whose controller `DecisionStage` applies (batch).
+        before: a stage callable run on each block before the face stage (evaluate's
+            `training.degrade_eval.DegradeStage`), as the Ray path puts it first.
+        after: a stage callable run on each block after the agents (evaluate's gate stage).
 
     Yields:
         One pandas DataFrame per block, with the columns the Ray path's batches carry.
@@ -96,11 +100,15 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
         agents, decision = agents_job.result(), decision_job and decision_job.result()
     cut = _blocks(items, blocks) if blocks else [list(items[i:i + block_size]) for i in range(0, len(items), block_size)]
     for block in cut:
-        batch = {"source": np.asarray([i["source"] for i in block], dtype=object),
-                 "input_index": np.asarray([i["input_index"] for i in block], dtype=np.int64),
-                 "shard": np.asarray([i["shard"] for i in block], dtype=np.int64)}
+        # Every key of the items is a column, as `ray.data.from_items` makes it: text as object
+        # arrays, integers as int64.
+        batch = {key: np.asarray([i[key] for i in block], dtype=object if isinstance(block[0][key], str) else None)
+                 for key in block[0]}
+        if before is not None:
+            batch = before(batch)
         out = agents(face(batch))
-        if decision is not None:
-            out = decision(out)
+        for stage in (decision, after):
+            if stage is not None:
+                out = stage(out)
         # The face crops stay behind, as on the Ray path (DecisionStage or keep drop them).
         yield pd.DataFrame({k: v for k, v in out.items() if k != "face"})

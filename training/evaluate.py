@@ -34,6 +34,7 @@ from vision.face_args import add_detect_arg
 from vision.faces import DetectMode
 from vision.media import IMAGE_EXTENSIONS
 from agents.config_errors import one_line
+from blackboard.local_stages import LOCAL_MAX_WORK
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
 from training.cli_args import add_vote_cache_args
@@ -63,7 +64,10 @@ class EvalConfig:
     fit_manifest: Path | None = None  # manifest whose val split fits stacking/controller (folder input)
     fit_split: str = "val"  # split of the (fit) manifest used for fitting
     detect: DetectMode = "auto"  # face detection: auto (crops used whole), on (always align), off (never)
-    ray_address: str | None = None  # Ray cluster address; None = start a local Ray
+    ray_address: str | None = None  # Ray cluster address; None = start a local Ray (or none, see in_process)
+    # True/False forces the stages in this process or on Ray; None: a small job with no cluster
+    # named runs in this process (blackboard.local_stages.runs_locally), any other on Ray.
+    in_process: bool | None = None
     batch_size: int = Field(32, ge=1)  # images per Ray Data batch
     # Actors per stage: face stage and each agent's pool (0 = agent sets, blackboard.stage_plan).
     workers: int = Field(0, ge=0)
@@ -263,7 +267,7 @@ SPLIT_OPTIONS = {
 }
 # ...and how the Ray Data stages run.
 RAY_OPTIONS = {
-    "ray_address": "Ray cluster address (default: start a local Ray)",
+    "ray_address": "Ray cluster address (default: a local Ray, or none for a small job: see --in-process)",
     "batch_size": "images per Ray Data batch",
     "workers": "N actors for the face stage and for each agent's own pool (0: one face actor and one actor per "
                "CPU that runs every agent, as `fakeface batch`)",
@@ -284,6 +288,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_config_options(parser, EvalConfig, SPLIT_OPTIONS)
     add_detect_arg(parser)
     add_config_options(parser, EvalConfig, RAY_OPTIONS)
+    parser.add_argument("--in-process", action="store_true", default=None,
+                        help="run the stages in this process without Ray, whatever the job's size (default: "
+                             f"jobs of at most {LOCAL_MAX_WORK} images do, when no --ray-address is given)")
     parser.add_argument("--bootstrap", type=int, default=BootstrapConfig.n_resamples,
                         help=f"bootstrap resamples (default {BootstrapConfig.n_resamples})")
     parser.add_argument("--seed", type=int, default=BootstrapConfig.seed, help="bootstrap seed")
@@ -306,7 +313,7 @@ def main(argv: list[str]) -> int:
             data=args.data, out=args.out, bundle=args.bundle, detect=args.detect,
             **config_values(args, [*SPLIT_OPTIONS, *RAY_OPTIONS]),
             bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
-            progress=not args.no_progress, verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
+            in_process=args.in_process, progress=not args.no_progress, verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
             cache_dir=args.cache_dir, use_cache=not args.no_cache,
             degrade=tuple(n.strip() for n in args.degrade.split(",") if n.strip()),
         )

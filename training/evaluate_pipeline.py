@@ -1,7 +1,9 @@
 """How `fakeface evaluate` gets its votes: the shared Ray Data stages, behind a vote cache.
 
 The evaluated images, their degraded copies (``--degrade``) and the fitting images all go
-through the stages of `fakeface batch` (`blackboard.stage_plan`) in one Ray Data job::
+through the stages of `fakeface batch` (`blackboard.stage_plan`) in one Ray Data job, or, for
+a small job with no cluster named (`blackboard.local_stages.runs_locally`), the same stage
+classes on the same blocks in this process, without starting Ray::
 
     paths -> [DegradeStage]       --degrade only: read, transform (training.degrade_eval)
           -> FaceStage            read; crops used whole, other images detected (MTCNN) and aligned
@@ -46,6 +48,7 @@ CONTEXTS = ("blur", *CONTEXT_NAMES)
 CROP_IMAGES_PER_CPU_S = 45.0  # face crops: the agents only
 DETECT_IMAGES_PER_CPU_S = 4.0  # other images: MTCNN detection and alignment first
 STARTUP_S = 12.0  # actors loading their models until the first results
+LOCAL_STARTUP_S = 6.0  # the same models loaded in this process, no Ray (a small job)
 
 
 def cache_salt(config: Any) -> str:
@@ -124,25 +127,15 @@ def describe(rows: pd.DataFrame, fit_description: str) -> str:
     return "; ".join(parts)
 
 
-def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
-                 config: Any) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
-    """Runs the shared stages (`blackboard.stage_plan`) over ``rows`` (path, transform, seed) with Ray Data.
-
-    Returns:
-        (one row per input, in input order: status, reason, ``ctx_blur`` and ``{agent}_p_fake``;
-        the arrival time and size of each batch of results, for the timing).
-    """
-    import ray
-    import ray.data
-    from tqdm import tqdm
-
-    from blackboard.stage_plan import add_stages, node_cpus, plan_stages, ray_data_output
+def _layout(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
+            nodes: Sequence[float]) -> tuple[Any, list[dict[str, Any]], tuple[str, ...], int, bool]:
+    """The stage plan, the dataset rows, the columns kept, the block count of a run over ``rows``
+    and whether it has degraded copies (a degrade stage first)."""
+    from blackboard.stage_plan import plan_stages
 
     agents = tuple(bundle.agent_names)
     degrading = bool((rows["transform"] != CLEAN).any())
-    ray_data_output(config.verbose)  # one readable bar (ours) unless --verbose
-    nodes = node_cpus()
-    # One Ray Data block per batch of inputs: the stages' unit of work (`add_stages`).
+    # One block per batch of inputs: the stages' unit of work (`add_stages`).
     blocks = max(1, -(-len(rows) // config.batch_size))
     keep = ("input_index", "status", "reason", *map(context_column, CONTEXTS), *(f"{a}_p_fake" for a in agents))
     plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
@@ -153,6 +146,40 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
                        keep=keep + tuple(c for c in GATE_INPUTS if c not in keep))
     items = [{"source": str(p), "input_index": i, "shard": 0, "transform": str(t), "seed": int(s)}
              for i, (p, t, s) in enumerate(zip(rows["path"], rows["transform"], rows["seed"]))]
+    return plan, items, keep, blocks, degrading
+
+
+def _collect(batches: Any, n_items: int, config: Any) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
+    """The result batches as one frame in input order (one tqdm bar), and when each batch arrived."""
+    from tqdm import tqdm
+
+    parts, arrivals = [], []
+    with tqdm(total=n_items, desc="evaluate", unit="img", disable=not config.progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for batch in batches:
+            parts.append(batch)
+            arrivals.append((time.perf_counter(), len(batch)))
+            bar.update(len(batch))
+    result = pd.concat(parts, ignore_index=True).drop_duplicates("input_index").set_index("input_index")
+    if len(result) != n_items:
+        raise RuntimeError(f"{n_items - len(result)} rows came back from the stages without a result.")
+    return result.sort_index().reset_index(drop=True), arrivals
+
+
+def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
+                 config: Any) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
+    """Runs the shared stages (`blackboard.stage_plan`) over ``rows`` (path, transform, seed) with Ray Data.
+
+    Returns:
+        (one row per input, in input order: status, reason, ``ctx_blur`` and ``{agent}_p_fake``;
+        the arrival time and size of each batch of results, for the timing).
+    """
+    import ray.data
+
+    from blackboard.stage_plan import add_stages, node_cpus, ray_data_output
+
+    ray_data_output(config.verbose)  # one readable bar (ours) unless --verbose
+    plan, items, keep, blocks, degrading = _layout(rows, bundle=bundle, config=config, nodes=node_cpus())
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     if degrading:
         ds = add_degrade_stage(ds, detect=config.detect, registry=config.degrade_registry,
@@ -160,19 +187,25 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
     ds = add_stages(ds, plan)
     # The service's "uncertain" rule on each face; it also drops the crops before the driver.
     ds = add_gate_stage(ds, bundle=str(bundle.path), keep=keep, cpus=plan.cpus_per_actor, threads=plan.threads)
-    parts, arrivals = [], []
-    with tqdm(total=len(items), desc="evaluate", unit="img", disable=not config.progress, file=sys.stderr,
-              dynamic_ncols=True) as bar:
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            parts.append(batch)
-            arrivals.append((time.perf_counter(), len(batch)))
-            bar.update(len(batch))
+    result = _collect(ds.iter_batches(batch_size=None, batch_format="pandas"), len(items), config)
     if config.verbose:
         print(ds.stats(), file=sys.stderr)
-    result = pd.concat(parts, ignore_index=True).drop_duplicates("input_index").set_index("input_index")
-    if len(result) != len(items):
-        raise RuntimeError(f"{len(items) - len(result)} rows came back from Ray Data without a result.")
-    return result.sort_index().reset_index(drop=True), arrivals
+    return result
+
+
+def run_in_process(rows: pd.DataFrame, *, bundle: Bundle,
+                   config: Any) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
+    """:func:`run_pipeline`'s stages and blocks in this process, no Ray (`blackboard.local_stages`)."""
+    from blackboard.local_stages import local_cpus, run_stages
+    from training.degrade_eval import DegradeStage
+    from training.evaluate_gate import GateStage
+
+    plan, items, keep, blocks, degrading = _layout(rows, bundle=bundle, config=config, nodes=local_cpus())
+    threads = max(1, int(local_cpus()[0]))
+    degrade = (DegradeStage(detect=config.detect, registry=config.degrade_registry, threads=threads)
+               if degrading else None)
+    gate = GateStage(bundle=str(bundle.path), keep=keep, threads=threads)
+    return _collect(run_stages(items, plan, blocks=blocks, before=degrade, after=gate), len(items), config)
 
 
 def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
@@ -186,7 +219,7 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
         (rows with the pipeline's columns, in the order of ``rows``; timing and cache facts for
         metrics.json).
     """
-    from blackboard.ray_runtime import init_ray
+    from blackboard.local_stages import local_cpus, runs_locally
 
     agents = bundle.agent_names
     vote_cols = [f"{a}_p_fake" for a in agents]
@@ -210,23 +243,34 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
     n_todo = sum(len(g) for *_, g in todo)
     print(f"{PROG}: scoring {describe(rows, fit_description)}; {len(rows) - n_todo} from the vote cache in "
           f"{folder}.", file=sys.stderr)
-    pipeline_s, arrivals, t0 = 0.0, [], 0.0
+    pipeline_s, arrivals, t0, ran_on = 0.0, [], 0.0, "nothing to run"
     if todo:
-        started = init_ray(config.ray_address)  # loopback-only and token-authenticated when local
-        try:
-            import ray
-
-            cpus = float(ray.cluster_resources().get("CPU", 1))
-            print(f"{PROG}: {n_todo} images to run through the agents on {cpus:g} CPUs; estimated "
-                  f"{_duration(_estimate_groups(todo, config, cpus))}.", file=sys.stderr)
+        pending = pd.concat([g for *_, g in todo])
+        local = config.in_process if config.in_process is not None else runs_locally(pending["path"].tolist(),
+                                                                                      config.ray_address)
+        if local:  # a small job: the same stages in this process, no Ray to start
+            cpus, ran_on = local_cpus()[0], "in-process"
+            print(f"{PROG}: {n_todo} images to run through the agents in this process; estimated "
+                  f"{_duration(_estimate_groups(todo, config, cpus) - STARTUP_S + LOCAL_STARTUP_S)}.", file=sys.stderr)
             t0 = time.perf_counter()
-            fresh, arrivals = run_pipeline(pd.concat([g for *_, g in todo]), bundle=bundle, config=config)
+            fresh, arrivals = run_in_process(pending, bundle=bundle, config=config)
             pipeline_s = time.perf_counter() - t0
-        finally:
-            if started:
+        else:
+            from blackboard.ray_runtime import init_ray
+
+            started = init_ray(config.ray_address)  # loopback-only and token-authenticated when local
+            try:
                 import ray
 
-                ray.shutdown()
+                cpus, ran_on = float(ray.cluster_resources().get("CPU", 1)), "ray"
+                print(f"{PROG}: {n_todo} images to run through the agents on {cpus:g} CPUs; estimated "
+                      f"{_duration(_estimate_groups(todo, config, cpus))}.", file=sys.stderr)
+                t0 = time.perf_counter()
+                fresh, arrivals = run_pipeline(pending, bundle=bundle, config=config)
+                pipeline_s = time.perf_counter() - t0
+            finally:
+                if started:
+                    ray.shutdown()
         offset = 0
         for role, transform, file, group in todo:
             part = fresh.iloc[offset:offset + len(group)].set_axis(group.index)
@@ -239,7 +283,7 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
     out = rows.join(pd.concat(scored.values()).sort_index()[["status", "reason", *ctx_cols, *vote_cols]])
     for col in vote_cols:
         out[col] = np.where(out["status"] == OK, out[col].astype(np.float64), np.nan)
-    timing = {"pipeline_s": round(pipeline_s, 2), "images_scored": n_todo, "images_from_cache": len(rows) - n_todo,
+    timing = {"ran_on": ran_on, "pipeline_s": round(pipeline_s, 2), "images_scored": n_todo, "images_from_cache": len(rows) - n_todo,
               "images_per_s": round(n_todo / pipeline_s, 2) if pipeline_s > 0 else None}
     if todo and len(arrivals) > 2:
         # Start-up (Ray Data planning, actors loading models) until the first results, then the

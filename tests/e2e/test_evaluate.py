@@ -126,9 +126,10 @@ def folder_run(ray_local, dataset, bundle_with_controller, tmp_path_factory) -> 
 
 @pytest.fixture(scope="module")
 def manifest_run(ray_local, dataset, bundle_with_controller, tmp_path_factory) -> tuple[dict, Path]:
+    """The same images by manifest, and through the stages in this process (no Ray) instead."""
     work = tmp_path_factory.mktemp("eval_manifest")
     result = _run(["--bundle", str(bundle_with_controller), "--data", str(dataset["manifest"]),
-                   "--out", str(work / "out"), "--cache-dir", str(work / "cache")])
+                   "--out", str(work / "out"), "--cache-dir", str(work / "cache"), "--in-process"])
     return result, work / "out"
 
 
@@ -233,8 +234,10 @@ def test_report_references_existing_pngs(folder_run):
 
 
 def test_folder_and_manifest_give_the_same_metrics(folder_run, manifest_run):
+    # The folder ran on Ray Data, the manifest in this process: same stages, same blocks.
     folder = folder_run[0]
     manifest, _ = manifest_run
+    assert (folder["timing"]["ran_on"], manifest["timing"]["ran_on"]) == ("ray", "in-process")
     for key in ("n", "n_real", "n_fake", "n_no_face", "n_unreadable"):
         assert folder["data"][key] == manifest["data"][key], key
     assert set(folder["systems"]) == set(manifest["systems"])
@@ -269,6 +272,7 @@ def test_a_second_run_reads_the_vote_cache_and_runs_no_agent(folder_run, dataset
         raise AssertionError("the agents ran although every image was in the vote cache")
 
     monkeypatch.setattr(evaluate, "run_pipeline", no_pipeline)
+    monkeypatch.setattr(evaluate, "run_in_process", no_pipeline)
     second = _run(_folder_args(dataset, bundle_with_controller, tmp_path / "again", cache))
     assert second["timing"]["images_scored"] == 0
     assert second["timing"]["images_from_cache"] == first["timing"]["images_scored"]
@@ -366,19 +370,31 @@ def test_duration_estimate_tells_crops_from_photos(tmp_path):
     assert estimate_seconds([crop] * 1000, "auto", 4) < crops  # more CPUs, shorter
 
 
-def test_degrade_scores_every_system_per_transform(ray_local, face_crop, bundle_with_controller, tmp_path):
-    """``--degrade``: JPEG and 2x copies of face crops are scored whole (the 448 px upscale too);
-    screenshots have their face found again by MTCNN; the report has the table and the plot."""
+@pytest.fixture(scope="module")
+def degrade_data(face_crop, tmp_path_factory) -> Path:
+    """Eight crops of the astronaut (four "fake" ones with blocky noise), real/ and fake/."""
+    root = tmp_path_factory.mktemp("degrade") / "data"
     rng = np.random.default_rng(1)
     for label in CLASSES:
         for i in range(4):
             shifted = np.clip(face_crop.astype(int) + rng.integers(-30, 30), 0, 255).astype(np.uint8)
             if label == "fake":
                 shifted = np.clip(shifted + np.kron(rng.normal(0, 25, (28, 28, 3)), np.ones((8, 8, 1))), 0, 255)
-            _write_png(tmp_path / "data" / label / f"{i}.png", shifted.astype(np.uint8))
+            _write_png(root / label / f"{i}.png", shifted.astype(np.uint8))
+    return root
+
+
+def _degrade_args(data: Path, bundle: Path, out: Path, *more: str) -> list[str]:
+    return ["--bundle", str(bundle), "--data", str(data), "--out", str(out), "--cache-dir", str(out.with_name(f"{out.name}-cache")),
+            "--degrade", "jpeg50,scale2,player", *more]
+
+
+def test_degrade_scores_every_system_per_transform(ray_local, degrade_data, bundle_with_controller, tmp_path):
+    """``--degrade``: JPEG and 2x copies of face crops are scored whole (the 448 px upscale too);
+    screenshots have their face found again by MTCNN; the report has the table and the plot."""
     out = tmp_path / "out"
-    result = _run(["--bundle", str(bundle_with_controller), "--data", str(tmp_path / "data"), "--out", str(out),
-                   "--cache-dir", str(tmp_path / "cache"), "--degrade", "jpeg50,scale2,player"])
+    result = _run(_degrade_args(degrade_data, bundle_with_controller, out))
+    assert result["timing"]["ran_on"] == "ray"
     per = result["degrade"]["per_transform"]
     assert list(per) == ["clean", "jpeg50", "scale2", "player", "all degraded"]
     assert [per[t]["n_scored"] for t in ("clean", "jpeg50", "scale2")] == [8, 8, 8]
@@ -397,3 +413,10 @@ def test_degrade_scores_every_system_per_transform(ray_local, face_crop, bundle_
     assert "## Degraded copies (--degrade)" in report and "## Agent diversity" in report
     assert "## Selective risk" in report and (out / "degrade_auc.png").stat().st_size > 0
     assert (out / "selective.png").is_file()
+    # The same job in this process (no Ray): every copy made, found and scored alike.
+    local = tmp_path / "local"
+    again = _run(_degrade_args(degrade_data, bundle_with_controller, local, "--in-process"))
+    assert again["timing"]["ran_on"] == "in-process"
+    for name in ("degraded_predictions.csv", "predictions.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(local / name), pd.read_csv(out / name), check_exact=False,
+                                      atol=1e-6, rtol=0)

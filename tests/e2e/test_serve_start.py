@@ -4,7 +4,8 @@
   replica's error within seconds of the replica's failure: no retries of the replica, no wait.
 * Ray takes no fixed port (the autoscaler's and the dashboard's metrics servers took 44217 and
   44227 on every start before; neither process runs now): the user's ``--http-port``/``--metrics-port``
-  serve, and Ray logs the ports it took.
+  serve, and Ray logs the ports it took; everything listens on loopback only, with token auth on,
+  and SIGTERM leaves no Ray process behind.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 from ports import bindable
+from processes import LOOPBACK_HEX, descendants, listening_addresses, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -97,7 +99,11 @@ def test_a_signed_bundle_whose_model_does_not_load_ends_serve_fast_with_the_reas
     assert replica_gone is None or ended - replica_gone <= 10.0
 
 
-def test_user_ports_serve_and_ray_takes_no_fixed_port(tiny_bundle, tmp_path):
+def test_user_ports_loopback_only_token_auth_then_sigterm_drains_and_leaves_no_ray(tiny_bundle, tmp_path):
+    """One `serve` as a user runs it, on IPv6 loopback: the user's ports serve; Ray takes no fixed
+    port and every process under `serve` listens on loopback only; Ray is the lean head with token
+    auth on; SIGTERM drains (exit 0) and no Ray process is left. (SIGKILL: tests/unit/blackboard/
+    test_ray_reaper.py.)"""
     import random
 
     # Ports below the OS's ephemeral range, where (docs/usage/serve-classify.md) no Ray port can
@@ -105,18 +111,35 @@ def test_user_ports_serve_and_ray_takes_no_fixed_port(tiny_bundle, tmp_path):
     # below). 44217/44227 themselves are not used here: on a shared machine an older Ray holds them.
     rng = random.Random()
     http_port, metrics_port = rng.sample([p for p in rng.sample(range(20000, 32000), 200) if bindable(p)][:10], 2)
-    proc = _serve(tiny_bundle, tmp_path, "--http-port", str(http_port), "--metrics-port", str(metrics_port),
-                  "--host", "127.0.0.1")
+    env = _env(tmp_path)
+    env.pop("RAY_AUTH_MODE", None)  # as a user runs it: token auth is the command's own choice
+    proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--bundle", str(tiny_bundle), "--port",
+                             "0", "--http-port", str(http_port), "--metrics-port", str(metrics_port), "--host", "::1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     try:
         line = proc.stdout.readline()
         if not line:
             proc.wait(30)
-        assert "SERVING on 127.0.0.1:" in line and f"web page on http://127.0.0.1:{http_port}/" in line, (
+        assert "SERVING on [::1]:" in line and f"web page on http://[::1]:{http_port}/" in line, (
             line + (proc.stderr.read()[-3000:] if proc.poll() is not None else ""))
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/health", timeout=10) as resp:
+        with urllib.request.urlopen(f"http://[::1]:{http_port}/api/health", timeout=10) as resp:
             assert json.loads(resp.read())["serving"] is True
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+        with urllib.request.urlopen(f"http://[::1]:{metrics_port}/metrics", timeout=10) as resp:
             assert resp.status == 200
+        tree = descendants(proc.pid)
+        listening = listening_addresses(tree | {proc.pid})
+        assert listening and listening <= LOOPBACK_HEX, listening
+        # The lean head (issue 26): no autoscaler monitor, log monitor or dashboard head.
+        cmdlines = {pid: psutil.Process(pid).cmdline() for pid in tree if psutil.pid_exists(pid)}
+        joined = [" ".join(c) for c in cmdlines.values()]
+        assert any("gcs_server" in c for c in joined) and any("raylet" in c for c in joined), joined
+        skipped = ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py", "log_monitor.py",
+                   "dashboard/dashboard.py")
+        assert not [c for c in joined if any(name in c for name in skipped)], joined
+        # Ray's processes were started with token auth on and a token of their own.
+        raylet = next(pid for pid, c in cmdlines.items() if c and "raylet" in c[0])
+        environ = psutil.Process(raylet).environ()
+        assert environ.get("RAY_AUTH_MODE") == "token" and environ.get("RAY_AUTH_TOKEN"), sorted(environ)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]
@@ -124,6 +147,7 @@ def test_user_ports_serve_and_ray_takes_no_fixed_port(tiny_bundle, tmp_path):
                  if line.startswith("{") and '"local Ray started"' in line]
         assert ports and {"gcs", "raylet"} <= set(ports[0]), err[-3000:]
         assert not {44217, 44227, http_port, metrics_port} & set(ports[0].values()), ports[0]
+        assert wait_gone(tree, 30) == set()
     finally:
         if proc.poll() is None:
             proc.kill()

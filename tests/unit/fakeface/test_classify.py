@@ -10,6 +10,7 @@ import json
 
 import cv2
 import pytest
+from processes import descendants, wait_gone
 
 from blackboard.ray_runtime import free_ports
 from fakeface import classify as classify_cli
@@ -153,80 +154,6 @@ def test_server_down_mid_video_is_a_clean_error_not_sigabrt(tmp_path):
     assert "cannot reach server" in result.stderr and "terminate called" not in result.stderr
 
 
-def _descendants(pid: int) -> set[int]:
-    from blackboard.ray_reaper import descendants, process_table
-
-    return descendants({pid}, process_table()) - {pid}
-
-
-def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
-    from blackboard.ray_reaper import process_table
-
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        alive = {p for p in pids if p in process_table()}
-        if not alive:
-            return set()
-        time.sleep(0.5)
-    return alive
-
-
-def _listening_addresses(pids: set[int]) -> set[str]:
-    """Local addresses of the TCP sockets the processes listen on (from /proc)."""
-    inodes = set()
-    for pid in pids:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
-                found.add(fields[1].rsplit(":", 1)[0])
-    return found
-
-
-LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
-
-
-@pytest.mark.slow
-def test_serve_binds_ray_to_loopback_with_auth_and_kill_9_leaves_no_ray_behind(tiny_bundle, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)}
-    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
-        env.pop(key, None)  # as a user runs it
-    proc = subprocess.Popen([sys.executable, "-m", "fakeface.cli", "serve", "--bundle", str(tiny_bundle), "--port",
-                             "0", "--http-port", "0", "--host", "::1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=REPO)
-    try:
-        line = proc.stdout.readline()
-        assert "SERVING on [::1]:" in line, proc.stderr.read() if proc.poll() is not None else line
-        ray_pids = _descendants(proc.pid)
-        assert ray_pids
-        listening = _listening_addresses(ray_pids)
-        assert listening and listening <= LOOPBACK_HEX, listening
-        # The lean head (issue 26): no autoscaler monitor, log monitor or dashboard head.
-        cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in ray_pids if Path(f"/proc/{pid}").exists()]
-        assert any(b"gcs_server" in c for c in cmdlines) and any(b"raylet" in c for c in cmdlines)
-        skipped = (b"autoscaler/_private/monitor.py", b"autoscaler/v2/monitor.py", b"log_monitor.py",
-                   b"dashboard/dashboard.py")
-        assert not [c for c in cmdlines if any(name in c for name in skipped)], cmdlines
-        # Ray's processes were started with token auth on and a token of their own.
-        raylet = next(p for p in ray_pids if b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0])
-        environ = Path(f"/proc/{raylet}/environ").read_bytes().split(b"\0")
-        assert b"RAY_AUTH_MODE=token" in environ and any(e.startswith(b"RAY_AUTH_TOKEN=") for e in environ)
-        proc.kill()
-        proc.wait(30)
-        assert _wait_gone(ray_pids, 30) == set()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
 @pytest.mark.slow
 def test_sigterm_during_start_up_stops_cleanly(tiny_bundle, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)}
@@ -234,7 +161,7 @@ def test_sigterm_during_start_up_stops_cleanly(tiny_bundle, tmp_path):
                              "0", "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=REPO)
     def ray_started() -> bool:  # Ray's own processes, not the reaper that is started before them
-        for pid in _descendants(proc.pid):
+        for pid in descendants(proc.pid):
             try:
                 if b"ray_reaper" not in Path(f"/proc/{pid}/cmdline").read_bytes():
                     return True
@@ -246,12 +173,12 @@ def test_sigterm_during_start_up_stops_cleanly(tiny_bundle, tmp_path):
     while not ray_started() and time.monotonic() < end:  # Ray is starting
         time.sleep(0.2)
     time.sleep(2)
-    seen = _descendants(proc.pid)
+    seen = descendants(proc.pid)
     proc.send_signal(signal.SIGTERM)
     # 0: our handler drained; 15: Ray's own handler (installed while ray.init runs) exited.
     assert proc.wait(60) in (0, signal.SIGTERM)
     assert "Traceback" not in proc.stderr.read()
-    assert _wait_gone(seen, 30) == set()
+    assert wait_gone(seen, 30) == set()
 
 
 def test_the_detector_preloads_only_for_inputs_that_will_run_it(files, face_crop, tmp_path):
