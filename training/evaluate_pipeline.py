@@ -208,6 +208,17 @@ def run_in_process(rows: pd.DataFrame, *, bundle: Bundle,
     return _collect(run_stages(items, plan, blocks=blocks, before=degrade, after=gate), len(items), config)
 
 
+def _run_timed(run: Any, pending: pd.DataFrame, todo: list, *, bundle: Bundle, config: Any, cpus: float,
+               where: str, startup_s: float) -> tuple[pd.DataFrame, list[tuple[float, int]], float, float]:
+    """Says what runs where and for about how long, then runs it: (results, arrivals, start, seconds)."""
+    estimate = _estimate_groups(todo, config, cpus) - STARTUP_S + startup_s
+    print(f"{PROG}: {len(pending)} images to run through the agents {where}; estimated {_duration(estimate)}.",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    fresh, arrivals = run(pending, bundle=bundle, config=config)
+    return fresh, arrivals, t0, time.perf_counter() - t0
+
+
 def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
                fit_description: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Each row's status, reason, context and votes: from the vote cache, else from the pipeline.
@@ -249,12 +260,10 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
         local = config.in_process if config.in_process is not None else runs_locally(pending["path"].tolist(),
                                                                                       config.ray_address)
         if local:  # a small job: the same stages in this process, no Ray to start
-            cpus, ran_on = local_cpus()[0], "in-process"
-            print(f"{PROG}: {n_todo} images to run through the agents in this process; estimated "
-                  f"{_duration(_estimate_groups(todo, config, cpus) - STARTUP_S + LOCAL_STARTUP_S)}.", file=sys.stderr)
-            t0 = time.perf_counter()
-            fresh, arrivals = run_in_process(pending, bundle=bundle, config=config)
-            pipeline_s = time.perf_counter() - t0
+            ran_on = "in-process"
+            fresh, arrivals, t0, pipeline_s = _run_timed(run_in_process, pending, todo, bundle=bundle, config=config,
+                                                         cpus=local_cpus()[0], where="in this process",
+                                                         startup_s=LOCAL_STARTUP_S)
         else:
             from blackboard.ray_runtime import init_ray
 
@@ -263,11 +272,8 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
                 import ray
 
                 cpus, ran_on = float(ray.cluster_resources().get("CPU", 1)), "ray"
-                print(f"{PROG}: {n_todo} images to run through the agents on {cpus:g} CPUs; estimated "
-                      f"{_duration(_estimate_groups(todo, config, cpus))}.", file=sys.stderr)
-                t0 = time.perf_counter()
-                fresh, arrivals = run_pipeline(pending, bundle=bundle, config=config)
-                pipeline_s = time.perf_counter() - t0
+                fresh, arrivals, t0, pipeline_s = _run_timed(run_pipeline, pending, todo, bundle=bundle, config=config,
+                                                             cpus=cpus, where=f"on {cpus:g} CPUs", startup_s=STARTUP_S)
             finally:
                 if started:
                     ray.shutdown()
