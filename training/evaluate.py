@@ -313,7 +313,8 @@ def main(argv: list[str]) -> int:
             data=args.data, out=args.out, bundle=args.bundle, detect=args.detect,
             **config_values(args, [*SPLIT_OPTIONS, *RAY_OPTIONS]),
             bootstrap=BootstrapConfig(n_resamples=args.bootstrap, seed=args.seed),
-            in_process=args.in_process, progress=not args.no_progress, verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
+            in_process=args.in_process, progress=not args.no_progress,
+            verbose=args.verbose or os.environ.get(VERBOSE_ENV) == "1",
             cache_dir=args.cache_dir, use_cache=not args.no_cache,
             degrade=tuple(n.strip() for n in args.degrade.split(",") if n.strip()),
         )

@@ -23,7 +23,7 @@ import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -208,7 +208,7 @@ def run_in_process(rows: pd.DataFrame, *, bundle: Bundle,
     return _collect(run_stages(items, plan, blocks=blocks, before=degrade, after=gate), len(items), config)
 
 
-def _run_timed(run: Any, pending: pd.DataFrame, todo: list, *, bundle: Bundle, config: Any, cpus: float,
+def _run_timed(run: Callable[..., Any], pending: pd.DataFrame, todo: list, *, bundle: Bundle, config: Any, cpus: float,
                where: str, startup_s: float) -> tuple[pd.DataFrame, list[tuple[float, int]], float, float]:
     """Says what runs where and for about how long, then runs it: (results, arrivals, start, seconds)."""
     estimate = _estimate_groups(todo, config, cpus) - STARTUP_S + startup_s
@@ -289,7 +289,8 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
     out = rows.join(pd.concat(scored.values()).sort_index()[["status", "reason", *ctx_cols, *vote_cols]])
     for col in vote_cols:
         out[col] = np.where(out["status"] == OK, out[col].astype(np.float64), np.nan)
-    timing = {"ran_on": ran_on, "pipeline_s": round(pipeline_s, 2), "images_scored": n_todo, "images_from_cache": len(rows) - n_todo,
+    timing = {"ran_on": ran_on, "pipeline_s": round(pipeline_s, 2), "images_scored": n_todo,
+              "images_from_cache": len(rows) - n_todo,
               "images_per_s": round(n_todo / pipeline_s, 2) if pipeline_s > 0 else None}
     if todo and len(arrivals) > 2:
         # Start-up (Ray Data planning, actors loading models) until the first results, then the
