@@ -61,8 +61,9 @@ def swap_agents(bundle_dir: str | os.PathLike[str], source_dir: str | os.PathLik
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(source.path) / rel, tmp / rel)
             manifest["agents"][name] = entry
-        manifest.setdefault("description", {})["swapped_agents"] = {
-            name: str(source.manifest.get("description", {}).get("manifest", source.path)) for name in names}
+        # Added to, not replaced: a bundle built by several swaps names the source of each.
+        manifest.setdefault("description", {}).setdefault("swapped_agents", {}).update({
+            name: str(source.manifest.get("description", {}).get("manifest", source.path)) for name in names})
     return load_bundle(out_dir, trust=signing.WRITER)
 
 

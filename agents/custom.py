@@ -1,4 +1,4 @@
-"""The original report's own ConvNet: Conv/BN/ReLU/MaxPool blocks (today fed NPR residuals, see registry)."""
+"""The original report's own ConvNet: Conv/BN/ReLU/MaxPool blocks (today fed faces standardised by their crop, see registry)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,12 @@ Scale = Literal["unit", "raw"]
 # "Neighboring Pixel Relationships"): what is left is how each pixel differs from the anchor of
 # its 2x2 cell, which is where up-sampling layers of generators leave their trace.
 Residual = Literal["none", "npr"]
+# "image": each channel of each input minus its own mean, over its own standard deviation (plus a
+# floor of 4 grey levels, so a flat crop is not blown up). What is left is how the face differs
+# from the rest of its own crop (a pasted face's colour and contrast against its surroundings),
+# not the scene's lighting or the person's skin, which differ far more between videos.
+Normalize = Literal["none", "image"]
+NORMALIZE_FLOOR = 4.0  # grey levels (of 255) added to each channel's standard deviation
 Color = Literal["gray", "rgb", "ycrcb"]
 # Channels of each colour space an agent can ask for (`Color`): channels follow from the colour space.
 COLORS: dict[str, int] = {"gray": 1, "rgb": 3, "ycrcb": 3}
@@ -39,6 +45,8 @@ class Preprocessing(JsonRecord):
             3 -> rgb), which is how bundles written before colour spaces existed read.
         residual: "none" feeds the image itself; "npr" feeds its neighbouring-pixel residual
             (see `Residual`), taken after colour conversion and scaling.
+        normalize: "none", or "image" to standardise each channel by the input's own
+            statistics (see `Normalize`), after colour conversion, scaling and residual.
     """
 
     height: int = Field(96, ge=8)  # input rows (8: the smallest input every agent's layers accept)
@@ -47,6 +55,7 @@ class Preprocessing(JsonRecord):
     scale: Scale = "unit"  # "unit" -> x/255, "raw" -> x as float
     color: Optional[Color] = None  # YCrCb separates the blending seams' chroma
     residual: Residual = "none"  # bundles written before residuals read as "none"
+    normalize: Normalize = "none"  # bundles written before per-image standardisation read as "none"
 
     @model_validator(mode="after")
     def _color_matches_channels(self) -> "Preprocessing":
@@ -115,7 +124,10 @@ def to_model_input(image: np.ndarray, contract: Preprocessing) -> np.ndarray:
         out /= 255.0
     if contract.residual == "npr":
         out = npr_residual(out)
-    return out
+    if contract.normalize == "image":
+        floor = NORMALIZE_FLOOR / 255.0 if contract.scale == "unit" else NORMALIZE_FLOOR
+        out = (out - out.mean(axis=(0, 1))) / (out.std(axis=(0, 1)) + floor)
+    return out.astype(np.float32, copy=False)
 
 
 def npr_residual(image: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 {
   "format": "fakeface-bundle-signature",
   "algorithm": "ed25519",
-  "key_id": "d10d92a8675cc2b5",
-  "signature": "Nw56V2NDd2WeFu9iRaNu05VHfSD2260Ms+dd9pz/jWgFq26DT4oFkhWmomV9C2ve1pVbv0bI0mXVBNnlLzw9Dw=="
+  "key_id": "0c781ddc2b659c5d",
+  "signature": "9vQ3sFn4GFArMiaOrXftYkNOXnrW11lVSim8xXTabtdX3m7EaSX1tye0tg5ZO7MlitwllishRIoNF5INW0/WBQ=="
 }

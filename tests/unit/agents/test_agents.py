@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -113,13 +114,43 @@ def test_npr_residual_contract():
     upsampled = np.repeat(np.repeat(image[:8, :8], 2, axis=0), 2, axis=1)
     assert np.abs(prepare_batch([upsampled], contract)).max() == 0.0
     assert npr_residual(np.ones((5, 7, 1), np.float32)).shape == (5, 7, 1)  # odd sides
-    custom = get_agent("custom").preprocessing
-    assert custom.residual == "npr" and (custom.height, custom.width) == (224, 224)
     assert Preprocessing.from_dict({**contract.to_dict()}) == contract
     old = {"height": 16, "width": 16, "channels": 3, "scale": "unit", "color": "rgb"}  # older bundles
     assert Preprocessing.from_dict(old).residual == "none"
     with pytest.raises(ValueError, match="residual"):
         Preprocessing(height=16, width=16, channels=3, residual="fft")
+
+
+def test_per_image_standardisation_keeps_how_the_face_differs_from_its_crop():
+    """"image": each channel minus its mean over its spread; lighting and skin tone drop out."""
+    from agents.preprocessing import NORMALIZE_FLOOR
+
+    rng = np.random.default_rng(0)
+    face = rng.integers(60, 200, size=(32, 32, 3), dtype=np.uint8)
+    contract = Preprocessing(height=32, width=32, channels=3, color="ycrcb", normalize="image")
+    x = prepare_batch([face], contract)[0]
+    np.testing.assert_allclose(x.mean(axis=(0, 1)), 0.0, atol=1e-5)
+    ycrcb = cv2.cvtColor(face, cv2.COLOR_RGB2YCrCb).astype(np.float64)
+    expected = (ycrcb - ycrcb.mean(axis=(0, 1))) / (ycrcb.std(axis=(0, 1)) + NORMALIZE_FLOOR)
+    np.testing.assert_allclose(x, expected, atol=1e-5)
+    # A darker, lower-contrast copy of the same scene gives nearly the same input...
+    dim = cv2.convertScaleAbs(face, alpha=0.6, beta=-20)
+    assert np.abs(prepare_batch([dim], contract)[0] - x).mean() < 0.1  # of a spread of 1
+    # ...while a face pasted in with another tone changes it where it was pasted.
+    pasted = face.copy()
+    pasted[8:24, 8:24] = cv2.convertScaleAbs(face[8:24, 8:24], alpha=1.0, beta=30)
+    moved = np.abs(prepare_batch([pasted], contract)[0] - x)
+    assert moved[8:24, 8:24].mean() > 2 * moved[:4].mean()
+    # A flat crop is not blown up by its zero spread.
+    flat = prepare_batch([np.full((32, 32, 3), 128, np.uint8)], contract)[0]
+    assert np.abs(flat).max() < 1e-3  # float32 rounding of the mean, not noise blown up
+    custom = get_agent("custom").preprocessing
+    assert custom.normalize == "image" and custom.color == "ycrcb"
+    assert Preprocessing.from_dict(contract.to_dict()) == contract
+    old = {"height": 16, "width": 16, "channels": 3, "scale": "unit", "color": "rgb"}  # older bundles
+    assert Preprocessing.from_dict(old).normalize == "none"
+    with pytest.raises(ValueError, match="normalize"):
+        Preprocessing(height=16, width=16, channels=3, normalize="batch")
 
 
 def test_vgg16_local_weights_and_freezing(tmp_path):

@@ -57,6 +57,9 @@ def test_swap_agent_command_changes_the_bundle_in_place(tiny_bundle, other_bundl
     assert "fit-controller" in capsys.readouterr().out
     manifest = json.loads((target / "manifest.json").read_text())
     assert list(manifest["description"]["swapped_agents"]) == ["custom"]
+    assert bundle_main(["swap-agent", "--bundle", str(target), "--from", str(other_bundle), "--agent", "lenet"]) == 0
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert sorted(manifest["description"]["swapped_agents"]) == ["custom", "lenet"], "a second swap adds its name"
     assert bundle_main(["swap-agent", "--bundle", str(target), "--from", str(other_bundle), "--agent", "nope"]) == 1
     assert "no agent" in capsys.readouterr().err
 

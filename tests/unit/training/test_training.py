@@ -33,7 +33,7 @@ def test_augment_keeps_shape_and_changes_pixels(face_crop):
         AugmentConfig(jpeg_quality=(90, 40))
 
 
-def test_screenshot_chain_keeps_the_size_and_npr_agent_skips_geometric_warps(face_crop):
+def test_screenshot_chain_keeps_the_size_and_geometric_warps_can_be_turned_off(face_crop):
     from training.augment import screenshot_like
     from training.train import TrainConfig, augment_config
 
@@ -45,10 +45,11 @@ def test_screenshot_chain_keeps_the_size_and_npr_agent_skips_geometric_warps(fac
     always = AugmentConfig(flip=0.0, max_shift=0.0, max_rotate=0.0, max_scale=0.0, brightness=0.0, contrast=0.0,
                            blur=0.0, jpeg=0.0, screenshot=1.0)
     assert np.abs(augment(crop, np.random.default_rng(5), always).astype(int) - crop).mean() > 0.2
-    config = TrainConfig(overrides={"custom": {"screenshot_augment": 0.25}})
-    npr = augment_config(config.for_agent("custom"))
-    assert (npr.max_rotate, npr.max_scale, npr.max_shift) == (0.0, 0.0, 0.0)
-    assert npr.screenshot == 0.25, "a command-line override wins over the registry default"
+    config = TrainConfig(overrides={"custom": {"screenshot_augment": 0.5, "geometric_augment": False}})
+    custom = augment_config(config.for_agent("custom"))
+    assert (custom.max_rotate, custom.max_scale, custom.max_shift) == (0.0, 0.0, 0.0)
+    assert custom.screenshot == 0.5, "a command-line override wins over the registry default"
+    assert augment_config(TrainConfig().for_agent("custom")).screenshot == 0.25, "the registry's default"
     assert augment_config(TrainConfig(geometric_augment=False)).max_rotate == 0.0
     assert augment_config(config.for_agent("lenet")).max_rotate > 0
     assert augment_config(TrainConfig(augment=False)) is None
@@ -251,7 +252,8 @@ def test_training_and_serving_prepare_identical_inputs(tmp_path):
     from vision.media import read_image
 
     contracts = {name: get_agent(name).preprocessing for name in agent_names(kind="keras")}
-    assert "npr" in {c.residual for c in contracts.values()}, "the NPR residual must be covered here"
+    assert "image" in {c.normalize for c in contracts.values()}, "per-image standardisation must be covered"
+    contracts["npr"] = Preprocessing(height=48, width=48, channels=3, color="rgb", residual="npr")
     for name, contract in contracts.items():  # forensic's own test covers its features
         cache = resized_cache(paths, contract, tmp_path / f"{name}.npy", workers=1, verbose=False)
         seq = FaceSequence(paths, labels, contract, batch_size=len(paths), cache=cache)

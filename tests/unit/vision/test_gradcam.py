@@ -63,8 +63,9 @@ def test_a_declared_layer_wins_and_a_wrong_one_is_named():
 def test_the_registered_agents_read_a_map_of_at_least_8_cells_at_their_sizes():
     from agents.registry import get_agent
 
-    # Today's custom has a stride-2 stem: at 112 px its block 4 is 7 cells, block 3 is 14.
-    cases = {("custom", 112): "block3_relu2", ("custom", 224): "block4_relu2", ("lenet", 128): "conv2",
+    # custom's blocks convolve at the input's size, then halve it: at 64 px its block 4 has 8
+    # cells, at 32 px 4 (so block 3, 8 cells, is read).
+    cases = {("custom", 64): "block4_relu2", ("custom", 32): "block3_relu2", ("lenet", 128): "conv2",
              ("vgg16", 64): "block4_conv3", ("vgg16", 224): "block5_conv3"}
     for (agent, size), expected in cases.items():
         model = get_agent(agent).build(input_size=size)
