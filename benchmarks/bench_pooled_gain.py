@@ -22,26 +22,26 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from training.grouped_bootstrap import interval, source_counts, weighted_aucs  # noqa: E402
+from training.metrics import BootstrapConfig  # noqa: E402
 
-def paired_gain(rows: pd.DataFrame, a: str, b: str, *, resamples: int, seed: int) -> dict:
-    """AUC of system ``a`` minus that of ``b`` over the pooled rows, with a bootstrap by source face."""
+
+def paired_gain(rows: pd.DataFrame, a: str, b: str, config: BootstrapConfig) -> dict:
+    """AUC of system ``a`` minus that of ``b`` over the pooled rows, with `evaluate`'s bootstrap by
+    source face (`training.grouped_bootstrap`: a face's copies are drawn together)."""
     rows = rows.dropna(subset=[a, b])
     faces = rows["path"].astype("category").cat.codes.to_numpy()
-    by_face = [np.flatnonzero(faces == i) for i in range(faces.max() + 1)]
-    y, pa, pb = rows["label"].to_numpy(), rows[a].to_numpy(), rows[b].to_numpy()
-    rng = np.random.default_rng(seed)
-    deltas = []
-    for _ in range(resamples):
-        idx = np.concatenate([by_face[i] for i in rng.integers(0, len(by_face), len(by_face))])
-        deltas.append(roc_auc_score(y[idx], pa[idx]) - roc_auc_score(y[idx], pb[idx]))
-    deltas = np.asarray(deltas)
+    weights = source_counts(int(faces.max()) + 1, config)[:, faces]  # each copy weighs as its face
+    y = rows["label"].to_numpy()
+    deltas = weighted_aucs(y, rows[a].to_numpy(), weights) - weighted_aucs(y, rows[b].to_numpy(), weights)
+    deltas = deltas[np.isfinite(deltas)]
     # Two-sided: how often the resampled gain falls on the other side of zero.
     p = 2 * min((deltas <= 0).mean(), (deltas >= 0).mean())
-    return {"systems": [a, b], "copies": int(len(rows)), "faces": len(by_face),
-            "auc": {a: float(roc_auc_score(y, pa)), b: float(roc_auc_score(y, pb))},
-            "delta_auc": float(roc_auc_score(y, pa) - roc_auc_score(y, pb)),
-            "delta_auc_ci": [float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))],
-            "p_value": float(max(p, 1.0 / resamples)), "resamples": resamples, "seed": seed}
+    auc_a, auc_b = roc_auc_score(y, rows[a]), roc_auc_score(y, rows[b])
+    return {"systems": [a, b], "copies": int(len(rows)), "faces": int(faces.max()) + 1,
+            "auc": {a: float(auc_a), b: float(auc_b)}, "delta_auc": float(auc_a - auc_b),
+            "delta_auc_ci": interval(deltas, config), "p_value": float(max(p, 1.0 / config.n_resamples)),
+            "resamples": config.n_resamples, "seed": config.seed}
 
 
 def main(argv: list[str]) -> None:
@@ -55,7 +55,8 @@ def main(argv: list[str]) -> None:
     rows = pd.read_csv(args.predictions)
     rows = rows[rows["transform"] != "clean"] if "transform" in rows else rows
     result = {"predictions": str(args.predictions),
-              **paired_gain(rows, args.system, args.against, resamples=args.resamples, seed=args.seed)}
+              **paired_gain(rows, args.system, args.against,
+                              BootstrapConfig(n_resamples=args.resamples, seed=args.seed))}
     write_json(args.out, result, echo=True)
 
 
