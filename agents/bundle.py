@@ -72,6 +72,9 @@ class AgentInfo:
     val_metrics: dict[str, Any]  # metrics on the val split at that threshold
     training: dict[str, Any]  # data description, hyper-parameters, epochs, timings
     kind: str = "keras"  # "keras" (a .keras model) or "forensic" (a skops gradient-boosting model)
+    # Added to the fake class's log-odds after the temperature: set by `fakeface fit-controller`
+    # so that an agent's own probability assumes the same fake share as the ensemble's (0.5).
+    bias: float = 0.0
 
 
 class Bundle:
@@ -109,6 +112,7 @@ class Bundle:
             val_metrics=dict(entry.get("val_metrics", {})),
             training=dict(entry.get("training", {})),
             kind=str(entry.get("kind", "keras")),
+            bias=float(entry.get("bias", 0.0)),
         )
 
     def load_model(self, name: str):
@@ -312,6 +316,8 @@ def write_bundle(
                 "training": dict(art.get("training", {})),
                 "files": extra_files,
             }
+            if art.get("bias"):  # written only when set, so older manifests keep their content
+                manifest["agents"][name]["bias"] = float(art["bias"])
     return load_bundle(out_dir, trust=signing.WRITER)
 
 

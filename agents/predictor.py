@@ -20,11 +20,14 @@ from agents.labels import FAKE_INDEX
 from agents.preprocessing import prepare_batch
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Rescales softmax probabilities by a temperature: softmax(log(p) / T)."""
+def apply_temperature(probs: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
+    """Rescales softmax probabilities by a temperature, then moves the fake class's log-odds by
+    ``bias``: softmax(log(p) / T + bias * [class is fake])."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, received {temperature}.")
     logp = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / float(temperature)
+    if bias:
+        logp[:, FAKE_INDEX] += float(bias)
     logp -= logp.max(axis=1, keepdims=True)
     e = np.exp(logp)
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -66,7 +69,7 @@ class AgentPredictor:
         parts = [self._forward(prepare_batch(faces[start:start + self.batch_size], spec))
                  for start in range(0, len(faces), self.batch_size)]
         raw = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-        return apply_temperature(raw, self.info.temperature)
+        return apply_temperature(raw, self.info.temperature, self.info.bias)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         # Any batch size goes as it comes: Keras traces its predict function again for the

@@ -320,6 +320,7 @@ class Board(contextlib.AbstractContextManager):
                 threshold=info.threshold, threshold_rule=info.threshold_rule, val_metrics=dict(info.val_metrics),
                 replicas=self.config.replicas, batches_sent=counts.get(name, {}).get("batches", 0),
                 crops_sent=counts.get(name, {}).get("crops", 0), up=self._up.get(f"agent/{name}", True),
+                bias=info.bias,
             ))
         return EnsembleInfo(
             bundle_path=str(self.bundle.path),

@@ -28,6 +28,7 @@ class AgentInfo:
     batches_sent: int  # actor calls made so far (micro-batches)
     crops_sent: int  # face crops sent so far
     up: bool = True  # False while its actors are down or restarting (answers are degraded)
+    bias: float = 0.0  # added to its fake log-odds after the temperature (refitted for the prior)
 
 
 @dataclass(frozen=True)

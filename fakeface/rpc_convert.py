@@ -140,7 +140,7 @@ def model_info_to_proto(info: EnsembleInfo, *, feedback_records: int = 0) -> pb.
         out.agents.add(
             name=agent.name, model_sha=agent.sha256, threshold=float(agent.threshold),
             temperature=float(agent.temperature), input_height=pp.height, input_width=pp.width,
-            input_channels=pp.channels, input_scale=pp.scale,
+            input_channels=pp.channels, input_scale=pp.scale, bias=float(agent.bias),
         )
         out.thresholds[f"agent:{agent.name}"] = float(agent.threshold)
     for agent, weights in info.trust.items():

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
-from agents.bundle import BundleError, load_bundle
+from agents.bundle import BundleError, load_bundle, update_bundle
 from agents.errors import raised_as, read_bytes
 from agents.labels import CLASSES
 from blackboard.calibration import check_prior
@@ -32,6 +32,7 @@ from blackboard.borderline import KEY as BORDERLINE_KEY, fit_borderline
 from blackboard.controllers.base import Controller, check_config_keys, controller_kinds
 from blackboard.controllers.store import ReplaySet, save_controller
 from blackboard.decision import decide_matrix
+from training.calibrate import refit_agent_calibration
 from training.cli_args import add_vote_cache_args, fit_parser, run_command
 from training.votes import collect_context, collect_votes, read_manifest_split
 from vision.context import ALIASES, CONTEXT_NAMES, check_names
@@ -93,6 +94,10 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
                         help='threshold on p_fake: "f0.5" (default), "f1", "youden" or "fixed:0.5"')
     parser.add_argument("--prior", type=_prior,
                         help='fake share the probabilities assume (default 0.5; "none" = the split\'s own share)')
+    parser.add_argument("--agent-calibration", dest="agent_calibration", choices=("refit", "keep"), default="refit",
+                        help="refit: each agent's temperature and bias are refitted on the fitting votes for the same "
+                             "fake share as --prior, so an agent's own probability states the same odds as the "
+                             "ensemble's (its decisions unchanged); keep: as training fitted them (default refit)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--ray-address", default=None,
                         help="collect the votes on this Ray cluster with Ray Data ('local': a new loopback-only local "
@@ -236,6 +241,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"Split {args.split!r} of {args.manifest} needs both real and fake images "
                          f"with readable files; it has {len(labels)} usable rows of one class.")
     fit, replay = replay_holdout(groups, labels, args.replay_fraction, getattr(config, "seed", 0))
+    if getattr(args, "agent_calibration", "keep") == "refit":
+        votes, updates = refit_agent_calibration(bundle, votes, labels, getattr(config, "prior", 0.5), rows=fit)
+        if updates:  # the degraded-copy check below scores new copies: it must see the new calibration
+            bundle = update_bundle(bundle.path, agent_updates=updates)
     cls = KINDS[args.kind][0]
     agents = bundle.agent_names
     controller = cls(agents, config).fit(votes[fit], labels[fit], context=None if context is None else context[fit])

@@ -38,7 +38,8 @@ def cache_key(bundle: Bundle, agents: Sequence[str], paths: Sequence[Path], *, s
     h = hashlib.sha256(salt.encode())
     for name in agents:
         info = bundle.agent(name)
-        h.update(f"{name}\0{info.sha256}\0{info.preprocessing.to_dict()}\0{info.temperature!r}\n".encode())
+        bias = f"\0{info.bias!r}" if info.bias else ""  # only when set: older caches stay valid
+        h.update(f"{name}\0{info.sha256}\0{info.preprocessing.to_dict()}\0{info.temperature!r}{bias}\n".encode())
     for path in paths:
         try:
             st = os.stat(path)

@@ -20,7 +20,7 @@ def other_bundle(tiny_bundle, tmp_path_factory):
 
     path = tmp_path_factory.mktemp("other") / "b"
     shutil.copytree(tiny_bundle, path)
-    update_bundle(path, agent_updates={"lenet": {"temperature": 2.5}, "custom": {"threshold": 0.3}})
+    update_bundle(path, agent_updates={"lenet": {"temperature": 2.5, "bias": -0.4}, "custom": {"threshold": 0.3}})
     (path / "logs").mkdir(exist_ok=True)
     return path
 
@@ -39,7 +39,7 @@ def test_swap_takes_the_agent_and_drops_what_was_fitted_on_the_old_votes(control
     assert not (tmp_path / "new" / "controller").exists()  # the controller's history went with it
     assert swapped.signer is None  # its files changed: only a trusted key may vouch for it again
     assert load_bundle(target, trust=signing.WRITER).manifest == before.manifest  # the input is untouched
-    assert swapped.agent("lenet").temperature == 2.5
+    assert swapped.agent("lenet").temperature == 2.5 and swapped.agent("lenet").bias == -0.4
     assert swapped.load_model("lenet") is not None  # its file came along and matches the manifest
 
 

@@ -28,3 +28,20 @@ def test_a_classify_request_carries_mode_heatmaps_source_and_sequence():
     assert not classify_request(b"img").options.HasField("source")  # no source: the field stays unset
     with pytest.raises(ValueError, match="detect must be one of"):
         classify_request(b"img", detect="sideways")
+
+
+def test_model_info_carries_each_agents_calibration_to_the_wire():
+    import json
+
+    from agents.preprocessing import Preprocessing
+    from blackboard.model_info import AgentInfo, EnsembleInfo
+    from fakeface.rpc_convert import model_info_to_proto
+
+    agent = AgentInfo(name="forensic", sha256="ab" * 32, preprocessing=Preprocessing(height=224, width=224),
+                      temperature=1.25, threshold=0.4, threshold_rule="f0.5", val_metrics={}, replicas=1,
+                      batches_sent=0, crops_sent=0, bias=-0.5)
+    info = EnsembleInfo(bundle_path="b", bundle_version="v", manifest={}, agents=(agent,), combiner="logodds",
+                        controller_version="1", controller=None, trust={}, threshold=0.5, config={})
+    wire = model_info_to_proto(info)
+    assert wire.agents[0].temperature == 1.25 and wire.agents[0].bias == -0.5
+    assert json.loads(wire.info_json)["agents"]["forensic"]["bias"] == -0.5

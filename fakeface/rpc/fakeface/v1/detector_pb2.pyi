@@ -200,7 +200,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("name", "model_sha", "threshold", "temperature", "input_height", "input_width", "input_channels", "input_scale")
+    __slots__ = ("name", "model_sha", "threshold", "temperature", "input_height", "input_width", "input_channels", "input_scale", "bias")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_SHA_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +209,7 @@ class AgentInfo(_message.Message):
     INPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
     INPUT_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCALE_FIELD_NUMBER: _ClassVar[int]
+    BIAS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model_sha: str
     threshold: float
@@ -217,7 +218,8 @@ class AgentInfo(_message.Message):
     input_width: int
     input_channels: int
     input_scale: str
-    def __init__(self, name: _Optional[str] = ..., model_sha: _Optional[str] = ..., threshold: _Optional[float] = ..., temperature: _Optional[float] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., input_channels: _Optional[int] = ..., input_scale: _Optional[str] = ...) -> None: ...
+    bias: float
+    def __init__(self, name: _Optional[str] = ..., model_sha: _Optional[str] = ..., threshold: _Optional[float] = ..., temperature: _Optional[float] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., input_channels: _Optional[int] = ..., input_scale: _Optional[str] = ..., bias: _Optional[float] = ...) -> None: ...
 
 class TrustEntry(_message.Message):
     __slots__ = ("agent", "weights")

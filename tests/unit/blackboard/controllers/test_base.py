@@ -19,7 +19,7 @@ from sklearn.metrics import log_loss
 
 from agents.bundle import BundleError, load_bundle
 from blackboard.combine import MajorityCombiner, MeanCombiner
-from blackboard.calibration import choose_threshold
+from blackboard.calibration import choose_threshold, logit
 from blackboard.controllers.base import f_half
 from blackboard.controllers.qtrust import ControllerConfig, QController
 from blackboard.controllers.store import (
@@ -339,3 +339,41 @@ def test_tables_fitted_before_the_prior_keep_their_version(streams):
     skewed = np.concatenate([np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)[:300]])
     even = json.loads(QController(AGENTS).fit(votes[skewed], labels[skewed]).to_json())
     assert even["config"]["prior"] == 0.5 and even["calibration"]["prior_shift"] < 0
+
+
+def test_fit_controller_refits_agent_calibration_for_the_prior(bundle_copy, tiny_manifest, tmp_path):
+    """An agent whose votes rank the labels gets a temperature and bias for even odds: what it says
+    afterwards is its old log-odds through the logged slope and offset, with the same decisions."""
+    import pandas as pd
+
+    from training.fit_controller import main
+    from training.votes import collect_votes
+
+    frame = pd.read_csv(tiny_manifest)
+    paths = [tiny_manifest.parent / p for p in frame["path"]]
+    before = load_bundle(bundle_copy)
+    votes = collect_votes(before, paths, batch_size=8, progress=False, use_cache=False)
+    lenet = before.agent_names.index("lenet")
+    # Labels that lenet's votes rank (two of the 24 swapped), fakes 70 %: its temperature alone
+    # carries no share, so the refit must move it.
+    order = np.argsort(votes[:, lenet])
+    fake = np.zeros(len(frame), bool)
+    fake[order[7:]] = True
+    fake[order[[5, 9]]] = ~fake[order[[5, 9]]]
+    frame["label"] = np.where(fake, "fake", "real")
+    frame.to_csv(tiny_manifest, index=False)
+    args = ["--bundle", str(bundle_copy), "--manifest", str(tiny_manifest), "--no-cache", "--no-progress",
+            "--degraded-copies", "0", "--replay-fraction", "0.1"]
+    assert main([*args, "--agent-calibration", "keep"]) == 0
+    assert load_bundle(bundle_copy).manifest["agents"] == before.manifest["agents"]
+    assert main(args) == 0
+    after = load_bundle(bundle_copy)
+    refit = after.manifest["agents"]["lenet"]["calibration_refit"]
+    assert refit["prior"] == 0.5 and refit["slope"] > 0
+    now = collect_votes(after, paths, batch_size=8, progress=False, use_cache=False)
+    expected = logit(votes[:, lenet]) * refit["slope"] + refit["offset"]
+    inside = np.abs(expected) < 10  # beyond, float32 probabilities saturate
+    assert inside.sum() >= 18
+    np.testing.assert_allclose(logit(now[inside, lenet]), expected[inside], atol=1e-3)
+    np.testing.assert_array_equal(now[inside, lenet] >= after.agent("lenet").threshold,
+                                  votes[inside, lenet] >= before.agent("lenet").threshold)
