@@ -48,8 +48,8 @@ test: $(STAMP) browser
 # the mixed split (each image also as a screenshot-like degraded copy cut the way serving cuts a
 # detected face), swapped in the same way (VGG-16 is not shipped until it learns: README); then the
 # controller with its baselines and replay set (on the mixed split's val, clean and degraded; no
-# context: grouped CV found none that helps these agents, BENCHMARKS.md) and the "can't tell"
-# model. About 3.5 h on 2 CPU cores; every agent checkpoints (the forensic features are cached),
+# context: grouped CV found none that helps these agents, BENCHMARKS.md; each agent's own
+# calibration refitted there for even odds) and the "can't tell" model. About 3.5 h on 2 CPU cores; every agent checkpoints (the forensic features are cached),
 # so rerunning `make bundle` resumes.
 # It ends by signing the bundle with the project's private key, kept outside the repository
 # (docs/usage/bundle.md); the steps before load the half-built bundle with --allow-unsigned.

@@ -2,5 +2,5 @@
   "format": "fakeface-bundle-signature",
   "algorithm": "ed25519",
   "key_id": "0c781ddc2b659c5d",
-  "signature": "9vQ3sFn4GFArMiaOrXftYkNOXnrW11lVSim8xXTabtdX3m7EaSX1tye0tg5ZO7MlitwllishRIoNF5INW0/WBQ=="
+  "signature": "RUSYatNIW2Dunjqc5THr47d55HN58gTRW68SH54PB4TC9EZo+I12unjTtJJkNAo6qN1xu6cIxik64+gkzU9xBQ=="
 }
