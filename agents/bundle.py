@@ -316,8 +316,6 @@ def write_bundle(
                 "training": dict(art.get("training", {})),
                 "files": extra_files,
             }
-            if art.get("bias"):  # written only when set, so older manifests keep their content
-                manifest["agents"][name]["bias"] = float(art["bias"])
     return load_bundle(out_dir, trust=signing.WRITER)
 
 

@@ -106,7 +106,7 @@ def refit_agent_calibration(bundle: Any, votes: np.ndarray, labels: np.ndarray, 
         move its log-odds by less than :data:`REFIT_TOLERANCE` (already refitted: a second
         `fit-controller` then reuses the vote cache), keeps its calibration.
     """
-    from blackboard.calibration import Calibrator, logit, sigmoid
+    from blackboard.calibration import Calibrator
 
     votes = np.asarray(votes, dtype=np.float64)
     labels = np.asarray(labels)
@@ -121,8 +121,7 @@ def refit_agent_calibration(bundle: Any, votes: np.ndarray, labels: np.ndarray, 
             continue
         offset = info.bias * fitted.coef + shift
         new[:, j] = fitted.apply(votes[:, j])
-        threshold = float(sigmoid(fitted.coef * logit(np.array([info.threshold])) + fitted.intercept
-                                  + fitted.prior_shift)[0])
+        threshold = float(fitted.apply(np.array([info.threshold]))[0])  # the same map: same decisions
         updates[name] = {"temperature": float(info.temperature / fitted.coef), "bias": float(offset),
                          "threshold": threshold,
                          "calibration_refit": {"prior": prior, "rows": int(len(rows)),

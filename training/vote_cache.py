@@ -31,7 +31,7 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(bundle: Bundle, agents: Sequence[str], paths: Sequence[Path], *, salt: str = "") -> str:
-    """Hash of what the votes depend on: each agent's model sha, input contract and temperature
+    """Hash of what the votes depend on: each agent's model sha, input contract, temperature and bias
     (not the whole manifest, so saving a controller into the bundle keeps the cache valid), and
     every file's path, size and mtime; ``salt`` names anything else they depend on (how faces
     are cut out)."""
