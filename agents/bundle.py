@@ -75,6 +75,10 @@ class AgentInfo:
     # Added to the fake class's log-odds after the temperature: set by `fakeface fit-controller`
     # so that an agent's own probability assumes the same fake share as the ensemble's (0.5).
     bias: float = 0.0
+    # The same network exported for ONNX Runtime (`agents.onnx_model`), relative to the bundle, and
+    # its checksum; "" for the forensic agent and for bundles written before the export existed.
+    onnx_file: str = ""
+    onnx_sha256: str = ""
 
 
 class Bundle:
@@ -113,11 +117,31 @@ class Bundle:
             training=dict(entry.get("training", {})),
             kind=str(entry.get("kind", "keras")),
             bias=float(entry.get("bias", 0.0)),
+            onnx_file=str(entry.get("onnx", {}).get("file", "")),
+            onnx_sha256=str(entry.get("onnx", {}).get("sha256", "")),
         )
 
-    def load_model(self, name: str):
-        """Re-verifies the agent's checksum, then loads its model (safe mode / trusted types)."""
+    def load_model(self, name: str, *, runtime: str = "auto"):
+        """Re-verifies the agent's checksum, then loads its model (safe mode / trusted types).
+
+        Args:
+            name: the agent.
+            runtime: for a Keras agent, "auto" runs its ONNX export when the bundle has one (an
+                `agents.onnx_model.OnnxModel`: no TensorFlow in the process), else the Keras model;
+                "keras" always loads the Keras model (Grad-CAM and training need its layers).
+        """
+        if runtime not in ("auto", "keras"):
+            raise ValueError(f"runtime must be 'auto' or 'keras', received {runtime!r}.")
         info = self.agent(name)
+        if info.kind == "keras" and info.onnx_file and runtime == "auto":
+            from agents.onnx_model import OnnxModel
+
+            path = self.path / info.onnx_file
+            _verify_file(path, info.onnx_sha256)
+            try:
+                return OnnxModel(path)
+            except ValueError as err:
+                raise BundleError(str(err)) from err
         path = self.path / info.file
         _verify_file(path, info.sha256)
         if info.kind == "forensic":
@@ -173,6 +197,8 @@ def _entry_problem(path: Path, rel: Any, expected: Any, actual: dict[str, str]) 
 def _entries(manifest: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(file, sha256) of every model and extra component the manifest names."""
     out = [(e.get("file"), e.get("sha256")) for e in manifest["agents"].values()]
+    out += [(e["onnx"].get("file"), e["onnx"].get("sha256")) for e in manifest["agents"].values()
+            if isinstance(e.get("onnx"), dict)]
     return out + [(e.get("file"), e.get("sha256")) for e in manifest.get("extras", {}).values()]
 
 
@@ -295,6 +321,7 @@ def write_bundle(
             elif kind == "keras":
                 file = f"{name}.keras"
                 save_model_file(art["model"], tmp / file, storage_dtype=storage_dtype)
+                onnx = export_agent_onnx(tmp, name, file)
             else:
                 raise ValueError(f"Agent {name!r} has unknown kind {kind!r}; expected 'keras' or 'forensic'.")
             extra_files = {}
@@ -316,7 +343,22 @@ def write_bundle(
                 "training": dict(art.get("training", {})),
                 "files": extra_files,
             }
+            if kind == "keras":
+                manifest["agents"][name]["onnx"] = onnx
     return load_bundle(out_dir, trust=signing.WRITER)
+
+
+def export_agent_onnx(folder: Path, name: str, keras_file: str) -> dict[str, str]:
+    """Exports a bundle's Keras model file (as loaded: float32) to ``{name}.onnx`` beside it.
+
+    Returns:
+        The agent entry's ``onnx`` field: the file, relative to ``folder``, and its sha256.
+    """
+    from agents.onnx_model import export_onnx
+
+    rel = f"{name}.onnx"
+    export_onnx(load_model_file(folder / keras_file), folder / rel)
+    return {"file": rel, "sha256": sha256_file(folder / rel)}
 
 
 def update_bundle(

@@ -3,8 +3,9 @@
 ``__init__`` loads the model once; ``__call__`` takes a batch dict, so the same class serves
 as a Ray Data ``map_batches`` callable, a Ray actor body and an in-process predictor. Ray
 resources are applied where it is deployed, never here. The model is whatever the bundle
-holds for the agent: a Keras model, or for the forensic agent an `agents.forensic.ForensicModel`
-with the same ``predict_on_batch`` interface.
+holds for the agent: its ONNX export on ONNX Runtime (`agents.onnx_model.OnnxModel`), a Keras
+model for a bundle without one, or for the forensic agent an `agents.forensic.ForensicModel`,
+all with the same ``predict_on_batch`` interface.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ def apply_temperature(probs: np.ndarray, temperature: float, bias: float = 0.0) 
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def import_libraries(bundle: Bundle, agents: Sequence[str]) -> None:
+    """Imports on the calling thread the libraries the agents' models run on, before threads
+    load them side by side: ONNX Runtime always (the CNNs' exports and MTCNN), Keras and
+    TensorFlow only for a Keras agent without an ONNX export (TensorFlow imported from two
+    threads at once fails half-way)."""
+    import onnxruntime  # noqa: F401
+
+    if any(bundle.agent(name).kind == "keras" and not bundle.agent(name).onnx_file for name in agents):
+        import keras  # noqa: F401
+
+
 class AgentPredictor:
     """Calibrated class probabilities from one agent of a bundle.
 
@@ -41,6 +53,8 @@ class AgentPredictor:
         agent: the agent's name in that bundle.
         batch_size: images per forward pass.
         image_key: the batch-dict key holding RGB uint8 face crops.
+        runtime: "auto" (the agent's ONNX export when the bundle has one) or "keras"
+            (`agents.bundle.Bundle.load_model`).
     """
 
     def __init__(
@@ -50,13 +64,14 @@ class AgentPredictor:
         *,
         batch_size: int = 64,
         image_key: str = "face",
+        runtime: str = "auto",
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.info = self.bundle.agent(agent)
         self.name = agent
         self.batch_size = int(batch_size)
         self.image_key = image_key
-        self.model = self.bundle.load_model(agent)
+        self.model = self.bundle.load_model(agent, runtime=runtime)
         self.model_sha = self.info.sha256
 
     def predict_proba(self, faces: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -72,10 +87,9 @@ class AgentPredictor:
         return apply_temperature(raw, self.info.temperature, self.info.bias)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        # Any batch size goes as it comes: Keras traces its predict function again for the
-        # first two batch shapes, then relaxes the batch dimension (``reduce_retracing``), so
-        # serving's variable micro-batches cost no more traces after `warm_up`. Padding to fixed
-        # shapes instead wasted up to half of each forward pass (9 crops ran as 16).
+        # Any batch size goes as it comes (ONNX exports have a free batch dimension; Keras traces
+        # its predict function again for the first two batch shapes, then relaxes the batch
+        # dimension). Padding to fixed shapes instead wasted up to half of each forward pass.
         return np.asarray(self.model.predict_on_batch(x))
 
     def warm_up(self) -> None:

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         info = bundle.agent(agent)
         if info.kind != "keras":
             continue
-        model = bundle.load_model(agent)
+        model = bundle.load_model(agent, runtime="keras")
         x_fake = prepare_batch(fakes, info.preprocessing)
         x_real = prepare_batch(reals, info.preprocessing)
         p_fake = model.predict(x_fake, verbose=0)[:, FAKE_INDEX]

@@ -2,8 +2,9 @@
 
 Grad-CAM needs the agents' Keras models and TensorFlow. Rendered in the server process, that
 process loaded TensorFlow and every model a second time (about 0.9 GiB resident, issue 26);
-rendered here, in the agent replicas, with the very models they vote with, the server process
-never imports TensorFlow.
+rendered here, in the agent replicas, the server process never imports TensorFlow. The replicas
+vote on ONNX Runtime; an agent whose map is shown loads its Keras file on the first map (the
+shipped CNNs' maps are withheld, so a replica of the shipped bundle never imports TensorFlow).
 
 * `ReplicaHeatmaps` is the replica's side: a `vision.gradcam.GradCamRenderer` built on the
   replica's loaded models, run on a worker thread so the replica's event loop keeps answering
@@ -50,7 +51,7 @@ class ReplicaHeatmaps:
         self._lock = threading.Lock()
 
     def renderer(self) -> Any:
-        """The `GradCamRenderer` on this replica's models (TensorFlow is already loaded here)."""
+        """The `GradCamRenderer` on this replica's models (Keras files loaded where a map needs one)."""
         with self._lock:
             if self._renderer is None:
                 from vision.gradcam import GradCamRenderer

@@ -47,11 +47,11 @@ class InProcessBoard(Board):
         if preload_detector:
             from concurrent.futures import ThreadPoolExecutor
 
-            # TensorFlow is imported here first: importing it from two threads at once fails
-            # half-way (a partly initialised tensorflow module seen by the second thread).
-            import keras  # noqa: F401
+            from agents.predictor import import_libraries
 
-            # Loading overlaps the agents' (TensorFlow releases the GIL while it builds and reads).
+            # Libraries imported on this thread first (see `import_libraries`); then the detector's
+            # loading overlaps the agents' (ONNX Runtime releases the GIL while it builds sessions).
+            import_libraries(self.bundle, self.agent_names)
             loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector-load")
             self._detector_job = loader.submit(DetectorWorker)
             loader.shutdown(wait=False)

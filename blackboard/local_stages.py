@@ -86,10 +86,12 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
     threads = max(1, int(local_cpus()[0]))
     face = FaceStage(detect=plan.detect, fps=plan.fps, min_face_size=plan.min_face_size, threads=threads,
                      all_faces=plan.all_faces, context=plan.context)
-    # The models load side by side (TensorFlow releases the GIL while it reads and builds); MTCNN
-    # only when an input will need it, as the face stage would load it on first need. TensorFlow
-    # is imported first, here: imported from two threads at once it fails half-way.
-    import keras  # noqa: F401
+    # The models load side by side; MTCNN only when an input will need it, as the face stage would
+    # load it on first need. Their libraries are imported first, here (see `import_libraries`).
+    from agents.bundle import load_bundle
+    from agents.predictor import import_libraries
+
+    import_libraries(load_bundle(plan.bundle), plan.agents)
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage-load") as loader:
         if will_detect([i["source"] for i in items], plan.detect):
             loader.submit(lambda: face.detector)

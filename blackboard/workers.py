@@ -120,9 +120,11 @@ class AgentSet:
             raise ValueError("an agent set needs at least one agent, received none.")
         self._detector: Any = None
         self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
-        # Keras (and TensorFlow under it) is imported once here, before the loading threads: a
-        # first import from two threads at once fails half-way, or crashes the process.
-        import keras  # noqa: F401
+        # The models' libraries are imported once here, before the loading threads: TensorFlow
+        # imported from two threads at once fails half-way, or crashes the process.
+        from agents.predictor import import_libraries
+
+        import_libraries(bundle, agents)
 
         if detector:
             detector_job = self._detector_thread.submit(self.detector_class)  # loads while the agents do

@@ -7,6 +7,8 @@
                                                         take a retrained agent; refit the controller after
     fakeface bundle drop-agent --bundle DIR --agent NAME --reason WHY [--out NEW]
                                                         remove an agent; refit the controller after
+    fakeface bundle add-onnx --bundle DIR [--out NEW]   give older bundles' CNNs their ONNX Runtime export
+    fakeface bundle export-mtcnn [--out DIR]            rewrite vision/mtcnn_onnx/ from the mtcnn package
 
 ``verify`` loads the bundle exactly as `serve`, `classify`, `batch` and `evaluate` do (signature,
 inventory, checksums) and exits 1 with the reason when they would refuse it. See docs/usage/bundle.md.
@@ -42,6 +44,16 @@ def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
     swap.add_argument("--from", dest="source", required=True, help="bundle holding the agents to take")
     drop = _agent_edit(sub, "drop-agent", "remove agents, e.g. one measured at chance")
     drop.add_argument("--reason", required=True, help="why, kept in the manifest for the model card")
+    onnx = sub.add_parser("add-onnx", help="export every Keras agent without one to ONNX (inference without "
+                          "TensorFlow); keeps the controller", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    onnx.add_argument("--bundle", required=True, help="bundle to change")
+    onnx.add_argument("--out", default=None, help="write the result here instead of changing --bundle")
+    from vision.mtcnn_export import MODEL_DIR
+
+    mtcnn = sub.add_parser("export-mtcnn", help="export MTCNN's networks to ONNX (after an mtcnn upgrade)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Alone in its process: tf2onnx names some tensors from TensorFlow's process-wide counters.
+    mtcnn.add_argument("--out", default=str(MODEL_DIR), help="folder for pnet.onnx, rnet.onnx and onet.onnx")
     return parser
 
 
@@ -82,6 +94,19 @@ def main(argv: list[str]) -> int:
             bundle = drop_agents(args.bundle, args.agent, reason=args.reason, out_dir=args.out)
             print(f"{bundle.path}: dropped {', '.join(args.agent)} (bundle {bundle.version}, unsigned, no "
                   "controller): run `fakeface fit-controller --allow-unsigned` on it, then `fakeface bundle sign`")
+            return 0
+        if args.action == "add-onnx":
+            from agents.bundle_edit import add_onnx
+
+            bundle = add_onnx(args.bundle, out_dir=args.out)
+            state = f"signed by {bundle.signer}" if bundle.signer else "unsigned: run `fakeface bundle sign`"
+            print(f"{bundle.path}: every Keras agent has its ONNX export (bundle {bundle.version}, {state})")
+            return 0
+        if args.action == "export-mtcnn":
+            from vision.mtcnn_export import export_mtcnn
+
+            for path in export_mtcnn(args.out):
+                print(f"wrote {path} ({path.stat().st_size} bytes)")
             return 0
         if args.action == "sign":
             bundle = sign_bundle(args.bundle, load_private_key(args.key))

@@ -1,6 +1,6 @@
 """The MTCNN face detector: candidates, the face gate that drops clutter, and light correction.
 
-Detection is MTCNN (``mtcnn`` 1.0.0's networks, TensorFlow), driven by
+Detection is MTCNN (``mtcnn`` 1.0.0's networks, exported to ONNX Runtime), driven by
 :class:`vision.face_pyramid.FacePyramid` so that its cost follows the smallest face worth
 finding rather than the image size. Each candidate must pass :class:`FaceGate`: confidence, a
 face-like layout of its landmarks, and a second look at its own aligned crop
@@ -11,7 +11,6 @@ crop in a group picture as cut out alone.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -209,13 +208,7 @@ class FaceDetector:
         self.gate = replace(gate or FaceGate(), min_confidence=self.min_confidence)
         self.enhance = bool(enhance)
         self.retry = bool(retry)
-        backend = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        if backend != "tensorflow":
-            raise RuntimeError(
-                f"MTCNN needs KERAS_BACKEND=tensorflow, but it is {backend!r}; set it before importing keras."
-            )
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from vision.face_pyramid import FacePyramid
+        from vision.face_pyramid import FacePyramid  # ONNX Runtime: any Keras backend, no TensorFlow
 
         self._mtcnn = FacePyramid()
         self.refine = bool(refine)

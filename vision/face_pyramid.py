@@ -3,15 +3,16 @@
 The ``mtcnn`` package runs its scale pyramid on the whole image as a float tensor: every level is
 resized in TensorFlow from the full-size image, and RNet's patches are cut from it too. For a
 1024 px portrait or a 1080p screenshot most of that work looks for faces far smaller than any the
-caller wants. :class:`FacePyramid` runs the same networks (same weights, same box and landmark
-arithmetic from ``mtcnn.utils``) in three steps:
+caller wants. :class:`FacePyramid` runs the same networks (same weights, exported to ONNX:
+`vision.mtcnn_export`) with the same box and landmark arithmetic (`vision.mtcnn_boxes`, which
+behaves as ``mtcnn.utils`` does without importing TensorFlow) in three steps:
 
 1. a reduced copy of each image, shrunk so the smallest wanted face is :data:`REDUCED_FACE` px
    (area filter, in OpenCV on uint8), from which the PNet pyramid is made and RNet's patches cut;
 2. the pyramid starts at the smallest wanted face, so its first level is already small;
 3. ONet, which gives the final box, confidence and the five landmarks, runs on patches cut from
    the image at full resolution, around each face RNet kept, exactly as ``mtcnn`` cuts them
-   (``tf.image.crop_and_resize`` with its coordinate convention), so the landmarks that align a
+   (``crop_and_resize`` with TensorFlow's coordinate convention), so the landmarks that align a
    crop come from the same pixels as before.
 
 The output is ``mtcnn``'s JSON form (``box`` as x, y, width, height; ``confidence``;
@@ -21,10 +22,15 @@ The output is ``mtcnn``'s JSON form (``box`` as x, y, width, height; ``confidenc
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
+
+from vision.mtcnn_boxes import (adjust_bboxes, crop_and_resize, generate_bounding_box, limit_bboxes, pick_matches,
+                                resize_to_square, smart_nms_from_bboxes, to_json)
+from vision.mtcnn_export import MODEL_DIR
 
 WINDOW = 12.0  # PNet's window: the smallest face, in pixels, that one pyramid level can see
 SCALE_STEP = 0.709  # ratio between pyramid levels, as in MTCNN's paper and package
@@ -56,42 +62,25 @@ def pyramid_scales(short_side: float, min_face: float) -> list[float]:
 class FacePyramid:
     """MTCNN (PNet, RNet, ONet with the package's weights) with a face-sized pyramid.
 
+    The networks run on ONNX Runtime from the exports in ``vision/mtcnn_onnx/``
+    (`vision.mtcnn_export`): detection imports no TensorFlow.
+
     Args:
-        compiled: run each network as a traced ``tf.function`` (one trace per network, any image
-            size) instead of Keras' eager call, which spends more time in Python than in the
-            convolutions for MTCNN's small networks. The traces are made in the constructor.
+        model_dir: the folder holding ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx``.
+        threads: intra-op threads of each network (None: the worker's cap, see
+            `agents.onnx_model.session_options`).
     """
 
-    def __init__(self, *, compiled: bool = True) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
-        from mtcnn.network.onet import ONet
-        from mtcnn.network.pnet import PNet
-        from mtcnn.network.rnet import RNet
-        from mtcnn.utils.tensorflow import load_weights
+    def __init__(self, *, model_dir: str | os.PathLike[str] = MODEL_DIR, threads: int | None = None) -> None:
+        from agents.onnx_model import OnnxModel
 
-        self._tf = tf
-        nets = []
-        specs = ((PNet(), "pnet.lz4", [None, None, None, 3]), (RNet(), "rnet.lz4", [None, 24, 24, 3]),
-                 (ONet(), "onet.lz4", [None, 48, 48, 3]))
-        for net, weights, shape in specs:
-            net.build()
-            net.set_weights(load_weights(weights))
-            if compiled:
-                traced = tf.function(net, input_signature=[tf.TensorSpec(shape, tf.float32)])
-                # Trace now, while loading (on a loader thread when the caller preloads), not on
-                # the first image: one trace serves every later shape. Its concrete function is
-                # called directly: the same graph, without the ~1 ms per call tf.function spends
-                # matching arguments to a signature that is fixed anyway (~30 calls per image).
-                net = traced.get_concrete_function()
-                net(tf.zeros([1] + [s or 12 for s in shape[1:]], tf.float32))
-            nets.append(net)
-        self._pnet, self._rnet, self._onet = nets
+        self._pnet, self._rnet, self._onet = (OnnxModel(Path(model_dir) / f"{name}.onnx", threads=threads).run
+                                              for name in ("pnet", "rnet", "onet"))
 
     def onet(self, patches: np.ndarray) -> Sequence[np.ndarray]:
         """ONet alone on 48 px patches (float32, MTCNN's normalisation): box offsets (n, 4),
         landmarks (n, 10, shares of the patch: five x then five y) and scores (n, 2)."""
-        return [np.asarray(out) for out in self._onet(np.asarray(patches, dtype=np.float32))]
+        return self._onet(np.asarray(patches, dtype=np.float32))
 
     def detect_faces(self, images: Sequence[np.ndarray], min_face_size: float) -> list[list[dict[str, Any]]]:
         """Faces of about ``min_face_size`` px and larger in images of one size.
@@ -104,8 +93,6 @@ class FacePyramid:
             One list per image of ``mtcnn``-style dicts: ``box`` [x, y, w, h] (ints),
             ``confidence`` (float) and ``keypoints`` (name -> [x, y] ints).
         """
-        from mtcnn.utils.bboxes import resize_to_square
-
         if not images:
             return []
         if len({image.shape for image in images}) != 1:
@@ -128,8 +115,6 @@ class FacePyramid:
 
     def _propose(self, reduced: np.ndarray, scales: list[float], reduce: float) -> np.ndarray:
         """PNet over the pyramid of the reduced copies: candidate boxes in full-image pixels."""
-        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes
-
         height, width = reduced.shape[1:3]
         found = []
         for scale in scales:
@@ -150,16 +135,12 @@ class FacePyramid:
 
     def _refine(self, reduced: np.ndarray, boxes: np.ndarray, step: tuple[float, float]) -> np.ndarray:
         """RNet on patches of the reduced copies; keeps and corrects boxes (full-image pixels)."""
-        from mtcnn.utils.bboxes import adjust_bboxes, pick_matches, smart_nms_from_bboxes
-
-        tf = self._tf
         height, width = reduced.shape[1:3]
         # mtcnn divides box corners by the image size (not size - 1); do the same in the copy.
         coords = np.stack([boxes[:, 2] / step[1] / height, boxes[:, 1] / step[0] / width,
                            boxes[:, 4] / step[1] / height, boxes[:, 3] / step[0] / width], axis=1)
-        patches = tf.image.crop_and_resize(_normalized(reduced), coords.astype(np.float32),
-                                           boxes[:, 0].astype(np.int32), (24, 24))
-        offsets, scores = (np.asarray(out) for out in self._rnet(patches))
+        patches = crop_and_resize(_normalized(reduced), coords.astype(np.float32), boxes[:, 0].astype(np.int32), (24, 24))
+        offsets, scores = self._rnet(patches)
         boxes = boxes.copy()
         boxes[:, 5] = scores[:, -1]
         boxes = pick_matches(adjust_bboxes(boxes, offsets), score_threshold=THRESHOLDS[1])
@@ -169,13 +150,11 @@ class FacePyramid:
 
     def _output(self, images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """ONet on 48 px patches cut at full resolution: final boxes, confidences, landmarks."""
-        from mtcnn.utils.bboxes import adjust_bboxes, pick_matches, smart_nms_from_bboxes
-
         patches = np.concatenate([self._patches_full(images[int(i)], boxes[boxes[:, 0] == i])
                                   for i in np.unique(boxes[:, 0])])
         order = np.concatenate([np.flatnonzero(boxes[:, 0] == i) for i in np.unique(boxes[:, 0])])
         boxes = boxes[order]
-        offsets, landmarks, scores = (np.asarray(out) for out in self._onet(patches))
+        offsets, landmarks, scores = self._onet(patches)
         width = boxes[:, 3:4] - boxes[:, 1:2] + 1
         height = boxes[:, 4:5] - boxes[:, 2:3] + 1
         points = np.concatenate([width * landmarks[:, :5] + boxes[:, 1:2] - 1,
@@ -205,13 +184,11 @@ class FacePyramid:
         # Samples outside the image fall outside the region too, so both read as zero, as before.
         coords = np.stack([(ys[:, 0] - top) / rh, (xs[:, 0] - left) / rw,
                            (ys[:, 1] - top) / rh, (xs[:, 1] - left) / rw], axis=1).astype(np.float32)
-        return self._tf.image.crop_and_resize(region[None], coords, np.zeros(len(boxes), np.int32), (48, 48))
+        return crop_and_resize(region[None], coords, np.zeros(len(boxes), np.int32), (48, 48))
 
 
 def _to_json(boxes: np.ndarray, count: int, height: int, width: int) -> list[list[dict[str, Any]]]:
     """Rows [image, x1, y1, x2, y2, confidence, 5 x, 5 y] -> mtcnn's dicts, boxes kept in the image."""
-    from mtcnn.utils.bboxes import limit_bboxes, to_json
-
     if not len(boxes):
         return [[] for _ in range(count)]
     shapes = np.array([[height, width, 3]] * count)

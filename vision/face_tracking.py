@@ -26,7 +26,6 @@ seconds apart most tracks are lost and each loss costs an unbatched full detecti
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -154,12 +153,12 @@ class FaceFollower:
             yield index, frame, faces
 
     def _network(self) -> Any:
-        """MTCNN's ONet with its published weights (loaded once per follower)."""
+        """MTCNN's ONet with its published weights, on ONNX Runtime (loaded once per follower)."""
         if self._onet is None:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            from mtcnn.stages import StageONet
+            from agents.onnx_model import OnnxModel
+            from vision.mtcnn_export import MODEL_DIR
 
-            self._onet = StageONet().model
+            self._onet = OnnxModel(MODEL_DIR / "onet.onnx").run
         return self._onet
 
     def _follow(self, frame: np.ndarray, tracks: list[DetectedFace]) -> list[DetectedFace] | None:
@@ -179,8 +178,7 @@ class FaceFollower:
     def _best(self, frame: np.ndarray, windows: list[np.ndarray]) -> list[DetectedFace | None]:
         """Per track, the face in its best-scored window (None when it fails the gate); one ONet call."""
         stacked = np.concatenate([self._look(frame, w) for w in windows])
-        offsets, points, scores = (np.asarray(a) for a in self._network().predict_on_batch(
-            (stacked.astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE))
+        offsets, points, scores = self._network()((stacked.astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE)
         found: list[DetectedFace | None] = []
         start = 0
         for wins in windows:

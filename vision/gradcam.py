@@ -196,9 +196,12 @@ class GradCamRenderer:
         self._lock = threading.Lock()
 
     def _model(self, agent: str):
-        if agent not in self._models:
-            self._models[agent] = self.bundle.load_model(agent)
-        return self._models[agent]
+        # Grad-CAM reads a Keras model's layers: a replica's ONNX Runtime model (which has none)
+        # gives way to the agent's Keras file, loaded on the first map asked of it.
+        model = self._models.get(agent)
+        if model is None or (self.bundle.agent(agent).kind == "keras" and not hasattr(model, "layers")):
+            self._models[agent] = model = self.bundle.load_model(agent, runtime="keras")
+        return model
 
     def _layer(self, agent: str) -> str | None:
         return get_agent(agent).heatmap_layer if agent in agent_names() else None

@@ -2,5 +2,5 @@
   "format": "fakeface-bundle-signature",
   "algorithm": "ed25519",
   "key_id": "0c781ddc2b659c5d",
-  "signature": "RUSYatNIW2Dunjqc5THr47d55HN58gTRW68SH54PB4TC9EZo+I12unjTtJJkNAo6qN1xu6cIxik64+gkzU9xBQ=="
+  "signature": "5OqHC94fpBLnOrfZznXgpgsR+7rz+J3VjI690Ft7E3XjJKPQTCLPDID4/L8wtN2aVV0h8OwpeZgZvGph6SzTBw=="
 }

@@ -66,10 +66,11 @@ def test_a_signed_bundle_whose_model_does_not_load_ends_serve_fast_with_the_reas
 
     bundle = tmp_path / "broken"
     shutil.copytree(tiny_bundle, bundle)
-    (bundle / "vgg16.keras").write_bytes(b"this is not a Keras file" * 100)
-    digest = hashlib.sha256((bundle / "vgg16.keras").read_bytes()).hexdigest()
+    # The file a replica votes with: the agent's ONNX export (agents/onnx_model.py).
+    (bundle / "vgg16.onnx").write_bytes(b"this is not an ONNX file" * 100)
+    digest = hashlib.sha256((bundle / "vgg16.onnx").read_bytes()).hexdigest()
     manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["agents"]["vgg16"]["sha256"] = manifest["files"]["vgg16.keras"] = digest
+    manifest["agents"]["vgg16"]["onnx"]["sha256"] = manifest["files"]["vgg16.onnx"] = digest
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     # Signed by a trusted key (the suite's): nothing before Ray can tell that the model is broken.
     sign_bundle(bundle, load_private_key(os.environ[SIGNING_KEY_ENV]))
@@ -92,8 +93,8 @@ def test_a_signed_bundle_whose_model_does_not_load_ends_serve_fast_with_the_reas
           f"{ended - (replica_gone or ended):.1f} s after its failed replica was stopped")
     assert proc.returncode == 2, err[-3000:]
     assert "SERVING" not in out and "without a valid signature" not in err
-    # The replica's own error, named: which component, which file, what Keras said.
-    assert "agents failed to start" in err and "vgg16.keras does not load as a Keras model" in err, err[-3000:]
+    # The replica's own error, named: which component, which file, what ONNX Runtime said.
+    assert "agents failed to start" in err and "vgg16.onnx does not load as an ONNX model" in err, err[-3000:]
     assert replicas, "no Serve replica was ever started"
     # No retries of the replica and no wait after it: out within 10 s of the failure.
     assert replica_gone is None or ended - replica_gone <= 10.0

@@ -221,6 +221,7 @@ def test_bundle_manifest_describes_the_agents(tiny_bundle, tmp_path):
 DAMAGE = {
     "model file changed": (lambda b: append_byte(b / "lenet.keras"), {}, "Checksum mismatch"),
     "model file deleted": (lambda b: (b / "custom.keras").unlink(), {}, "incomplete"),
+    "ONNX export changed": (lambda b: append_byte(b / "custom.onnx"), {}, "Checksum mismatch"),
     # The format version is checked once the signature (which the edit breaks) is waived.
     "newer format": (lambda b: edit_manifest(b, lambda m: m.update(format_version=99)),
                      {"trust": TrustPolicy(allow_unsigned=True)}, "format_version"),
@@ -272,14 +273,14 @@ def test_torch_backend_reproduces_tensorflow_probabilities(tiny_bundle, face_cro
         pytest.skip("torch is not installed (the optional `torch` extra)")
     faces = np.stack([face_crop, face_crop[::-1], 255 - face_crop])
     np.save(tmp_path / "faces.npy", faces)
-    expected = {n: AgentPredictor(tiny_bundle, n).predict_proba(faces) for n in agent_names(kind="keras")}
+    expected = {n: AgentPredictor(tiny_bundle, n, runtime="keras").predict_proba(faces) for n in agent_names(kind="keras")}
     script = (
         "import sys, json, numpy as np\n"
         "import keras\n"
         "assert keras.backend.backend() == 'torch', keras.backend.backend()\n"
         "from agents.predictor import AgentPredictor\n"
         "faces = np.load(sys.argv[2])\n"
-        "out = {n: AgentPredictor(sys.argv[1], n).predict_proba(faces).tolist() for n in sys.argv[3].split(',')}\n"
+        "out = {n: AgentPredictor(sys.argv[1], n, runtime='keras').predict_proba(faces).tolist() for n in sys.argv[3].split(',')}\n"
         "print('RESULT' + json.dumps(out))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO)}

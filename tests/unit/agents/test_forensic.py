@@ -278,7 +278,7 @@ def mixed_bundle(tiny_bundle, forensic_bundle, out):
     for source in (tiny, forensic):
         for name in source.agent_names:
             info = source.agent(name)
-            arts[name] = {"model": source.load_model(name), "preprocessing": info.preprocessing, "kind": info.kind,
+            arts[name] = {"model": source.load_model(name, runtime="keras"), "preprocessing": info.preprocessing, "kind": info.kind,
                           "temperature": info.temperature, "threshold": info.threshold,
                           "threshold_rule": info.threshold_rule, "val_metrics": info.val_metrics,
                           "training": info.training}

@@ -24,7 +24,7 @@ def _pixels(png: bytes) -> np.ndarray:
 
 def test_replica_heat_maps_use_the_models_handed_in_and_match_a_fresh_renderer(tiny_bundle, face_crop):
     bundle = load_bundle(tiny_bundle)
-    models = {name: bundle.load_model(name) for name in ("custom", "lenet")}
+    models = {name: bundle.load_model(name, runtime="keras") for name in ("custom", "lenet")}
     replica = ReplicaHeatmaps(bundle, models, withheld={})  # every map drawn, none declared uninformative
     crops = [face_crop, np.ascontiguousarray(face_crop[:, ::-1])]
     maps = asyncio.run(replica.render_async(crops))
@@ -37,6 +37,10 @@ def test_replica_heat_maps_use_the_models_handed_in_and_match_a_fresh_renderer(t
             if ours[name].png:
                 assert _pixels(ours[name].png).shape == (224, 224, 3)
                 assert np.abs(_pixels(ours[name].png) - _pixels(theirs[name].png)).max() <= 2
+    # A replica voting on ONNX Runtime hands in models without layers: Grad-CAM reads the Keras file.
+    from_onnx = ReplicaHeatmaps(bundle, {name: bundle.load_model(name) for name in models}, withheld={})
+    for ours, theirs in zip(asyncio.run(from_onnx.render_async(crops)), maps):
+        assert {n: (m.withheld, m.png) for n, m in ours.items()} == {n: (m.withheld, m.png) for n, m in theirs.items()}
     # By default the registry's measured verdict holds: these agents' maps show no location.
     declared = ReplicaHeatmaps(bundle, models).render_png(crops[:1])[0]
     assert all(not tile.png and "shows no location" in tile.withheld for tile in declared.values())

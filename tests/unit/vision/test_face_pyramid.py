@@ -53,16 +53,20 @@ def test_onet_patches_equal_crop_and_resize_on_the_whole_image(pyramid, face_rgb
     np.testing.assert_allclose(np.asarray(pyramid._patches_full(face_rgb, boxes)), np.asarray(whole), atol=1e-4)
 
 
-def test_networks_answer_bit_for_bit_as_their_traced_functions(pyramid):
-    import tensorflow as tf
+def test_detection_imports_no_tensorflow(face_rgb, tmp_path):
+    import subprocess
+    import sys
 
-    # Detections must not move when only the way a network is called changes: the concrete
-    # function is the same graph as the traced function it comes from.
-    keras_onet = FacePyramid(compiled=False)._onet
-    traced = tf.function(keras_onet, input_signature=[tf.TensorSpec([None, 48, 48, 3], tf.float32)])
-    patches = np.random.default_rng(0).normal(0.0, 0.5, (5, 48, 48, 3)).astype(np.float32)
-    for ours, theirs in zip(pyramid.onet(patches), traced(patches)):
-        np.testing.assert_array_equal(ours, np.asarray(theirs))
+    import cv2
+
+    # The point of the ONNX exports: a process that only detects faces never pays TensorFlow's import.
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), face_rgb[:, :, ::-1])
+    code = ("import sys, cv2; from vision.face_detector import FaceDetector; "
+            f"faces = FaceDetector().detect(cv2.imread({str(path)!r})[:, :, ::-1]); "
+            "print(len(faces), 'tensorflow' in sys.modules, 'keras' in sys.modules, 'mtcnn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["1", "False", "False", "False"]
 
 
 def test_batch_of_one_size_gives_each_image_its_own_faces(pyramid, face_rgb):
