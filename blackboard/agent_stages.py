@@ -68,7 +68,7 @@ class AgentSetStage:
 
     def __init__(self, *, bundle: str | None, agents: tuple[str, ...], threads: int = 1,
                  keep: tuple[str, ...] | None = None, **stage: Any) -> None:
-        limit_threads(threads)  # before the bundle's loading can start TensorFlow
+        limit_threads(threads)  # before the bundle's models start their thread pools
         from agents.bundle import load_bundle
 
         loaded = load_bundle(bundle)  # read and checked once for all its agents

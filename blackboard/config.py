@@ -18,7 +18,7 @@ class EnsembleConfig:
     """How the blackboard is deployed on Ray."""
 
     # "sets": every agent and the face detector in each replica of one Serve application, one call
-    # per case, one TensorFlow (fastest and smallest on few cores); "agents": one application per
+    # per case, one process for every model (fastest and smallest on few cores); "agents": one application per
     # agent and one for the detector (faults and scaling per agent). See blackboard.serve_apps.
     layout: Literal["sets", "agents"] = "sets"
     replicas: int = Field(1, ge=1)  # Serve replicas per agent application (the minimum when autoscaling)

@@ -4,8 +4,8 @@ Two layouts of the agents (``EnsembleConfig.layout``):
 
 * "sets" (default): one application whose replicas each hold every agent and the face detector
   (`AgentSetDeployment`), and are the ingress (`blackboard.ingress`): one call per case, and one
-  TensorFlow runtime for the whole service (each runtime is ~0.6 GiB resident; issue 26); the
-  fast, small layout on a few cores.
+  process holding every model for the whole service (the CNNs and MTCNN on ONNX Runtime; issue 26);
+  the fast, small layout on a few cores.
 * "agents": one application per agent (`AgentDeployment`) and one for the detector, whose
   replica is the ingress holding handles to the agents' (`IngressDeployment`): an agent's
   replica can die alone (its faces come back degraded naming it), and agents scale and take
@@ -179,7 +179,7 @@ class AgentSetDeployment(_CaseEntry, AgentSet, _MicroBatched):
         max_wait_ms: how long a batch waits to fill.
         warm_up: trace each agent's graph on blank crops while loading.
         detector: run the face detector here too (``detect``), on a thread of its own: the
-            service's detector then shares this process's TensorFlow instead of loading its own.
+            service's detector then shares this process (and its ONNX Runtime) instead of another.
         warm_heatmaps: trace the heat maps too while loading.
     """
 

@@ -68,7 +68,7 @@ class ReplicaHeatmaps:
         self.render_png([np.zeros((WARM_SIDE, WARM_SIDE, 3), dtype=np.uint8)])
 
     async def render_async(self, crops: Sequence[np.ndarray]) -> list[dict[str, AgentMap]]:
-        """`render_png` on a worker thread (TensorFlow releases the GIL while it computes)."""
+        """`render_png` on a worker thread (TensorFlow and Matplotlib release the GIL while they compute)."""
         return await asyncio.to_thread(self.render_png, crops)
 
 

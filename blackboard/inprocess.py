@@ -5,7 +5,7 @@ and Serve applications costs more than the answer. `InProcessBoard` runs the sam
 service's replicas run (`blackboard.workers`: `AgentSet` without Serve's micro-batcher, and
 `DetectorWorker`), without importing Ray, on the same way from image to votes
 (`blackboard.ingress.CasePipeline`) and the same case logic (`blackboard.board.Board`), so the
-answer is the service's answer. The agents load and vote on their own threads (TensorFlow and
+answer is the service's answer. The agents load and vote on their own threads (ONNX Runtime and
 scikit-learn release the GIL while they compute); MTCNN loads only when a case needs detection,
 or, when the caller knows one will (``preload_detector``), on a thread of its own beside the agents.
 """

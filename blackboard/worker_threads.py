@@ -1,4 +1,4 @@
-"""How many threads a stage's worker may start: one cap for TensorFlow, OpenMP and OpenCV."""
+"""How many threads a stage's worker may start: one cap for ONNX Runtime, TensorFlow, OpenMP and OpenCV."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import os
 
 
 def limit_threads(threads: int) -> None:
-    """Caps TensorFlow/OpenMP threads in this worker before TensorFlow starts.
+    """Caps ONNX Runtime (`agents.onnx_model.session_options` reads ``OMP_NUM_THREADS``),
+    TensorFlow and OpenMP threads in this worker before they start.
 
     Several actors share the machine's cores; each one spinning up a thread per core would
     oversubscribe them and make 2 actors slower than 1.

@@ -108,7 +108,7 @@ class AgentSet:
         warm_up: trace each agent's graph on blank crops while loading (a service: yes; one
             image from the CLI: no, its one case traces what it needs).
         detector: load the face detector too (``detect``), on a thread of its own, while the
-            agents load: a service's detector then shares this process's TensorFlow.
+            agents load: a service's detector then shares this process.
     """
 
     worker_class: type = AgentWorker
@@ -128,7 +128,7 @@ class AgentSet:
 
         if detector:
             detector_job = self._detector_thread.submit(self.detector_class)  # loads while the agents do
-        # One thread per agent: agents load and vote in parallel (TensorFlow and scikit-learn
+        # One thread per agent: agents load and vote in parallel (ONNX Runtime and scikit-learn
         # release the GIL while they compute), and an agent that hangs holds only its own thread.
         self._threads = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"agent-{name}")
                          for name in agents}

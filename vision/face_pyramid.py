@@ -139,7 +139,8 @@ class FacePyramid:
         # mtcnn divides box corners by the image size (not size - 1); do the same in the copy.
         coords = np.stack([boxes[:, 2] / step[1] / height, boxes[:, 1] / step[0] / width,
                            boxes[:, 4] / step[1] / height, boxes[:, 3] / step[0] / width], axis=1)
-        patches = crop_and_resize(_normalized(reduced), coords.astype(np.float32), boxes[:, 0].astype(np.int32), (24, 24))
+        patches = crop_and_resize(_normalized(reduced), coords.astype(np.float32), boxes[:, 0].astype(np.int32),
+                                  (24, 24))
         offsets, scores = self._rnet(patches)
         boxes = boxes.copy()
         boxes[:, 5] = scores[:, -1]
