@@ -21,9 +21,6 @@ from typing import Annotated, Any, Literal, Optional
 import numpy as np
 from pydantic import AfterValidator, ConfigDict
 from pydantic.dataclasses import dataclass
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from agents.labels import label_to_index
 
@@ -123,6 +120,8 @@ def choose_threshold(p_fake: np.ndarray, labels: np.ndarray, rule: str = "f0.5")
     if len(np.unique(labels)) < 2:
         raise ValueError(f"Choosing a threshold with rule {rule!r} needs both classes in the labels; "
                          "received one class only (use 'fixed:<p>', or fit on a split with reals and fakes).")
+    from sklearn.metrics import precision_recall_curve, roc_curve  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+
     if kind == "youden":
         fpr, tpr, thr = roc_curve(labels, p_fake)
         return float(np.clip(thr[int(np.argmax(tpr - fpr))], 0.0, 1.0))
@@ -159,6 +158,9 @@ class Calibrator:
         if prior is not None:
             share = float(np.mean(labels))
             self.prior_shift = float(math.log(prior / (1 - prior)) - math.log(share / (1 - share)))
+        from sklearn.isotonic import IsotonicRegression  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+        from sklearn.linear_model import LogisticRegression
+
         if self.kind == "platt":
             lr = LogisticRegression(C=1e4)
             lr.fit(logit(s)[:, None], labels)

@@ -13,7 +13,6 @@ import json
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from agents.errors import parse_json
 from agents.labels import CLASSES, FAKE, REAL
@@ -127,6 +126,8 @@ class StackingCombiner:
     name = "stacking"
 
     def __init__(self, agents: Sequence[str], *, C: float = 1.0):
+        from sklearn.linear_model import LogisticRegression  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+
         self.agents = list(agents)
         self.model = LogisticRegression(C=C)
         self._fitted = False

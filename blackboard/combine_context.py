@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from agents.labels import FAKE, REAL
 from blackboard.calibration import logit
@@ -31,6 +30,8 @@ class ContextStackingCombiner:
     def __init__(self, agents: Sequence[str], context: Sequence[str], *, C: float = 1.0) -> None:
         self.agents = list(agents)
         self.context_names = tuple(context)
+        from sklearn.linear_model import LogisticRegression  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+
         self.model = LogisticRegression(C=C, max_iter=2000)
         self.mean = np.zeros(len(self.context_names))
         self.std = np.ones(len(self.context_names))

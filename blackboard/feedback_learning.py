@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pydantic
 from pydantic import ConfigDict, Field
-from sklearn.metrics import log_loss, roc_auc_score
 
 from blackboard.controllers.base import Controller
 from blackboard.controllers.store import ReplaySet
@@ -67,6 +66,8 @@ class _Rejected:
 
 def replay_scores(controller: Controller, replay: ReplaySet) -> tuple[float, float]:
     """(ROC AUC, log-loss) of a controller on the replay votes (matched to its agents by name)."""
+    from sklearn.metrics import log_loss, roc_auc_score  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+
     votes, present = vote_matrix({a: replay.votes[:, j] for j, a in enumerate(replay.agents)}, controller.agents)
     p = controller.predict_proba(votes, present, replay.context_for(controller.context_names))
     return float(roc_auc_score(replay.labels, p)), float(log_loss(replay.labels, np.clip(p, 1e-7, 1 - 1e-7),

@@ -24,7 +24,6 @@ from dataclasses import asdict, replace
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-from sklearn.metrics import fbeta_score
 
 from agents.errors import parse_json
 from agents.labels import CLASSES, label_to_index
@@ -355,6 +354,8 @@ def controller_from_json(data: bytes | str) -> Controller:
 
 def f_half(labels: np.ndarray, predicted: np.ndarray) -> float:
     """F0.5 for the fake class (sklearn), the default operating-point metric."""
+    from sklearn.metrics import fbeta_score  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+
     return float(fbeta_score(labels, predicted, beta=0.5, pos_label=1, zero_division=0))
 
 
