@@ -39,7 +39,7 @@ class BatchConfig:
     actors_per_agent: int | None  # one pool per agent of this size (None: not asked for; see agent_actors)
     keep_parts: bool  # keep OUT.parts after assembly (to re-export in another format)
     # The defaults below are also the command line's (SIZE_OPTIONS).
-    detect_actors: int = 1  # actor pool size of the face stage
+    detect_actors: int = 0  # actor pool size of the face stage (0: one per CPU when detecting, at most 4)
     batch_size: int = 32  # rows per agent/decision batch
     shard_size: int = 64  # inputs per resumable shard
     min_face_size: int = 40  # smallest face (pixels) MTCNN looks for
@@ -70,10 +70,10 @@ class BatchConfig:
         return self.output.with_name(self.output.name + ".rejects.csv")
 
 
-# `BatchConfig` fields the command line sets as they are (each at least 1), with their help; each
+# `BatchConfig` fields the command line sets as they are (each at least 1, --detect-actors 0), with their help; each
 # option's name, type and default are the field's.
 SIZE_OPTIONS = {
-    "detect_actors": "actor pool size of face detection",
+    "detect_actors": "actor pool size of face detection (0: one per CPU unless --detect off, at most 4)",
     "batch_size": "faces per agent batch",
     "shard_size": "inputs per resumable shard",
     "min_face_size": "smallest face in pixels",
@@ -155,8 +155,9 @@ def config_from_args(args: argparse.Namespace) -> BatchConfig:
     if args.threads_per_actor < 0 or args.agent_set_actors < 0:
         raise BatchError("--threads-per-actor and --agent-set-actors must be >= 0.")
     for name in SIZE_OPTIONS:
-        if getattr(args, name) < 1:
-            raise BatchError(f"--{name.replace('_', '-')} must be at least 1, received {getattr(args, name)}.")
+        least = 0 if name == "detect_actors" else 1  # 0: sized by plan_stages
+        if getattr(args, name) < least:
+            raise BatchError(f"--{name.replace('_', '-')} must be at least {least}, received {getattr(args, name)}.")
     if not (args.fps > 0 and math.isfinite(args.fps)):
         raise BatchError(f"--fps must be a positive number, received {args.fps}.")
     output = Path(args.output).expanduser().absolute()

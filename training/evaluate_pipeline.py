@@ -49,7 +49,6 @@ CROP_IMAGES_PER_CPU_S = 45.0  # face crops: the agents only
 DETECT_IMAGES_PER_CPU_S = 4.0  # other images: MTCNN detection and alignment first
 STARTUP_S = 12.0  # actors loading their models until the first results
 LOCAL_STARTUP_S = 6.0  # the same models loaded in this process, no Ray (a small job)
-AUTO_MAX_FACE_ACTORS = 4  # face actors when detecting and --workers is 0 (one per CPU, at most this many)
 
 
 def cache_salt(config: Any) -> str:
@@ -128,13 +127,6 @@ def describe(rows: pd.DataFrame, fit_description: str) -> str:
     return "; ".join(parts)
 
 
-def _face_actors(nodes: Sequence[float], detect: str) -> int:
-    """Face-stage actors when ``--workers`` leaves it open: one per cluster CPU where faces are
-    detected (MTCNN is most of a photo's cost: on 2 cores, 240 portraits of 1024² went 6.3 -> 9.3
-    img/s steady with a second face actor), one where each image is used whole (decoding only)."""
-    return 1 if detect == "off" else max(1, min(AUTO_MAX_FACE_ACTORS, int(sum(nodes))))
-
-
 def _layout(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
             nodes: Sequence[float]) -> tuple[Any, list[dict[str, Any]], tuple[str, ...], int, bool]:
     """The stage plan, the dataset rows, the columns kept, the block count of a run over ``rows``
@@ -147,7 +139,7 @@ def _layout(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
     blocks = max(1, -(-len(rows) // config.batch_size))
     keep = ("input_index", "status", "reason", *map(context_column, CONTEXTS), *(f"{a}_p_fake" for a in agents))
     plan = plan_stages(nodes, bundle=str(bundle.path), agents=agents, detect=config.detect, all_faces=False,
-                       context=CONTEXTS, face_actors=config.workers or _face_actors(nodes, config.detect),
+                       context=CONTEXTS, face_actors=config.workers,  # 0: one per CPU when detecting
                        agent_actors=(config.workers,) * len(agents) if config.workers else None,
                        cpus_per_actor=config.cpus_per_actor, other_actors=1 + int(degrading),
                        batch_size=config.batch_size, max_agent_sets=blocks,

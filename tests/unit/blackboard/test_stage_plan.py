@@ -51,3 +51,16 @@ def test_ray_data_advice_is_quiet_unless_verbose():
     finally:
         ray_data_output(False)
 
+
+
+def test_the_face_stage_gets_an_actor_per_cpu_where_faces_are_detected():
+    from blackboard.stage_plan import AUTO_MAX_FACE_ACTORS, auto_face_actors
+
+    assert auto_face_actors([2.0], "auto") == auto_face_actors([2.0], "on") == 2  # MTCNN: most of a photo's cost
+    assert auto_face_actors([2.0], "off") == 1  # crops used whole: decoding only
+    assert auto_face_actors([1.0, 1.0], "auto") == 2 and auto_face_actors([0.5], "auto") == 1
+    assert auto_face_actors([64.0], "auto") == AUTO_MAX_FACE_ACTORS
+    # Asked for, a size is kept; left open (0 or absent), the plan sizes it.
+    assert plan_stages([2.0], bundle=None, agents=("a",), detect="auto", face_actors=3).face_actors == 3
+    assert plan_stages([2.0], bundle=None, agents=("a",), detect="auto", face_actors=0).face_actors == 2
+    assert plan_stages([2.0], bundle=None, agents=("a",), detect="off").face_actors == 1

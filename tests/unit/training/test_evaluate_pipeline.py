@@ -19,11 +19,3 @@ def test_duration_estimate_tells_crops_from_photos(tmp_path):
     assert estimate_seconds([photo] * 1000, "off", 2) == pytest.approx(crops)
     assert estimate_seconds([crop] * 1000, "auto", 4) < crops  # more CPUs, shorter
 
-
-def test_the_face_stage_gets_an_actor_per_cpu_where_faces_are_detected():
-    from training.evaluate_pipeline import AUTO_MAX_FACE_ACTORS, _face_actors
-
-    assert _face_actors([2.0], "auto") == _face_actors([2.0], "on") == 2  # MTCNN is most of a photo's cost
-    assert _face_actors([2.0], "off") == 1  # crops used whole: decoding only
-    assert _face_actors([1.0, 1.0], "auto") == 2 and _face_actors([0.5], "auto") == 1
-    assert _face_actors([64.0], "auto") == AUTO_MAX_FACE_ACTORS
