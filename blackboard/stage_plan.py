@@ -87,9 +87,9 @@ def plan_stages(node_cpus: Sequence[float], *, bundle: str | None, agents: tuple
     so the actors on a node never ask for more threads than it has cores.
 
     Args:
-        max_agent_sets: at most this many automatic agent sets, e.g. the number of batches a
-            small image-only job has: an actor with no batch to run would only load every model
-            (~5 s of CPU on the cores the others need).
+        max_agent_sets: at most this many automatic agent sets (and automatic face actors), e.g.
+            the number of batches a small image-only job has: an actor with no batch to run would
+            only load every model (~5 s of CPU on the cores the others need).
         **fields: more `StagePlan` fields (fps, all_faces, context, batch sizes...); ``face_actors``
             0 or absent: `auto_face_actors`.
     """
@@ -97,7 +97,9 @@ def plan_stages(node_cpus: Sequence[float], *, bundle: str | None, agents: tuple
     if agent_actors is None and not agent_set_actors:
         agent_set_actors = max(1, min(AUTO_MAX_AGENT_SETS, int(total), max_agent_sets or AUTO_MAX_AGENT_SETS))
     sizes = tuple(agent_actors) if agent_actors is not None else (1,) * len(agents)
-    fields["face_actors"] = fields.get("face_actors") or auto_face_actors(node_cpus, detect)
+    # Like the agent sets, no more face actors than an image-only job has batches (an idle one warns).
+    fields["face_actors"] = fields.get("face_actors") or min(auto_face_actors(node_cpus, detect),
+                                                             max_agent_sets or AUTO_MAX_FACE_ACTORS)
     n_actors = fields["face_actors"] + (agent_set_actors or sum(sizes)) + other_actors
     cpus = cpus_per_actor or cpu_per_actor(node_cpus, n_actors)
     if not threads and agent_set_actors:

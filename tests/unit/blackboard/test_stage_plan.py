@@ -64,3 +64,5 @@ def test_the_face_stage_gets_an_actor_per_cpu_where_faces_are_detected():
     assert plan_stages([2.0], bundle=None, agents=("a",), detect="auto", face_actors=3).face_actors == 3
     assert plan_stages([2.0], bundle=None, agents=("a",), detect="auto", face_actors=0).face_actors == 2
     assert plan_stages([2.0], bundle=None, agents=("a",), detect="off").face_actors == 1
+    # No more than an image-only job has batches: an actor without one would sit idle.
+    assert plan_stages([4.0], bundle=None, agents=("a",), detect="auto", max_agent_sets=2).face_actors == 2
