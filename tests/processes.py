@@ -1,9 +1,13 @@
 """A process's descendants, the sockets they listen on, and waiting for them to be gone (/proc, psutil):
-for the tests that start `fakeface serve` and check what its Ray left running."""
+for the tests that start `fakeface serve` and check what its Ray left running; and which libraries a
+fresh process imports (the cold-start tests)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,3 +51,13 @@ def listening_addresses(pids: set[int]) -> set[str]:
             if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
                 found.add(fields[1].rsplit(":", 1)[0])
     return found
+
+
+def imported_by(modules: tuple[str, ...], watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` a fresh Python process has in ``sys.modules`` after importing ``modules``."""
+    probe = (f"import sys, json\nimport {', '.join(modules)}\n"
+             f"print(json.dumps(sorted(m for m in {watched!r} if m in sys.modules)))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
+                          check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])

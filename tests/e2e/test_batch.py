@@ -76,9 +76,9 @@ def resumed_run(ray_local, media_dir, tiny_bundle, tmp_path_factory) -> dict:
     cmd = [sys.executable, "-m", "fakeface.cli", "batch", "--input", str(media_dir), "--output", str(out),
            "--bundle", str(tiny_bundle), "--fps", str(FPS), "--shard-size", "1", "--batch-size", "1",
            "--ray-address", ray_local, "--keep-parts",
-           # Two agent sets, as on the 2-core CI box: the session Ray's 4 logical CPUs would make
-           # it four, each loading TensorFlow and every model, in both runs.
-           "--agent-set-actors", "2"]
+           # Two agent sets and one face actor: the session Ray's 4 logical CPUs would make four of
+           # each (automatic sizes), each a process loading its models, in both runs.
+           "--agent-set-actors", "2", "--detect-actors", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # carries conftest's Ray auth token
     with open(work / "first.log", "wb") as log:
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,

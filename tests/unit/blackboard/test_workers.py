@@ -7,12 +7,6 @@ cold `fakeface classify`).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -21,13 +15,10 @@ from blackboard.workers import AgentSet
 
 
 def test_the_in_process_board_and_classify_import_no_ray():
-    probe = ("import sys, json\n"
-             "import blackboard.inprocess, blackboard.workers, fakeface.classify\n"
-             "print(json.dumps(sorted(m for m in ('ray', 'ray.serve', 'fastapi') if m in sys.modules)))\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
-                          check=True)
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    from processes import imported_by
+
+    modules = ("blackboard.inprocess", "blackboard.workers", "fakeface.classify")
+    assert imported_by(modules, ("ray", "ray.serve", "fastapi")) == []
 
 
 def test_an_agent_set_votes_with_each_agent_and_leaves_a_failing_one_out(tiny_bundle, face_crop):

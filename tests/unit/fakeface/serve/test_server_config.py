@@ -17,16 +17,7 @@ def test_tls_needs_both_halves_and_says_what_it_received():
 def test_the_server_and_its_ensemble_import_no_scikit_learn():
     # `serve`'s own process only decides (controller, calibration: plain arithmetic); scikit-learn and
     # SciPy (~1.5 s on one core) load where a fit runs, and in the agent replicas for the forensic agent.
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from processes import imported_by
 
-    probe = ("import sys, json\n"
-             "import fakeface.serve.server, fakeface.serve.cli, blackboard.ensemble, fakeface.web.app\n"
-             "print(json.dumps(sorted(m for m in ('sklearn', 'scipy', 'tensorflow') if m in sys.modules)))\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[4])}
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
-                          check=True)
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    modules = ("fakeface.serve.server", "fakeface.serve.cli", "blackboard.ensemble", "fakeface.web.app")
+    assert imported_by(modules, ("sklearn", "scipy", "tensorflow")) == []
