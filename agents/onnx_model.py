@@ -113,10 +113,10 @@ class OnnxModel:
         self._input = self._session.get_inputs()[0].name
         self.input_shape = tuple(self._session.get_inputs()[0].shape)
 
-    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        """The network's first output for a float32 batch."""
-        return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Every output of the network for a float32 batch."""
         return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        """The network's first output for a float32 batch (a Keras model's call)."""
+        return self.run(x)[0]

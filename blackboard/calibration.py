@@ -120,7 +120,8 @@ def choose_threshold(p_fake: np.ndarray, labels: np.ndarray, rule: str = "f0.5")
     if len(np.unique(labels)) < 2:
         raise ValueError(f"Choosing a threshold with rule {rule!r} needs both classes in the labels; "
                          "received one class only (use 'fixed:<p>', or fit on a split with reals and fakes).")
-    from sklearn.metrics import precision_recall_curve, roc_curve  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+    # Here, not at the top: `serve`'s process decides without scikit-learn (~1.5 s with SciPy).
+    from sklearn.metrics import precision_recall_curve, roc_curve
 
     if kind == "youden":
         fpr, tpr, thr = roc_curve(labels, p_fake)
@@ -158,7 +159,8 @@ class Calibrator:
         if prior is not None:
             share = float(np.mean(labels))
             self.prior_shift = float(math.log(prior / (1 - prior)) - math.log(share / (1 - share)))
-        from sklearn.isotonic import IsotonicRegression  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+        # Here, not at the top: `serve`'s process decides without scikit-learn (~1.5 s with SciPy).
+        from sklearn.isotonic import IsotonicRegression
         from sklearn.linear_model import LogisticRegression
 
         if self.kind == "platt":

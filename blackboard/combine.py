@@ -126,7 +126,8 @@ class StackingCombiner:
     name = "stacking"
 
     def __init__(self, agents: Sequence[str], *, C: float = 1.0):
-        from sklearn.linear_model import LogisticRegression  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+        # Here, not at the top: `serve`'s process decides without scikit-learn (~1.5 s with SciPy).
+        from sklearn.linear_model import LogisticRegression
 
         self.agents = list(agents)
         self.model = LogisticRegression(C=C)

@@ -30,7 +30,8 @@ class ContextStackingCombiner:
     def __init__(self, agents: Sequence[str], context: Sequence[str], *, C: float = 1.0) -> None:
         self.agents = list(agents)
         self.context_names = tuple(context)
-        from sklearn.linear_model import LogisticRegression  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+        # Here, not at the top: `serve`'s process decides without scikit-learn (~1.5 s with SciPy).
+        from sklearn.linear_model import LogisticRegression
 
         self.model = LogisticRegression(C=C, max_iter=2000)
         self.mean = np.zeros(len(self.context_names))

@@ -66,7 +66,8 @@ class _Rejected:
 
 def replay_scores(controller: Controller, replay: ReplaySet) -> tuple[float, float]:
     """(ROC AUC, log-loss) of a controller on the replay votes (matched to its agents by name)."""
-    from sklearn.metrics import log_loss, roc_auc_score  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+    # Here, not at the top: `serve`'s process decides without scikit-learn (~1.5 s with SciPy).
+    from sklearn.metrics import log_loss, roc_auc_score
 
     votes, present = vote_matrix({a: replay.votes[:, j] for j, a in enumerate(replay.agents)}, controller.agents)
     p = controller.predict_proba(votes, present, replay.context_for(controller.context_names))

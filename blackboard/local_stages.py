@@ -87,11 +87,9 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
     face = FaceStage(detect=plan.detect, fps=plan.fps, min_face_size=plan.min_face_size, threads=threads,
                      all_faces=plan.all_faces, context=plan.context)
     # The models load side by side; MTCNN only when an input will need it, as the face stage would
-    # load it on first need. Their libraries are imported first, here (see `import_libraries`).
-    from agents.bundle import load_bundle
-    from agents.predictor import import_libraries
-
-    import_libraries(load_bundle(plan.bundle), plan.agents)
+    # load it on first need. ONNX Runtime, which both load with, is imported here first; Keras (a
+    # bundle without exports) is only ever imported by the agent-set stage's one loading thread.
+    import onnxruntime  # noqa: F401
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage-load") as loader:
         if will_detect([i["source"] for i in items], plan.detect):
             loader.submit(lambda: face.detector)

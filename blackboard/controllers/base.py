@@ -354,7 +354,8 @@ def controller_from_json(data: bytes | str) -> Controller:
 
 def f_half(labels: np.ndarray, predicted: np.ndarray) -> float:
     """F0.5 for the fake class (sklearn), the default operating-point metric."""
-    from sklearn.metrics import fbeta_score  # scikit-learn (with SciPy, ~1.5 s) only where a fit runs: `serve` decides without it
+    # Here, not at the top: `serve`'s process decides without scikit-learn (~1.5 s with SciPy).
+    from sklearn.metrics import fbeta_score
 
     return float(fbeta_score(labels, predicted, beta=0.5, pos_label=1, zero_division=0))
 
