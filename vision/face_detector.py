@@ -134,7 +134,11 @@ def dim_regions(image_rgb: np.ndarray, *, min_side: float) -> list[tuple[tuple[i
     block = max(4, int(min_side // 4))
     if height < 2 * block or width < 2 * block:
         return []
-    small = cv2.resize(luma, (width // block, height // block), interpolation=cv2.INTER_AREA)
+    # Whole blocks only (the last partial row and column of blocks are left out), so a block is
+    # exactly ``block`` px where the rectangles are mapped back, and OpenCV's area filter takes its
+    # fast path for a whole-number scale (0.2 ms instead of 2.7 for a 1024 px portrait).
+    rows, cols = height // block, width // block
+    small = cv2.resize(luma[:rows * block, :cols * block], (cols, rows), interpolation=cv2.INTER_AREA)
     count, labels, stats, _ = cv2.connectedComponentsWithStats((small < DIM_BLOCK_MEAN).astype(np.uint8),
                                                                connectivity=8)
     regions = []
@@ -298,8 +302,11 @@ class FaceDetector:
                 if lit[i] is seen[i]:
                     lit[i] = seen[i].copy()
                 lit[i][y:y + h, x:x + w] = part
-                # MTCNN on the region; boxes and landmarks back to the input's pixels.
-                for face in self._candidates(self._run([part], [factors[i]])[0], factors[i]):
+                # MTCNN on the region, for faces as small as the whole picture's pass looks for
+                # (not a share of the region: a smaller face there would be found only because
+                # it is dim, and looking for it costs a longer pyramid); boxes and landmarks
+                # back to the input's pixels.
+                for face in self._candidates(self._run([part], [factors[i]], least=[least])[0], factors[i]):
                     shift = np.array([x, y], dtype=np.float64) / factors[i]
                     bx, by, bw, bh = face.box
                     points = face.landmarks + shift
@@ -324,11 +331,15 @@ class FaceDetector:
             return 2.0
         return min(1.0, limit / longest)
 
-    def _run(self, images: list[np.ndarray], factors: list[float]) -> list[list[dict[str, Any]]]:
-        """MTCNN's raw output per image; one batched call per group of images of one size."""
+    def _run(self, images: list[np.ndarray], factors: list[float],
+             least: list[float] | None = None) -> list[list[dict[str, Any]]]:
+        """MTCNN's raw output per image; one batched call per group of images of one size.
+
+        ``least``: the smallest face to look for in each image (scaled pixels); default: the
+        detector's minimum face size, or its share of the image's shorter side when larger."""
         # MTCNN cannot look for faces smaller than its 12 px window in the scaled image.
-        mins = [max(12.0, self.min_face_size * f, self.min_face_share * min(image.shape[:2]))
-                for image, f in zip(images, factors)]
+        mins = least or [max(12.0, self.min_face_size * f, self.min_face_share * min(image.shape[:2]))
+                         for image, f in zip(images, factors)]
         groups: dict[tuple[tuple[int, ...], float], list[int]] = {}
         for i, (image, least) in enumerate(zip(images, mins)):
             groups.setdefault((image.shape, least), []).append(i)

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from vision.area import area_resize, integral_image
 from vision.mtcnn_boxes import (adjust_bboxes, crop_and_resize, generate_bounding_box, limit_bboxes, pick_matches,
                                 resize_to_square, smart_nms_from_bboxes, to_json)
 from vision.mtcnn_export import MODEL_DIR
@@ -39,11 +40,23 @@ SCALE_STEP = 0.709  # ratio between pyramid levels, as in MTCNN's paper and pack
 # that the full-size pyramid found; 48 lost none (benchmarks/bench_photos.py).
 REDUCED_FACE = 48.0
 THRESHOLDS = (0.6, 0.7, 0.8)  # PNet, RNet, ONet face probabilities (mtcnn's defaults)
+# Pyramid levels of at most this many pixels are area-averaged from one integral image of the
+# reduced copy (`vision.area`: 0.1-0.2 ms each) instead of by OpenCV, whose area filter costs
+# about 1.2 ms per level whatever its size when the scale is not a whole number (2026-12-04).
+SMALL_LEVEL = 64 * 64
 
 
 def _normalized(images: np.ndarray) -> np.ndarray:
-    """uint8 RGB -> float32 in MTCNN's input range, about [-1, 1]."""
+    """uint8 RGB (or float32 samples of it) -> float32 in MTCNN's input range, about [-1, 1]."""
     return (images.astype(np.float32) - 127.5) / 128.0
+
+
+def _patches(images: np.ndarray, coords: np.ndarray, index: np.ndarray, side: int) -> np.ndarray:
+    """MTCNN's normalised patches, as ``crop_and_resize`` cuts them from the normalised images
+    (samples outside an image read 0), but sampled from the uint8 pixels and normalised after:
+    the same bilinear mix to float32 rounding, without a float copy of every image."""
+    return _normalized(crop_and_resize(images, coords.astype(np.float32), index.astype(np.int32), (side, side),
+                                       extrapolation_value=127.5))
 
 
 def pyramid_scales(short_side: float, min_face: float) -> list[float]:
@@ -116,13 +129,17 @@ class FacePyramid:
     def _propose(self, reduced: np.ndarray, scales: list[float], reduce: float) -> np.ndarray:
         """PNet over the pyramid of the reduced copies: candidate boxes in full-image pixels."""
         height, width = reduced.shape[1:3]
-        found = []
+        found, tables = [], [None] * len(reduced)
         for scale in scales:
             level = scale / reduce  # relative to the reduced copy; <= 12 / REDUCED_FACE by construction
             size = (int(width * level), int(height * level))
             if min(size) < WINDOW:  # rounding in the reduced copy can leave the last level short
                 continue
-            stack = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in reduced])
+            if size[0] * size[1] > SMALL_LEVEL:
+                stack = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in reduced])
+            else:
+                tables = [integral_image(image) if table is None else table for image, table in zip(reduced, tables)]
+                stack = np.stack([area_resize(image, size, table) for image, table in zip(reduced, tables)])
             reg, cls = self._pnet(_normalized(stack))
             boxes = generate_bounding_box(reg, cls, THRESHOLDS[0])
             if len(boxes):
@@ -139,8 +156,7 @@ class FacePyramid:
         # mtcnn divides box corners by the image size (not size - 1); do the same in the copy.
         coords = np.stack([boxes[:, 2] / step[1] / height, boxes[:, 1] / step[0] / width,
                            boxes[:, 4] / step[1] / height, boxes[:, 3] / step[0] / width], axis=1)
-        patches = crop_and_resize(_normalized(reduced), coords.astype(np.float32), boxes[:, 0].astype(np.int32),
-                                  (24, 24))
+        patches = _patches(reduced, coords, boxes[:, 0], 24)
         offsets, scores = self._rnet(patches)
         boxes = boxes.copy()
         boxes[:, 5] = scores[:, -1]
@@ -180,12 +196,12 @@ class FacePyramid:
         left = int(np.clip(np.floor(xs.min()), 0, width - 1))
         bottom = int(np.clip(np.ceil(ys.max()), top, height - 1))
         right = int(np.clip(np.ceil(xs.max()), left, width - 1))
-        region = _normalized(image[top:bottom + 1, left:right + 1])
+        region = image[top:bottom + 1, left:right + 1]
         rh, rw = max(region.shape[0] - 1, 1), max(region.shape[1] - 1, 1)
         # Samples outside the image fall outside the region too, so both read as zero, as before.
         coords = np.stack([(ys[:, 0] - top) / rh, (xs[:, 0] - left) / rw,
-                           (ys[:, 1] - top) / rh, (xs[:, 1] - left) / rw], axis=1).astype(np.float32)
-        return crop_and_resize(region[None], coords, np.zeros(len(boxes), np.int32), (48, 48))
+                           (ys[:, 1] - top) / rh, (xs[:, 1] - left) / rw], axis=1)
+        return _patches(region[None], coords, np.zeros(len(boxes)), 48)
 
 
 def _to_json(boxes: np.ndarray, count: int, height: int, width: int) -> list[list[dict[str, Any]]]:

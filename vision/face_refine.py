@@ -31,6 +31,8 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from vision.area import cell_means, integral_image
+
 # ONet's input side in pixels, and MTCNN's normalisation of pixel values to about [-1, 1].
 ONET_SIDE = 48
 PIXEL_CENTRE, PIXEL_SCALE = 127.5, 128.0
@@ -76,6 +78,31 @@ def window_patch(image: np.ndarray, window: np.ndarray, size: int = ONET_SIDE) -
         return np.ascontiguousarray(patch)
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def window_patches(region: np.ndarray, windows: np.ndarray, size: int = ONET_SIDE) -> np.ndarray:
+    """``size`` x ``size`` patches of the square ``windows`` (rows x, y, side), as
+    :func:`window_patch` cuts each, but windows inside ``region`` and larger than the patch are
+    averaged through one integral image of the region.
+
+    OpenCV's area filter costs about 1 ms for each 500 px window shrunk to 48 px at a scale that is
+    not a whole number, and a large face's refinement cuts dozens of them (over a third of a 1024 px
+    portrait's detection, 2026-12-04); `vision.area` gives the same means from one integral image.
+    The integral is of the region alone, so a patch depends on the region's pixels only: the same
+    face in another picture gets the same patch, to the last bit.
+    """
+    # Whole pixels, rounded as window_patch rounds them.
+    windows = np.round(np.asarray(windows, dtype=np.float64).reshape(-1, 3))
+    out = np.empty((len(windows), size, size, region.shape[2]), np.uint8)
+    x, y, side = windows.T
+    large = (side > size) & (x >= 0) & (y >= 0) & (x + side <= region.shape[1]) & (y + side <= region.shape[0])
+    for i in np.flatnonzero(~large):
+        out[i] = window_patch(region, windows[i], size)
+    if large.any():
+        x, y, side = (windows[large, k:k + 1] for k in range(3))
+        cells = np.arange(size + 1, dtype=np.float64) * (side / size)  # (n, size + 1) cell edges
+        out[large] = cell_means(integral_image(region), y + cells, x + cells)
+    return out
 
 
 def ladder_side(side: float) -> int:
@@ -210,5 +237,4 @@ class LandmarkRefiner:
             region = window_patch(image, np.array([x0, y0, span]), size=span)
         if self._light is not None:
             region = self._light(region)
-        local = wins - np.array([x0, y0, 0.0])
-        return np.stack([window_patch(region, w) for w in local])
+        return window_patches(region, wins - np.array([x0, y0, 0.0]))

@@ -34,7 +34,7 @@ import pydantic
 from pydantic import ConfigDict, Field
 
 from vision.face_detector import DetectedFace, FaceDetector, enhance_for_detection, plausible_landmarks
-from vision.face_refine import PIXEL_CENTRE, PIXEL_SCALE, window_patch
+from vision.face_refine import PIXEL_CENTRE, PIXEL_SCALE, window_patch, window_patches
 from vision.video import iou
 
 
@@ -198,8 +198,7 @@ class FaceFollower:
         region = window_patch(frame, np.array([x0, y0, side]), size=side)
         if self.detector.enhance:
             region = enhance_for_detection(region)[0]
-        local = windows - np.array([x0, y0, 0.0])
-        return np.stack([window_patch(region, w) for w in local])
+        return window_patches(region, windows - np.array([x0, y0, 0.0]))
 
     def _candidate(self, frame: np.ndarray, window: np.ndarray, offset: np.ndarray, points: np.ndarray,
                    score: float) -> DetectedFace | None:

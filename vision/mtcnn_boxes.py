@@ -258,9 +258,9 @@ def _sample_positions(start: np.ndarray, end: np.ndarray, size: int, count: int)
 
 
 def crop_and_resize(images: np.ndarray, boxes: np.ndarray, box_indices: np.ndarray,
-                    crop_size: Sequence[int]) -> np.ndarray:
-    """``tf.image.crop_and_resize(images, boxes, box_indices, crop_size)`` (bilinear, extrapolation
-    value 0), vectorised in numpy.
+                    crop_size: Sequence[int], extrapolation_value: float = 0.0) -> np.ndarray:
+    """``tf.image.crop_and_resize(images, boxes, box_indices, crop_size, extrapolation_value=...)``
+    (bilinear), vectorised in numpy.
 
     Args:
         images: (batch, height, width, depth) images; pixels are read as float32.
@@ -268,9 +268,10 @@ def crop_and_resize(images: np.ndarray, boxes: np.ndarray, box_indices: np.ndarr
             Boxes may extend past the image, or be flipped (y1 > y2 gives an upside-down crop).
         box_indices: (n,) the image each box is cut from.
         crop_size: (crop_height, crop_width).
+        extrapolation_value: the value of samples that fall outside the image.
 
     Returns:
-        float32 (n, crop_height, crop_width, depth); samples that fall outside the image are 0.
+        float32 (n, crop_height, crop_width, depth).
 
     Raises:
         ValueError: on a box index outside the batch.
@@ -299,5 +300,5 @@ def crop_and_resize(images: np.ndarray, boxes: np.ndarray, box_indices: np.ndarr
     upper = top_left + (top_right - top_left) * x_lerp
     lower = bottom_left + (bottom_right - bottom_left) * x_lerp
     crops = upper + (lower - upper) * y_lerp
-    crops[~inside] = 0.0
+    crops[~inside] = extrapolation_value
     return crops

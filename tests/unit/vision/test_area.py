@@ -1,0 +1,55 @@
+"""Area averaging from an integral image: OpenCV's INTER_AREA shrink, and the refiner's patches."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from vision.area import area_resize, cell_means, integral_image
+from vision.face_refine import window_patch, window_patches
+
+
+def _texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), np.uint8), (0, 0), 1.0)
+
+
+@pytest.mark.parametrize("size", [(53, 53), (106, 71), (150, 150), (13, 40)])
+def test_area_resize_is_opencvs_area_filter(size):
+    image = _texture(600, 600)
+    ours, theirs = area_resize(image, size), cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    assert ours.shape == theirs.shape and ours.dtype == np.uint8
+    # OpenCV sums in single precision: a pixel within a hair of a half level may round the other way.
+    assert np.abs(ours.astype(int) - theirs).max() <= 1
+    assert np.mean(ours != theirs) < 1e-3
+
+
+def test_area_resize_keeps_a_grey_image_and_refuses_to_enlarge():
+    grey = np.full((90, 70), 77, np.uint8)
+    assert np.all(area_resize(grey, (33, 41)) == 77) and area_resize(grey, (33, 41)).shape == (41, 33)
+    with pytest.raises(ValueError, match="only shrinks: 70x90 -> 80x41"):
+        area_resize(grey, (80, 41))
+
+
+def test_cell_means_are_the_means_of_whole_and_fractional_cells():
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4, 1) * 10
+    table = integral_image(image)
+    whole = cell_means(table, np.array([[0.0, 2.0, 4.0]]), np.array([[0.0, 2.0, 4.0]]))[0, :, :, 0]
+    assert whole.tolist() == [[25, 45], [105, 125]]
+    # Half of column 0 and all of column 1 in row 0: (0.5 * 0 + 10) / 1.5.
+    part = cell_means(table, np.array([[0.0, 1.0]]), np.array([[0.5, 2.0]]))[0, 0, 0, 0]
+    assert part == round(10 / 1.5)
+
+
+def test_window_patches_equal_window_patch_inside_and_across_the_edge():
+    region = _texture(400, 420, seed=3)
+    windows = np.array([[0, 0, 400], [10, 5, 333], [20.4, 7.6, 120.2], [100, 100, 48], [200, 300, 30],
+                        [300, 300, 150]])  # the last one reaches past the region: padded grey
+    ours = window_patches(region, windows)
+    theirs = np.stack([window_patch(region, w) for w in windows])
+    assert ours.shape == (6, 48, 48, 3)
+    assert np.abs(ours.astype(int) - theirs).max() <= 1
+    assert np.mean(ours != theirs) < 1e-3
+    assert np.all(ours[5, -5:] == 128)
+
