@@ -134,9 +134,8 @@ def dim_regions(image_rgb: np.ndarray, *, min_side: float) -> list[tuple[tuple[i
     block = max(4, int(min_side // 4))
     if height < 2 * block or width < 2 * block:
         return []
-    # Whole blocks only (the last partial row and column of blocks are left out), so a block is
-    # exactly ``block`` px where the rectangles are mapped back, and OpenCV's area filter takes its
-    # fast path for a whole-number scale (0.2 ms instead of 2.7 for a 1024 px portrait).
+    # Whole blocks only: a block is then ``block`` px where rectangles are mapped back, and
+    # OpenCV's area filter takes its whole-scale path (0.2 ms, not 2.7, for a 1024 px portrait).
     rows, cols = height // block, width // block
     small = cv2.resize(luma[:rows * block, :cols * block], (cols, rows), interpolation=cv2.INTER_AREA)
     count, labels, stats, _ = cv2.connectedComponentsWithStats((small < DIM_BLOCK_MEAN).astype(np.uint8),
@@ -302,10 +301,8 @@ class FaceDetector:
                 if lit[i] is seen[i]:
                     lit[i] = seen[i].copy()
                 lit[i][y:y + h, x:x + w] = part
-                # MTCNN on the region, for faces as small as the whole picture's pass looks for
-                # (not a share of the region: a smaller face there would be found only because
-                # it is dim, and looking for it costs a longer pyramid); boxes and landmarks
-                # back to the input's pixels.
+                # MTCNN on the region for faces as small as the picture's own pass looks for (a
+                # share of the region would seek smaller ones); boxes back to the input's pixels.
                 for face in self._candidates(self._run([part], [factors[i]], least=[least])[0], factors[i]):
                     shift = np.array([x, y], dtype=np.float64) / factors[i]
                     bx, by, bw, bh = face.box
