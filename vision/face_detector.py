@@ -330,10 +330,8 @@ class FaceDetector:
 
     def _run(self, images: list[np.ndarray], factors: list[float],
              least: list[float] | None = None) -> list[list[dict[str, Any]]]:
-        """MTCNN's raw output per image; one batched call per group of images of one size.
-
-        ``least``: the smallest face to look for in each image (scaled pixels); default: the
-        detector's minimum face size, or its share of the image's shorter side when larger."""
+        """MTCNN's raw output per image, one batched call per size; ``least``: the smallest face
+        per image (scaled px; default: min_face_size, or min_face_share of the shorter side)."""
         # MTCNN cannot look for faces smaller than its 12 px window in the scaled image.
         mins = least or [max(12.0, self.min_face_size * f, self.min_face_share * min(image.shape[:2]))
                          for image, f in zip(images, factors)]
