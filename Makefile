@@ -38,8 +38,11 @@ browser:
 # by side; the end-to-end tier (real Ray, Serve replicas, gRPC, the browser) uses both cores on its
 # own and runs after, one test at a time (measured: BENCHMARKS.md, "Suite time"). Work stealing
 # evens out the long unit tests between the two workers (93 s against 97 s dealt out up front).
+# Both passes share one folder for the run (tests/conftest.py: the tiny bundle is trained once).
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal --ignore=tests/e2e
+	@shared=$$(mktemp -d -t fakeface-test-XXXXXX) && trap 'rm -rf "$$shared"' EXIT && \
+	export FAKEFACE_TEST_SHARED=$$shared && set -x && \
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --ignore=tests/e2e && \
 	$(BIN)/python -m pytest -q tests/e2e
 
 # Rebuilds the shipped default bundle from ../shared/data (README "What ships"): the LeNet CNN on

@@ -15,18 +15,44 @@ from blackboard.ray_runtime import local_ray_env  # noqa: E402 - must run before
 local_ray_env()
 
 
+# `make test` sets this to a folder its two passes (and their workers) share for the run, so the
+# tiny bundle is trained once, not once per process (~15 s each), and signed with one key.
+SHARED_ENV = "FAKEFACE_TEST_SHARED"
+
+
+def shared_once(name: str, make) -> "Path":
+    """``make(path)`` run once per ``$FAKEFACE_TEST_SHARED`` folder: the first process makes
+    ``name`` there under a lock (into a temporary path, then renamed), the others wait and reuse it.
+    Without the variable, each process makes its own in a fresh temporary folder."""
+    import tempfile
+    from pathlib import Path
+
+    from filelock import FileLock
+
+    shared = os.environ.get(SHARED_ENV)
+    if not shared:
+        import atexit
+        import shutil
+
+        folder = tempfile.mkdtemp(prefix=f"fakeface-test-{name}-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        return make(Path(folder) / name)
+    target = Path(shared) / name
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            building = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=shared)) / name
+            make(building)
+            building.rename(target)
+    return target
+
+
 def _trust_a_throwaway_key() -> None:
     """Every bundle the suite writes is signed with a key made for this run and trusted the way an
     operator's key is (``--trusted-key`` -> ``$FAKEFACE_TRUSTED_KEYS``), never with the project's."""
-    import atexit
-    import shutil
-    import tempfile
-
     from agents.signing import SIGNING_KEY_ENV, TRUSTED_KEYS_ENV, generate_key_pair
 
-    keys = tempfile.mkdtemp(prefix="fakeface-test-keys-")
-    atexit.register(shutil.rmtree, keys, ignore_errors=True)
-    private, public = generate_key_pair(keys, "test-signing")
+    keys = shared_once("keys", lambda path: generate_key_pair(path, "test-signing") and path)
+    private, public = keys / "test-signing.key", keys / "test-signing.pub"
     os.environ[SIGNING_KEY_ENV] = str(private)  # bundle writers sign with it (agents.bundle_staging.seal)
     os.environ[TRUSTED_KEYS_ENV] = str(public)  # inherited by the servers and Ray workers tests start
 
@@ -121,9 +147,10 @@ def make_tiny_bundle(out_dir: Path, *, seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """Path of a tiny three-agent bundle (session-scoped: treat as read-only; copy to modify)."""
-    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+def tiny_bundle() -> Path:
+    """Path of a tiny three-agent bundle (session-scoped, shared by the run's processes under
+    `make test`: treat as read-only; copy to modify)."""
+    return shared_once("tiny-bundle", make_tiny_bundle)
 
 
 def bundle_with_controller(tiny_bundle: Path, dest: Path) -> Path:
