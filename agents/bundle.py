@@ -33,7 +33,7 @@ from agents.bundle_files import MANIFEST, sha256_file
 from agents.bundle_staging import staged_bundle
 from agents.errors import parse_json
 from agents.labels import CLASSES, POSITIVE
-from agents.model_files import load_model_file, save_model_file  # noqa: F401 - their old home
+from agents.model_files import export_agent_onnx, load_model_file, save_model_file  # noqa: F401 - their old home
 from agents.preprocessing import Preprocessing
 
 FORMAT = "fakeface-bundle"
@@ -126,20 +126,22 @@ class Bundle:
 
         Args:
             name: the agent.
-            runtime: for a Keras agent, "auto" runs its ONNX export when the bundle has one (an
-                `agents.onnx_model.OnnxModel`: no TensorFlow in the process), else the Keras model;
-                "keras" always loads the Keras model (Grad-CAM and training need its layers).
+            runtime: "auto" runs the agent's ONNX export when the bundle has one (no TensorFlow or
+                scikit-learn in the process: `agents.onnx_model.OnnxModel`, or for the forensic
+                agent `agents.forensic_onnx`), else its model file; "keras" always loads the model
+                file (Grad-CAM and training need the Keras layers, fitting the scikit-learn trees).
         """
         if runtime not in ("auto", "keras"):
             raise ValueError(f"runtime must be 'auto' or 'keras', received {runtime!r}.")
         info = self.agent(name)
-        if info.kind == "keras" and info.onnx_file and runtime == "auto":
+        if info.onnx_file and runtime == "auto":
+            from agents.forensic_onnx import load_forensic_onnx
             from agents.onnx_model import OnnxModel
 
             path = self.path / info.onnx_file
             _verify_file(path, info.onnx_sha256)
             try:
-                return OnnxModel(path)
+                return load_forensic_onnx(path) if info.kind == "forensic" else OnnxModel(path)
             except ValueError as err:
                 raise BundleError(str(err)) from err
         path = self.path / info.file
@@ -321,7 +323,6 @@ def write_bundle(
             elif kind == "keras":
                 file = f"{name}.keras"
                 save_model_file(art["model"], tmp / file, storage_dtype=storage_dtype)
-                onnx = export_agent_onnx(tmp, name, file)
             else:
                 raise ValueError(f"Agent {name!r} has unknown kind {kind!r}; expected 'keras' or 'forensic'.")
             extra_files = {}
@@ -343,22 +344,8 @@ def write_bundle(
                 "training": dict(art.get("training", {})),
                 "files": extra_files,
             }
-            if kind == "keras":
-                manifest["agents"][name]["onnx"] = onnx
+            manifest["agents"][name]["onnx"] = export_agent_onnx(tmp, name, file, kind=kind)
     return load_bundle(out_dir, trust=signing.WRITER)
-
-
-def export_agent_onnx(folder: Path, name: str, keras_file: str) -> dict[str, str]:
-    """Exports a bundle's Keras model file (as loaded: float32) to ``{name}.onnx`` beside it.
-
-    Returns:
-        The agent entry's ``onnx`` field: the file, relative to ``folder``, and its sha256.
-    """
-    from agents.onnx_model import export_onnx
-
-    rel = f"{name}.onnx"
-    export_onnx(load_model_file(folder / keras_file), folder / rel)
-    return {"file": rel, "sha256": sha256_file(folder / rel)}
 
 
 def update_bundle(

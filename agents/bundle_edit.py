@@ -114,26 +114,28 @@ def _editing(target: Bundle, out_dir: str | os.PathLike[str] | None) -> Iterator
 
 
 def add_onnx(bundle_dir: str | os.PathLike[str], *, out_dir: str | os.PathLike[str] | None = None) -> Bundle:
-    """Gives every Keras agent of a bundle without one its ONNX export (`agents.onnx_model`).
+    """Gives every agent of a bundle without one its ONNX export (`agents.onnx_model`; the forensic
+    agent's trees: `agents.forensic_onnx`).
 
-    The export computes the agent's network as the Keras file does (to float32 rounding), so the
-    controller and every other fitted extra stay. Bundles written by this fakeface have the export
-    already; this brings older ones to ONNX Runtime.
+    The export computes what the agent's model file does (to float32 rounding), so the controller
+    and every other fitted extra stay. Bundles written by this fakeface have the exports already;
+    this brings older ones to ONNX Runtime.
 
     Returns:
         The bundle, loaded (unsigned when a file was added: ``fakeface bundle sign`` signs it).
     """
-    from agents.bundle import export_agent_onnx
+    from agents.model_files import export_agent_onnx
 
     target = load_bundle(bundle_dir, trust=signing.WRITER)
-    todo = [n for n in target.agent_names if target.agent(n).kind == "keras" and not target.agent(n).onnx_file]
+    todo = [n for n in target.agent_names if not target.agent(n).onnx_file]
     out = Path(out_dir if out_dir is not None else target.path)
     if not todo and out == target.path:
         return target
     manifest = json.loads(json.dumps(target.manifest))
     with staged_bundle(out, manifest, copy_of=target.path, stamp_updated=True) as tmp:
         for name in todo:
-            manifest["agents"][name]["onnx"] = export_agent_onnx(tmp, name, manifest["agents"][name]["file"])
+            entry = manifest["agents"][name]
+            entry["onnx"] = export_agent_onnx(tmp, name, entry["file"], kind=entry.get("kind", "keras"))
     return load_bundle(out, trust=signing.WRITER)
 
 

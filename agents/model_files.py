@@ -1,4 +1,5 @@
-"""Bundle model files: weights-only Keras files, optionally stored as float16, loaded in safe mode."""
+"""Bundle model files: weights-only Keras files, optionally stored as float16, loaded in safe mode;
+every agent's ONNX export beside its model file."""
 
 from __future__ import annotations
 
@@ -65,3 +66,26 @@ def load_model_file(path: str | os.PathLike[str]):
     if any(np.asarray(w).dtype != np.float32 for w in model.get_weights()):
         model = _recast(model, "float32")
     return model
+
+
+def export_agent_onnx(folder: Path, name: str, model_file: str, *, kind: str = "keras") -> dict[str, str]:
+    """Exports a bundle's model file to ``{name}.onnx`` beside it: a Keras network as loaded
+    (float32, `agents.onnx_model`), or the forensic agent's trees (`agents.forensic_onnx`).
+
+    Returns:
+        The agent entry's ``onnx`` field: the file, relative to ``folder``, and its sha256.
+    """
+    from agents.bundle_files import sha256_file
+
+    rel = f"{name}.onnx"
+    if kind == "forensic":
+        from agents.forensic import load_forensic
+        from agents.forensic_onnx import export_forensic_onnx
+
+        export_forensic_onnx(load_forensic(folder / model_file), folder / rel)
+    else:
+        from agents.onnx_model import export_onnx
+
+        export_onnx(load_model_file(folder / model_file), folder / rel)
+    return {"file": rel, "sha256": sha256_file(folder / rel)}
+

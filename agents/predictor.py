@@ -4,8 +4,9 @@
 as a Ray Data ``map_batches`` callable, a Ray actor body and an in-process predictor. Ray
 resources are applied where it is deployed, never here. The model is whatever the bundle
 holds for the agent: its ONNX export on ONNX Runtime (`agents.onnx_model.OnnxModel`), a Keras
-model for a bundle without one, or for the forensic agent an `agents.forensic.ForensicModel`,
-all with the same ``predict_on_batch`` interface.
+model for a bundle without one, or for the forensic agent an `agents.forensic.ForensicModel`
+(its trees on ONNX Runtime too, `agents.forensic_onnx`), all with the same ``predict_on_batch``
+interface.
 """
 
 from __future__ import annotations

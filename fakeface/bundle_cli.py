@@ -7,7 +7,7 @@
                                                         take a retrained agent; refit the controller after
     fakeface bundle drop-agent --bundle DIR --agent NAME --reason WHY [--out NEW]
                                                         remove an agent; refit the controller after
-    fakeface bundle add-onnx --bundle DIR [--out NEW]   give older bundles' CNNs their ONNX Runtime export
+    fakeface bundle add-onnx --bundle DIR [--out NEW]   give older bundles' agents their ONNX Runtime export
     fakeface bundle export-mtcnn [--out DIR]            rewrite vision/mtcnn_onnx/ from the mtcnn package
 
 ``verify`` loads the bundle exactly as `serve`, `classify`, `batch` and `evaluate` do (signature,
@@ -44,8 +44,8 @@ def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
     swap.add_argument("--from", dest="source", required=True, help="bundle holding the agents to take")
     drop = _agent_edit(sub, "drop-agent", "remove agents, e.g. one measured at chance")
     drop.add_argument("--reason", required=True, help="why, kept in the manifest for the model card")
-    onnx = sub.add_parser("add-onnx", help="export every Keras agent without one to ONNX (inference without "
-                          "TensorFlow); keeps the controller", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    onnx = sub.add_parser("add-onnx", help="export every agent without one to ONNX (inference without "
+                          "TensorFlow or scikit-learn); keeps the controller", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     onnx.add_argument("--bundle", required=True, help="bundle to change")
     onnx.add_argument("--out", default=None, help="write the result here instead of changing --bundle")
     from vision.mtcnn_export import MODEL_DIR
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
 
             bundle = add_onnx(args.bundle, out_dir=args.out)
             state = f"signed by {bundle.signer}" if bundle.signer else "unsigned: run `fakeface bundle sign`"
-            print(f"{bundle.path}: every Keras agent has its ONNX export (bundle {bundle.version}, {state})")
+            print(f"{bundle.path}: every agent has its ONNX export (bundle {bundle.version}, {state})")
             return 0
         if args.action == "export-mtcnn":
             from vision.mtcnn_export import export_mtcnn

@@ -197,10 +197,12 @@ class GradCamRenderer:
 
     def _model(self, agent: str):
         # Grad-CAM reads a Keras model's layers: a replica's ONNX Runtime model (which has none)
-        # gives way to the agent's Keras file, loaded on the first map asked of it.
+        # gives way to the agent's Keras file, loaded on the first map asked of it. The forensic
+        # agent's explanation needs only predictions: its ONNX export does.
         model = self._models.get(agent)
-        if model is None or (self.bundle.agent(agent).kind == "keras" and not hasattr(model, "layers")):
-            self._models[agent] = model = self.bundle.load_model(agent, runtime="keras")
+        keras = self.bundle.agent(agent).kind == "keras"
+        if model is None or (keras and not hasattr(model, "layers")):
+            self._models[agent] = model = self.bundle.load_model(agent, runtime="keras" if keras else "auto")
         return model
 
     def _layer(self, agent: str) -> str | None:

@@ -2,5 +2,5 @@
   "format": "fakeface-bundle-signature",
   "algorithm": "ed25519",
   "key_id": "0c781ddc2b659c5d",
-  "signature": "5OqHC94fpBLnOrfZznXgpgsR+7rz+J3VjI690Ft7E3XjJKPQTCLPDID4/L8wtN2aVV0h8OwpeZgZvGph6SzTBw=="
+  "signature": "/tZG7nCX14tw2vxIlbaWOU7uDv0WeIf//B4NrXOkqPKka0BTRn8btyxCefoGIgDQxNMrTHKcgQX2I7VWS542Aw=="
 }

@@ -238,7 +238,7 @@ def test_tampered_or_untrusted_model_file_is_refused(trained, tmp_path):
 
     bundle = load_bundle(crafted, trust=TrustPolicy(allow_unsigned=True))  # and without a signature, skops does
     with pytest.raises(BundleError, match="not trusted"):
-        bundle.load_model("forensic")
+        bundle.load_model("forensic", runtime="keras")  # the model file (scoring reads the ONNX export)
 
 
 def test_explanations_are_per_group_and_point_at_colour(trained, manifest):
