@@ -87,33 +87,6 @@ def align_face(image_rgb: np.ndarray, landmarks: np.ndarray, *, size: int = 224,
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def align_face_near(image_rgb: np.ndarray, landmarks: np.ndarray, *, size: int = 224,
-                    margin: float = 0.3) -> np.ndarray:
-    """:func:`align_face` on the part of the image its crop reads (the crop's preimage, grown by a
-    few pixels), so a large picture is not area-shrunk whole for one small crop (5 ms for a 1024 px
-    portrait, 2026-12-04). The shrunk copy's cells then start at the part's corner and its size is
-    rounded from the part's, so the crop is sampled up to about half a pixel from where
-    :func:`align_face` samples it (sharp edges move by tens of levels): used for the detector's
-    second look, never for the crops the agents score.
-    """
-    image = as_rgb(image_rgb)
-    src = np.asarray(landmarks, dtype=np.float64)
-    if src.shape != (5, 2) or not np.all(np.isfinite(src)):
-        raise ValueError(f"landmarks must be a finite (5, 2) array, received shape {src.shape}.")
-    matrix = _similarity(src, template_points(size, margin), size)
-    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    inverse = cv2.invertAffineTransform(matrix)
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
-    # The warp reads a pixel's neighbours in the shrunk copy: about 1 / min(1, 2 * scale) source px.
-    pad = 2 + int(np.ceil(2.0 / min(1.0, 2.0 * scale)))
-    height, width = image.shape[:2]
-    x0, y0 = (max(0, int(np.floor(v)) - pad) for v in corners.min(axis=0))
-    x1, y1 = min(width, int(np.ceil(corners[:, 0].max())) + pad), min(height, int(np.ceil(corners[:, 1].max())) + pad)
-    if x1 - x0 < 2 or y1 - y0 < 2 or (x0, y0, x1, y1) == (0, 0, width, height):
-        return align_face(image, src, size=size, margin=margin)
-    return align_face(image[y0:y1, x0:x1], src - np.array([x0, y0], np.float64), size=size, margin=margin)
-
-
 def _similarity(src: np.ndarray, dst: np.ndarray, size: int) -> np.ndarray:
     """Least-squares similarity transform src -> dst, robust to one wild landmark."""
     # A generous RANSAC threshold keeps every plausible landmark as an inlier, and OpenCV then

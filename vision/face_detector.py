@@ -19,7 +19,7 @@ import numpy as np
 import pydantic
 from pydantic import ConfigDict, Field, model_validator
 
-from vision.alignment import LANDMARK_NAMES, align_face_near
+from vision.alignment import LANDMARK_NAMES, align_face
 from vision.face_refine import LandmarkRefiner
 from vision.media import as_rgb
 
@@ -366,7 +366,7 @@ class FaceDetector:
         crops, owners = [], []
         for i, faces in enumerate(found):
             for j, face in enumerate(faces):
-                crops.append(align_face_near(seen[i], face.landmarks * factors[i], size=VERIFY_SIZE, margin=0.3))
+                crops.append(align_face(seen[i], face.landmarks * factors[i], size=VERIFY_SIZE, margin=0.3))
                 owners.append((i, j))
         if not crops:
             return found
