@@ -26,7 +26,7 @@ import numpy as np
 
 from agents.atomic import atomic_write_bytes
 from agents.forensic import ForensicModel
-from agents.onnx_model import OPSET, session_options
+from agents.onnx_model import OPSET, OnnxModel
 
 # Metadata key of the file's own description (format, feature version, columns, medians).
 METADATA_KEY = "fakeface_forensic"
@@ -80,21 +80,12 @@ class OnnxTrees:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        try:
-            self._session = ort.InferenceSession(os.fspath(path), sess_options=session_options(threads),
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own Fail / InvalidProtobuf types
-            raise ValueError(f"{self.path.name} does not load as an ONNX model: {type(err).__name__}: {err}") from err
-        self._input = self._session.get_inputs()[0].name
-        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._model = OnnxModel(path, threads=threads)
+        self.path, self.metadata = self._model.path, self._model.metadata
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, 2), ``CLASSES`` order, of float32 features."""
-        _labels, probabilities = self._session.run(None, {self._input: np.ascontiguousarray(features, np.float32)})
-        return probabilities
+        """Class probabilities (N, 2), ``CLASSES`` order, of float32 features (outputs: label, probabilities)."""
+        return self._model.run(features)[1]
 
 
 def load_forensic_onnx(path: str | os.PathLike[str], *, threads: int | None = None) -> ForensicModel:

@@ -112,6 +112,7 @@ class OnnxModel:
             raise ValueError(f"{self.path.name} does not load as an ONNX model: {type(err).__name__}: {err}") from err
         self._input = self._session.get_inputs()[0].name
         self.input_shape = tuple(self._session.get_inputs()[0].shape)
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)  # the file's own notes
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Every output of the network for a float32 batch."""
