@@ -33,7 +33,7 @@ from agents.bundle_files import MANIFEST, sha256_file
 from agents.bundle_staging import staged_bundle
 from agents.errors import parse_json
 from agents.labels import CLASSES, POSITIVE
-from agents.model_files import export_agent_onnx, load_model_file, save_model_file  # noqa: F401 - their old home
+from agents.model_files import export_agent_onnx, load_model_file, save_model_file
 from agents.preprocessing import Preprocessing
 
 FORMAT = "fakeface-bundle"

@@ -22,7 +22,8 @@ import pydantic
 from pydantic import ConfigDict, Field, model_validator
 from sklearn.utils.class_weight import compute_class_weight
 
-from agents.bundle import Bundle, load_model_file, save_model_file, write_bundle
+from agents.bundle import Bundle, write_bundle
+from agents.model_files import load_model_file, save_model_file
 from agents.labels import CLASSES
 from agents.registry import get_agent
 from training.augment import AugmentConfig

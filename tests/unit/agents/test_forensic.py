@@ -227,7 +227,7 @@ def test_tampered_or_untrusted_model_file_is_refused(trained, tmp_path):
     (crafted / "forensic.skops").write_bytes(sio.dumps({"format": "fakeface-forensic", "hook": os.system}))
     manifest_path = crafted / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    from agents.bundle import sha256_file
+    from agents.bundle_files import sha256_file
 
     manifest["agents"]["forensic"]["sha256"] = sha256_file(crafted / "forensic.skops")
     manifest["files"]["forensic.skops"] = manifest["agents"]["forensic"]["sha256"]
