@@ -1,6 +1,6 @@
 """The stages of `fakeface batch` and `fakeface evaluate` in this process, for small jobs.
 
-Starting a local Ray, its Ray Data executor and one actor per stage costs about 20 s on two cores
+Starting a local Ray, its Ray Data executor and one actor per stage costs about 14 s on two cores
 before the first image is read: more than a folder of a few dozen images takes to score. Under
 :data:`LOCAL_MAX_WORK` inputs (videos weigh :data:`VIDEO_WEIGHT`), and when no cluster is named
 (``--ray-address``, ``local`` included, or ``$RAY_ADDRESS``) and this process has not joined
@@ -18,11 +18,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-# Below this much work a job runs in process (see the module docstring). On two loaded cores
-# benchmarks/bench_small_jobs.py measured 3 screenshots 31.9 s in process vs 80.8 s on Ray, 24
-# screenshots 54.3 vs 63.1 s: Ray's start-up is paid back somewhere past a few dozen images, so
-# the limit stays well short of where the in-process path could become the slower one.
-LOCAL_MAX_WORK = 64
+# Below this much work a job runs in process (see the module docstring). With inference on ONNX
+# Runtime (2026-12-04, benchmarks/bench_small_jobs.py) a 1080p screenshot costs the same 0.14 s in
+# process as on Ray's two face actors, and Ray's start-up is 11 s more (3.1 vs 14.1 s); a 1024 px
+# portrait costs 0.17 s in process vs ~0.09 s on Ray (evaluate, 240 portraits), which puts the
+# crossover near 140 portraits. (When the in-process path still loaded TensorFlow it was 64.)
+LOCAL_MAX_WORK = 128
 VIDEO_WEIGHT = 20  # a video is sampled into many frames: it counts as this many images
 
 
