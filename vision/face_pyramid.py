@@ -198,7 +198,7 @@ class FacePyramid:
         right = int(np.clip(np.ceil(xs.max()), left, width - 1))
         region = image[top:bottom + 1, left:right + 1]
         rh, rw = max(region.shape[0] - 1, 1), max(region.shape[1] - 1, 1)
-        # Samples outside the image fall outside the region too, so both read as zero, as before.
+        # Samples outside the image fall outside the region too: mid-grey, 0 once normalised, as before.
         coords = np.stack([(ys[:, 0] - top) / rh, (xs[:, 0] - left) / rw,
                            (ys[:, 1] - top) / rh, (xs[:, 1] - left) / rw], axis=1)
         return _patches(region[None], coords, np.zeros(len(boxes)), 48)
