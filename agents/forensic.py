@@ -64,6 +64,29 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def fit_threads(*, sample_s: float = 0.2) -> int:
+    """OpenMP threads for a gradient-boosting fit: the cores other processes leave idle, at least 1.
+
+    scikit-learn's boosting starts a thread per core, and a thread whose core is taken makes the
+    others spin at every barrier: a fit of 1 360 x 278 features took 266 s on two threads beside a
+    nice'd two-thread Keras training and 8.5 s on one (5.5 s on two on a quiet box; BENCHMARKS.md,
+    "the suite's time"); training beside another process is this project's fast setup on 2 cores.
+    So the fit takes the cores that were idle over ``sample_s`` before it, never more than the
+    OpenMP limit already in force. Beside plain busy processes that costs up to the threads it
+    leaves out (the shipped agent's settings: 2.4 s on one thread against 1.5 s on two).
+    """
+    import psutil
+    from threadpoolctl import threadpool_info
+
+    import sklearn.ensemble  # noqa: F401 - loads scikit-learn's OpenMP runtime, so its limit is listed
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = psutil.cpu_percent(interval=sample_s) / 100.0 * (psutil.cpu_count() or cores)
+    idle = max(1, int(round(cores - min(busy, cores))))
+    limits = [int(lib["num_threads"]) for lib in threadpool_info() if lib.get("user_api") == "openmp"]
+    return min([idle, *limits])
+
+
 class ForensicModel:
     """A fitted (or to-be-fitted) gradient-boosting classifier on forensic features.
 
@@ -102,7 +125,10 @@ class ForensicModel:
         kwargs: dict[str, Any] = {"sample_weight": sample_weight}
         if val_features is not None:
             kwargs.update(X_val=self._check(val_features), y_val=np.asarray(val_labels), sample_weight_val=val_weight)
-        self.estimator.fit(features, np.asarray(labels), **kwargs)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=fit_threads(), user_api="openmp"):
+            self.estimator.fit(features, np.asarray(labels), **kwargs)
         if list(self.estimator.classes_) != list(range(len(CLASSES))):
             raise ValueError(f"Training labels must include every class index of {CLASSES}, "
                              f"received {list(self.estimator.classes_)}.")

@@ -201,6 +201,41 @@ def test_rerun_reuses_finished_agent(trained, manifest, capsys):
     assert art["kind"] == "forensic" and art["temperature"] == trained["bundle"].agent("forensic").temperature
 
 
+def test_a_fit_takes_only_the_cores_other_processes_leave_idle(monkeypatch):
+    """OpenMP threads spinning beside a busy process made a fit 30x slower (BENCHMARKS.md): the
+    fit runs on the idle cores, at least one, never above the limit already in force."""
+    import psutil
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from agents import forensic
+
+    def busy(cores: float) -> None:  # other processes keep this many cores busy
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 100.0 * cores / psutil.cpu_count())
+
+    mine = len(os.sched_getaffinity(0))
+    with threadpool_limits(limits=2, user_api="openmp"):  # lifts the module's pin of 1 for this test
+        busy(0)
+        assert forensic.fit_threads(sample_s=0.0) == min(2, mine)
+        busy(1)
+        assert forensic.fit_threads(sample_s=0.0) == min(2, max(1, mine - 1))
+        busy(mine)
+        assert forensic.fit_threads(sample_s=0.0) == 1
+    with threadpool_limits(limits=1, user_api="openmp"):
+        busy(0)
+        assert forensic.fit_threads(sample_s=0.0) == 1  # never above the limit in force
+
+    class Recorder:  # an estimator that notes the OpenMP threads it was given
+        def fit(self, features, labels, **kwargs):
+            self.threads = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp"}
+            self.classes_ = np.array([0, 1])
+            return self
+
+    monkeypatch.setattr(forensic, "fit_threads", lambda: 1)
+    with threadpool_limits(limits=2, user_api="openmp"):
+        model = forensic.ForensicModel(Recorder()).fit(np.zeros((4, N_FEATURES), np.float32), np.array([0, 1, 0, 1]))
+    assert model.estimator.threads == {1}
+
+
 def test_feature_cache_resumes_from_its_shards(tmp_path, manifest):
     from training.train_forensic import FeatureCache
 
