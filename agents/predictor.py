@@ -74,6 +74,9 @@ class AgentPredictor:
         self.image_key = image_key
         self.model = self.bundle.load_model(agent, runtime=runtime)
         self.model_sha = self.info.sha256
+        # Whether two threads may call the model at once: ONNX Runtime sessions and scikit-learn's
+        # trees may; a Keras model (a bundle without ONNX exports) is kept to one caller.
+        self.thread_safe = not (self.info.kind == "keras" and (runtime == "keras" or not self.info.onnx_file))
 
     def predict_proba(self, faces: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Calibrated probabilities, shape (N, 2) in `CLASSES` order, for RGB uint8 crops."""

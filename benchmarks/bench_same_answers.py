@@ -6,8 +6,10 @@ This checks it from the outside, through the real commands a user types, on the 
 * ``classify``: ``fakeface classify --json`` in process (no Ray) — the reference;
 * ``serve``: ``fakeface serve`` (embedded local Ray, Serve replicas) and ``fakeface classify
   --server`` against it (unary calls for images, ``ClassifyStream`` for clips);
-* ``batch``: ``fakeface batch`` to parquet (a Ray Data job: more inputs than its in-process limit);
-* ``evaluate``: ``fakeface evaluate`` on the crops as a real/ and fake/ folder (no vote cache).
+* ``batch``: ``fakeface batch`` to parquet, in process (the job is under its in-process limit:
+  blocks on threads side by side), and ``batch-ray`` the same with ``--ray-address local`` (Ray Data);
+* ``evaluate``: ``fakeface evaluate`` on the crops as a real/ and fake/ folder (no vote cache), in
+  process, and ``evaluate-ray`` on a new local Ray.
 
 Inputs: ``--per-class`` real and fake dfdc-test crops drawn with a seed, and the clips in the
 shared videos folder (every sampled frame's face; evaluate takes images only). A face is keyed by
@@ -158,18 +160,19 @@ def main(argv: list[str] | None = None) -> None:
                                          checkout=args.before.resolve())
         answers["classify-before"] = from_classify_json((work / "before.json").read_text())
     answers["serve"], seconds["serve"] = serve_answers(paths, work)
-    seconds["batch"] = run(["batch", "--input", str(work / "inputs.txt"), "--output", str(work / "batch.parquet")],
-                           work / "batch.log")
-    answers["batch"] = from_batch(work / "batch.parquet")
-    seconds["evaluate"] = run(["evaluate", "--data", str(work / "crops"), "--out", str(work / "evaluate"),
-                               "--detect", "auto", "--no-cache", "--bootstrap", "10", "--no-progress"],
-                              work / "evaluate.log")
-    answers["evaluate"] = from_evaluate(work / "evaluate")
+    for name, where in (("batch", []), ("batch-ray", ["--ray-address", "local"])):
+        seconds[name] = run(["batch", "--input", str(work / "inputs.txt"), "--output", str(work / f"{name}.parquet"),
+                             *where], work / f"{name}.log")
+        answers[name] = from_batch(work / f"{name}.parquet")
+    for name, where in (("evaluate", []), ("evaluate-ray", ["--ray-address", "local"])):
+        seconds[name] = run(["evaluate", "--data", str(work / "crops"), "--out", str(work / name), "--detect", "auto",
+                             "--no-cache", "--bootstrap", "10", "--no-progress", *where], work / f"{name}.log")
+        answers[name] = from_evaluate(work / name)
 
-    report = {name: compare(reference, got, tolerance=args.tolerance, images_only=name == "evaluate")
+    report = {name: compare(reference, got, tolerance=args.tolerance, images_only=name.startswith("evaluate"))
               for name, got in answers.items()}
     for name, row in report.items():
-        print(f"{name:9s} vs classify: {row['faces_compared']} faces, max |dp| {row['max_abs_delta']:.2e}, "
+        print(f"{name:12s} vs classify: {row['faces_compared']} faces, max |dp| {row['max_abs_delta']:.2e}, "
               f"missing {row['inputs_missing']}, identical: {row['identical_within_tolerance']}")
     write_json(args.out, {
         **stamp(sys.argv[1:] if argv is None else argv), "issue": 23,

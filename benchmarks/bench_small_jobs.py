@@ -7,12 +7,12 @@ For each job size N, a folder of N 1920x1080 screenshots (gan-faces test portrai
 desktop-like frame, as in bench_photos.py) is classified by ``python -m fakeface.cli batch`` in a
 fresh process, wall-clock from start to exit (imports, model loading, detection, agents, output):
 
-* ``in-process``: no cluster named, under ``blackboard.local_stages.LOCAL_MAX_WORK`` inputs;
+* ``in-process``: no cluster named, under ``blackboard.local_stages.local_max_work()`` inputs;
 * ``ray``: the same command with ``--ray-address local`` (a new local Ray, its actors and Ray Data).
 
 Runs alternate between the two paths. The rows of both outputs are compared (every column but
 ``node_id``). From the two sizes, a straight line per path (start-up + per-image cost) gives the
-job size where Ray starts to pay, the crossover that LOCAL_MAX_WORK should not exceed by much.
+job size where Ray starts to pay, the crossover that local_max_work() should not exceed by much.
 Goal (issue 24): 3 screenshots <= 6 s end to end.
 """
 

@@ -75,6 +75,11 @@ class AgentSetStage:
         self.stages = [AgentStage(bundle=loaded, agent=a, threads=threads, **stage) for a in agents]
         self.keep = keep
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether two threads may run this stage at once (`agents.predictor.AgentPredictor`)."""
+        return all(stage.thread_safe for stage in self.stages)
+
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         for stage in self.stages:
             batch = stage(batch)

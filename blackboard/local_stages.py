@@ -2,29 +2,48 @@
 
 Starting a local Ray, its Ray Data executor and one actor per stage costs about 14 s on two cores
 before the first image is read: more than a folder of a few dozen images takes to score. Under
-:data:`LOCAL_MAX_WORK` inputs (videos weigh :data:`VIDEO_WEIGHT`), and when no cluster is named
+:func:`local_max_work` inputs (videos weigh :data:`VIDEO_WEIGHT`), and when no cluster is named
 (``--ray-address``, ``local`` included, or ``$RAY_ADDRESS``) and this process has not joined
 one already, both commands run the very same stage classes (`blackboard.face_stage.FaceStage`,
-`blackboard.agent_stages.AgentSetStage`, `blackboard.decision_stage.DecisionStage`) one block
-after the other here, on blocks cut as the Ray path cuts them, so the rows are the same. Only
-``node_id`` differs: it names the Ray node that found the face and is empty without Ray.
+`blackboard.agent_stages.AgentSetStage`, `blackboard.decision_stage.DecisionStage`) here, on
+blocks cut as the Ray path cuts them, so the rows are the same. Only ``node_id`` differs: it
+names the Ray node that found the face and is empty without Ray.
+
+Blocks run side by side on a pool of threads (:func:`local_workers`), each block's stages one
+after the other, and come back in input order. The models run on ONNX Runtime and OpenCV, which
+release the GIL while they compute, so two blocks at once, each model on one thread, beat one
+block at a time whose models use both cores (the networks are too small to keep two threads
+busy): 240 portraits of 1024 px on 2 cores, 6.0 -> 9.6 images/s (2026-12-04).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-# Below this much work a job runs in process (see the module docstring). With inference on ONNX
-# Runtime (2026-12-04, benchmarks/bench_small_jobs.py) a 1080p screenshot costs the same 0.14 s in
-# process as on Ray's two face actors, and Ray's start-up is 11 s more (3.1 vs 14.1 s); a 1024 px
-# portrait costs 0.17 s in process vs ~0.09 s on Ray (evaluate, 240 portraits), which puts the
-# crossover near 140 portraits. (When the in-process path still loaded TensorFlow it was 64.)
-LOCAL_MAX_WORK = 128
+# Below this much work a job runs in process (see the module docstring). Measured on 2 cores
+# (2026-12-04, `fakeface evaluate --detect auto`, 240 images, two blocks at once in process): in
+# process the first results come after 5.7 s, then 14.7 images/s on 600 px photos and 11.3 on
+# 1024 px portraits; on a new local Ray after 17.4 s, then 17.7 and 10.2. Ray starts to pay near
+# 1 000 photos and never for portraits. On more cores Ray's processes gain on threads that share
+# one GIL, so the limit shrinks in proportion to the cores (an estimate: not measured there), and
+# never under 128, the limit measured before blocks ran side by side.
+LOCAL_WORK_ON_2_CORES = 1000
+LOCAL_MIN_WORK = 128
 VIDEO_WEIGHT = 20  # a video is sampled into many frames: it counts as this many images
+
+
+def local_max_work(cpus: float | None = None) -> int:
+    """The most work (images; a video counts :data:`VIDEO_WEIGHT`) run in process on ``cpus``
+    cores (None: this machine's)."""
+    cpus = max(1.0, float(local_cpus()[0] if cpus is None else cpus))
+    return max(LOCAL_MIN_WORK, int(LOCAL_WORK_ON_2_CORES * 2 / cpus))
 
 
 def runs_locally(sources: Sequence[str], ray_address: str | None) -> bool:
@@ -37,12 +56,46 @@ def runs_locally(sources: Sequence[str], ray_address: str | None) -> bool:
     from vision.inputs import is_video
 
     work = sum(VIDEO_WEIGHT if is_video(str(s)) else 1 for s in sources)
-    return work <= LOCAL_MAX_WORK
+    return work <= local_max_work()
 
 
 def local_cpus() -> list[float]:
     """This machine as a one-node "cluster", for `blackboard.stage_plan.plan_stages`."""
     return [float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)]
+
+
+# At most this many blocks at once in process. Each worker thread holds the GIL for its Python
+# share of a block (box arithmetic, NMS, cutting patches); measured on 2 cores only, so past a
+# few cores a larger job is Ray's (several processes), not more threads'.
+LOCAL_MAX_WORKERS = 4
+
+
+def local_workers(cpus: int, blocks: int) -> tuple[int, int]:
+    """(blocks run at once, threads each block's models may use) for ``blocks`` blocks on ``cpus``.
+
+    One block uses every core through its models' own thread pools; several blocks split them.
+    """
+    if cpus < 1 or blocks < 1:
+        raise ValueError(f"cpus and blocks must be >= 1, received cpus={cpus}, blocks={blocks}.")
+    workers = min(cpus, blocks, LOCAL_MAX_WORKERS)
+    return workers, max(1, cpus // workers)
+
+
+def _ordered(run: Callable[[Any], Any], parts: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``run`` of each part on ``workers`` threads, yielded in the parts' order; at most twice
+    ``workers`` parts are started ahead of the one the caller waits for, so results of a long job
+    do not pile up."""
+    if workers <= 1:
+        yield from map(run, parts)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-block") as pool:
+        pending: deque[Future] = deque()
+        for part in parts:
+            pending.append(pool.submit(run, part))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _blocks(items: Sequence[dict[str, Any]], blocks: int) -> list[list[dict[str, Any]]]:
@@ -78,13 +131,10 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
     from blackboard.agent_stages import AgentSetStage
     from blackboard.decision_stage import DecisionStage
     from blackboard.face_stage import FaceStage
-
-    from concurrent.futures import ThreadPoolExecutor
-
     from vision.faces import will_detect
 
-    # All of this machine's cores go to the one process (the stages run one after the other).
-    threads = max(1, int(local_cpus()[0]))
+    cut = _blocks(items, blocks) if blocks else [list(items[i:i + block_size]) for i in range(0, len(items), block_size)]
+    workers, threads = local_workers(max(1, int(local_cpus()[0])), max(1, len(cut)))
     face = FaceStage(detect=plan.detect, fps=plan.fps, min_face_size=plan.min_face_size, threads=threads,
                      all_faces=plan.all_faces, context=plan.context)
     # The models load side by side; MTCNN only when an input will need it, as the face stage would
@@ -93,23 +143,32 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
     import onnxruntime  # noqa: F401
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage-load") as loader:
         if will_detect([i["source"] for i in items], plan.detect):
-            loader.submit(lambda: face.detector)
+            loader.submit(lambda: face.detector)  # loaded before any block starts, so never twice
         agents_job = loader.submit(AgentSetStage, bundle=plan.bundle, agents=plan.agents, batch_size=plan.batch_size,
                                    threads=threads, keep=plan.keep, warm_up=False)
         decision_job = None if decision_bundle is False else loader.submit(DecisionStage, bundle=decision_bundle,
                                                                            threads=threads)
         agents, decision = agents_job.result(), decision_job and decision_job.result()
-    cut = _blocks(items, blocks) if blocks else [list(items[i:i + block_size]) for i in range(0, len(items), block_size)]
-    for block in cut:
+    # A Keras model (a bundle without ONNX exports) is never called from two threads at once.
+    keras_lock = None if agents.thread_safe else threading.Lock()
+
+    def run_block(block: list[dict[str, Any]]) -> pd.DataFrame:
         # Every key of the items is a column, as `ray.data.from_items` makes it: text as object
         # arrays, integers as int64.
         batch = {key: np.asarray([i[key] for i in block], dtype=object if isinstance(block[0][key], str) else None)
                  for key in block[0]}
         if before is not None:
             batch = before(batch)
-        out = agents(face(batch))
+        faces = face(batch)
+        if keras_lock is None:
+            out = agents(faces)
+        else:
+            with keras_lock:
+                out = agents(faces)
         for stage in (decision, after):
             if stage is not None:
                 out = stage(out)
         # The face crops stay behind, as on the Ray path (DecisionStage or keep drop them).
-        yield pd.DataFrame({k: v for k, v in out.items() if k != "face"})
+        return pd.DataFrame({k: v for k, v in out.items() if k != "face"})
+
+    yield from _ordered(run_block, cut, workers)

@@ -34,7 +34,7 @@ from vision.face_args import add_detect_arg
 from vision.faces import DetectMode
 from vision.media import IMAGE_EXTENSIONS
 from agents.config_errors import one_line
-from blackboard.local_stages import LOCAL_MAX_WORK
+from blackboard.local_stages import local_max_work
 from blackboard.stage_plan import VERBOSE_ENV
 from blackboard.stage_rows import NO_FACE, OK, REJECTED, context_column
 from training.cli_args import add_vote_cache_args
@@ -290,7 +290,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_config_options(parser, EvalConfig, RAY_OPTIONS)
     parser.add_argument("--in-process", action="store_true", default=None,
                         help="run the stages in this process without Ray, whatever the job's size (default: "
-                             f"jobs of at most {LOCAL_MAX_WORK} images do, when no --ray-address is given)")
+                             f"jobs of at most {local_max_work()} images on this machine's cores do, when no --ray-address "
+                             "is given)")
     parser.add_argument("--bootstrap", type=int, default=BootstrapConfig.n_resamples,
                         help=f"bootstrap resamples (default {BootstrapConfig.n_resamples})")
     parser.add_argument("--seed", type=int, default=BootstrapConfig.seed, help="bootstrap seed")

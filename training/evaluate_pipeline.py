@@ -196,12 +196,12 @@ def run_pipeline(rows: pd.DataFrame, *, bundle: Bundle,
 def run_in_process(rows: pd.DataFrame, *, bundle: Bundle,
                    config: Any) -> tuple[pd.DataFrame, list[tuple[float, int]]]:
     """:func:`run_pipeline`'s stages and blocks in this process, no Ray (`blackboard.local_stages`)."""
-    from blackboard.local_stages import local_cpus, run_stages
+    from blackboard.local_stages import local_cpus, local_workers, run_stages
     from training.degrade_eval import DegradeStage
     from training.evaluate_gate import GateStage
 
     plan, items, keep, blocks, degrading = _layout(rows, bundle=bundle, config=config, nodes=local_cpus())
-    threads = max(1, int(local_cpus()[0]))
+    _, threads = local_workers(max(1, int(local_cpus()[0])), blocks)  # as run_stages splits the cores
     degrade = (DegradeStage(detect=config.detect, registry=config.degrade_registry, threads=threads)
                if degrading else None)
     gate = GateStage(bundle=str(bundle.path), keep=keep, threads=threads)

@@ -234,7 +234,7 @@ def test_manifest_and_list_inputs_resolve_relative_paths(tmp_path):
 
 def test_a_small_job_runs_in_process_and_gives_the_ray_paths_rows(resumed_run, media_dir, tiny_bundle, tmp_path):
     # Same inputs and settings as the Ray run above, but no cluster named: under
-    # local_stages.LOCAL_MAX_WORK the CLI must not start Ray, and every row must be the same.
+    # local_stages.local_max_work() the CLI must not start Ray, and every row must be the same.
     out = tmp_path / "local.parquet"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = str(REPO)
@@ -256,11 +256,16 @@ def test_the_job_size_and_a_named_cluster_choose_the_path(monkeypatch, tmp_path)
     from blackboard import local_stages
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # as in a fresh CLI process: no Ray joined
-    images = [f"{i}.jpg" for i in range(local_stages.LOCAL_MAX_WORK)]
+    # The limit follows the cores: the measured one on 2, smaller where Ray has more processes to
+    # gain from, never under the floor.
+    assert local_stages.local_max_work(2) == local_stages.LOCAL_WORK_ON_2_CORES
+    assert local_stages.local_max_work(8) < local_stages.local_max_work(4) < local_stages.local_max_work(2)
+    assert local_stages.local_max_work(64) == local_stages.LOCAL_MIN_WORK
+    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
+    images = [f"{i}.jpg" for i in range(local_stages.local_max_work())]
     assert local_stages.runs_locally(images, None)
     assert not local_stages.runs_locally(images + ["one-more.jpg"], None)
-    assert not local_stages.runs_locally(["a.mp4"] * (local_stages.LOCAL_MAX_WORK // local_stages.VIDEO_WEIGHT + 1),
-                                         None)
+    assert not local_stages.runs_locally(["a.mp4"] * (len(images) // local_stages.VIDEO_WEIGHT + 1), None)
     assert not local_stages.runs_locally(images[:3], "local")  # --ray-address always means Ray
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert not local_stages.runs_locally(images[:3], None)

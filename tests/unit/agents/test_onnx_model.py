@@ -73,6 +73,7 @@ def test_an_older_bundle_runs_on_keras_and_add_onnx_brings_it_over(controlled_bu
     faces = _faces()
     legacy = AgentPredictor(before, "custom")
     assert not isinstance(legacy.model, OnnxModel)  # no export: the Keras file, as before
+    assert not legacy.thread_safe  # so in-process stages call it from one thread at a time
 
     assert bundle_main(["add-onnx", "--bundle", str(old), "--out", str(tmp_path / "new")]) == 0
     assert "ONNX export" in capsys.readouterr().out
@@ -80,7 +81,7 @@ def test_an_older_bundle_runs_on_keras_and_add_onnx_brings_it_over(controlled_bu
     assert all(after.agent(n).onnx_file for n in after.agent_names)
     assert after.extra("controller") == before.extra("controller")  # same votes: nothing to refit
     ported = AgentPredictor(after, "custom")
-    assert isinstance(ported.model, OnnxModel)
+    assert isinstance(ported.model, OnnxModel) and ported.thread_safe
     np.testing.assert_allclose(ported.predict_proba(faces), legacy.predict_proba(faces), atol=1e-6)
     assert add_onnx(tmp_path / "new").version == after.version  # nothing left to export: unchanged
 

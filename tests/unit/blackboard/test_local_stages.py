@@ -1,0 +1,123 @@
+"""The stages in this process: blocks side by side on threads, in input order, Keras kept to one caller."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from blackboard import local_stages
+from blackboard.stage_plan import plan_stages
+from blackboard.stage_rows import OK, REJECTED
+
+
+@pytest.mark.parametrize("cpus, blocks, expected", [
+    (2, 8, (2, 1)),    # two blocks at once, each model on one core
+    (2, 1, (1, 2)),    # one block: its models use both cores
+    (1, 5, (1, 1)),
+    (3, 2, (2, 1)),    # never more workers than blocks
+    (16, 100, (local_stages.LOCAL_MAX_WORKERS, 16 // local_stages.LOCAL_MAX_WORKERS)),
+])
+def test_workers_split_the_cores_between_blocks(cpus, blocks, expected):
+    assert local_stages.local_workers(cpus, blocks) == expected
+
+
+def test_workers_refuse_no_cores_or_no_blocks():
+    with pytest.raises(ValueError, match="received cpus=0, blocks=3"):
+        local_stages.local_workers(0, 3)
+    with pytest.raises(ValueError, match="received cpus=2, blocks=0"):
+        local_stages.local_workers(2, 0)
+
+
+def test_parts_come_back_in_order_with_a_bounded_lead():
+    started: list[int] = []
+    lead = []
+
+    def run(part: int) -> int:
+        started.append(part)
+        time.sleep(0.002 * (8 - part % 8))  # later parts finish first
+        return part * 10
+
+    results = []
+    for value in local_stages._ordered(run, list(range(24)), workers=2):
+        results.append(value)
+        lead.append(len(started) - len(results))
+    assert results == [10 * p for p in range(24)]
+    assert max(lead) <= 2 * 2  # never more than twice the workers started ahead of the caller
+
+
+def test_a_failing_part_fails_the_run():
+    def run(part: int) -> int:
+        if part == 3:
+            raise RuntimeError("block 3 broke")
+        return part
+
+    with pytest.raises(RuntimeError, match="block 3 broke"):
+        list(local_stages._ordered(run, list(range(8)), workers=2))
+
+
+def _crop_items(tmp_path, face_crop, n: int) -> list[dict]:
+    items = []
+    for i in range(n):
+        path = tmp_path / f"crop{i}.png"
+        shifted = np.roll(face_crop, 3 * i, axis=1)  # each crop its own pixels, so its own votes
+        cv2.imwrite(str(path), cv2.cvtColor(shifted, cv2.COLOR_RGB2BGR))
+        items.append({"source": str(path), "input_index": i, "shard": 0})
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    items.append({"source": str(tmp_path / "bad.png"), "input_index": n, "shard": 0})
+    return items
+
+
+@pytest.mark.slow  # loads the tiny bundle's three agents twice
+def test_blocks_on_two_threads_give_the_rows_of_one_block_after_another(tmp_path, face_crop, tiny_bundle,
+                                                                         monkeypatch):
+    items = _crop_items(tmp_path, face_crop, 7)
+    plan = plan_stages([2.0], bundle=str(tiny_bundle), agents=("custom", "lenet"), detect="off", all_faces=False,
+                       batch_size=4, max_agent_sets=1)
+    workers = []
+    ordered = local_stages._ordered
+    monkeypatch.setattr(local_stages, "_ordered", lambda run, parts, n: workers.append(n) or ordered(run, parts, n))
+    runs = {}
+    for cpus in (1.0, 2.0):
+        monkeypatch.setattr(local_stages, "local_cpus", lambda cpus=cpus: [cpus])
+        frames = list(local_stages.run_stages(items, plan, blocks=4))
+        runs[cpus] = pd.concat(frames, ignore_index=True)
+    assert workers == [1, 2]
+    one, two = runs[1.0], runs[2.0]
+    assert list(two["input_index"]) == list(range(8))  # input order, whatever block finished first
+    assert list(two["status"]) == [OK] * 7 + [REJECTED]
+    pd.testing.assert_frame_equal(one, two)
+    assert two.loc[two["status"] == OK, "custom_p_fake"].nunique() > 1  # real votes, not one constant
+
+
+def test_a_keras_model_is_never_called_from_two_threads_at_once(tmp_path, face_crop, monkeypatch):
+    from blackboard import agent_stages
+
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    class KerasAgents:  # stands in for a bundle without ONNX exports
+        thread_safe = False
+
+        def __init__(self, **_):
+            pass
+
+        def __call__(self, batch):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+            return {**batch, "custom_p_fake": np.full(len(batch["status"]), 0.5, np.float32)}
+
+    monkeypatch.setattr(agent_stages, "AgentSetStage", KerasAgents)
+    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
+    plan = plan_stages([2.0], bundle=None, agents=("custom",), detect="off", all_faces=False, batch_size=2,
+                       max_agent_sets=1)
+    frames = list(local_stages.run_stages(_crop_items(tmp_path, face_crop, 6), plan, blocks=4))
+    assert sum(len(f) for f in frames) == 7 and most[0] == 1
