@@ -70,14 +70,22 @@ def local_cpus() -> list[float]:
 LOCAL_MAX_WORKERS = 4
 
 
+# Blocks at once in process, whatever the cores (e.g. 1 to leave a core free, or to measure).
+WORKERS_ENV = "FAKEFACE_LOCAL_WORKERS"
+
+
 def local_workers(cpus: int, blocks: int) -> tuple[int, int]:
     """(blocks run at once, threads each block's models may use) for ``blocks`` blocks on ``cpus``.
 
     One block uses every core through its models' own thread pools; several blocks split them.
+    ``$FAKEFACE_LOCAL_WORKERS`` sets the blocks at once (still no more than ``blocks``).
     """
     if cpus < 1 or blocks < 1:
         raise ValueError(f"cpus and blocks must be >= 1, received cpus={cpus}, blocks={blocks}.")
-    workers = min(cpus, blocks, LOCAL_MAX_WORKERS)
+    asked = os.environ.get(WORKERS_ENV, "").strip()
+    if asked and not (asked.isdigit() and int(asked) >= 1):
+        raise ValueError(f"${WORKERS_ENV} must be a whole number >= 1, received {asked!r}.")
+    workers = min(int(asked) if asked else min(cpus, LOCAL_MAX_WORKERS), blocks)
     return workers, max(1, cpus // workers)
 
 

@@ -22,8 +22,19 @@ from blackboard.stage_rows import OK, REJECTED
     (3, 2, (2, 1)),    # never more workers than blocks
     (16, 100, (local_stages.LOCAL_MAX_WORKERS, 16 // local_stages.LOCAL_MAX_WORKERS)),
 ])
-def test_workers_split_the_cores_between_blocks(cpus, blocks, expected):
+def test_workers_split_the_cores_between_blocks(cpus, blocks, expected, monkeypatch):
+    monkeypatch.delenv(local_stages.WORKERS_ENV, raising=False)
     assert local_stages.local_workers(cpus, blocks) == expected
+
+
+def test_the_environment_sets_the_blocks_at_once(monkeypatch):
+    monkeypatch.setenv(local_stages.WORKERS_ENV, "1")
+    assert local_stages.local_workers(2, 8) == (1, 2)  # one block at a time, its models on both cores
+    monkeypatch.setenv(local_stages.WORKERS_ENV, "3")
+    assert local_stages.local_workers(2, 2) == (2, 1)  # never more than the blocks
+    monkeypatch.setenv(local_stages.WORKERS_ENV, "two")
+    with pytest.raises(ValueError, match="FAKEFACE_LOCAL_WORKERS must be a whole number >= 1, received 'two'"):
+        local_stages.local_workers(2, 8)
 
 
 def test_workers_refuse_no_cores_or_no_blocks():
