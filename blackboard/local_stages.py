@@ -96,14 +96,19 @@ def _ordered(run: Callable[[Any], Any], parts: Sequence[Any], workers: int) -> I
     if workers <= 1:
         yield from map(run, parts)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-block") as pool:
-        pending: deque[Future] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-block")
+    pending: deque[Future] = deque()
+    try:
         for part in parts:
             pending.append(pool.submit(run, part))
             if len(pending) > 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        # A reader that stops early (a failed block, Ctrl-C, a closed generator) waits only for
+        # the blocks already running, not for the ones queued behind them.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _blocks(items: Sequence[dict[str, Any]], blocks: int) -> list[list[dict[str, Any]]]:

@@ -71,6 +71,20 @@ def test_a_failing_part_fails_the_run():
         list(local_stages._ordered(run, list(range(8)), workers=2))
 
 
+def test_a_reader_that_stops_early_waits_only_for_the_running_parts():
+    started: list[int] = []
+
+    def run(part: int) -> int:
+        started.append(part)
+        time.sleep(0.0 if part == 0 else 0.5)
+        return part
+
+    parts = local_stages._ordered(run, list(range(20)), workers=2)
+    assert next(parts) == 0  # five parts queued by now: 0 done at once, 1 and 2 running, 3 and 4 waiting
+    parts.close()
+    assert sorted(started) == [0, 1, 2]  # the waiting ones were cancelled, not run
+
+
 def _crop_items(tmp_path, face_crop, n: int) -> list[dict]:
     items = []
     for i in range(n):
