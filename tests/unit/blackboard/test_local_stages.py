@@ -82,7 +82,8 @@ def test_a_reader_that_stops_early_waits_only_for_the_running_parts():
     parts = local_stages._ordered(run, list(range(20)), workers=2)
     assert next(parts) == 0  # five parts queued by now: 0 done at once, 1 and 2 running, 3 and 4 waiting
     parts.close()
-    assert sorted(started) == [0, 1, 2]  # the waiting ones were cancelled, not run
+    # 2 may or may not have started when the reader stopped; 3 and 4 were cancelled, not run.
+    assert {0, 1} <= set(started) <= {0, 1, 2}
 
 
 def _crop_items(tmp_path, face_crop, n: int) -> list[dict]:
