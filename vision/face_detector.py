@@ -11,7 +11,7 @@ crop in a group picture as cut out alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import cv2
@@ -20,8 +20,8 @@ import pydantic
 from pydantic import ConfigDict, Field, model_validator
 
 from vision.alignment import LANDMARK_NAMES, align_face
-from vision.area import area_resize
 from vision.face_refine import LandmarkRefiner
+from vision.lighting import dim_regions, enhance_for_detection
 from vision.media import as_rgb
 
 
@@ -32,6 +32,7 @@ class DetectedFace:
     box: tuple[float, float, float, float]  # x, y, width, height in image pixels
     landmarks: np.ndarray  # (5, 2) float: left_eye, right_eye, nose, mouth_left, mouth_right
     confidence: float  # detector probability that this is a face, 0..1
+    refined: bool = field(default=False, compare=False)  # landmarks already re-read (vision.face_refine)
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
@@ -55,101 +56,13 @@ class FaceGate:
         return self
 
 
-# Light correction before detection: frames darker than DARK_MEAN (mean luma, 0-255) are
-# brightened with a gamma curve towards BRIGHT_TARGET; flatter than FLAT_STD get CLAHE on luma.
-DARK_MEAN = 80.0
-BRIGHT_TARGET = 0.45
-FLAT_STD = 30.0
 # Default smallest face relative to the image's shorter side (FaceDetector.min_face_share): 86 px
 # in a 1080p frame, 82 px in a 1024 px portrait. The shared DFDC videos' faces and the gan-faces
 # portraits are all found at this share (benchmarks/bench_photos.py); smaller faces need 0.
 MIN_FACE_SHARE = 0.08
-# A picture whose faces were found may still hide one in shadow (a group with one face unlit):
-# connected blocks darker than DIM_BLOCK_MEAN (mean luma, 0-255), together at least the smallest
-# face on each side, get a pass of their own, brightened by their own statistics; at most
-# DIM_REGIONS of them, largest first. Blocks are a quarter of the smallest face. Regions darker
-# than DIM_BLACK on average are left alone: a face there has under 3 grey levels of contrast
-# (a DFDC face at 10 % of its light averages 12), and black sky or clothing costs a pass.
-DIM_BLOCK_MEAN = 50.0
-DIM_BLACK = 10.0
-DIM_REGIONS = 2
 # Side of the aligned crop the gate's second look runs on, and the smallest face it looks for.
 VERIFY_SIZE = 112
 VERIFY_MIN_FACE = 24
-
-
-def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False,
-                          dark_mean: float | None = None) -> tuple[np.ndarray, bool]:
-    """Brightens dark and stretches flat images so MTCNN can see their faces.
-
-    Only the detector sees the corrected pixels; the agents get crops of the original image.
-
-    Args:
-        image_rgb: RGB uint8 image.
-        force: apply CLAHE (and the gamma curve when dark) whatever the statistics say (the
-            retry pass for images in which nothing was found).
-        dark_mean: brighten as if the mean luma were this (the mean of a dark region's dark
-            blocks, so that a dim face beside brighter parts is lifted enough); default: the image's.
-
-    Returns:
-        The image to detect on and whether it was changed.
-    """
-    luma = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-    total = cv2.sumElems(luma)[0]  # whole numbers, exact in float64: the mean is numpy's, bit for bit
-    mean = float(total / luma.size if dark_mean is None else dark_mean)
-    out, changed = image_rgb, False
-    if mean < DARK_MEAN and mean > 0:
-        exponent = float(np.clip(np.log(BRIGHT_TARGET) / np.log(mean / 255.0), 0.25, 1.0))
-        table = np.clip(255.0 * (np.arange(256) / 255.0) ** exponent, 0, 255).astype(np.uint8)
-        out, changed = cv2.LUT(out, table), True
-    if force or _flat(luma, total):
-        lab = cv2.cvtColor(out, cv2.COLOR_RGB2LAB)
-        lab[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[:, :, 0])
-        out, changed = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), True
-    return out, changed
-
-
-def _flat(luma: np.ndarray, total: float) -> bool:
-    """Whether the luma's standard deviation is under FLAT_STD, from whole numbers (count**2 *
-    variance = count * sum of squares - sum**2: cheap for each region `vision.face_refine` lights);
-    a spread within a hair of the limit is left to numpy's std, so the answer is always numpy's."""
-    count, squares = luma.size, int(cv2.norm(luma, cv2.NORM_L2SQR))
-    spread, limit = count * squares - int(total) ** 2, FLAT_STD ** 2 * count ** 2
-    if abs(spread - limit) <= 1e-9 * limit:
-        return float(luma.std()) < FLAT_STD
-    return spread < limit
-
-
-def dim_regions(image_rgb: np.ndarray, *, min_side: float) -> list[tuple[tuple[int, int, int, int], float]]:
-    """Rectangles (x, y, width, height) around the dark parts of an image where a face of at
-    least ``min_side`` px could hide, each with the mean luma of its dark blocks; largest first
-    (at most ``DIM_REGIONS``).
-
-    Dark means blocks (a quarter of ``min_side``) whose mean luma is under ``DIM_BLOCK_MEAN``;
-    each group of touching dark blocks at least ``min_side`` on both sides and not black (mean
-    at least ``DIM_BLACK``) gives one rectangle, grown by a block on every side (a face's bright
-    edge may lie just outside).
-    """
-    luma = cv2.cvtColor(as_rgb(image_rgb), cv2.COLOR_RGB2GRAY)
-    height, width = luma.shape
-    block = max(4, int(min_side // 4))
-    if height < 2 * block or width < 2 * block:
-        return []
-    # OpenCV's area filter, from an integral image (`vision.area`: 0.4 ms, not 2.7, for a 1024 px
-    # portrait, whose blocks are not a whole number of pixels).
-    small = area_resize(luma, (width // block, height // block))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((small < DIM_BLOCK_MEAN).astype(np.uint8),
-                                                               connectivity=8)
-    regions = []
-    for label in range(1, count):
-        x, y, w, h, _ = stats[label]
-        mean = float(small[labels == label].mean())
-        if min(w, h) * block < min_side or mean < DIM_BLACK:
-            continue
-        x0, y0 = max(0, (x - 1) * block), max(0, (y - 1) * block)
-        x1, y1 = min(width, (x + w + 1) * block), min(height, (y + h + 1) * block)
-        regions.append(((int(x0), int(y0), int(x1 - x0), int(y1 - y0)), mean))
-    return sorted(regions, key=lambda r: r[0][2] * r[0][3], reverse=True)[:DIM_REGIONS]
 
 
 def plausible_landmarks(box: Sequence[float], points: np.ndarray, eye_ratio: tuple[float, float]) -> bool:
@@ -191,11 +104,14 @@ class FaceDetector:
         retry: run the second pass on images where nothing was found.
         refine: read each face's box and landmarks again on canonical windows around it, at
             full resolution (`vision.face_refine`); False keeps MTCNN's own (whole-picture) ones.
+        first_pass: "mtcnn" (MTCNN's pyramid, RNet and ONet) or "blazeface": BlazeFace's boxes
+            (`vision.blazeface`, one pass on a 192 px copy), each face's landmarks then read by the
+            refinement (which it needs); the retry, the gate and the dark-region pass stay MTCNN's.
     """
 
     def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9, max_side: int | None = 1024,
                  gate: FaceGate | None = None, enhance: bool = True, retry: bool = True,
-                 min_face_share: float = MIN_FACE_SHARE, refine: bool = True) -> None:
+                 min_face_share: float = MIN_FACE_SHARE, refine: bool = True, first_pass: str = "mtcnn") -> None:
         if not isinstance(min_face_size, (int, np.integer)) or min_face_size < 12:
             raise ValueError(f"min_face_size must be an integer >= 12 (MTCNN's window), received {min_face_size!r}.")
         if not 0.0 <= float(min_confidence) <= 1.0:
@@ -204,6 +120,9 @@ class FaceDetector:
             raise ValueError(f"max_side must be >= 64 or None, received {max_side!r}.")
         if not 0.0 <= float(min_face_share) < 1.0:
             raise ValueError(f"min_face_share must be in [0, 1), received {min_face_share!r}.")
+        if first_pass not in ("mtcnn", "blazeface") or (first_pass == "blazeface" and not refine):
+            raise ValueError(f"first_pass must be 'mtcnn' or 'blazeface' (which needs refine=True), received "
+                             f"first_pass={first_pass!r}, refine={refine!r}.")
         self.min_face_share = float(min_face_share)
         self.min_face_size = int(min_face_size)
         self.min_confidence = float(min_confidence)
@@ -218,6 +137,11 @@ class FaceDetector:
         # The light correction of a refined face sees only the pixels around it (both views alike).
         self._refiner = LandmarkRefiner(self._mtcnn.onet,
                                         light=(lambda region: enhance_for_detection(region)[0]) if self.enhance else None)
+        self.first_pass = first_pass
+        if first_pass == "blazeface":
+            from vision.blazeface import BlazeFace
+
+            self._blaze = BlazeFace()
 
     def detect(self, image_rgb: np.ndarray) -> list[DetectedFace]:
         """Finds faces in an RGB uint8 image.
@@ -254,7 +178,10 @@ class FaceDetector:
         plain = list(seen)  # before the light correction: where the dim-face pass looks
         if self.enhance:
             seen = [enhance_for_detection(image)[0] for image in seen]
-        found = [self._candidates(raw, f) for raw, f in zip(self._run(seen, factors), factors)]
+        if self.first_pass == "blazeface":
+            found = [self._proposed(image, view, f) for image, view, f in zip(images, seen, factors)]
+        else:
+            found = [self._candidates(raw, f) for raw, f in zip(self._run(seen, factors), factors)]
         if self.retry:
             empty = [i for i, faces in enumerate(found) if not faces]
             scales = [self._retry_factor(images[i]) for i in empty]
@@ -265,7 +192,7 @@ class FaceDetector:
         if self.gate.verify:
             found = self._verify(seen, factors, found)
         if self.enhance:
-            for i, extra in enumerate(self._dim_faces(plain, seen, factors, found)):
+            for i, extra in enumerate(self._dim_faces(images, plain, seen, factors, found)):
                 found[i] = found[i] + extra
         if self.refine:
             found = [self._refined(image, faces) for image, faces in zip(images, found)]
@@ -275,17 +202,43 @@ class FaceDetector:
         """Faces with box and landmarks read again around each (`vision.face_refine`), on the input
         image at full resolution; a face whose refined landmarks are not face-like keeps its own.
 
-        Which faces are returned is the gate's decision alone: refining never adds or drops one."""
+        Which faces are returned is the gate's decision alone: refining never adds or drops one.
+        Faces the first pass already refined (BlazeFace's) are kept as they are."""
+        redone = iter(self._refiner.refine(image, [face.box for face in faces if not face.refined]))
         out = []
-        for face, (box, points) in zip(faces, self._refiner.refine(image, [face.box for face in faces])):
-            if np.all(np.isfinite(points)) and plausible_landmarks(box, points, self.gate.eye_ratio):
+        for face in faces:
+            box, points = (face.box, face.landmarks) if face.refined else next(redone)
+            if not face.refined and np.all(np.isfinite(points)) and plausible_landmarks(box, points,
+                                                                                        self.gate.eye_ratio):
                 points.setflags(write=False)
-                face = DetectedFace(box=box, landmarks=points, confidence=face.confidence)
+                face = DetectedFace(box=box, landmarks=points, confidence=face.confidence, refined=True)
             out.append(face)
         return out
 
-    def _dim_faces(self, plain: list[np.ndarray], seen: list[np.ndarray], factors: list[float],
-                   found: list[list[DetectedFace]]) -> list[list[DetectedFace]]:
+    def _proposed(self, image: np.ndarray, seen: np.ndarray, factor: float, offset: tuple[int, int] = (0, 0),
+                  known: Sequence[DetectedFace] = ()) -> list[DetectedFace]:
+        """BlazeFace's faces in ``seen`` (light-corrected, ``factor`` times the input's size, its top
+        left at ``offset`` in the detection image), each with its landmarks read by the refinement on
+        the input image; the smallest faces and those whose landmarks are not face-like are dropped,
+        as are boxes on a ``known`` face (before reading landmarks: ~50 ms for a large face) and
+        boxes that come to rest on a face already kept."""
+        least = max(self.min_face_size, self.min_face_share * min(image.shape[:2]))
+        shift = np.array([*offset, 0.0, 0.0])
+        boxes = [((row[:4] + shift) / factor, float(row[4])) for row in self._blaze.boxes(seen)]
+        boxes = [(box, score) for box, score in boxes if min(box[2], box[3]) >= least and not any(
+            _same_face(DetectedFace(box=tuple(box), landmarks=np.empty((5, 2)), confidence=score), face)
+            for face in known)]
+        faces: list[DetectedFace] = []
+        for (box, points), (_, score) in zip(self._refiner.refine(image, [box for box, _ in boxes]), boxes):
+            if np.all(np.isfinite(points)) and plausible_landmarks(box, points, self.gate.eye_ratio):
+                points.setflags(write=False)
+                face = DetectedFace(box=box, landmarks=points, confidence=score, refined=True)
+                if not any(_same_face(face, other) for other in faces):
+                    faces.append(face)
+        return faces
+
+    def _dim_faces(self, images: list[np.ndarray], plain: list[np.ndarray], seen: list[np.ndarray],
+                   factors: list[float], found: list[list[DetectedFace]]) -> list[list[DetectedFace]]:
         """Faces in the dark regions (:func:`dim_regions`) of images where others were found, each
         region searched after brightening it by its own darkness; faces found are not repeated.
 
@@ -301,19 +254,29 @@ class FaceDetector:
                 if lit[i] is seen[i]:
                     lit[i] = seen[i].copy()
                 lit[i][y:y + h, x:x + w] = part
-                # MTCNN on the region; boxes and landmarks back to the input's pixels.
-                for face in self._candidates(self._run([part], [factors[i]])[0], factors[i]):
-                    shift = np.array([x, y], dtype=np.float64) / factors[i]
-                    bx, by, bw, bh = face.box
-                    points = face.landmarks + shift
-                    points.setflags(write=False)
-                    moved = DetectedFace(box=(bx + shift[0], by + shift[1], bw, bh), landmarks=points,
-                                         confidence=face.confidence)
+                for moved in self._in_region(images[i], part, (x, y), factors[i], faces + extra[i]):
                     if not any(_same_face(moved, other) for other in faces + extra[i]):
                         extra[i].append(moved)
         if self.gate.verify and any(extra):
             extra = self._verify(lit, factors, extra)
         return extra
+
+    def _in_region(self, image: np.ndarray, part: np.ndarray, corner: tuple[int, int], factor: float,
+                   known: list[DetectedFace]) -> list[DetectedFace]:
+        """Faces in ``part``, a brightened region of the detection image whose top left is ``corner``
+        there, with boxes and landmarks in the input's pixels: the first pass's detector on it
+        (BlazeFace skips the ``known`` faces before reading their landmarks again)."""
+        if self.first_pass == "blazeface":
+            return self._proposed(image, part, factor, offset=corner, known=known)
+        shift = np.array(corner, dtype=np.float64) / factor
+        moved = []
+        for face in self._candidates(self._run([part], [factor])[0], factor):
+            points = face.landmarks + shift
+            points.setflags(write=False)
+            bx, by, bw, bh = face.box
+            moved.append(DetectedFace(box=(bx + shift[0], by + shift[1], bw, bh), landmarks=points,
+                                      confidence=face.confidence))
+        return moved
 
     def _factor(self, image: np.ndarray) -> float:
         longest = max(image.shape[:2])

@@ -33,7 +33,8 @@ import numpy as np
 import pydantic
 from pydantic import ConfigDict, Field
 
-from vision.face_detector import DetectedFace, FaceDetector, enhance_for_detection, plausible_landmarks
+from vision.face_detector import DetectedFace, FaceDetector, plausible_landmarks
+from vision.lighting import enhance_for_detection
 from vision.face_refine import PIXEL_CENTRE, PIXEL_SCALE, window_patch, window_patches
 from vision.video import iou
 
