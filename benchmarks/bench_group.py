@@ -357,6 +357,8 @@ def main() -> int:
     parser.add_argument("--no-dim-pass", action="store_true",
                         help="detect without the dark-region pass (vision.lighting.DIM_REGIONS = 0): the 'before'")
     parser.add_argument("--only-dim", action="store_true", help="measure the dim-face recall alone (group)")
+    parser.add_argument("--first-pass", choices=("mtcnn", "blazeface"), default=None,
+                        help="the detector's first pass for this run (vision.face_detector.FIRST_PASS)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="the shared data folder")
     parser.add_argument("--out", default=None, help="JSON output (default: benchmarks/results/group[_shares].json)")
@@ -370,6 +372,10 @@ def main() -> int:
         import vision.lighting
 
         vision.lighting.DIM_REGIONS = 0
+    if args.first_pass:
+        import vision.face_detector
+
+        vision.face_detector.FIRST_PASS = args.first_pass  # read when each detector is made
     result = {"shares": run_shares, "group": run_group, "refine": run_refine}[args.part](args)
     result.update({"created": now(),
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",

@@ -60,6 +60,9 @@ class FaceGate:
 # in a 1080p frame, 82 px in a 1024 px portrait. The shared DFDC videos' faces and the gan-faces
 # portraits are all found at this share (benchmarks/bench_photos.py); smaller faces need 0.
 MIN_FACE_SHARE = 0.08
+# The detector's first pass unless the caller names one (FaceDetector's first_pass): module-level so
+# that a benchmark run (benchmarks/bench_group.py --first-pass) can switch every detector it makes.
+FIRST_PASS = "mtcnn"
 # Side of the aligned crop the gate's second look runs on, and the smallest face it looks for.
 VERIFY_SIZE = 112
 VERIFY_MIN_FACE = 24
@@ -106,12 +109,13 @@ class FaceDetector:
             full resolution (`vision.face_refine`); False keeps MTCNN's own (whole-picture) ones.
         first_pass: "mtcnn" (MTCNN's pyramid, RNet and ONet) or "blazeface": BlazeFace's boxes
             (`vision.blazeface`, one pass on a 192 px copy), each face's landmarks then read by the
-            refinement (which it needs); the retry, the gate and the dark-region pass stay MTCNN's.
+            refinement (which it needs), and BlazeFace again in the dark-region pass; the gate and
+            the retry stay MTCNN's. None: :data:`FIRST_PASS`.
     """
 
     def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9, max_side: int | None = 1024,
                  gate: FaceGate | None = None, enhance: bool = True, retry: bool = True,
-                 min_face_share: float = MIN_FACE_SHARE, refine: bool = True, first_pass: str = "mtcnn") -> None:
+                 min_face_share: float = MIN_FACE_SHARE, refine: bool = True, first_pass: str | None = None) -> None:
         if not isinstance(min_face_size, (int, np.integer)) or min_face_size < 12:
             raise ValueError(f"min_face_size must be an integer >= 12 (MTCNN's window), received {min_face_size!r}.")
         if not 0.0 <= float(min_confidence) <= 1.0:
@@ -120,6 +124,7 @@ class FaceDetector:
             raise ValueError(f"max_side must be >= 64 or None, received {max_side!r}.")
         if not 0.0 <= float(min_face_share) < 1.0:
             raise ValueError(f"min_face_share must be in [0, 1), received {min_face_share!r}.")
+        first_pass = FIRST_PASS if first_pass is None else first_pass
         if first_pass not in ("mtcnn", "blazeface") or (first_pass == "blazeface" and not refine):
             raise ValueError(f"first_pass must be 'mtcnn' or 'blazeface' (which needs refine=True), received "
                              f"first_pass={first_pass!r}, refine={refine!r}.")
