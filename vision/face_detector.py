@@ -212,11 +212,11 @@ class FaceDetector:
         redone = iter(self._refiner.refine(image, [face.box for face in faces if not face.refined]))
         out = []
         for face in faces:
-            box, points = (face.box, face.landmarks) if face.refined else next(redone)
-            if not face.refined and np.all(np.isfinite(points)) and plausible_landmarks(box, points,
-                                                                                        self.gate.eye_ratio):
-                points.setflags(write=False)
-                face = DetectedFace(box=box, landmarks=points, confidence=face.confidence, refined=True)
+            if not face.refined:
+                box, points = next(redone)
+                if np.all(np.isfinite(points)) and plausible_landmarks(box, points, self.gate.eye_ratio):
+                    points.setflags(write=False)
+                    face = DetectedFace(box=box, landmarks=points, confidence=face.confidence, refined=True)
             out.append(face)
         return out
 
@@ -230,15 +230,14 @@ class FaceDetector:
         least = max(self.min_face_size, self.min_face_share * min(image.shape[:2]))
         shift = np.array([*offset, 0.0, 0.0])
         boxes = [((row[:4] + shift) / factor, float(row[4])) for row in self._blaze.boxes(seen)]
-        boxes = [(box, score) for box, score in boxes if min(box[2], box[3]) >= least and not any(
-            _same_face(DetectedFace(box=tuple(box), landmarks=np.empty((5, 2)), confidence=score), face)
-            for face in known)]
+        boxes = [(box, score) for box, score in boxes
+                 if min(box[2], box[3]) >= least and not any(_same_face(box, face.box) for face in known)]
         faces: list[DetectedFace] = []
         for (box, points), (_, score) in zip(self._refiner.refine(image, [box for box, _ in boxes]), boxes):
             if np.all(np.isfinite(points)) and plausible_landmarks(box, points, self.gate.eye_ratio):
                 points.setflags(write=False)
                 face = DetectedFace(box=box, landmarks=points, confidence=score, refined=True)
-                if not any(_same_face(face, other) for other in faces):
+                if not any(_same_face(face.box, other.box) for other in faces):
                     faces.append(face)
         return faces
 
@@ -260,7 +259,7 @@ class FaceDetector:
                     lit[i] = seen[i].copy()
                 lit[i][y:y + h, x:x + w] = part
                 for moved in self._in_region(images[i], part, (x, y), factors[i], faces + extra[i]):
-                    if not any(_same_face(moved, other) for other in faces + extra[i]):
+                    if not any(_same_face(moved.box, other.box) for other in faces + extra[i]):
                         extra[i].append(moved)
         if self.gate.verify and any(extra):
             extra = self._verify(lit, factors, extra)
@@ -348,11 +347,11 @@ class FaceDetector:
         return [[face for j, face in enumerate(faces) if (i, j) in keep] for i, faces in enumerate(found)]
 
 
-def _same_face(a: DetectedFace, b: DetectedFace) -> bool:
-    """True when one face's box centre lies inside the other's box."""
-    def inside(p: DetectedFace, q: DetectedFace) -> bool:
-        cx, cy = p.box[0] + p.box[2] / 2, p.box[1] + p.box[3] / 2
-        return q.box[0] <= cx <= q.box[0] + q.box[2] and q.box[1] <= cy <= q.box[1] + q.box[3]
+def _same_face(a: Sequence[float], b: Sequence[float]) -> bool:
+    """True when one box's (x, y, width, height) centre lies inside the other box."""
+    def inside(p: Sequence[float], q: Sequence[float]) -> bool:
+        cx, cy = p[0] + p[2] / 2, p[1] + p[3] / 2
+        return q[0] <= cx <= q[0] + q[2] and q[1] <= cy <= q[1] + q[3]
 
     return inside(a, b) or inside(b, a)
 
