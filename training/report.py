@@ -43,15 +43,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _save_figure(fig: Figure, path: Path) -> str:
+def save_figure(fig: Figure, path: Path) -> str:
     """Renders a figure to PNG bytes and writes them atomically; returns the file name."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
     return path.name
 
-
-save_figure = _save_figure  # for the report's other modules (selective risk, degrade)
 
 
 def _curves(display: Any, y: np.ndarray, scores: dict[str, np.ndarray]) -> tuple[Figure, Any]:
@@ -68,7 +66,7 @@ def plot_roc(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
     fig, ax = _curves(RocCurveDisplay, y, scores)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
     ax.set_title("ROC (fake = positive)")
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pr(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
@@ -77,7 +75,7 @@ def plot_pr(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
     ax.axhline(float(np.mean(y)), linestyle=":", color="grey", linewidth=1, label="prevalence")
     ax.set_title("Precision-recall (fake = positive)")
     ax.legend(loc="lower left", fontsize="small")
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> str:
@@ -94,7 +92,7 @@ def plot_reliability(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -
     ax.legend(loc="upper left", fontsize="small")
     hist.set_xlabel("p_fake")
     hist.set_ylabel("images")
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusions(y: np.ndarray, decisions: dict[str, np.ndarray], path: Path) -> str:
@@ -111,7 +109,7 @@ def plot_confusions(y: np.ndarray, decisions: dict[str, np.ndarray], path: Path)
     for ax in axes[len(names):]:
         ax.set_axis_off()
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_trust(trust: dict[str, dict[str, float]], path: Path, *, title: str, label: str = "trust Q") -> str:
@@ -133,7 +131,7 @@ def plot_trust(trust: dict[str, dict[str, float]], path: Path, *, title: str, la
             ax.text(j, i, f"{values[i, j]:+.2f}", ha="center", va="center", fontsize=10)
     fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def training_logs(bundle: Bundle) -> dict[str, Path]:
@@ -169,8 +167,8 @@ def metrics_table(result: dict[str, Any]) -> str:
             f"| {_fmt(m['ap'])} | {_fmt(m['eer'])} | {_fmt(m['log_loss'])} | {_fmt(m['ece'])} "
             f"| {_fmt(m['threshold'], 3)} | {m['confusion']} |"
         )
-    for name, acc in REFERENCE_ROWS:
-        lines.append(f"| *{name}*&dagger; | n/a | *{acc:.4f}* ({acc * 100:.2f} %)" + " | n/a" * 12 + " |")
+    for name, acc in REFERENCE_ROWS:  # the report quotes accuracy only: the 11 columns after it are n/a
+        lines.append(f"| *{name}*&dagger; | n/a | *{acc:.4f}* ({acc * 100:.2f} %)" + " | n/a" * 11 + " |")
     return "\n".join(lines)
 
 

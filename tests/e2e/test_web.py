@@ -496,31 +496,6 @@ def test_feedback_on_the_http_path_is_rate_limited_per_client_and_changes_nothin
     assert again["controller_version"] == first["controller_version"]
 
 
-def test_admin_endpoints_need_the_server_token(client, ensemble, face_png):
-    off = client.post("/api/admin/promote", json={})
-    assert off.status_code == 403 and "--token" in off.json()["error"]
-    with _page_client(ensemble, tokens=(TOKEN,), feedback_path=None) as c:
-        assert c.post("/api/admin/promote", json={}).status_code == 401
-        assert c.get("/api/admin/controllers", headers={"authorization": "Bearer nope"}).status_code == 401
-        ok = {"authorization": f"Bearer {TOKEN}"}
-        assert c.post("/api/admin/promote", json={}, headers=ok).status_code == 409  # no feedback log
-
-
-def test_admin_promotion_is_refused_without_enough_clients(ensemble, face_png, tmp_path):
-    ok = {"authorization": f"Bearer {TOKEN}"}
-    with _page_client(ensemble, tokens=(TOKEN,), feedback_path=str(tmp_path / "fb.jsonl")) as c:
-        answer = c.post("/api/classify", content=face_png, headers=ok).json()
-        assert c.post("/api/feedback", json={"request_id": answer["request_id"], "label": "fake"},
-                      headers=ok).status_code == 200
-        result = c.post("/api/admin/promote", json={"min_clients": 2, "min_cases": 1}, headers=ok).json()
-        assert not result["promoted"] and "1 distinct client(s), at least 2" in result["detail"]
-        assert c.post("/api/admin/promote", json={"min_clients": "all"}, headers=ok).status_code == 400
-        listed = c.get("/api/admin/controllers", headers=ok).json()
-        assert listed["live"] == answer["controller_version"] and listed["versions"][0]["active"]
-        missing = c.post("/api/admin/rollback", json={"version": "9-deadbeef"}, headers=ok)
-        assert missing.status_code == 404 and "Unknown controller version" in missing.json()["error"]
-
-
 def test_browser_shows_a_borderline_score_on_a_scale_not_as_a_verdict(browser, page_url):
     from selenium.webdriver.common.by import By
 
