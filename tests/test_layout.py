@@ -155,3 +155,32 @@ def test_test_files_have_unique_names():
     for path in sorted((REPO / "tests").rglob("test_*.py")):
         assert path.name not in seen, f"{path.relative_to(REPO)} has the name of {seen[path.name].relative_to(REPO)}"
         seen[path.name] = path
+
+
+def test_every_module_is_imported_by_a_unit_test():
+    # A module reached only end to end fails there with its cause buried under Ray and Serve;
+    # each one is imported by a unit test (tests/unit/<package>/, usually test_<module>.py), or
+    # is listed in REACHED_BY with the test that drives it. Packages' __init__ are left out.
+    imported: set[str] = set()
+    for path in (REPO / "tests" / "unit").rglob("test_*.py"):
+        for module, names, _ in _imports(path):
+            imported |= {module, *(f"{module}.{name}" for name in names)}
+    untested = sorted(name for name, path in SOURCES.items()
+                      if path.name != "__init__.py" and name not in imported and name not in REACHED_BY)
+    assert not untested, f"modules no unit test imports (add one, or say in REACHED_BY what drives them): {untested}"
+    for module, test in REACHED_BY.items():
+        assert module in SOURCES and (REPO / test).is_file(), (module, test)
+
+
+# Modules no unit test imports, and the test that drives them instead (the why beside each).
+REACHED_BY = {
+    "fakeface.batch": "tests/e2e/test_batch.py",  # `fakeface batch`: its options unit-tested in batch_config
+    "fakeface.serve.cli": "tests/e2e/test_serve_start.py",  # `fakeface serve` started as a process
+    "training.train_cli": "tests/unit/training/test_training.py",  # `fakeface train` through fakeface.cli.main
+    "training.callbacks": "tests/unit/training/test_training.py",  # the training loop's callbacks (resume, stop)
+    "blackboard.ray_reaper": "tests/unit/blackboard/test_ray_reaper.py",  # a watchdog started by path
+    # Ray Serve's wrappers of blackboard.workers' plain classes (unit-tested in test_workers.py) and
+    # the applications built from them: what they add is Ray Serve itself.
+    "blackboard.deployments": "tests/e2e/test_deployments.py",
+    "blackboard.serve_apps": "tests/e2e/test_ensemble.py",
+}

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from crops import face_like_crops
+
 from agents.bundle import BundleError, load_bundle, update_bundle
 from blackboard.case import UNCERTAIN, Case, Decision, FaceRecord
 from blackboard.ood import (
@@ -23,22 +25,6 @@ from blackboard.ood import (
     fit_ood_model,
     load_ood,
 )
-
-
-def face_like_crops(face_crop: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
-    """Variations of a real face crop: shifts, scale, brightness, contrast, blur, JPEG."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        angle, scale = rng.uniform(-10, 10), rng.uniform(0.9, 1.1)
-        m = cv2.getRotationMatrix2D((112 + rng.uniform(-8, 8), 112 + rng.uniform(-8, 8)), angle, scale)
-        img = cv2.warpAffine(face_crop, m, (224, 224), borderMode=cv2.BORDER_REFLECT)
-        img = np.clip(img.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25), 0, 255).astype(np.uint8)
-        if rng.random() < 0.5:
-            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 95))])
-        out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR))
-    return out
 
 
 @pytest.fixture(scope="module")
