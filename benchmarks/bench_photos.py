@@ -15,7 +15,13 @@ Image sets (made here, from ``../shared/data``; nothing is written next to the d
   gan-face pasted at 240-420 px, the way a video call or a news page shows one;
 * ``photo_600``: frames of the shared DFDC videos shrunk to 600 px wide (people at a distance);
 * ``video_1080p``: every ``--every``-th frame of the shared videos at full size;
-* ``gan_256``: gan-faces test images as they are (detection forced on).
+* ``gan_256``: gan-faces test images as they are (detection forced on);
+* ``video_in_player`` / ``video_in_phone``: ``--count`` of those video frames as a user's
+  screenshot shows them: filling the video area of a desktop player, or of a phone app held upright
+  (a 16:9 video under a bright app UI, so the face is small and the picture's light is the UI's);
+* ``dark_no_face_phone``: the same phone screenshots with the frame's left third stretched over the
+  video area (the dim room, nobody in it): a face found there is a false one, so its "recall" is the
+  share of screenshots with a spurious face.
 
 Per set and detector: milliseconds per image (best of ``--repeats``), recall (share of images in
 which the known face is found: for video frames a box centred in the hand-marked region of
@@ -98,12 +104,24 @@ def _video_frames(every: int) -> list[tuple[np.ndarray, tuple | None]]:
     return frames
 
 
+def _on_screen(kind: str, frame: np.ndarray, region: tuple | None, seed: int) -> tuple[np.ndarray, tuple | None]:
+    """``frame`` filling the video area of a ``kind`` screenshot, and its region moved there."""
+    from vision.screens import screenshot
+
+    image, (x, y, w, h) = screenshot(kind, frame, np.random.default_rng(seed), face_scale=(0.95, 1.0))
+    sx, sy = w / frame.shape[1], h / frame.shape[0]
+    return image, (x + region[0] * sx, y + region[1] * sy, x + region[2] * sx, y + region[3] * sy) if region else None
+
+
 def image_sets(count: int, every: int) -> dict[str, list[tuple[np.ndarray, tuple | None]]]:
     """Set name -> (image, reference region or None) pairs; the region's scale follows the image."""
     gan = _gan_faces(count)
     frames = _video_frames(every)
+    picked = frames[::max(1, len(frames) // count)][:count]
+    empty = [cv2.resize(np.ascontiguousarray(rgb[:, :rgb.shape[1] // 3]), (rgb.shape[1], rgb.shape[0]))
+             for rgb, _ in picked]
     photos = []
-    for rgb, region in frames[::max(1, len(frames) // count)][:count]:
+    for rgb, region in picked:
         factor = 600.0 / rgb.shape[1]
         photos.append((cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA),
                        tuple(v * factor for v in region) if region else None))
@@ -113,6 +131,9 @@ def image_sets(count: int, every: int) -> dict[str, list[tuple[np.ndarray, tuple
         "photo_600": photos,
         "video_1080p": frames,
         "gan_256": [(g, None) for g in _gan_faces(4 * count)],
+        "video_in_player": [_on_screen("player", rgb, region, i) for i, (rgb, region) in enumerate(picked)],
+        "video_in_phone": [_on_screen("phone", rgb, region, i) for i, (rgb, region) in enumerate(picked)],
+        "dark_no_face_phone": [_on_screen("phone", rgb, None, i) for i, rgb in enumerate(empty)],
     }
 
 
@@ -149,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     add_repeats_arg(parser, default=2, per="set and detector (best is kept)")
     parser.add_argument("--count", type=int, default=12, help="images per generated set (gan_256 gets 4x)")
     parser.add_argument("--every", type=int, default=10, help="every N-th video frame")
+    parser.add_argument("--sets", nargs="+", default=None, help="only these image sets (default: all)")
     args = parser.parse_args(argv)
 
     from vision.face_detector import FaceDetector
@@ -167,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     results: dict = {}
     for name, items in sets.items():
+        if args.sets and name not in args.sets:
+            continue
         timings: dict[str, list[float]] = {d: [] for d in detectors}
         found: dict[str, list] = {}
         for _ in range(args.repeats):
@@ -196,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         "goal_ms": 80.0,
         "sets": results,
         "goal_met": all(results[s]["current"]["ms_per_image"] <= 80.0 for s in ("portrait_1024", "screenshot_1080p")),
-        "recall_kept": all(results[s]["current"]["recall"] >= results[s]["baseline"]["recall"] for s in results),
+        "recall_kept": all(results[s]["current"]["recall"] >= results[s]["baseline"]["recall"] for s in results
+                           if not s.startswith("dark_no_face")),  # there a found face is a false one
     }
     write_json(args.out, report)
 

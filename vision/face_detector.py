@@ -60,6 +60,11 @@ class FaceGate:
 # in a 1080p frame, 82 px in a 1024 px portrait. The shared DFDC videos' faces and the gan-faces
 # portraits are all found at this share (benchmarks/bench_photos.py); smaller faces need 0.
 MIN_FACE_SHARE = 0.08
+# MTCNN searches with square windows; ONet's box is tighter than the window that found it (a face
+# found by a 40 px search in a phone screenshot measures 37-39 x 47-50 px). A face is kept when its
+# box's shorter side is at least this share of ``min_face_size`` (32 px for 40, the smallest face
+# `blackboard.ood` gives a verdict), not dropped at the edge of the search that found it.
+BOX_SHARE = 0.8
 # The detector's first pass unless the caller names one (FaceDetector's first_pass): module-level so
 # that a benchmark run (benchmarks/bench_group.py --first-pass) can switch every detector it makes.
 FIRST_PASS = "mtcnn"
@@ -92,10 +97,12 @@ class FaceDetector:
     Detection runs in up to two passes: the first on each image (shrunk to ``max_side``,
     brightened when dark, see :func:`enhance_for_detection`); a retry for images in which
     nothing passed the gate, on a contrast-corrected copy at full resolution (small images
-    upscaled 2x). Every candidate then goes through :class:`FaceGate`.
+    upscaled 2x); then the picture's dark regions, each brightened on its own. Every candidate
+    goes through :class:`FaceGate`.
 
     Args:
-        min_face_size: smallest face to find, in pixels of the input image.
+        min_face_size: smallest face to search for, in pixels of the input image (MTCNN's square
+            window; the face's box may be down to :data:`BOX_SHARE` of it).
         min_face_share: smallest face to find relative to the image, as a share of its shorter
             side; the larger of this and ``min_face_size`` sets where MTCNN's pyramid starts, so a
             1024 px portrait is not searched for 40 px faces. 0 looks down to ``min_face_size``.
@@ -243,15 +250,16 @@ class FaceDetector:
 
     def _dim_faces(self, images: list[np.ndarray], plain: list[np.ndarray], seen: list[np.ndarray],
                    factors: list[float], found: list[list[DetectedFace]]) -> list[list[DetectedFace]]:
-        """Faces in the dark regions (:func:`dim_regions`) of images where others were found, each
-        region searched after brightening it by its own darkness; faces found are not repeated.
+        """Faces in the dark regions (:func:`dim_regions`) of each image, each region searched after
+        brightening it by its own darkness; faces found are not repeated. Images where nothing was
+        found are searched too: a dim video in a bright app's screenshot is lit by neither the first
+        pass nor the retry, which go by the whole picture's light (a phone screenshot of a dark DFDC
+        frame: no face, then the face; `benchmarks/bench_photos.py`'s ``video_in_phone``).
 
         ``plain`` are the detection images before light correction, ``seen`` after it."""
         lit = list(seen)  # the detection images with their dark regions brightened
         extra: list[list[DetectedFace]] = [[] for _ in seen]
         for i, faces in enumerate(found):
-            if not faces:
-                continue  # nothing found at all: the retry pass already looked, brightened
             least = max(12.0, self.min_face_size * factors[i], self.min_face_share * min(seen[i].shape[:2]))
             for (x, y, w, h), dark_mean in dim_regions(plain[i], min_side=least):
                 part, _ = enhance_for_detection(plain[i][y:y + h, x:x + w], force=True, dark_mean=dark_mean)
@@ -315,7 +323,7 @@ class FaceDetector:
         for item in found:
             confidence = float(item["confidence"])
             x, y, w, h = (float(v) / factor for v in item["box"])
-            if confidence < self.gate.min_confidence or min(w, h) < self.min_face_size:
+            if confidence < self.gate.min_confidence or min(w, h) < BOX_SHARE * self.min_face_size:
                 continue
             points = np.array([item["keypoints"][name] for name in LANDMARK_NAMES], dtype=np.float64) / factor
             if self.gate.geometry and not plausible_landmarks((x, y, w, h), points, self.gate.eye_ratio):

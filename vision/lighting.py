@@ -2,8 +2,8 @@
 
 MTCNN (and BlazeFace) see too little contrast in a dark or flat frame to find its faces; only the
 detector sees the corrected pixels, the agents get crops of the original. `vision.face_detector`
-corrects each picture before its first pass and searches the dark regions of a picture whose faces
-were found for one more in shadow.
+corrects each picture before its first pass and searches the dark regions of every picture for a
+face in shadow (one more beside those found, or the only one: a dim video in a bright screenshot).
 """
 
 from __future__ import annotations

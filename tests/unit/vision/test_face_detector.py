@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 import vision.lighting as lighting
-from vision.face_detector import DetectedFace, FaceDetector, FaceGate, plausible_landmarks
+from vision.alignment import LANDMARK_NAMES
+from vision.face_detector import BOX_SHARE, DetectedFace, FaceDetector, FaceGate, plausible_landmarks
 
 
 def test_detects_the_astronaut_with_landmarks_in_order(astronaut_face):
@@ -95,6 +97,36 @@ def test_a_dim_face_beside_a_lit_one_is_found_by_the_dark_region_pass(detector, 
     assert abs(dim.box[0] - 512 - lit.box[0]) < 15 and abs(dim.box[1] - lit.box[1]) < 15  # the same place
     monkeypatch.setattr(lighting, "DIM_REGIONS", 0)  # without the pass, the shadowed face is missed
     assert [int(f.box[0] // 512) for f in detector.detect(pair)] == [0]
+
+
+def test_a_dim_video_in_a_bright_screenshot_is_searched_though_nothing_else_was_found(detector, face_rgb,
+                                                                                      monkeypatch):
+    # A phone screenshot of a dark clip: white app UI around a dim video, the only face in the video.
+    # The whole picture is bright, so neither the first pass nor the retry brightens the video.
+    screen = np.full((1334, 750, 3), 246, np.uint8)
+    video = cv2.resize((face_rgb * 0.12 + 6).astype(np.uint8), (420, 420), interpolation=cv2.INTER_AREA)
+    screen[140:560, 165:585] = video
+    found = detector.detect(screen)
+    assert len(found) == 1
+    x, y, w, h = found[0].box
+    assert 165 < x < 585 and 140 < y < 560 and plausible_landmarks(found[0].box, found[0].landmarks, (0.2, 0.8))
+    monkeypatch.setattr(lighting, "DIM_REGIONS", 0)  # without the dark-region pass: no face at all
+    assert detector.detect(screen) == []
+
+
+def test_a_face_box_tighter_than_the_search_window_is_kept_down_to_the_box_share(detector, astronaut_face):
+    # MTCNN's box is tighter than the square window that found the face: a 40 px search gives
+    # 37-39 px boxes, which must not be dropped at the edge of the search that found them.
+    def candidate(side):
+        scale = side / astronaut_face.box[2]
+        x, y, _, _ = astronaut_face.box
+        points = (astronaut_face.landmarks - (x, y)) * scale
+        keypoints = dict(zip(LANDMARK_NAMES, points.tolist()))
+        return {"box": [0.0, 0.0, side, side * 1.25], "confidence": 0.99, "keypoints": keypoints}
+
+    assert detector.min_face_size == 40 and BOX_SHARE * 40 == 32
+    kept = detector._candidates([candidate(s) for s in (31.0, 32.0, 37.0, 45.0)], 1.0)
+    assert [round(f.box[2]) for f in kept] == [32, 37, 45]
 
 
 def test_blazeface_as_the_first_pass_finds_the_same_face_with_the_same_landmarks(detector, face_rgb):
