@@ -43,11 +43,25 @@ from blackboard.combine import vote_matrix
 from blackboard.config import EnsembleConfig
 from blackboard.decision import context_for, decide, decider_name, decider_version
 from vision.context import face_context
+from vision.face_detector import smallest_face_searched
 from vision.faces import DETECT_MODES
 
 # How to classify the whole image anyway, in each front end's words.
 NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off` (CLI), "
                 "face_detection=FACE_DETECTION_OFF (gRPC) or \"classify the whole image\" (web page)")
+
+
+def _no_face_reason(shape: tuple[int, ...], detect: str) -> str:
+    """Why a picture got no face, with the size a face must have to be found in a picture this size
+    (a face in a small video window is often under it) and how to classify the whole image."""
+    size = (f"the detector looks for faces of about {smallest_face_searched(shape)} px and larger in a "
+            f"{shape[1]}x{shape[0]} picture; a face in a small video window can be smaller: show the video "
+            "larger or full screen before taking the screenshot")
+    found = "no face found by the detector" if detect == "on" else "no face found"
+    crop = "" if detect == "on" else ", and the image is not shaped like a face crop"
+    return f"{found} ({size}){crop}{NO_FACE_HINT}"
+
+
 # Cases whose votes are kept for feedback (a bounded LRU: memory stays flat under load).
 FEEDBACK_CACHE = 1024
 # Controllers kept in memory for rollback after feedback updates.
@@ -160,8 +174,7 @@ class Board(contextlib.AbstractContextManager):
             case.faces.append(FaceRecord(index=i, box=face.box, landmarks=list(face.landmarks),
                                          confidence=face.confidence, crop=face.crop, context=dict(face.context)))
         if not case.faces:
-            case.no_face_reason = ("no face found by the detector" if detect == "on" else
-                                   "no face found, and the image is not shaped like a face crop") + NO_FACE_HINT
+            case.no_face_reason = _no_face_reason(image.shape, detect)
         case = self._conclude(case, found.votes, found.copy_votes, start)
         with self._numeric:
             return self._gate.apply(case, features=found.ood_features)

@@ -73,6 +73,14 @@ VERIFY_SIZE = 112
 VERIFY_MIN_FACE = 24
 
 
+def smallest_face_searched(shape: Sequence[int], *, min_face_size: int = 40,
+                           min_face_share: float = MIN_FACE_SHARE) -> int:
+    """The smallest face (px, input pixels) that :class:`FaceDetector` with these settings searches
+    a picture of ``shape`` (height, width, ...) for; smaller faces are usually missed. Said to a
+    person whose screenshot got no face: a face in a small video window can be under it."""
+    return int(round(max(float(min_face_size), float(min_face_share) * min(int(shape[0]), int(shape[1])))))
+
+
 def plausible_landmarks(box: Sequence[float], points: np.ndarray, eye_ratio: tuple[float, float]) -> bool:
     """True when five landmarks are laid out like a face in its box.
 

@@ -238,3 +238,15 @@ def test_model_info_names_the_bundle_agents_and_feedback_count(board, tmp_path):
         loading.model_info()
     assert err.value.status == Status.UNAVAILABLE
     assert _count(loading, "GetModelInfo", Status.UNAVAILABLE) == 1
+
+
+def test_a_picture_without_a_face_says_how_large_a_face_must_be_to_be_found(board, tmp_path):
+    service = _service(board, tmp_path)
+    desktop = encode_png(np.full((1080, 1920, 3), 200, np.uint8))  # a screenshot with no face in it
+    answer = _classify(service, desktop, ClassifyOptions(detect="auto", source="desk.png"))
+    reason = answer.case.no_face_reason
+    assert not answer.case.faces and reason.startswith("no face found (")
+    assert "about 86 px and larger in a 1920x1080 picture" in reason and "full screen" in reason
+    assert "not shaped like a face crop" in reason and "--detect off" in reason
+    on = _classify(service, desktop, ClassifyOptions(detect="on", source="desk.png")).case.no_face_reason
+    assert on.startswith("no face found by the detector (") and "not shaped like" not in on

@@ -8,7 +8,8 @@ import pytest
 
 import vision.lighting as lighting
 from vision.alignment import LANDMARK_NAMES
-from vision.face_detector import BOX_SHARE, DetectedFace, FaceDetector, FaceGate, plausible_landmarks
+from vision.face_detector import (BOX_SHARE, DetectedFace, FaceDetector, FaceGate, plausible_landmarks,
+                                  smallest_face_searched)
 
 
 def test_detects_the_astronaut_with_landmarks_in_order(astronaut_face):
@@ -147,3 +148,10 @@ def test_the_first_pass_is_checked():
         FaceDetector(first_pass="yunet")
     with pytest.raises(ValueError, match="needs refine=True.*refine=False"):
         FaceDetector(first_pass="blazeface", refine=False)
+
+
+@pytest.mark.parametrize("shape, smallest", [((1080, 1920, 3), 86), ((1334, 750, 3), 60), ((360, 640, 3), 40),
+                                             ((1024, 1024), 82)])
+def test_the_smallest_face_searched_follows_the_pictures_shorter_side(shape, smallest):
+    assert smallest_face_searched(shape) == smallest
+    assert smallest_face_searched(shape, min_face_share=0.0) == 40
