@@ -153,8 +153,9 @@ class Runner:
         kept: dict[int, tuple[bytes, list[dict[str, Any]]]] = {}  # sample -> (JPEG copy, its faces)
         sampled = 0
         meta: dict[str, Any] = {}
+        shape: tuple[int, ...] = ()
         for frame, resp in self._frame_answers(path):
-            meta = response_meta(resp)
+            meta, shape = response_meta(resp), frame.rgb.shape
             faces = [{**face_to_dict(f, time_s=frame.time_s), "sample": sampled, "request_id": resp.request_id}
                      for f in resp.faces if f.label != pb.LABEL_UNSPECIFIED]
             tracker.update(faces)
@@ -172,6 +173,11 @@ class Runner:
         meta.pop("timings_ms", None)
         result = {"file": str(path), "kind": "video", **meta, "frames_sampled": sampled, "fps": self.args.fps,
                   "tracks": tracks, **summarize_video(tracks)}
+        if not tracks and shape:  # how large a face must be to be found, as an image's answer says
+            from vision.face_detector import smallest_face_searched
+
+            result["reason"] += (f" (the detector looks for faces of about {smallest_face_searched(shape)} px and "
+                                 f"larger in {shape[1]}x{shape[0]} frames)")
         position = shown_frame(tracks, result)
         picture, faces = None, []
         if position is not None:

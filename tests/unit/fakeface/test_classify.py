@@ -77,6 +77,22 @@ def test_in_process_table_annotation_and_heatmaps(capsys, files, tiny_bundle, tm
     assert (below < 128).any() and not (below[..., 2] > below[..., 1] + 60).any()  # dark text, no JET overlay
 
 
+def test_a_clip_without_a_face_says_how_large_a_face_must_be(capsys, tiny_bundle, tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    video = tmp_path / "empty-room.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (640, 360))
+    for i in range(10):
+        writer.write(np.full((360, 640, 3), 60 + 10 * i, np.uint8))
+    writer.release()
+    assert classify_cli.main([str(video), "--bundle", str(tiny_bundle), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)[0]
+    assert result["verdict"] == "no face" and result["frames_sampled"] == 2
+    assert result["reason"] == ("no face found in the sampled frames (the detector looks for faces of about 40 px "
+                                "and larger in 640x360 frames)")
+
+
 def test_json_view_drops_heatmap_bytes():
     result = [{"file": "a.png", "kind": "image", "faces": [{"index": 0, "heatmaps": {"custom": b"\x89PNG"}}]}]
     text = json.dumps(classify_cli.json_ready(result))
