@@ -53,6 +53,11 @@ WINDOW_SHIFT = 1.0 / 32.0
 # with the six starts above (both keeping the union).
 # At most this many states per path; paths end on a cycle after 2-5 in practice.
 MAX_STEPS = 12
+# A path whose window would grow past this many times its start's side stops where it is. On what
+# is no face, ONet's box can widen at every step: a dfdc-test crop upscaled to 448 px walked to a
+# window ~34 000 px wide, whose padded patch region asked for 13.8 GB and took the process down
+# (2026-12-04). A face's box moves by a few % between states, far inside this.
+MAX_GROWTH = 2.0
 
 State = tuple[int, int, int]  # window centre x, y (whole pixels) and side (px, on the ladder)
 Network = Callable[[np.ndarray], Sequence[np.ndarray]]  # float patches -> offsets, points, scores
@@ -165,11 +170,13 @@ class LandmarkRefiner:
         if not len(boxes):
             return []
         seen: dict[State, tuple[np.ndarray, np.ndarray]] = {}
-        cycles = self._walk(image_rgb, [state_of(box) for box in boxes], seen)
+        starts = [state_of(box) for box in boxes]
+        largest = [MAX_GROWTH * start[2] for start in starts]  # both walks of a face stay under it
+        cycles = self._walk(image_rgb, starts, seen, largest)
         # Two views may stop on neighbouring cycles (a box size near a rung's edge). A second path
         # from across that edge usually reaches the other view's cycle, and the smaller of the two
         # cycles (comparing their sorted states) is then the same pick in both views.
-        reached = self._walk(image_rgb, [_across_the_edge(cycle, seen) for cycle in cycles], seen)
+        reached = self._walk(image_rgb, [_across_the_edge(cycle, seen) for cycle in cycles], seen, largest)
         out = []
         height, width = image_rgb.shape[:2]
         for i, cycle in enumerate(cycles):
@@ -181,12 +188,13 @@ class LandmarkRefiner:
             out.append(((float(x1), float(y1), float(x2 - x1), float(y2 - y1)), points))
         return out
 
-    def _walk(self, image: np.ndarray, starts: list[State],
-              seen: dict[State, tuple[np.ndarray, np.ndarray]]) -> list[list[State]]:
+    def _walk(self, image: np.ndarray, starts: list[State], seen: dict[State, tuple[np.ndarray, np.ndarray]],
+              largest: list[float]) -> list[list[State]]:
         """From each start, state to next state until one repeats: the cycle each path ends on
-        (its last state when none repeats within MAX_STEPS). Paths advance together, step by step;
-        states already in ``seen`` are not looked at again."""
-        paths: list[list[State]] = [[start] for start in starts]
+        (its last state when none repeats within MAX_STEPS, or when the next state's side would be
+        over the path's ``largest``). Paths advance together, step by step; states already in
+        ``seen`` are not looked at again."""
+        paths: list[list[State]] = [[start] for start in starts]  # a start is at most a ladder step over
         ends: list[int | None] = [None] * len(starts)  # index in its path where a cycle starts
         for _ in range(MAX_STEPS):
             todo = [i for i, end in enumerate(ends) if end is None]
@@ -198,6 +206,8 @@ class LandmarkRefiner:
                 nxt = state_of((box[0], box[1], box[2] - box[0], box[3] - box[1]))
                 if nxt in paths[i]:
                     ends[i] = paths[i].index(nxt)
+                elif nxt[2] > largest[i]:
+                    ends[i] = len(paths[i]) - 1  # running away: no face holds the box; stop here
                 else:
                     paths[i].append(nxt)
         self._evaluate(image, {path[-1] for path in paths} - set(seen), seen)  # paths cut short

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import vision.face_refine as face_refine
 from vision.alignment import align_face
 from vision.face_refine import LandmarkRefiner, ladder_side, state_of, window_patch
 
@@ -86,6 +87,37 @@ def test_a_face_refined_beside_others_gets_what_it_gets_alone_though_the_network
         [(alone_box, alone_points)] = refiner.refine(picture, [box])
         np.testing.assert_array_equal(joint_points, alone_points)
         assert joint_box == alone_box
+
+
+def _widening_network(patches: np.ndarray) -> list[np.ndarray]:
+    """A stand-in for ONet on something that is no face: every box it returns is 1.5x its window."""
+    count = len(patches)
+    points = np.tile([0.3, 0.7, 0.5, 0.35, 0.65, 0.35, 0.35, 0.55, 0.75, 0.75], (count, 1))
+    return [np.tile([-0.25, -0.25, 0.25, 0.25], (count, 1)), points, np.tile([0.0, 1.0], (count, 1))]
+
+
+class _Recording(LandmarkRefiner):
+    """Records the side of every window state the refiner looks at."""
+
+    def _evaluate(self, image, states, seen):
+        self.sides = getattr(self, "sides", []) + [side for _, _, side in states]
+        super()._evaluate(image, states, seen)
+
+
+def test_a_window_that_keeps_widening_stops_near_twice_its_start(monkeypatch):
+    # On what is no face, ONet's box can widen at every step: a dfdc-test crop upscaled to 448 px
+    # walked to a window ~34 000 px wide, and its padded patch region asked for 13.8 GB.
+    image = _square_picture(100, 100, [(30, 30, 40)])
+    bounded = _Recording(_widening_network)
+    [(box, points)] = bounded.refine(image, [(30.0, 30.0, 40.0, 40.0)])
+    start = ladder_side(40.0)
+    assert max(bounded.sides) <= 3 * start and np.all(np.isfinite(points))  # twice, and the second walk's start
+    # Unbounded it walks on and on (4 steps a walk here, or the test itself would need gigabytes).
+    monkeypatch.setattr(face_refine, "MAX_GROWTH", float("inf"))
+    monkeypatch.setattr(face_refine, "MAX_STEPS", 4)
+    unbounded = _Recording(_widening_network)
+    unbounded.refine(image, [(30.0, 30.0, 40.0, 40.0)])
+    assert max(unbounded.sides) > 10 * start
 
 
 def test_refiner_with_no_boxes_returns_nothing():
