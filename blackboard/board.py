@@ -43,7 +43,7 @@ from blackboard.combine import vote_matrix
 from blackboard.config import EnsembleConfig
 from blackboard.decision import context_for, decide, decider_name, decider_version
 from vision.context import face_context
-from vision.face_detector import smallest_face_searched
+from vision.face_detector import smallest_face_note
 from vision.faces import DETECT_MODES
 
 # How to classify the whole image anyway, in each front end's words.
@@ -54,8 +54,7 @@ NO_FACE_HINT = ("; to classify the whole image as a face crop, use `--detect off
 def _no_face_reason(shape: tuple[int, ...], detect: str) -> str:
     """Why a picture got no face, with the size a face must have to be found in a picture this size
     (a face in a small video window is often under it) and how to classify the whole image."""
-    size = (f"the detector looks for faces of about {smallest_face_searched(shape)} px and larger in a "
-            f"{shape[1]}x{shape[0]} picture; a face in a small video window can be smaller: show the video "
+    size = (f"{smallest_face_note(shape)}; a face in a small video window can be smaller: show the video "
             "larger or full screen before taking the screenshot")
     found = "no face found by the detector" if detect == "on" else "no face found"
     crop = "" if detect == "on" else ", and the image is not shaped like a face crop"

@@ -174,10 +174,9 @@ class Runner:
         result = {"file": str(path), "kind": "video", **meta, "frames_sampled": sampled, "fps": self.args.fps,
                   "tracks": tracks, **summarize_video(tracks)}
         if not tracks and shape:  # how large a face must be to be found, as an image's answer says
-            from vision.face_detector import smallest_face_searched
+            from vision.face_detector import smallest_face_note
 
-            result["reason"] += (f" (the detector looks for faces of about {smallest_face_searched(shape)} px and "
-                                 f"larger in {shape[1]}x{shape[0]} frames)")
+            result["reason"] += f" ({smallest_face_note(shape, 'frame')})"
         position = shown_frame(tracks, result)
         picture, faces = None, []
         if position is not None:

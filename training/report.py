@@ -51,7 +51,6 @@ def save_figure(fig: Figure, path: Path) -> str:
     return path.name
 
 
-
 def _curves(display: Any, y: np.ndarray, scores: dict[str, np.ndarray]) -> tuple[Figure, Any]:
     """(figure, axes) holding one curve per system, drawn by a scikit-learn display class."""
     fig = Figure(figsize=(6.5, 6))

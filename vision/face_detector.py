@@ -60,6 +60,8 @@ class FaceGate:
 # in a 1080p frame, 82 px in a 1024 px portrait. The shared DFDC videos' faces and the gan-faces
 # portraits are all found at this share (benchmarks/bench_photos.py); smaller faces need 0.
 MIN_FACE_SHARE = 0.08
+# Default smallest face searched for, in input pixels (FaceDetector.min_face_size).
+MIN_FACE_SIZE = 40
 # MTCNN searches with square windows; ONet's box is tighter than the window that found it (a face
 # found by a 40 px search in a phone screenshot measures 37-39 x 47-50 px). A face is kept when its
 # box's shorter side is at least this share of ``min_face_size`` (32 px for 40, the smallest face
@@ -73,12 +75,18 @@ VERIFY_SIZE = 112
 VERIFY_MIN_FACE = 24
 
 
-def smallest_face_searched(shape: Sequence[int], *, min_face_size: int = 40,
+def smallest_face_searched(shape: Sequence[int], *, min_face_size: int = MIN_FACE_SIZE,
                            min_face_share: float = MIN_FACE_SHARE) -> int:
     """The smallest face (px, input pixels) that :class:`FaceDetector` with these settings searches
-    a picture of ``shape`` (height, width, ...) for; smaller faces are usually missed. Said to a
-    person whose screenshot got no face: a face in a small video window can be under it."""
+    a picture of ``shape`` (height, width, ...) for; smaller faces are usually missed."""
     return int(round(max(float(min_face_size), float(min_face_share) * min(int(shape[0]), int(shape[1])))))
+
+
+def smallest_face_note(shape: Sequence[int], what: str = "picture") -> str:
+    """Said to a person whose ``what`` of ``shape`` got no face (the default detector's settings):
+    a face in a small video window can be under the size searched for."""
+    return (f"the detector looks for faces of about {smallest_face_searched(shape)} px and larger in a "
+            f"{int(shape[1])}x{int(shape[0])} {what}")
 
 
 def plausible_landmarks(box: Sequence[float], points: np.ndarray, eye_ratio: tuple[float, float]) -> bool:
@@ -128,7 +136,7 @@ class FaceDetector:
             the retry stay MTCNN's. None: :data:`FIRST_PASS`.
     """
 
-    def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9, max_side: int | None = 1024,
+    def __init__(self, *, min_face_size: int = MIN_FACE_SIZE, min_confidence: float = 0.9, max_side: int | None = 1024,
                  gate: FaceGate | None = None, enhance: bool = True, retry: bool = True,
                  min_face_share: float = MIN_FACE_SHARE, refine: bool = True, first_pass: str | None = None) -> None:
         if not isinstance(min_face_size, (int, np.integer)) or min_face_size < 12:

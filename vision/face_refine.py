@@ -194,7 +194,8 @@ class LandmarkRefiner:
         (its last state when none repeats within MAX_STEPS, or when the next state's side would be
         over the path's ``largest``). Paths advance together, step by step; states already in
         ``seen`` are not looked at again."""
-        paths: list[list[State]] = [[start] for start in starts]  # a start is at most a ladder step over
+        # A second walk's start may lie a ladder step over ``largest``: it is looked at, then its path stops.
+        paths: list[list[State]] = [[start] for start in starts]
         ends: list[int | None] = [None] * len(starts)  # index in its path where a cycle starts
         for _ in range(MAX_STEPS):
             todo = [i for i, end in enumerate(ends) if end is None]
