@@ -30,7 +30,7 @@ TOKEN_ENV = "FAKEFACE_TOKEN"
 def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="images (JPEG/PNG/BMP/WebP) or videos (mp4/avi/mov/mkv)")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images (JPEG/PNG/WebP/HEIC/AVIF/BMP) or videos (mp4/avi/mov/mkv)")
     parser.add_argument("--server", metavar="HOST:PORT", default=None, help="use a running `fakeface serve`")
     parser.add_argument("--bundle", default=None, help="bundle for in-process mode (None: the shipped bundle)")
     parser.add_argument("--ray-address", default=None,

@@ -24,12 +24,16 @@ from agents.errors import raised_as, read_bytes
 from agents.preprocessing import as_rgb_uint8
 
 # File extensions (lower case, with the dot) of the inputs every command accepts.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif", ".heic",
+                                      ".heif")
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # Frame rate assumed when a container does not report one (the common broadcast rate).
 FALLBACK_FPS = 25.0
 # Largest decoded image, in pixels, unless a caller sets its own limit.
 MAX_PIXELS = 40_000_000
+# PIL format names decoded by PIL, not OpenCV: HEIF/HEIC is what an iPhone's camera saves (a photo
+# of a screen), read through pillow-heif's opener; OpenCV reads AVIF but ignores its orientation.
+PIL_DECODED = ("HEIF", "AVIF")
 
 
 class ImageError(ValueError):
@@ -73,6 +77,7 @@ def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int,
     """
     from PIL import Image, UnidentifiedImageError
 
+    _register_heif()
     if data is None or len(data) == 0:
         raise ImageError("empty input: no image bytes were received")
     try:
@@ -84,7 +89,8 @@ def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int,
     except Image.DecompressionBombError as exc:
         raise ImageError(f"refused a decompression bomb: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"not a decodable image ({len(data)} bytes; JPEG, PNG, BMP or WebP expected)") from exc
+        raise ImageError(f"not a decodable image ({len(data)} bytes; JPEG, PNG, WebP, AVIF, HEIC, BMP or TIFF "
+                         "expected)") from exc
     if width * height > max_pixels:
         raise ImageError(
             f"refused a decompression bomb: the header claims {width}x{height} = {width * height} pixels, "
@@ -93,11 +99,36 @@ def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int,
     return int(width), int(height), kind
 
 
+def _register_heif() -> None:
+    """Lets PIL open HEIF/HEIC files (once per process; a no-op without pillow-heif)."""
+    global _HEIF_REGISTERED
+    if not _HEIF_REGISTERED:
+        _HEIF_REGISTERED = True
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:  # an install without the optional decoder: HEIC is refused as undecodable
+            return
+        register_heif_opener()
+
+
+_HEIF_REGISTERED = False
+
+
+def _decode_with_pil(data: bytes) -> np.ndarray:
+    """RGB uint8 pixels of an image PIL decodes, turned upright by its EXIF orientation (as
+    OpenCV does for the formats it decodes)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
 def image_file_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """(width, height) of an image file from its header (no pixels decoded); None when the file
     cannot be read as an image."""
     from PIL import Image
 
+    _register_heif()
     try:
         with Image.open(path) as image:
             return image.size
@@ -106,13 +137,19 @@ def image_file_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decodes JPEG/PNG/BMP/WebP/TIFF bytes to RGB uint8, refusing anything unsafe (the header
-    is checked first, :func:`read_header`).
+    """Decodes JPEG/PNG/WebP/AVIF/HEIC/BMP/TIFF bytes to RGB uint8, refusing anything unsafe (the
+    header is checked first, :func:`read_header`).
 
     Raises:
         ImageError: empty input, undecodable data, or more than ``max_pixels`` pixels.
     """
-    width, height, _ = read_header(data, max_pixels=max_pixels)
+    width, height, kind = read_header(data, max_pixels=max_pixels)
+    if kind in PIL_DECODED:
+        try:
+            return _decode_with_pil(data)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageError(f"not a decodable image ({len(data)} bytes; the {width}x{height} {kind} header is "
+                             "corrupt or the pixel data is truncated)") from exc
     buffer = np.frombuffer(data, dtype=np.uint8)
     bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:

@@ -214,7 +214,7 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
                                  code=err.status.value) from err
             if err.reason == BAD_IMAGE:
                 raise WebRefusal(415, "This file is neither an image nor a video the detector can read "
-                                      f"({err.message}). Send a JPEG, PNG, BMP or WebP image, or an MP4, WebM, "
+                                      f"({err.message}). Send a JPEG, PNG, WebP, HEIC, AVIF or BMP image, or an MP4, WebM, "
                                       "MOV, MKV or AVI clip.", code=err.status.value) from err
             raise
         resp = case_to_proto(answer.case, heatmaps=answer.heatmaps)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vision.media import ImageError, as_rgb, decode_image, read_image
+from vision.media import ImageError, as_rgb, decode_image, is_image, read_image
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -54,6 +54,41 @@ def test_read_image_names_the_file(tmp_path):
     with pytest.raises(ImageError, match="missing.png: cannot read file"):
         read_image(tmp_path / "missing.png")
 
+
+def _pil_bytes(rgb: np.ndarray, fmt: str, **save) -> bytes:
+    import io
+
+    from PIL import Image
+
+    import vision.media
+
+    vision.media._register_heif()
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_decode_image_reads_phone_formats_upright(fmt):
+    # An iPhone saves its photos as HEIC with an EXIF orientation: a photo of a screen must come out
+    # as the person saw it, like a JPEG does through OpenCV.
+    tall = np.zeros((60, 40, 3), np.uint8)
+    tall[:10] = (250, 30, 30)  # a red band along the top of the upright picture
+    stored = np.ascontiguousarray(np.rot90(tall, k=1))  # stored turned 90° anticlockwise (40 x 60)
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    decoded = decode_image(_pil_bytes(stored, fmt, quality=95, exif=exif.tobytes()))
+    assert decoded.shape == (60, 40, 3)
+    assert decoded[:10].mean(axis=(0, 1))[0] > 200 and decoded[20:].mean() < 30
+    assert is_image(f"IMG_0001.{fmt.lower() if fmt == 'AVIF' else 'heic'}")
+
+
+def test_a_truncated_heic_is_refused_with_its_size():
+    data = _pil_bytes(np.full((64, 64, 3), 128, np.uint8), "HEIF")
+    with pytest.raises(ImageError, match="64x64 HEIF header is corrupt|not a decodable image"):
+        decode_image(data[: len(data) // 2])
 
 
 def test_as_rgb_gives_three_uint8_channels_and_refuses_what_is_not_an_image():

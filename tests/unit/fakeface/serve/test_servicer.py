@@ -82,6 +82,22 @@ def test_bytes_that_are_no_request_are_invalid_argument_and_the_server_goes_on(s
     assert stub.Classify(_request(crop_png), timeout=60).faces
 
 
+def test_a_phone_photo_in_heic_is_answered_like_its_png(stub, face_crop, crop_png):
+    # What an iPhone's camera saves; near-lossless here, so the votes match the PNG's closely.
+    import io
+
+    from PIL import Image
+
+    from vision.media import _register_heif
+
+    _register_heif()
+    out = io.BytesIO()
+    Image.fromarray(face_crop).save(out, format="HEIF", quality=100)
+    heic = stub.Classify(_request(out.getvalue()), timeout=60).faces[0]
+    png = stub.Classify(_request(crop_png), timeout=60).faces[0]
+    assert abs(heic.p_fake - png.p_fake) < 0.1 and {v.agent for v in heic.votes} == AGENTS
+
+
 def test_an_image_that_does_not_decode_is_invalid_argument(stub):
     code, details = _code(lambda: stub.Classify(_request(b"GIF89a but not really"), timeout=30))
     assert code is grpc.StatusCode.INVALID_ARGUMENT and details
