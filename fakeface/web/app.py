@@ -56,7 +56,7 @@ from fakeface.web.guards import (FeedbackBody, WebRefusal, caller_of, read_cappe
                                  token_checker, web_refusal)
 from fakeface.web.report import LIMITS, TILE_PX, accuracy_statement, build_report, error_rates, trained_on
 from fakeface.web.video import VIDEO_SUFFIX, ServiceBackend, sniff_video
-from fakeface.web.views import face_view, png_data_uri, response_view
+from fakeface.web.views import face_view, png_data_uri, preview_data_uri, response_view
 
 log = logging.getLogger("fakeface.web")
 MIB = 1024 * 1024
@@ -220,6 +220,9 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
         resp = case_to_proto(answer.case, heatmaps=answer.heatmaps)
         result = response_view(resp)
         raw = [face_to_dict(f) for f in resp.faces]
+        preview = preview_data_uri(data)  # a HEIC or TIFF, which the page's <img> may not show
+        if preview:
+            result["preview"] = preview
         ext = Path(name).suffix.lower() if Path(name).suffix else ".img"
         record("image", name, data, result, data, ext, raw)
         return result

@@ -26,6 +26,30 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+# Formats a browser's <img> may not show (Chrome and Firefox decode neither): the page gets a JPEG
+# preview of the decoded picture instead of showing the file it sent.
+BROWSER_UNSHOWN = ("HEIF", "TIFF")
+# Longest side of that preview in pixels: the page scales the picture to its column anyway.
+PREVIEW_SIDE = 1600
+
+
+def preview_data_uri(data: bytes) -> str | None:
+    """A JPEG ``data:`` URI of an uploaded picture in a format browsers may not show, upright and
+    at most `PREVIEW_SIDE` on its longer side; None for the formats they show as sent."""
+    import cv2
+
+    from vision.media import decode_image, read_header
+
+    if read_header(data)[2] not in BROWSER_UNSHOWN:
+        return None
+    rgb = decode_image(data)
+    scale = min(1.0, PREVIEW_SIDE / max(rgb.shape[:2]))
+    if scale < 1.0:
+        rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii") if ok else None
+
+
 def face_view(face_dict: dict[str, Any], face: pb.Face | None) -> dict[str, Any]:
     """The page's view of one face, built on `face_to_dict` (heatmaps as data URIs).
 

@@ -359,6 +359,30 @@ def test_browser_sends_an_oversized_screenshot_as_a_jpeg_copy(browser, page_url,
     assert sent[0] <= MAX_IMAGE and sent[1] == "image/jpeg" and sent[2] == "screen (JPEG copy).jpg", sent
 
 
+def test_browser_shows_a_heic_photo_it_cannot_decode_itself(browser, page_url, face_crop, tmp_path):
+    # An iPhone's HEIC: Chromium cannot show the file it sent, so it shows the server's preview.
+    import io
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    from vision.media import _register_heif
+
+    driver, _ = browser
+    _open(driver, page_url)
+    _register_heif()
+    out = io.BytesIO()
+    Image.fromarray(face_crop).save(out, format="HEIF", quality=95)
+    upload = tmp_path / "IMG_0042.heic"
+    upload.write_bytes(out.getvalue())
+    driver.find_element(By.ID, "file-input").send_keys(str(upload))
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card"))
+    shown = _wait(driver, lambda d: d.execute_script(
+        "const p = document.getElementById('picture'); return p.complete && p.naturalWidth ? "
+        "[p.naturalWidth, p.naturalHeight, p.src.slice(0, 23)] : null;"))
+    assert shown == [224, 224, "data:image/jpeg;base64,"] and not driver.find_element(By.ID, "error").text
+
+
 def test_uncertain_label_reads_cant_tell_with_its_reason():
     from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
     from fakeface.rpc_convert import verdict_name
