@@ -77,7 +77,8 @@ def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int,
     """
     from PIL import Image, UnidentifiedImageError
 
-    _register_heif()
+    if data is not None and data[4:8] == b"ftyp":  # an ISO-BMFF still (HEIC; AVIF PIL reads itself)
+        _register_heif()
     if data is None or len(data) == 0:
         raise ImageError("empty input: no image bytes were received")
     try:
