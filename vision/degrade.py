@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from agents.errors import lookup
-from vision import screens
+from vision import screen_photo, screens
 
 Op = Callable[..., np.ndarray]  # op(image, rng, **params) -> image
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
@@ -188,6 +188,17 @@ for _name, _scales in (("player", (0.2, 0.75)), ("phone", (0.25, 0.9))):
     register(_name, composition=True)(kind(_name, _face_scales(*_scales), composition=True)(_screenshot_op(_name)))
 
 
+def _camera(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A phone's photo of a desktop player showing the face (`vision.screen_photo`), and the box."""
+    return screen_photo.photograph(*screens.screenshot("player", image, rng), rng)
+
+
+# A benchmark transform only, never a training kind: how the agents fare on a capture no agent
+# was trained on (a photo of a screen: panel stripes, moiré, angle, camera noise and JPEG).
+register("camera", composition=True)(lambda image, rng: _camera(image, rng)[0])
+_COMPOSERS = {"camera": _camera}  # compositions not drawn by `vision.screens.screenshot` alone
+
+
 # --------------------------------------------------------------------------- API
 def names() -> list[str]:
     """The benchmark transforms' names, in registration order (stable)."""
@@ -218,6 +229,8 @@ def compose(name: str, image: np.ndarray, *, seed: int) -> tuple[np.ndarray, tup
     transform = _get(name)
     if not transform.composition:
         raise ValueError(f"Degradation {name!r} is not a composition.")
+    if name in _COMPOSERS:
+        return _COMPOSERS[name](_check(image), np.random.default_rng(seed), **transform.params)
     return screens.screenshot(name, _check(image), np.random.default_rng(seed), **transform.params)
 
 

@@ -37,7 +37,7 @@ def test_names_are_stable_and_cover_the_benchmark():
     assert degrade.names()[:3] == ["jpeg50", "jpeg70", "jpeg90"]
     assert degrade.TRANSFORMS["jpeg70"].params == {"quality": 70}
     assert degrade.TRANSFORMS["scale0.5"].params["factor"] == 0.5
-    assert [n for n in degrade.names() if degrade.is_composition(n)] == ["player", "phone"]
+    assert [n for n in degrade.names() if degrade.is_composition(n)] == ["player", "phone", "camera"]
 
 
 @pytest.mark.parametrize("name", REQUIRED)
@@ -83,18 +83,21 @@ def test_h264_is_lossy_but_faithful_and_handles_odd_sizes(face_crop):
     assert degrade.apply("h264", odd, seed=0).shape == odd.shape
 
 
-@pytest.mark.parametrize("name", ["player", "phone"])
+@pytest.mark.parametrize("name", ["player", "phone", "camera"])
 def test_compositions_put_the_face_in_a_larger_screen(face_crop, name):
     screen, (x, y, w, h) = degrade.compose(name, face_crop, seed=3)
     assert np.array_equal(screen, degrade.apply(name, face_crop, seed=3))
     assert screen.shape[0] * screen.shape[1] > 10 * face_crop.shape[0] * face_crop.shape[1]
     assert 0 <= x and 0 <= y and x + w <= screen.shape[1] and y + h <= screen.shape[0]
     back = cv2.resize(screen[y:y + h, x:x + w], (224, 224), interpolation=cv2.INTER_LINEAR)
-    assert np.corrcoef(back.ravel(), face_crop.ravel())[0, 1] > 0.95
+    # A photo of the screen sees the face at an angle, its box holds a little of the screen around it.
+    assert np.corrcoef(back.ravel(), face_crop.ravel())[0, 1] > (0.6 if name == "camera" else 0.95)
     other, box = degrade.compose(name, face_crop, seed=4)
     assert box != (x, y, w, h) or other.shape != screen.shape or not np.array_equal(other, screen)
     if name == "player":
         assert (screen.shape[1], screen.shape[0]) in {(1280, 720), (1920, 1080)}
+    elif name == "camera":
+        assert screen.shape == (1200, 1600, 3)  # a phone camera's 4:3 frame
     else:
         assert screen.shape[0] > screen.shape[1]  # portrait
 
