@@ -75,8 +75,9 @@ _REGISTRY: dict[str, AgentSpec] = {
             # Quarter of the report's widths: enough for a 64 px input, and cheap to serve.
             builder_kwargs={"filters": (16, 32, 64, 128)},
             train_defaults={"screenshot_augment": 0.25},
-            # On 32 synthetic blends 1.41x a uniform map's mass inside the blended region but 1.56x
-            # inside another face's: it marks the middle of a face (BENCHMARKS.md, heat maps).
+            # On 96 synthetic blends 1.30x a uniform map's mass inside the blended region and 1.25x
+            # inside another face's (the agent of 2026-12-04 night; its first, 1.31x / 1.28x): it
+            # marks the middle of a face (BENCHMARKS.md, heat maps).
             heatmap_withheld="custom's map shows no location (it marks the middle of any face, not the altered "
                              "region): not shown.",
         ),

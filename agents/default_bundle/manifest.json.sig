@@ -1,6 +1,6 @@
 {
   "format": "fakeface-bundle-signature",
   "algorithm": "ed25519",
-  "key_id": "0c781ddc2b659c5d",
-  "signature": "/tZG7nCX14tw2vxIlbaWOU7uDv0WeIf//B4NrXOkqPKka0BTRn8btyxCefoGIgDQxNMrTHKcgQX2I7VWS542Aw=="
+  "key_id": "77bb830063b6ded7",
+  "signature": "+dTi+qSPpPSmqaog3Rhdm8PXdC0sd/sUv+mulXhZ0noewfqNv2cToGglNMkL4O4AbLvW8d0+3njesMSBgYjpDQ=="
 }
