@@ -167,6 +167,7 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
             "error_rates": error_rates(details),  # shown up front, not in a collapsed section
             "trained_on": trained_on(details),
             "borderline": details.get("borderline") or {},
+            "controller_context": list((details.get("controller") or {}).get("context") or []),  # what it reads
             "limits": list(LIMITS),
             "max_image_bytes": max_image,
             "max_video_bytes": config.max_video_bytes,

@@ -383,6 +383,25 @@ def test_browser_shows_a_heic_photo_it_cannot_decode_itself(browser, page_url, f
     assert shown == [224, 224, "data:image/jpeg;base64,"] and not driver.find_element(By.ID, "error").text
 
 
+def test_browser_says_which_condition_moved_the_agents_weights(browser, page_url):
+    # A controller with context bins (issue 22) moves each agent's weight by the face's condition;
+    # the votes table says what it saw and by how much, and says nothing for a context-free one.
+    driver, _ = browser
+    _open(driver, page_url)
+    text = driver.execute_script(
+        "return conditionLine({face_size: Math.log2(112), detected: 1, brightness: 0.4},"
+        " [['custom', {context_shift: 0.157}], ['forensic', {context_shift: -0.159}], ['lenet', {context_shift: 0}]])"
+        ".map((p) => p.textContent).join('|');")
+    assert text == ("The controller saw a face of 112 px, brightness 40 %, found by the detector; for such faces it "
+                    "moved the agents' weights by custom +0.16, forensic −0.16 against an average face."), text
+    # Only the features the served controller reads are named (`/api/info`'s controller_context).
+    driver.execute_script("state.info.controller_context = ['face_size'];")
+    only = driver.execute_script("return conditionLine({face_size: 7, brightness: 0.4}, "
+                                 "[['custom', {context_shift: 0.1}]])[0].textContent;")
+    assert only.startswith("The controller saw a face of 128 px; for such faces") and "brightness" not in only, only
+    assert driver.execute_script("return conditionLine({face_size: 7}, [['custom', {context_shift: 0}]]).length;") == 0
+
+
 def test_uncertain_label_reads_cant_tell_with_its_reason():
     from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
     from fakeface.rpc_convert import verdict_name
