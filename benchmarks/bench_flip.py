@@ -37,12 +37,11 @@ def main() -> None:
     from agents.predictor import AgentPredictor
     from vision.media import read_image
 
-    manifest = REPO / args.manifest if not args.manifest.startswith("/") else args.manifest
+    manifest = REPO / args.manifest  # an absolute path stays as it is
     val = pd.read_csv(manifest).query("split == 'val'").reset_index(drop=True)
     pick = np.sort(np.random.default_rng(args.seed).choice(len(val), size=min(args.n, len(val)), replace=False))
     val = val.iloc[pick].reset_index(drop=True)
-    base = manifest.parent if hasattr(manifest, "parent") else REPO
-    faces = [read_image(base / p) for p in val.path]
+    faces = [read_image(manifest.parent / p) for p in val.path]  # paths are relative to the manifest
     y = (val.label == "fake").to_numpy()
     bundle = load_bundle(args.bundle)
     result = {"n": len(faces), "bundle": bundle.version, "agents": {}}
