@@ -78,7 +78,7 @@ def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int,
     from PIL import Image, UnidentifiedImageError
 
     if data is not None and data[4:8] == b"ftyp":  # an ISO-BMFF still (HEIC; AVIF PIL reads itself)
-        _register_heif()
+        enable_heif()
     if data is None or len(data) == 0:
         raise ImageError("empty input: no image bytes were received")
     try:
@@ -100,8 +100,9 @@ def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int,
     return int(width), int(height), kind
 
 
-def _register_heif() -> None:
-    """Lets PIL open HEIF/HEIC files (once per process; a no-op without pillow-heif)."""
+def enable_heif() -> None:
+    """Lets PIL open HEIF/HEIC files (once per process; a no-op without pillow-heif). Decoding calls it
+    itself; a caller that writes HEIC with PIL calls it first."""
     global _HEIF_REGISTERED
     if not _HEIF_REGISTERED:
         _HEIF_REGISTERED = True
@@ -129,7 +130,7 @@ def image_file_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     cannot be read as an image."""
     from PIL import Image
 
-    _register_heif()
+    enable_heif()
     try:
         with Image.open(path) as image:
             return image.size

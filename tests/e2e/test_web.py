@@ -366,11 +366,11 @@ def test_browser_shows_a_heic_photo_it_cannot_decode_itself(browser, page_url, f
     from PIL import Image
     from selenium.webdriver.common.by import By
 
-    from vision.media import _register_heif
+    from vision.media import enable_heif
 
     driver, _ = browser
     _open(driver, page_url)
-    _register_heif()
+    enable_heif()
     out = io.BytesIO()
     Image.fromarray(face_crop).save(out, format="HEIF", quality=95)
     upload = tmp_path / "IMG_0042.heic"

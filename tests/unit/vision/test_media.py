@@ -62,7 +62,7 @@ def _pil_bytes(rgb: np.ndarray, fmt: str, **save) -> bytes:
 
     import vision.media
 
-    vision.media._register_heif()
+    vision.media.enable_heif()
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format=fmt, **save)
     return out.getvalue()

@@ -88,9 +88,9 @@ def test_a_phone_photo_in_heic_is_answered_like_its_png(stub, face_crop, crop_pn
 
     from PIL import Image
 
-    from vision.media import _register_heif
+    from vision.media import enable_heif
 
-    _register_heif()
+    enable_heif()
     out = io.BytesIO()
     Image.fromarray(face_crop).save(out, format="HEIF", quality=100)
     heic = stub.Classify(_request(out.getvalue()), timeout=60).faces[0]

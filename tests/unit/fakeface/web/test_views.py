@@ -15,11 +15,11 @@ from PIL import Image
 from fakeface.serve.server import ServerConfig, create_server
 from fakeface.web.app import create_app
 from fakeface.web.views import PREVIEW_SIDE, preview_data_uri
-from vision.media import _register_heif, encode_png
+from vision.media import enable_heif, encode_png
 
 
 def _encoded(rgb: np.ndarray, fmt: str, **save) -> bytes:
-    _register_heif()
+    enable_heif()
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format=fmt, **save)
     return out.getvalue()
