@@ -19,10 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+from blackboard.calibration import logit, sigmoid  # noqa: E402
 
 
 def main() -> None:
@@ -50,9 +47,9 @@ def main() -> None:
         start = time.perf_counter()
         plain = predictor.predict_p_fake(faces)
         mirror = predictor.predict_p_fake([f[:, ::-1] for f in faces])
-        both = 1 / (1 + np.exp(-(_logit(plain) + _logit(mirror)) / 2))
+        both = sigmoid((logit(plain) + logit(mirror)) / 2)
         row = {"plain": roc_auc_score(y, plain), "mirror": roc_auc_score(y, mirror), "average": roc_auc_score(y, both),
-               "logit_corr": float(np.corrcoef(_logit(plain), _logit(mirror))[0, 1]),
+               "logit_corr": float(np.corrcoef(logit(plain), logit(mirror))[0, 1]),
                "seconds": time.perf_counter() - start}
         result["agents"][agent] = row
         print(agent, {k: round(v, 4) for k, v in row.items()}, flush=True)

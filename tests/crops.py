@@ -1,4 +1,5 @@
-"""Face-crop fixtures shared by test modules: variations of one real face as a camera and an encoder make them."""
+"""Face-crop fixtures shared by test modules: variations of one real face as a camera and an encoder make them,
+and pictures saved in the formats PIL writes (HEIC, AVIF, TIFF)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,17 @@ def face_like_crops(face_crop: np.ndarray, n: int, seed: int) -> list[np.ndarray
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 95))])
         out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR))
     return out
+
+
+def pil_encoded(rgb: np.ndarray, fmt: str, **save) -> bytes:
+    """``rgb`` saved by PIL as ``fmt`` ("HEIF" for an iPhone's HEIC, "AVIF", "TIFF", ...)."""
+    import io
+
+    from PIL import Image
+
+    from vision.media import enable_heif
+
+    enable_heif()
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format=fmt, **save)
+    return out.getvalue()

@@ -361,20 +361,14 @@ def test_browser_sends_an_oversized_screenshot_as_a_jpeg_copy(browser, page_url,
 
 def test_browser_shows_a_heic_photo_it_cannot_decode_itself(browser, page_url, face_crop, tmp_path):
     # An iPhone's HEIC: Chromium cannot show the file it sent, so it shows the server's preview.
-    import io
-
-    from PIL import Image
     from selenium.webdriver.common.by import By
 
-    from vision.media import enable_heif
+    from crops import pil_encoded
 
     driver, _ = browser
     _open(driver, page_url)
-    enable_heif()
-    out = io.BytesIO()
-    Image.fromarray(face_crop).save(out, format="HEIF", quality=95)
     upload = tmp_path / "IMG_0042.heic"
-    upload.write_bytes(out.getvalue())
+    upload.write_bytes(pil_encoded(face_crop, "HEIF", quality=95))
     driver.find_element(By.ID, "file-input").send_keys(str(upload))
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".face-card"))
     shown = _wait(driver, lambda d: d.execute_script(

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from crops import pil_encoded
 from vision.media import ImageError, as_rgb, decode_image, is_image, read_image
 
 
@@ -55,19 +56,6 @@ def test_read_image_names_the_file(tmp_path):
         read_image(tmp_path / "missing.png")
 
 
-def _pil_bytes(rgb: np.ndarray, fmt: str, **save) -> bytes:
-    import io
-
-    from PIL import Image
-
-    import vision.media
-
-    vision.media.enable_heif()
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, format=fmt, **save)
-    return out.getvalue()
-
-
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
 def test_decode_image_reads_phone_formats_upright(fmt):
     # An iPhone saves its photos as HEIC with an EXIF orientation: a photo of a screen must come out
@@ -79,14 +67,14 @@ def test_decode_image_reads_phone_formats_upright(fmt):
 
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to display"
-    decoded = decode_image(_pil_bytes(stored, fmt, quality=95, exif=exif.tobytes()))
+    decoded = decode_image(pil_encoded(stored, fmt, quality=95, exif=exif.tobytes()))
     assert decoded.shape == (60, 40, 3)
     assert decoded[:10].mean(axis=(0, 1))[0] > 200 and decoded[20:].mean() < 30
     assert is_image(f"IMG_0001.{fmt.lower() if fmt == 'AVIF' else 'heic'}")
 
 
 def test_a_truncated_heic_is_refused_with_its_size():
-    data = _pil_bytes(np.full((64, 64, 3), 128, np.uint8), "HEIF")
+    data = pil_encoded(np.full((64, 64, 3), 128, np.uint8), "HEIF")
     with pytest.raises(ImageError, match="64x64 HEIF header is corrupt|not a decodable image"):
         decode_image(data[: len(data) // 2])
 

@@ -84,16 +84,9 @@ def test_bytes_that_are_no_request_are_invalid_argument_and_the_server_goes_on(s
 
 def test_a_phone_photo_in_heic_is_answered_like_its_png(stub, face_crop, crop_png):
     # What an iPhone's camera saves; near-lossless here, so the votes match the PNG's closely.
-    import io
+    from crops import pil_encoded
 
-    from PIL import Image
-
-    from vision.media import enable_heif
-
-    enable_heif()
-    out = io.BytesIO()
-    Image.fromarray(face_crop).save(out, format="HEIF", quality=100)
-    heic = stub.Classify(_request(out.getvalue()), timeout=60).faces[0]
+    heic = stub.Classify(_request(pil_encoded(face_crop, "HEIF", quality=100)), timeout=60).faces[0]
     png = stub.Classify(_request(crop_png), timeout=60).faces[0]
     assert abs(heic.p_fake - png.p_fake) < 0.1 and {v.agent for v in heic.votes} == AGENTS
 
