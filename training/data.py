@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -18,6 +18,8 @@ from tqdm import tqdm
 from agents.atomic import atomic_write, atomic_write_text
 from agents.labels import FAKE_INDEX, REAL_INDEX
 from agents.preprocessing import Preprocessing, resize_rgb, to_model_input
+from training.augment import AugmentConfig, augment
+from training.synth import self_blend
 from vision.media import read_image
 
 
@@ -36,6 +38,25 @@ def resized_cache(
     (`resize_rgb`), stored in a `.npy` file (written, then renamed) that later runs, resumed
     runs and other agents with the same input size reuse when it lists the same files.
     """
+    return cached_array(paths, contract, cache_path, lambda p: resize_rgb(read_image(p), contract),
+                        workers=workers, verbose=verbose)
+
+
+def cached_array(
+    paths: Sequence[str],
+    contract: Preprocessing,
+    cache_path: str | os.PathLike[str],
+    make: Callable[[str], np.ndarray],
+    *,
+    workers: int = 2,
+    verbose: bool = True,
+    what: str = "",
+) -> np.ndarray:
+    """``make(path)`` for every path, as one (N, H, W, 3) uint8 array kept in ``cache_path``.
+
+    The array is reused while its ``.paths.txt`` listing names the same files in the same order;
+    the listing is written last, so it only ever vouches for a complete array.
+    """
     cache_path = Path(cache_path)
     list_path = cache_path.with_suffix(".paths.txt")
     listing = "\n".join(str(p) for p in paths)
@@ -44,17 +65,17 @@ def resized_cache(
     out = np.empty((len(paths), contract.height, contract.width, 3), dtype=np.uint8)
 
     def one(i: int) -> None:
-        out[i] = resize_rgb(read_image(paths[i]), contract)
+        out[i] = make(str(paths[i]))
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(tqdm(pool.map(one, range(len(paths))), total=len(paths), disable=not verbose,
-                  desc=f"decoding {len(paths)} images to {contract.height}x{contract.width}", unit="img"))
+        list(tqdm(pool.map(one, range(len(paths))), total=len(paths), disable=not verbose, unit="img",
+                  desc=f"decoding {what + ' ' if what else ''}{len(paths)} images to {contract.height}x{contract.width}"))
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(cache_path, lambda tmp: np.save(tmp, out))
     atomic_write_text(list_path, listing)  # last: the listing vouches for a complete array
     return out
-from training.augment import AugmentConfig, augment
-from training.synth import self_blend
+
+
 
 
 class FaceSequence(keras.utils.PyDataset):
@@ -70,6 +91,9 @@ class FaceSequence(keras.utils.PyDataset):
         shuffle: reshuffle every epoch (train only).
         seed: base seed; each epoch and sample derive their own generator from it.
         cache: optional `resized_cache` of `paths` (same order); read instead of the files.
+        cut_cache: optional `training.pipeline_crops.cut_cache` of `paths` (same order): each
+            face cut as serving cuts a detected face.
+        cut_share: probability that a sample is read from `cut_cache` instead (train only).
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` for `PyDataset`.
     """
 
@@ -85,6 +109,8 @@ class FaceSequence(keras.utils.PyDataset):
         shuffle: bool = False,
         seed: int = 0,
         cache: np.ndarray | None = None,
+        cut_cache: np.ndarray | None = None,
+        cut_share: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,6 +122,13 @@ class FaceSequence(keras.utils.PyDataset):
             raise ValueError(f"synth_ratio must be >= 0, received {synth_ratio}.")
         if cache is not None and len(cache) != len(paths):
             raise ValueError(f"cache holds {len(cache)} images for {len(paths)} paths.")
+        if not 0.0 <= cut_share <= 1.0:
+            raise ValueError(f"cut_share must be in [0, 1], received {cut_share}.")
+        if cut_share and (cut_cache is None or len(cut_cache) != len(paths)):
+            raise ValueError(f"cut_share {cut_share} needs a cut_cache of {len(paths)} images, "
+                             f"received {None if cut_cache is None else len(cut_cache)}.")
+        self.cut_cache = cut_cache if cut_share else None
+        self.cut_share = float(cut_share)
         self.cache = cache
         self.index_of = {str(p): i for i, p in enumerate(paths)}
         self.contract = contract
@@ -137,7 +170,9 @@ class FaceSequence(keras.utils.PyDataset):
             path, label, synthetic = self.items[i]
             # One generator per (epoch, sample): reproducible whatever the worker order.
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
-            if self.cache is not None:
+            if self.cut_cache is not None and rng.random() < self.cut_share:
+                image = np.array(self.cut_cache[self.index_of[path]])  # the serving framing
+            elif self.cache is not None:
                 image = np.array(self.cache[self.index_of[path]])
             else:
                 # The same decoding and resizing as serving and batch jobs.

@@ -6,6 +6,12 @@ Each image gets ``copies`` degraded copies, each made by :func:`vision.degrade.r
 as a crop sent as given (the file's size after the chain is the face size; its JPEG grid is
 the chain's), and keeps the source image's label and group, so group-aware splits never put a
 copy and its source on both sides. Results are cached beside the clean votes.
+
+With ``detected=True`` a chain may also place the face in a whole screen (a player or phone
+screenshot), and every copy then reaches the agents as serving's face stage would hand it over
+(`vision.faces.extract_faces`, mode "auto": a crop-shaped copy used whole, a screen searched and
+its face aligned), with that face's own size, box and "detected" flag as context. Those rows
+show a controller faces at the sizes people's pictures have them, not only rescaled crops.
 """
 
 from __future__ import annotations
@@ -28,12 +34,27 @@ from vision.context import CONTEXT_NAMES, context_matrix, face_context
 from vision.degrade import random_chain
 
 SALT = "degraded-random-chain-v1"
+DETECTED_SALT = "detected-random-chain-v1"
 
 
-def degraded_copy(image: np.ndarray, *, seed: int, index: int, copy: int) -> np.ndarray:
-    """The ``copy``-th screenshot-like copy of image number ``index`` (deterministic)."""
+def degraded_copy(image: np.ndarray, *, seed: int, index: int, copy: int, compositions: bool = False) -> np.ndarray:
+    """The ``copy``-th screenshot-like copy of image number ``index`` (deterministic).
+
+    ``compositions`` lets the chain put the picture in a whole screen (then detect the face again).
+    """
     rng = np.random.default_rng([seed, index, copy])
-    return random_chain(rng, compositions=False)(image)
+    return random_chain(rng, compositions=compositions)(image)
+
+
+def served_face(copy: np.ndarray, detector) -> tuple[np.ndarray, tuple, bool] | None:
+    """(crop, box, aligned) of the most confident face serving would cut from ``copy`` with
+    detection "auto", or None when it finds none."""
+    from vision.faces import extract_faces
+
+    faces = extract_faces(copy, detector, mode="auto", all_faces=False, size=CROP_SIZE)
+    if not faces:
+        return None
+    return faces[0].crop, tuple(float(v) for v in faces[0].box), bool(faces[0].aligned)
 
 
 def _predictors(bundle: Bundle | str | os.PathLike[str] | None,
@@ -56,7 +77,7 @@ def _readable_batches(paths: Sequence[str | os.PathLike[str]],
 def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths: Sequence[str | os.PathLike[str]],
                      *, copies: int = 1, seed: int = 0, batch_size: int = 64, progress: bool = True,
                      cache_dir: str | os.PathLike[str] | None = None,
-                     use_cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     use_cache: bool = True, detected: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Votes and context of ``copies`` degraded copies of every image.
 
     Args:
@@ -68,10 +89,13 @@ def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths
         progress: show a tqdm bar.
         cache_dir: folder of the .npz cache (default the vote cache's).
         use_cache: read and write the cache.
+        detected: chains may compose a screen, and each copy's face is found as serving finds
+            it (see the module's docstring).
 
     Returns:
         (votes (N * copies, A) in bundle agent order, context (N * copies, len(CONTEXT_NAMES)),
-        source (N * copies,) index of each copy's image). Rows of unreadable images are NaN.
+        source (N * copies,) index of each copy's image). Rows of unreadable images, and with
+        ``detected`` copies in which no face is found, are NaN.
     """
     if copies < 1:
         raise ValueError(f"copies must be >= 1, received {copies}.")
@@ -82,7 +106,7 @@ def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths
     cache_file = None
     if use_cache:
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        key = cache_key(bundle, agents, paths, salt=f"{SALT}-{copies}-{seed}")
+        key = cache_key(bundle, agents, paths, salt=f"{DETECTED_SALT if detected else SALT}-{copies}-{seed}")
         cache_file = folder / f"degraded-{key}.npz"
         if cache_file.is_file():
             with np.load(cache_file, allow_pickle=False) as cached:
@@ -90,16 +114,29 @@ def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths
                     return np.asarray(cached["votes"]), np.asarray(cached["context"]), source
     votes = np.full((len(source), len(agents)), np.nan)
     context = np.full((len(source), len(CONTEXT_NAMES)), np.nan)
+    detector = None
+    if detected:
+        from vision.face_detector import FaceDetector
+
+        detector = FaceDetector()  # serving's settings
     bar = tqdm(total=len(paths), desc="degraded votes", unit="img", disable=not progress)
     for batch_len, images in _readable_batches(paths, max(1, batch_size // copies)):
         crops, rows = [], []
         for index, image in images:
             for c in range(copies):
-                copy = degraded_copy(image, seed=seed, index=index, copy=c)
-                crop = whole_image_crop(copy, size=CROP_SIZE)
+                copy = degraded_copy(image, seed=seed, index=index, copy=c, compositions=detected)
+                if detected:
+                    face = served_face(copy, detector)
+                    if face is None:
+                        continue  # serving would answer "no face": no votes to learn from
+                    crop, box, aligned = face
+                else:
+                    whole = whole_image_crop(copy, size=CROP_SIZE)
+                    crop, box, aligned = whole.crop, whole.box, False
                 row = index * copies + c
-                context[row] = context_matrix([face_context(crop.crop, box=crop.box, source=copy)], CONTEXT_NAMES)[0]
-                crops.append(crop.crop)
+                context[row] = context_matrix([face_context(crop, box=box, source=copy, detected=aligned)],
+                                              CONTEXT_NAMES)[0]
+                crops.append(crop)
                 rows.append(row)
         if crops:
             for col, predictor in enumerate(predictors):

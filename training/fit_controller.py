@@ -71,6 +71,9 @@ def build_parser(prog: str = "fakeface fit-controller") -> argparse.ArgumentPars
     parser.add_argument("--degraded-copies", dest="degraded_copies", type=int, default=1,
                         help="screenshot-like copies of each image (vision.degrade.random_chain) added to the "
                              "fitting votes (default 1; 0 = clean images only)")
+    parser.add_argument("--detected-copies", dest="detected_copies", type=int, default=0,
+                        help="more copies whose chain may place the face in a player or phone screenshot, each "
+                             "face then found as serving finds it, at its own size (default 0)")
     parser.add_argument("--no-fragile", dest="fragile", action="store_false",
                         help="skip fitting the degraded-copy check's margin on the replay rows (blackboard.fragile)")
     parser.add_argument("--fragile-abstain", type=float, default=0.10,
@@ -224,12 +227,14 @@ def run(args: argparse.Namespace) -> int:
     # Every feature is kept (the replay set carries them all); the rule reads its own columns.
     all_context = collect_context(paths, CONTEXT_NAMES)
     n_clean = len(paths)
-    if args.degraded_copies > 0:
+    for copies, detected in ((args.degraded_copies, False), (getattr(args, "detected_copies", 0), True)):
+        if copies < 1:
+            continue
         from training.degraded_votes import collect_degraded  # imports the degradations only when used
 
         more_votes, more_context, source = collect_degraded(
-            bundle, paths, copies=args.degraded_copies, seed=getattr(config, "seed", 0), batch_size=args.batch_size,
-            progress=not args.no_progress, cache_dir=args.cache_dir, use_cache=not args.no_cache)
+            bundle, paths, copies=copies, seed=getattr(config, "seed", 0), batch_size=args.batch_size,
+            progress=not args.no_progress, cache_dir=args.cache_dir, use_cache=not args.no_cache, detected=detected)
         votes, all_context = np.concatenate([votes, more_votes]), np.concatenate([all_context, more_context])
         labels, groups = np.concatenate([labels, labels[source]]), np.concatenate([groups, groups[source]])
     ok = np.isfinite(votes).all(axis=1)
@@ -262,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
                                                       abstain=args.fragile_abstain, batch_size=args.batch_size)
     controller.fitted_on.update({"manifest": str(args.manifest), "split": args.split,
                                  "degraded_copies": int(args.degraded_copies),
+                                 "detected_copies": int(getattr(args, "detected_copies", 0)),
                                  "bundle_version": bundle.version, "replay_cases": int(len(replay)),
                                  "metrics_replay": metrics["ensemble"]})
     # The "can't tell — borderline" band, fitted on the same held-out rows (blackboard.borderline).

@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from agents.preprocessing import Preprocessing, resize_rgb
 from vision.alignment import align_face
 from vision.media import read_image
 
@@ -103,3 +104,29 @@ class LandmarkCache:
                 self._write_shard(chunk, points, shapes)
                 self._index.update((p, (pt, (int(s[0]), int(s[1])))) for p, pt, s in zip(chunk, points, shapes))
         return {p: self._index[p] for p in paths}
+
+
+def cut_cache(
+    paths: Sequence[str],
+    contract: Preprocessing,
+    cache_path: str | os.PathLike[str],
+    landmarks: LandmarkCache,
+    *,
+    verbose: bool = True,
+) -> np.ndarray:
+    """Every image cut as serving cuts its face, resized to the contract's size: (N, H, W, 3) uint8.
+
+    The counterpart of `training.data.resized_cache` for the serving framing: a CNN that trains
+    on both sees the framing change between a data set's crop and a detected face as what it is,
+    not as evidence. Images without a found face stay whole (as serving uses them). Stored like
+    `resized_cache` (a `.npy` written then renamed, with the listing that vouches for it).
+    """
+    from training.data import cached_array
+
+    found = landmarks.landmarks(paths, verbose=verbose)
+
+    def one(path: str) -> np.ndarray:
+        points, shape = found[str(path)]
+        return resize_rgb(pipeline_crop(read_image(path), points, shape), contract)
+
+    return cached_array(paths, contract, cache_path, one, verbose=verbose, what="serving cuts of")

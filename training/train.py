@@ -53,6 +53,9 @@ class TrainConfig:
     # Forensic agent: how many of those copies (the first ones) are cut as serving cuts a detected
     # face (MTCNN landmarks + alignment, `training.pipeline_crops`); the others stay whole crops
     aligned_copies: int = Field(0, ge=0)
+    # Keras agents: probability that a training sample is its image cut as serving cuts a detected
+    # face (`training.pipeline_crops.cut_cache`) instead of the data set's crop; needs `cache`.
+    cut_share: float = Field(0.0, ge=0, le=1)
     augment: bool = True  # train-time augmentation
     geometric_augment: bool = True  # random rotation/zoom/shift (resampling: off for NPR inputs)
     # Probability of a screenshot-like degradation chain (vision.degrade).
@@ -68,10 +71,12 @@ class TrainConfig:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent -> fields of this config
 
     @model_validator(mode="after")
-    def _aligned_within_copies(self) -> "TrainConfig":
+    def _options_agree(self) -> "TrainConfig":
         if self.aligned_copies > self.degraded_copies:
             raise ValueError(f"aligned_copies must be at most degraded_copies ({self.degraded_copies}), "
                              f"received {self.aligned_copies}.")
+        if self.cut_share and not self.cache:
+            raise ValueError(f"cut_share {self.cut_share} needs cache=True (the serving cuts are cached).")
         return self
 
     def for_agent(self, name: str) -> "TrainConfig":
@@ -140,10 +145,18 @@ def train_agent(
             cache_file = work_dir / "cache" / f"{split}-{contract.height}x{contract.width}-{len(rows)}.npy"
             caches[split] = resized_cache(rows["path"].tolist(), contract, cache_file,
                                           workers=config.workers, verbose=bool(verbose))
+    cuts = None
+    if config.cut_share:
+        from training.pipeline_crops import LandmarkCache, cut_cache
+
+        cuts = cut_cache(train["path"].tolist(), contract,
+                         work_dir / "cache" / f"train-cut-{contract.height}x{contract.width}-{len(train)}.npy",
+                         LandmarkCache(work_dir / "cache" / "landmarks"), verbose=bool(verbose))
     train_seq = FaceSequence(
         train["path"].tolist(), y_train, contract, batch_size=config.batch_size,
         augment_config=augment_config(config), synth_ratio=config.synth_fakes,
-        shuffle=True, seed=config.seed, cache=caches["train"], **reader,
+        shuffle=True, seed=config.seed, cache=caches["train"], cut_cache=cuts, cut_share=config.cut_share,
+        **reader,
     )
     val_seq = FaceSequence(val["path"].tolist(), y_val, contract, batch_size=config.batch_size,
                            cache=caches["val"], **reader)

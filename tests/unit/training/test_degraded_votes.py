@@ -48,3 +48,36 @@ def test_copy_votes_vote_alike_in_any_batch_size(tiny_bundle, images):
     assert small.shape == (len(names), len(images), len(load_bundle(tiny_bundle).agent_names))
     assert np.isnan(small[:, 1]).all() and np.isfinite(np.delete(small, 1, axis=1)).all()
     np.testing.assert_allclose(small, large, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.slow
+def test_detected_copies_reach_the_agents_as_serving_cuts_them(tiny_bundle, images):
+    from training.degraded_votes import degraded_copy, served_face
+    from vision.face_detector import FaceDetector
+
+    bundle = load_bundle(tiny_bundle)
+    face = [images[0]]
+    votes, context, source = collect_degraded(bundle, face, copies=6, seed=1, progress=False, use_cache=False,
+                                              detected=True)
+    assert source.tolist() == [0] * 6
+    found = np.isfinite(votes).all(axis=1)
+    assert found.sum() >= 4  # a face in a screen is found again (the chain may also lose it)
+    size, detected = context[:, CONTEXT_NAMES.index("face_size")], context[:, CONTEXT_NAMES.index("detected")]
+    image = cv2.cvtColor(cv2.imread(str(images[0])), cv2.COLOR_BGR2RGB)
+    detector, screens = FaceDetector(), 0
+    for c in range(6):
+        copy = degraded_copy(image, seed=1, index=0, copy=c, compositions=True)
+        served = served_face(copy, detector)
+        assert (served is None) == (not found[c])
+        if served is None:
+            continue
+        crop, box, aligned = served
+        assert detected[c] == float(aligned)
+        # The face's own size in the picture it was found in, not the picture's size.
+        np.testing.assert_allclose(size[c], np.log2(np.sqrt(box[2] * box[3])), atol=1e-5)
+        if max(copy.shape[:2]) > 2 * max(image.shape[:2]):  # a whole screen around the face
+            screens += 1
+            assert aligned and 2 ** size[c] < 0.5 * max(copy.shape[:2])
+    assert screens >= 1 and (detected == 1).sum() >= 1
+    plain = collect_degraded(bundle, face, copies=6, seed=1, progress=False, use_cache=False)[1]
+    assert (plain[:, CONTEXT_NAMES.index("detected")] == 0).all()  # crops sent as given

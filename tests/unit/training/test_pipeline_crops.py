@@ -96,3 +96,48 @@ def test_aligned_copies_cannot_exceed_the_degraded_copies():
     assert TrainConfig(degraded_copies=2, aligned_copies=2).aligned_copies == 2
     with pytest.raises(ValueError, match="aligned_copies must be at most degraded_copies \\(1\\), received 2"):
         TrainConfig(degraded_copies=1, aligned_copies=2)
+
+
+@pytest.mark.slow
+def test_cut_cache_holds_serving_cuts_that_a_sequence_reads_by_share(tmp_path, face_rgb):
+    from agents.preprocessing import Preprocessing, resize_rgb
+    from training.data import FaceSequence, resized_cache
+    from training.pipeline_crops import cut_cache
+
+    face, blank = tmp_path / "astronaut.png", tmp_path / "blank.png"
+    cv2.imwrite(str(face), cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR))
+    flat = np.full((64, 64, 3), 127, np.uint8)
+    flat[:, :32] = 30  # not uniform, so a wrong resize would show
+    cv2.imwrite(str(blank), flat)
+    paths, contract = [str(face), str(blank)], Preprocessing(height=32, width=32, channels=3)
+    marks = LandmarkCache(tmp_path / "marks")
+
+    cuts = cut_cache(paths, contract, tmp_path / "cut.npy", marks, verbose=False)
+    served = extract_faces(face_rgb, FaceDetector(), mode="on", all_faces=False)[0].crop
+    np.testing.assert_array_equal(cuts[0], resize_rgb(served, contract))  # the serving framing
+    np.testing.assert_array_equal(cuts[1], resize_rgb(flat, contract))  # no face: whole
+    whole = resized_cache(paths, contract, tmp_path / "whole.npy", workers=1, verbose=False)
+    assert np.abs(cuts[0].astype(float) - whole[0]).mean() > 10  # a different framing of the same file
+    again = cut_cache(paths, contract, tmp_path / "cut.npy", marks, verbose=False)
+    assert isinstance(again, np.memmap)  # read back, not made again
+
+    def batch(share):
+        seq = FaceSequence(paths, [0, 1], contract, batch_size=2, cache=whole, cut_cache=cuts, cut_share=share)
+        return seq[0][0]
+
+    only_cut = FaceSequence(paths, [0, 1], contract, batch_size=2, cache=cuts)[0][0]
+    only_whole = FaceSequence(paths, [0, 1], contract, batch_size=2, cache=whole)[0][0]
+    np.testing.assert_array_equal(batch(1.0), only_cut)
+    np.testing.assert_array_equal(batch(0.0), only_whole)
+    with pytest.raises(ValueError, match="cut_share 0.5 needs a cut_cache of 2 images, received None"):
+        FaceSequence(paths, [0, 1], contract, cache=whole, cut_share=0.5)
+    with pytest.raises(ValueError, match=r"cut_share must be in \[0, 1\], received 1.5"):
+        FaceSequence(paths, [0, 1], contract, cache=whole, cut_cache=cuts, cut_share=1.5)
+
+
+def test_cut_share_needs_the_cache():
+    from training.train import TrainConfig
+
+    with pytest.raises(ValueError, match="cut_share 0.3 needs cache=True"):
+        TrainConfig(cut_share=0.3, cache=False)
+    assert TrainConfig(cut_share=0.3).cut_share == 0.3

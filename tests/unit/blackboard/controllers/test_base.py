@@ -254,6 +254,11 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     # Saving a controller changed the manifest but not the models: the cache still applies.
     assert len(list(cache.glob("eval-*.npz"))) == 1
     assert [v["n"] for v in list_controller_versions(bundle_copy)] == [1, 2]
+    # Faces found in screens add rows (those the detector finds again) with their own face size.
+    assert main([*args, "--detected-copies", "1", "--no-fragile"]) == 0
+    controller, replay = load_controller(load_bundle(bundle_copy)), load_replay(load_bundle(bundle_copy))
+    assert controller.fitted_on["detected_copies"] == 1
+    assert 40 < controller.fitted_on["cases"] + len(replay.labels) <= 60
     # The original rule stays selectable.
     assert main([*args, "--kind", "qtrust"]) == 0
     assert load_controller(load_bundle(bundle_copy)).kind == "qtrust"
