@@ -25,7 +25,9 @@ setup()
 
 import numpy as np  # noqa: E402
 
-from training.controller_cv import context_variants, cross_validate, default_variants, format_table  # noqa: E402
+from blackboard.controllers.logodds import LogOddsConfig, LogOddsController  # noqa: E402
+from training.controller_cv import (Variant, context_variants, cross_validate, default_variants,  # noqa: E402
+                                    format_table)
 from training.degraded_votes import collect_degraded  # noqa: E402
 from training.votes import collect_context  # noqa: E402
 from vision.context import CONTEXT_NAMES  # noqa: E402
@@ -39,6 +41,16 @@ FEATURE_SETS = {
 }
 # With --detected-copies faces also come from screens through the detector: "detected" varies.
 DETECTED_SETS = {"size+detected": ("face_size", "detected"), "all+detected": CONTEXT_NAMES}
+
+
+def fitted_without_detected(agents: list[str]) -> Variant:
+    """The shipped context-free log-odds controller fitted on the clean and degraded rows only,
+    scored on every row: does fitting on faces found in screens change the controller at all?"""
+    def fit(votes, labels, ctx):
+        rows = ctx[:, 0] < 2  # the row kind: 0 clean, 1 degraded, 2 detected
+        controller = LogOddsController(agents, LogOddsConfig()).fit(votes[rows], labels[rows])
+        return lambda v, c: controller.predict_proba(v, None, None)
+    return Variant("logodds, fit without detected rows", "controller", fit, context=("row_kind",))
 
 
 def main(argv: list[str]) -> None:
@@ -75,6 +87,9 @@ def main(argv: list[str]) -> None:
     variants = default_variants(agents, ["blur"])  # agents, baselines, Q-trust, log-odds, today's log-odds+blur
     sets = {**FEATURE_SETS, **(DETECTED_SETS if args.detected_copies > 0 else {})}
     variants += context_variants(agents, sets, bins=(2, 3, 4))
+    if args.detected_copies > 0:
+        ctx["row_kind"] = kind.astype(float)
+        variants.append(fitted_without_detected(list(agents)))
     start = time.perf_counter()
     table = cross_validate(all_votes, y, g, variants, context=ctx,
                            subsets={"clean": kind == 0, "degraded": kind == 1,
