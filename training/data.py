@@ -76,8 +76,6 @@ def cached_array(
     return out
 
 
-
-
 class FaceSequence(keras.utils.PyDataset):
     """Batches of (prepared images, labels) read from disk.
 
