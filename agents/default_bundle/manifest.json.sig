@@ -2,5 +2,5 @@
   "format": "fakeface-bundle-signature",
   "algorithm": "ed25519",
   "key_id": "77bb830063b6ded7",
-  "signature": "FAJPckZoGAll/fn9HZ268titZpst8Aa0vmIG7rcXr3l44WorEjsuAa+qLBUjLjgIJCooSRrbYGHZgM3NiLJsBQ=="
+  "signature": "GC+rlxPUaPbf3aCvzFJq1ipSUgtVzFXLgV90cWLC1VZGfUknauxzQ2PDrEUXSkOmfacOV3HxA6Y2Ezcgk13MCA=="
 }
