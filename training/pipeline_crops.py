@@ -121,7 +121,7 @@ def cut_cache(
     not as evidence. Images without a found face stay whole (as serving uses them). Stored like
     `resized_cache` (a `.npy` written then renamed, with the listing that vouches for it).
     """
-    from training.data import cached_array
+    from training.data import cached_array  # here: training.data imports Keras, the forensic trainer does not
 
     found = landmarks.landmarks(paths, verbose=verbose)
 
