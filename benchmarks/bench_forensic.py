@@ -72,7 +72,8 @@ def ablation(args: argparse.Namespace) -> None:
     from agents.forensic import DEFAULT_PARAMS
     from agents.forensic_features import CONTRACT, GROUPS
     from training.dataset import read_manifest
-    from training.train_forensic import FeatureCache, holdout_plan
+    from training.forensic_cache import FeatureCache
+    from training.train_forensic import holdout_plan
 
     manifest = read_manifest(args.manifest)
     cache = FeatureCache.for_work_dir(args.work, CONTRACT)

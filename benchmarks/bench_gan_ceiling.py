@@ -37,7 +37,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from agents.forensic_features import CONTRACT  # noqa: E402
-from training.train_forensic import crop_features  # noqa: E402
+from training.forensic_cache import crop_features  # noqa: E402
 
 
 def radial_spectrum(path: Path, size: int | None = None) -> np.ndarray:

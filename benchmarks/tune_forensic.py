@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     from agents.forensic_features import CONTRACT, GROUPS
     from training.dataset import read_manifest
     from training.splits import load_split, split_labels
-    from training.train_forensic import FeatureCache, _seeds, holdout_plan, with_degraded_copies
+    from training.forensic_cache import FeatureCache
+    from training.train_forensic import _seeds, holdout_plan, with_degraded_copies
 
     p = bench_parser(__doc__)
     p.add_argument("--manifest", required=True, type=Path)

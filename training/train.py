@@ -53,6 +53,10 @@ class TrainConfig:
     # Forensic agent: how many of those copies (the first ones) are cut as serving cuts a detected
     # face (MTCNN landmarks + alignment, `training.pipeline_crops`); the others stay whole crops
     aligned_copies: int = Field(0, ge=0)
+    # Forensic agent: share of train and val images that also enter once composed into a whole
+    # player or phone screenshot (vision.degrade's compositions), the face then found by serving's
+    # detector and cut as serving cuts it (`training.train_forensic`); costs a detection per copy.
+    detected_share: float = Field(0.0, ge=0, le=1)
     # Keras agents: probability that a training sample is its image cut as serving cuts a detected
     # face (`training.pipeline_crops.cut_cache`) instead of the data set's crop; needs `cache`.
     cut_share: float = Field(0.0, ge=0, le=1)

@@ -4,9 +4,8 @@
 ``fakeface train --agents forensic`` (or the default, all agents) trains it into the same
 bundle as the CNN agents, with the same calibration (temperature on val) and threshold rule.
 
-Features are computed once per image with the serving code path (decode, the contract's
-`prepare_image`, `forensic_features.image_features`) and cached in shards of
-``OUT.work/cache/forensic-v<version>-<H>x<W>/``, keyed by image path: an interrupted run
+Features are computed once per image with the serving code path and cached in shards of
+``OUT.work/cache/forensic-v<version>-<H>x<W>/`` (`training.forensic_cache`): an interrupted run
 resumes from the shards already written, and other runs on the same files reuse them.
 
 With ``TrainConfig.degraded_copies`` (default 1) every train and val image also enters once per
@@ -15,16 +14,16 @@ blur, gamma, H.264), seeded by the image's path so a rerun makes the same copies
 takes the same serving path (contract, features). Val's degraded copies make calibration and the
 threshold hold for degraded faces as well as clean ones. With ``TrainConfig.aligned_copies`` the
 first copies are cut as serving cuts a face it detects in a photo or screenshot
-(`training.pipeline_crops`), the others stay whole crops.
+(`training.pipeline_crops`), the others stay whole crops. With ``TrainConfig.detected_share``
+that share of images also enters once as a whole screen: a chain with a player or phone
+composition, the face found in it by serving's detector and cut as serving cuts it (a copy in
+which no face is found is left out, as serving would answer "no face").
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,132 +31,18 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils.class_weight import compute_sample_weight
-from tqdm import tqdm
 
 from agents.forensic import ForensicModel, load_forensic, save_forensic
-from agents.forensic_features import FEATURE_VERSION, GROUPS, N_FEATURES, image_features
-from agents.preprocessing import Preprocessing, prepare_image
+from agents.forensic_features import FEATURE_VERSION, GROUPS, N_FEATURES
 from agents.registry import get_agent
-from vision.media import read_image
 from training.calibrate import binary_metrics, calibrate, calibration_summary
 from training.curves import plot_curves
-from training.pipeline_crops import LandmarkCache, pipeline_crop
+from training.forensic_cache import DETECTED_COPY, FeatureCache, degrade_seed
+from training.pipeline_crops import LandmarkCache
 from training.splits import AgentRun, split_labels, train_val
-from vision.degrade import random_chain
 
 # Share of the train GROUPS held out for early stopping (never val: val calibrates).
 EARLY_STOP_FRACTION = 0.1
-# Images per cache shard: the work lost to an interruption is at most one shard per worker.
-SHARD_SIZE = 512
-
-
-def crop_features(path: str | os.PathLike[str], contract: Preprocessing, degrade_seed: int | None = None,
-                  landmarks: tuple[np.ndarray, tuple[int, int]] | None = None) -> np.ndarray:
-    """Features of one image file through the serving path (decode, contract, features).
-
-    With ``degrade_seed``, the decoded image first goes through the random degradation chain
-    that seed draws (`vision.degrade.random_chain`), as a screenshot of it would. With
-    ``landmarks`` (found in the clean image, and its height and width), the face is then cut as
-    serving cuts a detected face (`training.pipeline_crops.pipeline_crop`).
-    """
-    image = read_image(path)
-    if degrade_seed is not None:
-        image = random_chain(np.random.default_rng(degrade_seed))(image)
-    if landmarks is not None:
-        image = pipeline_crop(image, landmarks[0], landmarks[1])
-    return image_features(prepare_image(image, contract))
-
-
-def degrade_seed(path: str, copy: int, seed: int) -> int:
-    """A stable seed for the ``copy``-th degraded version of ``path`` (the same in every run).
-
-    Only the file's last three path parts (e.g. ``dfdc/real/x.jpg``) count, so every checkout
-    that resolves a manifest's relative paths from elsewhere draws the same copies.
-    """
-    name = "/".join(Path(os.path.normpath(str(path))).parts[-3:])
-    return zlib.crc32(f"{seed}:{copy}:{name}".encode()) & 0x7FFFFFFF
-
-
-def cache_key(path: str, seed: int | None, aligned: bool = False) -> str:
-    """The feature cache's key of an image file, or of one degraded (and/or aligned) version of it."""
-    key = str(path) if seed is None else f"{path}::degraded-{seed}"
-    return f"{key}::aligned" if aligned else key
-
-
-class FeatureCache:
-    """Forensic features per image path, kept in ``.npz`` shards in one directory.
-
-    Args:
-        directory: the cache directory (one per feature version and contract size).
-        contract: the preprocessing contract the features are computed under.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], contract: Preprocessing) -> None:
-        self.directory = Path(directory)
-        self.contract = contract
-        self._index: dict[str, np.ndarray] = {}
-        if self.directory.is_dir():
-            for shard in sorted(self.directory.glob("*.npz")):
-                with np.load(shard, allow_pickle=False) as data:
-                    if data["features"].shape[1:] != (N_FEATURES,):
-                        continue  # a shard of other features: ignored, recomputed
-                    self._index.update(zip(data["paths"].tolist(), data["features"]))
-
-    @classmethod
-    def for_work_dir(cls, work_dir: str | os.PathLike[str], contract: Preprocessing) -> "FeatureCache":
-        """The cache of a training work directory for this feature version and contract."""
-        name = f"forensic-v{FEATURE_VERSION}-{contract.height}x{contract.width}"
-        return cls(Path(work_dir) / "cache" / name, contract)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def _write_shard(self, paths: Sequence[str], features: np.ndarray) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
-        final = self.directory / f"{key}.npz"
-        tmp = self.directory / f".{key}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, paths=np.asarray(paths, dtype=str), features=features)
-        os.replace(tmp, final)
-
-    def features(self, paths: Sequence[str], *, degrade_seeds: Sequence[int | None] | None = None,
-                 landmarks: Sequence[tuple[np.ndarray, tuple[int, int]] | None] | None = None,
-                 workers: int = 2, verbose: bool = True) -> np.ndarray:
-        """The ``(N, N_FEATURES)`` float32 features of ``paths``, computing and caching missing ones.
-
-        Args:
-            paths: image files.
-            degrade_seeds: per path, None for the clean image or the seed of its degradation chain.
-            landmarks: per path, None to use the image whole, or the clean image's landmarks and
-                shape to cut the face as serving does (`training.pipeline_crops`).
-            workers: threads (OpenCV and FFmpeg release the GIL).
-            verbose: show a progress bar.
-        """
-        paths = [str(p) for p in paths]
-        seeds = [None] * len(paths) if degrade_seeds is None else list(degrade_seeds)
-        marks = [None] * len(paths) if landmarks is None else list(landmarks)
-        if len(seeds) != len(paths) or len(marks) != len(paths):
-            raise ValueError(f"{len(seeds)} degrade seeds and {len(marks)} landmarks for {len(paths)} paths.")
-        keys = [cache_key(p, s, m is not None) for p, s, m in zip(paths, seeds, marks)]
-        todo = {k: (p, s, m) for k, p, s, m in zip(keys, paths, seeds, marks) if k not in self._index}
-        missing = list(todo.items())
-        if missing:
-            chunks = [missing[i:i + SHARD_SIZE] for i in range(0, len(missing), SHARD_SIZE)]
-
-            def one_chunk(chunk: list[tuple[str, tuple[str, int | None, Any]]]) -> int:
-                feats = np.stack([crop_features(p, self.contract, s, m) for _, (p, s, m) in chunk])
-                self._write_shard([k for k, _ in chunk], feats)
-                self._index.update(zip((k for k, _ in chunk), feats))
-                return len(chunk)
-
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-                    tqdm(total=len(missing), disable=not verbose, unit="img",
-                         desc=f"forensic features ({len(keys) - len(missing)} cached)") as bar:
-                for done in pool.map(one_chunk, chunks):
-                    bar.update(done)
-        if not keys:
-            return np.zeros((0, N_FEATURES), dtype=np.float32)
-        return np.stack([self._index[k] for k in keys]).astype(np.float32)
 
 
 def with_degraded_copies(rows: pd.DataFrame, copies: int, seed: int) -> pd.DataFrame:
@@ -171,6 +56,22 @@ def with_degraded_copies(rows: pd.DataFrame, copies: int, seed: int) -> pd.DataF
         seeds = [degrade_seed(p, copy, seed) for p in rows["path"].astype(str)]
         parts.append(rows.assign(degrade_seed=seeds, degrade_copy=copy))
     return pd.concat(parts, ignore_index=True).astype({"degrade_seed": object, "degrade_copy": object})
+
+
+def with_detected_copies(rows: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """``rows`` (a ``detected`` column added, False) followed by one composed-screen copy of
+    ``share`` of the images, chosen by a stable hash of the path (``detected`` True, no
+    ``degrade_copy``); a copy keeps its row's label and group."""
+    if "degrade_seed" not in rows:
+        rows = rows.assign(degrade_seed=None, degrade_copy=None)
+    rows = rows.assign(detected=False)
+    if share <= 0:
+        return rows
+    seeds = np.array([degrade_seed(p, DETECTED_COPY, seed) for p in rows["path"].astype(str)], dtype=np.int64)
+    chosen = ((seeds % 10_000) < round(share * 10_000)) & rows["degrade_seed"].isna().to_numpy()  # once per image
+    copies = rows[chosen].assign(degrade_seed=seeds[chosen].tolist(), degrade_copy=None, detected=True)
+    out = pd.concat([rows, copies], ignore_index=True)
+    return out.astype({"degrade_seed": object, "degrade_copy": object})
 
 
 def _seeds(rows: pd.DataFrame) -> list[int | None]:
@@ -267,18 +168,24 @@ def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -
 
     train, val = train_val(manifest, config)
     copies = config.degraded_copies if config.augment else 0
-    train = with_degraded_copies(train, copies, config.seed)
-    val = with_degraded_copies(val, copies, config.seed)
-    y_train, y_val = split_labels(train), split_labels(val)
+    share = config.detected_share if config.augment else 0.0
+    train = with_detected_copies(with_degraded_copies(train, copies, config.seed), share, config.seed)
+    val = with_detected_copies(with_degraded_copies(val, copies, config.seed), share, config.seed)
     cache = FeatureCache.for_work_dir(work_dir, contract)
     start = time.perf_counter()
     aligned = config.aligned_copies if copies else 0  # no copies without augmentation
     marks = _copy_landmarks(train, val, work_dir, aligned, verbose=bool(verbose)) if aligned else None
-    x_train = cache.features(train["path"].tolist(), degrade_seeds=_seeds(train),
+    x_train = cache.features(train["path"].tolist(), degrade_seeds=_seeds(train), detected=train["detected"].tolist(),
                              landmarks=marks(train) if marks else None, workers=config.workers, verbose=bool(verbose))
-    x_val = cache.features(val["path"].tolist(), degrade_seeds=_seeds(val),
+    x_val = cache.features(val["path"].tolist(), degrade_seeds=_seeds(val), detected=val["detected"].tolist(),
                            landmarks=marks(val) if marks else None, workers=config.workers, verbose=bool(verbose))
     features_s = time.perf_counter() - start
+    # Composed copies in which the detector found no face: serving answers "no face" there.
+    lost = {"train": int(np.isnan(x_train).all(axis=1).sum()), "val": int(np.isnan(x_val).all(axis=1).sum())}
+    keep_train, keep_val = ~np.isnan(x_train).all(axis=1), ~np.isnan(x_val).all(axis=1)
+    train, x_train = train[keep_train].reset_index(drop=True), x_train[keep_train]
+    val, x_val = val[keep_val].reset_index(drop=True), x_val[keep_val]
+    y_train, y_val = split_labels(train), split_labels(val)
     if verbose:
         print(f"[{name}] {len(train)} train, {len(val)} val rows ({copies} degraded copies each), {N_FEATURES} features "
               f"({len(GROUPS)} groups), input {contract.input_shape}; features in {features_s:.0f}s")
@@ -296,8 +203,9 @@ def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -
     p_val, calibration = calibrate(raw, y_val, config.threshold_rule)
     threshold, temperature = calibration["threshold"], calibration["temperature"]
     clean = val["degrade_seed"].isna().to_numpy()
-    cut = _is_aligned(val, aligned)
-    parts = {"clean": clean, "degraded": ~clean, "degraded_whole": ~clean & ~cut, "degraded_aligned": cut}
+    cut, found = _is_aligned(val, aligned), val["detected"].to_numpy(dtype=bool)
+    parts = {"clean": clean, "degraded": ~clean, "degraded_whole": ~clean & ~cut & ~found, "degraded_aligned": cut,
+             "degraded_detected": found}
     part_metrics = {k: binary_metrics(p_val[m], y_val[m], threshold) for k, m in parts.items() if m.any()}
     contributions = model.explain_features(x_val, temperature=temperature)
     mean_abs = {g: float(np.mean([abs(c[g]) for c in contributions])) for g in GROUPS}
@@ -313,6 +221,9 @@ def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -
             "val_rows": int(len(val)),
             "degraded_copies": int(copies),
             "aligned_copies": int(aligned),
+            "detected_share": float(share),
+            "detected_copies": {"train": int(train["detected"].sum()), "val": int(val["detected"].sum()),
+                                "no_face": lost},
             "val_metrics_by_copy": part_metrics,
             "features": N_FEATURES,
             "feature_version": FEATURE_VERSION,

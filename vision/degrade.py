@@ -234,7 +234,8 @@ def compose(name: str, image: np.ndarray, *, seed: int) -> tuple[np.ndarray, tup
     return screens.screenshot(name, _check(image), np.random.default_rng(seed), **transform.params)
 
 
-def random_chain(rng: np.random.Generator, *, compositions: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def random_chain(rng: np.random.Generator, *, compositions: bool = False,
+                 composed_share: float = 0.5) -> Callable[[np.ndarray], np.ndarray]:
     """A random chain of one to three degradations for training, with random parameters.
 
     The kinds, their order and parameters and any seeds the operations need are drawn from
@@ -244,10 +245,14 @@ def random_chain(rng: np.random.Generator, *, compositions: bool = False) -> Cal
         rng: the generator to draw the chain from.
         compositions: allow (at most) one screenshot composition in the chain; its output is
             then a whole screen, which the caller must detect the face in again.
+        composed_share: with ``compositions``, the chance that the chain does compose a screen
+            (1.0: always; the draw is made either way, so other shares keep the same chains).
     """
+    if not 0.0 <= composed_share <= 1.0:
+        raise ValueError(f"composed_share must be in [0, 1], received {composed_share}.")
     plain = [k for k, (_, _, comp) in _KINDS.items() if not comp]
     chosen = list(rng.choice(plain, size=int(rng.integers(1, 4)), replace=False))
-    if compositions and rng.random() < 0.5:
+    if compositions and rng.random() < composed_share:
         screens_ = [k for k, (_, _, comp) in _KINDS.items() if comp]
         chosen.insert(int(rng.integers(0, len(chosen) + 1)), str(rng.choice(screens_)))
     steps = []

@@ -65,6 +65,19 @@ def test_builder_trains_saves_and_reloads(name, tmp_path):
     np.testing.assert_allclose(out[f"{name}_p_fake"], expected[:, FAKE_INDEX], atol=1e-5)
 
 
+def test_lenet_batch_norm_normalises_each_stage_and_keeps_the_flattened_map():
+    from agents.lenet import build_lenet
+
+    plain = build_lenet(input_shape=(32, 32, 3), dense_units=8)
+    normed = build_lenet(input_shape=(32, 32, 3), dense_units=8, batch_norm=True)
+    names = [layer.name for layer in normed.layers]
+    assert {"bn1", "bn2", "fc1_bn"} <= set(names) and not any("bn" in layer.name for layer in plain.layers)
+    assert normed.get_layer("conv1").use_bias is False and plain.get_layer("conv1").use_bias is True
+    # The dense layer still reads where on the face a pattern is: a flattened 8x8x50 map.
+    assert normed.get_layer("flatten").output.shape[-1] == 8 * 8 * 50
+    assert get_agent("lenet").builder_kwargs.get("batch_norm") is True
+
+
 def test_builders_validate_arguments():
     from agents.custom import build_custom
     from agents.lenet import build_lenet

@@ -146,7 +146,7 @@ def test_trains_on_the_fixture_into_a_bundle(trained):
 
 
 def test_training_and_serving_give_identical_features_and_probabilities(trained, manifest):
-    from training.train_forensic import FeatureCache
+    from training.forensic_cache import FeatureCache
 
     rows = val_rows(manifest)
     paths = rows["path"].tolist()[:12]
@@ -171,7 +171,8 @@ def test_training_and_serving_give_identical_features_and_probabilities(trained,
 
 def test_degraded_copies_take_the_serving_path(trained, manifest):
     """A degraded copy's cached features are those of serving the degraded image itself."""
-    from training.train_forensic import FeatureCache, degrade_seed, with_degraded_copies
+    from training.forensic_cache import FeatureCache, degrade_seed
+    from training.train_forensic import with_degraded_copies
     from vision.degrade import random_chain
 
     rows = val_rows(manifest).head(3)
@@ -237,7 +238,7 @@ def test_a_fit_takes_only_the_cores_other_processes_leave_idle(monkeypatch):
 
 
 def test_feature_cache_resumes_from_its_shards(tmp_path, manifest):
-    from training.train_forensic import FeatureCache
+    from training.forensic_cache import FeatureCache
 
     paths = manifest["path"].tolist()[:6]
     first = FeatureCache(tmp_path / "cache", CONTRACT)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from training.pipeline_crops import LandmarkCache, pipeline_crop
-from training.train_forensic import FeatureCache, cache_key
+from training.forensic_cache import FeatureCache, cache_key
 from vision.alignment import align_face
 from vision.face_detector import FaceDetector
 from vision.faces import extract_faces

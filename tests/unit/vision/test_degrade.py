@@ -143,3 +143,18 @@ def test_random_chains_with_compositions_sometimes_return_screens(face_crop):
         if any(kind in ("player", "phone") for kind, _ in chain.steps):
             shapes.append(chain(face_crop).shape)
     assert shapes and all(s[0] * s[1] > 224 * 224 for s in shapes)
+
+
+def test_composed_share_decides_how_often_a_chain_composes_a_screen(face_crop):
+    def composes(seed: int, share: float) -> bool:
+        chain = degrade.random_chain(np.random.default_rng(seed), compositions=True, composed_share=share)
+        return any(kind in ("player", "phone") for kind, _ in chain.steps)
+
+    assert all(composes(seed, 1.0) for seed in range(20))
+    assert not any(composes(seed, 0.0) for seed in range(20))
+    # The default share keeps the chains drawn before the option existed: the draw is made either way.
+    half = [degrade.random_chain(np.random.default_rng(s), compositions=True).steps for s in range(10)]
+    assert half == [degrade.random_chain(np.random.default_rng(s), compositions=True, composed_share=0.5).steps
+                    for s in range(10)]
+    with pytest.raises(ValueError, match="received 1.5"):
+        degrade.random_chain(np.random.default_rng(0), compositions=True, composed_share=1.5)
