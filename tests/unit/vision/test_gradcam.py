@@ -64,8 +64,9 @@ def test_the_registered_agents_read_a_map_of_at_least_8_cells_at_their_sizes():
     from agents.registry import get_agent
 
     # custom's blocks convolve at the input's size, then halve it: at 64 px its block 4 has 8
-    # cells, at 32 px 4 (so block 3, 8 cells, is read).
-    cases = {("custom", 64): "block4_relu2", ("custom", 32): "block3_relu2", ("lenet", 128): "conv2",
+    # cells, at 32 px 4 (so block 3, 8 cells, is read). LeNet's second stage (conv, batch norm, ReLU)
+    # has 32 cells at 64 px.
+    cases = {("custom", 64): "block4_relu2", ("custom", 32): "block3_relu2", ("lenet", 64): "relu2",
              ("vgg16", 64): "block4_conv3", ("vgg16", 224): "block5_conv3"}
     for (agent, size), expected in cases.items():
         model = get_agent(agent).build(input_size=size)

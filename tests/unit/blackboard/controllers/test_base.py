@@ -232,6 +232,8 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     cache = tmp_path / "cache"
     args = ["--bundle", str(bundle_copy), "--manifest", str(tiny_manifest), "--cache-dir", str(cache),
             "--no-progress", "--threshold-rule", "fixed:0.5"]
+    before = load_bundle(bundle_copy)
+    calibration = {n: (before.agent(n).temperature, before.agent(n).bias) for n in before.agent_names}
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Q_real" in out and "ensemble" in out and "roc_auc" in out
@@ -250,10 +252,17 @@ def test_fit_controller_cli_fits_saves_and_refuses_test_split(bundle_copy, tiny_
     assert set(load_baselines(bundle)) == {"majority", "mean", "stacking", "stacking+context"}  # context: blur
     assert "stacking" in out and "held-out replay" in out
     assert len(list(cache.glob("eval-*.npz"))) == 1  # votes cached for reuse (training.vote_cache)
-    assert main(args) == 0  # second fit (from the cache) is stored as v2, v1 kept
-    # Saving a controller changed the manifest but not the models: the cache still applies.
-    assert len(list(cache.glob("eval-*.npz"))) == 1
+    # The first fit refitted the calibration of any agent whose votes did not state even odds
+    # (here the tiny LeNet's, all above 0.5): its votes changed, so the second fit scores once more.
+    refitted = {n for n, tb in calibration.items() if (bundle.agent(n).temperature, bundle.agent(n).bias) != tb}
+    assert main(args) == 0  # second fit is stored as v2, v1 kept
+    assert len(list(cache.glob("eval-*.npz"))) == 1 + bool(refitted)
     assert [v["n"] for v in list_controller_versions(bundle_copy)] == [1, 2]
+    # A refit on the same rows is applied once: the second fit changed no calibration, so a third
+    # (saving a controller changes the manifest, not the models or calibration) would reuse the cache.
+    again = load_bundle(bundle_copy)
+    assert all((again.agent(n).temperature, again.agent(n).bias) == (bundle.agent(n).temperature, bundle.agent(n).bias)
+               for n in again.agent_names)
     # Faces found in screens add rows (those the detector finds again) with their own face size.
     assert main([*args, "--detected-copies", "1", "--no-fragile"]) == 0
     controller, replay = load_controller(load_bundle(bundle_copy)), load_replay(load_bundle(bundle_copy))
