@@ -194,6 +194,29 @@ def test_degraded_copies_take_the_serving_path(trained, manifest):
         cache.features([path], degrade_seeds=[None, None], verbose=False)
 
 
+def test_composed_copies_enter_training_where_serving_finds_a_face(manifest, face_crop, tmp_path):
+    """``detected_share``: copies composed into screens; the detector finds the face in a face's
+    copy, none in a texture's, and those rows leave training as serving would answer "no face"."""
+    from training.train import TrainConfig, train_agent
+
+    faces = []
+    for i, split in enumerate(("train", "train", "val", "val")):
+        path = tmp_path / f"face{i}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(np.roll(face_crop, 3 * i, axis=1), cv2.COLOR_RGB2BGR))
+        faces.append({"path": str(path), "label": "real", "group": f"face{i}", "split": split})
+    rows = pd.concat([manifest[manifest["split"] == "train"].head(24), val_rows(manifest).head(12),
+                      pd.DataFrame(faces)], ignore_index=True)
+    small = {"max_iter": 20, "max_leaf_nodes": 4, "min_samples_leaf": 2, "max_bins": 16}
+    config = TrainConfig(workers=2, degraded_copies=0, detected_share=1.0, agent_kwargs={"forensic": small})
+    art = train_agent("forensic", rows, config, tmp_path / "work", verbose=0)
+    meta = art["training"]
+    counts = meta["detected_copies"]
+    assert counts["no_face"]["train"] >= 24 and counts["no_face"]["val"] >= 12  # the textures
+    assert counts["train"] + counts["val"] >= 1  # a face's screen: found and kept
+    assert counts["train"] + counts["val"] + counts["no_face"]["train"] + counts["no_face"]["val"] == 40
+    assert meta["train_rows"] == 26 + counts["train"] and meta["detected_share"] == 1.0
+
+
 def test_rerun_reuses_finished_agent(trained, manifest, capsys):
     from training.train import train_agent
 
