@@ -181,8 +181,8 @@ def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -
                            landmarks=marks(val) if marks else None, workers=config.workers, verbose=bool(verbose))
     features_s = time.perf_counter() - start
     # Composed copies in which the detector found no face: serving answers "no face" there.
-    lost = {"train": int(np.isnan(x_train).all(axis=1).sum()), "val": int(np.isnan(x_val).all(axis=1).sum())}
     keep_train, keep_val = ~np.isnan(x_train).all(axis=1), ~np.isnan(x_val).all(axis=1)
+    lost = {"train": int((~keep_train).sum()), "val": int((~keep_val).sum())}
     train, x_train = train[keep_train].reset_index(drop=True), x_train[keep_train]
     val, x_val = val[keep_val].reset_index(drop=True), x_val[keep_val]
     y_train, y_val = split_labels(train), split_labels(val)
