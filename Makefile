@@ -50,38 +50,48 @@ test: $(STAMP) browser
 # + lfw-swaps; half their samples cut the way serving cuts a detected face), custom taken in with
 # `bundle swap-agent`; the forensic agent on the mixed split (each image also as a screenshot-like
 # degraded copy cut the way serving cuts a detected face, and 30 % composed into a player or phone
-# screenshot whose face the detector finds), swapped in the same way (VGG-16 is not shipped until it learns: README); then the
-# controller with its baselines and replay set (on the mixed split's val, clean and degraded; no
-# context: grouped CV found none that helps these agents, BENCHMARKS.md; each agent's own
-# calibration refitted there for even odds) and the "can't tell" model. About 4-5 h on 2 CPU cores (each CNN: 45-55 min, 30 epochs; the forensic features with their detections ~35 min); every agent checkpoints (the forensic features are cached),
-# so rerunning `make bundle` resumes. The three agents share one work folder, so the faces'
-# landmarks (serving's cut) are found once, about 10 min on 2 cores, and the CNNs' 64 px caches once.
-# It ends by signing the bundle with the project's private key, kept outside the repository
-# (docs/usage/bundle.md); the steps before load the half-built bundle with --allow-unsigned.
+# screenshot whose face the detector finds), swapped in the same way (VGG-16 is not shipped until
+# it learns: README); then the controller with its baselines and replay set (on the mixed split's
+# val, clean and degraded; no context: grouped CV found none that helps these agents,
+# BENCHMARKS.md; each agent's own calibration refitted there for even odds) and the "can't tell"
+# model. The three agents share one work folder: LeNet trains first and finds the faces'
+# landmarks (serving's cut, ~10 min) and the 64 px caches that the other two reuse; then custom
+# and forensic train side by side (`bundle-agents`, two make jobs: the CNN's epochs and the
+# forensic agent's detections each leave a core idle alone). Measured end to end on 2 cores:
+# BENCHMARKS.md, "make bundle, end to end". Every agent checkpoints (the forensic features are
+# cached), so rerunning `make bundle` resumes. It ends by signing the bundle with the project's
+# private key, kept outside the repository (docs/usage/bundle.md); the steps before load the
+# half-built bundle with --allow-unsigned.
 BUNDLE_MANIFEST := benchmarks/splits/dfdc-extra.csv
 MIXED_MANIFEST := benchmarks/splits/mixed.csv
+BUNDLE_WORK := agents/default_bundle.mixed.work
 SIGNING_KEY ?= $(or $(FAKEFACE_SIGNING_KEY),$(HOME)/.config/fakeface/bundle-signing.key)
+CNN_RECIPE := --optimizer adam --lr 1e-3 --lr-schedule cosine --epochs 30 --patience 8 --batch-size 64 \
+    --storage-dtype float16 --workers 2
 bundle: $(STAMP)
 	@test -r "$(SIGNING_KEY)" || { echo "make bundle: no signing key at $(SIGNING_KEY); set SIGNING_KEY=PATH (docs/usage/bundle.md)" >&2; exit 2; }
 	$(BIN)/python benchmarks/splits/make_dfdc_extra.py
 	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents lenet --out agents/default_bundle \
-	    --work-dir agents/default_bundle.mixed.work --keep-work --optimizer adam --lr 1e-3 --lr-schedule cosine \
-	    --epochs 30 --patience 8 --batch-size 64 --storage-dtype float16 --workers 2 \
-	    --agent-option lenet:cut_share=0.5
-	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents custom --out agents/default_bundle.custom \
-	    --work-dir agents/default_bundle.mixed.work --keep-work --optimizer adam --lr 1e-3 --lr-schedule cosine \
-	    --epochs 30 --patience 8 --batch-size 64 --storage-dtype float16 --workers 2 \
-	    --agent-option custom:cut_share=0.5
+	    --work-dir $(BUNDLE_WORK) --keep-work $(CNN_RECIPE) --agent-option lenet:cut_share=0.5
+	$(MAKE) --no-print-directory -j2 --output-sync=target bundle-agents
 	$(BIN)/fakeface bundle swap-agent --bundle agents/default_bundle --from agents/default_bundle.custom --agent custom
-	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents forensic --out agents/default_bundle.forensic \
-	    --work-dir agents/default_bundle.mixed.work --keep-work --workers 2 --agent-option forensic:aligned_copies=1 \
-	    --agent-option forensic:detected_share=0.3
 	$(BIN)/fakeface bundle swap-agent --bundle agents/default_bundle --from agents/default_bundle.forensic --agent forensic
 	$(BIN)/fakeface fit-controller --allow-unsigned --bundle agents/default_bundle --manifest $(MIXED_MANIFEST) \
 	    --context none --degraded-copies 1
 	$(BIN)/fakeface fit-ood --allow-unsigned --bundle agents/default_bundle --manifest $(BUNDLE_MANIFEST)
 	$(BIN)/fakeface bundle sign --key $(SIGNING_KEY) --bundle agents/default_bundle
 	$(BIN)/fakeface bundle verify --bundle agents/default_bundle
+
+# `make bundle`'s middle step: custom and forensic, each into its own bundle, side by side.
+.PHONY: bundle-agents bundle-custom bundle-forensic
+bundle-agents: bundle-custom bundle-forensic
+bundle-custom:
+	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents custom --out agents/default_bundle.custom \
+	    --work-dir $(BUNDLE_WORK) --keep-work $(CNN_RECIPE) --agent-option custom:cut_share=0.5
+bundle-forensic:
+	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents forensic --out agents/default_bundle.forensic \
+	    --work-dir $(BUNDLE_WORK) --keep-work --workers 2 --agent-option forensic:aligned_copies=1 \
+	    --agent-option forensic:detected_share=0.3
 
 clean:
 	rm -rf $(VENV) .pytest_cache
