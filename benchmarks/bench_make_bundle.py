@@ -56,17 +56,16 @@ def main(argv: list[str]) -> None:
     start = time.monotonic()
     lines: list[tuple[float, str]] = []
     with open(log_path, "w") as log:
-        # Keras redraws its progress bar with carriage returns: split on those too, so each
-        # redraw is stamped rather than one line per epoch.
+        # Text mode reads Keras's carriage-return progress redraws as lines of their own: each
+        # redraw is stamped, rather than one line per epoch.
         proc = subprocess.Popen(["make", *(["-n"] if args.dry_run else []), "bundle"], cwd=args.clone,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, newline="")
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            for line in raw.replace("\r", "\n").splitlines():
-                if line.strip():
-                    t = time.monotonic() - start
-                    lines.append((t, line))
-                    log.write(f"{t:9.1f} {line}\n")
+        for line in proc.stdout:
+            if line.strip():
+                t = time.monotonic() - start
+                lines.append((t, line.rstrip("\n")))
+                log.write(f"{t:9.1f} {line}")
         rc = proc.wait()
     total = time.monotonic() - start
     result = {**stamp(argv), **machine_and_load(load_before), "commit": head, "returncode": rc,
