@@ -54,10 +54,11 @@ test: $(STAMP) browser
 # it learns: README); then the controller with its baselines and replay set (on the mixed split's
 # val, clean and degraded; no context: grouped CV found none that helps these agents,
 # BENCHMARKS.md; each agent's own calibration refitted there for even odds) and the "can't tell"
-# model. The three agents share one work folder: LeNet trains first and finds the faces'
-# landmarks (serving's cut, ~10 min) and the 64 px caches that the other two reuse; then custom
-# and forensic train side by side (`bundle-agents`, two make jobs: the CNN's epochs and the
-# forensic agent's detections each leave a core idle alone). Measured end to end on 2 cores:
+# model. The three agents share one work folder: LeNet trains first and finds the train faces'
+# landmarks (serving's cut, ~10 min) and the 64 px caches that custom reuses and forensic's
+# aligned copies read; then custom and forensic train side by side (`bundle-agents`, two make
+# jobs; forensic finds the val faces' landmarks itself; the caches' shards are written under
+# hidden names and renamed, so neither reads the other's half-written file). Measured end to end on 2 cores:
 # BENCHMARKS.md, "make bundle, end to end". Every agent checkpoints (the forensic features are
 # cached), so rerunning `make bundle` resumes. It ends by signing the bundle with the project's
 # private key, kept outside the repository (docs/usage/bundle.md); the steps before load the

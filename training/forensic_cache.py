@@ -9,7 +9,6 @@ so an interrupted extraction resumes and other runs on the same files reuse it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import zlib
@@ -25,6 +24,7 @@ from agents.preprocessing import Preprocessing, prepare_image
 from vision.degrade import random_chain
 from vision.media import read_image
 from training.pipeline_crops import pipeline_crop
+from training.shards import read_shards, write_shard
 
 # Images per cache shard: the work lost to an interruption is at most one shard per worker.
 SHARD_SIZE = 512
@@ -45,6 +45,9 @@ def crop_features(path: str | os.PathLike[str], contract: Preprocessing, degrade
     the chain always composes a whole screen and the face is found in it as serving finds it
     (all features NaN when none is found).
     """
+    if detector is not None and degrade_seed is None:
+        raise ValueError("A composed-screen copy (a detector given) needs its degrade_seed, received None: "
+                         "unseeded, its pixels would differ in every run while the cache keeps the first.")
     image = read_image(path)
     if detector is not None:
         from training.degraded_votes import served_face  # imports the bundle code only when needed
@@ -92,12 +95,11 @@ class FeatureCache:
         self.directory = Path(directory)
         self.contract = contract
         self._index: dict[str, np.ndarray] = {}
-        if self.directory.is_dir():
-            for shard in sorted(self.directory.glob("*.npz")):
-                with np.load(shard, allow_pickle=False) as data:
-                    if data["features"].shape[1:] != (N_FEATURES,):
-                        continue  # a shard of other features: ignored, recomputed
-                    self._index.update(zip(data["paths"].tolist(), data["features"]))
+        for shard_paths, arrays in read_shards(self.directory):
+            features = arrays.get("features")
+            if features is None or features.shape[1:] != (N_FEATURES,):
+                continue  # a shard of other features: ignored, recomputed
+            self._index.update(zip(shard_paths, features))
 
     @classmethod
     def for_work_dir(cls, work_dir: str | os.PathLike[str], contract: Preprocessing) -> "FeatureCache":
@@ -109,12 +111,7 @@ class FeatureCache:
         return len(self._index)
 
     def _write_shard(self, paths: Sequence[str], features: np.ndarray) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
-        final = self.directory / f"{key}.npz"
-        tmp = self.directory / f".{key}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, paths=np.asarray(paths, dtype=str), features=features)
-        os.replace(tmp, final)
+        write_shard(self.directory, paths, features=features)
 
     def features(self, paths: Sequence[str], *, degrade_seeds: Sequence[int | None] | None = None,
                  landmarks: Sequence[tuple[np.ndarray, tuple[int, int]] | None] | None = None,
@@ -138,6 +135,10 @@ class FeatureCache:
         if len(seeds) != len(paths) or len(marks) != len(paths) or len(found) != len(paths):
             raise ValueError(f"{len(seeds)} degrade seeds, {len(marks)} landmarks and {len(found)} detected flags "
                              f"for {len(paths)} paths.")
+        unseeded = [p for p, s, d in zip(paths, seeds, found) if d and s is None]
+        if unseeded:
+            raise ValueError(f"{len(unseeded)} composed-screen copies without a degrade seed (first: {unseeded[0]}); "
+                             "each detected copy needs the seed that draws its screen.")
         keys = [cache_key(p, s, m is not None, d) for p, s, m, d in zip(paths, seeds, marks, found)]
         todo = {k: (p, s, m, d) for k, p, s, m, d in zip(keys, paths, seeds, marks, found) if k not in self._index}
         missing = list(todo.items())

@@ -17,7 +17,6 @@ An image in which the detector finds no face keeps its whole-image copy, as
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from agents.preprocessing import Preprocessing, resize_rgb
 from vision.alignment import align_face
+from training.shards import read_shards, write_shard
 from vision.media import read_image
 
 # Images per landmark shard: an interruption loses at most one shard of detections.
@@ -61,21 +61,17 @@ class LandmarkCache:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self._index: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
-        if self.directory.is_dir():
-            for shard in sorted(self.directory.glob("*.npz")):
-                with np.load(shard, allow_pickle=False) as data:
-                    for path, points, shape in zip(data["paths"].tolist(), data["landmarks"], data["shapes"]):
-                        self._index[path] = (points, (int(shape[0]), int(shape[1])))
+        for shard_paths, arrays in read_shards(self.directory):
+            if "landmarks" not in arrays or "shapes" not in arrays:
+                continue  # not a landmark shard: ignored, found again
+            for path, points, shape in zip(shard_paths, arrays["landmarks"], arrays["shapes"]):
+                self._index[path] = (points, (int(shape[0]), int(shape[1])))
 
     def __len__(self) -> int:
         return len(self._index)
 
     def _write_shard(self, paths: list[str], points: np.ndarray, shapes: np.ndarray) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
-        tmp = self.directory / f".{key}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, paths=np.asarray(paths, dtype=str), landmarks=points, shapes=shapes)
-        os.replace(tmp, self.directory / f"{key}.npz")
+        write_shard(self.directory, paths, landmarks=points, shapes=shapes)
 
     def landmarks(self, paths: Sequence[str], *, verbose: bool = True
                   ) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:

@@ -180,8 +180,10 @@ def train_forensic(run: AgentRun, manifest: pd.DataFrame, *, verbose: int = 1) -
     x_val = cache.features(val["path"].tolist(), degrade_seeds=_seeds(val), detected=val["detected"].tolist(),
                            landmarks=marks(val) if marks else None, workers=config.workers, verbose=bool(verbose))
     features_s = time.perf_counter() - start
-    # Composed copies in which the detector found no face: serving answers "no face" there.
-    keep_train, keep_val = ~np.isnan(x_train).all(axis=1), ~np.isnan(x_val).all(axis=1)
+    # Composed copies in which the detector found no face: serving answers "no face" there. Only
+    # those are dropped; any other row is kept whatever its features.
+    keep_train = ~(train["detected"].to_numpy(bool) & np.isnan(x_train).all(axis=1))
+    keep_val = ~(val["detected"].to_numpy(bool) & np.isnan(x_val).all(axis=1))
     lost = {"train": int((~keep_train).sum()), "val": int((~keep_val).sum())}
     train, x_train = train[keep_train].reset_index(drop=True), x_train[keep_train]
     val, x_val = val[keep_val].reset_index(drop=True), x_val[keep_val]

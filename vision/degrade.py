@@ -246,7 +246,8 @@ def random_chain(rng: np.random.Generator, *, compositions: bool = False,
         compositions: allow (at most) one screenshot composition in the chain; its output is
             then a whole screen, which the caller must detect the face in again.
         composed_share: with ``compositions``, the chance that the chain does compose a screen
-            (1.0: always; the draw is made either way, so other shares keep the same chains).
+            (1.0: always). The default, 0.5, draws the same chains as before this argument
+            existed; another share changes the chains of the seeds whose draw it decides otherwise.
     """
     if not 0.0 <= composed_share <= 1.0:
         raise ValueError(f"composed_share must be in [0, 1], received {composed_share}.")

@@ -65,3 +65,10 @@ def test_composed_copies_reach_the_features_as_serving_finds_the_face(face_crop,
 def test_flags_must_match_the_paths(tmp_path):
     with pytest.raises(ValueError, match="2 detected flags for 1 paths"):
         FeatureCache(tmp_path / "cache", CONTRACT).features(["a.png"], detected=[True, False], verbose=False)
+
+
+def test_a_composed_copy_without_its_seed_is_refused(tmp_path):
+    cache = FeatureCache(tmp_path / "cache", CONTRACT)
+    with pytest.raises(ValueError, match="without a degrade seed.*img.png"):
+        cache.features([str(tmp_path / "img.png")], degrade_seeds=[None], detected=[True], verbose=False)
+    assert not (tmp_path / "cache").exists()  # refused before anything was computed or written
