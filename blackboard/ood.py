@@ -238,12 +238,19 @@ class UncertaintyGate:
         Args:
             case: the decided case.
             features: :func:`crop_features` of every face, in order, when the crops stayed with
-                the workers; None: computed from the faces' crops (faces without one are skipped).
+                the workers; None: computed from the faces' crops. A face without its crop (the
+                server keeps none unless heat maps are asked for) and without features gets no
+                OOD score, but its box's size and shape are checked all the same.
         """
-        faces = list(case.faces) if features is not None else [f for f in case.faces if f.crop is not None]
-        reasons, scores = self.assess([f.crop for f in faces], [(f.box[2], f.box[3]) for f in faces], features)
-        for face, reason, score in zip(faces, reasons, scores):
-            face.ood_score = score
+        faces = list(case.faces)
+        scored = faces if features is not None or self.ood is None else [f for f in faces if f.crop is not None]
+        reasons, scores = self.assess([f.crop for f in scored], [(f.box[2], f.box[3]) for f in scored], features)
+        found = {id(f): (reason, score) for f, reason, score in zip(scored, reasons, scores)}
+        for face in faces:
+            if id(face) in found:
+                reason, face.ood_score = found[id(face)]
+            else:
+                reason = shape_reason(face.box[2], face.box[3], self.min_face_px)
             if reason and face.decision is not None:
                 face.decision = replace(face.decision, label=UNCERTAIN, reason=reason)
         return case

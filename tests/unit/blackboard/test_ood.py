@@ -126,6 +126,19 @@ def test_size_and_shape_checks_work_without_an_ood_model(face_crop):
     assert case.faces[2].decision.reason.startswith("not a face crop: the 1920x1080 px input would be squashed")
 
 
+@pytest.mark.parametrize("with_model", [False, True])
+def test_faces_without_their_crops_still_get_the_size_and_shape_check(model, face_crop, with_model):
+    # The server keeps no crops unless heat maps are asked for: the box alone must still decide.
+    boxes = [(0.0, 0.0, 20.0, 40.0), (0.0, 0.0, 1920.0, 1080.0), (5.0, 9.0, 161.0, 208.0)]
+    case = _case([(face_crop, box) for box in boxes])
+    for face in case.faces:
+        face.crop = None
+    UncertaintyGate(model if with_model else None).apply(case)
+    assert [f.decision.label for f in case.faces] == [UNCERTAIN, UNCERTAIN, "fake"]
+    assert f"{MIN_FACE_PX} px" in case.faces[0].decision.reason
+    assert all(f.ood_score is None for f in case.faces)  # nothing to score without a crop
+
+
 def test_batch_rows_say_uncertain_with_the_reason(model, tiny_bundle, tmp_path, face_crop):
     from blackboard.decision_stage import DecisionStage
 
