@@ -9,6 +9,7 @@ resumable run is built from it and must come out the same on every run.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,27 +70,33 @@ def _resolve(entry: str, base: Path) -> str:
     return os.path.abspath(path if path.is_absolute() else base / path)
 
 
+def _read_text(path: Path, what: str) -> str:
+    """The file's text; "utf-8-sig" also reads the byte-order mark that Excel's "CSV UTF-8" writes."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{path} is not a UTF-8 {what} ({err.reason} at byte {err.start}); save it as UTF-8, or pass "
+            "a folder, a manifest CSV or a text file with one path per line."
+        ) from err
+    except OSError as err:
+        raise InputError(f"--input {path} cannot be read ({err.strerror}); check its permissions.") from err
+
+
 def _from_manifest(path: Path) -> InputList:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "path" not in reader.fieldnames:
-            raise InputError(
-                f"{path} is a CSV without a 'path' column (columns: {reader.fieldnames}); "
-                "add a 'path' header or pass a folder or a list file with one path per line."
-            )
-        entries = [row["path"].strip() for row in reader if (row.get("path") or "").strip()]
+    reader = csv.DictReader(io.StringIO(_read_text(path, "CSV"), newline=""))
+    if reader.fieldnames is None or "path" not in reader.fieldnames:
+        raise InputError(
+            f"{path} is a CSV without a 'path' column (columns: {reader.fieldnames}); "
+            "add a 'path' header or pass a folder or a list file with one path per line."
+        )
+    entries = [row["path"].strip() for row in reader if (row.get("path") or "").strip()]
     paths, dups = _dedupe([_resolve(e, path.parent) for e in entries])
     return InputList(paths=paths, skipped=0, duplicates=dups)
 
 
 def _from_list(path: Path) -> InputList:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise InputError(
-            f"{path} is not a text list of paths ({err.reason}); pass a folder, a manifest CSV "
-            "or a text file with one path per line."
-        ) from err
+    lines = _read_text(path, "text list of paths").splitlines()
     entries = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     paths, dups = _dedupe([_resolve(e, path.parent) for e in entries])
     return InputList(paths=paths, skipped=0, duplicates=dups)
