@@ -252,6 +252,20 @@ def json_ready(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def annotate_path_problem(base: str) -> str | None:
+    """Why ``--annotate base`` cannot be written (checked before anything is classified), or None."""
+    import cv2
+
+    path = Path(base)
+    if path.is_dir():
+        return "is a folder; name the image to write, e.g. OUT.png."
+    if not path.resolve().parent.is_dir():
+        return f"the folder {path.parent} does not exist; create it or choose another path."
+    if not cv2.haveImageWriter(f"x{path.suffix or '.png'}"):
+        return f"OpenCV cannot write {path.suffix!r} images; use .png or .jpg."
+    return None
+
+
 def annotation_path(base: str, index: int, source: Path, count: int) -> Path:
     """``base`` for one input; ``base-<n>-<stem>.png`` style names for several."""
     base_path = Path(base)
@@ -318,9 +332,10 @@ def main(argv: list[str]) -> int:
                      f"{args.max_frames}, {args.timeout}.", 2)
     if args.tls_ca and not os.path.isfile(args.tls_ca):
         return _fail(f"--tls-ca {args.tls_ca}: no such file.", 2)
-    if args.annotate and not Path(args.annotate).resolve().parent.is_dir():
-        return _fail(f"--annotate {args.annotate}: the folder {Path(args.annotate).parent} does not exist; "
-                     "create it or choose another path.", 2)
+    if args.annotate:
+        reason = annotate_path_problem(args.annotate)
+        if reason:
+            return _fail(f"--annotate {args.annotate}: {reason}", 2)
 
     from fakeface.client import ClientError
     from vision.media import ImageError
@@ -374,8 +389,14 @@ def main(argv: list[str]) -> int:
                 faces = result.get("_annotate_faces", result.get("faces", []))
                 if result["kind"] == "video":
                     faces = [{**f, "index": i} for i, f in enumerate(faces)]
-                out = write_image(annotation_path(args.annotate, slot, path, len(paths)), annotate(rgb, faces))
-                result["annotated"] = str(out)
+                target = annotation_path(args.annotate, slot, path, len(paths))
+                try:
+                    result["annotated"] = str(write_image(target, annotate(rgb, faces)))
+                except (OSError, ValueError) as err:  # the verdict stands; only its picture is lost
+                    bad_input = True
+                    result["annotate_error"] = f"{target}: {err}"
+                    print(f"fakeface classify: {path}: the annotated image could not be written to {target} "
+                          f"({err}); choose another --annotate path.", file=sys.stderr)
             results[slot] = result
     finally:
         if backend is not None:

@@ -231,7 +231,13 @@ class LocalDetector(_Closing):
             from blackboard.config import EnsembleConfig
 
             self.ensemble = Ensemble(self.bundle, EnsembleConfig(), ray_address=ray_address)
-        ok = self.ensemble.ready(timeout_s=ready_timeout_s)
+        try:
+            ok = self.ensemble.ready(timeout_s=ready_timeout_s)
+        except BaseException as err:
+            self.ensemble.shutdown()  # nothing stays deployed on the user's cluster
+            if isinstance(err, RuntimeError):  # Serve gave up on a replica, with its error
+                raise ClientError(f"the models did not load: {err}") from err
+            raise
         if ok is False:
             self.ensemble.shutdown()
             raise ClientError(f"the models did not load within {ready_timeout_s:.0f} s")

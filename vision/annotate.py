@@ -238,7 +238,10 @@ def write_image(path: str | os.PathLike[str], bgr: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = path.suffix or ".png"
-    ok, buf = cv2.imencode(ext, bgr)
+    try:
+        ok, buf = cv2.imencode(ext, bgr)
+    except cv2.error:  # OpenCV raises, rather than returning False, for an extension it does not know
+        ok = False
     if not ok:
         raise ValueError(f"cannot write {path}: OpenCV has no encoder for {ext!r}; use .png or .jpg")
     return atomic_write_bytes(path, buf.tobytes())

@@ -133,6 +133,33 @@ def test_annotate_into_a_missing_folder_is_refused(capsys, files, tmp_path):
     assert code == 2 and "does not exist" in err and not (tmp_path / "nope").exists()
 
 
+@pytest.mark.parametrize("target, reason", [("folder", "is a folder"), ("o.txt", "cannot write '.txt' images")])
+def test_an_annotate_path_that_cannot_be_written_is_refused_before_anything_loads(
+        capsys, files, tmp_path, monkeypatch, target, reason):
+    from fakeface import client
+
+    monkeypatch.setattr(client, "LocalDetector", lambda *a, **k: pytest.fail("models loaded for a bad --annotate"))
+    (tmp_path / "folder").mkdir()
+    code = classify_cli.main([str(files["photo"]), "--annotate", str(tmp_path / target)])
+    err = capsys.readouterr().err
+    assert code == 2 and reason in err and "Traceback" not in err
+
+
+def test_an_annotation_that_fails_to_write_keeps_the_verdict(capsys, files, tiny_bundle, tmp_path, monkeypatch):
+    import vision.annotate
+
+    def refuse(path, bgr):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(vision.annotate, "write_image", refuse)
+    code = classify_cli.main([str(files["photo"]), "--bundle", str(tiny_bundle), "--json",
+                              "--annotate", str(tmp_path / "o.png")])
+    out, err = capsys.readouterr()
+    (row,) = json.loads(out)
+    assert code == 2 and row["faces"] and "annotate_error" in row and "annotated" not in row
+    assert "could not be written to" in err and "choose another --annotate path" in err and "Traceback" not in err
+
+
 def test_version_and_help_conventions():
     version = fakeface("--version")
     assert version.returncode == 0 and version.stdout.startswith("fakeface ")
