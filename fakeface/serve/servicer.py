@@ -51,6 +51,25 @@ def _aborts(context: grpc.ServicerContext) -> Iterator[None]:
         context.abort(GRPC_CODES[err.status], err.message)
 
 
+def _client_requests(requests: Iterable[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    """The stream's requests; a client that cancels, or whose deadline passes, mid-stream ends the
+    call as CANCELLED or DEADLINE_EXCEEDED (gRPC raises a bare RpcError there, which the edge
+    would otherwise count and log as an internal error)."""
+    iterator = iter(requests)
+    while True:
+        try:
+            request = next(iterator)
+        except StopIteration:
+            return
+        except grpc.RpcError:
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                raise ServiceRefusal(Status.DEADLINE_EXCEEDED, "the stream's deadline passed before its last frame",
+                                     "stream deadline") from None
+            raise ServiceRefusal(Status.CANCELLED, "the client cancelled the stream", "client cancelled") from None
+        yield request
+
+
 def _parsed(request: Any) -> Any:
     """The request, or INVALID_ARGUMENT when its bytes were not a valid protobuf message."""
     if isinstance(request, Malformed):
@@ -101,7 +120,7 @@ class DetectorServicer(pb_grpc.DetectorServicer):
             stream.extra = {"items": counts}
             try:
                 with self.service.stream():
-                    for request in request_iterator:
+                    for request in _client_requests(request_iterator, context):
                         self.service.require_running()
                         item = stream.item()
                         try:

@@ -151,3 +151,29 @@ def test_a_caller_is_keyed_by_its_token_else_its_host_and_survives_a_context_wit
     with_token = caller_of(_Context("ipv4:10.0.0.7:5151", (("authorization", "Bearer abc"),)))
     assert with_token.key != by_host.key
     assert caller_of(_Context(NotImplementedError())).peer == ""
+
+
+class _Context:
+    def __init__(self, remaining):
+        self.remaining = remaining
+
+    def time_remaining(self):
+        return self.remaining
+
+
+@pytest.mark.parametrize("remaining, status", [(None, Status.CANCELLED), (5.0, Status.CANCELLED),
+                                               (0.0, Status.DEADLINE_EXCEEDED)])
+def test_a_stream_the_client_ends_midway_is_cancelled_or_past_its_deadline_not_internal(remaining, status):
+    from fakeface.serve.servicer import _client_requests
+    from fakeface.service_calls import ServiceRefusal
+
+    def requests():
+        yield "frame 1"
+        raise grpc.RpcError()  # what gRPC's request iterator raises once the client has gone
+
+    received = []
+    with pytest.raises(ServiceRefusal) as err:
+        for request in _client_requests(requests(), _Context(remaining)):
+            received.append(request)
+    assert received == ["frame 1"] and err.value.status is status
+    assert list(_client_requests(iter(["a", "b"]), _Context(None))) == ["a", "b"]
