@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import types
@@ -290,12 +291,22 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
         if not queued.acquire(blocking=False):
             raise WebRefusal(429, f"{config.video_queue} videos are already waiting; try again in a minute.",
                              code="RESOURCE_EXHAUSTED")
-        folder = Path(tempfile.mkdtemp(prefix="fakeface-web-"))
-        path = folder / f"clip{VIDEO_SUFFIX[container]}"
-        path.write_bytes(data)
-        job = {"id": uuid.uuid4().hex, "state": "running", "done": 0, "expected": None}
+        folder = None
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="fakeface-web-"))
+            path = folder / f"clip{VIDEO_SUFFIX[container]}"
+            path.write_bytes(data)
+            job = {"id": uuid.uuid4().hex, "state": "running", "done": 0, "expected": None}
+            pool.submit(run_video, job, path, data, detect, name, caller_of(request))
+        except (OSError, RuntimeError) as err:  # a full disk, or the pool already shut down
+            # run_video releases the slot and removes the clip; it never started, so do it here.
+            queued.release()
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            log.warning("video upload not started", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
+            raise WebRefusal(503, "The server could not store this clip for analysis (no space for it now); "
+                                  "try again later or send a screenshot of the frame.", code="UNAVAILABLE") from None
         jobs.put(job["id"], job)
-        pool.submit(run_video, job, path, data, detect, name, caller_of(request))
         return JSONResponse({"kind": "video", "job": job["id"]}, status_code=202)
 
     @app.get("/api/jobs/{job_id}", dependencies=[Depends(auth)])

@@ -1,0 +1,39 @@
+"""The page's API (`fakeface.web.app`) when the server itself fails a clip: its queue slot is given back."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+
+import pytest
+
+from fakeface.serve.server import ServerConfig, create_server
+from fakeface.web.app import WebConfig, create_app
+
+CLIP = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00" + bytes(64)  # sniffed as an MP4; no frames in it
+
+
+@pytest.fixture(scope="module")
+def client(session_bundle):
+    from fastapi.testclient import TestClient
+
+    from blackboard.inprocess import InProcessBoard
+
+    with InProcessBoard(session_bundle) as board, contextlib.ExitStack() as stack:
+        server, _ = create_server("127.0.0.1:0", board, ServerConfig())
+        stack.callback(lambda: server.stop(0).wait())
+        assert server.wait_until_serving(timeout=60)
+        yield stack.enter_context(TestClient(create_app(server.service, WebConfig(video_queue=1))))
+
+
+def test_a_clip_the_server_cannot_store_is_503_and_frees_its_queue_slot(client, monkeypatch):
+    def full_disk(prefix: str = "", **kwargs) -> str:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tempfile, "mkdtemp", full_disk)
+        refused = client.post("/api/classify?name=clip.mp4", content=CLIP)
+    assert refused.status_code == 503 and "could not store this clip" in refused.json()["error"]
+    # The one queue slot is free again: the next clip is taken (a leaked slot would answer 429).
+    accepted = client.post("/api/classify?name=clip.mp4", content=CLIP)
+    assert accepted.status_code == 202, accepted.text
