@@ -23,23 +23,33 @@ class FeedbackLog:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.records = 0
         self._ids: set[str] = set()
-        needs_newline = False
-        if self.path.exists():
-            data = self.path.read_bytes()
-            needs_newline = bool(data) and not data.endswith(b"\n")
-            for line in data.splitlines():
-                try:
-                    record = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    log.warning("skipping a torn feedback record", extra={"fields": {"path": str(self.path)}})
-                    continue
-                self.records += 1
-                if isinstance(record, dict) and record.get("request_id"):
-                    self._ids.add(str(record["request_id"]))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Checked now, so a path that cannot take a record fails at start-up rather than at
+            # the first person's feedback (a new log is created by that first record).
+            if self.path.exists():
+                data = self.path.read_bytes()
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
+            else:
+                data = b""
+                if not os.access(self.path.parent, os.W_OK | os.X_OK):
+                    raise PermissionError(13, "Permission denied", str(self.path.parent))
+        except OSError as err:
+            raise ValueError(f"the feedback log {self.path} cannot be used ({err.strerror or err}); "
+                             "choose a file in a folder this user can write") from err
+        needs_newline = bool(data) and not data.endswith(b"\n")
+        for line in data.splitlines():
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                log.warning("skipping a torn feedback record", extra={"fields": {"path": str(self.path)}})
+                continue
+            self.records += 1
+            if isinstance(record, dict) and record.get("request_id"):
+                self._ids.add(str(record["request_id"]))
         if needs_newline:
             self._write(b"\n")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from agents.command_line import add_bundle_arg, add_config_options, command_parser, config_values
 from blackboard.config import EnsembleConfig
+
+MIB = 1024 * 1024
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
 # `EnsembleConfig` fields the command line sets as they are, with their help (each option's
@@ -99,9 +102,13 @@ def main(argv: list[str]) -> int:
     from agents.config_errors import one_line
     from fakeface.serve.server import ServerConfig, create_server, format_address
     from fakeface.serve.metrics import ServerMetrics
+    from blackboard.feedback_log import FeedbackLog
+    for flag, mib in (("--max-message-mb", args.max_message_mb), ("--max-video-mb", args.max_video_mb)):
+        if not math.isfinite(mib) or mib * MIB < 1:
+            return _fail(f"{flag} must be a positive number of MiB, received {mib}.")
     try:
         config = ServerConfig(
-            max_message_bytes=int(args.max_message_mb * 1024 * 1024),
+            max_message_bytes=int(args.max_message_mb * MIB),
             max_in_flight=args.max_in_flight,
             workers=args.workers,
             tokens=tokens,
@@ -111,6 +118,8 @@ def main(argv: list[str]) -> int:
             default_deadline_s=args.deadline_s,
             drain_grace_s=args.drain_grace_s,
         )
+        if config.feedback_path:  # a log it could not write would fail only at the first feedback
+            FeedbackLog(config.feedback_path)
         from blackboard.ensemble import Ensemble
 
         ens_config = EnsembleConfig(
@@ -120,7 +129,7 @@ def main(argv: list[str]) -> int:
             # that answer, measured on 2 cores).
             warm_heatmaps=bool(args.http_port),
         )
-    except ValueError as err:  # a ServerConfig or EnsembleConfig field out of range
+    except ValueError as err:  # a ServerConfig or EnsembleConfig field out of range, an unusable feedback log
         return _fail(one_line(err))
 
     stop = threading.Event()
@@ -148,7 +157,7 @@ def main(argv: list[str]) -> int:
             from fakeface.web.serve import warn_if_exposed
 
             try:
-                app = create_app(server.service, WebConfig(max_video_bytes=int(args.max_video_mb * 1024 * 1024)))
+                app = create_app(server.service, WebConfig(max_video_bytes=int(args.max_video_mb * MIB)))
                 warn_if_exposed(args.host, tls=config.tls, auth=bool(tokens))
                 web = WebServer(app, args.host, args.http_port, tls_cert=args.tls_cert, tls_key=args.tls_key,
                                 limit_concurrency=args.max_in_flight).start()
