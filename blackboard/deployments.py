@@ -82,8 +82,9 @@ class _MicroBatched:
         self._batching_set = False
         self._in_flight = 0  # calls of this replica awaiting their answer (one event loop: no lock needed)
 
-    def assess(self, requests: Sequence[Sequence[np.ndarray]], deadline: float | None = None) -> list[Any]:
-        """Answers for a micro-batch of requests (``deadline``: the earliest of theirs, ``time.time()``)."""
+    def assess(self, requests: Sequence[Sequence[np.ndarray]],
+               deadline: float | None | Sequence[float | None] = None) -> list[Any]:
+        """Answers for a micro-batch of requests (``deadline``: one per request, ``time.time()`` or None)."""
         raise NotImplementedError
 
     async def __call__(self, crops: Sequence[np.ndarray], deadline: float | None = None) -> Any:
@@ -111,10 +112,9 @@ class _MicroBatched:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_crop_count)
     async def predict(self, requests: list[tuple[list[np.ndarray], float | None]]) -> list[Any]:
-        deadlines = [d for _, d in requests if d is not None]
         # In a worker thread: the replica's event loop keeps answering health checks meanwhile.
-        return await asyncio.to_thread(self.assess, [crops for crops, _ in requests],
-                                       min(deadlines) if deadlines else None)
+        # Each case keeps its own deadline (`AgentSet.assess`).
+        return await asyncio.to_thread(self.assess, [crops for crops, _ in requests], [d for _, d in requests])
 
 
 class AgentDeployment(_MicroBatched):
@@ -139,7 +139,7 @@ class AgentDeployment(_MicroBatched):
         return_freed_heap()
 
     def assess(self, requests: Sequence[Sequence[np.ndarray]],
-               deadline: float | None = None) -> list[tuple[np.ndarray, float]]:
+               deadline: float | None | Sequence[float | None] = None) -> list[tuple[np.ndarray, float]]:
         # The deadline is the caller's to keep here: it stops waiting for this agent's call.
         return self.worker.assess(requests)
 

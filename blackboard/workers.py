@@ -154,20 +154,36 @@ class AgentSet:
                                                                 image_rgb, mode)
 
     def assess(self, requests: Sequence[Sequence[np.ndarray]],
-               deadline: float | None = None) -> list[dict[str, tuple[np.ndarray, float]]]:
-        """Every agent on the micro-batch, in parallel threads; an agent that fails, or is not
-        done by ``deadline`` (``time.time()``), is left out of the answers (it finishes in the
-        background; its thread then takes this agent's next batch)."""
-        jobs = {name: self._threads[name].submit(worker.assess, requests) for name, worker in self.workers.items()}
+               deadline: float | None | Sequence[float | None] = None) -> list[dict[str, tuple[np.ndarray, float]]]:
+        """Every agent on the micro-batch, in parallel threads; an agent that fails is left out of
+        the answers, and so is one not done by a request's deadline (``time.time()``), for that
+        request only: one client's short deadline never costs the other cases of its micro-batch
+        an agent. The batch waits until its latest deadline; a late agent finishes in the
+        background (its thread then takes this agent's next batch).
+
+        Args:
+            requests: each case's crops.
+            deadline: one for the whole batch, or one per request (None: no deadline).
+        """
+        deadlines = list(deadline) if isinstance(deadline, (list, tuple)) else [deadline] * len(requests)
+        if len(deadlines) != len(requests):
+            raise ValueError(f"{len(deadlines)} deadlines for {len(requests)} requests.")
+        latest = None if None in deadlines or not deadlines else max(deadlines)
+        finished: dict[str, float] = {}
+        jobs = {}
+        for name, worker in self.workers.items():
+            jobs[name] = self._threads[name].submit(worker.assess, requests)
+            jobs[name].add_done_callback(lambda _, name=name: finished.setdefault(name, time.time()))
         per_agent = {}
         for name, job in jobs.items():
             try:
-                per_agent[name] = job.result(timeout=None if deadline is None else max(deadline - time.time(), 0.0))
+                per_agent[name] = job.result(timeout=None if latest is None else max(latest - time.time(), 0.0))
             except FutureTimeout:
-                continue  # late: the case is answered without this agent's vote
+                continue  # late for every request: those cases are answered without this agent's vote
             except Exception:  # noqa: BLE001 - one agent failing leaves the others' votes standing
                 logging.getLogger("fakeface.deployments").exception("agent %s failed on a micro-batch", name)
-        return [{name: answers[i] for name, answers in per_agent.items()} for i in range(len(requests))]
+        return [{name: answers[i] for name, answers in per_agent.items()
+                 if deadlines[i] is None or finished[name] <= deadlines[i]} for i in range(len(requests))]
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters per agent: ``{agent: {"batches": ..., "crops": ...}}``."""

@@ -51,3 +51,25 @@ def test_an_agent_set_needs_an_agent_and_a_detector_to_detect(tiny_bundle, face_
             asyncio.run(agents.detect(face_rgb, "auto"))
     finally:
         agents.close()
+
+
+def test_a_short_deadline_leaves_a_slow_agent_out_of_its_own_case_only(tiny_bundle, face_crop):
+    import time
+
+    agents = AgentSet(load_bundle(tiny_bundle), ("custom", "lenet"), batch_size=4, warm_up=False)
+    try:
+        agents.assess([[face_crop]])  # traced once, so only the sleep below makes lenet late
+        fast = agents.workers["lenet"].assess
+
+        def slow(requests):
+            time.sleep(1.0)
+            return fast(requests)
+
+        agents.workers["lenet"].assess = slow
+        now = time.time()
+        hurried, patient, unbounded = agents.assess([[face_crop]] * 3, [now + 0.3, now + 10.0, None])
+        assert sorted(hurried) == ["custom"] and sorted(patient) == sorted(unbounded) == ["custom", "lenet"]
+        with pytest.raises(ValueError, match="2 deadlines for 1 requests"):
+            agents.assess([[face_crop]], [None, None])
+    finally:
+        agents.close()
