@@ -98,7 +98,10 @@ class Board(contextlib.AbstractContextManager):
         # band is a width around whichever threshold is live).
         self.borderline = borderline_for(self._controller, self.replay)
         self._val_rates = val_error_rates(self._controller, self.replay, self.borderline)  # the page's model card
-        self._cases: LRUCache[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = LRUCache(FEEDBACK_CACHE)
+        # Per recent case: its votes, their mask and context, and the deciding controller's agents
+        # and context names (the columns' labels: the live controller may change before feedback).
+        self._cases: LRUCache[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[str, ...], tuple[str, ...]]] \
+            = LRUCache(FEEDBACK_CACHE)
         self._model_sha = {name: self.bundle.agent(name).sha256 for name in names}
         self._up: dict[str, bool] = {}  # component -> answered its last probe (component_status)
         self._recoveries: dict[str, int] = {}  # component -> replicas started to replace dead ones
@@ -223,18 +226,20 @@ class Board(contextlib.AbstractContextManager):
         controller = self._controller  # one consistent controller for the whole case
         case.controller_version = decider_version(controller)
         with self._numeric:
-            votes, present, context = self._decide(case, results, controller)
+            votes, present, context, agents = self._decide(case, results, controller)
             mark_fragile(case.faces, copy_votes, controller, context, self._fragile)
-        with self._lock:
-            self._cases[case.request_id] = (votes, present, context)
+        if controller is not None:  # a case decided without one keeps no evidence
+            with self._lock:
+                self._cases[case.request_id] = (votes, present, context, agents, tuple(controller.context_names))
         case.timings_ms["decide"] = (time.perf_counter() - t_decide) * 1000.0
         case.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
         return case
 
     def _decide(self, case: Case, results: dict[str, tuple[np.ndarray, float]],
-                controller: Controller | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                controller: Controller | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[str, ...]]:
         """Fills votes and decisions on every face (``blackboard.decision.decide``); returns the
-        (F, A) votes, mask and context in the decider's column order (kept for feedback)."""
+        (F, A) votes, mask and context in the decider's column order, and those columns' agents
+        (kept for feedback)."""
         by_agent = {name: results[name][0] for name in self.agent_names if name in results}
         context = context_for(controller, [face.crop for face in case.faces], [face.context for face in case.faces])
         decided = decide(by_agent, controller, context=context, band=self.borderline)
@@ -252,7 +257,7 @@ class Board(contextlib.AbstractContextManager):
                                      controller_version=case.controller_version, reason=decided.reasons[i])
             face.degraded = bool(missing)
             face.missing_agents = list(missing)
-        return votes, present, context
+        return votes, present, context, tuple(decided.agents)
 
     # --------------------------------------------------------------- feedback
     def case_evidence(self, request_id: str) -> dict[str, Any] | None:
@@ -262,21 +267,19 @@ class Board(contextlib.AbstractContextManager):
         votes are stored with the label so an operator can fit a candidate from them later.
 
         Returns:
-            ``{"agents", "votes", "context"}`` (NaN votes as None), or None when the case is not
+            ``{"agents", "votes", "context", "context_names"}`` in the columns of the controller that
+            decided the case (live or not by now; NaN votes as None), or None when the case is not
             among the last ``FEEDBACK_CACHE`` or was decided without a controller.
         """
         with self._lock:
             stored = self._cases.get(request_id)
-            controller = self._controller
-        if stored is None or controller is None:
+        if stored is None:
             return None
-        votes, present, context = stored
-        if votes.shape[1] != len(controller.agents):
-            return None
+        votes, present, context, agents, context_names = stored
         rows = [[round(float(v), 6) if ok else None for v, ok in zip(row, mask)] for row, mask in zip(votes, present)]
         ctx = None if context is None else [[None if not np.isfinite(v) else round(float(v), 6) for v in row]
                                             for row in context]
-        return {"agents": list(controller.agents), "votes": rows, "context": ctx}
+        return {"agents": list(agents), "votes": rows, "context": ctx, "context_names": list(context_names)}
 
     def set_controller(self, controller: Controller) -> str:
         """Makes ``controller`` live (an operator's promotion or a restored state); returns its version.
