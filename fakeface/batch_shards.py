@@ -72,7 +72,13 @@ def prepare_plan(cfg: BatchConfig, *, inputs: Sequence[str], settings: dict[str,
             f"or delete {parts} to start over."
         )
     if cfg.resume and plan_path.is_file():
-        old = json.loads(plan_path.read_text())
+        try:
+            old = json.loads(plan_path.read_text())
+            if not isinstance(old, dict):
+                raise ValueError(f"a JSON {type(old).__name__}, not an object")
+        except (ValueError, UnicodeDecodeError, OSError) as err:  # plan.json is written then renamed: not ours
+            raise BatchError(f"--resume: {plan_path} is not a plan this command wrote ({err}); delete {parts} "
+                             "to start over.") from err
         if old.get("inputs") != plan["inputs"]:
             raise BatchError(
                 f"--resume: the inputs differ from those in {plan_path} ({len(old.get('inputs', []))} planned, "
