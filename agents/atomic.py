@@ -52,9 +52,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], 
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically (see `atomic_write`)."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, parents: bool = False) -> Path:
+    """Writes ``data`` to ``path`` atomically (see `atomic_write`, which also says what ``parents`` does)."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), parents=parents)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8", *,

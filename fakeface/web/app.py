@@ -49,6 +49,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ConfigDict, PositiveFloat, PositiveInt
 from pydantic.dataclasses import dataclass
 
+from agents.atomic import atomic_write_bytes
 from fakeface.rpc_convert import case_to_proto
 from fakeface.service import ClassifyOptions, DetectorService
 from fakeface.service_calls import BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Caller, ServiceRefusal
@@ -336,7 +337,11 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
                 raise WebRefusal(429, "You have sent a lot of feedback in a short time; thank you. Wait a minute "
                                       "before sending more.", code=err.status.value) from err
             raise
-        kept = await run_in_threadpool(keep_upload, request_id) if ack.stored else None
+        try:
+            kept = await run_in_threadpool(keep_upload, request_id) if ack.stored else None
+        except OSError as err:  # the feedback is stored; only the upload beside it is lost
+            log.warning("feedback upload not kept", extra={"fields": {"error": f"{type(err).__name__}: {err}"}})
+            kept = None
         entry = results.get(request_id)
         if ack.stored and entry is not None:  # the report says the answer was disputed, and how
             entry["disputed"] = {"label": label.lower(),
@@ -352,12 +357,8 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
         if entry is None or not entry["keep"]:
             return None
         folder = Path(config.upload_dir) if config.upload_dir else service.feedback_log.path.parent / "feedback-uploads"
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{request_id}{entry['keep_ext']}"
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(entry["keep"])
-        os.replace(tmp, target)
-        return target.name
+        # A unique temporary name (`atomic_write_bytes`): two feedbacks on one answer at once never share it.
+        return atomic_write_bytes(folder / f"{request_id}{entry['keep_ext']}", entry["keep"], parents=True).name
 
     add_admin_routes(app, service, check)
 

@@ -37,3 +37,26 @@ def test_a_clip_the_server_cannot_store_is_503_and_frees_its_queue_slot(client, 
     # The one queue slot is free again: the next clip is taken (a leaked slot would answer 429).
     accepted = client.post("/api/classify?name=clip.mp4", content=CLIP)
     assert accepted.status_code == 202, accepted.text
+
+
+def test_feedback_is_stored_when_its_upload_cannot_be_kept(session_bundle, face_crop, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from blackboard.inprocess import InProcessBoard
+    from vision.media import encode_png
+
+    blocked = tmp_path / "uploads"
+    blocked.write_text("a file where the uploads folder would go")
+    with InProcessBoard(session_bundle) as board:
+        server, _ = create_server("127.0.0.1:0", board, ServerConfig(feedback_path=str(tmp_path / "feedback.jsonl")))
+        try:
+            assert server.wait_until_serving(timeout=60)
+            with TestClient(create_app(server.service, WebConfig(upload_dir=str(blocked)))) as page:
+                answer = page.post("/api/classify?name=crop.png", content=encode_png(face_crop)).json()
+                ack = page.post("/api/feedback", json={"request_id": answer["request_id"], "label": "real"})
+        finally:
+            server.stop(0).wait()
+    assert ack.status_code == 200, ack.text
+    assert ack.json()["stored"] and ack.json()["upload_kept"] is None
+    assert (tmp_path / "feedback.jsonl").read_text().count(answer["request_id"]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feedback.jsonl", "uploads"]  # no temporary left
