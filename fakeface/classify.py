@@ -25,6 +25,8 @@ from fakeface.rpc_convert import verdict_name
 from vision.face_args import add_detect_arg, add_fps_arg
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
+# A frame sent to a server: what fits its default gRPC message (8 MiB) with the request around it.
+FRAME_BYTES = 8 * 1024 * 1024 - 64 * 1024
 
 
 def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:
@@ -116,7 +118,7 @@ class Runner:
 
     def _frame_answers(self, path: Path):
         """(frame, response) pairs for the sampled frames, streamed when remote."""
-        from vision.media import encode_png
+        from vision.media import encode_frame
         from vision.media import sample_frames
 
         frames = sample_frames(path, fps=self.args.fps, max_frames=self.args.max_frames)
@@ -132,8 +134,9 @@ class Runner:
         def requests():
             for seq, frame in enumerate(frames):
                 pending[seq] = frame
-                # PNG keeps the frame's pixels exactly as decoded (no second lossy pass).
-                yield self.backend.request(encode_png(frame.rgb), detect=self.args.detect, heatmaps=want,
+                # PNG keeps the frame's pixels exactly as decoded (no second lossy pass) when it
+                # fits a server's default message limit; a 4K frame goes as JPEG q95 instead.
+                yield self.backend.request(encode_frame(frame.rgb, FRAME_BYTES), detect=self.args.detect, heatmaps=want,
                                            source=f"{path.name}@{frame.index}", sequence_id=seq)
 
         for resp in self.backend.classify_stream(requests(), timeout_s=self.args.timeout * self.args.max_frames):
@@ -252,28 +255,6 @@ def json_ready(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def annotate_path_problem(base: str) -> str | None:
-    """Why ``--annotate base`` cannot be written (checked before anything is classified), or None."""
-    import cv2
-
-    path = Path(base)
-    if path.is_dir():
-        return "is a folder; name the image to write, e.g. OUT.png."
-    if not path.resolve().parent.is_dir():
-        return f"the folder {path.parent} does not exist; create it or choose another path."
-    if not cv2.haveImageWriter(f"x{path.suffix or '.png'}"):
-        return f"OpenCV cannot write {path.suffix!r} images; use .png or .jpg."
-    return None
-
-
-def annotation_path(base: str, index: int, source: Path, count: int) -> Path:
-    """``base`` for one input; ``base-<n>-<stem>.png`` style names for several."""
-    base_path = Path(base)
-    if count == 1:
-        return base_path
-    return base_path.with_name(f"{base_path.stem}-{index}-{source.stem}{base_path.suffix or '.png'}")
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -333,6 +314,8 @@ def main(argv: list[str]) -> int:
     if args.tls_ca and not os.path.isfile(args.tls_ca):
         return _fail(f"--tls-ca {args.tls_ca}: no such file.", 2)
     if args.annotate:
+        from vision.annotate import annotate_path_problem
+
         reason = annotate_path_problem(args.annotate)
         if reason:
             return _fail(f"--annotate {args.annotate}: {reason}", 2)
@@ -384,7 +367,7 @@ def main(argv: list[str]) -> int:
                     continue
                 return _fail(str(err), err.exit_code)
             if args.annotate and rgb is not None:
-                from vision.annotate import annotate, write_image
+                from vision.annotate import annotate, annotation_path, write_image
 
                 faces = result.get("_annotate_faces", result.get("faces", []))
                 if result["kind"] == "video":

@@ -245,3 +245,23 @@ def write_image(path: str | os.PathLike[str], bgr: np.ndarray) -> Path:
     if not ok:
         raise ValueError(f"cannot write {path}: OpenCV has no encoder for {ext!r}; use .png or .jpg")
     return atomic_write_bytes(path, buf.tobytes())
+
+
+def annotate_path_problem(base: str) -> str | None:
+    """Why ``--annotate base`` cannot be written (checked before anything is classified), or None."""
+    path = Path(base)
+    if path.is_dir():
+        return "is a folder; name the image to write, e.g. OUT.png."
+    if not path.resolve().parent.is_dir():
+        return f"the folder {path.parent} does not exist; create it or choose another path."
+    if not cv2.haveImageWriter(f"x{path.suffix or '.png'}"):
+        return f"OpenCV cannot write {path.suffix!r} images; use .png or .jpg."
+    return None
+
+
+def annotation_path(base: str, index: int, source: Path, count: int) -> Path:
+    """``base`` for one input; ``base-<n>-<stem>.png`` style names for several."""
+    base_path = Path(base)
+    if count == 1:
+        return base_path
+    return base_path.with_name(f"{base_path.stem}-{index}-{source.stem}{base_path.suffix or '.png'}")

@@ -186,6 +186,29 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def encode_frame(rgb: np.ndarray, max_bytes: int) -> bytes:
+    """A video frame's bytes to send on as one image call: PNG (its decoded pixels exactly) when
+    that fits in ``max_bytes``, else JPEG at quality 95, halving the frame until it fits.
+
+    A 4K frame is often 10-20 MB as PNG, above a server's 8 MiB message limit; the frame has
+    already been through the video's lossy codec, so one more light JPEG pass changes little,
+    and it is always better than the frame being refused as "too large".
+
+    Raises:
+        ValueError: ``max_bytes`` is too small for even a tiny JPEG of the frame.
+    """
+    png = encode_png(rgb)
+    if len(png) <= max_bytes:
+        return png
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    while min(bgr.shape[:2]) >= 16:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if ok and buf.size <= max_bytes:
+            return buf.tobytes()
+        bgr = cv2.resize(bgr, (bgr.shape[1] // 2, bgr.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    raise ValueError(f"a {rgb.shape[1]}x{rgb.shape[0]} frame does not fit in {max_bytes} bytes even as a small JPEG.")
+
+
 # --------------------------------------------------------------------------- videos
 
 

@@ -52,11 +52,11 @@ class ServiceBackend:
     def classify_rgb(self, rgb: np.ndarray, *, detect: str = "auto", heatmaps: bool = False, source: str = "",
                      timeout_s: float = 60.0) -> pb.ClassifyResponse:
         """One frame as one image call (``timeout_s`` is the Runner's; the service's deadline applies)."""
-        from vision.media import encode_png
+        from vision.media import encode_frame
 
         options = ClassifyOptions(detect=detect, heatmaps=heatmaps, source=source)
         with self.service.call("Classify", self.caller) as call:
-            answer = self.service.classify(call, encode_png(rgb), options)
+            answer = self.service.classify(call, encode_frame(rgb, self.service.max_image_bytes), options)
         resp = case_to_proto(answer.case, heatmaps=answer.heatmaps)
         self.frames += 1
         self.last_request_id = resp.request_id

@@ -94,3 +94,19 @@ def test_as_rgb_gives_three_uint8_channels_and_refuses_what_is_not_an_image():
         as_rgb(np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(ValueError, match="too small to hold a face: 1x9"):
         as_rgb(np.zeros((9, 1, 3), np.uint8))
+
+
+def test_a_frame_too_large_as_png_is_sent_as_jpeg_that_fits():
+    from vision.media import encode_frame, encode_png
+
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)  # PNG cannot compress noise: ~2.8 MB
+    limit = len(encode_png(noisy)) // 2
+    sent = encode_frame(noisy, limit)
+    assert sent[:3] == b"\xff\xd8\xff" and len(sent) <= limit  # JPEG, within the limit
+    decoded = cv2.imdecode(np.frombuffer(sent, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape[:2] in ((720, 1280), (360, 640))  # full size, or halved until it fits
+    smooth = np.full((64, 64, 3), 90, np.uint8)
+    assert encode_frame(smooth, limit) == encode_png(smooth)  # fits: the exact pixels, as PNG
+    with pytest.raises(ValueError, match="does not fit in 10 bytes"):
+        encode_frame(noisy, 10)
