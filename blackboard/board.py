@@ -91,6 +91,9 @@ class Board(contextlib.AbstractContextManager):
         self.bundle_version: str = self.bundle.version
         self._lock = threading.Lock()
         self._controller: Controller | None = controller if controller is not None else load_controller(self.bundle)
+        if self._controller is not None and not set(self._controller.agents) <= set(names):
+            raise ValueError(f"the controller weighs agents {list(self._controller.agents)}, but only {names} are "
+                             "served here; serve them all (or fit a controller for these with `fakeface fit-controller`).")
         self._history: list[Controller] = [] if self._controller is None else [self._controller]
         self.base_controller = self._controller  # the bundle's own: operator promotions start from it
         self.replay = load_replay(self.bundle)  # held-out val votes: the promotion guard and the borderline fit

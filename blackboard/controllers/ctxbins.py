@@ -53,7 +53,8 @@ class BinnedLogOddsController(LogOddsController):
         n_cols = len(config.context) * config.bins
         self.v = np.zeros((n_cols, len(self.agents), len(CLASSES)))  # D[(feature, bin), agent, class]
         self.u = np.zeros(n_cols)
-        # Inner quantile edges per feature; +/-inf until fitted, so every value is in the middle bin.
+        # Inner quantile edges per feature; zeros until fitted (v and u are zero then too, so the
+        # bin a value falls in changes nothing before the fit).
         self.edges = np.zeros((len(config.context), config.bins - 1))
 
     def _bin_index(self, context: np.ndarray) -> np.ndarray:

@@ -29,3 +29,11 @@ def test_evidence_is_labelled_by_the_controller_that_decided_even_after_a_promot
     assert evidence["votes"][0] == [pytest.approx(votes[name], abs=1e-6) for name in deciding.agents]
     assert evidence["context_names"] == list(deciding.context_names)
     assert board.case_evidence("never-seen") is None
+
+
+def test_a_board_serving_fewer_agents_than_its_controller_weighs_is_refused(session_bundle):
+    from blackboard.config import EnsembleConfig
+    from blackboard.inprocess import InProcessBoard
+
+    with pytest.raises(ValueError, match=r"the controller weighs agents .* but only \['custom'\] are served"):
+        InProcessBoard(session_bundle, EnsembleConfig(agents=("custom",)))
