@@ -197,10 +197,17 @@ def _entry_problem(path: Path, rel: Any, expected: Any, actual: dict[str, str]) 
 
 
 def _entries(manifest: dict[str, Any]) -> list[tuple[Any, Any]]:
-    """(file, sha256) of every model and extra component the manifest names."""
-    out = [(e.get("file"), e.get("sha256")) for e in manifest["agents"].values()]
-    out += [(e["onnx"].get("file"), e["onnx"].get("sha256")) for e in manifest["agents"].values()
-            if isinstance(e.get("onnx"), dict)]
+    """(file, sha256) of every model, artefact and extra component the manifest names.
+
+    Each must be a file of the bundle's own inventory (`_entry_problem`), so a name like
+    ``../x`` or ``/etc/x`` is refused here, before a bundle edit copies or removes it.
+    """
+    agents = manifest["agents"].values()
+    out = [(e.get("file"), e.get("sha256")) for e in agents]
+    out += [(e["onnx"].get("file"), e["onnx"].get("sha256")) for e in agents if isinstance(e.get("onnx"), dict)]
+    for e in agents:  # artefacts (curves, logs): a list that is not a mapping names no file of ours
+        files = e.get("files") or {}
+        out += list(files.items()) if isinstance(files, dict) else [(files, None)]
     return out + [(e.get("file"), e.get("sha256")) for e in manifest.get("extras", {}).values()]
 
 

@@ -94,3 +94,23 @@ def test_drop_agent_command_changes_the_bundle_in_place(tiny_bundle, tmp_path, c
     assert "custom" not in json.loads((target / "manifest.json").read_text())["agents"]
     assert bundle_main(["drop-agent", "--bundle", str(target), "--agent", "custom", "--reason", "x"]) == 1
     assert "no agent" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../victim.txt", "{outside}/victim.txt"], ids=["dot-dot", "absolute"])
+def test_an_artefact_named_outside_the_bundle_is_refused_and_nothing_outside_is_touched(tiny_bundle, tmp_path, name):
+    from agents.bundle_files import sha256_file
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not the bundle's")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    name = name.format(outside=tmp_path)
+    manifest["agents"]["lenet"]["files"] = {name: sha256_file(victim)}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (bundle / "manifest.json.sig").unlink()  # a hand-edited, unsigned bundle: the writers' policy loads those
+    with pytest.raises(BundleError, match="victim.txt"):
+        load_bundle(bundle, trust=signing.WRITER)
+    with pytest.raises(BundleError, match="victim.txt"):
+        drop_agents(bundle, ["lenet"], reason="retired", out_dir=tmp_path / "new")
+    assert victim.read_text() == "not the bundle's" and not (tmp_path / "new").exists()
