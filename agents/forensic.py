@@ -262,6 +262,24 @@ def save_forensic(model: ForensicModel, path: str | os.PathLike[str]) -> None:
     os.replace(tmp, path)
 
 
+def check_feature_version(path: str | os.PathLike[str], version: Any, n_features: int,
+                          names: Sequence[str] | None = None) -> None:
+    """Refuses a model made for other features than this fakeface computes: it must be of today's
+    feature version, or of an older one whose features are a prefix of today's (``names``,
+    where the file keeps them, must be that prefix).
+
+    Raises:
+        ValueError: naming the file and the fix.
+    """
+    prefix = names is None or (len(names) == n_features and list(names) == list(FEATURE_NAMES[:n_features]))
+    readable = prefix and 0 < n_features <= len(FEATURE_NAMES) and (
+        version == FEATURE_VERSION if n_features == len(FEATURE_NAMES)
+        else isinstance(version, int) and version < FEATURE_VERSION)
+    if not readable:
+        raise ValueError(f"{path} was trained on forensic features version {version!r}; this fakeface computes "
+                         f"version {FEATURE_VERSION}. Retrain the agent with `fakeface train --agents forensic`.")
+
+
 def load_forensic(path: str | os.PathLike[str]) -> ForensicModel:
     """Loads a model file written by :func:`save_forensic`, trusting only :data:`TRUSTED_TYPES`.
 
@@ -284,13 +302,6 @@ def load_forensic(path: str | os.PathLike[str]) -> ForensicModel:
         raise ValueError(f"{path} is not a fakeface forensic model file.")
     names = list(payload.get("feature_names", []))
     version = payload.get("feature_version")
-    # Today's version, or an older one whose features are a prefix of today's.
-    readable = names == list(FEATURE_NAMES[:len(names)]) and bool(names) and (
-        version == FEATURE_VERSION if len(names) == len(FEATURE_NAMES) else isinstance(version, int)
-        and version < FEATURE_VERSION)
-    if not readable:
-        raise ValueError(f"{path} was trained on forensic features version {payload.get('feature_version')!r}; "
-                         f"this fakeface computes version {FEATURE_VERSION}. Retrain the agent with "
-                         "`fakeface train --agents forensic`.")
+    check_feature_version(path, version, len(names), names)
     return ForensicModel(payload["estimator"], payload["medians"], name=str(payload.get("name", "forensic")),
                          feature_version=int(version), n_features=len(names))

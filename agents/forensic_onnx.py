@@ -25,7 +25,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from agents.atomic import atomic_write_bytes
-from agents.forensic import ForensicModel
+from agents.forensic import ForensicModel, check_feature_version
+from agents.forensic_features import FEATURE_NAMES
 from agents.onnx_model import OPSET, OnnxModel
 
 # Metadata key of the file's own description (format, feature version, columns, medians).
@@ -65,7 +66,8 @@ def export_forensic_onnx(model: ForensicModel, path: str | os.PathLike[str]) -> 
                         target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
                         options={id(model.estimator): {"zipmap": False}})
     about = {"format": FILE_FORMAT, "name": model.name, "feature_version": model.feature_version,
-             "n_features": model.n_features, "medians": [float(v) for v in model.medians]}
+             "n_features": model.n_features, "feature_names": list(FEATURE_NAMES[:model.n_features]),
+             "medians": [float(v) for v in model.medians]}
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(about)
     return atomic_write_bytes(Path(path), proto.SerializeToString())
@@ -106,4 +108,6 @@ def load_forensic_onnx(path: str | os.PathLike[str], *, threads: int | None = No
         raise ValueError(f"{Path(path).name} is not a fakeface forensic ONNX export: {err}") from err
     if medians.shape != (model.n_features,):
         raise ValueError(f"{Path(path).name} holds {medians.size} medians for {model.n_features} features.")
+    # The same rule as the skops file's (exports before 2026-12-05 keep no names: version and width decide).
+    check_feature_version(path, about.get("feature_version"), model.n_features, about.get("feature_names"))
     return model

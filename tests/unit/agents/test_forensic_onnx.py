@@ -63,6 +63,28 @@ def test_a_file_that_is_not_a_forensic_export_is_refused_by_name(fitted, tmp_pat
         export_forensic_onnx(unfitted, tmp_path / "u.onnx")
 
 
+@pytest.mark.parametrize("change", [{"feature_version": -1}, {"feature_names": ["renamed"] * N_FEATURES},
+                                    {"feature_names": None, "feature_version": 999}],
+                         ids=["older-version-full-width", "other-features", "no-names-newer-version"])
+def test_an_export_made_for_other_features_is_refused_like_the_skops_file(fitted, tmp_path, change):
+    import onnx
+
+    from agents.forensic_onnx import METADATA_KEY
+
+    model, _ = fitted
+    proto = onnx.load(str(export_forensic_onnx(model, tmp_path / "f.onnx")))
+    (entry,) = [e for e in proto.metadata_props if e.key == METADATA_KEY]
+    about = json.loads(entry.value)
+    assert about["feature_names"][:2] and len(about["feature_names"]) == model.n_features  # kept for this check
+    about.update(change)
+    if about["feature_names"] is None:
+        del about["feature_names"]  # an export from before the names were kept
+    entry.value = json.dumps(about)
+    onnx.save(proto, str(tmp_path / "g.onnx"))
+    with pytest.raises(ValueError, match="was trained on forensic features version .* Retrain the agent"):
+        load_forensic_onnx(tmp_path / "g.onnx")
+
+
 def _bundle(model, out: Path):
     art = {"model": model, "kind": "forensic", "preprocessing": CONTRACT, "temperature": 1.3, "threshold": 0.5}
     return write_bundle(out, {"forensic": art}, description={"data": "test fixture"})
