@@ -62,7 +62,10 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig =
                              borderMode=cv2.BORDER_REFLECT_101)
     alpha = 1.0 + rng.uniform(-config.contrast, config.contrast)
     beta = 255.0 * rng.uniform(-config.brightness, config.brightness)
-    out = cv2.convertScaleAbs(np.ascontiguousarray(out), alpha=alpha, beta=beta)
+    # Saturated, not folded: convertScaleAbs would take |alpha * x + beta| and brighten the
+    # darkest pixels of a darkened face (0 -> 38), an artefact no screen shows.
+    out = np.ascontiguousarray(out)
+    out = cv2.addWeighted(out, alpha, out, 0.0, beta)
     if rng.random() < config.blur:
         sigma = rng.uniform(0.4, 1.5)
         out = cv2.GaussianBlur(out, (0, 0), sigma)
@@ -70,9 +73,11 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig =
         out = screenshot_like(out, rng)
     if rng.random() < config.jpeg:
         quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        # OpenCV's codec reads BGR: the image is turned so that luma and the subsampled chroma
+        # are computed as a real JPEG of this RGB picture would compute them.
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+            out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(out)
 
 
