@@ -22,6 +22,15 @@ GATE_SALT = "gate-v1"
 GATE_INPUTS = ("face", "box_w", "box_h", "has_face")  # columns the stage needs besides ``keep``
 
 
+def gate_salt(bundle: Any) -> str:
+    """What the cached gate reasons depend on in the bundle: its OOD model (by checksum; `fit-ood`
+    replaces it without touching the agents) and the smallest face that gets a verdict."""
+    from blackboard.ood import BUNDLE_KEY, MIN_FACE_PX
+
+    extra = bundle.extra(BUNDLE_KEY) or {}
+    return f"{GATE_SALT}\0ood={extra.get('sha256', 'none')}\0min_face={MIN_FACE_PX}"
+
+
 class GateStage:
     """Ray Data stage: the gate's reason for each face (in ``reason``), then only ``keep`` columns.
 

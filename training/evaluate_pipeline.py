@@ -31,7 +31,7 @@ import pandas as pd
 from agents.bundle import Bundle
 from blackboard.stage_rows import CROP_SIZE, OK, context_column
 from training.degrade_eval import CLEAN, add_degrade_stage, load_registry, registry_fingerprint
-from training.evaluate_gate import GATE_INPUTS, GATE_SALT, add_gate_stage
+from training.evaluate_gate import GATE_INPUTS, GATE_SALT, add_gate_stage, gate_salt
 from training.vote_cache import cache_file, cache_key, default_cache_dir, load_scored, save_scored
 from vision.context import CONTEXT_NAMES
 
@@ -242,7 +242,7 @@ def score_rows(rows: pd.DataFrame, *, bundle: Bundle, config: Any,
     for (role, transform), group in rows.groupby(["role", "transform"], sort=False):
         paths = group["path"].tolist()
         key = cache_key(bundle, agents, [Path(p) for p in paths],
-                        salt=group_salt(config, transform, group["seed"].tolist()))
+                        salt=group_salt(config, transform, group["seed"].tolist()) + gate_salt(bundle))
         file = cache_file(folder, key)
         cached = load_scored(file, agents=agents, n=len(paths)) if config.use_cache else None
         if cached is None:
