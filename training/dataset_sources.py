@@ -56,7 +56,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _metadata_groups(folder: Path) -> dict[str, str]:
+def metadata_groups(folder: Path) -> dict[str, str]:
     """resolved path -> group from a folder's metadata.csv, when it has path and group columns."""
     meta = folder / METADATA_NAME
     if not meta.is_file():
@@ -82,7 +82,7 @@ def _default_group(path: Path, root: Path) -> str:
 def sources_from_folder(root: Path) -> tuple[list[Source], list[Reject]]:
     """Every image/video under ``root`` labelled by its real/ or fake/ folder."""
     root = root.resolve()
-    groups = _metadata_groups(root)
+    groups = metadata_groups(root)
     sources: list[Source] = []
     rejects: list[Reject] = []
     for dirpath, dirnames, filenames in os.walk(root):

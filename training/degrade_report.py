@@ -94,6 +94,7 @@ def score_transforms(sets: Sequence[TransformSet], n_sources: int, config: Boots
                 entry["systems"][s.name] = m
         per[t.name] = entry
     return {"per_transform": per,
+            "confidence": config.confidence,
             "bootstrap": f"{config.n_resamples} resamples of the source images (each resample keeps or drops "
                          "every copy of a face together; the same resamples for every transform and system, so "
                          f"delta AUC vs clean is paired), seed {config.seed}, percentile {config.confidence:.0%}"}
@@ -139,7 +140,8 @@ def auc_markdown(section: dict[str, Any]) -> str:
 
 def system_markdown(section: dict[str, Any], system: str) -> str:
     """One system across the transforms: its metrics at its threshold and the intervals."""
-    lines = ["| transform | AUC [95% CI] | delta AUC [95% CI] | accuracy | precision | recall | F1 | F0.5 "
+    level = f"{round(100 * section.get('confidence', 0.95))}%"
+    lines = [f"| transform | AUC [{level} CI] | delta AUC [{level} CI] | accuracy | precision | recall | F1 | F0.5 "
              "| accuracy, 10 % abstaining | 'uncertain' (service) | accuracy answered |", "|" + "---|" * 11]
     for t, entry in section["per_transform"].items():
         m = entry["systems"].get(system)

@@ -88,11 +88,15 @@ def _label_index(value: Any, where: str) -> int:
 
 
 def images_from_folder(folder: Path) -> pd.DataFrame:
-    """Lists ``folder/real/**`` and ``folder/fake/**`` images as (path, label) rows, sorted.
+    """Lists ``folder/real/**`` and ``folder/fake/**`` images as (path, label, group) rows, sorted;
+    the group from the folder's ``metadata.csv`` where it has one, else the image itself.
 
     Raises:
         EvaluationError: when neither sub-folder exists or they hold no image.
     """
+    from training.dataset_sources import metadata_groups
+
+    groups = metadata_groups(folder.resolve())
     rows = []
     for cls in CLASSES:
         sub = folder / cls
@@ -100,13 +104,14 @@ def images_from_folder(folder: Path) -> pd.DataFrame:
             continue
         for path in sorted(sub.rglob("*")):
             if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
-                rows.append({"path": str(path.resolve()), "label": label_to_index(cls)})
+                resolved = str(path.resolve())
+                rows.append({"path": resolved, "label": label_to_index(cls), "group": groups.get(resolved, resolved)})
     if not rows:
         raise EvaluationError(
             f"{folder} holds no images in real/ or fake/ sub-folders; pass a folder laid out as "
             "DIR/real/*.png and DIR/fake/*.png, or a manifest CSV."
         )
-    return pd.DataFrame(rows, columns=["path", "label"])
+    return pd.DataFrame(rows, columns=["path", "label", "group"])
 
 
 def _read_manifest(path: Path) -> pd.DataFrame:
@@ -119,7 +124,7 @@ def _read_manifest(path: Path) -> pd.DataFrame:
 
 
 def images_from_manifest(path: Path, split: str) -> pd.DataFrame:
-    """The (path, label) rows of one split of a manifest.
+    """The (path, label, group) rows of one split of a manifest.
 
     Raises:
         EvaluationError: unknown split (naming the ones present) or bad labels.
@@ -129,7 +134,8 @@ def images_from_manifest(path: Path, split: str) -> pd.DataFrame:
     except ValueError as err:
         raise EvaluationError(f"{err} Choose one with --split.") from None
     labels = [_label_index(v, f"{path}") for v in rows["label"]]
-    return pd.DataFrame({"path": rows["path"].astype(str).to_list(), "label": labels})
+    return pd.DataFrame({"path": rows["path"].astype(str).to_list(), "label": labels,
+                         "group": rows["group"].astype(str).to_list()})
 
 
 def is_manifest(path: Path) -> bool:
@@ -179,6 +185,9 @@ def input_rows(evaluated: pd.DataFrame, fit: pd.DataFrame | None, transforms: Se
     Columns: path, label, role, transform ("" = clean), seed (`training.degrade_eval.seed_for`)
     and source_index (the evaluated image a row is, or is a copy of; -1 for fitting rows).
     """
+    # Groups stay with the evaluated rows (the bootstrap's unit), not in the pipeline's columns.
+    evaluated = evaluated.drop(columns="group", errors="ignore")
+    fit = None if fit is None else fit.drop(columns="group", errors="ignore")
     base = evaluated.assign(role=EVAL, source_index=np.arange(len(evaluated)))
     parts = [base.assign(transform=CLEAN, seed=0)]
     for name in transforms:
@@ -217,6 +226,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                "fit_labels": fit_ok["label"].to_numpy(dtype=int) if fit is not None else None,
                "fit_description": fit_description}
     systems, unavailable, controller = build_systems(bundle=bundle, votes=eval_votes, context=eval_context, **fitting)
+    # The clean intervals resample whole groups (a DFDC source video's real and fake crops together).
+    groups = evaluated["group"].to_numpy(str)[ok["source_index"].to_numpy(int)]
+    n_groups = len(np.unique(groups))
+    unit = "image" if n_groups == len(ok) else f"group ({n_groups} groups of {len(ok)} faces, drawn whole)"
     result = {
         "data": {
             # As given, never this machine's absolute path: results are committed and shared.
@@ -234,11 +247,11 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 "n_no_face": int(((scored["role"] == FIT) & (scored["status"] != OK)).sum())},
         "bundle": {"path": str(config.bundle) if config.bundle else "default", "version": bundle.version,
                    "agents": agents},
-        **score_systems(y, systems, config.bootstrap),
+        **score_systems(y, systems, config.bootstrap, groups=groups),
         "unavailable": unavailable,
         "ablation": ablation(y, eval_votes, agents, controller, eval_context),
         "bootstrap": {"n_resamples": config.bootstrap.n_resamples, "confidence": config.bootstrap.confidence,
-                      "seed": config.bootstrap.seed},
+                      "seed": config.bootstrap.seed, "unit": unit},
         "timing": timing,
     }
     extra, sections, figures = analyse(

@@ -135,8 +135,9 @@ def analyse(*, scored: pd.DataFrame, y: np.ndarray, sources: np.ndarray, eval_vo
         result["trust_by_context"], section, figures["Trust per agent per context bin"] = trust
         sections.append(("Trust by context", section))
     if transforms:
-        clean = TransformSet(CLEAN_LABEL, False, sources, y, systems, int(((scored["role"] == EVAL)
-                             & (scored["transform"] == CLEAN)).sum()), 0, 0, abstained)
+        rows = scored[(scored["role"] == EVAL) & (scored["transform"] == CLEAN)]
+        clean = TransformSet(CLEAN_LABEL, False, sources, y, systems, len(rows), int((rows["status"] == NO_FACE).sum()),
+                             int((rows["status"] == REJECTED).sum()), abstained)
         sets, copies = _transform_sets(scored, transforms, bundle=bundle, clean=clean, fit=fit, registry=registry,
                                        root=root, band=band)
         atomic_write_text(out_dir / "degraded_predictions.csv", copies.to_csv(index=False))

@@ -15,16 +15,19 @@ against ``roc_auc_score(sample_weight=...)``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from training.metrics import BootstrapConfig
+if TYPE_CHECKING:  # training.metrics draws its grouped resamples from here
+    from training.metrics import BootstrapConfig
 
 # Resamples handled at once: bounds the (resamples x rows) weight matrices to ~100 MB whatever
 # the number of copies.
 _ROWS_PER_CHUNK = 4_000_000
 
 
-def source_counts(n_sources: int, config: BootstrapConfig) -> np.ndarray:
+def source_counts(n_sources: int, config: "BootstrapConfig") -> np.ndarray:
     """(n_resamples, n_sources) times each source is drawn in each resample."""
     if n_sources < 1:
         raise ValueError("Need at least one source image to resample.")
@@ -66,7 +69,17 @@ def weighted_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return np.where(total > 0, w @ np.asarray(values, dtype=np.float64) / total, np.nan)
 
 
-def interval(values: np.ndarray, config: BootstrapConfig) -> list[float] | None:
+def group_weights(groups: np.ndarray, config: "BootstrapConfig") -> np.ndarray | None:
+    """(n_resamples, N) weights that draw whole groups (a video's real and fake crops together),
+    or None when every row is its own group (a plain resample of rows is then the same thing)."""
+    _, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    if n_groups == len(codes):
+        return None
+    return source_counts(n_groups, config)[:, codes]
+
+
+def interval(values: np.ndarray, config: "BootstrapConfig") -> list[float] | None:
     """Percentile interval of the finite resampled values (None when under half are finite)."""
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]

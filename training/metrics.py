@@ -36,6 +36,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from training.grouped_bootstrap import group_weights, weighted_aucs, weighted_means
+
 # Probabilities are clipped this far from 0 and 1 before log-loss, so one confident mistake
 # gives a large but finite penalty (sklearn's own default eps is dtype-dependent).
 _EPS = 1e-7
@@ -202,30 +204,45 @@ def _percentile_interval(values: list[float], config: BootstrapConfig) -> list[f
     return [float(lo), float(hi)]
 
 
+def _resampled(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None,
+               config: BootstrapConfig) -> tuple[np.ndarray, Any]:
+    """Each resample's AUC of ``p`` and a function of (N,) values -> each resample's mean of them.
+
+    With ``groups``, a resample draws whole groups (`training.grouped_bootstrap`): a DFDC real
+    video and its fake share a group, and counting them as two independent draws would make the
+    intervals too narrow. Without, it draws images.
+    """
+    weights = None if groups is None else group_weights(groups, config)
+    if weights is None:
+        idx = _resample_indices(len(y), config)
+        return _resampled_aucs(y, p, idx), lambda values: np.asarray(values, dtype=np.float64)[idx].mean(axis=1)
+    return weighted_aucs(y, p, weights), lambda values: weighted_means(values, weights)
+
+
 def bootstrap_intervals(
-    y: np.ndarray, p: np.ndarray, *, threshold: float, config: BootstrapConfig
+    y: np.ndarray, p: np.ndarray, *, threshold: float, config: BootstrapConfig, groups: np.ndarray | None = None
 ) -> dict[str, list[float] | None]:
-    """Percentile bootstrap intervals for AUC and accuracy (images resampled with replacement).
+    """Percentile bootstrap intervals for AUC and accuracy (images, or ``groups``, resampled with
+    replacement).
 
     Resamples holding a single class are skipped for AUC. Every system evaluated with the
-    same ``config`` sees the same resamples, so their intervals are comparable.
+    same ``config`` (and groups) sees the same resamples, so their intervals are comparable.
 
     Returns:
         {"auc_ci": [lo, hi] | None, "accuracy_ci": [lo, hi]}.
     """
     y, p = _check_inputs(y, p)
-    idx = _resample_indices(len(y), config)
+    aucs, mean_of = _resampled(y, p, groups, config)
     correct = ((p >= threshold).astype(int) == y).astype(np.float64)
-    accs = correct[idx].mean(axis=1).tolist()
-    aucs = _resampled_aucs(y, p, idx)
+    accs = mean_of(correct).tolist()
     aucs = aucs[np.isfinite(aucs)].tolist()  # one-class resamples have no AUC
     return {"auc_ci": _percentile_interval(aucs, config), "accuracy_ci": _percentile_interval(accs, config)}
 
 
 def paired_bootstrap_auc(
-    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, config: BootstrapConfig
+    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, config: BootstrapConfig, groups: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """Paired bootstrap test of AUC(a) - AUC(b) on the same images.
+    """Paired bootstrap test of AUC(a) - AUC(b) on the same images (or whole ``groups``).
 
     Both systems are scored on each resample, so the correlation between them (they see the
     same faces) is kept. The two-sided p-value uses the shifted null: the share of resampled
@@ -242,8 +259,7 @@ def paired_bootstrap_auc(
     if not _both_classes(y):
         return {"delta_auc": None, "delta_auc_ci": None, "p_value": None, "n_resamples": 0, "method": method}
     observed = float(roc_auc_score(y, p_a) - roc_auc_score(y, p_b))
-    idx = _resample_indices(len(y), config)
-    d = _resampled_aucs(y, p_a, idx) - _resampled_aucs(y, p_b, idx)
+    d = _resampled(y, p_a, groups, config)[0] - _resampled(y, p_b, groups, config)[0]  # the same draws
     d = d[np.isfinite(d)]  # one-class resamples have no AUC
     deltas = d.tolist()
     extreme = int(np.sum(np.abs(d - observed) >= abs(observed)))
@@ -273,11 +289,11 @@ def mcnemar_test(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[
 
 
 def system_metrics(
-    y: np.ndarray, p: np.ndarray, *, threshold: float, config: BootstrapConfig
+    y: np.ndarray, p: np.ndarray, *, threshold: float, config: BootstrapConfig, groups: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Point metrics plus bootstrap intervals for one system (the ``metrics.json`` entry)."""
     out = point_metrics(y, p, threshold=threshold)
-    out.update(bootstrap_intervals(y, p, threshold=threshold, config=config))
+    out.update(bootstrap_intervals(y, p, threshold=threshold, config=config, groups=groups))
     return out
 
 
@@ -305,9 +321,11 @@ class System:
     note: str  # provenance, quoted in the report
 
 
-def score_systems(y: np.ndarray, systems: Sequence[System], bootstrap: BootstrapConfig) -> dict[str, Any]:
-    """metrics.json's "systems", "best_single" and "ensemble_vs_best_single" sections."""
-    metrics = {s.name: {**system_metrics(y, s.p_fake, threshold=s.threshold, config=bootstrap),
+def score_systems(y: np.ndarray, systems: Sequence[System], bootstrap: BootstrapConfig,
+                  groups: np.ndarray | None = None) -> dict[str, Any]:
+    """metrics.json's "systems", "best_single" and "ensemble_vs_best_single" sections (intervals
+    and the paired test resampling whole ``groups`` when given)."""
+    metrics = {s.name: {**system_metrics(y, s.p_fake, threshold=s.threshold, config=bootstrap, groups=groups),
                         "kind": s.kind, "note": s.note} for s in systems}
     agents = [s for s in systems if s.kind == "agent"]
     best = best_by_auc(metrics, [s.name for s in agents])
@@ -316,7 +334,7 @@ def score_systems(y: np.ndarray, systems: Sequence[System], bootstrap: Bootstrap
     ensemble = next((s for s in systems if s.name == "ensemble"), None)
     if ensemble is not None:
         best_sys = next(s for s in agents if s.name == best)
-        comparison.update(paired_bootstrap_auc(y, ensemble.p_fake, best_sys.p_fake, config=bootstrap))
+        comparison.update(paired_bootstrap_auc(y, ensemble.p_fake, best_sys.p_fake, config=bootstrap, groups=groups))
         comparison["against"] = best
         comparison["mcnemar"] = mcnemar_test(y, ensemble.p_fake >= ensemble.threshold,
                                              best_sys.p_fake >= best_sys.threshold)

@@ -154,7 +154,8 @@ def _ci(interval: Sequence[float] | None) -> str:
 
 def metrics_table(result: dict[str, Any]) -> str:
     """The markdown table of every system, then the original report's reference rows."""
-    header = ("| system | AUC [95% CI] | accuracy [95% CI] | bal. acc. | precision | recall | F1 | F0.5 | AP | EER "
+    level = f"{round(100 * result.get('bootstrap', {}).get('confidence', 0.95))}%"
+    header = (f"| system | AUC [{level} CI] | accuracy [{level} CI] | bal. acc. | precision | recall | F1 | F0.5 | AP | EER "
               "| log-loss | ECE | threshold | confusion [[tn, fp], [fn, tp]] |")
     lines = [header, "|" + "---|" * 14]
     for name, m in result["systems"].items():
@@ -263,8 +264,9 @@ def write_report(
         f"agents {', '.join(result['bundle']['agents'])}.",
         f"- Fitting data for stacking / a missing controller: {result['fit']['source']} "
         f"({result['fit']['n']} images). Nothing was fitted on the evaluated images.",
-        f"- Intervals: {result['bootstrap']['n_resamples']} bootstrap resamples, seed {result['bootstrap']['seed']}, "
-        "percentile 95 % intervals.",
+        f"- Intervals: {result['bootstrap']['n_resamples']} bootstrap resamples of each "
+        f"{result['bootstrap'].get('unit', 'image')}, seed {result['bootstrap']['seed']}, percentile "
+        f"{100 * result['bootstrap']['confidence']:g} % intervals.",
         "",
         "## Systems",
         "",

@@ -239,6 +239,10 @@ def test_folder_and_manifest_give_the_same_metrics(folder_run, manifest_run):
     assert (folder["timing"]["ran_on"], manifest["timing"]["ran_on"]) == ("ray", "in-process")
     for key in ("n", "n_real", "n_fake", "n_no_face", "n_unreadable"):
         assert folder["data"][key] == manifest["data"][key], key
+    # The manifest pairs each real crop with a fake one in a group: its intervals draw pairs whole.
+    n = manifest["data"]["n"]
+    assert folder["bootstrap"]["unit"] == "image"
+    assert manifest["bootstrap"]["unit"].startswith("group (") and f"of {n} faces" in manifest["bootstrap"]["unit"]
     assert set(folder["systems"]) == set(manifest["systems"])
     # The same image gets the same scores either way (keyed by class folder and file name).
     preds = {}
@@ -310,7 +314,8 @@ def test_stacking_is_unavailable_without_fitting_data(bundle_with_controller):
 
 @pytest.fixture(scope="module")
 def degrade_data(face_crop, tmp_path_factory) -> Path:
-    """Eight crops of the astronaut (four "fake" ones with blocky noise), real/ and fake/."""
+    """Eight crops of the astronaut (four "fake" ones with blocky noise), real/ and fake/, and a
+    banner in real/ in which no face is found (clean or degraded)."""
     root = tmp_path_factory.mktemp("degrade") / "data"
     rng = np.random.default_rng(1)
     for label in CLASSES:
@@ -319,6 +324,7 @@ def degrade_data(face_crop, tmp_path_factory) -> Path:
             if label == "fake":
                 shifted = np.clip(shifted + np.kron(rng.normal(0, 25, (28, 28, 3)), np.ones((8, 8, 1))), 0, 255)
             _write_png(root / label / f"{i}.png", shifted.astype(np.uint8))
+    _write_png(root / "real" / "banner.png", np.full((300, 900, 3), (40, 120, 200), dtype=np.uint8))
     return root
 
 
@@ -336,7 +342,9 @@ def test_degrade_scores_every_system_per_transform(ray_local, degrade_data, bund
     per = result["degrade"]["per_transform"]
     assert list(per) == ["clean", "jpeg50", "scale2", "player", "all degraded"]
     assert [per[t]["n_scored"] for t in ("clean", "jpeg50", "scale2")] == [8, 8, 8]
-    assert per["player"]["composition"] and per["player"]["n_scored"] + per["player"]["n_no_face"] == 8
+    # The banner: counted as no face in the clean row as in the report's data section.
+    assert per["clean"]["n_no_face"] == result["data"]["n_no_face"] == 1 and per["clean"]["n_images"] == 9
+    assert per["player"]["composition"] and per["player"]["n_scored"] + per["player"]["n_no_face"] == 9
     assert per["player"]["n_scored"] >= 6  # the astronaut's face is found in the player screenshot
     for entry in per.values():
         assert {"custom", "lenet", "vgg16", "mean", "ensemble"} <= set(entry["systems"])

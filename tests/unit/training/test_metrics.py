@@ -55,3 +55,28 @@ def test_bootstrap_aucs_equal_sklearn_on_every_resample(monkeypatch):
     config = fm.BootstrapConfig(n_resamples=200, seed=0)
     lo, hi = fm.bootstrap_intervals(y, p, threshold=0.5, config=config)["auc_ci"]
     assert lo <= roc_auc_score(y, p) <= hi
+
+
+def test_intervals_drawn_by_group_count_a_groups_rows_once():
+    from training.grouped_bootstrap import group_weights
+    from training.metrics import BootstrapConfig, bootstrap_intervals, paired_bootstrap_auc
+
+    rng = np.random.default_rng(3)
+    y = np.array([0, 1] * 100)
+    p = np.clip(0.5 + 0.25 * (y - 0.5) + rng.normal(0, 0.25, len(y)), 0, 1)
+    # Each face three times (as a video's crops): rows drawn alone pretend to 600 independent faces.
+    y3, p3, groups = np.repeat(y, 3), np.repeat(p, 3), np.repeat(np.arange(len(y)), 3)
+    config = BootstrapConfig(n_resamples=400, seed=0)
+
+    def width(ci):
+        return ci[1] - ci[0]
+
+    rows = bootstrap_intervals(y3, p3, threshold=0.5, config=config)
+    whole = bootstrap_intervals(y3, p3, threshold=0.5, config=config, groups=groups)
+    alone = bootstrap_intervals(y, p, threshold=0.5, config=config)
+    assert width(whole["auc_ci"]) > 1.4 * width(rows["auc_ci"])  # about sqrt(3) wider
+    assert width(whole["auc_ci"]) == pytest.approx(width(alone["auc_ci"]), rel=0.3)
+    assert width(whole["accuracy_ci"]) > 1.4 * width(rows["accuracy_ci"])
+    paired = paired_bootstrap_auc(y3, p3, np.repeat(rng.uniform(size=len(y)), 3), config=config, groups=groups)
+    assert paired["delta_auc"] > 0.2 and paired["p_value"] < 0.05 and paired["n_resamples"] == 400
+    assert group_weights(np.arange(5), config) is None  # every row its own group: plain row draws
