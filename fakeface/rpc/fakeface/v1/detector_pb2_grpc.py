@@ -77,7 +77,8 @@ class DetectorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Feedback(self, request, context):
-        """Records the true label of an earlier request and updates the controller online.
+        """Records the true label of an earlier request in the feedback log, as evidence; the live
+        controller does not change (an operator promotes a candidate fitted on the evidence).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
