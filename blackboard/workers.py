@@ -95,6 +95,12 @@ class DetectorWorker:
         return extract_faces(image_rgb, self.detector, mode=mode, all_faces=True)
 
 
+def _timed(assess: Any, requests: Any) -> tuple[Any, float]:
+    """An agent's answers and when it finished them (``time.time()``), read in its own thread."""
+    answers = assess(requests)
+    return answers, time.time()
+
+
 class AgentSet:
     """Every agent of a bundle in this process, each on a thread of its own, and optionally the detector.
 
@@ -169,15 +175,12 @@ class AgentSet:
         if len(deadlines) != len(requests):
             raise ValueError(f"{len(deadlines)} deadlines for {len(requests)} requests.")
         latest = None if None in deadlines or not deadlines else max(deadlines)
-        finished: dict[str, float] = {}
-        jobs = {}
-        for name, worker in self.workers.items():
-            jobs[name] = self._threads[name].submit(worker.assess, requests)
-            jobs[name].add_done_callback(lambda _, name=name: finished.setdefault(name, time.time()))
-        per_agent = {}
+        jobs = {name: self._threads[name].submit(_timed, worker.assess, requests) for name, worker in self.workers.items()}
+        per_agent, finished = {}, {}
         for name, job in jobs.items():
             try:
-                per_agent[name] = job.result(timeout=None if latest is None else max(latest - time.time(), 0.0))
+                per_agent[name], finished[name] = job.result(
+                    timeout=None if latest is None else max(latest - time.time(), 0.0))
             except FutureTimeout:
                 continue  # late for every request: those cases are answered without this agent's vote
             except Exception:  # noqa: BLE001 - one agent failing leaves the others' votes standing
