@@ -58,8 +58,9 @@ test: $(STAMP) browser
 # landmarks (serving's cut, ~10 min) and the 64 px caches that custom reuses and forensic's
 # aligned copies read; then custom and forensic train side by side (`bundle-agents`, two make
 # jobs; forensic finds the val faces' landmarks itself; the caches' shards are written under
-# hidden names and renamed, so neither reads the other's half-written file). Measured end to end on 2 cores:
-# BENCHMARKS.md, "make bundle, end to end". Every agent checkpoints (the forensic features are
+# hidden names and renamed, so neither reads the other's half-written file). Measured from a
+# fresh clone on 2 cores: 2 h 11 min (BENCHMARKS.md, "`make bundle` end to end";
+# benchmarks/bench_make_bundle.py measures it again). Every agent checkpoints (the forensic features are
 # cached), so rerunning `make bundle` resumes. It ends by signing the bundle with the project's
 # private key, kept outside the repository (docs/usage/bundle.md); the steps before load the
 # half-built bundle with --allow-unsigned.

@@ -266,7 +266,7 @@ def write_report(
         f"({result['fit']['n']} images). Nothing was fitted on the evaluated images.",
         f"- Intervals: {result['bootstrap']['n_resamples']} bootstrap resamples of each "
         f"{result['bootstrap'].get('unit', 'image')}, seed {result['bootstrap']['seed']}, percentile "
-        f"{100 * result['bootstrap']['confidence']:g} % intervals.",
+        f"{100 * result['bootstrap'].get('confidence', 0.95):g} % intervals.",
         "",
         "## Systems",
         "",

@@ -153,7 +153,7 @@ def test_a_caller_is_keyed_by_its_token_else_its_host_and_survives_a_context_wit
     assert caller_of(_Context(NotImplementedError())).peer == ""
 
 
-class _Context:
+class _StreamContext:
     def __init__(self, remaining):
         self.remaining = remaining
 
@@ -173,7 +173,7 @@ def test_a_stream_the_client_ends_midway_is_cancelled_or_past_its_deadline_not_i
 
     received = []
     with pytest.raises(ServiceRefusal) as err:
-        for request in _client_requests(requests(), _Context(remaining)):
+        for request in _client_requests(requests(), _StreamContext(remaining)):
             received.append(request)
     assert received == ["frame 1"] and err.value.status is status
-    assert list(_client_requests(iter(["a", "b"]), _Context(None))) == ["a", "b"]
+    assert list(_client_requests(iter(["a", "b"]), _StreamContext(None))) == ["a", "b"]
