@@ -1,32 +1,19 @@
-"""The page's API (`fakeface.web.app`) when the server itself fails a clip: its queue slot is given back."""
+"""The page's API (`fakeface.web.app`) when the server itself fails: the clip's queue slot is
+given back, the feedback is kept without its upload."""
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 
-import pytest
 
-from fakeface.serve.server import ServerConfig, create_server
-from fakeface.web.app import WebConfig, create_app
+from fakeface.web.app import WebConfig
 
 CLIP = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00" + bytes(64)  # sniffed as an MP4; no frames in it
 
 
-@pytest.fixture(scope="module")
-def client(session_bundle):
-    from fastapi.testclient import TestClient
+def test_a_clip_the_server_cannot_store_is_503_and_frees_its_queue_slot(page_client, monkeypatch):
+    client = page_client(WebConfig(video_queue=1))
 
-    from blackboard.inprocess import InProcessBoard
-
-    with InProcessBoard(session_bundle) as board, contextlib.ExitStack() as stack:
-        server, _ = create_server("127.0.0.1:0", board, ServerConfig())
-        stack.callback(lambda: server.stop(0).wait())
-        assert server.wait_until_serving(timeout=60)
-        yield stack.enter_context(TestClient(create_app(server.service, WebConfig(video_queue=1))))
-
-
-def test_a_clip_the_server_cannot_store_is_503_and_frees_its_queue_slot(client, monkeypatch):
     def full_disk(prefix: str = "", **kwargs) -> str:
         raise OSError(28, "No space left on device")
 
@@ -39,23 +26,14 @@ def test_a_clip_the_server_cannot_store_is_503_and_frees_its_queue_slot(client, 
     assert accepted.status_code == 202, accepted.text
 
 
-def test_feedback_is_stored_when_its_upload_cannot_be_kept(session_bundle, face_crop, tmp_path):
-    from fastapi.testclient import TestClient
-
-    from blackboard.inprocess import InProcessBoard
+def test_feedback_is_stored_when_its_upload_cannot_be_kept(page_client, face_crop, tmp_path):
     from vision.media import encode_png
 
     blocked = tmp_path / "uploads"
     blocked.write_text("a file where the uploads folder would go")
-    with InProcessBoard(session_bundle) as board:
-        server, _ = create_server("127.0.0.1:0", board, ServerConfig(feedback_path=str(tmp_path / "feedback.jsonl")))
-        try:
-            assert server.wait_until_serving(timeout=60)
-            with TestClient(create_app(server.service, WebConfig(upload_dir=str(blocked)))) as page:
-                answer = page.post("/api/classify?name=crop.png", content=encode_png(face_crop)).json()
-                ack = page.post("/api/feedback", json={"request_id": answer["request_id"], "label": "real"})
-        finally:
-            server.stop(0).wait()
+    page = page_client(WebConfig(upload_dir=str(blocked)), feedback_path=str(tmp_path / "feedback.jsonl"))
+    answer = page.post("/api/classify?name=crop.png", content=encode_png(face_crop)).json()
+    ack = page.post("/api/feedback", json={"request_id": answer["request_id"], "label": "real"})
     assert ack.status_code == 200, ack.text
     assert ack.json()["stored"] and ack.json()["upload_kept"] is None
     assert (tmp_path / "feedback.jsonl").read_text().count(answer["request_id"]) == 1

@@ -4,7 +4,6 @@ preview the server decoded, upright and bounded; one it can show is left to the 
 from __future__ import annotations
 
 import base64
-import contextlib
 
 import cv2
 import numpy as np
@@ -12,8 +11,6 @@ import pytest
 from PIL import Image
 
 from crops import pil_encoded
-from fakeface.serve.server import ServerConfig, create_server
-from fakeface.web.app import create_app
 from fakeface.web.views import PREVIEW_SIDE, preview_data_uri
 from vision.media import encode_png
 
@@ -43,16 +40,8 @@ def test_a_large_tiff_preview_is_bounded_on_its_longer_side():
 
 
 @pytest.fixture(scope="module")
-def client(session_bundle):
-    from fastapi.testclient import TestClient
-
-    from blackboard.inprocess import InProcessBoard
-
-    with InProcessBoard(session_bundle) as board, contextlib.ExitStack() as stack:
-        server, _ = create_server("127.0.0.1:0", board, ServerConfig())
-        stack.callback(lambda: server.stop(0).wait())
-        assert server.wait_until_serving(timeout=60)
-        yield stack.enter_context(TestClient(create_app(server.service)))
+def client(page_client):
+    return page_client()
 
 
 def test_the_page_is_sent_a_preview_of_a_heic_photo_only(client, face_crop):
