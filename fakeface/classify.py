@@ -22,11 +22,12 @@ import numpy as np
 
 from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 from fakeface.rpc_convert import verdict_name
+from fakeface.service_calls import DEFAULT_MESSAGE_BYTES
 from vision.face_args import add_detect_arg, add_fps_arg
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
-# A frame sent to a server: what fits its default gRPC message (8 MiB) with the request around it.
-FRAME_BYTES = 8 * 1024 * 1024 - 64 * 1024
+# A frame sent to a server: what fits its default gRPC message with the request around it.
+FRAME_BYTES = DEFAULT_MESSAGE_BYTES - 64 * 1024
 
 
 def build_parser(prog: str = "fakeface classify") -> argparse.ArgumentParser:

@@ -27,6 +27,10 @@ from typing import Any, Callable
 
 from fakeface.serve.ratelimit import client_key
 
+MIB = 1024 * 1024
+# The largest request or response a server takes unless configured otherwise (`--max-message-mb`).
+DEFAULT_MESSAGE_BYTES = 8 * MIB
+
 # Refusal reasons an edge may word in its own way (the others are logged as they are).
 BAD_IMAGE = "bad image"
 IMAGE_TOO_LARGE = "image too large"

@@ -208,9 +208,9 @@ def _resampled(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None,
                config: BootstrapConfig) -> tuple[np.ndarray, Any]:
     """Each resample's AUC of ``p`` and a function of (N,) values -> each resample's mean of them.
 
-    With ``groups``, a resample draws whole groups (`training.grouped_bootstrap`): a DFDC real
-    video and its fake share a group, and counting them as two independent draws would make the
-    intervals too narrow. Without, it draws images.
+    With ``groups``, a resample draws whole groups (`training.grouped_bootstrap`): a DFDC source
+    video's real crop and its fake share a group, and the group, not the crop, is the unit the
+    test set was drawn in. Without, it draws images.
     """
     weights = None if groups is None else group_weights(groups, config)
     if weights is None:

@@ -25,8 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 from agents.preprocessing import Preprocessing, resize_rgb
-from vision.alignment import align_face
 from training.shards import read_shards, write_shard
+from vision.alignment import align_face
 from vision.media import read_image
 
 # Images per landmark shard: an interruption loses at most one shard of detections.

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from agents.command_line import add_bundle_arg, add_config_options, command_parser, config_values
 from blackboard.config import EnsembleConfig
-
-MIB = 1024 * 1024
+from fakeface.service_calls import MIB
 
 TOKEN_ENV = "FAKEFACE_TOKEN"
 # `EnsembleConfig` fields the command line sets as they are, with their help (each option's

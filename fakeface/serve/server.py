@@ -38,6 +38,7 @@ from fakeface.rpc.fakeface.v1 import detector_pb2 as pb
 from fakeface.rpc_convert import SERVICE_NAME
 from fakeface.serve.servicer import DetectorServicer
 from fakeface.service import DetectorService
+from fakeface.service_calls import DEFAULT_MESSAGE_BYTES
 
 __all__ = [
     "SERVICE_NAME",
@@ -66,7 +67,7 @@ HEALTH_PERIOD_S = 2.0
 class ServerConfig:
     """How the gRPC server runs (the models' batching lives in `EnsembleConfig`)."""
 
-    max_message_bytes: PositiveInt = 8 * 1024 * 1024  # largest request/response; bigger -> RESOURCE_EXHAUSTED
+    max_message_bytes: PositiveInt = DEFAULT_MESSAGE_BYTES  # largest request/response; bigger -> RESOURCE_EXHAUSTED
     max_pixels: PositiveInt = 40_000_000  # decoded size limit of one image (decompression-bomb guard)
     max_pixels_in_flight: PositiveInt = 64_000_000  # decoded pixels of all images being handled; more waits, then RESOURCE_EXHAUSTED
     max_in_flight: PositiveInt = 64  # detector calls handled at once; more -> RESOURCE_EXHAUSTED (health not counted)

@@ -52,7 +52,7 @@ from pydantic.dataclasses import dataclass
 from agents.atomic import atomic_write_bytes
 from fakeface.rpc_convert import case_to_proto
 from fakeface.service import ClassifyOptions, DetectorService
-from fakeface.service_calls import BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Caller, ServiceRefusal
+from fakeface.service_calls import BAD_IMAGE, IMAGE_TOO_LARGE, MIB, RATE_LIMITED, Caller, ServiceRefusal
 from fakeface.web.admin import add_admin_routes
 from fakeface.web.guards import (FeedbackBody, WebRefusal, caller_of, read_capped, read_json, scrub_paths,
                                  token_checker, web_refusal)
@@ -61,7 +61,6 @@ from fakeface.web.video import VIDEO_SUFFIX, ServiceBackend, sniff_video
 from fakeface.web.views import face_view, png_data_uri, preview_data_uri, response_view
 
 log = logging.getLogger("fakeface.web")
-MIB = 1024 * 1024
 # The page's only sources are itself and data:/blob: URLs it makes (no fonts, scripts or images
 # from elsewhere), and nothing may frame it.
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data: blob:; "
