@@ -70,7 +70,13 @@ class PromotionResult:
 
 
 def _evidence(record: dict[str, Any]) -> Evidence | None:
-    """The usable part of one log record, or None (no votes kept, bad label)."""
+    """The usable part of one log record, or None (no votes kept, bad label, no face it names).
+
+    The evidence holds one row per face of the answer, row i for face i. A label given for one
+    face (``face_index``) teaches that face's row only. A label for the whole picture teaches every
+    face when it is "real"; "fake" says only that at least one face is, so on an answer of several
+    faces it teaches nothing (the record stays in the log as a note).
+    """
     label = record.get("label")
     ev = record.get("evidence")
     if label not in ("real", "fake") or not isinstance(ev, dict) or not ev.get("votes"):
@@ -80,7 +86,14 @@ def _evidence(record: dict[str, Any]) -> Evidence | None:
     ctx = None if context is None else np.array(
         [[np.nan if v is None else float(v) for v in row] for row in context], dtype=np.float64)
     agents = tuple(str(a) for a in ev.get("agents", ()))
-    if votes.ndim != 2 or votes.shape[1] != len(agents):
+    if votes.ndim != 2 or votes.shape[1] != len(agents) or (ctx is not None and len(ctx) != len(votes)):
+        return None
+    face = record.get("face_index")
+    if face is not None:
+        if isinstance(face, bool) or not isinstance(face, int) or not 0 <= face < len(votes):
+            return None
+        votes, ctx = votes[face:face + 1], None if ctx is None else ctx[face:face + 1]
+    elif label == "fake" and len(votes) > 1:
         return None
     return Evidence(str(record["request_id"]), label, str(record.get("client", "")), agents, votes, ctx)
 

@@ -171,12 +171,24 @@ class DetectorClient(_Closing):
             call.cancel()
             feed.wait_idle(STREAM_STOP_WAIT_S)
 
-    def feedback(self, request_id: str, label: str, *, timeout_s: float | None = None) -> pb.FeedbackResponse:
-        """Sends the true label ("real"/"fake") of an earlier request."""
+    def feedback(self, request_id: str, label: str, *, face_index: int | None = None,
+                 timeout_s: float | None = None) -> pb.FeedbackResponse:
+        """Sends the true label ("real"/"fake") of an earlier request, or of one of its faces.
+
+        Args:
+            request_id: the earlier response's ``request_id``.
+            label: "real" or "fake".
+            face_index: the face (``Face.index``) the label is for; None: the whole picture.
+            timeout_s: the call's deadline.
+        """
         enum = FEEDBACK_LABELS.get(str(label).lower())
         if enum is None:
             raise ValueError(f"label must be 'real' or 'fake', received {label!r}.")
-        return self._call(self.stub.Feedback, pb.FeedbackRequest(request_id=request_id, label=enum), timeout_s)
+        if face_index is not None and (isinstance(face_index, bool) or not isinstance(face_index, int)
+                                       or face_index < 0):
+            raise ValueError(f"face_index must be a face number (0, 1, ...) or None, received {face_index!r}.")
+        request = pb.FeedbackRequest(request_id=request_id, label=enum, face_index=face_index)
+        return self._call(self.stub.Feedback, request, timeout_s)
 
     def model_info(self, *, timeout_s: float | None = None) -> pb.ModelInfo:
         return self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest(), timeout_s)

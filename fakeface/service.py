@@ -36,7 +36,7 @@ from fakeface.serve.admission import Admission, InputLimits, Refused, inspect_im
 from fakeface.serve.metrics import ServerMetrics
 from fakeface.serve.ratelimit import RateLimitConfig, RateLimiter, hashed_client
 from fakeface.service_calls import (BAD_IMAGE, IMAGE_TOO_LARGE, RATE_LIMITED, Call, Caller, ServiceRefusal, Status,
-                                    Stopping)
+                                    Stopping, face_index_problem, request_id_problem)
 from vision.faces import DETECT_MODES
 from vision.heatmap_quality import AgentMap
 from vision.media import ImageError, decode_image
@@ -345,13 +345,14 @@ class DetectorService:
 
     # -- feedback and model info ----------------------------------------------------------
 
-    def feedback(self, call: Call, request_id: str, label: str) -> FeedbackAck:
+    def feedback(self, call: Call, request_id: str, label: str, face_index: int | None = None) -> FeedbackAck:
         """Checks and stores one person's label for an earlier answer (durably, with its votes).
 
         Args:
             call: the call in progress (its caller's key is rate limited).
             request_id: the request id of the answer the label is for.
             label: "real" or "fake" (any case); anything else is refused and named in the message.
+            face_index: the answer's face (``Face.index``) the label is for; None: the whole picture.
         """
         with self.admission.call():
             if self.feedback_log is None:
@@ -360,12 +361,9 @@ class DetectorService:
             if not self.feedback_limiter.allow(client):
                 raise ServiceRefusal(Status.RESOURCE_EXHAUSTED, f"feedback rate limit for this client; retry in "
                                      f"{self.feedback_limiter.retry_after_s(client):.1f} s", RATE_LIMITED)
-            if not request_id:
-                raise ServiceRefusal(Status.INVALID_ARGUMENT, "request_id is empty")
-            if len(request_id) > self.limits.max_request_id_chars or not request_id.isprintable():
-                raise ServiceRefusal(Status.INVALID_ARGUMENT,
-                                     f"request_id must be at most {self.limits.max_request_id_chars} printable "
-                                     f"characters (the id of an earlier answer); received {len(request_id)} characters")
+            problem = request_id_problem(request_id, self.limits.max_request_id_chars)
+            if problem:
+                raise ServiceRefusal(Status.INVALID_ARGUMENT, problem)
             call.extra = {"feedback_for": request_id}
             if str(label).lower() not in (REAL, FAKE):
                 raise ServiceRefusal(Status.INVALID_ARGUMENT,
@@ -376,10 +374,14 @@ class DetectorService:
             evidence = getattr(self.ensemble, "case_evidence", lambda _: None)(request_id)
             with self._recent_lock:
                 faces = self._recent.get(request_id)
+            problem = face_index_problem(face_index, faces)
+            if problem:
+                raise ServiceRefusal(Status.INVALID_ARGUMENT, problem)
             # The log marks a second label for the same answer as a repeat: it counts once.
             count = self.feedback_log.append({
-                "request_id": request_id, "label": str(label).lower(), "client": hashed_client(client),
-                "faces": faces, "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+                "request_id": request_id, "label": str(label).lower(), "face_index": face_index,
+                "client": hashed_client(client), "faces": faces,
+                "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
                 "controller_version": version, "evidence": evidence,
             })
         detail = ("stored as evidence; it changes no answer until an operator reviews the feedback"

@@ -128,3 +128,32 @@ class Call:
             out["detail"] = self.detail[:200]
         out.update(self.extra or {})
         return out
+
+
+def request_id_problem(request_id: str, max_chars: int) -> str | None:
+    """Why ``request_id`` cannot be the id of an earlier answer, or None when it can."""
+    if not request_id:
+        return "request_id is empty"
+    if len(request_id) > max_chars or not request_id.isprintable():
+        return (f"request_id must be at most {max_chars} printable characters (the id of an earlier answer); "
+                f"received {len(request_id)} characters")
+    return None
+
+
+def face_index_problem(face_index: int | None, faces: list[dict[str, Any]] | None) -> str | None:
+    """Why ``face_index`` cannot name a face of an earlier answer, or None when it can.
+
+    ``faces`` is the answer's faces as the service keeps them (None once the answer is no longer
+    held: the index is then stored as given, since nothing is left to check it against).
+    """
+    if face_index is None:
+        return None
+    if isinstance(face_index, bool) or not isinstance(face_index, int) or face_index < 0:
+        return f"face_index must be a face number of the answer (0, 1, ...), received {face_index!r}"
+    if faces is None:
+        return None
+    held = [int(face["index"]) for face in faces]
+    if face_index not in held:
+        which = ", ".join(map(str, held)) if held else "none: no face was found in it"
+        return f"face_index {face_index} is not a face of that answer (its faces: {which})"
+    return None

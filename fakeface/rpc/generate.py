@@ -9,7 +9,7 @@ The ``-Ifakeface/rpc=proto`` mapping makes protoc see the file as
 ``fakeface/rpc/fakeface/v1/detector.proto``, so the generated modules import each other by
 package path (``from fakeface.rpc.fakeface.v1 import detector_pb2``) and land under
 ``fakeface/rpc/``. ``proto/`` itself never becomes a Python package (``proto`` is
-proto-plus's import name). ``tests/unit/blackboard/test_rpc_codegen.py`` regenerates into a temporary directory
+proto-plus's import name). ``tests/unit/fakeface/test_rpc_codegen.py`` regenerates into a temporary directory
 and fails when the committed files differ.
 """
 

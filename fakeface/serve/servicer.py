@@ -150,7 +150,8 @@ class DetectorServicer(pb_grpc.DetectorServicer):
     def Feedback(self, request: pb.FeedbackRequest, context: grpc.ServicerContext) -> pb.FeedbackResponse:
         with _aborts(context), self.service.call("Feedback", caller_of(context)) as call:
             request = _parsed(request)
-            ack = self.service.feedback(call, request.request_id, feedback_label(request.label))
+            face = request.face_index if request.HasField("face_index") else None
+            ack = self.service.feedback(call, request.request_id, feedback_label(request.label), face)
             # Feedback is evidence: the live controller before and after the call is the same one.
             return pb.FeedbackResponse(stored=ack.stored, controller_version=ack.controller_version,
                                        previous_controller_version=ack.controller_version, applied=ack.applied,

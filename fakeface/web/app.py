@@ -321,13 +321,14 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
         from starlette.concurrency import run_in_threadpool
 
         # Bounded in size and depth, typed (fakeface.web.guards): a hostile body is a 4xx, never a 500.
-        body = await read_json(request, FeedbackBody, example='{"request_id": "...", "label": "real" or "fake"}')
-        request_id, label = body.request_id, body.label
+        body = await read_json(request, FeedbackBody, example='{"request_id": "...", "label": "real" or "fake", '
+                                                             '"face_index": 0 (optional)}')
+        request_id, label, face_index = body.request_id, body.label, body.face_index
 
         def send() -> Any:
             # The visitor's address is their key for the service's per-client rate limit.
             with service.call("Feedback", caller_of(request)) as call:
-                return service.feedback(call, request_id, label)
+                return service.feedback(call, request_id, label, face_index)
 
         try:
             ack = await run_in_threadpool(send)
@@ -343,7 +344,7 @@ def create_app(service: DetectorService, config: WebConfig | None = None) -> Fas
             kept = None
         entry = results.get(request_id)
         if ack.stored and entry is not None:  # the report says the answer was disputed, and how
-            entry["disputed"] = {"label": label.lower(),
+            entry["disputed"] = {"label": label.lower(), "face_index": face_index,
                                  "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         # Feedback is evidence: the live controller before and after the call is the same one.
         return {"stored": ack.stored, "applied": ack.applied, "detail": ack.detail, "records": ack.records,

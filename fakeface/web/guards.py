@@ -100,6 +100,7 @@ class FeedbackBody(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=128)
     label: str = Field(min_length=1, max_length=16)
+    face_index: int | None = Field(None, ge=0, le=1_000_000)  # the face the label is for; None: the picture
 
 
 def scrub_paths(text: str, replacements: dict[str, str] | None = None) -> str:

@@ -189,8 +189,10 @@ def build_report(record: dict[str, Any], info: dict[str, Any], annotated_png_uri
     thresholds = {name: a.get("threshold") for name, a in (info.get("agents") or {}).items() if isinstance(a, dict)}
     disputed = record.get("disputed")
     if disputed:
+        which = "" if disputed.get("face_index") is None else f" for face #{int(disputed['face_index'])}"
         body.append(f'<h2 id="disputed">Disputed</h2><p>On {esc(str(disputed["time"]))} (UTC) the person who sent this '
-                    f"file told the detector the answer is wrong: they say it is {esc(str(disputed['label']).upper())}. "
+                    f"file told the detector the answer{which} is wrong: they say it is "
+                    f"{esc(str(disputed['label']).upper())}. "
                     "Their correction is stored for review; it did not change this answer.</p>")
     if record["kind"] == "video":
         clip = result.get("verdict", "")

@@ -294,7 +294,7 @@ def _open(driver, url):
     _model_line_loaded(driver)
 
 
-def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, page_url, face_png, tmp_path):
+def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, page_url, served, face_png, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver, downloads = browser
@@ -324,13 +324,16 @@ def test_browser_upload_verdict_heatmap_feedback_report_and_refusal(browser, pag
     card.find_elements(By.CSS_SELECTOR, ".wrong-button, .truth-button")[0].click()
     status = _wait(driver, lambda d: card.find_element(By.CSS_SELECTOR, ".feedback-status").text)
     assert status.startswith("Thank you") and "changes no answer" in status, status
+    last = json.loads(served["feedback"].read_text().splitlines()[-1])
+    assert last["face_index"] == 0  # the correction is for the face on its card, not the whole picture
 
     driver.find_element(By.ID, "report-button").click()
     reports = _wait(driver, lambda d: [p for p in downloads.glob("fakeface-report-*.html")], 60)
     html = reports[0].read_text()
     found = re.search(r'<td id="sha256">([0-9a-f]{64})</td>', html)
     assert found and found.group(1) == hashlib.sha256(face_png).hexdigest()
-    assert 'id="disputed"' in html and "training data" not in html  # the dispute is on record
+    assert 'id="disputed"' in html and "the answer for face #0 is wrong" in html  # the dispute is on record
+    assert "training data" not in html
 
     bogus = tmp_path / "notes.png"
     bogus.write_text("not an image at all\n" * 20)

@@ -67,6 +67,28 @@ def test_one_request_id_counts_once_with_its_last_label(setup, tmp_path):
     assert not result.promoted and result.cases == 3 and "3 usable feedback case(s)" in result.detail
 
 
+def test_a_label_teaches_the_face_it_names_and_a_group_fake_teaches_nothing(tmp_path):
+    log = FeedbackLog(tmp_path / "fb.jsonl")
+    group = [[0.9, 0.8], [0.1, 0.2], [0.5, None]]
+    context = [[1.0], [2.0], [3.0]]
+
+    def post(request_id, label, face_index=None, votes=group):
+        log.append({"request_id": request_id, "label": label, "client": "c", "face_index": face_index,
+                    "evidence": {"agents": list(AGENTS), "votes": votes, "context": context[:len(votes)]}})
+
+    post("one-face", "fake", 1)  # "this face is fake" on a group picture: face 1's votes only
+    post("all-real", "real")  # a real picture: every face in it is real
+    post("group-fake", "fake")  # some face is fake, which one is not said: nothing to learn
+    post("alone-fake", "fake", votes=group[:1])  # one face: the picture's label is the face's
+    post("no-such-face", "real", 5)  # an index outside the stored answer is not used
+    evidence = {e.request_id: e for e in read_evidence(log.path)}
+    assert sorted(evidence) == ["all-real", "alone-fake", "one-face"]
+    np.testing.assert_allclose(evidence["one-face"].votes, [[0.1, 0.2]])
+    np.testing.assert_allclose(evidence["one-face"].context, [[2.0]])
+    assert evidence["all-real"].votes.shape == (3, len(AGENTS)) and np.isnan(evidence["all-real"].votes[2, 1])
+    np.testing.assert_allclose(evidence["alone-fake"].votes, [group[0]])
+
+
 def test_one_client_cannot_promote_alone(setup, tmp_path):
     live, replay, (votes, y, _) = setup
     write_log(tmp_path / "fb.jsonl", (votes[:200], y[:200], None), clients=1)

@@ -54,9 +54,10 @@ def _classify(service, image: bytes, options: ClassifyOptions = CROP, caller: Ca
         return service.classify(call, image, options)
 
 
-def _feedback(service, request_id: str, label: str, caller: Caller = Caller(peer="ipv4:10.0.0.1:1")):
+def _feedback(service, request_id: str, label: str, caller: Caller = Caller(peer="ipv4:10.0.0.1:1"),
+              face_index: int | None = None):
     with service.call("Feedback", caller) as call:
-        return service.feedback(call, request_id, label)
+        return service.feedback(call, request_id, label, face_index)
 
 
 def _refusal(fn, *args, **kwargs) -> ServiceRefusal:
@@ -184,6 +185,20 @@ def test_feedback_for_an_unknown_request_id_is_kept_as_a_note(board, tmp_path):
     assert ack.stored and "kept as a note" in ack.detail
     record = json.loads((tmp_path / "feedback.jsonl").read_text())
     assert record["request_id"] == "f" * 32 and record["faces"] is None and record["evidence"] is None
+
+
+def test_feedback_names_the_face_it_is_for_and_a_face_the_answer_lacks_is_refused(board, crop_png, tmp_path):
+    service = _service(board, tmp_path)
+    answer = _classify(service, crop_png)  # a crop: one face, index 0
+    assert _feedback(service, answer.case.request_id, "fake", face_index=0).stored
+    err = _refusal(_feedback, service, answer.case.request_id, "fake", face_index=3)
+    assert err.status == Status.INVALID_ARGUMENT
+    assert "face_index 3 is not a face of that answer (its faces: 0)" in err.message
+    err = _refusal(_feedback, service, answer.case.request_id, "fake", face_index=-1)
+    assert err.status == Status.INVALID_ARGUMENT and "received -1" in err.message
+    assert _feedback(service, "e" * 32, "real", face_index=7).stored  # an answer no longer held: kept as given
+    records = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()]
+    assert [r["face_index"] for r in records] == [0, 7] and service.feedback_log.records == 2
 
 
 @pytest.mark.parametrize("request_id, label, words", [

@@ -26,12 +26,14 @@ def stub(session_bundle, tmp_path_factory):
 
     feedback = tmp_path_factory.mktemp("servicer") / "feedback.jsonl"
     with InProcessBoard(session_bundle) as board:
-        server, port = create_server("127.0.0.1:0", board, ServerConfig(feedback_path=str(feedback)))
+        # A burst above the feedback tests' calls: the rate limit has tests of its own (test_service).
+        server, port = create_server("127.0.0.1:0", board, ServerConfig(feedback_path=str(feedback), feedback_burst=20))
         assert server.wait_until_serving(timeout=60)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         try:
             stub = pb_grpc.DetectorStub(channel)
             stub.channel = channel  # for raw calls that bypass the stub's serializers
+            stub.target = f"127.0.0.1:{port}"
             yield stub
         finally:
             channel.close()
@@ -121,6 +123,18 @@ def test_feedback_on_an_answer_is_stored_and_a_bad_label_is_refused(stub, crop_p
     assert code is grpc.StatusCode.INVALID_ARGUMENT and "UNCERTAIN" in details
     code, _ = _code(lambda: stub.Feedback(pb.FeedbackRequest(request_id="", label=pb.LABEL_REAL), timeout=30))
     assert code is grpc.StatusCode.INVALID_ARGUMENT
+    # The face the label is for travels with it; one the answer does not hold is refused.
+    assert stub.Feedback(pb.FeedbackRequest(request_id=resp.request_id, label=pb.LABEL_REAL, face_index=0),
+                         timeout=30).stored
+    code, details = _code(lambda: stub.Feedback(
+        pb.FeedbackRequest(request_id=resp.request_id, label=pb.LABEL_REAL, face_index=2), timeout=30))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and "face_index 2 is not a face" in details
+    from fakeface.client import DetectorClient
+
+    with DetectorClient(stub.target) as client:  # the Python client sends the face it names
+        assert client.feedback(resp.request_id, "fake", face_index=0).stored
+        with pytest.raises(ValueError, match="face_index must be a face number"):
+            client.feedback(resp.request_id, "fake", face_index=-2)
 
 
 class _Context:

@@ -1,5 +1,5 @@
-"""The page's API (`fakeface.web.app`) when the server itself fails: the clip's queue slot is
-given back, the feedback is kept without its upload."""
+"""The page's API (`fakeface.web.app`): a correction names the face it is for; when the server
+itself fails, the clip's queue slot is given back and the feedback is kept without its upload."""
 
 from __future__ import annotations
 
@@ -38,3 +38,22 @@ def test_feedback_is_stored_when_its_upload_cannot_be_kept(page_client, face_cro
     assert ack.json()["stored"] and ack.json()["upload_kept"] is None
     assert (tmp_path / "feedback.jsonl").read_text().count(answer["request_id"]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["feedback.jsonl", "uploads"]  # no temporary left
+
+
+def test_a_correction_names_its_face_in_the_log_and_the_report(page_client, face_crop, tmp_path):
+    import json
+
+    from vision.media import encode_png
+
+    page = page_client(feedback_path=str(tmp_path / "feedback.jsonl"))
+    answer = page.post("/api/classify?name=crop.png", content=encode_png(face_crop)).json()
+    request_id = answer["request_id"]
+    for bad, words in ((-1, "greater than or equal to 0"), ("one", "valid integer"), (4, "face_index 4 is not a face")):
+        refused = page.post("/api/feedback", json={"request_id": request_id, "label": "fake", "face_index": bad})
+        assert refused.status_code == 400 and words in refused.json()["error"], refused.text
+    ack = page.post("/api/feedback", json={"request_id": request_id, "label": "fake", "face_index": 0})
+    assert ack.status_code == 200, ack.text
+    records = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["face_index"]) for r in records] == [("fake", 0)]
+    report = page.get(f"/api/report/{request_id}").text
+    assert "told the detector the answer for face #0 is wrong: they say it is FAKE" in report
