@@ -217,7 +217,10 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     if bad:
         raise ValueError(f"{path}: unknown label(s) {bad[:5]}; expected one of {CLASSES}")
     base = path.resolve().parent
-    df["path"] = [p if os.path.isabs(p) else str(base / p) for p in df["path"]]
+    # Normalised ("a/b/../c" is "a/c"), as `vision.inputs` lists files: the caches keyed by path
+    # (landmarks, resized crops, forensic features) then hold for every checkout that reaches the
+    # same data, not only for the one whose manifest folder spelled the way there.
+    df["path"] = [os.path.normpath(p if os.path.isabs(p) else base / p) for p in df["path"]]
     return df
 
 

@@ -23,7 +23,7 @@ from agents.forensic_features import FEATURE_VERSION, N_FEATURES, image_features
 from agents.preprocessing import Preprocessing, prepare_image
 from vision.degrade import random_chain
 from vision.media import read_image
-from training.pipeline_crops import pipeline_crop
+from training.pipeline_crops import detector_settings_tag, pipeline_crop
 from training.shards import read_shards, write_shard
 
 # Images per cache shard: the work lost to an interruption is at most one shard per worker.
@@ -74,12 +74,14 @@ def degrade_seed(path: str, copy: int, seed: int) -> int:
     return zlib.crc32(f"{seed}:{copy}:{name}".encode()) & 0x7FFFFFFF
 
 
-def cache_key(path: str, seed: int | None, aligned: bool = False, detected: bool = False) -> str:
+def cache_key(path: str, seed: int | None, aligned: bool = False, detected: bool = False, *,
+              detector_tag: str | None = None) -> str:
     """The feature cache's key of an image file, or of one degraded (aligned, or composed and
-    detected) version of it."""
+    detected) version of it; a detected copy's key names the detector's settings (what it found
+    depends on them: ``detector_tag``, by default `training.pipeline_crops.detector_settings_tag`)."""
     key = str(path) if seed is None else f"{path}::degraded-{seed}"
     if detected:
-        return f"{key}::detected"
+        return f"{key}::detected-{detector_tag or detector_settings_tag()}"
     return f"{key}::aligned" if aligned else key
 
 
@@ -139,7 +141,8 @@ class FeatureCache:
         if unseeded:
             raise ValueError(f"{len(unseeded)} composed-screen copies without a degrade seed (first: {unseeded[0]}); "
                              "each detected copy needs the seed that draws its screen.")
-        keys = [cache_key(p, s, m is not None, d) for p, s, m, d in zip(paths, seeds, marks, found)]
+        tag = detector_settings_tag()
+        keys = [cache_key(p, s, m is not None, d, detector_tag=tag) for p, s, m, d in zip(paths, seeds, marks, found)]
         todo = {k: (p, s, m, d) for k, p, s, m, d in zip(keys, paths, seeds, marks, found) if k not in self._index}
         missing = list(todo.items())
         local = threading.local()  # one face detector per worker thread, made on first need

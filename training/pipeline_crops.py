@@ -8,7 +8,8 @@ used whole lose 0.12 ensemble AUC (0.816 → 0.698) and move p_fake by 0.10 (med
 only ever saw the data set's framing read the change of framing as evidence.
 
 With ``TrainConfig.aligned_copies`` the forensic agent's first degraded copies are cut this way: the
-landmarks are found once on the clean image (cached in ``OUT.work/cache/landmarks/``), the
+landmarks are found once on the clean image (cached in ``OUT.work/cache/landmarks-<tag>/``, the
+tag a digest of the detector's default settings, `detector_settings_tag`), the
 degradation chain runs on the whole image (as a screenshot degrades the frame before anyone
 crops it), and the copy is aligned from the landmarks scaled to the degraded image's size.
 An image in which the detector finds no face keeps its whole-image copy, as
@@ -17,6 +18,10 @@ An image in which the detector finds no face keeps its whole-image copy, as
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -51,6 +56,23 @@ def pipeline_crop(image: np.ndarray, landmarks: np.ndarray | None, source_shape:
     return align_face(image, np.asarray(landmarks, dtype=np.float64) * scale)
 
 
+def detector_settings_tag() -> str:
+    """A short digest of the settings ``FaceDetector()`` finds faces with (its defaults).
+
+    What serving's detector found is cached (landmarks here, the forensic agent's composed
+    screens in `training.forensic_cache`); the tag in their names makes a change of the
+    detector's defaults find faces again rather than read what the old settings found.
+    """
+    import vision.face_detector as fd
+
+    defaults = {name: p.default for name, p in inspect.signature(fd.FaceDetector.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    settings = {**defaults, "first_pass": defaults.get("first_pass") or fd.FIRST_PASS,
+                "gate": dataclasses.asdict(fd.FaceGate()), "box_share": fd.BOX_SHARE,
+                "verify": (fd.VERIFY_SIZE, fd.VERIFY_MIN_FACE)}
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 class LandmarkCache:
     """The most confident face's landmarks per image file, found once and kept in ``.npz`` shards.
 
@@ -66,6 +88,11 @@ class LandmarkCache:
                 continue  # not a landmark shard: ignored, found again
             for path, points, shape in zip(shard_paths, arrays["landmarks"], arrays["shapes"]):
                 self._index[path] = (points, (int(shape[0]), int(shape[1])))
+
+    @classmethod
+    def for_work_dir(cls, work_dir: str | os.PathLike[str]) -> "LandmarkCache":
+        """The landmark cache of a training work directory, for the detector's present settings."""
+        return cls(Path(work_dir) / "cache" / f"landmarks-{detector_settings_tag()}")
 
     def __len__(self) -> int:
         return len(self._index)

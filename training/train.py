@@ -151,11 +151,12 @@ def train_agent(
                                           workers=config.workers, verbose=bool(verbose))
     cuts = None
     if config.cut_share:
-        from training.pipeline_crops import LandmarkCache, cut_cache
+        from training.pipeline_crops import LandmarkCache, cut_cache, detector_settings_tag
 
-        cuts = cut_cache(train["path"].tolist(), contract,
-                         work_dir / "cache" / f"train-cut-{contract.height}x{contract.width}-{len(train)}.npy",
-                         LandmarkCache(work_dir / "cache" / "landmarks"), verbose=bool(verbose))
+        # Named for the detector's settings too: the cut follows the landmarks it found.
+        name = f"train-cut-{contract.height}x{contract.width}-{len(train)}-{detector_settings_tag()}.npy"
+        cuts = cut_cache(train["path"].tolist(), contract, work_dir / "cache" / name,
+                         LandmarkCache.for_work_dir(work_dir), verbose=bool(verbose))
     train_seq = FaceSequence(
         train["path"].tolist(), y_train, contract, batch_size=config.batch_size,
         augment_config=augment_config(config), synth_ratio=config.synth_fakes,

@@ -88,7 +88,7 @@ def _copy_landmarks(train: pd.DataFrame, val: pd.DataFrame, work_dir: Path, alig
                     verbose: bool):
     """Per-row landmarks for the first ``aligned_copies`` degraded copies (None for clean rows and
     the copies kept whole), found once per image."""
-    found = LandmarkCache(Path(work_dir) / "cache" / "landmarks").landmarks(
+    found = LandmarkCache.for_work_dir(work_dir).landmarks(
         pd.concat([train["path"], val["path"]]).astype(str).tolist(), verbose=verbose)
 
     def per_row(rows: pd.DataFrame) -> list[tuple[np.ndarray, tuple[int, int]] | None]:

@@ -176,6 +176,15 @@ def test_read_manifest_errors_name_the_file(tmp_path):
         read_manifest(bad)
 
 
+def test_manifest_paths_are_normalised_so_two_checkouts_share_their_caches(tmp_path):
+    rows = "path,label,group,split\n../../../data/real/a.jpg,real,g1,train\n/abs/./x/../b.jpg,fake,g2,val\n"
+    for checkout in ("main", "a-longer-clone-name"):
+        manifest = tmp_path / checkout / "benchmarks" / "splits" / "m.csv"
+        manifest.parent.mkdir(parents=True)
+        manifest.write_text(rows)
+        assert list(read_manifest(manifest)["path"]) == [str(tmp_path.resolve() / "data" / "real" / "a.jpg"), "/abs/b.jpg"]
+
+
 def test_cli_builds_and_reports_bad_input(tmp_path, capsys):
     noise_images(tmp_path / "data", groups=3)
     code = dataset_main(["build", "--manifest-in", str(tmp_path / "data" / "list.csv"), "--no-detect",

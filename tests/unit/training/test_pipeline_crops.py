@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.pipeline_crops import LandmarkCache, pipeline_crop
+from training.pipeline_crops import LandmarkCache, detector_settings_tag, pipeline_crop
 from training.forensic_cache import FeatureCache, cache_key
 from vision.alignment import align_face
 from vision.face_detector import FaceDetector
@@ -64,6 +64,21 @@ def test_aligned_copies_have_their_own_cache_keys():
     assert len({cache_key("a.jpg", 7), cache_key("a.jpg", 7, True), cache_key("a.jpg", None, True)}) == 3
 
 
+def test_what_the_detector_found_is_cached_under_its_settings(tmp_path, monkeypatch):
+    import vision.face_detector as fd
+
+    tag = detector_settings_tag()
+    assert tag == detector_settings_tag() and len(tag) == 8  # stable from run to run
+    before = (LandmarkCache.for_work_dir(tmp_path).directory, cache_key("a.jpg", 7, detected=True))
+    assert before[0].name == f"landmarks-{tag}" and before[1] == f"a.jpg::degraded-7::detected-{tag}"
+    assert cache_key("a.jpg", 7) == "a.jpg::degraded-7"  # what no detector touched keeps its key
+    monkeypatch.setattr(fd, "FIRST_PASS", "blazeface")  # another default first pass ...
+    assert detector_settings_tag() != tag  # ... finds faces again, into other names
+    assert (LandmarkCache.for_work_dir(tmp_path).directory, cache_key("a.jpg", 7, detected=True)) != before[:2]
+    monkeypatch.setattr(fd, "BOX_SHARE", 0.5)
+    assert len({tag, detector_settings_tag()}) == 2
+
+
 def test_feature_cache_refuses_landmarks_of_another_length(tmp_path):
     from agents.registry import get_agent
 
@@ -77,7 +92,7 @@ def test_only_the_first_aligned_copies_are_cut_the_serving_way(tmp_path):
 
     rows = pd.DataFrame({"path": ["a.jpg", "b.jpg"], "label": ["real", "fake"], "group": ["g1", "g2"]})
     points = np.arange(20, dtype=np.float32).reshape(2, 5, 2)
-    marks_dir = tmp_path / "cache" / "landmarks"
+    marks_dir = LandmarkCache.for_work_dir(tmp_path).directory
     marks_dir.mkdir(parents=True)
     np.savez(marks_dir / "shard.npz", paths=np.array(["a.jpg", "b.jpg"]), landmarks=points,
              shapes=np.array([[64, 48], [32, 32]], dtype=np.int32))
