@@ -94,8 +94,11 @@ def fit_borderline(p_fake: np.ndarray, labels: np.ndarray, threshold: float, *, 
 
 
 def _replay_p(controller: Any, replay: Any) -> np.ndarray:
+    """The controller's p_fake on the replay rows, each with its own context (a context controller
+    is judged in the conditions its band and error rates describe, as `fit-controller` fitted it)."""
     votes, present = vote_matrix({a: replay.votes[:, j] for j, a in enumerate(replay.agents)}, controller.agents)
-    return controller.predict_proba(votes, present)
+    names = tuple(getattr(controller, "context_names", ()) or ())
+    return controller.predict_proba(votes, present, replay.context_for(names) if names else None)
 
 
 def val_error_rates(controller: Any, replay: Any, band: Borderline) -> dict[str, Any] | None:

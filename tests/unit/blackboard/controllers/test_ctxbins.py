@@ -113,3 +113,17 @@ def test_stored_stacking_sees_the_same_context_and_round_trips():
     np.testing.assert_allclose(p, baselines[CONTEXT_STACKING].predict_proba(test_votes, None, test_ctx))
     # With the products of log-odds and context it can follow the agent that is right here too.
     assert roc_auc_score(test_y, p) > roc_auc_score(test_y, restored["stacking"].predict_proba(test_votes)) + 0.02
+
+
+def test_the_borderline_band_and_error_rates_read_each_replay_face_in_its_condition(fitted):
+    from blackboard.borderline import borderline_for, fit_borderline, val_error_rates
+
+    votes, y, ctx = sharp_blur_stream(1500, seed=3)
+    replay = ReplaySet(tuple(AGENTS), votes, y, context={"sharpness": ctx[:, 0]})
+    p = fitted.predict_proba(votes, None, ctx)  # as fit-controller scores the replay rows
+    assert borderline_for(fitted, replay) == fit_borderline(p, y, float(fitted.threshold))
+    band = borderline_for(fitted, replay)
+    rates = val_error_rates(fitted, replay, band)
+    answered, t = ~band.inside(p, fitted.threshold), float(fitted.threshold)
+    assert rates["false_alarm"] == pytest.approx(float((p >= t)[(y == 0) & answered].mean()))
+    assert rates["miss_all"] == pytest.approx(float((p < t)[y == 1].mean()))
