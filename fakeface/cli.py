@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("fakeface.batch", "classify folders/videos as a Ray Data batch job"),
     "serve": ("fakeface.serve.cli", "run the gRPC detector service"),
     "classify": ("fakeface.classify", "classify images, screenshots or videos"),
+    "feedback": ("fakeface.feedback_cli", "tell a running server that one of its answers is wrong"),
     "bundle": ("fakeface.bundle_cli", "sign and verify model bundles: `fakeface bundle keygen|sign|verify`"),
 }
 
