@@ -40,9 +40,6 @@ def build_parser(prog: str = "fakeface feedback") -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Sends one label; prints what the server did with it."""
     args = build_parser().parse_args(argv)
-    if args.face is not None and args.face < 0:
-        print(f"fakeface feedback: --face must be a face index (0, 1, ...), received {args.face}.", file=sys.stderr)
-        return 2
     if args.timeout <= 0:
         print(f"fakeface feedback: --timeout must be positive, received {args.timeout}.", file=sys.stderr)
         return 2
@@ -55,6 +52,9 @@ def main(argv: list[str]) -> int:
     try:
         with DetectorClient(args.server, token=token, tls_ca=args.tls_ca, timeout_s=args.timeout) as client:
             ack = client.feedback(args.request_id, args.label, face_index=args.face)
+    except ValueError as err:  # the client checks --face before any call
+        print(f"fakeface feedback: --face: {err}", file=sys.stderr)
+        return 2
     except ClientError as err:
         print(f"fakeface feedback: {err}", file=sys.stderr)
         return err.exit_code

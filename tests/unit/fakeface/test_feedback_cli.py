@@ -50,7 +50,7 @@ def test_refusals_are_one_line_with_their_exit_code(served, capsys):
     assert feedback_cli.main([request_id, "fake", "--face", "3", "--server", address]) == 2
     assert "face_index 3 is not a face of that answer (its faces: 0)" in capsys.readouterr().err
     assert feedback_cli.main([request_id, "fake", "--face", "-1", "--server", address]) == 2
-    assert "--face must be a face index" in capsys.readouterr().err
+    assert "--face: face_index must be a face number (0, 1, ...) or None, received -1" in capsys.readouterr().err
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{s.getsockname()[1]}"
