@@ -38,6 +38,9 @@ class AgentSpec:
     # declared from `benchmarks/bench_heatmaps.py` on the shipped bundle (BENCHMARKS.md, "Heat
     # maps"), where its maps did not follow the blended region of synthetic fakes.
     heatmap_withheld: str = ""
+    # Builder keyword -> the contract's fields when that keyword is true: a recipe that needs
+    # another input (VGG-16-BN from scratch reads the face standardised by its own crop).
+    recipe_preprocessing: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def builder(self) -> Callable[..., Any]:
@@ -45,16 +48,22 @@ class AgentSpec:
         module, _, function = self.builder_path.partition(":")
         return getattr(importlib.import_module(module), function)
 
-    def contract(self, input_size: int | None = None) -> Preprocessing:
-        """The preprocessing contract, optionally at another square input size."""
+    def contract(self, input_size: int | None = None, **builder_kwargs: Any) -> Preprocessing:
+        """The preprocessing contract, optionally at another square input size, for the model
+        these builder keywords make (see ``recipe_preprocessing``)."""
+        contract = self.preprocessing
+        kwargs = {**self.builder_kwargs, **builder_kwargs}
+        for keyword, fields in self.recipe_preprocessing.items():
+            if kwargs.get(keyword):
+                contract = replace(contract, **fields)
         if input_size is None:
-            return self.preprocessing
-        return replace(self.preprocessing, height=int(input_size), width=int(input_size))
+            return contract
+        return replace(contract, height=int(input_size), width=int(input_size))
 
     def build(self, *, input_size: int | None = None, **kwargs: Any) -> Any:
         """Builds the model for the (possibly resized) contract."""
         kwargs = {**self.builder_kwargs, **kwargs}
-        return self.builder(input_shape=self.contract(input_size).input_shape, name=self.name, **kwargs)
+        return self.builder(input_shape=self.contract(input_size, **kwargs).input_shape, name=self.name, **kwargs)
 
 
 _REGISTRY: dict[str, AgentSpec] = {
@@ -105,6 +114,9 @@ _REGISTRY: dict[str, AgentSpec] = {
             builder_path="agents.vgg16:build_vgg16",
             preprocessing=Preprocessing(height=224, width=224, channels=3, scale="raw"),
             description="VGG-16 conv base + BN + dropout + GAP + dense, RGB",
+            # VGG-16-BN from scratch (``batch_norm``) reads the RGB face standardised by its own
+            # crop, as the CNNs that learn on a CPU do (custom, lenet), with no ImageNet mean.
+            recipe_preprocessing={"batch_norm": {"normalize": "image"}},
             # Maps nearly uniform (concentration 0.02) and the same on a fake as on its original.
             heatmap_withheld="vgg16's map shows no location (it is nearly the same tint on every face): not shown.",
         ),

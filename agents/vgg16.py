@@ -100,13 +100,14 @@ def build_vgg16(
         dropout: dropout rate before pooling, in [0, 1).
         batch_norm: VGG-16-BN: BatchNorm after each of the 13 convolutions, He-normal init, for
             training from scratch (``backbone_weights`` must then be "none": there are no
-            ImageNet weights for it here).
+            ImageNet weights for it here). Its input is the face standardised by its own crop
+            (the registry's contract for this recipe), so no ImageNet mean is subtracted.
         num_classes: number of output classes.
         name: model name.
 
     Returns:
-        An uncompiled `keras.Model` that takes raw RGB pixels in [0, 255] and outputs class
-        probabilities.
+        An uncompiled `keras.Model` that takes raw RGB pixels in [0, 255] (with ``batch_norm``,
+        the standardised face) and outputs class probabilities.
     """
     input_shape = image_shape(input_shape, channels=3)
     if input_shape[0] < 32 or input_shape[1] < 32:
@@ -126,7 +127,7 @@ def build_vgg16(
             layer.trainable = layer.name.split("_")[0] in keep
 
     inputs = keras.Input(shape=input_shape, name="image")
-    x = VGGPreprocess(name="vgg_preprocess")(inputs)
-    x = base(x)
+    # ImageNet's mean only for the ImageNet-shaped base; VGG-16-BN's input is already standardised.
+    x = base(inputs if batch_norm else VGGPreprocess(name="vgg_preprocess")(inputs))
     x = layers.BatchNormalization(name="head_bn")(x)
     return pooled_classifier(inputs, x, dropout=dropout, num_classes=num_classes, name=name)

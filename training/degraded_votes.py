@@ -31,6 +31,8 @@ from blackboard.stage_rows import CROP_SIZE
 from training.vote_cache import cache_key, default_cache_dir
 from training.votes import read_rgb
 from vision.context import CONTEXT_NAMES, context_matrix, face_context
+from training.degrade_eval import registry_fingerprint
+from vision import degrade
 from vision.degrade import random_chain
 
 SALT = "degraded-random-chain-v1"
@@ -106,7 +108,9 @@ def collect_degraded(bundle: Bundle | str | os.PathLike[str] | None, image_paths
     cache_file = None
     if use_cache:
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        key = cache_key(bundle, agents, paths, salt=f"{DETECTED_SALT if detected else SALT}-{copies}-{seed}")
+        # The registry's code is in the key: a change to how copies are made makes new votes.
+        salt = f"{DETECTED_SALT if detected else SALT}-{copies}-{seed}-{registry_fingerprint(degrade)}"
+        key = cache_key(bundle, agents, paths, salt=salt)
         cache_file = folder / f"degraded-{key}.npz"
         if cache_file.is_file():
             with np.load(cache_file, allow_pickle=False) as cached:

@@ -71,8 +71,8 @@ class AgentRun:
         spec = get_agent(name)
         config = config.for_agent(name)
         size = config.input_sizes.get(name)
-        return cls(name=name, kind=spec.kind, config=config, size=size, contract=spec.contract(size),
-                   work_dir=Path(work_dir))
+        contract = spec.contract(size, **config.agent_kwargs.get(name, {}))  # the recipe's input
+        return cls(name=name, kind=spec.kind, config=config, size=size, contract=contract, work_dir=Path(work_dir))
 
     @property
     def agent_dir(self) -> Path:

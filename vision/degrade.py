@@ -145,12 +145,15 @@ def h264(image: np.ndarray, rng: np.random.Generator, *, crf: int, frames: int) 
     """H.264 (libx264 through PyAV, yuv420p) encode of a short still clip, decoded; the last frame.
 
     The last frame is inter-coded after the first, as most frames of a video are. Odd sizes are
-    padded by edge replication for 4:2:0 and cropped back.
+    padded by edge replication for 4:2:0 and cropped back. The RGB <-> YUV 4:2:0 conversions are
+    OpenCV's (BT.601, limited range, as a player's): PyAV's go through FFmpeg's swscale, whose
+    result for the same frame was seen to differ between calls of one test process.
     """
     import av  # imported here: only this transform needs FFmpeg
 
     h, w = image.shape[:2]
     padded = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+    planar = cv2.cvtColor(padded, cv2.COLOR_RGB2YUV_I420)  # Y rows, then U and V rows
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height = padded.shape[1], padded.shape[0]
     encoder.pix_fmt = "yuv420p"
@@ -159,15 +162,18 @@ def h264(image: np.ndarray, rng: np.random.Generator, *, crf: int, frames: int) 
     encoder.options = {"crf": str(int(crf)), "preset": "veryfast", "threads": "1"}
     packets = []
     for i in range(max(1, int(frames))):
-        frame = av.VideoFrame.from_ndarray(padded, format="rgb24")
+        frame = av.VideoFrame.from_ndarray(planar, format="yuv420p")
         frame.pts = i
         packets.extend(encoder.encode(frame))
     packets.extend(encoder.encode(None))
     decoder = av.CodecContext.create("h264", "r")
+    decoder.thread_count = 1
     decoded = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
     if not decoded:
         raise ValueError(f"H.264 round trip of a {w}x{h} image gave no frame.")
-    return np.ascontiguousarray(decoded[-1].to_ndarray(format="rgb24")[:h, :w])
+    # A copy of the frame's planes (no view of PyAV's buffers), converted back by OpenCV.
+    planes = np.array(decoded[-1].to_ndarray(format="yuv420p"), dtype=np.uint8, copy=True)
+    return np.ascontiguousarray(cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420)[:h, :w])
 
 
 def _screenshot_op(name: str) -> Op:

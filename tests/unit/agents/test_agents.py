@@ -113,6 +113,11 @@ def test_vgg16_bn_has_the_13_convolutions_and_trains_a_step():
     assert not np.allclose(before, convs[0].get_weights()[0])
     with pytest.raises(ValueError, match="backbone_weights must be 'none'"):
         build_vgg16(input_shape=(32, 32, 3), batch_norm=True, backbone_weights="imagenet")
+    # Its input is the face standardised by its own crop: no ImageNet mean inside the model.
+    assert "vgg_preprocess" not in [layer.name for layer in model.layers]
+    assert "vgg_preprocess" in [layer.name for layer in build_vgg16(input_shape=(32, 32, 3)).layers]
+    assert get_agent("vgg16").contract(32, batch_norm=True).normalize == "image"
+    assert get_agent("vgg16").contract(32).normalize == "none"
 
 
 def test_npr_residual_contract():

@@ -41,6 +41,20 @@ def test_degraded_copies_vote_alike_in_any_batch_size(tiny_bundle, images):
     np.testing.assert_allclose(context, together[1], equal_nan=True)
 
 
+def test_cached_votes_are_kept_until_the_way_copies_are_made_changes(tiny_bundle, images, tmp_path, monkeypatch):
+    import training.degraded_votes as module
+
+    bundle = load_bundle(tiny_bundle)
+    first = collect_degraded(bundle, images, seed=5, progress=False, cache_dir=tmp_path)[0]
+    assert len(list(tmp_path.glob("degraded-*.npz"))) == 1
+    again = collect_degraded(bundle, images, seed=5, progress=False, cache_dir=tmp_path)[0]
+    np.testing.assert_array_equal(again, first)
+    assert len(list(tmp_path.glob("degraded-*.npz"))) == 1  # read back, not computed again
+    monkeypatch.setattr(module, "registry_fingerprint", lambda registry: "another-h264")
+    collect_degraded(bundle, images, seed=5, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("degraded-*.npz"))) == 2
+
+
 def test_copy_votes_vote_alike_in_any_batch_size(tiny_bundle, images):
     names = list(COPIES)
     small = collect_copy_votes(tiny_bundle, images, names, batch_size=len(names))

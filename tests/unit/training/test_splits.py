@@ -69,3 +69,11 @@ def test_a_run_reuses_only_a_training_that_wrote_its_meta_beside_its_model(tmp_p
     assert json.loads(run.meta_path.read_text()) == {"epochs": 3}
     files = run.artefact({"epochs": 3}, model="M")["files"]
     assert files == {"logs/lenet.csv": str(run.log_path), "logs/lenet.png": str(run.curves_path)}
+
+
+def test_a_vgg16_bn_run_reads_the_standardised_face_and_the_imagenet_one_raw_pixels(tmp_path):
+    bn = AgentRun.of("vgg16", TrainConfig(input_sizes={"vgg16": 64}, agent_kwargs={"vgg16": {"batch_norm": True}}),
+                     tmp_path)
+    assert (bn.contract.height, bn.contract.normalize, bn.contract.scale) == (64, "image", "raw")
+    plain = AgentRun.of("vgg16", TrainConfig(agent_kwargs={"vgg16": {"backbone_weights": "imagenet"}}), tmp_path)
+    assert (plain.contract.height, plain.contract.normalize) == (224, "none")

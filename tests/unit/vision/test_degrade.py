@@ -83,6 +83,16 @@ def test_h264_is_lossy_but_faithful_and_handles_odd_sizes(face_crop):
     assert degrade.apply("h264", odd, seed=0).shape == odd.shape
 
 
+def test_h264_gives_the_same_pixels_whatever_ran_before(face_crop):
+    first = degrade.h264(face_crop, None, crf=23, frames=3)
+    # Other sizes, frame counts and conversions in between leave nothing behind that changes it.
+    for size, frames in ((77, 1), (224, 2), (131, 3)):
+        degrade.h264(cv2.resize(face_crop, (size, size)), None, crf=30, frames=frames)
+    assert np.array_equal(degrade.h264(face_crop.copy(), None, crf=23, frames=3), first)
+    # The last frame (inter-coded) differs from a single intra-coded frame: both are real encodes.
+    assert not np.array_equal(degrade.h264(face_crop, None, crf=23, frames=1), first)
+
+
 @pytest.mark.parametrize("name", ["player", "phone", "camera"])
 def test_compositions_put_the_face_in_a_larger_screen(face_crop, name):
     screen, (x, y, w, h) = degrade.compose(name, face_crop, seed=3)
