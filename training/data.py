@@ -42,6 +42,16 @@ def resized_cache(
                         workers=workers, verbose=verbose)
 
 
+def cached_array_of(paths: Sequence[str | os.PathLike[str]], cache_path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The array `cached_array` kept in ``cache_path`` for exactly these ``paths`` (memory-mapped),
+    or None when there is none (what it would take to make it is then not needed)."""
+    cache_path = Path(cache_path)
+    list_path = cache_path.with_suffix(".paths.txt")
+    if cache_path.is_file() and list_path.is_file() and list_path.read_text() == "\n".join(str(p) for p in paths):
+        return np.load(cache_path, mmap_mode="r")
+    return None
+
+
 def cached_array(
     paths: Sequence[str],
     contract: Preprocessing,
@@ -58,10 +68,9 @@ def cached_array(
     the listing is written last, so it only ever vouches for a complete array.
     """
     cache_path = Path(cache_path)
-    list_path = cache_path.with_suffix(".paths.txt")
-    listing = "\n".join(str(p) for p in paths)
-    if cache_path.is_file() and list_path.is_file() and list_path.read_text() == listing:
-        return np.load(cache_path, mmap_mode="r")
+    cached = cached_array_of(paths, cache_path)
+    if cached is not None:
+        return cached
     out = np.empty((len(paths), contract.height, contract.width, 3), dtype=np.uint8)
 
     def one(i: int) -> None:
@@ -72,7 +81,7 @@ def cached_array(
                   desc=f"decoding {what + ' ' if what else ''}{len(paths)} images to {contract.height}x{contract.width}"))
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(cache_path, lambda tmp: np.save(tmp, out))
-    atomic_write_text(list_path, listing)  # last: the listing vouches for a complete array
+    atomic_write_text(cache_path.with_suffix(".paths.txt"), "\n".join(str(p) for p in paths))  # last: it vouches
     return out
 
 

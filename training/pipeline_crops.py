@@ -144,8 +144,11 @@ def cut_cache(
     not as evidence. Images without a found face stay whole (as serving uses them). Stored like
     `resized_cache` (a `.npy` written then renamed, with the listing that vouches for it).
     """
-    from training.data import cached_array  # here: training.data imports Keras, the forensic trainer does not
+    from training.data import cached_array, cached_array_of  # here: training.data imports Keras
 
+    kept = cached_array_of(paths, cache_path)
+    if kept is not None:
+        return kept  # a complete cache: no landmarks to find (a reused or resumed work folder)
     found = landmarks.landmarks(paths, verbose=verbose)
 
     def one(path: str) -> np.ndarray:

@@ -133,8 +133,10 @@ def test_cut_cache_holds_serving_cuts_that_a_sequence_reads_by_share(tmp_path, f
     np.testing.assert_array_equal(cuts[1], resize_rgb(flat, contract))  # no face: whole
     whole = resized_cache(paths, contract, tmp_path / "whole.npy", workers=1, verbose=False)
     assert np.abs(cuts[0].astype(float) - whole[0]).mean() > 10  # a different framing of the same file
-    again = cut_cache(paths, contract, tmp_path / "cut.npy", marks, verbose=False)
+    again = cut_cache(paths, contract, tmp_path / "cut.npy", LandmarkCache(tmp_path / "elsewhere"), verbose=False)
     assert isinstance(again, np.memmap)  # read back, not made again
+    # ... and a complete cache needs no landmarks: another work folder's cache finds none again.
+    assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").iterdir())
 
     def batch(share):
         seq = FaceSequence(paths, [0, 1], contract, batch_size=2, cache=whole, cut_cache=cuts, cut_share=share)
