@@ -154,8 +154,8 @@ def train_agent(
         from training.pipeline_crops import LandmarkCache, cut_cache, detector_settings_tag
 
         # Named for the detector's settings too: the cut follows the landmarks it found.
-        name = f"train-cut-{contract.height}x{contract.width}-{len(train)}-{detector_settings_tag()}.npy"
-        cuts = cut_cache(train["path"].tolist(), contract, work_dir / "cache" / name,
+        cut_file = f"train-cut-{contract.height}x{contract.width}-{len(train)}-{detector_settings_tag()}.npy"
+        cuts = cut_cache(train["path"].tolist(), contract, work_dir / "cache" / cut_file,
                          LandmarkCache.for_work_dir(work_dir), verbose=bool(verbose))
     train_seq = FaceSequence(
         train["path"].tolist(), y_train, contract, batch_size=config.batch_size,

@@ -153,9 +153,12 @@ def test_train_cli_writes_a_calibrated_bundle(tmp_path):
                "--epochs", "3", "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-3",
                "--no-augment", "--workers", "1", "--description", json.dumps({"data": "unit test"}),
                # The crops' own 64 px: the registry's 224/128 px would only upscale them, ~5x the CPU.
-               "--input-size", "custom=64", "--input-size", "lenet=64"])
+               "--input-size", "custom=64", "--input-size", "lenet=64",
+               # Half of LeNet's samples cut as serving cuts a detected face (`make bundle`'s recipe).
+               "--agent-option", "lenet:cut_share=0.5"])
     assert rc == 0
     bundle = load_bundle(out)
+    assert bundle.agent("lenet").training["config"]["cut_share"] == 0.5
     assert bundle.agent_names == ["lenet", "custom"]
     for name in bundle.agent_names:
         info = bundle.agent(name)
