@@ -66,7 +66,7 @@ def _vgg_base(input_shape: tuple[int, int, int], backbone_weights: str | None) -
     return base
 
 
-def _vgg16_bn_base(input_shape: tuple[int, int, int]) -> keras.Model:
+def _vgg16_bn_base(input_shape: tuple[int, int, int], width: float = 1.0) -> keras.Model:
     """VGG-16's 13-conv base with BatchNorm after every convolution and He-normal init.
 
     Random-init plain VGG-16 barely trains from scratch (the shipped 64 px one scored val AUC
@@ -75,7 +75,8 @@ def _vgg16_bn_base(input_shape: tuple[int, int, int]) -> keras.Model:
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for block, convs, filters in _VGG16_LAYOUT:
-        x = conv_bn_relu_block(x, block=block, filters=filters, convs=convs, kernel_initializer="he_normal")
+        x = conv_bn_relu_block(x, block=block, filters=max(8, round(filters * width)), convs=convs,
+                               kernel_initializer="he_normal")
     return keras.Model(inputs, x)
 
 
@@ -86,6 +87,7 @@ def build_vgg16(
     trainable_blocks: int | None = None,
     dropout: float = 0.5,
     batch_norm: bool = False,
+    width: float = 1.0,
     num_classes: int = NUM_CLASSES,
     name: str = "vgg16",
 ) -> keras.Model:
@@ -102,6 +104,8 @@ def build_vgg16(
             training from scratch (``backbone_weights`` must then be "none": there are no
             ImageNet weights for it here). Its input is the face standardised by its own crop
             (the registry's contract for this recipe), so no ImageNet mean is subtracted.
+        width: VGG-16-BN only: a factor on every convolution's filters (1.0: VGG-16's 64 to 512;
+            0.5: 32 to 256, a quarter of the parameters, for a bundle that must stay small).
         num_classes: number of output classes.
         name: model name.
 
@@ -115,11 +119,16 @@ def build_vgg16(
     if trainable_blocks is not None and not 0 <= trainable_blocks <= len(VGG_BLOCKS):
         raise ValueError(f"trainable_blocks must be None or 0..5, received {trainable_blocks}.")
     check_dropout(dropout)
+    if not 0 < width <= 1:
+        raise ValueError(f"width must be in (0, 1], received {width}.")
+    if width != 1.0 and not batch_norm:
+        raise ValueError(f"width {width} applies to VGG-16-BN only (batch_norm=True): ImageNet's VGG-16 has "
+                         "its own widths.")
     if batch_norm and backbone_weights not in (None, "none"):
         raise ValueError(f"batch_norm=True trains VGG-16-BN from scratch; backbone_weights must be 'none', "
                          f"received {backbone_weights!r}.")
 
-    base = _vgg16_bn_base(input_shape) if batch_norm else _vgg_base(input_shape, backbone_weights)
+    base = _vgg16_bn_base(input_shape, width) if batch_norm else _vgg_base(input_shape, backbone_weights)
     base.name = "vgg16_base"
     if trainable_blocks is not None:
         keep = set(VGG_BLOCKS[len(VGG_BLOCKS) - trainable_blocks:])

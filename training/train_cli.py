@@ -73,6 +73,8 @@ def build_parser(prog: str = "fakeface train") -> argparse.ArgumentParser:
     p.add_argument("--vgg16-batch-norm", action="store_true",
                    help="vgg16: VGG-16-BN (BatchNorm after each of its 13 convolutions, He init) for "
                         "training from scratch; needs --backbone-weights none")
+    p.add_argument("--vgg16-width", type=float, default=1.0,
+                   help="with --vgg16-batch-norm: a factor on every convolution's filters (0.5 halves them)")
     p.add_argument("--max-train-images", type=int, default=None, help="cap train images (whole groups kept)")
     p.add_argument("--max-val-images", type=int, default=None)
     p.add_argument("--storage-dtype", choices=["float32", "float16"], default="float32",
@@ -109,6 +111,10 @@ def main(argv: list[str]) -> int:
                 raise ValueError("--vgg16-batch-norm trains from scratch; it takes no --backbone-weights "
                                  f"(received {args.backbone_weights!r})")
             vgg_kwargs["batch_norm"] = True
+            if args.vgg16_width != 1.0:
+                vgg_kwargs["width"] = args.vgg16_width
+        elif args.vgg16_width != 1.0:
+            raise ValueError("--vgg16-width applies to --vgg16-batch-norm only")
         from training.train import TrainConfig  # heavy import (Keras) after argument checks
 
         config = TrainConfig(
