@@ -120,6 +120,18 @@ def test_vgg16_bn_has_the_13_convolutions_and_trains_a_step():
     assert get_agent("vgg16").contract(32).normalize == "none"
 
 
+def test_vgg16_bn_width_scales_every_convolution_and_only_for_the_bn_recipe():
+    from agents.vgg16 import build_vgg16
+
+    half = build_vgg16(input_shape=(32, 32, 3), batch_norm=True, width=0.5)
+    convs = [l for l in half.get_layer("vgg16_base").layers if l.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [32] * 2 + [64] * 2 + [128] * 3 + [256] * 6
+    with pytest.raises(ValueError, match="width 0.5 applies to VGG-16-BN only"):
+        build_vgg16(input_shape=(32, 32, 3), width=0.5)
+    with pytest.raises(ValueError, match=r"width must be in \(0, 1\], received 1.5"):
+        build_vgg16(input_shape=(32, 32, 3), batch_norm=True, width=1.5)
+
+
 def test_npr_residual_contract():
     """NPR: each pixel minus the top-left pixel of its 2x2 cell, after scaling; stored in bundles."""
     from agents.preprocessing import npr_residual

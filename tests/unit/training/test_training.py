@@ -181,6 +181,9 @@ def test_train_cli_reports_bad_input(tmp_path, capsys):
     manifest.write_text("path,label,group,split\n")
     assert main(["train", "--manifest", str(manifest), "--agents", "resnet", "--out", str(tmp_path / "b")]) == 2
     assert "unknown agent" in capsys.readouterr().err
+    assert main(["train", "--manifest", str(manifest), "--agents", "vgg16", "--vgg16-width", "0.5",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "--vgg16-width applies to --vgg16-batch-norm only" in capsys.readouterr().err
 
 
 @pytest.mark.slow
