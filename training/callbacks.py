@@ -41,8 +41,9 @@ class ValMetrics(keras.callbacks.Callback):
         probs /= probs.sum(axis=1, keepdims=True)
         if logs is not None:
             logs["val_auc"] = float(roc_auc_score(self.y_val, probs[:, FAKE_INDEX]))
-            clipped = np.clip(probs, 1e-7, 1.0)  # renormalised: a clipped row must still sum to one
-            logs["val_loss"] = float(log_loss(self.y_val, clipped / clipped.sum(axis=1, keepdims=True), labels=[0, 1]))
+            clipped = np.clip(probs, 1e-7, 1.0)
+            clipped /= clipped.sum(axis=1, keepdims=True)  # a clipped row must still sum to one
+            logs["val_loss"] = float(log_loss(self.y_val, clipped, labels=[0, 1]))
 
 
 class ResumableEarlyStopping(keras.callbacks.Callback):

@@ -42,12 +42,17 @@ def resized_cache(
                         workers=workers, verbose=verbose)
 
 
+def _listing(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """The ``.paths.txt`` text that vouches for a cached array of ``paths``."""
+    return "\n".join(str(p) for p in paths)
+
+
 def cached_array_of(paths: Sequence[str | os.PathLike[str]], cache_path: str | os.PathLike[str]) -> np.ndarray | None:
     """The array `cached_array` kept in ``cache_path`` for exactly these ``paths`` (memory-mapped),
     or None when there is none (what it would take to make it is then not needed)."""
     cache_path = Path(cache_path)
     list_path = cache_path.with_suffix(".paths.txt")
-    if cache_path.is_file() and list_path.is_file() and list_path.read_text() == "\n".join(str(p) for p in paths):
+    if cache_path.is_file() and list_path.is_file() and list_path.read_text() == _listing(paths):
         return np.load(cache_path, mmap_mode="r")
     return None
 
@@ -81,7 +86,7 @@ def cached_array(
                   desc=f"decoding {what + ' ' if what else ''}{len(paths)} images to {contract.height}x{contract.width}"))
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(cache_path, lambda tmp: np.save(tmp, out))
-    atomic_write_text(cache_path.with_suffix(".paths.txt"), "\n".join(str(p) for p in paths))  # last: it vouches
+    atomic_write_text(cache_path.with_suffix(".paths.txt"), _listing(paths))  # last: it vouches for the array
     return out
 
 

@@ -28,11 +28,11 @@ from agents.bundle import Bundle, load_bundle
 from agents.predictor import AgentPredictor
 from vision.faces import whole_image_crop
 from blackboard.stage_rows import CROP_SIZE
+from training.degrade_eval import registry_fingerprint
 from training.vote_cache import cache_key, default_cache_dir
 from training.votes import read_rgb
-from vision.context import CONTEXT_NAMES, context_matrix, face_context
-from training.degrade_eval import registry_fingerprint
 from vision import degrade
+from vision.context import CONTEXT_NAMES, context_matrix, face_context
 from vision.degrade import random_chain
 
 SALT = "degraded-random-chain-v1"

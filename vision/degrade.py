@@ -146,8 +146,7 @@ def h264(image: np.ndarray, rng: np.random.Generator, *, crf: int, frames: int) 
 
     The last frame is inter-coded after the first, as most frames of a video are. Odd sizes are
     padded by edge replication for 4:2:0 and cropped back. The RGB <-> YUV 4:2:0 conversions are
-    OpenCV's (BT.601, limited range, as a player's): PyAV's go through FFmpeg's swscale, whose
-    result for the same frame was seen to differ between calls of one test process.
+    OpenCV's (BT.601, limited range, as a player's), so FFmpeg only encodes and decodes.
     """
     import av  # imported here: only this transform needs FFmpeg
 
@@ -171,8 +170,7 @@ def h264(image: np.ndarray, rng: np.random.Generator, *, crf: int, frames: int) 
     decoded = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
     if not decoded:
         raise ValueError(f"H.264 round trip of a {w}x{h} image gave no frame.")
-    # A copy of the frame's planes (no view of PyAV's buffers), converted back by OpenCV.
-    planes = np.array(decoded[-1].to_ndarray(format="yuv420p"), dtype=np.uint8, copy=True)
+    planes = decoded[-1].to_ndarray(format="yuv420p")  # Y rows, then U and V rows, as encoded
     return np.ascontiguousarray(cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420)[:h, :w])
 
 
