@@ -9,6 +9,7 @@ so an interrupted extraction resumes and other runs on the same files reuse it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import zlib
@@ -21,8 +22,10 @@ from tqdm import tqdm
 
 from agents.forensic_features import FEATURE_VERSION, N_FEATURES, image_features
 from agents.preprocessing import Preprocessing, prepare_image
+from vision import degrade
 from vision.degrade import random_chain
 from vision.media import read_image
+from training.degrade_eval import registry_fingerprint
 from training.pipeline_crops import detector_settings_tag, pipeline_crop
 from training.shards import read_shards, write_shard
 
@@ -74,12 +77,19 @@ def degrade_seed(path: str, copy: int, seed: int) -> int:
     return zlib.crc32(f"{seed}:{copy}:{name}".encode()) & 0x7FFFFFFF
 
 
+def chain_tag() -> str:
+    """A digest of the degradation chains' code (`vision.degrade`): what a seeded copy's pixels
+    depend on besides its seed, so a change to a transform computes its copies' features again."""
+    return hashlib.sha256(registry_fingerprint(degrade).encode()).hexdigest()[:8]
+
+
 def cache_key(path: str, seed: int | None, aligned: bool = False, detected: bool = False, *,
-              detector_tag: str | None = None) -> str:
+              detector_tag: str | None = None, chain: str | None = None) -> str:
     """The feature cache's key of an image file, or of one degraded (aligned, or composed and
-    detected) version of it; a detected copy's key names the detector's settings (what it found
-    depends on them: ``detector_tag``, by default `training.pipeline_crops.detector_settings_tag`)."""
-    key = str(path) if seed is None else f"{path}::degraded-{seed}"
+    detected) version of it. A degraded copy's key names the chains' code (``chain``, by default
+    :func:`chain_tag`); a detected copy's also the detector's settings (what it found depends on
+    them: ``detector_tag``, by default `training.pipeline_crops.detector_settings_tag`)."""
+    key = str(path) if seed is None else f"{path}::degraded-{seed}-{chain or chain_tag()}"
     if detected:
         return f"{key}::detected-{detector_tag or detector_settings_tag()}"
     return f"{key}::aligned" if aligned else key
@@ -141,8 +151,9 @@ class FeatureCache:
         if unseeded:
             raise ValueError(f"{len(unseeded)} composed-screen copies without a degrade seed (first: {unseeded[0]}); "
                              "each detected copy needs the seed that draws its screen.")
-        tag = detector_settings_tag()
-        keys = [cache_key(p, s, m is not None, d, detector_tag=tag) for p, s, m, d in zip(paths, seeds, marks, found)]
+        tag, chain = detector_settings_tag(), chain_tag()
+        keys = [cache_key(p, s, m is not None, d, detector_tag=tag, chain=chain)
+                for p, s, m, d in zip(paths, seeds, marks, found)]
         todo = {k: (p, s, m, d) for k, p, s, m, d in zip(keys, paths, seeds, marks, found) if k not in self._index}
         missing = list(todo.items())
         local = threading.local()  # one face detector per worker thread, made on first need

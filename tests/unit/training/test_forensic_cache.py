@@ -72,3 +72,23 @@ def test_a_composed_copy_without_its_seed_is_refused(tmp_path):
     with pytest.raises(ValueError, match="without a degrade seed.*img.png"):
         cache.features([str(tmp_path / "img.png")], degrade_seeds=[None], detected=[True], verbose=False)
     assert not (tmp_path / "cache").exists()  # refused before anything was computed or written
+
+
+def test_a_change_to_the_chains_code_computes_the_copies_again(face_crop, tmp_path, monkeypatch):
+    """A degraded copy's features depend on the transforms' code as well as the seed: after a
+    change to `vision.degrade` the cache computes the copy again; the clean image's stay."""
+    import training.forensic_cache as module
+
+    face = _write(tmp_path / "face.png", face_crop)
+    seed = degrade_seed(face, 0, 0)
+    computed = []
+    real = module.crop_features
+    monkeypatch.setattr(module, "crop_features", lambda path, *a, **k: computed.append(a[1]) or real(path, *a, **k))
+    FeatureCache(tmp_path / "cache", CONTRACT).features([face, face], degrade_seeds=[None, seed], verbose=False)
+    assert sorted(computed, key=str) == sorted([None, seed], key=str)
+    computed.clear()
+    FeatureCache(tmp_path / "cache", CONTRACT).features([face, face], degrade_seeds=[None, seed], verbose=False)
+    assert computed == []  # both read back
+    monkeypatch.setattr(module, "registry_fingerprint", lambda registry: "a changed h264 step")
+    FeatureCache(tmp_path / "cache", CONTRACT).features([face, face], degrade_seeds=[None, seed], verbose=False)
+    assert computed == [seed]  # only the copy is computed again
