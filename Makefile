@@ -50,17 +50,18 @@ test: $(STAMP) browser
 # + lfw-swaps; half their samples cut the way serving cuts a detected face), custom taken in with
 # `bundle swap-agent`; the forensic agent on the mixed split (each image also as a screenshot-like
 # degraded copy cut the way serving cuts a detected face, and 30 % composed into a player or phone
-# screenshot whose face the detector finds), swapped in the same way (VGG-16 is not shipped until
-# it learns: README); then the controller with its baselines and replay set (on the mixed split's
-# val, clean and degraded; no context: grouped CV found none that helps these agents,
-# BENCHMARKS.md; each agent's own calibration refitted there for even odds) and the "can't tell"
-# model. The three agents share one work folder: LeNet trains first and finds the train faces'
-# landmarks (serving's cut, ~10 min) and the 64 px caches that custom reuses and forensic's
-# aligned copies read; then custom and forensic train side by side (`bundle-agents`, two make
-# jobs; forensic finds the val faces' landmarks itself; the caches' shards are written under
-# hidden names and renamed, so neither reads the other's half-written file). Measured from a
-# fresh clone on 2 cores: 2 h 11 min (BENCHMARKS.md, "`make bundle` end to end";
-# benchmarks/bench_make_bundle.py measures it again). Every agent checkpoints (the forensic features are
+# screenshot whose face the detector finds), swapped in the same way; VGG-16-BN from scratch on
+# the CNNs' images (README "What ships"), swapped in the same way; then the controller with its
+# baselines and replay set (on the mixed split's val, clean and degraded; no context: grouped CV
+# found none that helps these agents, BENCHMARKS.md; each agent's own calibration refitted there
+# for even odds) and the "can't tell" model. The four agents share one work folder: LeNet trains first and finds the train faces'
+# landmarks (serving's cut, ~10 min) and the 64 px caches that custom and VGG-16-BN reuse and
+# forensic's aligned copies read; then custom, forensic and VGG-16-BN train two at a time
+# (`bundle-agents`, make jobs; forensic finds the val faces' landmarks itself; the caches' shards
+# are written under hidden names and renamed, so none reads another's half-written file).
+# Measured from a fresh clone on 2 cores with three agents: 2 h 11 min (BENCHMARKS.md, "`make
+# bundle` end to end"); VGG-16-BN adds its 84 min of both cores: ~3 h 30 min, estimated
+# (benchmarks/bench_make_bundle.py measures it again). Every agent checkpoints (the forensic features are
 # cached), so rerunning `make bundle` resumes. It ends by signing the bundle with the project's
 # private key, kept outside the repository (docs/usage/bundle.md); the steps before load the
 # half-built bundle with --allow-unsigned.
@@ -78,15 +79,17 @@ bundle: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=target bundle-agents
 	$(BIN)/fakeface bundle swap-agent --bundle agents/default_bundle --from agents/default_bundle.custom --agent custom
 	$(BIN)/fakeface bundle swap-agent --bundle agents/default_bundle --from agents/default_bundle.forensic --agent forensic
+	$(BIN)/fakeface bundle swap-agent --bundle agents/default_bundle --from agents/default_bundle.vgg16 --agent vgg16
 	$(BIN)/fakeface fit-controller --allow-unsigned --bundle agents/default_bundle --manifest $(MIXED_MANIFEST) \
 	    --context none --degraded-copies 1
 	$(BIN)/fakeface fit-ood --allow-unsigned --bundle agents/default_bundle --manifest $(BUNDLE_MANIFEST)
 	$(BIN)/fakeface bundle sign --key $(SIGNING_KEY) --bundle agents/default_bundle
 	$(BIN)/fakeface bundle verify --bundle agents/default_bundle
 
-# `make bundle`'s middle step: custom and forensic, each into its own bundle, side by side.
-.PHONY: bundle-agents bundle-custom bundle-forensic
-bundle-agents: bundle-custom bundle-forensic
+# `make bundle`'s middle step: custom, forensic and VGG-16-BN, each into its own bundle, two at a
+# time (VGG-16-BN starts when the first of the others ends).
+.PHONY: bundle-agents bundle-custom bundle-forensic bundle-vgg16
+bundle-agents: bundle-custom bundle-forensic bundle-vgg16
 bundle-custom:
 	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents custom --out agents/default_bundle.custom \
 	    --work-dir $(BUNDLE_WORK) --keep-work $(CNN_RECIPE) --agent-option custom:cut_share=0.5
@@ -94,6 +97,13 @@ bundle-forensic:
 	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents forensic --out agents/default_bundle.forensic \
 	    --work-dir $(BUNDLE_WORK) --keep-work --workers 2 --agent-option forensic:aligned_copies=1 \
 	    --agent-option forensic:detected_share=0.3
+# VGG-16-BN from scratch at half width on the face standardised by its own crop, 64 px, bfloat16
+# (this CPU has avx512_bf16; without it bf16 is emulated and many times slower): 20 epochs.
+bundle-vgg16:
+	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents vgg16 --vgg16-batch-norm --vgg16-width 0.5 \
+	    --input-size vgg16=64 --precision mixed_bfloat16 --out agents/default_bundle.vgg16 \
+	    --work-dir $(BUNDLE_WORK) --keep-work $(CNN_RECIPE) --epochs 20 \
+	    --agent-option vgg16:cut_share=0.5 --agent-option vgg16:screenshot_augment=0.25
 
 clean:
 	rm -rf $(VENV) .pytest_cache
