@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from training.pipeline_crops import LandmarkCache, detector_settings_tag, pipeline_crop
-from training.forensic_cache import FeatureCache, cache_key
+from training.forensic_cache import FeatureCache, cache_key, chain_tag
 from vision.alignment import align_face
 from vision.face_detector import FaceDetector
 from vision.faces import extract_faces
@@ -58,9 +58,10 @@ def test_landmarks_found_once_give_the_crop_serving_makes(tmp_path, face_rgb):
 
 
 def test_aligned_copies_have_their_own_cache_keys():
+    chain = chain_tag()  # the transforms' code: a degraded copy's pixels depend on it
     assert cache_key("a.jpg", None) == "a.jpg"
-    assert cache_key("a.jpg", 7) == "a.jpg::degraded-7"
-    assert cache_key("a.jpg", 7, aligned=True) == "a.jpg::degraded-7::aligned"
+    assert cache_key("a.jpg", 7) == f"a.jpg::degraded-7-{chain}"
+    assert cache_key("a.jpg", 7, aligned=True) == f"a.jpg::degraded-7-{chain}::aligned"
     assert len({cache_key("a.jpg", 7), cache_key("a.jpg", 7, True), cache_key("a.jpg", None, True)}) == 3
 
 
@@ -70,8 +71,9 @@ def test_what_the_detector_found_is_cached_under_its_settings(tmp_path, monkeypa
     tag = detector_settings_tag()
     assert tag == detector_settings_tag() and len(tag) == 8  # stable from run to run
     before = (LandmarkCache.for_work_dir(tmp_path).directory, cache_key("a.jpg", 7, detected=True))
-    assert before[0].name == f"landmarks-{tag}" and before[1] == f"a.jpg::degraded-7::detected-{tag}"
-    assert cache_key("a.jpg", 7) == "a.jpg::degraded-7"  # what no detector touched keeps its key
+    chain = chain_tag()
+    assert before[0].name == f"landmarks-{tag}" and before[1] == f"a.jpg::degraded-7-{chain}::detected-{tag}"
+    assert cache_key("a.jpg", 7) == f"a.jpg::degraded-7-{chain}"  # what no detector touched keeps its key
     monkeypatch.setattr(fd, "FIRST_PASS", "blazeface")  # another default first pass ...
     assert detector_settings_tag() != tag  # ... finds faces again, into other names
     assert (LandmarkCache.for_work_dir(tmp_path).directory, cache_key("a.jpg", 7, detected=True)) != before[:2]
