@@ -54,15 +54,15 @@ test: $(STAMP) browser
 # the CNNs' images (README "What ships"), swapped in the same way; then the controller with its
 # baselines and replay set (on the mixed split's val, clean and degraded; no context: grouped CV
 # found none that helps these agents, BENCHMARKS.md; each agent's own calibration refitted there
-# for even odds) and the "can't tell" model. The four agents share one work folder: LeNet trains first and finds the train faces'
-# landmarks (serving's cut, ~10 min) and the 64 px caches that custom and VGG-16-BN reuse and
-# forensic's aligned copies read; then custom, forensic and VGG-16-BN train two at a time
-# (`bundle-agents`, make jobs; forensic finds the val faces' landmarks itself; the caches' shards
-# are written under hidden names and renamed, so none reads another's half-written file).
-# Measured from a fresh clone on 2 cores with three agents: 2 h 11 min (BENCHMARKS.md, "`make
-# bundle` end to end"); VGG-16-BN adds its 84 min of both cores: ~3 h 30 min, estimated
-# (benchmarks/bench_make_bundle.py measures it again). Every agent checkpoints (the forensic features are
-# cached), so rerunning `make bundle` resumes. It ends by signing the bundle with the project's
+# for even odds) and the "can't tell" model. The four agents share one work folder: LeNet trains
+# first and finds the train faces' landmarks (serving's cut, ~10 min) and the 64 px caches that
+# custom and VGG-16-BN reuse and forensic's aligned copies read; then custom, forensic and
+# VGG-16-BN train two at a time (`bundle-agents`, make jobs; forensic finds the val faces'
+# landmarks itself; the caches' shards are written under hidden names and renamed, so none reads
+# another's half-written file). Measured from a fresh clone on 2 cores with three agents: 2 h 11
+# min (BENCHMARKS.md, "`make bundle` end to end"); VGG-16-BN adds its 84 min of both cores: ~3 h
+# 30 min, estimated (benchmarks/bench_make_bundle.py measures it again). Every agent checkpoints
+# (the forensic features are cached), so rerunning `make bundle` resumes. It ends by signing the bundle with the project's
 # private key, kept outside the repository (docs/usage/bundle.md); the steps before load the
 # half-built bundle with --allow-unsigned.
 BUNDLE_MANIFEST := benchmarks/splits/dfdc-extra.csv
