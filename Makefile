@@ -61,7 +61,9 @@ test: $(STAMP) browser
 # landmarks itself; the caches' shards are written under hidden names and renamed, so none reads
 # another's half-written file). Measured from a fresh clone on 2 cores with three agents: 2 h 11
 # min (BENCHMARKS.md, "`make bundle` end to end"); VGG-16-BN adds its 84 min of both cores: ~3 h
-# 30 min, estimated (benchmarks/bench_make_bundle.py measures it again). Every agent checkpoints
+# 30 min, estimated, on 2 AVX-512 cores with bfloat16; on 2 AVX2 cores without it every agent trains
+# 2-3x slower and VGG-16-BN alone takes ~5 h in float32: ~10 h, estimated from each agent's rate
+# (BENCHMARKS.md, "Training precision follows the CPU"; benchmarks/bench_make_bundle.py measures it). Every agent checkpoints
 # (the forensic features are cached), so rerunning `make bundle` resumes. It ends by signing the bundle with the project's
 # private key, kept outside the repository (docs/usage/bundle.md); the steps before load the
 # half-built bundle with --allow-unsigned.
@@ -97,11 +99,12 @@ bundle-forensic:
 	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents forensic --out agents/default_bundle.forensic \
 	    --work-dir $(BUNDLE_WORK) --keep-work --workers 2 --agent-option forensic:aligned_copies=1 \
 	    --agent-option forensic:detected_share=0.3
-# VGG-16-BN from scratch at half width on the face standardised by its own crop, 64 px, bfloat16
-# (this CPU has avx512_bf16; without it bf16 is emulated and many times slower): 20 epochs.
+# VGG-16-BN from scratch at half width on the face standardised by its own crop, 64 px: 20 epochs,
+# in bfloat16 where a GPU or the CPU computes it (avx512_bf16, AMX: 110 img/s on 2 cores) and in
+# float32 elsewhere (`--precision auto`; on 2 Zen 3 cores 25-32 img/s, emulated bfloat16 3.8).
 bundle-vgg16:
 	$(BIN)/fakeface train --manifest $(MIXED_MANIFEST) --agents vgg16 --vgg16-batch-norm --vgg16-width 0.5 \
-	    --input-size vgg16=64 --precision mixed_bfloat16 --out agents/default_bundle.vgg16 \
+	    --input-size vgg16=64 --precision auto --out agents/default_bundle.vgg16 \
 	    --work-dir $(BUNDLE_WORK) --keep-work $(CNN_RECIPE) --epochs 20 \
 	    --agent-option vgg16:cut_share=0.5 --agent-option vgg16:screenshot_augment=0.25
 

@@ -241,7 +241,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
         from vision.video import VIDEO_RULE
 
         notes.append(f"videos: {VIDEO_RULE}")
-    notes.append("p/w = the agent's p_fake / the controller's trust weight.")
+    notes.append("p/w = the agent's p_fake / its share of the verdict's evidence (0: it argued the other way).")
     return "\n".join(lines + [""] + notes)
 
 

@@ -30,6 +30,7 @@ from training.augment import AugmentConfig
 from training.calibrate import calibrate, calibration_summary
 from training.callbacks import ResumableEarlyStopping, ValMetrics
 from training.curves import plot_curves
+from training.precision import resolve_precision
 from training.splits import AgentRun, split_labels, train_val
 from training.data import FaceSequence, resized_cache
 
@@ -65,7 +66,8 @@ class TrainConfig:
     # Probability of a screenshot-like degradation chain (vision.degrade).
     screenshot_augment: float = Field(0.0, ge=0, le=1)
     class_weights: bool = True  # re-weight classes by inverse frequency
-    precision: Literal["float32", "mixed_bfloat16"] = "float32"  # bfloat16 is fast on CPUs with AMX
+    # Keras policy; `auto` takes bfloat16 only where the hardware computes it (training.precision).
+    precision: Literal["auto", "float32", "mixed_bfloat16"] = "float32"
     max_train_images: int | None = None  # cap on train images (group-preserving sample) for CPU budgets
     max_val_images: int | None = None  # cap on val images
     workers: int = 2  # PyDataset reader threads
@@ -139,7 +141,8 @@ def train_agent(
         return run.artefact(meta, load_model_file(model_path))
 
     keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy(config.precision)
+    policy, why = resolve_precision(config.precision)
+    keras.mixed_precision.set_global_policy(policy)
     train, val = train_val(manifest, config)
     y_train, y_val = split_labels(train), split_labels(val)
     reader = {"workers": config.workers, "use_multiprocessing": False}
@@ -188,7 +191,7 @@ def train_agent(
     ]
     if verbose:
         print(f"[{name}] {len(train_seq.items)} train ({len(train)} files, synth {config.synth_fakes}), "
-              f"{len(val)} val, input {contract.input_shape}, {model.count_params():,} params, {config.precision}")
+              f"{len(val)} val, input {contract.input_shape}, {model.count_params():,} params, {policy} ({why})")
     resumed_from = _backup_epoch(agent_dir / "backup")
     if resumed_from:
         train_seq.set_epoch(resumed_from)
@@ -227,6 +230,7 @@ def train_agent(
             "config": {k: v for k, v in asdict(config).items()
                        if k not in ("agent_kwargs", "input_sizes", "overrides")},
             "backend": keras.backend.backend(),
+            "precision_policy": policy,  # what `auto` resolved to on this machine
         },
     }
     run.write_meta(meta)

@@ -61,7 +61,9 @@ def build_parser(prog: str = "fakeface train") -> argparse.ArgumentParser:
                    help="extra self-blended fakes per real training image (e.g. 0.5)")
     p.add_argument("--no-augment", action="store_true", help="turn train-time augmentation off")
     p.add_argument("--no-class-weights", action="store_true")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="float32",
+                   help="Keras policy; auto: bfloat16 where a GPU or the CPU (AVX-512 BF16, AMX) computes it, "
+                        "else float32 (emulated bfloat16 is many times slower)")
     p.add_argument("--input-size", action="append", default=[], metavar="AGENT=SIZE",
                    help="square input size for an agent, e.g. vgg16=64 (repeatable)")
     p.add_argument("--agent-option", action="append", default=[], metavar="AGENT:FIELD=VALUE",

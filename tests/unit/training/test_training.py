@@ -155,9 +155,12 @@ def test_train_cli_writes_a_calibrated_bundle(tmp_path):
                # The crops' own 64 px: the registry's 224/128 px would only upscale them, ~5x the CPU.
                "--input-size", "custom=64", "--input-size", "lenet=64",
                # Half of LeNet's samples cut as serving cuts a detected face (`make bundle`'s recipe).
-               "--agent-option", "lenet:cut_share=0.5"])
+               "--agent-option", "lenet:cut_share=0.5", "--precision", "auto"])
     assert rc == 0
     bundle = load_bundle(out)
+    from training.precision import resolve_precision
+
+    assert bundle.agent("custom").training["precision_policy"] == resolve_precision("auto")[0]
     assert bundle.agent("lenet").training["config"]["cut_share"] == 0.5
     assert bundle.agent_names == ["lenet", "custom"]
     for name in bundle.agent_names:
