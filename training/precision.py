@@ -1,7 +1,7 @@
 """Which Keras precision policy a training run uses.
 
-`mixed_bfloat16` halves the cost of a convolution on hardware that computes in bfloat16 (a GPU, or
-a CPU with AVX-512 BF16 or AMX), and makes it many times *slower* where it does not: there every
+`mixed_bfloat16` halves the cost of a convolution on hardware that computes in bfloat16 (a recent
+GPU, or a CPU with AVX-512 BF16 or AMX), and makes it many times *slower* where it does not: there every
 bfloat16 operation is emulated (measured: BENCHMARKS.md, "Training precision follows the CPU").
 A recipe that names `auto` therefore runs as fast as the machine allows on either kind of box.
 """
@@ -32,19 +32,24 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 
 
 def has_gpu() -> bool:
-    """Whether the Keras backend in use sees a GPU."""
+    """Whether the Keras backend in use sees a GPU that computes bfloat16 (NVIDIA compute
+    capability 8.0 or later: Ampere, Hopper and on; older GPUs emulate it as a CPU does)."""
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     if backend == "torch":
         import torch
 
-        return bool(torch.cuda.is_available())
+        return bool(torch.cuda.is_available()) and torch.cuda.get_device_capability(0) >= (8, 0)
     if backend == "jax":
         import jax
 
         return any(d.platform == "gpu" for d in jax.devices())
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    for device in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(device).get("compute_capability")
+        if capability is None or tuple(capability) >= (8, 0):
+            return True
+    return False
 
 
 def resolve_precision(requested: str, *, flags: Iterable[str] | None = None,
@@ -54,7 +59,7 @@ def resolve_precision(requested: str, *, flags: Iterable[str] | None = None,
     Args:
         requested: one of `PRECISIONS`; `auto` picks bfloat16 only where it is computed natively.
         flags: the CPU's feature flags (default: read from the system).
-        gpu: whether a GPU is in use (default: asked of the Keras backend).
+        gpu: whether a GPU that computes bfloat16 is in use (default: asked of the Keras backend).
 
     Returns:
         `(policy, reason)`: `policy` is `float32` or `mixed_bfloat16`.
