@@ -73,6 +73,7 @@ def batches(x: np.ndarray, y: np.ndarray, crop: int | None, rng: np.random.Gener
 
 
 def score(model: keras.Model, x: np.ndarray, crop: int | None) -> np.ndarray:
+    """p_fake per image: of the whole input, or the mean over its four ``crop`` px quarters."""
     if not crop:
         return model.predict(x, verbose=0, batch_size=64)[:, 0]
     quarters = [x[:, r:r + crop, c:c + crop] for r in (0, crop) for c in (0, crop)]
@@ -81,6 +82,7 @@ def score(model: keras.Model, x: np.ndarray, crop: int | None) -> np.ndarray:
 
 def cross_validate(x: np.ndarray, y: np.ndarray, groups: np.ndarray, crop: int | None, epochs: int,
                    folds: int, name: str) -> dict[str, object]:
+    """Out-of-fold p_fake of a network trained from random weights per grouped fold; its AUCs."""
     p = np.zeros(len(y))
     per_fold, start = [], time.perf_counter()
     for fold, (tr, te) in enumerate(StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(x, y, groups)):
