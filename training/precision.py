@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable, Literal, get_args
 
 Precision = Literal["auto", "float32", "mixed_bfloat16"]
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 # CPU feature flags (as Linux's /proc/cpuinfo names them) that compute bfloat16 natively.
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 

@@ -30,7 +30,7 @@ from training.augment import AugmentConfig
 from training.calibrate import calibrate, calibration_summary
 from training.callbacks import ResumableEarlyStopping, ValMetrics
 from training.curves import plot_curves
-from training.precision import resolve_precision
+from training.precision import Precision, resolve_precision
 from training.splits import AgentRun, split_labels, train_val
 from training.data import FaceSequence, resized_cache
 
@@ -67,7 +67,7 @@ class TrainConfig:
     screenshot_augment: float = Field(0.0, ge=0, le=1)
     class_weights: bool = True  # re-weight classes by inverse frequency
     # Keras policy; `auto` takes bfloat16 only where the hardware computes it (training.precision).
-    precision: Literal["auto", "float32", "mixed_bfloat16"] = "float32"
+    precision: Precision = "float32"
     max_train_images: int | None = None  # cap on train images (group-preserving sample) for CPU budgets
     max_val_images: int | None = None  # cap on val images
     workers: int = 2  # PyDataset reader threads

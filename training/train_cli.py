@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agents.registry import agent_names
 from training.calibrate import THRESHOLD_RULES
+from training.precision import PRECISIONS
 
 
 def _key_values(items: list[str], flag: str, cast) -> dict:
@@ -61,7 +62,7 @@ def build_parser(prog: str = "fakeface train") -> argparse.ArgumentParser:
                    help="extra self-blended fakes per real training image (e.g. 0.5)")
     p.add_argument("--no-augment", action="store_true", help="turn train-time augmentation off")
     p.add_argument("--no-class-weights", action="store_true")
-    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"], default="float32",
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="Keras policy; auto: bfloat16 where a GPU or the CPU (AVX-512 BF16, AMX) computes it, "
                         "else float32 (emulated bfloat16 is many times slower)")
     p.add_argument("--input-size", action="append", default=[], metavar="AGENT=SIZE",
