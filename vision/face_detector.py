@@ -272,20 +272,28 @@ class FaceDetector:
         pass nor the retry, which go by the whole picture's light (a phone screenshot of a dark DFDC
         frame: no face, then the face; `benchmarks/bench_photos.py`'s ``video_in_phone``).
 
+        A region mostly taken by a face already found is not searched (`dim_regions`' ``found``).
         ``plain`` are the detection images before light correction, ``seen`` after it."""
-        lit = list(seen)  # the detection images with their dark regions brightened
+        searched: list[list[tuple[int, int, np.ndarray]]] = [[] for _ in seen]  # (x, y, brightened part)
         extra: list[list[DetectedFace]] = [[] for _ in seen]
         for i, faces in enumerate(found):
             least = max(12.0, self.min_face_size * factors[i], self.min_face_share * min(seen[i].shape[:2]))
-            for (x, y, w, h), dark_mean in dim_regions(plain[i], min_side=least):
+            boxes = [tuple(float(v) * factors[i] for v in face.box) for face in faces]
+            for (x, y, w, h), dark_mean in dim_regions(plain[i], min_side=least, found=boxes):
                 part, _ = enhance_for_detection(plain[i][y:y + h, x:x + w], force=True, dark_mean=dark_mean)
-                if lit[i] is seen[i]:
-                    lit[i] = seen[i].copy()
-                lit[i][y:y + h, x:x + w] = part
+                searched[i].append((x, y, part))
                 for moved in self._in_region(images[i], part, (x, y), factors[i], faces + extra[i]):
                     if not any(_same_face(moved.box, other.box) for other in faces + extra[i]):
                         extra[i].append(moved)
         if self.gate.verify and any(extra):
+            # The second look sees each image with its searched dark regions brightened (a copy
+            # only where a face was found in one).
+            lit = list(seen)
+            for i, parts in enumerate(searched):
+                if extra[i]:
+                    lit[i] = seen[i].copy()
+                    for x, y, part in parts:
+                        lit[i][y:y + part.shape[0], x:x + part.shape[1]] = part
             extra = self._verify(lit, factors, extra)
         return extra
 

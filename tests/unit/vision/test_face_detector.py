@@ -115,6 +115,26 @@ def test_a_dim_video_in_a_bright_screenshot_is_searched_though_nothing_else_was_
     assert detector.detect(screen) == []
 
 
+def test_a_close_up_on_a_dark_backdrop_is_not_searched_again_around_its_own_face(detector, face_rgb, monkeypatch):
+    # The astronaut's face filling a dark backdrop: the dark region around it is the face's own
+    # surroundings, and searching it again found nothing on 80 portraits (lighting.DIM_SKIP_SHARE).
+    found = detector.detect(face_rgb)
+    x, y, w, h = (int(v) for v in found[0].box)
+    pad = int(0.3 * max(w, h))
+    close_up = np.full((h + 2 * pad, w + 2 * pad, 3), 30, np.uint8)
+    close_up[pad:pad + h, pad:pad + w] = face_rgb[y:y + h, x:x + w]
+    close_up = np.ascontiguousarray(cv2.resize(close_up, (512, 512), interpolation=cv2.INTER_AREA))
+    searched = []
+    real_search = FaceDetector._in_region
+    monkeypatch.setattr(FaceDetector, "_in_region", lambda self, *a: searched.append(a[2]) or real_search(self, *a))
+    faces = detector.detect(close_up)
+    assert len(faces) == 1 and searched == []
+    monkeypatch.setattr(lighting, "DIM_SKIP_SHARE", 2.0)  # no face covers twice its region: searched
+    again = detector.detect(close_up)
+    assert len(searched) >= 1
+    assert [f.box for f in again] == [f.box for f in faces]  # and the same face, nothing more
+
+
 def test_a_face_box_tighter_than_the_search_window_is_kept_down_to_the_box_share(detector, astronaut_face):
     # MTCNN's box is tighter than the square window that found the face: a 40 px search gives
     # 37-39 px boxes, which must not be dropped at the edge of the search that found them.

@@ -41,3 +41,15 @@ def test_dim_regions_finds_dark_areas_big_enough_for_a_face_but_not_black_ones()
     assert x <= 30 and y <= 40 and x + w >= 150 and y + h >= 160 and w < 200 and h < 200
     assert mean == pytest.approx(25, abs=1)
     assert lighting.dim_regions(np.full((300, 400, 3), 160, np.uint8), min_side=40) == []
+
+
+def test_dim_regions_leave_out_a_region_mostly_taken_by_a_face_already_found():
+    image = np.full((300, 400, 3), 160, np.uint8)
+    image[40:160, 30:150] = 25  # the dim patch, grown by a block on each side: 140 x 140 px
+    (rect, _), = lighting.dim_regions(image, min_side=40)
+    x, y, w, h = rect
+    large = (x + 30.0, y + 30.0, w * 0.6, h * 0.6)  # centred inside, 36 % of the region
+    small = (x + 50.0, y + 50.0, w * 0.3, h * 0.3)  # centred inside, 9 %: a neighbour may still hide there
+    outside = (x + w + 5.0, y, w, h)  # as large, but its centre is elsewhere
+    assert lighting.dim_regions(image, min_side=40, found=[large]) == []
+    assert [r for r, _ in lighting.dim_regions(image, min_side=40, found=[small, outside])] == [rect]
