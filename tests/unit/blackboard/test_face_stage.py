@@ -38,3 +38,23 @@ def test_face_stage_uses_a_small_crop_whole_without_loading_mtcnn(tmp_path, face
                  "shard": np.array([0])})
     assert stage._detector is not None and list(out["status"]) == [NO_FACE]
 
+
+
+def test_the_face_stage_in_a_process_without_ray_does_not_import_it(tmp_path, face_crop):
+    """An in-process job (`blackboard.local_stages`) names no Ray node, and asking must not import
+    Ray (~0.6 s of CPU before its first block)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    cv2.imwrite(str(tmp_path / "crop.png"), cv2.cvtColor(face_crop, cv2.COLOR_RGB2BGR))
+    code = ("import sys\nimport numpy as np\nfrom blackboard.face_stage import FaceStage\n"
+            "stage = FaceStage(detect='off', fps=1.0, all_faces=False)\n"
+            f"out = stage({{'source': np.array([{str(tmp_path / 'crop.png')!r}], dtype=object), "
+            "'input_index': np.array([0]), 'shard': np.array([0])})\n"
+            "print(list(out['status']), repr(stage.node_id), 'ray' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=repo,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == f"[{OK!r}] '' False"
