@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-from harness import bench_parser, use_checkout, write_json
+from harness import bench_parser, stamp, use_checkout, write_json
 
 use_checkout()
 
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
     pick = np.sort(rng.choice(len(paths), size=min(args.val, len(paths)), replace=False))
     crops = [read_crop(paths[i]) for i in pick[:args.faces]]
     off, on = per_face_cost(crops, False), per_face_cost(crops, True)
-    result: dict = {"faces_timed": len(crops), "off": off, "on": on,
+    result: dict = {**stamp(argv), "faces_timed": len(crops), "off": off, "on": on,
                     "extra_cpu_share": (on["cpu_ms_median"] - off["cpu_ms_median"]) / off["cpu_ms_median"]}
     board = InProcessBoard(None)
     controller = board.controller
@@ -78,6 +78,18 @@ def main(argv: list[str]) -> None:
                    "held_out_abstain": float(uncertain.mean()), "held_out_accuracy_all": float(correct.mean()),
                    "held_out_accuracy_answered": float(correct[~uncertain].mean()),
                    "flip_share": float(np.mean([bool(w) and "flips" in w for w in why]))})
+    # What the check adds to the borderline band the service already answers "can't tell" in
+    # (blackboard.borderline): the held-out faces it flags outside the band, and their accuracy.
+    band = np.abs(p[~half] - controller.threshold) < controller.fitted_on.get("borderline", {}).get("half_width", 0.0)
+
+    def accuracy(mask: np.ndarray) -> float | None:
+        return float(correct[mask].mean()) if mask.any() else None
+
+    result["beyond_borderline"] = {
+        "band_half_width": controller.fitted_on.get("borderline", {}).get("half_width"),
+        "band_share": float(band.mean()), "fragile_outside_band_share": float((uncertain & ~band).mean()),
+        "fragile_outside_band_accuracy": accuracy(uncertain & ~band),
+        "answered_accuracy_band": accuracy(~band), "answered_accuracy_band_and_check": accuracy(~band & ~uncertain)}
     write_json(args.out, result, echo=True)
 
 
