@@ -1,7 +1,7 @@
 """What the degraded-copy check (blackboard.fragile) costs per face, and what it buys on val.
 
-Cost: the shipped bundle's in-process board decides the same val crops one case at a time with
-the check off and on; wall and process CPU milliseconds per face (CPU counts every thread, so it
+Cost: the controller's decision on one face (issue 22: <= 1 ms), and the shipped bundle's
+in-process board deciding the same val crops one case at a time with the check off and on: wall and process CPU milliseconds per face (CPU counts every thread, so it
 stays meaningful on a shared, loaded machine). Gain: on clean val faces of the manifest (a fixed
 seeded sample), the margin is fitted for 10 % abstention by ``fit_margin`` on one half of the
 groups and applied to the other half: the answered faces' accuracy vs all faces'.
@@ -42,6 +42,24 @@ def per_face_cost(crops: list[np.ndarray], fragile: bool) -> dict[str, float]:
     return {"wall_ms_median": float(np.median(wall)), "cpu_ms_median": float(np.median(cpu))}
 
 
+def decision_ms(controller, faces: int = 2000) -> float:
+    """The controller's decision on one face, explained and with the borderline band, as a case
+    makes it (issue 22's goal: <= 1 ms), over random votes; median of five passes, ms per face."""
+    from blackboard.borderline import borderline_for
+    from blackboard.decision import decide
+
+    band = borderline_for(controller)
+    rng = np.random.default_rng(0)
+    votes = [{a: np.array([rng.uniform(0.02, 0.98)]) for a in controller.agents} for _ in range(faces)]
+    passes = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for vote in votes:
+            decide(vote, controller, band=band)
+        passes.append((time.perf_counter() - start) / faces * 1000.0)
+    return float(np.median(passes))
+
+
 def main(argv: list[str]) -> None:
     parser = bench_parser(__doc__, out="fragile.json")
     parser.add_argument("--manifest", default="benchmarks/splits/mixed.csv")
@@ -58,6 +76,7 @@ def main(argv: list[str]) -> None:
                     "extra_cpu_share": (on["cpu_ms_median"] - off["cpu_ms_median"]) / off["cpu_ms_median"]}
     board = InProcessBoard(None)
     controller = board.controller
+    result["decision_ms_per_face"] = decision_ms(controller)
     sub = [paths[i] for i in pick]
     votes = collect_votes(board.bundle, sub, progress=False, cache_dir=args.cache_dir)
     copies = collect_copy_votes(board.bundle, sub, DEFAULT_COPIES)
