@@ -1,12 +1,14 @@
 """What the degraded-copy check (blackboard.fragile) costs per face, and what it buys on val.
 
 Cost: the controller's decision on one face (issue 22: <= 1 ms), and the shipped bundle's
-in-process board deciding the same val crops one case at a time with the check off and on: wall and process CPU milliseconds per face (CPU counts every thread, so it
-stays meaningful on a shared, loaded machine). Gain: on clean val faces of the manifest (a fixed
-seeded sample), the margin is fitted for 10 % abstention by ``fit_margin`` on one half of the
-groups and applied to the other half: the answered faces' accuracy vs all faces'.
+in-process board deciding the same val crops one case at a time with the check off and on: wall
+and process CPU milliseconds per face (CPU counts every thread, so it stays meaningful on a
+shared, loaded machine). Gain: on clean val faces of the manifest (a fixed seeded sample), the
+margin is fitted for 10 % abstention by ``fit_margin`` on one half of the groups and applied to
+the other half: the answered faces' accuracy vs all faces', and what the check withholds beyond
+the borderline band the service already answers "can't tell" in.
 
-    PYTHONPATH=. python benchmarks/bench_fragile.py --faces 12 --val 200
+    PYTHONPATH=. python benchmarks/bench_fragile.py --faces 24 --val 1500
 """
 
 from __future__ import annotations
