@@ -20,6 +20,7 @@ import pydantic
 from pydantic import ConfigDict, Field, model_validator
 
 from vision.alignment import LANDMARK_NAMES, align_face
+from vision.face_geometry import plausible_landmarks, same_face
 from vision.face_refine import LandmarkRefiner
 from vision.lighting import dim_regions, enhance_for_detection
 from vision.media import as_rgb
@@ -67,6 +68,10 @@ MIN_FACE_SIZE = 40
 # box's shorter side is at least this share of ``min_face_size`` (32 px for 40, the smallest face
 # `blackboard.ood` gives a verdict), not dropped at the edge of the search that found it.
 BOX_SHARE = 0.8
+# A picture in which neither pass found a face when ``min_face_size`` set the search is searched
+# again from this share of it (the smallest box kept): a 40 px search finds a face of 32-39 px
+# about half the time (video frames shrunk to 600 px, faces of 35-45 px: 13 of 24; 2026-12-05).
+SMALL_FACE_SHARE = BOX_SHARE
 # The detector's first pass unless the caller names one (FaceDetector's first_pass): module-level so
 # that a benchmark run (benchmarks/bench_group.py --first-pass) can switch every detector it makes.
 FIRST_PASS = "mtcnn"
@@ -77,9 +82,10 @@ VERIFY_MIN_FACE = 24
 
 def smallest_face_searched(shape: Sequence[int], *, min_face_size: int = MIN_FACE_SIZE,
                            min_face_share: float = MIN_FACE_SHARE) -> int:
-    """The smallest face (px, input pixels) that :class:`FaceDetector` with these settings searches
-    a picture of ``shape`` (height, width, ...) for; smaller faces are usually missed."""
-    return int(round(max(float(min_face_size), float(min_face_share) * min(int(shape[0]), int(shape[1])))))
+    """The smallest face (px, input pixels) that :class:`FaceDetector` with these settings has
+    searched a picture of ``shape`` (height, width, ...) for when it found none (the search from
+    :data:`SMALL_FACE_SHARE` of ``min_face_size`` included); smaller faces are usually missed."""
+    return int(round(max(SMALL_FACE_SHARE * min_face_size, float(min_face_share) * min(int(shape[0]), int(shape[1])))))
 
 
 def smallest_face_note(shape: Sequence[int], what: str = "picture") -> str:
@@ -87,24 +93,6 @@ def smallest_face_note(shape: Sequence[int], what: str = "picture") -> str:
     a face in a small video window can be under the size searched for."""
     return (f"the detector looks for faces of about {smallest_face_searched(shape)} px and larger in a "
             f"{int(shape[1])}x{int(shape[0])} {what}")
-
-
-def plausible_landmarks(box: Sequence[float], points: np.ndarray, eye_ratio: tuple[float, float]) -> bool:
-    """True when five landmarks are laid out like a face in its box.
-
-    Eyes above the nose above the mouth corners, left before right, every point within the box
-    (with a quarter-box tolerance), and the eye distance a plausible share of the box width.
-    """
-    x, y, w, h = (float(v) for v in box)
-    if w <= 0 or h <= 0 or points.shape != (5, 2) or not np.all(np.isfinite(points)):
-        return False
-    left_eye, right_eye, nose, mouth_left, mouth_right = points
-    inside = np.all((points[:, 0] >= x - w / 4) & (points[:, 0] <= x + 1.25 * w)
-                    & (points[:, 1] >= y - h / 4) & (points[:, 1] <= y + 1.25 * h))
-    ordered = (left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
-               and max(left_eye[1], right_eye[1]) < nose[1] < max(mouth_left[1], mouth_right[1]))
-    eyes = float(np.linalg.norm(right_eye - left_eye)) / w
-    return bool(inside and ordered and eye_ratio[0] <= eyes <= eye_ratio[1])
 
 
 class FaceDetector:
@@ -212,11 +200,23 @@ class FaceDetector:
             found = [self._candidates(raw, f) for raw, f in zip(self._run(seen, factors), factors)]
         if self.retry:
             empty = [i for i, faces in enumerate(found) if not faces]
+            first = {i: (seen[i], factors[i], plain[i]) for i in empty}
             scales = [self._retry_factor(images[i]) for i in empty]
             again = [enhance_for_detection(_rescale(images[i], f), force=True)[0] for i, f in zip(empty, scales)]
             for i, f, image, raw in zip(empty, scales, again, self._run(again, scales)):
                 seen[i], factors[i], found[i] = image, f, self._candidates(raw, f)
                 plain[i] = _rescale(images[i], f)
+            # Still nothing where ``min_face_size`` (not the picture's size) set the search: both
+            # views again, down to the smallest box kept (SMALL_FACE_SHARE).
+            small = [i for i in empty if not found[i] and
+                     self.min_face_size * first[i][1] > self.min_face_share * min(first[i][0].shape[:2])]
+            for i, raw in zip(small, self._run([first[i][0] for i in small], [first[i][1] for i in small],
+                                               SMALL_FACE_SHARE)):
+                if faces := self._candidates(raw, first[i][1]):
+                    (seen[i], factors[i], plain[i]), found[i] = first[i], faces
+            small = [i for i in small if not found[i]]
+            for i, raw in zip(small, self._run([seen[i] for i in small], [factors[i] for i in small], SMALL_FACE_SHARE)):
+                found[i] = self._candidates(raw, factors[i])
         if self.gate.verify:
             found = self._verify(seen, factors, found)
         if self.enhance:
@@ -254,13 +254,13 @@ class FaceDetector:
         shift = np.array([*offset, 0.0, 0.0])
         boxes = [((row[:4] + shift) / factor, float(row[4])) for row in self._blaze.boxes(seen)]
         boxes = [(box, score) for box, score in boxes
-                 if min(box[2], box[3]) >= least and not any(_same_face(box, face.box) for face in known)]
+                 if min(box[2], box[3]) >= least and not any(same_face(box, face.box) for face in known)]
         faces: list[DetectedFace] = []
         for (box, points), (_, score) in zip(self._refiner.refine(image, [box for box, _ in boxes]), boxes):
             if np.all(np.isfinite(points)) and plausible_landmarks(box, points, self.gate.eye_ratio):
                 points.setflags(write=False)
                 face = DetectedFace(box=box, landmarks=points, confidence=score, refined=True)
-                if not any(_same_face(face.box, other.box) for other in faces):
+                if not any(same_face(face.box, other.box) for other in faces):
                     faces.append(face)
         return faces
 
@@ -283,7 +283,7 @@ class FaceDetector:
                 part, _ = enhance_for_detection(plain[i][y:y + h, x:x + w], force=True, dark_mean=dark_mean)
                 searched[i].append((x, y, part))
                 for moved in self._in_region(images[i], part, (x, y), factors[i], faces + extra[i]):
-                    if not any(_same_face(moved.box, other.box) for other in faces + extra[i]):
+                    if not any(same_face(moved.box, other.box) for other in faces + extra[i]):
                         extra[i].append(moved)
         if self.gate.verify and any(extra):
             # The second look sees each image with its searched dark regions brightened (a copy
@@ -326,10 +326,11 @@ class FaceDetector:
             return 2.0
         return min(1.0, limit / longest)
 
-    def _run(self, images: list[np.ndarray], factors: list[float]) -> list[list[dict[str, Any]]]:
-        """MTCNN's raw output per image; one batched call per group of images of one size."""
+    def _run(self, images: list[np.ndarray], factors: list[float], share: float = 1.0) -> list[list[dict[str, Any]]]:
+        """MTCNN's raw output per image (faces from ``share`` of ``min_face_size``); one batched
+        call per group of images of one size."""
         # MTCNN cannot look for faces smaller than its 12 px window in the scaled image.
-        mins = [max(12.0, self.min_face_size * f, self.min_face_share * min(image.shape[:2]))
+        mins = [max(12.0, share * self.min_face_size * f, self.min_face_share * min(image.shape[:2]))
                 for image, f in zip(images, factors)]
         groups: dict[tuple[tuple[int, ...], float], list[int]] = {}
         for i, (image, least) in enumerate(zip(images, mins)):
@@ -377,15 +378,6 @@ class FaceDetector:
                     keep.add(owner)
                     break
         return [[face for j, face in enumerate(faces) if (i, j) in keep] for i, faces in enumerate(found)]
-
-
-def _same_face(a: Sequence[float], b: Sequence[float]) -> bool:
-    """True when one box's (x, y, width, height) centre lies inside the other box."""
-    def inside(p: Sequence[float], q: Sequence[float]) -> bool:
-        cx, cy = p[0] + p[2] / 2, p[1] + p[3] / 2
-        return q[0] <= cx <= q[0] + q[2] and q[1] <= cy <= q[1] + q[3]
-
-    return inside(a, b) or inside(b, a)
 
 
 def _rescale(image: np.ndarray, factor: float) -> np.ndarray:

@@ -10,7 +10,7 @@ five landmarks become the face in this frame. The landmarks therefore still come
 detector, and crops are aligned from them exactly as full detection would align them.
 
 A face is followed only while ONet passes it with the detector's gate (``min_confidence``, the
-minimum face size and the landmark geometry of :func:`vision.face_detector.plausible_landmarks`)
+minimum face size and the landmark geometry of :func:`vision.face_geometry.plausible_landmarks`)
 and its new box overlaps the old one. When any followed face fails, the track is *lost* and the
 frame gets full detection at once. Faces that appear between keyframes are found at the next
 keyframe. The gate's second look (re-detection in the aligned crop) runs on fully detected
@@ -33,7 +33,8 @@ import numpy as np
 import pydantic
 from pydantic import ConfigDict, Field
 
-from vision.face_detector import DetectedFace, FaceDetector, plausible_landmarks
+from vision.face_detector import DetectedFace, FaceDetector
+from vision.face_geometry import plausible_landmarks
 from vision.lighting import enhance_for_detection
 from vision.face_refine import PIXEL_CENTRE, PIXEL_SCALE, window_patch, window_patches
 from vision.video import iou

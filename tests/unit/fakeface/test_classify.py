@@ -89,7 +89,7 @@ def test_a_clip_without_a_face_says_how_large_a_face_must_be(capsys, tiny_bundle
     assert classify_cli.main([str(video), "--bundle", str(tiny_bundle), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)[0]
     assert result["verdict"] == "no face" and result["frames_sampled"] == 2
-    assert result["reason"] == ("no face found in the sampled frames (the detector looks for faces of about 40 px "
+    assert result["reason"] == ("no face found in the sampled frames (the detector looks for faces of about 32 px "
                                 "and larger in a 640x360 frame)")
 
 
