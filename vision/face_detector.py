@@ -215,7 +215,8 @@ class FaceDetector:
                 if faces := self._candidates(raw, first[i][1]):
                     (seen[i], factors[i], plain[i]), found[i] = first[i], faces
             small = [i for i in small if not found[i]]
-            for i, raw in zip(small, self._run([seen[i] for i in small], [factors[i] for i in small], SMALL_FACE_SHARE)):
+            views = [seen[i] for i in small]
+            for i, raw in zip(small, self._run(views, [factors[i] for i in small], SMALL_FACE_SHARE)):
                 found[i] = self._candidates(raw, factors[i])
         if self.gate.verify:
             found = self._verify(seen, factors, found)

@@ -91,7 +91,8 @@ def dim_regions(image_rgb: np.ndarray, *, min_side: float,
     each group of touching dark blocks at least ``min_side`` on both sides and not black (mean
     at least ``DIM_BLACK``) gives one rectangle, grown by a block on every side (a face's bright
     edge may lie just outside). A rectangle holding the centre of a ``found`` box (x, y, width,
-    height: faces already found) that covers :data:`DIM_SKIP_SHARE` of it is left out.
+    height: faces already found) that covers :data:`DIM_SKIP_SHARE` of it is left out, and leaves
+    its place to the next largest.
     """
     luma = cv2.cvtColor(as_rgb(image_rgb), cv2.COLOR_RGB2GRAY)
     height, width = luma.shape
