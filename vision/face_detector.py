@@ -61,37 +61,36 @@ class FaceGate:
 # in a 1080p frame, 82 px in a 1024 px portrait. The shared DFDC videos' faces and the gan-faces
 # portraits are all found at this share (benchmarks/bench_photos.py); smaller faces need 0.
 MIN_FACE_SHARE = 0.08
-# Default smallest face searched for, in input pixels (FaceDetector.min_face_size).
-MIN_FACE_SIZE = 40
+MIN_FACE_SIZE = 40  # default smallest face searched for, in input pixels (FaceDetector.min_face_size)
 # MTCNN searches with square windows; ONet's box is tighter than the window that found it (a face
 # found by a 40 px search in a phone screenshot measures 37-39 x 47-50 px). A face is kept when its
 # box's shorter side is at least this share of ``min_face_size`` (32 px for 40, the smallest face
 # `blackboard.ood` gives a verdict), not dropped at the edge of the search that found it.
 BOX_SHARE = 0.8
-# A picture in which neither pass found a face when ``min_face_size`` set the search is searched
-# again from this share of it (the smallest box kept): a 40 px search finds a face of 32-39 px
-# about half the time (video frames shrunk to 600 px, faces of 35-45 px: 13 of 24; 2026-12-05).
+# A picture where no face was found is searched again from this share of ``min_face_size`` (the
+# smallest box kept) whatever its size: a 40 px search finds a 32-39 px face about half the time,
+# and a 1080p screenshot is searched from 86 px (2026-12-05, BENCHMARKS.md).
 SMALL_FACE_SHARE = BOX_SHARE
 # The detector's first pass unless the caller names one (FaceDetector's first_pass): module-level so
 # that a benchmark run (benchmarks/bench_group.py --first-pass) can switch every detector it makes.
 FIRST_PASS = "mtcnn"
+View = tuple[np.ndarray, float]  # a detection image and its factor (its size over the input's)
 # Side of the aligned crop the gate's second look runs on, and the smallest face it looks for.
 VERIFY_SIZE = 112
 VERIFY_MIN_FACE = 24
 
 
-def smallest_face_searched(shape: Sequence[int], *, min_face_size: int = MIN_FACE_SIZE,
-                           min_face_share: float = MIN_FACE_SHARE) -> int:
-    """The smallest face (px, input pixels) that :class:`FaceDetector` with these settings has
-    searched a picture of ``shape`` (height, width, ...) for when it found none (the search from
-    :data:`SMALL_FACE_SHARE` of ``min_face_size`` included); smaller faces are usually missed."""
-    return int(round(max(SMALL_FACE_SHARE * min_face_size, float(min_face_share) * min(int(shape[0]), int(shape[1])))))
+def smallest_face_searched(*, min_face_size: int = MIN_FACE_SIZE) -> int:
+    """The smallest face (px, input pixels) that :class:`FaceDetector` has searched a picture for
+    when it found none, whatever the picture's size: the smallest box it keeps
+    (:data:`SMALL_FACE_SHARE`); smaller faces are usually missed."""
+    return int(round(SMALL_FACE_SHARE * min_face_size))
 
 
 def smallest_face_note(shape: Sequence[int], what: str = "picture") -> str:
     """Said to a person whose ``what`` of ``shape`` got no face (the default detector's settings):
     a face in a small video window can be under the size searched for."""
-    return (f"the detector looks for faces of about {smallest_face_searched(shape)} px and larger in a "
+    return (f"the detector looks for faces of about {smallest_face_searched()} px and larger in a "
             f"{int(shape[1])}x{int(shape[0])} {what}")
 
 
@@ -198,34 +197,38 @@ class FaceDetector:
             found = [self._proposed(image, view, f) for image, view, f in zip(images, seen, factors)]
         else:
             found = [self._candidates(raw, f) for raw, f in zip(self._run(seen, factors), factors)]
+        first: dict[int, View] = {}  # the first pass's views of the pictures it found no face in
         if self.retry:
             empty = [i for i, faces in enumerate(found) if not faces]
-            first = {i: (seen[i], factors[i], plain[i]) for i in empty}
+            first = {i: (seen[i], factors[i]) for i in empty}
             scales = [self._retry_factor(images[i]) for i in empty]
             again = [enhance_for_detection(_rescale(images[i], f), force=True)[0] for i, f in zip(empty, scales)]
             for i, f, image, raw in zip(empty, scales, again, self._run(again, scales)):
                 seen[i], factors[i], found[i] = image, f, self._candidates(raw, f)
                 plain[i] = _rescale(images[i], f)
-            # Still nothing where ``min_face_size`` (not the picture's size) set the search: both
-            # views again, down to the smallest box kept (SMALL_FACE_SHARE).
-            small = [i for i in empty if not found[i] and
-                     self.min_face_size * first[i][1] > self.min_face_share * min(first[i][0].shape[:2])]
-            for i, raw in zip(small, self._run([first[i][0] for i in small], [first[i][1] for i in small],
-                                               SMALL_FACE_SHARE)):
-                if faces := self._candidates(raw, first[i][1]):
-                    (seen[i], factors[i], plain[i]), found[i] = first[i], faces
-            small = [i for i in small if not found[i]]
-            views = [seen[i] for i in small]
-            for i, raw in zip(small, self._run(views, [factors[i] for i in small], SMALL_FACE_SHARE)):
-                found[i] = self._candidates(raw, factors[i])
         if self.gate.verify:
             found = self._verify(seen, factors, found)
         if self.enhance:
             for i, extra in enumerate(self._dim_faces(images, plain, seen, factors, found)):
                 found[i] = found[i] + extra
+        for i in [i for i in first if not found[i]]:  # no face at all: the smallest faces (SMALL_FACE_SHARE)
+            found[i] = self._small_faces(first[i] if first[i][1] >= 1.0 else None, (seen[i], factors[i]))
         if self.refine:
             found = [self._refined(image, faces) for image, faces in zip(images, found)]
         return [sorted(faces, key=lambda face: face.confidence, reverse=True) for faces in found]
+
+    def _small_faces(self, *views: View | None) -> list[DetectedFace]:
+        """A picture where no face was found, searched down to the smallest box kept whatever its
+        size: each of ``views`` in turn (the first pass's where at full size, then the retry's).
+        Its dark regions are not searched that far: on a dim clip in a small player window that
+        found no face and cost ~60 ms more (2026-12-05)."""
+        for view, factor in (v for v in views if v is not None):
+            faces = self._candidates(self._run([view], [factor], small=True)[0], factor)
+            if faces and self.gate.verify:
+                faces = self._verify([view], [factor], [faces])[0]
+            if faces:
+                return faces
+        return []
 
     def _refined(self, image: np.ndarray, faces: list[DetectedFace]) -> list[DetectedFace]:
         """Faces with box and landmarks read again around each (`vision.face_refine`), on the input
@@ -278,7 +281,7 @@ class FaceDetector:
         searched: list[list[tuple[int, int, np.ndarray]]] = [[] for _ in seen]  # (x, y, brightened part)
         extra: list[list[DetectedFace]] = [[] for _ in seen]
         for i, faces in enumerate(found):
-            least = max(12.0, self.min_face_size * factors[i], self.min_face_share * min(seen[i].shape[:2]))
+            least = self._least(seen[i], factors[i])
             boxes = [tuple(float(v) * factors[i] for v in face.box) for face in faces]
             for (x, y, w, h), dark_mean in dim_regions(plain[i], min_side=least, found=boxes):
                 part, _ = enhance_for_detection(plain[i][y:y + h, x:x + w], force=True, dark_mean=dark_mean)
@@ -327,12 +330,18 @@ class FaceDetector:
             return 2.0
         return min(1.0, limit / longest)
 
-    def _run(self, images: list[np.ndarray], factors: list[float], share: float = 1.0) -> list[list[dict[str, Any]]]:
-        """MTCNN's raw output per image (faces from ``share`` of ``min_face_size``); one batched
-        call per group of images of one size."""
-        # MTCNN cannot look for faces smaller than its 12 px window in the scaled image.
-        mins = [max(12.0, share * self.min_face_size * f, self.min_face_share * min(image.shape[:2]))
-                for image, f in zip(images, factors)]
+    def _least(self, image: np.ndarray, factor: float, small: bool = False) -> float:
+        """The smallest face searched in a detection image (``factor`` times the input's size), in
+        its pixels: from ``min_face_size`` and the picture's size, or (``small``) from the smallest
+        box kept (SMALL_FACE_SHARE); never under MTCNN's 12 px window."""
+        if small:
+            return max(12.0, SMALL_FACE_SHARE * self.min_face_size * factor)
+        return max(12.0, self.min_face_size * factor, self.min_face_share * min(image.shape[:2]))
+
+    def _run(self, images: list[np.ndarray], factors: list[float], small: bool = False) -> list[list[dict[str, Any]]]:
+        """MTCNN's raw output per image (faces from :meth:`_least`); one batched call per group of
+        images of one size."""
+        mins = [self._least(image, f, small) for image, f in zip(images, factors)]
         groups: dict[tuple[tuple[int, ...], float], list[int]] = {}
         for i, (image, least) in enumerate(zip(images, mins)):
             groups.setdefault((image.shape, least), []).append(i)

@@ -261,7 +261,7 @@ def test_a_picture_without_a_face_says_how_large_a_face_must_be_to_be_found(boar
     answer = _classify(service, desktop, ClassifyOptions(detect="auto", source="desk.png"))
     reason = answer.case.no_face_reason
     assert not answer.case.faces and reason.startswith("no face found (")
-    assert "about 86 px and larger in a 1920x1080 picture" in reason and "full screen" in reason
+    assert "about 32 px and larger in a 1920x1080 picture" in reason and "full screen" in reason
     assert "not shaped like a face crop" in reason and "--detect off" in reason
     on = _classify(service, desktop, ClassifyOptions(detect="on", source="desk.png")).case.no_face_reason
     assert on.startswith("no face found by the detector (") and "not shaped like" not in on

@@ -139,6 +139,20 @@ def test_a_small_picture_where_nothing_was_found_is_searched_again_down_to_the_s
     assert [f.box for f in detector.detect(picture)] == [found[0].box]
 
 
+def test_a_screenshot_where_nothing_was_found_is_searched_again_for_faces_under_its_share(
+        detector, face_rgb, astronaut_face, monkeypatch):
+    # A 1080p desktop with the astronaut in a small window, its face ~36 px: the picture's own
+    # search starts at 86 px (8 % of 1080), so only the search of a picture without a face finds it.
+    scale = 36.0 / astronaut_face.box[2]
+    window = cv2.resize(face_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    desktop = np.full((1080, 1920, 3), 235, np.uint8)
+    desktop[300:300 + window.shape[0], 500:500 + window.shape[1]] = window
+    found = detector.detect(desktop)
+    assert len(found) == 1 and 32 <= found[0].box[2] < 45
+    monkeypatch.setattr(fd, "SMALL_FACE_SHARE", 3.0)  # searched for 120 px faces and up instead: missed
+    assert detector.detect(desktop) == []
+
+
 def test_a_face_box_tighter_than_the_search_window_is_kept_down_to_the_box_share(detector, astronaut_face):
     # MTCNN's box is tighter than the square window that found the face: a 40 px search gives
     # 37-39 px boxes, which must not be dropped at the edge of the search that found them.
@@ -174,8 +188,6 @@ def test_the_first_pass_is_checked():
         FaceDetector(first_pass="blazeface", refine=False)
 
 
-@pytest.mark.parametrize("shape, smallest", [((1080, 1920, 3), 86), ((1334, 750, 3), 60), ((360, 640, 3), 32),
-                                             ((1024, 1024), 82)])
-def test_the_smallest_face_searched_follows_the_pictures_shorter_side(shape, smallest):
-    assert smallest_face_searched(shape) == smallest
-    assert smallest_face_searched(shape, min_face_share=0.0) == 32  # a picture with no face: down to the smallest box
+def test_a_picture_without_a_face_was_searched_down_to_the_smallest_box_kept():
+    assert smallest_face_searched() == round(BOX_SHARE * 40) == 32  # whatever the picture's size
+    assert smallest_face_searched(min_face_size=60) == 48
