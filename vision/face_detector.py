@@ -100,21 +100,24 @@ class FaceDetector:
     Detection runs in up to two passes: the first on each image (shrunk to ``max_side``,
     brightened when dark, see :func:`enhance_for_detection`); a retry for images in which
     nothing passed the gate, on a contrast-corrected copy at full resolution (small images
-    upscaled 2x); then the picture's dark regions, each brightened on its own. Every candidate
-    goes through :class:`FaceGate`.
+    upscaled 2x); then the picture's dark regions, each brightened on its own; and where none of
+    these found a face, both views again down to the smallest box kept, whatever the picture's
+    size (:data:`SMALL_FACE_SHARE`). Every candidate goes through :class:`FaceGate`.
 
     Args:
         min_face_size: smallest face to search for, in pixels of the input image (MTCNN's square
             window; the face's box may be down to :data:`BOX_SHARE` of it).
         min_face_share: smallest face to find relative to the image, as a share of its shorter
             side; the larger of this and ``min_face_size`` sets where MTCNN's pyramid starts, so a
-            1024 px portrait is not searched for 40 px faces. 0 looks down to ``min_face_size``.
+            1024 px portrait is not searched for 40 px faces (unless no face is found at all, with
+            ``retry``). 0 looks down to ``min_face_size``.
         min_confidence: faces the detector is less sure of are dropped (``FaceGate``).
         max_side: images whose longer side exceeds this are shrunk for the first pass (boxes
             and landmarks are mapped back to the input's pixels). ``None`` detects at full size.
         gate: the rest of the face gate (its min_confidence is replaced by ``min_confidence``).
         enhance: brighten dark and stretch flat images before detection.
-        retry: run the second pass on images where nothing was found.
+        retry: run the second pass, and the search for the smallest faces, on images where
+            nothing was found.
         refine: read each face's box and landmarks again on canonical windows around it, at
             full resolution (`vision.face_refine`); False keeps MTCNN's own (whole-picture) ones.
         first_pass: "mtcnn" (MTCNN's pyramid, RNet and ONet) or "blazeface": BlazeFace's boxes
