@@ -124,33 +124,22 @@ def test_a_close_up_on_a_dark_backdrop_is_not_searched_again_around_its_own_face
     assert [f.box for f in again] == [f.box for f in faces]  # and the same face, nothing more
 
 
-def test_a_small_picture_where_nothing_was_found_is_searched_again_down_to_the_smallest_box_kept(
-        detector, face_rgb, astronaut_face, monkeypatch):
-    # The astronaut's face at ~32 px in a 480x320 picture: the 40 px search (and its retry) miss it.
-    scale = 32.0 / astronaut_face.box[2]
-    small = cv2.resize(face_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    picture = np.full((320, 480, 3), 150, np.uint8)
-    picture[40:40 + small.shape[0], 60:60 + small.shape[1]] = small
-    found = detector.detect(picture)
-    assert len(found) == 1 and 28 <= found[0].box[2] < 40
-    monkeypatch.setattr(fd, "SMALL_FACE_SHARE", 1.0)  # searched only from min_face_size: missed
-    assert detector.detect(picture) == []
-    monkeypatch.setattr(fd, "SMALL_FACE_SHARE", 0.8)
-    assert [f.box for f in detector.detect(picture)] == [found[0].box]
-
-
-def test_a_screenshot_where_nothing_was_found_is_searched_again_for_faces_under_its_share(
-        detector, face_rgb, astronaut_face, monkeypatch):
-    # A 1080p desktop with the astronaut in a small window, its face ~36 px: the picture's own
-    # search starts at 86 px (8 % of 1080), so only the search of a picture without a face finds it.
-    scale = 36.0 / astronaut_face.box[2]
+@pytest.mark.parametrize("picture, at, face_px, grey, missed_share", [
+    ((320, 480), (40, 60), 32.0, 150, 1.0),  # a small picture: a search from min_face_size (40 px) misses it
+    ((1080, 1920), (300, 500), 36.0, 235, 3.0),  # a 1080p desktop, a small window: its own search starts at 86 px
+])
+def test_a_picture_where_nothing_was_found_is_searched_again_down_to_the_smallest_box_kept(
+        detector, face_rgb, astronaut_face, monkeypatch, picture, at, face_px, grey, missed_share):
+    scale = face_px / astronaut_face.box[2]
     window = cv2.resize(face_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    desktop = np.full((1080, 1920, 3), 235, np.uint8)
-    desktop[300:300 + window.shape[0], 500:500 + window.shape[1]] = window
-    found = detector.detect(desktop)
-    assert len(found) == 1 and 32 <= found[0].box[2] < 45
-    monkeypatch.setattr(fd, "SMALL_FACE_SHARE", 3.0)  # searched for 120 px faces and up instead: missed
-    assert detector.detect(desktop) == []
+    image = np.full((*picture, 3), grey, np.uint8)
+    image[at[0]:at[0] + window.shape[0], at[1]:at[1] + window.shape[1]] = window
+    found = detector.detect(image)
+    assert len(found) == 1 and 28 <= found[0].box[2] < 45
+    monkeypatch.setattr(fd, "SMALL_FACE_SHARE", missed_share)  # not searched that small: missed
+    assert detector.detect(image) == []
+    monkeypatch.setattr(fd, "SMALL_FACE_SHARE", BOX_SHARE)
+    assert [f.box for f in detector.detect(image)] == [found[0].box]
 
 
 def test_a_face_box_tighter_than_the_search_window_is_kept_down_to_the_box_share(detector, astronaut_face):
