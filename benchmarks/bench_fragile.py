@@ -101,13 +101,16 @@ def main(argv: list[str]) -> None:
                    "flip_share": float(np.mean([bool(w) and "flips" in w for w in why]))})
     # What the check adds to the borderline band the service already answers "can't tell" in
     # (blackboard.borderline): the held-out faces it flags outside the band, and their accuracy.
-    band = np.abs(p[~half] - controller.threshold) < controller.fitted_on.get("borderline", {}).get("half_width", 0.0)
+    from blackboard.borderline import borderline_for
+
+    borderline = borderline_for(controller)
+    band = borderline.inside(p[~half], controller.threshold)
 
     def accuracy(mask: np.ndarray) -> float | None:
         return float(correct[mask].mean()) if mask.any() else None
 
     result["beyond_borderline"] = {
-        "band_half_width": controller.fitted_on.get("borderline", {}).get("half_width"),
+        "band_half_width": borderline.half_width,
         "band_share": float(band.mean()), "fragile_outside_band_share": float((uncertain & ~band).mean()),
         "fragile_outside_band_accuracy": accuracy(uncertain & ~band),
         "answered_accuracy_band": accuracy(~band), "answered_accuracy_band_and_check": accuracy(~band & ~uncertain)}
