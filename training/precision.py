@@ -1,8 +1,8 @@
 """Which Keras precision policy a training run uses.
 
 `mixed_bfloat16` halves the cost of a convolution on hardware that computes in bfloat16 (a recent
-GPU, or a CPU with AVX-512 BF16 or AMX), and makes it many times *slower* where it does not: there every
-bfloat16 operation is emulated (measured: BENCHMARKS.md, "Training precision follows the CPU").
+GPU, or a CPU with AVX-512 BF16 or AMX), and makes it many times *slower* where it does not: there
+every bfloat16 operation is emulated (measured: BENCHMARKS.md, "Training precision follows the CPU").
 A recipe that names `auto` therefore runs as fast as the machine allows on either kind of box.
 """
 

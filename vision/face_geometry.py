@@ -30,10 +30,12 @@ def plausible_landmarks(box: Sequence[float], points: np.ndarray, eye_ratio: tup
     return bool(inside and ordered and eye_ratio[0] <= eyes <= eye_ratio[1])
 
 
+def centre_inside(box: Sequence[float], other: Sequence[float]) -> bool:
+    """True when the centre of ``box`` lies inside ``other`` (both x, y, width, height)."""
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return other[0] <= cx <= other[0] + other[2] and other[1] <= cy <= other[1] + other[3]
+
+
 def same_face(a: Sequence[float], b: Sequence[float]) -> bool:
     """True when one box's (x, y, width, height) centre lies inside the other box."""
-    def inside(p: Sequence[float], q: Sequence[float]) -> bool:
-        cx, cy = p[0] + p[2] / 2, p[1] + p[3] / 2
-        return q[0] <= cx <= q[0] + q[2] and q[1] <= cy <= q[1] + q[3]
-
-    return inside(a, b) or inside(b, a)
+    return centre_inside(a, b) or centre_inside(b, a)

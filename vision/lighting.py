@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from vision.area import area_resize
+from vision.face_geometry import centre_inside
 from vision.media import as_rgb
 
 # Light correction before detection: frames darker than DARK_MEAN (mean luma, 0-255) are
@@ -112,15 +113,9 @@ def dim_regions(image_rgb: np.ndarray, *, min_side: float,
             continue
         x0, y0 = max(0, (x - 1) * block), max(0, (y - 1) * block)
         x1, y1 = min(width, (x + w + 1) * block), min(height, (y + h + 1) * block)
-        if not any(_holds(box, (x0, y0, x1, y1)) for box in found):
-            regions.append(((int(x0), int(y0), int(x1 - x0), int(y1 - y0)), mean))
+        rect = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
+        # A region mostly taken by a face already found is that face's own surroundings.
+        if not any(centre_inside(box, rect) and box[2] * box[3] >= DIM_SKIP_SHARE * rect[2] * rect[3]
+                   for box in found):
+            regions.append((rect, mean))
     return sorted(regions, key=lambda r: r[0][2] * r[0][3], reverse=True)[:DIM_REGIONS]
-
-
-def _holds(box: Sequence[float], rect: tuple[int, int, int, int]) -> bool:
-    """True when ``rect`` (x0, y0, x1, y1) holds the centre of ``box`` (x, y, width, height) and the
-    box covers at least :data:`DIM_SKIP_SHARE` of its area."""
-    x, y, w, h = (float(v) for v in box)
-    x0, y0, x1, y1 = rect
-    inside = x0 <= x + w / 2.0 <= x1 and y0 <= y + h / 2.0 <= y1
-    return inside and w * h >= DIM_SKIP_SHARE * (x1 - x0) * (y1 - y0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vision.face_geometry import plausible_landmarks, same_face
+from vision.face_geometry import centre_inside, plausible_landmarks, same_face
 
 
 def test_landmark_geometry_accepts_a_face_and_refuses_scrambled_points(astronaut_face):
@@ -25,3 +25,4 @@ def test_two_boxes_are_one_face_when_either_centre_lies_in_the_other():
     assert same_face((60.0, 60.0, 200.0, 220.0), face)  # a looser one around it
     assert same_face(face, (130.0, 100.0, 80.0, 100.0))  # shifted by 30 px: its centre (170, 150) is inside
     assert not same_face(face, (185.0, 100.0, 80.0, 100.0))  # beside it: neither centre inside the other
+    assert centre_inside((60.0, 60.0, 200.0, 220.0), face) and not centre_inside(face, (185.0, 100.0, 80.0, 100.0))
