@@ -13,7 +13,10 @@ Blocks run side by side on a pool of threads (:func:`local_workers`), each block
 after the other, and come back in input order. The models run on ONNX Runtime and OpenCV, which
 release the GIL while they compute, so two blocks at once, each model on one thread, beat one
 block at a time whose models use both cores (the networks are too small to keep two threads
-busy): 240 portraits of 1024 px on 2 cores, 6.0 -> 9.6 images/s (2026-12-04).
+busy): 240 portraits of 1024 px on 2 cores, 6.0 -> 9.6 images/s (2026-12-04). A job of at
+least :data:`LOCAL_PROCESS_MIN` inputs runs its blocks on forked worker processes instead, each
+with its own stages, so their Python shares (box arithmetic, NMS, patch means) do not wait on one
+GIL: +7-14 % images/s, rows identical (:func:`uses_processes`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import os
 import sys
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+
+StageFn = Callable[[dict], dict]  # a stage: one block's columns in, its columns out
 
 # Below this much work a job runs in process (see the module docstring). Measured on 2 cores
 # (2026-12-04, `fakeface evaluate --detect auto`, 240 images, two blocks at once in process): in
@@ -96,7 +101,12 @@ def _ordered(run: Callable[[Any], Any], parts: Sequence[Any], workers: int) -> I
     if workers <= 1:
         yield from map(run, parts)
         return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-block")
+    yield from _in_order(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local-block"), run, parts,
+                         workers)
+
+
+def _in_order(pool: Executor, run: Callable[[Any], Any], parts: Sequence[Any], workers: int) -> Iterator[Any]:
+    """:func:`_ordered` on ``pool`` (threads or processes), which it shuts down."""
     pending: deque[Future] = deque()
     try:
         for part in parts:
@@ -111,6 +121,65 @@ def _ordered(run: Callable[[Any], Any], parts: Sequence[Any], workers: int) -> I
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+# Jobs of at least this many inputs run their blocks in worker processes rather than threads
+# (`uses_processes`). Measured on 2 cores (2026-12-05, `fakeface evaluate --detect auto`, 240
+# pictures, two runs each): 600 px photos 18.9-19.6 -> 21.6-22.3 images/s, 1024 px portraits
+# 12.7-13.0 -> 13.8-13.9, the same predictions; half of a thread's time is Python (box arithmetic,
+# NMS, patch means), which one thread at a time runs. Under this many inputs threads stay: a small
+# job gains too little to pay for copying the workers (and tests swap stages in this process).
+LOCAL_PROCESS_MIN = 96
+# "0" keeps every job on threads (to measure, or where forking this process is unwelcome).
+PROCESSES_ENV = "FAKEFACE_LOCAL_PROCESSES"
+
+
+def uses_processes(n_items: int, bundle: str | None, agents: Sequence[str]) -> bool:
+    """Whether a job of ``n_items`` inputs runs its blocks on worker processes: at least
+    :data:`LOCAL_PROCESS_MIN` inputs, ``$FAKEFACE_LOCAL_PROCESSES`` not "0", a system that forks
+    (Linux), and every agent on ONNX Runtime or scikit-learn (a Keras model stays on threads: its
+    TensorFlow runtime is not fork-safe once started)."""
+    if n_items < LOCAL_PROCESS_MIN or os.environ.get(PROCESSES_ENV, "").strip() == "0":
+        return False
+    import multiprocessing
+
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    from agents.bundle import load_bundle
+
+    loaded = load_bundle(bundle)
+    return all(loaded.agent(a).kind != "keras" or bool(loaded.agent(a).onnx_file) for a in agents)
+
+
+_WORKER: list[Callable[[list[dict[str, Any]]], Any]] = []  # this worker process's block runner
+
+
+def _start_worker(setup: dict[str, Any]) -> None:
+    _WORKER[:] = [_block_runner(**setup)]
+
+
+def _run_in_worker(block: list[dict[str, Any]]) -> Any:
+    return _WORKER[0](block)
+
+
+def _ordered_in_processes(setup: dict[str, Any], parts: Sequence[Any], workers: int) -> Iterator[Any]:
+    """:func:`_ordered` on ``workers`` worker processes, each building its own stages (``setup``).
+
+    Forked, not spawned: a fork starts in milliseconds with this process's modules already
+    imported, where a spawned worker re-imports them (~1 s on 2 cores, which a 240-picture job did
+    not win back). The stages are built after the fork, so no model, ONNX Runtime pool or thread of
+    theirs is copied.
+    """
+    import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_start_worker, initargs=(setup,))
+    try:
+        yield from _in_order(pool, _run_in_worker, parts, workers)
+    except BrokenProcessPool as err:
+        raise RuntimeError(f"A worker process of this job ended without a result ({err}); it may have run out of "
+                           f"memory. Run again with {PROCESSES_ENV}=0 to keep the job in one process.") from err
+
+
 def _blocks(items: Sequence[dict[str, Any]], blocks: int) -> list[list[dict[str, Any]]]:
     """``items`` cut into ``blocks`` contiguous blocks of near-equal size, as
     ``ray.data.from_items(items, override_num_blocks=blocks)`` cuts them."""
@@ -118,8 +187,8 @@ def _blocks(items: Sequence[dict[str, Any]], blocks: int) -> list[list[dict[str,
 
 
 def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, block_size: int = 0,
-               decision_bundle: str | None | bool = False, before: Callable[[dict], dict] | None = None,
-               after: Callable[[dict], dict] | None = None) -> Iterator[Any]:
+               decision_bundle: str | None | bool = False, before: Callable[[], StageFn] | None = None,
+               after: Callable[[], StageFn] | None = None) -> Iterator[Any]:
     """Runs the face and agent stages (and the decision, for batch) over ``items`` here.
 
     Args:
@@ -130,24 +199,37 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
             agents' forward passes then hold the same faces as a loop over chunks of that size.
         decision_bundle: False for no decision stage (evaluate); else the bundle (None: shipped
             default) whose controller `DecisionStage` applies (batch).
-        before: a stage callable run on each block before the face stage (evaluate's
-            `training.degrade_eval.DegradeStage`), as the Ray path puts it first.
-        after: a stage callable run on each block after the agents (evaluate's gate stage).
+        before: makes the stage callable run on each block before the face stage (evaluate's
+            `training.degrade_eval.DegradeStage`), as the Ray path puts it first. A factory, not
+            the stage: each worker process makes its own (e.g. ``functools.partial`` of the class).
+        after: makes the stage callable run on each block after the agents (evaluate's gate stage).
 
     Yields:
         One pandas DataFrame per block, with the columns the Ray path's batches carry.
     """
     if (blocks > 0) == (block_size > 0):
         raise ValueError(f"Pass one of blocks and block_size (> 0), received blocks={blocks}, block_size={block_size}.")
+    from vision.faces import will_detect
+
+    cut = _blocks(items, blocks) if blocks else [list(items[i:i + block_size]) for i in range(0, len(items), block_size)]
+    workers, threads = local_workers(max(1, int(local_cpus()[0])), max(1, len(cut)))
+    setup = {"plan": plan, "threads": threads, "decision_bundle": decision_bundle, "before": before, "after": after,
+             "detector": will_detect([i["source"] for i in items], plan.detect)}
+    if workers > 1 and uses_processes(len(items), plan.bundle, plan.agents):
+        yield from _ordered_in_processes(setup, cut, workers)
+    else:
+        yield from _ordered(_block_runner(**setup), cut, workers)
+
+
+def _block_runner(*, plan: Any, threads: int, decision_bundle: str | None | bool, before: Callable[[], StageFn] | None,
+                  after: Callable[[], StageFn] | None, detector: bool) -> Callable[[list[dict[str, Any]]], Any]:
+    """One worker's stages, built once (their models loaded side by side), as a function of a block."""
     import pandas as pd
 
     from blackboard.agent_stages import AgentSetStage
     from blackboard.decision_stage import DecisionStage
     from blackboard.face_stage import FaceStage
-    from vision.faces import will_detect
 
-    cut = _blocks(items, blocks) if blocks else [list(items[i:i + block_size]) for i in range(0, len(items), block_size)]
-    workers, threads = local_workers(max(1, int(local_cpus()[0])), max(1, len(cut)))
     face = FaceStage(detect=plan.detect, fps=plan.fps, min_face_size=plan.min_face_size, threads=threads,
                      all_faces=plan.all_faces, context=plan.context)
     # The models load side by side; MTCNN only when an input will need it, as the face stage would
@@ -155,13 +237,14 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
     # bundle without exports) is only ever imported by the agent-set stage's one loading thread.
     import onnxruntime  # noqa: F401
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage-load") as loader:
-        if will_detect([i["source"] for i in items], plan.detect):
+        if detector:
             loader.submit(lambda: face.detector)  # loaded before any block starts, so never twice
         agents_job = loader.submit(AgentSetStage, bundle=plan.bundle, agents=plan.agents, batch_size=plan.batch_size,
                                    threads=threads, keep=plan.keep, warm_up=False)
         decision_job = None if decision_bundle is False else loader.submit(DecisionStage, bundle=decision_bundle,
                                                                            threads=threads)
         agents, decision = agents_job.result(), decision_job and decision_job.result()
+    first, last = (None if make is None else make() for make in (before, after))
     # A Keras model (a bundle without ONNX exports) is never called from two threads at once.
     keras_lock = None if agents.thread_safe else threading.Lock()
 
@@ -170,18 +253,18 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
         # arrays, integers as int64.
         batch = {key: np.asarray([i[key] for i in block], dtype=object if isinstance(block[0][key], str) else None)
                  for key in block[0]}
-        if before is not None:
-            batch = before(batch)
+        if first is not None:
+            batch = first(batch)
         faces = face(batch)
         if keras_lock is None:
             out = agents(faces)
         else:
             with keras_lock:
                 out = agents(faces)
-        for stage in (decision, after):
+        for stage in (decision, last):
             if stage is not None:
                 out = stage(out)
         # The face crops stay behind, as on the Ray path (DecisionStage or keep drop them).
         return pd.DataFrame({k: v for k, v in out.items() if k != "face"})
 
-    yield from _ordered(run_block, cut, workers)
+    return run_block

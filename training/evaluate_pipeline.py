@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -202,9 +203,10 @@ def run_in_process(rows: pd.DataFrame, *, bundle: Bundle,
 
     plan, items, keep, blocks, degrading = _layout(rows, bundle=bundle, config=config, nodes=local_cpus())
     _, threads = local_workers(max(1, int(local_cpus()[0])), blocks)  # as run_stages splits the cores
-    degrade = (DegradeStage(detect=config.detect, registry=config.degrade_registry, threads=threads)
+    # Factories: each worker (a thread's stages, or a worker process) makes its own.
+    degrade = (partial(DegradeStage, detect=config.detect, registry=config.degrade_registry, threads=threads)
                if degrading else None)
-    gate = GateStage(bundle=str(bundle.path), keep=keep, threads=threads)
+    gate = partial(GateStage, bundle=str(bundle.path), keep=keep, threads=threads)
     return _collect(run_stages(items, plan, blocks=blocks, before=degrade, after=gate), len(items), config)
 
 

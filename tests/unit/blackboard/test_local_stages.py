@@ -1,9 +1,12 @@
-"""The stages in this process: blocks side by side on threads, in input order, Keras kept to one caller."""
+"""The stages in this process: blocks side by side on threads (or forked worker processes for a
+large job), in input order, Keras kept to one caller."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -147,3 +150,66 @@ def test_a_keras_model_is_never_called_from_two_threads_at_once(tmp_path, face_c
                        max_agent_sets=1)
     frames = list(local_stages.run_stages(_crop_items(tmp_path, face_crop, 6), plan, blocks=4))
     assert sum(len(f) for f in frames) == 7 and most[0] == 1
+
+
+class _StampPid:
+    """An after-stage that stamps each row with the process that ran its block."""
+
+    def __call__(self, batch):
+        return {**batch, "pid": np.full(len(batch["status"]), os.getpid())}
+
+
+class _ExitAbruptly:
+    """An after-stage whose worker ends without a word (as one the kernel kills for memory)."""
+
+    def __call__(self, batch):
+        os._exit(3)
+
+
+def _plan(bundle):
+    return plan_stages([2.0], bundle=str(bundle), agents=("custom", "lenet"), detect="off", all_faces=False,
+                       batch_size=4, max_agent_sets=1)
+
+
+@pytest.mark.slow  # loads the tiny bundle's agents in this process and in two workers
+def test_a_large_job_runs_its_blocks_on_worker_processes_with_the_rows_of_threads(tmp_path, face_crop, tiny_bundle,
+                                                                                   monkeypatch):
+    items = _crop_items(tmp_path, face_crop, 7)  # 8 inputs with the unreadable one
+    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
+    monkeypatch.setattr(local_stages, "LOCAL_PROCESS_MIN", len(items))
+    runs = {}
+    for switch in ("0", ""):
+        monkeypatch.setenv(local_stages.PROCESSES_ENV, switch)
+        runs[switch] = pd.concat(local_stages.run_stages(items, _plan(tiny_bundle), blocks=4, after=_StampPid),
+                                 ignore_index=True)
+    threads, processes = runs["0"], runs[""]
+    assert set(threads["pid"]) == {os.getpid()}
+    assert os.getpid() not in set(processes["pid"])  # every block ran in a worker process
+    assert list(processes["input_index"]) == list(range(8))
+    assert list(processes["status"]) == [OK] * 7 + [REJECTED]
+    pd.testing.assert_frame_equal(threads.drop(columns="pid"), processes.drop(columns="pid"))
+
+
+def test_small_jobs_the_switch_and_keras_models_keep_blocks_on_threads(tiny_bundle, monkeypatch):
+    monkeypatch.delenv(local_stages.PROCESSES_ENV, raising=False)
+    agents = ("custom", "lenet")
+    assert local_stages.uses_processes(local_stages.LOCAL_PROCESS_MIN, str(tiny_bundle), agents)
+    assert not local_stages.uses_processes(local_stages.LOCAL_PROCESS_MIN - 1, str(tiny_bundle), agents)
+    monkeypatch.setenv(local_stages.PROCESSES_ENV, "0")
+    assert not local_stages.uses_processes(local_stages.LOCAL_PROCESS_MIN, str(tiny_bundle), agents)
+    monkeypatch.delenv(local_stages.PROCESSES_ENV)
+    from agents import bundle as bundle_module
+
+    keras_only = SimpleNamespace(agent=lambda name: SimpleNamespace(kind="keras", onnx_file=""))
+    monkeypatch.setattr(bundle_module, "load_bundle", lambda path: keras_only)
+    assert not local_stages.uses_processes(local_stages.LOCAL_PROCESS_MIN, str(tiny_bundle), agents)
+
+
+@pytest.mark.slow  # loads the tiny bundle's agents in a worker
+def test_a_worker_that_dies_ends_the_job_with_a_way_out(tmp_path, face_crop, tiny_bundle, monkeypatch):
+    items = _crop_items(tmp_path, face_crop, 3)
+    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
+    monkeypatch.setattr(local_stages, "LOCAL_PROCESS_MIN", 1)
+    monkeypatch.delenv(local_stages.PROCESSES_ENV, raising=False)
+    with pytest.raises(RuntimeError, match=f"ended without a result.*{local_stages.PROCESSES_ENV}=0"):
+        list(local_stages.run_stages(items, _plan(tiny_bundle), blocks=2, after=_ExitAbruptly))
