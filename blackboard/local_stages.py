@@ -35,11 +35,15 @@ StageFn = Callable[[dict], dict]  # a stage: one block's columns in, its columns
 # Below this much work a job runs in process (see the module docstring). Measured on 2 cores
 # (2026-12-04, `fakeface evaluate --detect auto`, 240 images, two blocks at once in process): in
 # process the first results come after 5.7 s, then 14.7 images/s on 600 px photos and 11.3 on
-# 1024 px portraits; on a new local Ray after 17.4 s, then 17.7 and 10.2. Ray starts to pay near
-# 1 000 photos and never for portraits. On more cores Ray's processes gain on threads that share
-# one GIL, so the limit shrinks in proportion to the cores (an estimate: not measured there), and
-# never under 128, the limit measured before blocks ran side by side.
-LOCAL_WORK_ON_2_CORES = 1000
+# 1024 px portraits; on a new local Ray after 17.4 s, then 17.7 and 10.2, so Ray paid from about
+# 1 000 photos. Since blocks run on worker processes (2026-12-05, 960 photos of 600 px): in process
+# 23.1 images/s (24.3 steady), a new local Ray 17.8 (21.6 steady, first results after 11 s): Ray's
+# steady rate is the lower one, so on 2 cores it never pays, and the limit only bounds how long a
+# job runs without Ray's fault tolerance. On more cores Ray's processes outnumber the local
+# workers (:data:`LOCAL_MAX_WORKERS`), so the limit shrinks in proportion to the cores (an
+# estimate: not measured there), and never under 128, the limit measured before blocks ran side
+# by side.
+LOCAL_WORK_ON_2_CORES = 4000
 LOCAL_MIN_WORK = 128
 VIDEO_WEIGHT = 20  # a video is sampled into many frames: it counts as this many images
 
@@ -135,13 +139,16 @@ PROCESSES_ENV = "FAKEFACE_LOCAL_PROCESSES"
 def uses_processes(n_items: int, bundle: str | None, agents: Sequence[str]) -> bool:
     """Whether a job of ``n_items`` inputs runs its blocks on worker processes: at least
     :data:`LOCAL_PROCESS_MIN` inputs, ``$FAKEFACE_LOCAL_PROCESSES`` not "0", a system that forks
-    (Linux), and every agent on ONNX Runtime or scikit-learn (a Keras model stays on threads: its
-    TensorFlow runtime is not fork-safe once started)."""
+    (Linux), no Ray joined by this process, and every agent on ONNX Runtime or scikit-learn (a
+    Keras model stays on threads: its TensorFlow runtime is not fork-safe once started)."""
     if n_items < LOCAL_PROCESS_MIN or os.environ.get(PROCESSES_ENV, "").strip() == "0":
         return False
     import multiprocessing
 
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # a Ray driver's threads and sockets are not forked
         return False
     from agents.bundle import load_bundle
 

@@ -4,6 +4,7 @@ large job), in input order, Keras kept to one caller."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -198,6 +199,9 @@ def test_small_jobs_the_switch_and_keras_models_keep_blocks_on_threads(tiny_bund
     monkeypatch.setenv(local_stages.PROCESSES_ENV, "0")
     assert not local_stages.uses_processes(local_stages.LOCAL_PROCESS_MIN, str(tiny_bundle), agents)
     monkeypatch.delenv(local_stages.PROCESSES_ENV)
+    monkeypatch.setitem(sys.modules, "ray", SimpleNamespace(is_initialized=lambda: True))  # a Ray driver
+    assert not local_stages.uses_processes(local_stages.LOCAL_PROCESS_MIN, str(tiny_bundle), agents)
+    monkeypatch.setitem(sys.modules, "ray", None)
     from agents import bundle as bundle_module
 
     keras_only = SimpleNamespace(agent=lambda name: SimpleNamespace(kind="keras", onnx_file=""))
