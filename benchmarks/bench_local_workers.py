@@ -1,18 +1,24 @@
 """`fakeface evaluate --detect auto` on photos: in process one block at a time, in process with
-blocks side by side on threads (the default), and on a new local Ray (issue 24).
+blocks side by side on threads or on worker processes (the default), and on a new local Ray
+(issue 24).
 
 Usage:
     python benchmarks/bench_local_workers.py [--sizes 1024 600] [--out benchmarks/results/local_workers.json]
-    python benchmarks/bench_local_workers.py --split all --ways "blocks on threads" ray "default routing" \
+    python benchmarks/bench_local_workers.py --ways "blocks on threads" "blocks on processes" \
+        --out benchmarks/results/local_processes.json
+    python benchmarks/bench_local_workers.py --split all --ways "blocks on processes" ray "default routing" \
         --out benchmarks/results/local_workers_1600.json
 
 The test split of ../shared/data/gan-faces (FFHQ photos and StyleGAN faces, 256 px) is upscaled
 (bicubic) to each ``--sizes`` square and written as PNG into real/ and fake/ folders: 1024 px
 portraits, and 600 px as a stand-in for the ~600 px photos of the issue. Each folder is evaluated
-by ``python -m fakeface.cli evaluate --no-cache`` in a fresh process, three ways, back to back:
+by ``python -m fakeface.cli evaluate --no-cache`` in a fresh process, in each ``--ways``, back to back:
 
 * ``one block at a time``: in process, ``$FAKEFACE_LOCAL_WORKERS=1`` (the models use every core);
-* ``blocks on threads``: in process, the default (`blackboard.local_stages.local_workers`);
+* ``blocks on threads``: in process, blocks side by side on threads
+  (`blackboard.local_stages.local_workers`; ``$FAKEFACE_LOCAL_PROCESSES=0``);
+* ``blocks on processes``: in process, the default: the same blocks on forked worker processes
+  (`blackboard.local_stages.uses_processes`);
 * ``ray``: ``--ray-address local``.
 
 Reported per run: the pipeline's images/s (`timing.images_per_s`, start-up included), its steady
@@ -39,7 +45,8 @@ DATA = REPO.parent / "shared/data/gan-faces"
 GOALS = {1024: 15.0, 600: 25.0}
 WAYS = {
     "one block at a time": ({"FAKEFACE_LOCAL_WORKERS": "1"}, ["--in-process"]),
-    "blocks on threads": ({}, ["--in-process"]),
+    "blocks on threads": ({"FAKEFACE_LOCAL_PROCESSES": "0"}, ["--in-process"]),
+    "blocks on processes": ({}, ["--in-process"]),
     "ray": ({}, ["--ray-address", "local"]),
     "default routing": ({}, []),  # what a user's plain command does: in process up to the limit, else Ray
 }
@@ -62,7 +69,8 @@ def make_folder(root: Path, side: int, split: str = "test") -> int:
 
 
 def evaluate(folder: Path, out: Path, env_extra: dict[str, str], flags: list[str]) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "FAKEFACE_LOCAL_WORKERS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "FAKEFACE_LOCAL_WORKERS",
+                                                               "FAKEFACE_LOCAL_PROCESSES")}
     env.update(env_extra, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "fakeface.cli", "evaluate", "--data", str(folder), "--out", str(out), "--detect",
            "auto", "--no-cache", "--no-progress", "--bootstrap", "10", *flags]
@@ -87,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__, out="local_workers.json")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 600])
     parser.add_argument("--split", choices=("test", "all"), default="test",
-                        help="gan-faces images to upscale: the test split (240), or all 1 600 (a large job: "
-                             "past the in-process limit, so the default routing sends it to Ray)")
-    parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS)[:3], help="runs to make (default: all but 'default routing')")
+                        help="gan-faces images to upscale: the test split (240), or all 1 600 (a large job)")
+    parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS)[:4],
+                        help="runs to make (default: all but 'default routing')")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"needs {DATA}", file=sys.stderr)

@@ -22,6 +22,7 @@ GIL: +7-14 % images/s, rows identical (:func:`uses_processes`).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from collections import deque
@@ -109,9 +110,12 @@ def _ordered(run: Callable[[Any], Any], parts: Sequence[Any], workers: int) -> I
                          workers)
 
 
-def _in_order(pool: Executor, run: Callable[[Any], Any], parts: Sequence[Any], workers: int) -> Iterator[Any]:
-    """:func:`_ordered` on ``pool`` (threads or processes), which it shuts down."""
+def _in_order(pool: Executor, run: Callable[[Any], Any], parts: Sequence[Any], workers: int,
+              stop: Callable[[Executor], None] | None = None) -> Iterator[Any]:
+    """:func:`_ordered` on ``pool`` (threads or processes), which it shuts down; ``stop`` instead
+    ends it when the reader stops early."""
     pending: deque[Future] = deque()
+    finished = False
     try:
         for part in parts:
             pending.append(pool.submit(run, part))
@@ -119,10 +123,14 @@ def _in_order(pool: Executor, run: Callable[[Any], Any], parts: Sequence[Any], w
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+        finished = True
     finally:
-        # A reader that stops early (a failed block, Ctrl-C, a closed generator) waits only for
-        # the blocks already running, not for the ones queued behind them.
-        pool.shutdown(wait=True, cancel_futures=True)
+        if finished or stop is None:
+            # A reader that stops early (a failed block, Ctrl-C, a closed generator) waits only for
+            # the blocks already running, not for the ones queued behind them.
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            stop(pool)
 
 
 # Jobs of at least this many inputs run their blocks in worker processes rather than threads
@@ -160,7 +168,18 @@ _WORKER: list[Callable[[list[dict[str, Any]]], Any]] = []  # this worker process
 
 
 def _start_worker(setup: dict[str, Any]) -> None:
+    # Ctrl-C reaches the whole process group: the job's own process decides (`_end_workers`).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER[:] = [_block_runner(**setup)]
+
+
+def _end_workers(pool: Executor) -> None:
+    """Ends a process pool whose results are no longer wanted (an error, Ctrl-C) at once, rather
+    than after the blocks already handed to its workers (measured: 5.8 s after Ctrl-C, 2.3 on threads)."""
+    # ProcessPoolExecutor has no public way to stop its workers before Python 3.14.
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_in_worker(block: list[dict[str, Any]]) -> Any:
@@ -181,7 +200,7 @@ def _ordered_in_processes(setup: dict[str, Any], parts: Sequence[Any], workers: 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_start_worker, initargs=(setup,))
     try:
-        yield from _in_order(pool, _run_in_worker, parts, workers)
+        yield from _in_order(pool, _run_in_worker, parts, workers, stop=_end_workers)
     except BrokenProcessPool as err:
         raise RuntimeError(f"A worker process of this job ended without a result ({err}); it may have run out of "
                            f"memory. Run again with {PROCESSES_ENV}=0 to keep the job in one process.") from err

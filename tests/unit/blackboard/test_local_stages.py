@@ -167,6 +167,15 @@ class _ExitAbruptly:
         os._exit(3)
 
 
+class _SlowAfterTheFirst:
+    """An after-stage that takes a minute on every block but the one holding input 0."""
+
+    def __call__(self, batch):
+        if 0 not in set(np.asarray(batch["input_index"]).tolist()):
+            time.sleep(60)
+        return batch
+
+
 def _plan(bundle):
     return plan_stages([2.0], bundle=str(bundle), agents=("custom", "lenet"), detect="off", all_faces=False,
                        batch_size=4, max_agent_sets=1)
@@ -217,3 +226,19 @@ def test_a_worker_that_dies_ends_the_job_with_a_way_out(tmp_path, face_crop, tin
     monkeypatch.delenv(local_stages.PROCESSES_ENV, raising=False)
     with pytest.raises(RuntimeError, match=f"ended without a result.*{local_stages.PROCESSES_ENV}=0"):
         list(local_stages.run_stages(items, _plan(tiny_bundle), blocks=2, after=_ExitAbruptly))
+
+
+@pytest.mark.slow  # loads the tiny bundle's agents in two workers
+def test_a_reader_that_stops_early_ends_the_workers_at_once(tmp_path, face_crop, tiny_bundle, monkeypatch):
+    import multiprocessing
+
+    items = _crop_items(tmp_path, face_crop, 7)
+    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
+    monkeypatch.setattr(local_stages, "LOCAL_PROCESS_MIN", 1)
+    monkeypatch.delenv(local_stages.PROCESSES_ENV, raising=False)
+    frames = local_stages.run_stages(items, _plan(tiny_bundle), blocks=4, after=_SlowAfterTheFirst)
+    assert 0 in set(next(frames)["input_index"])
+    started = time.perf_counter()
+    frames.close()  # as a failed write or Ctrl-C would: the blocks still running are not waited for
+    assert time.perf_counter() - started < 10
+    assert not multiprocessing.active_children()
