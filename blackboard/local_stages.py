@@ -1,4 +1,4 @@
-"""The stages of `fakeface batch` and `fakeface evaluate` in this process, for small jobs.
+"""The stages of `fakeface batch` and `fakeface evaluate` in this process, for jobs a cluster would not speed up.
 
 Starting a local Ray, its Ray Data executor and one actor per stage costs about 14 s on two cores
 before the first image is read: more than a folder of a few dozen images takes to score. Under
@@ -136,9 +136,10 @@ def _in_order(pool: Executor, run: Callable[[Any], Any], parts: Sequence[Any], w
 # Jobs of at least this many inputs run their blocks in worker processes rather than threads
 # (`uses_processes`). Measured on 2 cores (2026-12-05, `fakeface evaluate --detect auto`, 240
 # pictures, two runs each): 600 px photos 18.9-19.6 -> 21.6-22.3 images/s, 1024 px portraits
-# 12.7-13.0 -> 13.8-13.9, the same predictions; half of a thread's time is Python (box arithmetic,
-# NMS, patch means), which one thread at a time runs. Under this many inputs threads stay: a small
-# job gains too little to pay for copying the workers (and tests swap stages in this process).
+# 12.7-13.0 -> 13.8-13.9, the same predictions. Two threads held the GIL 53 % of the time (box
+# arithmetic, NMS, patch means: py-spy --gil), and one at a time runs Python. Under this many inputs
+# threads stay: a small job gains too little to pay for the workers' own models (and tests swap
+# stages in this process).
 LOCAL_PROCESS_MIN = 96
 # "0" keeps every job on threads (to measure, or where forking this process is unwelcome).
 PROCESSES_ENV = "FAKEFACE_LOCAL_PROCESSES"
@@ -237,7 +238,8 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
         raise ValueError(f"Pass one of blocks and block_size (> 0), received blocks={blocks}, block_size={block_size}.")
     from vision.faces import will_detect
 
-    cut = _blocks(items, blocks) if blocks else [list(items[i:i + block_size]) for i in range(0, len(items), block_size)]
+    cut = (_blocks(items, blocks) if blocks
+           else [list(items[i:i + block_size]) for i in range(0, len(items), block_size)])
     workers, threads = local_workers(max(1, int(local_cpus()[0])), max(1, len(cut)))
     setup = {"plan": plan, "threads": threads, "decision_bundle": decision_bundle, "before": before, "after": after,
              "detector": will_detect([i["source"] for i in items], plan.detect)}
