@@ -181,12 +181,18 @@ def _plan(bundle):
                        batch_size=4, max_agent_sets=1)
 
 
+@pytest.fixture
+def on_processes(monkeypatch):
+    """Two cores, and worker processes for a job of any size."""
+    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
+    monkeypatch.setattr(local_stages, "LOCAL_PROCESS_MIN", 1)
+    monkeypatch.delenv(local_stages.PROCESSES_ENV, raising=False)
+
+
 @pytest.mark.slow  # loads the tiny bundle's agents in this process and in two workers
 def test_a_large_job_runs_its_blocks_on_worker_processes_with_the_rows_of_threads(tmp_path, face_crop, tiny_bundle,
-                                                                                   monkeypatch):
+                                                                                   on_processes, monkeypatch):
     items = _crop_items(tmp_path, face_crop, 7)  # 8 inputs with the unreadable one
-    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
-    monkeypatch.setattr(local_stages, "LOCAL_PROCESS_MIN", len(items))
     runs = {}
     for switch in ("0", ""):
         monkeypatch.setenv(local_stages.PROCESSES_ENV, switch)
@@ -219,23 +225,17 @@ def test_small_jobs_the_switch_and_keras_models_keep_blocks_on_threads(tiny_bund
 
 
 @pytest.mark.slow  # loads the tiny bundle's agents in a worker
-def test_a_worker_that_dies_ends_the_job_with_a_way_out(tmp_path, face_crop, tiny_bundle, monkeypatch):
+def test_a_worker_that_dies_ends_the_job_with_a_way_out(tmp_path, face_crop, tiny_bundle, on_processes):
     items = _crop_items(tmp_path, face_crop, 3)
-    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
-    monkeypatch.setattr(local_stages, "LOCAL_PROCESS_MIN", 1)
-    monkeypatch.delenv(local_stages.PROCESSES_ENV, raising=False)
     with pytest.raises(RuntimeError, match=f"ended without a result.*{local_stages.PROCESSES_ENV}=0"):
         list(local_stages.run_stages(items, _plan(tiny_bundle), blocks=2, after=_ExitAbruptly))
 
 
 @pytest.mark.slow  # loads the tiny bundle's agents in two workers
-def test_a_reader_that_stops_early_ends_the_workers_at_once(tmp_path, face_crop, tiny_bundle, monkeypatch):
+def test_a_reader_that_stops_early_ends_the_workers_at_once(tmp_path, face_crop, tiny_bundle, on_processes):
     import multiprocessing
 
     items = _crop_items(tmp_path, face_crop, 7)
-    monkeypatch.setattr(local_stages, "local_cpus", lambda: [2.0])
-    monkeypatch.setattr(local_stages, "LOCAL_PROCESS_MIN", 1)
-    monkeypatch.delenv(local_stages.PROCESSES_ENV, raising=False)
     frames = local_stages.run_stages(items, _plan(tiny_bundle), blocks=4, after=_SlowAfterTheFirst)
     assert 0 in set(next(frames)["input_index"])
     started = time.perf_counter()
