@@ -372,12 +372,11 @@ class FaceDetector:
 
     def _verify(self, seen: list[np.ndarray], factors: list[float],
                 found: list[list[DetectedFace]]) -> list[list[DetectedFace]]:
-        """Keeps the faces that MTCNN finds again, centred, in their own aligned crop."""
-        crops, owners = [], []
-        for i, faces in enumerate(found):
-            for j, face in enumerate(faces):
-                crops.append(align_face(seen[i], face.landmarks * factors[i], size=VERIFY_SIZE, margin=0.3))
-                owners.append((i, j))
+        """Keeps the faces that MTCNN finds again, centred, in their own aligned crop (shrunk from the
+        whole picture, as when the gate's thresholds were measured)."""
+        owners = [(i, j) for i, faces in enumerate(found) for j in range(len(faces))]
+        crops = [align_face(seen[i], found[i][j].landmarks * factors[i], size=VERIFY_SIZE, margin=0.3, shrink="picture")
+                 for i, j in owners]
         if not crops:
             return found
         again = self._mtcnn.detect_faces(crops, min_face_size=VERIFY_MIN_FACE)

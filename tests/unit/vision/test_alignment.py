@@ -40,3 +40,22 @@ def test_align_face_rejects_bad_landmarks(face_rgb):
     with pytest.raises(ValueError, match="RGB"):
         align_face(np.zeros((10, 10, 2), np.uint8), np.zeros((5, 2)))
 
+
+
+def test_a_large_face_gets_the_same_crop_wherever_it_sits_in_the_picture(face_rgb, astronaut_face):
+    import cv2
+
+    x0, y0 = (astronaut_face.landmarks.mean(axis=0) - 110).astype(int)
+    around = face_rgb[max(y0, 0):y0 + 220, max(x0, 0):x0 + 220]
+    big = cv2.resize(around, None, fx=5.0, fy=5.0, interpolation=cv2.INTER_CUBIC)  # a face shrunk > 2x
+    points = (astronaut_face.landmarks - [max(x0, 0), max(y0, 0)]) * 5.0
+    crops = {shrink: [align_face(np.ascontiguousarray(big[k:, k:]), points - k, shrink=shrink) for k in (0, 1, 2, 5)]
+             for shrink in ("face", "picture")}
+    for crop in crops["face"][1:]:
+        np.testing.assert_array_equal(crop, crops["face"][0])
+    # Shrunk from the whole picture, the area filter's grid moved with the picture's corner.
+    assert not np.array_equal(crops["picture"][1], crops["picture"][0])
+    # Both are the same face on the template: they differ by resampling alone.
+    assert np.abs(crops["face"][0].astype(int) - crops["picture"][0].astype(int)).mean() < 3.0
+    with pytest.raises(ValueError, match="shrink"):
+        align_face(face_rgb, astronaut_face.landmarks, shrink="image")
