@@ -39,7 +39,6 @@ def test_face_stage_uses_a_small_crop_whole_without_loading_mtcnn(tmp_path, face
     assert stage._detector is not None and list(out["status"]) == [NO_FACE]
 
 
-
 def test_the_face_stage_in_a_process_without_ray_does_not_import_it(tmp_path, face_crop):
     """An in-process job (`blackboard.local_stages`) names no Ray node, and asking must not import
     Ray (~0.6 s of CPU before its first block)."""

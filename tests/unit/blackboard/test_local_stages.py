@@ -90,6 +90,11 @@ def test_a_reader_that_stops_early_waits_only_for_the_running_parts():
     assert {0, 1} <= set(started) <= {0, 1, 2}
 
 
+def _plan(bundle):
+    return plan_stages([2.0], bundle=str(bundle), agents=("custom", "lenet"), detect="off", all_faces=False,
+                       batch_size=4, max_agent_sets=1)
+
+
 def _crop_items(tmp_path, face_crop, n: int) -> list[dict]:
     items = []
     for i in range(n):
@@ -106,8 +111,7 @@ def _crop_items(tmp_path, face_crop, n: int) -> list[dict]:
 def test_blocks_on_two_threads_give_the_rows_of_one_block_after_another(tmp_path, face_crop, tiny_bundle,
                                                                          monkeypatch):
     items = _crop_items(tmp_path, face_crop, 7)
-    plan = plan_stages([2.0], bundle=str(tiny_bundle), agents=("custom", "lenet"), detect="off", all_faces=False,
-                       batch_size=4, max_agent_sets=1)
+    plan = _plan(tiny_bundle)
     workers = []
     ordered = local_stages._ordered
     monkeypatch.setattr(local_stages, "_ordered", lambda run, parts, n: workers.append(n) or ordered(run, parts, n))
@@ -174,11 +178,6 @@ class _SlowAfterTheFirst:
         if 0 not in set(np.asarray(batch["input_index"]).tolist()):
             time.sleep(60)
         return batch
-
-
-def _plan(bundle):
-    return plan_stages([2.0], bundle=str(bundle), agents=("custom", "lenet"), detect="off", all_faces=False,
-                       batch_size=4, max_agent_sets=1)
 
 
 @pytest.fixture
