@@ -33,6 +33,19 @@ def test_decode_image_round_trips_colour():
     np.testing.assert_array_equal(decoded[0, 0], [255, 0, 0])
 
 
+@pytest.mark.parametrize("shape,dtype", [((40, 30), np.uint8), ((40, 30, 4), np.uint8), ((40, 30, 3), np.uint16),
+                                         ((40, 30), np.uint16)])
+@pytest.mark.parametrize("ext", [".png", ".tiff"])
+def test_decode_image_gives_three_channel_rgb_of_any_layout(shape, dtype, ext):
+    # Grey, with alpha, 16 bits: the same 8-bit RGB as OpenCV's BGR decoding with its channels swapped.
+    values = np.random.default_rng(3).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    ok, data = cv2.imencode(ext, values)
+    assert ok
+    decoded = decode_image(data.tobytes())
+    assert decoded.shape == (40, 30, 3) and decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
