@@ -92,15 +92,31 @@ def align_face(image_rgb: np.ndarray, landmarks: np.ndarray, *, size: int = 224,
         # apart, verdicts up to 0.12); anchored at the face, it is not. Shrinking only that part
         # is also cheaper (1024 px portraits: evaluate +2-3 %).
         factor = min(1.0, 2.0 * scale)
-        x0 = y0 = 0
+        height, width = image.shape[:2]
+        x0, y0, x1, y1 = _footprint(matrix, size, width, height, pad=2.0 / factor + 2.0)
         if shrink == "face":
-            x0, y0, x1, y1 = _footprint(matrix, size, image.shape[1], image.shape[0], pad=2.0 / factor + 2.0)
             image = image[y0:y1, x0:x1]
-        small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        real = np.array([small.shape[1] / image.shape[1], small.shape[0] / image.shape[0]])
+            small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            real = np.array([small.shape[1] / image.shape[1], small.shape[0] / image.shape[0]])
+        else:
+            # The whole picture's grid, but only as far right and down as the warp reads: the area
+            # filter's cells start at the top-left corner, so the ones up to there are the very
+            # same pixels (a 1024 px portrait: 5.5 -> 4.1 ms). The scale stays the whole picture's
+            # (OpenCV rounds its size to the nearest pixel).
+            x0 = y0 = 0
+            x1, y1 = (_whole_cells(end, factor, limit) for end, limit in ((x1, width), (y1, height)))
+            small = cv2.resize(image[:y1, :x1], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            real = np.array([np.rint(width * factor) / width, np.rint(height * factor) / height])
         image, src = small, (src - np.array([x0, y0], dtype=np.float64)) * real
         matrix = _similarity(src, dst, size)
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _whole_cells(end: int, factor: float, limit: int) -> int:
+    """How far (px) a picture must reach for its area shrink by ``factor`` to hold whole cells up to
+    the one at ``end`` (at most ``limit``, the picture's own side)."""
+    cells = int(np.ceil(end * factor)) + 1
+    return min(limit, int(np.ceil(cells / factor)) + 1)
 
 
 def _footprint(matrix: np.ndarray, size: int, width: int, height: int, pad: float) -> tuple[int, int, int, int]:

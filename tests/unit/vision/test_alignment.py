@@ -59,3 +59,34 @@ def test_a_large_face_gets_the_same_crop_wherever_it_sits_in_the_picture(face_rg
     assert np.abs(crops["face"][0].astype(int) - crops["picture"][0].astype(int)).mean() < 3.0
     with pytest.raises(ValueError, match="shrink"):
         align_face(face_rgb, astronaut_face.landmarks, shrink="image")
+
+
+def _shrunk_from_the_whole_picture(image, points, size):
+    """The second look's crop by its definition: the whole picture area-shrunk (grid at its corner), then warped."""
+    import cv2
+
+    from vision.alignment import _similarity
+
+    dst = template_points(size, 0.3)
+    factor = min(1.0, 2.0 * float(np.sqrt(abs(np.linalg.det(_similarity(points, dst, size)[:, :2])))))
+    small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    real = np.array([small.shape[1] / image.shape[1], small.shape[0] / image.shape[0]])
+    return cv2.warpAffine(small, _similarity(points * real, dst, size), (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize("corner", [(0, 0), (300, 40), (610, 590), (880, 900), (-40, 700)])
+@pytest.mark.parametrize("upscale", [2.7, 4.0, 6.3])
+def test_the_second_look_crop_is_the_whole_picture_shrink_wherever_the_face_sits(face_rgb, astronaut_face, corner,
+                                                                                  upscale):
+    # Only the part the warp reads is shrunk, on the whole picture's grid: the same pixels, to the last bit.
+    import cv2
+
+    x0, y0 = (astronaut_face.landmarks.mean(axis=0) - 60).astype(int)
+    face = cv2.resize(face_rgb[y0:y0 + 120, x0:x0 + 120], None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+    picture = np.random.default_rng(7).integers(0, 256, (1100, 1000, 3), dtype=np.uint8)
+    x, y = corner
+    picture[max(y, 0):y + face.shape[0], max(x, 0):x + face.shape[1]] = face[max(-y, 0):1100 - y, max(-x, 0):1000 - x]
+    points = (astronaut_face.landmarks - [x0, y0]) * upscale + [x, y]
+    expected = _shrunk_from_the_whole_picture(picture, points, 112)
+    np.testing.assert_array_equal(align_face(picture, points, size=112, margin=0.3, shrink="picture"), expected)
