@@ -192,17 +192,31 @@ def on_processes(monkeypatch):
 def test_a_large_job_runs_its_blocks_on_worker_processes_with_the_rows_of_threads(tmp_path, face_crop, tiny_bundle,
                                                                                    on_processes, monkeypatch):
     items = _crop_items(tmp_path, face_crop, 7)  # 8 inputs with the unreadable one
-    runs = {}
+    runs, frames = {}, {}
     for switch in ("0", ""):
         monkeypatch.setenv(local_stages.PROCESSES_ENV, switch)
-        runs[switch] = pd.concat(local_stages.run_stages(items, _plan(tiny_bundle), blocks=4, after=_StampPid),
-                                 ignore_index=True)
+        frames[switch] = list(local_stages.run_stages(items, _plan(tiny_bundle), blocks=4, after=_StampPid))
+        runs[switch] = pd.concat(frames[switch], ignore_index=True)
     threads, processes = runs["0"], runs[""]
+    # The processes' last two blocks (of 2 inputs) came back in pieces of one; the rows are the same.
+    assert [len(f) for f in frames["0"]] == [2, 2, 2, 2] and [len(f) for f in frames[""]] == [2, 2, 1, 1, 1, 1]
     assert set(threads["pid"]) == {os.getpid()}
     assert os.getpid() not in set(processes["pid"])  # every block ran in a worker process
     assert list(processes["input_index"]) == list(range(8))
     assert list(processes["status"]) == [OK] * 7 + [REJECTED]
     pd.testing.assert_frame_equal(threads.drop(columns="pid"), processes.drop(columns="pid"))
+
+
+def test_the_last_blocks_of_a_job_on_processes_are_cut_finer_in_order():
+    items = [{"input_index": i} for i in range(100)]
+    cut = local_stages._blocks(items, 5)
+    finer = local_stages._finer_tail(cut, 2)
+    assert finer[:3] == cut[:3]
+    assert len(finer) == 3 + 2 * local_stages.TAIL_PIECES
+    assert [item for piece in finer for item in piece] == items
+    assert max(map(len, finer[3:])) - min(map(len, finer[3:])) <= 1
+    # Fewer blocks than workers: every block is cut; pieces are never empty.
+    assert [len(p) for p in local_stages._finer_tail(local_stages._blocks(items[:3], 1), 2)] == [1, 1, 1]
 
 
 def test_small_jobs_the_switch_and_keras_models_keep_blocks_on_threads(tiny_bundle, monkeypatch):
