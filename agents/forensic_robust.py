@@ -126,7 +126,7 @@ def _npr(ycrcb: np.ndarray, masks: tuple[np.ndarray, ...]) -> np.ndarray:
     m4 = np.array([cv2.mean(y4, mask=masks[i])[0] for i in (0, 2)])
     kurt = m4 / (rms[0, [0, 2]] ** 4 + EPS)
     whole = cv2.mean(sq)[:3]
-    cross = cv2.mean(np.dstack([res[..., 0] * res[..., 1], res[..., 0] * res[..., 2]]))[:2]
+    cross = cv2.mean(cv2.merge([res[..., 0] * res[..., 1], res[..., 0] * res[..., 2]]))[:2]
     # Residuals are close to zero-mean, so second moments stand in for (co)variances.
     corr = [cross[k] / (np.sqrt(whole[0] * whole[c]) + EPS) for k, c in enumerate((1, 2))]
     return np.concatenate([_logratio(rms[:, 0], rms[:, 2]), np.log(rms[:, 2] + EPS), np.log(kurt + EPS), corr])
@@ -146,7 +146,7 @@ def _bandnorm(logpow: np.ndarray) -> np.ndarray:
 
 def _colourmix(ycrcb: np.ndarray, masks: tuple[np.ndarray, ...]) -> np.ndarray:
     """Channel correlations per region and histogram distances to the border region."""
-    products = np.dstack([ycrcb[..., 0] * ycrcb[..., 1], ycrcb[..., 0] * ycrcb[..., 2],
+    products = cv2.merge([ycrcb[..., 0] * ycrcb[..., 1], ycrcb[..., 0] * ycrcb[..., 2],
                           ycrcb[..., 1] * ycrcb[..., 2]])
     corr = []
     for m in masks:
