@@ -78,15 +78,27 @@ class AgentPredictor:
         # trees may; a Keras model (a bundle without ONNX exports) is kept to one caller.
         self.thread_safe = not (self.info.kind == "keras" and (runtime == "keras" or not self.info.onnx_file))
 
-    def predict_proba(self, faces: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Calibrated probabilities, shape (N, 2) in `CLASSES` order, for RGB uint8 crops."""
+    def predict_proba(self, faces: Sequence[np.ndarray] | np.ndarray,
+                      prepared: dict[Any, np.ndarray] | None = None) -> np.ndarray:
+        """Calibrated probabilities, shape (N, 2) in `CLASSES` order, for RGB uint8 crops.
+
+        ``prepared``: model inputs of these very faces already prepared by another agent, keyed by
+        contract and chunk; this agent's are added (agents of one contract prepare them once).
+        """
         if len(faces) == 0:
             return np.zeros((0, 2), dtype=np.float32)
         # Prepared chunk by chunk: a batch job hands over whole blocks (a video's frames), and
         # float32 copies of all of them at once would cost far more memory than one pass needs.
         spec = self.info.preprocessing
-        parts = [self._forward(prepare_batch(faces[start:start + self.batch_size], spec))
-                 for start in range(0, len(faces), self.batch_size)]
+        parts = []
+        for start in range(0, len(faces), self.batch_size):
+            key = (spec, start, self.batch_size)
+            x = None if prepared is None else prepared.get(key)
+            if x is None:
+                x = prepare_batch(faces[start:start + self.batch_size], spec)
+                if prepared is not None:
+                    prepared[key] = x
+            parts.append(self._forward(x))
         raw = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
         return apply_temperature(raw, self.info.temperature, self.info.bias)
 
@@ -102,9 +114,10 @@ class AgentPredictor:
         for n in (1, 2):
             self.predict_proba(np.zeros((n, spec.height, spec.width, 3), dtype=np.uint8))
 
-    def predict_p_fake(self, faces: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Calibrated p(fake), shape (N,)."""
-        return self.predict_proba(faces)[:, FAKE_INDEX]
+    def predict_p_fake(self, faces: Sequence[np.ndarray] | np.ndarray,
+                       prepared: dict[Any, np.ndarray] | None = None) -> np.ndarray:
+        """Calibrated p(fake), shape (N,) (``prepared``: see :meth:`predict_proba`)."""
+        return self.predict_proba(faces, prepared)[:, FAKE_INDEX]
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Adds ``{agent}_p_fake`` and ``{agent}_latency_ms`` columns to a batch dict."""

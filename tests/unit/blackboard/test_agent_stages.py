@@ -36,3 +36,24 @@ def test_the_last_agent_stage_returns_only_the_kept_columns(tiny_bundle, face_cr
     assert np.isfinite(kept[keep[1]][0]) and np.isnan(kept[keep[1]][1])
     np.testing.assert_array_equal(one[f"{agents[-1]}_p_fake"], whole[f"{agents[-1]}_p_fake"])
 
+
+
+@pytest.mark.slow  # loads the tiny bundle's three agents twice
+def test_agents_of_one_contract_prepare_their_inputs_once_with_the_same_votes(tiny_bundle, face_crop, monkeypatch):
+    from agents import predictor
+
+    loaded = load_bundle(tiny_bundle)
+    agents = tuple(loaded.agent_names)
+    contracts = [loaded.agent(a).preprocessing for a in agents]
+    assert len(set(contracts)) < len(contracts)  # LeNet and the custom CNN share one, as the shipped ones do
+    made = []
+    prepare = predictor.prepare_batch
+    monkeypatch.setattr(predictor, "prepare_batch", lambda faces, spec: made.append(spec) or prepare(faces, spec))
+    faces = np.stack([face_crop, np.roll(face_crop, 5, axis=1), np.zeros_like(face_crop), np.flipud(face_crop)])
+    batch = {"has_face": np.array([True, True, False, True]), "face": faces}
+    together = AgentSetStage(bundle=str(tiny_bundle), agents=agents, batch_size=2, warm_up=False)(dict(batch))
+    assert sorted(map(str, made)) == sorted(map(str, [c for c in set(contracts) for _ in range(2)]))  # 2 chunks each
+    for a in agents:
+        alone = AgentStage(bundle=str(tiny_bundle), agent=a, batch_size=2, warm_up=False)(dict(batch))
+        np.testing.assert_array_equal(together[f"{a}_p_fake"], alone[f"{a}_p_fake"])
+    assert np.isfinite(together[f"{agents[0]}_p_fake"][[0, 1, 3]]).all()
