@@ -38,7 +38,7 @@ def test_the_last_agent_stage_returns_only_the_kept_columns(tiny_bundle, face_cr
 
 
 
-@pytest.mark.slow  # loads the tiny bundle's three agents twice
+@pytest.mark.slow  # loads the tiny bundle's three agents
 def test_agents_of_one_contract_prepare_their_inputs_once_with_the_same_votes(tiny_bundle, face_crop, monkeypatch):
     from agents import predictor
 
@@ -51,9 +51,13 @@ def test_agents_of_one_contract_prepare_their_inputs_once_with_the_same_votes(ti
     monkeypatch.setattr(predictor, "prepare_batch", lambda faces, spec: made.append(spec) or prepare(faces, spec))
     faces = np.stack([face_crop, np.roll(face_crop, 5, axis=1), np.zeros_like(face_crop), np.flipud(face_crop)])
     batch = {"has_face": np.array([True, True, False, True]), "face": faces}
-    together = AgentSetStage(bundle=str(tiny_bundle), agents=agents, batch_size=2, warm_up=False)(dict(batch))
+    stage = AgentSetStage(bundle=str(tiny_bundle), agents=agents, batch_size=2, warm_up=False)
+    together = stage(dict(batch))
     assert sorted(map(str, made)) == sorted(map(str, [c for c in set(contracts) for _ in range(2)]))  # 2 chunks each
+    made.clear()
+    stage._shared = set()  # each agent on its own, as before
+    alone = stage(dict(batch))
+    assert len(made) == 2 * len(agents)
     for a in agents:
-        alone = AgentStage(bundle=str(tiny_bundle), agent=a, batch_size=2, warm_up=False)(dict(batch))
         np.testing.assert_array_equal(together[f"{a}_p_fake"], alone[f"{a}_p_fake"])
     assert np.isfinite(together[f"{agents[0]}_p_fake"][[0, 1, 3]]).all()
