@@ -76,7 +76,7 @@ class AgentSetStage:
         self.stages = [AgentStage(bundle=loaded, agent=a, threads=threads, **stage) for a in agents]
         self.keep = keep
         # Agents of one preprocessing contract (the shipped LeNet and custom CNN: 64 px YCrCb,
-        # normalised) score the same prepared inputs, made once: ~1 ms a face. Only those are
+        # normalised) score the same prepared inputs, made once: ~0.5 ms a face. Only those are
         # kept for the batch's length: a contract of one agent is prepared chunk by chunk as before.
         contracts = [s.info.preprocessing for s in self.stages]
         self._shared = {c for c in contracts if contracts.count(c) > 1}
