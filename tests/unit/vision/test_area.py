@@ -53,3 +53,28 @@ def test_window_patches_equal_window_patch_inside_and_across_the_edge():
     assert np.mean(ours != theirs) < 1e-3
     assert np.all(ours[5, -5:] == 128)
 
+
+
+def test_cell_means_are_the_interpolated_sums_term_for_term():
+    # The in-place arithmetic keeps every rounding of the plain formula: the same uint8, always.
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        h, w = (int(v) for v in rng.integers(60, 300, 2))
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if trial % 2:
+            image = (image // 64 * 64 + 7).astype(np.uint8)  # flat patches: means near a half more often
+        table = integral_image(image)
+        n, k = int(rng.integers(1, 6)), int(rng.integers(2, 50))
+        side = rng.uniform(k, min(h, w) - 1, (n, 1))
+        ys = rng.uniform(0, h - side) + np.arange(k + 1) * (side / k)
+        xs = rng.uniform(0, w - side) + np.arange(k + 1) * (side / k)
+        flat = table.reshape(-1, 3)
+        ly, lx = np.floor(ys).astype(int), np.floor(xs).astype(int)
+        fy, fx = (ys - ly)[:, :, None, None], (xs - lx)[:, None, :, None]
+        at = ly[:, :, None] * table.shape[1] + lx[:, None, :]
+        c = [flat[at + s].astype(np.float64) for s in (0, 1, table.shape[1], table.shape[1] + 1)]
+        top = c[0] + fx * (c[1] - c[0])
+        grid = top + fy * (c[2] + fx * (c[3] - c[2]) - top)
+        sums = grid[:, 1:, 1:] - grid[:, :-1, 1:] - grid[:, 1:, :-1] + grid[:, :-1, :-1]
+        area = np.diff(ys, axis=1)[:, :, None, None] * np.diff(xs, axis=1)[:, None, :, None]
+        np.testing.assert_array_equal(cell_means(table, ys, xs), np.clip(np.rint(sums / area), 0, 255).astype(np.uint8))
