@@ -153,8 +153,7 @@ class FaceDetector:
         self._mtcnn = FacePyramid()
         self.refine = bool(refine)
         # The light correction of a refined face sees only the pixels around it (both views alike).
-        self._refiner = LandmarkRefiner(self._mtcnn.onet,
-                                        light=(lambda region: enhance_for_detection(region)[0]) if self.enhance else None)
+        self._refiner = LandmarkRefiner(self._mtcnn.onet, light=enhance_for_detection if self.enhance else None)
         self.first_pass = first_pass
         if first_pass == "blazeface":
             from vision.blazeface import BlazeFace

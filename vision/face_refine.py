@@ -26,6 +26,7 @@ tighter than the window (about 1.3x the face box) can still differ.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import cv2
@@ -59,8 +60,17 @@ MAX_STEPS = 12
 # (2026-12-04). A face's box moves by a few % between states, far inside this.
 MAX_GROWTH = 2.0
 
+# A state whose region of pixels is at least TABLE_SIDE px on a side and covers at least
+# TABLE_SHARE of the picture takes its luma and its sums from tables of the whole picture, made
+# once (`_Picture`), not from its own: taking a region's sums back from the picture's costs ~0.2 ms
+# a state, about what integrating and converting a 400 px region costs, and a face's walks look at
+# ~7 states whose regions overlap. Either way the numbers are the same, to the last bit.
+TABLE_SIDE = 400
+TABLE_SHARE = 1.0 / 8.0
+
 State = tuple[int, int, int]  # window centre x, y (whole pixels) and side (px, on the ladder)
 Network = Callable[[np.ndarray], Sequence[np.ndarray]]  # float patches -> offsets, points, scores
+Light = Callable[..., tuple[np.ndarray, bool]]  # (pixels, luma=their luma or None) -> (corrected, changed)
 
 
 def window_patch(image: np.ndarray, window: np.ndarray, size: int = ONET_SIDE) -> np.ndarray:
@@ -85,7 +95,8 @@ def window_patch(image: np.ndarray, window: np.ndarray, size: int = ONET_SIDE) -
     return cv2.resize(patch, (size, size), interpolation=interpolation)
 
 
-def window_patches(region: np.ndarray, windows: np.ndarray, size: int = ONET_SIDE) -> np.ndarray:
+def window_patches(region: np.ndarray, windows: np.ndarray, size: int = ONET_SIDE, *,
+                   table: tuple[np.ndarray, tuple[int, int]] | None = None) -> np.ndarray:
     """``size`` x ``size`` patches of the square ``windows`` (rows x, y, side), as
     :func:`window_patch` cuts each, but windows inside ``region`` and larger than the patch are
     averaged through one integral image of the region.
@@ -95,6 +106,14 @@ def window_patches(region: np.ndarray, windows: np.ndarray, size: int = ONET_SID
     portrait's detection, 2026-12-04); `vision.area` gives the same means from one integral image.
     The integral is of the region alone, so a patch depends on the region's pixels only: the same
     face in another picture gets the same patch, to the last bit.
+
+    Args:
+        region: RGB uint8 pixels the windows are in.
+        windows: (n, 3) rows x, y, side in the region's pixels.
+        size: the patches' side.
+        table: (integral image of a picture, (top, left) of ``region`` in it), when ``region`` is a
+            part of that picture: the region's own sums are taken from it (`vision.area.cell_means`'
+            ``origin``), the same numbers without integrating the region again.
     """
     # Whole pixels, rounded as window_patch rounds them.
     windows = np.round(np.asarray(windows, dtype=np.float64).reshape(-1, 3))
@@ -106,7 +125,10 @@ def window_patches(region: np.ndarray, windows: np.ndarray, size: int = ONET_SID
     if large.any():
         x, y, side = (windows[large, k:k + 1] for k in range(3))
         cells = np.arange(size + 1, dtype=np.float64) * (side / size)  # (n, size + 1) cell edges
-        out[large] = cell_means(integral_image(region), y + cells, x + cells)
+        if table is None:
+            out[large] = cell_means(integral_image(region), y + cells, x + cells)
+        else:
+            out[large] = cell_means(table[0], y + cells, x + cells, origin=table[1], shape=region.shape[:2])
     return out
 
 
@@ -141,6 +163,22 @@ def _windows(state: State) -> np.ndarray:
                     dtype=np.float64)
 
 
+class _Picture:
+    """The picture being refined, with its luma and integral image made when first needed."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = pixels
+        self.tables = False  # whether the whole picture's tables are in use (TABLE_SIDE, TABLE_SHARE)
+
+    @functools.cached_property
+    def luma(self) -> np.ndarray:
+        return cv2.cvtColor(self.pixels, cv2.COLOR_RGB2GRAY)
+
+    @functools.cached_property
+    def integral(self) -> np.ndarray:
+        return integral_image(self.pixels)
+
+
 class LandmarkRefiner:
     """Re-reads each face's box and landmarks from ONet on canonical windows (module docstring).
 
@@ -148,10 +186,12 @@ class LandmarkRefiner:
         network: ONet: float32 patches (n, 48, 48, 3) in MTCNN's normalisation -> box offsets
             (n, 4), landmarks (n, 10: five x then five y, as shares of the window) and scores.
         light: light correction applied to the pixels around each state before its patches are
-            cut (a function of those pixels alone, so both views correct a face alike); None = none.
+            cut (a function of those pixels alone, so both views correct a face alike), called as
+            ``light(pixels, luma=their luma or None)`` and returning (the corrected pixels, whether
+            they changed), as `vision.lighting.enhance_for_detection` does; None = none.
     """
 
-    def __init__(self, network: Network, *, light: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(self, network: Network, *, light: Light | None = None) -> None:
         self._network = network
         self._light = light
 
@@ -172,11 +212,12 @@ class LandmarkRefiner:
         seen: dict[State, tuple[np.ndarray, np.ndarray]] = {}
         starts = [state_of(box) for box in boxes]
         largest = [MAX_GROWTH * start[2] for start in starts]  # both walks of a face stay under it
-        cycles = self._walk(image_rgb, starts, seen, largest)
+        picture = _Picture(image_rgb)
+        cycles = self._walk(picture, starts, seen, largest)
         # Two views may stop on neighbouring cycles (a box size near a rung's edge). A second path
         # from across that edge usually reaches the other view's cycle, and the smaller of the two
         # cycles (comparing their sorted states) is then the same pick in both views.
-        reached = self._walk(image_rgb, [_across_the_edge(cycle, seen) for cycle in cycles], seen, largest)
+        reached = self._walk(picture, [_across_the_edge(cycle, seen) for cycle in cycles], seen, largest)
         out = []
         height, width = image_rgb.shape[:2]
         for i, cycle in enumerate(cycles):
@@ -188,7 +229,7 @@ class LandmarkRefiner:
             out.append(((float(x1), float(y1), float(x2 - x1), float(y2 - y1)), points))
         return out
 
-    def _walk(self, image: np.ndarray, starts: list[State], seen: dict[State, tuple[np.ndarray, np.ndarray]],
+    def _walk(self, picture: _Picture, starts: list[State], seen: dict[State, tuple[np.ndarray, np.ndarray]],
               largest: list[float]) -> list[list[State]]:
         """From each start, state to next state until one repeats: the cycle each path ends on
         (its last state when none repeats within MAX_STEPS, or when the next state's side would be
@@ -201,7 +242,7 @@ class LandmarkRefiner:
             todo = [i for i, end in enumerate(ends) if end is None]
             if not todo:
                 break
-            self._evaluate(image, {paths[i][-1] for i in todo} - set(seen), seen)
+            self._evaluate(picture, {paths[i][-1] for i in todo} - set(seen), seen)
             for i in todo:
                 box, _ = seen[paths[i][-1]]
                 nxt = state_of((box[0], box[1], box[2] - box[0], box[3] - box[1]))
@@ -211,10 +252,10 @@ class LandmarkRefiner:
                     ends[i] = len(paths[i]) - 1  # running away: no face holds the box; stop here
                 else:
                     paths[i].append(nxt)
-        self._evaluate(image, {path[-1] for path in paths} - set(seen), seen)  # paths cut short
+        self._evaluate(picture, {path[-1] for path in paths} - set(seen), seen)  # paths cut short
         return [path[end:] if end is not None else path[-1:] for path, end in zip(paths, ends)]
 
-    def _evaluate(self, image: np.ndarray, states: set[State], seen: dict[State, tuple[np.ndarray, np.ndarray]]) -> None:
+    def _evaluate(self, picture: _Picture, states: set[State], seen: dict[State, tuple[np.ndarray, np.ndarray]]) -> None:
         """ONet on the five windows of each state, one call per state; stores each state's mean
         box (x1, y1, x2, y2) and landmarks in ``seen``.
 
@@ -229,23 +270,28 @@ class LandmarkRefiner:
             return
         for state in sorted(states):
             offsets, points, _ = (np.asarray(a, dtype=np.float64) for a in self._network(
-                (self._patches(image, state).astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE))
+                (self._patches(picture, state).astype(np.float32) - PIXEL_CENTRE) / PIXEL_SCALE))
             wins = _windows(state)
             x, y, side = wins[:, 0:1], wins[:, 1:2], wins[:, 2:3]
             box = np.concatenate([x, y, x + side, y + side], axis=1) + offsets * side
             marks = np.stack([x + side * points[:, :5], y + side * points[:, 5:]], axis=2)
             seen[state] = (box.mean(axis=0), marks.mean(axis=0))
 
-    def _patches(self, image: np.ndarray, state: State) -> np.ndarray:
+    def _patches(self, picture: _Picture, state: State) -> np.ndarray:
         """The five 48 px patches of a state, cut from the light-corrected pixels around it."""
         wins = _windows(state)
         x0, y0 = int(wins[:, 0].min()), int(wins[:, 1].min())
         span = int(max((wins[:, 0] + wins[:, 2]).max() - x0, (wins[:, 1] + wins[:, 2]).max() - y0))
+        image = picture.pixels
         height, width = image.shape[:2]
-        if x0 >= 0 and y0 >= 0 and x0 + span <= width and y0 + span <= height:
-            region = image[y0:y0 + span, x0:x0 + span]  # a view: the same pixels, no copy to make
-        else:
+        local = wins - np.array([x0, y0, 0.0])
+        if not (x0 >= 0 and y0 >= 0 and x0 + span <= width and y0 + span <= height):
             region = window_patch(image, np.array([x0, y0, span]), size=span)
+            return window_patches(region if self._light is None else self._light(region)[0], local)
+        region = image[y0:y0 + span, x0:x0 + span]  # a view: the same pixels, no copy to make
+        picture.tables = picture.tables or (span >= TABLE_SIDE and span * span >= TABLE_SHARE * height * width)
         if self._light is not None:
-            region = self._light(region)
-        return window_patches(region, wins - np.array([x0, y0, 0.0]))
+            lit, changed = self._light(region, luma=picture.luma[y0:y0 + span, x0:x0 + span] if picture.tables else None)
+            if changed:
+                return window_patches(lit, local)
+        return window_patches(region, local, table=(picture.integral, (y0, x0)) if picture.tables else None)

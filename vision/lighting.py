@@ -40,8 +40,8 @@ DIM_REGIONS = 2
 DIM_SKIP_SHARE = 0.25
 
 
-def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False,
-                          dark_mean: float | None = None) -> tuple[np.ndarray, bool]:
+def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False, dark_mean: float | None = None,
+                          luma: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """Brightens dark and stretches flat images so MTCNN can see their faces.
 
     Only the detector sees the corrected pixels; the agents get crops of the original image.
@@ -52,11 +52,16 @@ def enhance_for_detection(image_rgb: np.ndarray, *, force: bool = False,
             retry pass for images in which nothing was found).
         dark_mean: brighten as if the mean luma were this (the mean of a dark region's dark
             blocks, so that a dim face beside brighter parts is lifted enough); default: the image's.
+        luma: the image's luma (``cv2.COLOR_RGB2GRAY``) when already at hand, e.g. the part of a
+            whole picture's luma under this region of it: the same pixels, computed once.
 
     Returns:
         The image to detect on and whether it was changed.
     """
-    luma = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    if luma is None:
+        luma = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    elif luma.shape != image_rgb.shape[:2]:
+        raise ValueError(f"luma must be the image's {image_rgb.shape[:2]} pixels, received {luma.shape}.")
     total = cv2.sumElems(luma)[0]  # whole numbers, exact in float64: the mean is numpy's, bit for bit
     mean = float(total / luma.size if dark_mean is None else dark_mean)
     out, changed = image_rgb, False

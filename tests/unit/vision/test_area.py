@@ -78,3 +78,24 @@ def test_cell_means_are_the_interpolated_sums_term_for_term():
         sums = grid[:, 1:, 1:] - grid[:, :-1, 1:] - grid[:, 1:, :-1] + grid[:, :-1, :-1]
         area = np.diff(ys, axis=1)[:, :, None, None] * np.diff(xs, axis=1)[:, None, :, None]
         np.testing.assert_array_equal(cell_means(table, ys, xs), np.clip(np.rint(sums / area), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("depth", ["int32", "float64"])
+def test_cell_means_from_a_larger_pictures_integral_are_the_regions_own_to_the_bit(depth):
+    # A region's sums taken back from the whole picture's table give the means of the region's own
+    # table, bit for bit: a patch still depends on the region's pixels alone.
+    rng = np.random.default_rng(2)
+    picture = rng.integers(0, 256, (240, 300, 3), dtype=np.uint8)
+    whole = integral_image(picture)
+    whole = whole if depth == "int32" else whole.astype(np.float64)  # the table of a huge picture
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(30, 200, 2))
+        top, left = int(rng.integers(0, 240 - h + 1)), int(rng.integers(0, 300 - w + 1))
+        n, k = int(rng.integers(1, 6)), int(rng.integers(2, 30))
+        side = rng.uniform(k, min(h, w), (n, 1))
+        ys = rng.uniform(0, h - side) + np.arange(k + 1) * (side / k)
+        xs = rng.uniform(0, w - side) + np.arange(k + 1) * (side / k)
+        own = cell_means(integral_image(picture[top:top + h, left:left + w]), ys, xs)
+        np.testing.assert_array_equal(cell_means(whole, ys, xs, origin=(top, left), shape=(h, w)), own)
+    with pytest.raises(ValueError, match=r"at \(200, 0\) of shape \(50, 10\) is not inside the 240x300 picture"):
+        cell_means(whole, ys, xs, origin=(200, 0), shape=(50, 10))

@@ -169,3 +169,37 @@ def test_refinement_keeps_the_faces_found(detector, unrefined_detector, face_rgb
     # Refined landmarks stay on the same face: within a few pixels of MTCNN's own.
     assert np.abs(refined[0].landmarks - plain[0].landmarks).max() < 8
     assert refined[0].confidence == plain[0].confidence
+
+
+def test_the_pictures_tables_give_the_same_landmarks_as_each_regions_own(monkeypatch):
+    # Large regions take their sums and luma from tables of the whole picture (made once); small
+    # ones from their own pixels. Either way, every state sees the same patches, to the last bit.
+    from vision.lighting import enhance_for_detection
+
+    picture = _square_picture(420, 760, [(60, 90, 230), (470, 100, 220)])
+    picture[picture == 20] = np.random.default_rng(3).integers(60, 200, int(np.sum(picture == 20)))
+    picture[:, 420:] //= 6  # the second square in the dark: its states are lit, each on its own
+    seen, lit = [], []
+
+    def network(patches):
+        seen.append(patches.copy())
+        return _blob_network(patches)
+
+    def light(pixels, luma=None):
+        out, changed = enhance_for_detection(pixels, luma=luma)
+        lit.append(changed)
+        return out, changed
+
+    refiner = LandmarkRefiner(network, light=light)
+    starts = [(50.0, 80.0, 250.0, 250.0), (460.0, 90.0, 240.0, 240.0)]
+    results = {}
+    for side in (10 ** 6, 0):  # never the picture's tables; always
+        monkeypatch.setattr(face_refine, "TABLE_SIDE", side)
+        seen.clear()
+        results[side] = (refiner.refine(picture, starts), [p.copy() for p in seen])
+    (own, own_patches), (tables, table_patches) = results[10 ** 6], results[0]
+    assert len(own_patches) == len(table_patches) > 4 and True in lit and False in lit
+    for a, b in zip(own_patches, table_patches):
+        np.testing.assert_array_equal(a, b)
+    for (box, points), (other_box, other_points) in zip(own, tables):
+        assert box == other_box and np.array_equal(points, other_points)

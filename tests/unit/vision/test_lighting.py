@@ -17,6 +17,19 @@ def test_enhance_brightens_dark_images_and_leaves_normal_ones(face_rgb):
     assert not changed and same is face_rgb
 
 
+def test_enhance_reads_the_luma_it_is_given_as_its_own(face_rgb):
+    import cv2
+
+    for image in (face_rgb, (face_rgb * 0.2).astype(np.uint8), (face_rgb // 8 + 100).astype(np.uint8)):  # dark, flat
+        luma = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        region, part = image[40:300, 60:330], luma[40:300, 60:330]  # a part of a picture and of its luma
+        out, changed = enhance_for_detection(region, luma=part)
+        own, own_changed = enhance_for_detection(region)
+        assert changed == own_changed and np.array_equal(out, own)
+    with pytest.raises(ValueError, match=r"luma must be the image's \(260, 270\) pixels, received \(10, 10\)"):
+        enhance_for_detection(region, luma=part[:10, :10])
+
+
 def test_flatness_from_whole_numbers_is_numpys_decision_even_at_the_limit():
     rng = np.random.default_rng(0)
     for _ in range(300):
