@@ -46,6 +46,49 @@ def test_decode_image_gives_three_channel_rgb_of_any_layout(shape, dtype, ext):
     np.testing.assert_array_equal(decoded, cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1])
 
 
+def _pil_png(image: np.ndarray, **options) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG", **options)
+    return out.getvalue()
+
+
+def test_an_8_bit_rgb_or_rgba_png_is_decoded_by_libspng_to_opencvs_very_pixels(monkeypatch):
+    import vision.media as media
+
+    rng = np.random.default_rng(5)
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (97, 131, 3), np.uint8), (0, 0), 1.0)
+    rgba = np.dstack([rgb, rng.integers(0, 256, (97, 131), np.uint8)])
+    fast, real = [], media._decode_plain_png
+    monkeypatch.setattr(media, "_decode_plain_png", lambda data: fast.append(1) or real(data))
+    for data in (cv2.imencode(".png", rgb)[1].tobytes(), cv2.imencode(".png", rgba)[1].tobytes(),
+                 _pil_png(rgb, optimize=True), _pil_png(rgba)):
+        expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        np.testing.assert_array_equal(decode_image(data), expected)
+    assert len(fast) == 4
+
+
+def test_a_png_with_exif_grey_or_broken_is_left_to_opencv():
+    from PIL import Image
+
+    import vision.media as media
+
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:, :10] = (250, 30, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": OpenCV turns the picture upright
+    turned = _pil_png(stored, exif=exif.tobytes())
+    assert not media._plain_png(turned) and decode_image(turned).shape == (60, 40, 3)
+    assert not media._plain_png(cv2.imencode(".png", stored[:, :, 0])[1].tobytes())  # grey
+    assert media._plain_png(_pil_png(stored))
+    whole = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (80, 80, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ImageError, match="80x80 header is corrupt or the pixel data is truncated"):
+        decode_image(whole[: len(whole) // 2])  # libspng refuses it; OpenCV's message names the fault
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
