@@ -167,20 +167,21 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 
 def _plain_png(data: bytes) -> bool:
-    """Whether PNG bytes hold 8-bit RGB or RGBA pixels, not interlaced, with no EXIF (whose
-    orientation OpenCV applies) nor animation before the pixel data: what libspng decodes to
+    """Whether PNG bytes hold 8-bit RGB or RGBA pixels, not interlaced, with no EXIF chunk (whose
+    orientation OpenCV applies, wherever the chunk sits) nor animation: what libspng decodes to
     OpenCV's very pixels (:func:`_decode_plain_png`)."""
     if len(data) < 33 or data[12:16] != b"IHDR" or data[24] != 8 or data[25] not in (2, 6) or data[28] != 0:
         return False
-    at = 8
-    while at + 8 <= len(data):  # chunk by chunk: length, type, body, CRC
+    at, pixels = 8, False
+    while at + 8 <= len(data):  # chunk by chunk (length, type, body, CRC): only the headers are read
         length, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
         if kind in (b"eXIf", b"acTL"):
             return False
-        if kind == b"IDAT":
-            return True
+        pixels = pixels or kind == b"IDAT"
+        if kind == b"IEND":
+            break
         at += 12 + length
-    return False
+    return pixels
 
 
 def _decode_plain_png(data: bytes) -> np.ndarray:

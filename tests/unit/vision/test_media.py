@@ -82,6 +82,13 @@ def test_a_png_with_exif_grey_or_broken_is_left_to_opencv():
     exif[0x0112] = 6  # "rotate 90° clockwise to display": OpenCV turns the picture upright
     turned = _pil_png(stored, exif=exif.tobytes())
     assert not media._plain_png(turned) and decode_image(turned).shape == (60, 40, 3)
+    chunks, at = [], 8  # the EXIF chunk moved after the pixel data: OpenCV still turns the picture
+    while at < len(turned):
+        chunks.append(turned[at:at + 12 + int.from_bytes(turned[at:at + 4], "big")])
+        at += len(chunks[-1])
+    late = turned[:8] + b"".join(c for c in chunks[:-1] if c[4:8] != b"eXIf")
+    late += b"".join(c for c in chunks if c[4:8] == b"eXIf") + chunks[-1]
+    assert not media._plain_png(late) and decode_image(late).shape == (60, 40, 3)
     assert not media._plain_png(cv2.imencode(".png", stored[:, :, 0])[1].tobytes())  # grey
     assert media._plain_png(_pil_png(stored))
     whole = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (80, 80, 3), np.uint8))[1].tobytes()
