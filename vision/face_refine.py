@@ -60,14 +60,16 @@ MAX_STEPS = 12
 # (2026-12-04). A face's box moves by a few % between states, far inside this.
 MAX_GROWTH = 2.0
 
-# A state whose region of pixels is at least TABLE_SIDE px on a side and covers at least
-# TABLE_SHARE of a picture of at most TABLE_MAX_PIXELS takes its luma and its sums from tables of the
-# whole picture, made once (`_Picture`), not from its own: taking a region's sums back from the
-# picture's costs ~0.2 ms a state, about what integrating and converting a 400 px region costs, and
-# a face's walks look at ~7 states whose regions overlap (1024 px portraits: refinement 34.6 -> 32.7
-# ms, 2026-12-06). Past TABLE_MAX_PIXELS (2048 x 2048) the picture's table would take over 50 MB.
+# A state's region takes its luma and its sums from tables of the whole picture, made once
+# (`_Picture`), rather than converting and integrating its own pixels, when its area is at least
+# TABLE_SHARE of the picture's plus TABLE_SIDE squared, in a picture of at most TABLE_MAX_PIXELS.
+# Its own tables cost in proportion to its area; the picture's cost in proportion to the picture's,
+# once for a face's ~7 states, plus ~0.25 ms a state to take a region's sums back from them. Measured
+# on one core, 2026-12-06: 1024 px portraits (regions ~816 px) detect in 84.9 ms against 86.8 ms
+# on their own tables; 600 px photos (regions ~485 px) lost ~0.5 ms with a 400 px threshold and are
+# left on their own. Past TABLE_MAX_PIXELS (2048 x 2048) the picture's table would take over 50 MB.
 # Either way the numbers are the same, to the last bit.
-TABLE_SIDE = 400
+TABLE_SIDE = 500
 TABLE_SHARE = 1.0 / 8.0
 TABLE_MAX_PIXELS = 1 << 22
 
@@ -293,7 +295,7 @@ class LandmarkRefiner:
             region = window_patch(image, np.array([x0, y0, span]), size=span)
             return window_patches(region if self._light is None else self._light(region)[0], local)
         region = image[y0:y0 + span, x0:x0 + span]  # a view: the same pixels, no copy to make
-        picture.tables = picture.tables or (span >= TABLE_SIDE and span * span >= TABLE_SHARE * height * width
+        picture.tables = picture.tables or (span * span >= TABLE_SHARE * height * width + TABLE_SIDE ** 2
                                             and height * width <= TABLE_MAX_PIXELS)
         if self._light is not None:
             luma = picture.luma[y0:y0 + span, x0:x0 + span] if picture.tables else None

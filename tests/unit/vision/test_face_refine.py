@@ -195,6 +195,7 @@ def test_the_pictures_tables_give_the_same_landmarks_as_each_regions_own(monkeyp
     results = {}
     for side in (10 ** 6, 0):  # never the picture's tables; always
         monkeypatch.setattr(face_refine, "TABLE_SIDE", side)
+        monkeypatch.setattr(face_refine, "TABLE_SHARE", 0.0)
         seen.clear()
         results[side] = (refiner.refine(picture, starts), [p.copy() for p in seen])
     (own, own_patches), (tables, table_patches) = results[10 ** 6], results[0]
