@@ -70,6 +70,11 @@ def test_dockerfile_image_contract():
     runs = " ".join(args for word, args in steps if word == "RUN")
     assert "-c constraints.txt" in runs, "dependencies must be pinned with constraints.txt"
     assert "load_bundle(None)" in runs, "the build must verify the default bundle is inside"
+    # Numba's cache of the detector's loops is made at build time, in a folder the user may write.
+    cache = re.search(r"NUMBA_CACHE_DIR=(\S+)", env)
+    assert cache and "load_loops()" in runs
+    owners = re.findall(r"chown -R (\S+) (\S+)", runs)
+    assert any(cache.group(1).startswith(path) and owner.split(":")[0] not in ("root", "0") for owner, path in owners)
     copies = " ".join(args for word, args in steps if word == "COPY")
     for needed in ("pyproject.toml", "constraints.txt", "agents/", "vision/", "blackboard/", "training/", "fakeface/"):
         assert needed in copies

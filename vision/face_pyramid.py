@@ -59,6 +59,18 @@ def _patches(images: np.ndarray, coords: np.ndarray, index: np.ndarray, side: in
                                        extrapolation_value=127.5))
 
 
+def load_loops() -> None:
+    """Runs the compiled loops of detection (`vision.jit`) once on tiny inputs of the kinds a
+    detection passes them, so that Numba and its cached machine code load with the detector (~0.35 s,
+    beside the agents' models in a worker) rather than on its first picture."""
+    tiny = np.zeros((1, 8, 16, 3), np.uint8)
+    area_resize(tiny[0], (4, 4))
+    for images in (tiny, tiny[:, :, ::2]):  # a whole stack and a region of a picture (strided)
+        crop_and_resize(images, np.array([[0.0, 0.0, 1.0, 1.0]], np.float32), np.zeros(1, np.int32), (4, 4))
+    generate_bounding_box(np.zeros((1, 2, 2, 4), np.float32), np.ones((1, 2, 2, 2), np.float32), THRESHOLDS[0])
+    smart_nms_from_bboxes(np.array([[0, 0, 0, 4, 4, 0.9], [0, 1, 1, 5, 5, 0.8]]), 0.5)
+
+
 def pyramid_scales(short_side: float, min_face: float) -> list[float]:
     """Scales (relative to the image) at which PNet looks for faces of ``min_face`` px and up.
 
@@ -89,6 +101,7 @@ class FacePyramid:
 
         self._pnet, self._rnet, self._onet = (OnnxModel(Path(model_dir) / f"{name}.onnx", threads=threads).run
                                               for name in ("pnet", "rnet", "onet"))
+        load_loops()
 
     def onet(self, patches: np.ndarray) -> Sequence[np.ndarray]:
         """ONet alone on 48 px patches (float32, MTCNN's normalisation): box offsets (n, 4),

@@ -99,3 +99,15 @@ def test_min_face_share_skips_faces_small_next_to_the_image_and_keeps_large_ones
 def test_min_face_share_is_validated():
     with pytest.raises(ValueError, match="min_face_share"):
         FaceDetector(min_face_share=1.5)
+
+
+def test_a_new_detector_has_loaded_every_loop_its_detection_runs(face_rgb):
+    # Compiled with the detector, beside the agents' models in a worker; not on its first picture.
+    from vision import area, mtcnn_boxes
+
+    loops = (area._cell_means_into, mtcnn_boxes._cells_into, mtcnn_boxes._beaten, mtcnn_boxes._bilinear_into)
+    detector = FaceDetector()
+    loaded = {loop.__name__: set(loop.dispatcher().signatures) for loop in loops}
+    small = cv2.resize(face_rgb, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    assert detector.detect(face_rgb) and detector.detect(small)
+    assert {loop.__name__: set(loop.dispatcher().signatures) for loop in loops} == loaded

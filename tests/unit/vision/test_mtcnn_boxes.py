@@ -101,6 +101,21 @@ def test_smart_nms_exact_ties_duplicates_and_empty_input():
         ours.smart_nms_from_bboxes(rows, 0.5, method="max")
 
 
+def test_smart_nms_zero_area_boxes_and_float32_rows():
+    """0/0 overlaps (a zero-area box beside its duplicate) never suppress; float32 rows compare
+    their overlaps with the threshold in float32, as NumPy does."""
+    rng = np.random.default_rng(5)
+    rows = _clustered(rng, 40)
+    rows[::4, 3] = rows[::4, 1]  # zero width
+    rows = np.concatenate([rows, rows[::4]])
+    for method in ("union", "min"):
+        for table in (rows, rows.astype(np.float32)):
+            for threshold in (0.5, 0.7, 0.3):
+                with np.errstate(invalid="ignore"):  # the package's 0/0
+                    expected = theirs.smart_nms_from_bboxes(table, threshold, method=method)
+                _same(ours.smart_nms_from_bboxes(table, threshold, method=method), expected)
+
+
 def test_resize_to_square_and_adjust_bboxes():
     rng = np.random.default_rng(4)
     for n in (0, 1, 33):
