@@ -193,12 +193,11 @@ def test_the_pictures_tables_give_the_same_landmarks_as_each_regions_own(monkeyp
     refiner = LandmarkRefiner(network, light=light)
     starts = [(50.0, 80.0, 250.0, 250.0), (460.0, 90.0, 240.0, 240.0)]
     results = {}
-    for side in (10 ** 6, 0):  # never the picture's tables; always
-        monkeypatch.setattr(face_refine, "TABLE_SIDE", side)
-        monkeypatch.setattr(face_refine, "TABLE_SHARE", 0.0)
+    for share in (10.0 ** 6, 0.0):  # never the picture's tables; always
+        monkeypatch.setattr(face_refine, "TABLE_SHARE", share)
         seen.clear()
-        results[side] = (refiner.refine(picture, starts), [p.copy() for p in seen])
-    (own, own_patches), (tables, table_patches) = results[10 ** 6], results[0]
+        results[share] = (refiner.refine(picture, starts), [p.copy() for p in seen])
+    (own, own_patches), (tables, table_patches) = results[10.0 ** 6], results[0.0]
     assert len(own_patches) == len(table_patches) > 4 and True in lit and False in lit
     for a, b in zip(own_patches, table_patches):
         np.testing.assert_array_equal(a, b)
