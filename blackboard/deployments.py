@@ -201,7 +201,7 @@ class DetectorDeployment(DetectorWorker):
 
     def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9) -> None:
         bind_serve_replica_to_loopback()
-        super().__init__(min_face_size=min_face_size, min_confidence=min_confidence)
+        super().__init__(min_face_size=min_face_size, min_confidence=min_confidence, compiled_loops=True)
 
 
 class IngressDeployment(_CaseEntry, DetectorDeployment):

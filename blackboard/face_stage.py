@@ -34,16 +34,20 @@ class FaceStage:
         fps: frames per second sampled from videos.
         min_face_size: smallest face (pixels) the detector looks for.
         threads: CPU threads this actor may use.
+        compiled_loops: run detection's compiled loops (`vision.jit`, ~0.55 s to load with the
+            detector): an actor or worker process that will see many pictures; a small job's
+            threads keep NumPy.
     """
 
     def __init__(self, *, detect: str, fps: float, min_face_size: int = 40, threads: int = 1,
-                 all_faces: bool = True, context: tuple[str, ...] = ()) -> None:
+                 all_faces: bool = True, context: tuple[str, ...] = (), compiled_loops: bool = False) -> None:
         limit_threads(threads)
         self.detect = detect
         self.fps = float(fps)
         self.all_faces = bool(all_faces)
         self.context = tuple(context)
         self.min_face_size = int(min_face_size)
+        self.compiled_loops = bool(compiled_loops)
         # MTCNN loads once per actor on first need, never per batch: "off", and "auto" on inputs
         # that are all face crops (used whole, see vision.faces), never pay for it.
         self._detector = None
@@ -55,6 +59,10 @@ class FaceStage:
         if self._detector is None:  # only asked for when a row's mode needs it
             from vision.face_detector import FaceDetector
 
+            if self.compiled_loops:
+                from vision.face_pyramid import load_loops
+
+                load_loops()
             self._detector = FaceDetector(min_face_size=self.min_face_size)
         return self._detector
 

@@ -263,14 +263,17 @@ def run_stages(items: Sequence[dict[str, Any]], plan: Any, *, blocks: int = 0, b
     setup = {"plan": plan, "threads": threads, "decision_bundle": decision_bundle, "before": before, "after": after,
              "detector": will_detect([i["source"] for i in items], plan.detect)}
     if workers > 1 and uses_processes(len(items), plan.bundle, plan.agents):
-        yield from _ordered_in_processes(setup, _finer_tail(cut, workers), workers)
+        # Each worker process sees many pictures: it runs detection's compiled loops (`vision.jit`).
+        yield from _ordered_in_processes({**setup, "compiled_loops": True}, _finer_tail(cut, workers), workers)
     else:
         yield from _ordered(_block_runner(**setup), cut, workers)
 
 
 def _block_runner(*, plan: Any, threads: int, decision_bundle: str | None | bool, before: Callable[[], StageFn] | None,
-                  after: Callable[[], StageFn] | None, detector: bool) -> Callable[[list[dict[str, Any]]], Any]:
-    """One worker's stages, built once (their models loaded side by side), as a function of a block."""
+                  after: Callable[[], StageFn] | None, detector: bool,
+                  compiled_loops: bool = False) -> Callable[[list[dict[str, Any]]], Any]:
+    """One worker's stages, built once (their models loaded side by side), as a function of a block;
+    ``compiled_loops``: its detector runs the compiled loops (`blackboard.face_stage.FaceStage`)."""
     import pandas as pd
 
     from blackboard.agent_stages import AgentSetStage
@@ -278,7 +281,7 @@ def _block_runner(*, plan: Any, threads: int, decision_bundle: str | None | bool
     from blackboard.face_stage import FaceStage
 
     face = FaceStage(detect=plan.detect, fps=plan.fps, min_face_size=plan.min_face_size, threads=threads,
-                     all_faces=plan.all_faces, context=plan.context)
+                     all_faces=plan.all_faces, context=plan.context, compiled_loops=compiled_loops)
     # The models load side by side; MTCNN only when an input will need it, as the face stage would
     # load it on first need. ONNX Runtime, which both load with, is imported here first; Keras (a
     # bundle without exports) is only ever imported by the agent-set stage's one loading thread.

@@ -200,7 +200,8 @@ def add_stages(ds: Any, plan: StagePlan) -> Any:
     where = {"scheduling_strategy": "SPREAD"} if plan.spread else {}
     ds = add_actor_stage(
         ds, FaceStage, {"detect": plan.detect, "fps": plan.fps, "min_face_size": plan.min_face_size,
-                        "threads": plan.threads, "all_faces": plan.all_faces, "context": plan.context},
+                        "threads": plan.threads, "all_faces": plan.all_faces, "context": plan.context,
+                        "compiled_loops": True},  # a Ray job's actors see many pictures
         actors=plan.face_actors, cpus=plan.cpus_per_actor, **where)
     if plan.agent_set_actors:
         return add_actor_stage(

@@ -81,11 +81,19 @@ class AgentWorker:
 
 
 class DetectorWorker:
-    """The face detector: MTCNN detection, gate and alignment (`vision.faces`)."""
+    """The face detector: MTCNN detection, gate and alignment (`vision.faces`).
 
-    def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9) -> None:
+    ``compiled_loops``: a service's detector, which will see many pictures, runs detection's
+    compiled loops (`vision.jit`, loaded here, ~0.55 s); a one-shot command's keeps NumPy.
+    """
+
+    def __init__(self, *, min_face_size: int = 40, min_confidence: float = 0.9, compiled_loops: bool = False) -> None:
         from vision.face_detector import FaceDetector
 
+        if compiled_loops:
+            from vision.face_pyramid import load_loops
+
+            load_loops()
         self.detector = FaceDetector(min_face_size=min_face_size, min_confidence=min_confidence)
 
     def __call__(self, image_rgb: np.ndarray, mode: str) -> list[Any]:
@@ -111,8 +119,9 @@ class AgentSet:
         bundle: the loaded bundle (only the named agents' files are verified and loaded).
         agents: the agents this set runs.
         batch_size: crops per forward pass.
-        warm_up: trace each agent's graph on blank crops while loading (a service: yes; one
-            image from the CLI: no, its one case traces what it needs).
+        warm_up: trace each agent's graph on blank crops while loading, and give the detector the
+            compiled loops (a service: yes; one image from the CLI: no, its one case traces what
+            it needs).
         detector: load the face detector too (``detect``), on a thread of its own, while the
             agents load: a service's detector then shares this process.
     """
@@ -133,7 +142,8 @@ class AgentSet:
         import_libraries(bundle, agents)
 
         if detector:
-            detector_job = self._detector_thread.submit(self.detector_class)  # loads while the agents do
+            # Loads while the agents do; a service's (warm_up) with the compiled loops.
+            detector_job = self._detector_thread.submit(self.detector_class, compiled_loops=warm_up)
         # One thread per agent: agents load and vote in parallel (ONNX Runtime and scikit-learn
         # release the GIL while they compute), and an agent that hangs holds only its own thread.
         self._threads = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"agent-{name}")

@@ -31,6 +31,7 @@ import numpy as np
 from vision.area import area_resize, integral_image
 from vision.mtcnn_boxes import (adjust_bboxes, crop_and_resize, generate_bounding_box, limit_bboxes, pick_matches,
                                 resize_to_square, smart_nms_from_bboxes, to_json)
+from vision.jit import use_compiled_loops
 from vision.mtcnn_export import MODEL_DIR
 
 WINDOW = 12.0  # PNet's window: the smallest face, in pixels, that one pyramid level can see
@@ -60,9 +61,11 @@ def _patches(images: np.ndarray, coords: np.ndarray, index: np.ndarray, side: in
 
 
 def load_loops() -> None:
-    """Runs the compiled loops of detection (`vision.jit`) once on tiny inputs of the kinds a
-    detection passes them, so that Numba and its cached machine code load with the detector (~0.35 s,
-    beside the agents' models in a worker) rather than on its first picture."""
+    """Makes this process (and the processes it forks) run detection's compiled loops (`vision.jit`),
+    for one that will detect many pictures, and loads them now: each runs once on tiny inputs of
+    the kinds a detection passes it, so that Numba and its cached machine code (~0.55 s) load
+    beside the models rather than on the first picture."""
+    use_compiled_loops()
     tiny = np.zeros((1, 8, 16, 3), np.uint8)
     area_resize(tiny[0], (4, 4))
     for images in (tiny, tiny[:, :, ::2]):  # a whole stack and a region of a picture (strided)
@@ -101,7 +104,6 @@ class FacePyramid:
 
         self._pnet, self._rnet, self._onet = (OnnxModel(Path(model_dir) / f"{name}.onnx", threads=threads).run
                                               for name in ("pnet", "rnet", "onet"))
-        load_loops()
 
     def onet(self, patches: np.ndarray) -> Sequence[np.ndarray]:
         """ONet alone on 48 px patches (float32, MTCNN's normalisation): box offsets (n, 4),

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from vision.area import cell_means, integral_image
+from vision.jit import compiled_loops_in_use
 
 # ONet's input side in pixels, and MTCNN's normalisation of pixel values to about [-1, 1].
 ONET_SIDE = 48
@@ -62,14 +63,16 @@ MAX_GROWTH = 2.0
 
 # A state's region takes its luma and its sums from tables of the whole picture, made once
 # (`_Picture`), rather than converting and integrating its own pixels, when its area is at least
-# TABLE_SHARE of the picture's, in a picture of at most TABLE_MAX_PIXELS. Its own tables cost in
-# proportion to its area; the picture's in proportion to the picture's, once for a face's ~7 states.
-# Measured on one core, 2026-12-06, since the region's sums are taken back from the picture's in a
-# compiled loop (`vision.area`): 600 px photos (regions ~485 px) detect in 47.3-47.6 ms against
-# 48.6-49.2 on their own tables; 1024 px portraits (regions ~816 px) were already faster on the
-# picture's. A small face in a large picture (a 1080p screenshot's) stays on its own. Past
-# TABLE_MAX_PIXELS (2048 x 2048) the picture's table would take over 50 MB. Either way the numbers
-# are the same, to the last bit.
+# TABLE_SHARE of the picture's (plus TABLE_SIDE squared where the loops are NumPy's, `vision.jit`),
+# in a picture of at most TABLE_MAX_PIXELS. Its own tables cost in proportion to its area; the
+# picture's in proportion to the picture's, once for a face's ~7 states, plus taking a region's sums
+# back from them: ~0.25 ms a state in NumPy, a few microseconds compiled. Measured on one core,
+# 2026-12-06: 1024 px portraits (regions ~816 px) detect in 84.9 ms against 86.8 ms on their own
+# tables; 600 px photos (regions ~485 px) lost ~0.5 ms in NumPy with a 400 px threshold, and gain
+# 1.1-1.6 ms with the compiled loops (47.3-47.6 ms against 48.6-49.2). A small face in a large
+# picture (a 1080p screenshot's) stays on its own. Past TABLE_MAX_PIXELS (2048 x 2048) the
+# picture's table would take over 50 MB. Either way the numbers are the same, to the last bit.
+TABLE_SIDE = 500
 TABLE_SHARE = 1.0 / 8.0
 TABLE_MAX_PIXELS = 1 << 22
 
@@ -173,7 +176,7 @@ class _Picture:
 
     def __init__(self, pixels: np.ndarray) -> None:
         self.pixels = pixels
-        self.tables = False  # whether the whole picture's tables are in use (TABLE_SHARE)
+        self.tables = False  # whether the whole picture's tables are in use (TABLE_SHARE and the rest)
 
     @functools.cached_property
     def luma(self) -> np.ndarray:
@@ -295,8 +298,8 @@ class LandmarkRefiner:
             region = window_patch(image, np.array([x0, y0, span]), size=span)
             return window_patches(region if self._light is None else self._light(region)[0], local)
         region = image[y0:y0 + span, x0:x0 + span]  # a view: the same pixels, no copy to make
-        picture.tables = picture.tables or (span * span >= TABLE_SHARE * height * width
-                                            and height * width <= TABLE_MAX_PIXELS)
+        least = TABLE_SHARE * height * width + (0 if compiled_loops_in_use() else TABLE_SIDE ** 2)
+        picture.tables = picture.tables or (span * span >= least and height * width <= TABLE_MAX_PIXELS)
         if self._light is not None:
             luma = picture.luma[y0:y0 + span, x0:x0 + span] if picture.tables else None
             lit, changed = self._light(region, luma=luma)

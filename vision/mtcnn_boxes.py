@@ -1,4 +1,4 @@
-"""MTCNN's box arithmetic, and TensorFlow's ``crop_and_resize``, in numpy alone.
+"""MTCNN's box arithmetic, and TensorFlow's ``crop_and_resize``, in NumPy (or compiled loops: `vision.jit`).
 
 Why this module exists: :mod:`vision.face_pyramid` needs the box helpers of the ``mtcnn`` package
 (``mtcnn.utils.bboxes``), but importing anything under ``mtcnn`` first runs ``mtcnn/__init__.py``,
@@ -59,7 +59,17 @@ def generate_bounding_box(bbox_reg: Any, bbox_class: Any, threshold_face: float,
     return _descending(rows, rows[:, -1])
 
 
-@compiled
+def _cells_vectorised(reg, face, threshold, strides, cell_size, rows):  # noqa: ANN001
+    """:func:`_cells_into` in whole-array NumPy steps (the same rows)."""
+    image, row, col = np.nonzero(face > threshold)
+    side = np.float64(cell_size - 1)
+    wide = reg[image, row, col].astype(np.float64)
+    rows[:] = np.stack([image, col * strides + 1 + wide[:, 0] * side, row * strides + 1 + wide[:, 1] * side,
+                        col * strides + cell_size + wide[:, 2] * side, row * strides + cell_size + wide[:, 3] * side,
+                        face[image, row, col]], axis=1)
+
+
+@compiled(vectorised=_cells_vectorised)
 def _cells_into(reg, face, threshold, strides, cell_size, rows):  # noqa: ANN001 - compiled by Numba
     """:func:`generate_bounding_box`'s rows, before their sort: the cells whose face probability is
     above ``threshold``, in NumPy's ``nonzero`` order (image, row, column).
@@ -67,8 +77,8 @@ def _cells_into(reg, face, threshold, strides, cell_size, rows):  # noqa: ANN001
     The window's corners as the package takes them: the top-left is 1-based (stride * i + 1), the
     bottom-right is stride * i + cell_size, so the offsets are scaled by cell_size - 1; each offset
     is widened to float64 before the product, as NumPy does for float32 * int64 in the package, so
-    each coordinate rounds exactly as there. (NumPy's dozen whole-array steps here cost ~75 us a
-    pyramid level, 2026-12-06.)
+    each coordinate rounds exactly as there. (The vectorised twin's dozen whole-array steps cost
+    ~75 us a pyramid level, 2026-12-06.)
     """
     side = np.float64(cell_size - 1)
     n = 0
@@ -85,7 +95,19 @@ def _cells_into(reg, face, threshold, strides, cell_size, rows):  # noqa: ANN001
                     n += 1
 
 
-@compiled
+def _beaten_vectorised(corners, threshold, union):  # noqa: ANN001
+    """:func:`_beaten` in whole-array NumPy steps, from the (n, n) matrix of overlaps."""
+    x1, y1, x2, y2 = (corners[:, k] for k in range(4))
+    area = (x2 - x1) * (y2 - y1)
+    across = np.maximum(0, np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :]))
+    down = np.maximum(0, np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :]))
+    inter = across * down
+    base = area[:, None] + area[None, :] - inter if union else np.minimum(area[:, None], area[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.triu(inter / base > threshold, k=1).any(axis=0)
+
+
+@compiled(vectorised=_beaten_vectorised)
 def _beaten(corners, threshold, union):  # noqa: ANN001 - compiled by Numba
     """Whether each box, given as (n, 4) ``x1, y1, x2, y2`` in ranking order, overlaps any box ranked
     above it by more than ``threshold`` (of the same dtype as the corners): intersection over union,
@@ -93,8 +115,8 @@ def _beaten(corners, threshold, union):  # noqa: ANN001 - compiled by Numba
     the package's NMS, and every value is computed in its order of operations and dtype; a
     degenerate (zero-area) pair gives 0/0 = nan, which never counts as an overlap (as there).
 
-    NumPy made the whole (n, n) matrix of overlaps for this, a few hundred microseconds a call and
-    about 20 calls a photo (2026-12-06); the loop stops at a box's first overlap above the threshold.
+    The vectorised twin makes the whole (n, n) matrix of overlaps, a few hundred microseconds a call
+    and about 20 calls a photo (2026-12-06); the loop stops at a box's first overlap above the threshold.
     """
     n = corners.shape[0]
     area = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1])
@@ -331,15 +353,33 @@ def crop_and_resize(images: np.ndarray, boxes: np.ndarray, box_indices: np.ndarr
     return crops
 
 
-@compiled
+def _bilinear_vectorised(images, index, top, bottom, y_lerp, y_inside, left, right, x_lerp, x_inside,  # noqa: ANN001
+                         outside, out):
+    """:func:`_bilinear_into` in whole-array NumPy steps (the same values)."""
+    height, width, depth = images.shape[1:]
+    # Gathered by flat pixel index, one ``take`` per corner; outside samples read pixel 0, then
+    # get ``outside``.
+    rows = [((np.where(y_inside, r, 0) + (index * height)[:, None]) * width)[:, :, None] for r in (top, bottom)]
+    cols = [np.where(x_inside, c, 0)[:, None, :] for c in (left, right)]
+    pixels = images.reshape(-1, depth)
+    top_left, top_right, bottom_left, bottom_right = (
+        pixels.take(r + c, axis=0).astype(np.float32) for r in rows for c in cols)
+    across, down = x_lerp[:, None, :, None], y_lerp[:, :, None, None]
+    upper = top_left + (top_right - top_left) * across
+    lower = bottom_left + (bottom_right - bottom_left) * across
+    out[...] = upper + (lower - upper) * down
+    out[~(y_inside[:, :, None] & x_inside[:, None, :])] = outside
+
+
+@compiled(vectorised=_bilinear_vectorised)
 def _bilinear_into(images, index, top, bottom, y_lerp, y_inside, left, right, x_lerp, x_inside,  # noqa: ANN001
                    outside, out):
     """:func:`crop_and_resize`'s samples into ``out``: TensorFlow's interpolation, term for term, in
     float32 (a separate multiply and add): ``upper + (lower - upper) * y_lerp`` with ``upper`` and
     ``lower`` mixed across by ``x_lerp``; ``outside`` where a sample's row or column is not in the image.
 
-    NumPy took 3.3 % of a 600 px photo's work on the mixes of four gathered corners over a last axis
-    of three channels (2026-12-06); the loop does each value once.
+    The vectorised twin spends 3.3 % of a 600 px photo's work on the mixes of four gathered corners
+    over a last axis of three channels (2026-12-06); the loop does each value once.
     """
     for n in range(out.shape[0]):
         image = images[index[n]]

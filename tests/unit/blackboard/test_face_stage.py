@@ -57,3 +57,14 @@ def test_the_face_stage_in_a_process_without_ray_does_not_import_it(tmp_path, fa
                           env={**os.environ, "PYTHONPATH": str(repo)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == f"[{OK!r}] '' False"
+
+
+def test_only_a_stage_that_will_see_many_pictures_loads_the_compiled_loops(monkeypatch):
+    # A Ray actor or a large job's worker process (compiled_loops) pays Numba's start-up with its
+    # detector; a small job's stage keeps NumPy's loops (`vision.jit`).
+    from vision import jit
+
+    monkeypatch.setattr(jit, "_IN_USE", [False])
+    assert FaceStage(detect="on", fps=1.0).detector is not None and not jit.compiled_loops_in_use()
+    assert FaceStage(detect="on", fps=1.0, compiled_loops=True).detector is not None
+    assert jit.compiled_loops_in_use()

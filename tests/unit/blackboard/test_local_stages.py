@@ -219,6 +219,19 @@ def test_the_last_blocks_of_a_job_on_processes_are_cut_finer_in_order():
     assert [len(p) for p in local_stages._finer_tail(local_stages._blocks(items[:3], 1), 2)] == [1, 1, 1]
 
 
+def test_worker_processes_detect_with_the_compiled_loops_and_threads_without(monkeypatch, on_processes):
+    setups = []
+    monkeypatch.setattr(local_stages, "uses_processes", lambda n, bundle, agents: n >= 4)
+    monkeypatch.setattr(local_stages, "_ordered_in_processes", lambda setup, parts, workers: setups.append(setup) or [])
+    monkeypatch.setattr(local_stages, "_block_runner", lambda **setup: setups.append(setup) or (lambda block: block))
+    plan = SimpleNamespace(detect="on", bundle="", agents=())
+    items = [{"source": f"{i}.png", "input_index": i, "shard": 0} for i in range(4)]
+    for n in (4, 2):  # worker processes, then two threads
+        list(local_stages.run_stages(items[:n], plan, blocks=2))
+    assert setups[0]["compiled_loops"] is True and setups[0]["detector"]
+    assert "compiled_loops" not in setups[1]  # _block_runner's default: NumPy's loops
+
+
 def test_small_jobs_the_switch_and_keras_models_keep_blocks_on_threads(tiny_bundle, monkeypatch):
     monkeypatch.delenv(local_stages.PROCESSES_ENV, raising=False)
     agents = ("custom", "lenet")

@@ -53,6 +53,25 @@ def test_an_agent_set_needs_an_agent_and_a_detector_to_detect(tiny_bundle, face_
         agents.close()
 
 
+def test_a_services_detector_runs_the_compiled_loops_and_a_commands_keeps_numpy(tiny_bundle, monkeypatch):
+    # A service (warm_up) sees many pictures: Numba's start-up pays; one `classify` would not.
+    from blackboard.workers import DetectorWorker
+    from vision import jit
+
+    monkeypatch.setattr(jit, "_IN_USE", [False])
+    assert DetectorWorker().detector is not None and not jit.compiled_loops_in_use()
+    made = []
+
+    class Recorded(AgentSet):  # records what its detector is made with; no model is loaded
+        worker_class = staticmethod(lambda bundle, agent, **kwargs: object())
+        detector_class = staticmethod(lambda **kwargs: made.append(kwargs) or object())
+
+    for warm_up in (False, True):
+        Recorded(load_bundle(tiny_bundle), ("lenet",), warm_up=warm_up, detector=True).close()
+    assert made == [{"compiled_loops": False}, {"compiled_loops": True}]
+    assert DetectorWorker(compiled_loops=True).detector is not None and jit.compiled_loops_in_use()
+
+
 def test_a_short_deadline_leaves_a_slow_agent_out_of_its_own_case_only(tiny_bundle, face_crop):
     import time
 

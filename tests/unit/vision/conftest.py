@@ -17,3 +17,13 @@ def astronaut_face(detector, face_rgb) -> DetectedFace:
     faces = detector.detect(face_rgb)
     assert faces, "MTCNN must find the astronaut's face at min_face_size=40"
     return faces[0]
+
+
+@pytest.fixture(params=["vectorised", "compiled"])
+def loops(request, monkeypatch) -> str:
+    """Runs a test with `vision.jit`'s loops as NumPy's whole-array twins, then compiled by Numba:
+    the values must be the same either way."""
+    from vision import jit
+
+    monkeypatch.setattr(jit, "_IN_USE", [request.param == "compiled"])
+    return request.param

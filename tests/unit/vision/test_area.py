@@ -9,6 +9,8 @@ import pytest
 from vision.area import area_resize, cell_means, integral_image
 from vision.face_refine import window_patch, window_patches
 
+pytestmark = pytest.mark.usefixtures("loops")  # each test with NumPy's loops, then the compiled ones
+
 
 def _texture(height: int, width: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)

@@ -101,13 +101,23 @@ def test_min_face_share_is_validated():
         FaceDetector(min_face_share=1.5)
 
 
-def test_a_new_detector_has_loaded_every_loop_its_detection_runs(face_rgb):
-    # Compiled with the detector, beside the agents' models in a worker; not on its first picture.
-    from vision import area, mtcnn_boxes
+def test_load_loops_loads_every_loop_a_detection_runs_and_changes_no_face(face_rgb, monkeypatch):
+    # A worker loads the loops with its models, not on its first picture; NumPy's twins and the
+    # compiled loops find the same faces, to the last bit.
+    from vision import area, jit, mtcnn_boxes
+    from vision.face_pyramid import load_loops
 
-    loops = (area._cell_means_into, mtcnn_boxes._cells_into, mtcnn_boxes._beaten, mtcnn_boxes._bilinear_into)
+    monkeypatch.setattr(jit, "_IN_USE", [False])
     detector = FaceDetector()
+    pictures = [face_rgb, cv2.resize(face_rgb, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)]
+
+    def faces() -> list[tuple]:
+        return [(f.box, f.landmarks.tolist(), f.confidence) for p in pictures for f in detector.detect(p)]
+
+    vectorised = faces()
+    load_loops()
+    assert jit.compiled_loops_in_use()
+    loops = (area._cell_means_into, mtcnn_boxes._cells_into, mtcnn_boxes._beaten, mtcnn_boxes._bilinear_into)
     loaded = {loop.__name__: set(loop.dispatcher().signatures) for loop in loops}
-    small = cv2.resize(face_rgb, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
-    assert detector.detect(face_rgb) and detector.detect(small)
+    assert len(vectorised) == 2 and faces() == vectorised
     assert {loop.__name__: set(loop.dispatcher().signatures) for loop in loops} == loaded

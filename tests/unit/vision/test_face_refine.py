@@ -171,7 +171,7 @@ def test_refinement_keeps_the_faces_found(detector, unrefined_detector, face_rgb
     assert refined[0].confidence == plain[0].confidence
 
 
-def test_the_pictures_tables_give_the_same_landmarks_as_each_regions_own(monkeypatch):
+def test_the_pictures_tables_give_the_same_landmarks_as_each_regions_own(monkeypatch, loops):
     # Large regions take their sums and luma from tables of the whole picture (made once); small
     # ones from their own pixels. Either way, every state sees the same patches, to the last bit.
     from vision.lighting import enhance_for_detection
@@ -195,6 +195,7 @@ def test_the_pictures_tables_give_the_same_landmarks_as_each_regions_own(monkeyp
     results = {}
     for share in (10.0 ** 6, 0.0):  # never the picture's tables; always
         monkeypatch.setattr(face_refine, "TABLE_SHARE", share)
+        monkeypatch.setattr(face_refine, "TABLE_SIDE", 0)
         seen.clear()
         results[share] = (refiner.refine(picture, starts), [p.copy() for p in seen])
     (own, own_patches), (tables, table_patches) = results[10.0 ** 6], results[0.0]

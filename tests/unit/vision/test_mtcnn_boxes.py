@@ -16,7 +16,9 @@ import pytest
 
 from vision import mtcnn_boxes as ours
 
-pytestmark = pytest.mark.slow  # the references import TensorFlow (~5 s); the tests themselves take ~1.5 s
+# The references import TensorFlow (~5 s); the tests themselves take ~1.5 s, and run twice: with
+# NumPy's whole-array loops and with the compiled ones (`vision.jit`).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loops")]
 
 theirs = pytest.importorskip("mtcnn.utils.bboxes")
 tf = pytest.importorskip("tensorflow")
