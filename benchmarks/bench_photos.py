@@ -2,11 +2,12 @@
 
 Usage:
     python benchmarks/bench_photos.py [--baseline-rev 1825b78] [--repeats 2] [--count 12]
-        [--out benchmarks/results/photos.json]
+        [--loops compiled|numpy] [--out benchmarks/results/photos.json]
 
 Two detectors run interleaved in one process, on the same images: ``baseline`` is
 ``vision/faces.py`` as it was at ``--baseline-rev`` (MTCNN's pyramid over the whole image),
-``current`` is the checked-out :class:`vision.face_detector.FaceDetector`. Both use their defaults.
+``current`` is the checked-out :class:`vision.face_detector.FaceDetector`. Both use their defaults,
+and the compiled loops of a service's detector (``--loops numpy``: a one-shot command's).
 
 Image sets (made here, from ``../shared/data``; nothing is written next to the data):
 
@@ -171,9 +172,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=12, help="images per generated set (gan_256 gets 4x)")
     parser.add_argument("--every", type=int, default=10, help="every N-th video frame")
     parser.add_argument("--sets", nargs="+", default=None, help="only these image sets (default: all)")
+    parser.add_argument("--loops", choices=("compiled", "numpy"), default="compiled",
+                        help="detection's loops (vision.jit): compiled, as the service and large jobs run them "
+                             "(default), or NumPy's, as a one-shot `classify` does; both detectors alike")
     args = parser.parse_args(argv)
 
     from vision.face_detector import FaceDetector
+
+    if args.loops == "compiled":
+        from vision.face_pyramid import load_loops
+
+        load_loops()
 
     if args.baseline_rev == "full-pyramid":
         # The old rule in today's code: a pyramid over the whole image from the minimum face size.
@@ -216,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         **stamp(),
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "baseline_rev": args.baseline_rev,
+        "loops": args.loops,
         "command": "python benchmarks/bench_photos.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "goal_ms": 80.0,
         "sets": results,
