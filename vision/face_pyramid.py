@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 
 from vision.area import area_resize, integral_image
+from vision.jit import use_compiled_loops
 from vision.mtcnn_boxes import (adjust_bboxes, crop_and_resize, generate_bounding_box, limit_bboxes, pick_matches,
                                 resize_to_square, smart_nms_from_bboxes, to_json)
-from vision.jit import use_compiled_loops
 from vision.mtcnn_export import MODEL_DIR
 
 WINDOW = 12.0  # PNet's window: the smallest face, in pixels, that one pyramid level can see
