@@ -125,10 +125,11 @@ def _beaten(corners, threshold, union):  # noqa: ANN001 - compiled by Numba
         for i in range(j):
             across = min(corners[i, 2], corners[j, 2]) - max(corners[i, 0], corners[j, 0])
             down = min(corners[i, 3], corners[j, 3]) - max(corners[i, 1], corners[j, 1])
+            # A zero of the corners' own dtype (a literal 0 would widen float32 arithmetic to float64).
             if across < 0:
-                across = 0
+                across -= across
             if down < 0:
-                down = 0
+                down -= down
             inter = across * down
             base = area[i] + area[j] - inter if union else min(area[i], area[j])
             if inter / base > threshold:

@@ -118,6 +118,24 @@ def test_smart_nms_zero_area_boxes_and_float32_rows():
                 _same(ours.smart_nms_from_bboxes(table, threshold, method=method), expected)
 
 
+def test_float32_overlaps_are_compared_in_float32():
+    # A threshold equal to a pair's float32 overlap: computed in float64 instead, about half of
+    # those overlaps would land above it.
+    rng = np.random.default_rng(6)
+    corners = _clustered(rng, 40, images=1)[:, 1:5].astype(np.float32)
+    x1, y1, x2, y2 = corners.T
+    inter = (np.maximum(0, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1))
+             * np.maximum(0, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1)))
+    area = (x2 - x1) * (y2 - y1)
+    overlap = inter / (area[:, None] + area - inter)
+    ties = overlap[np.triu_indices(40, 1)]
+    ties = np.unique(ties[(ties > 0.05) & (ties < 0.95)])[::7]
+    assert ties.dtype == np.float32 and len(ties) >= 20
+    for threshold in ties:
+        expected = np.triu(overlap > threshold, k=1).any(axis=0)
+        np.testing.assert_array_equal(ours._beaten(corners, threshold, True), expected)
+
+
 def test_resize_to_square_and_adjust_bboxes():
     rng = np.random.default_rng(4)
     for n in (0, 1, 33):
